@@ -1,0 +1,161 @@
+//! The validated run plan: what every worker runs. The master builds it once from the
+//! scenario file ([`crate::scenario::load`]) and ships it as JSON in `Welcome`; nothing
+//! downstream re-validates. Secrets inside templates are marked and print as `***`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::micros;
+use crate::template::Template;
+
+/// Bumped when the plan's JSON changes incompatibly.
+pub const PLAN_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunPlan {
+    pub format: u32,
+    /// Scenario file the plan came from, for messages.
+    pub source: String,
+    /// Default target (`http://host:port`), overridden by `-H/--host`.
+    pub host: Option<String>,
+    pub classes: Vec<UserClass>,
+    /// Data pools by name, used as `{{name}}` in templates.
+    pub pools: BTreeMap<String, Vec<String>>,
+    /// Stats entries; `Task::endpoint` indexes this list.
+    pub endpoints: Vec<Endpoint>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserClass {
+    pub name: String,
+    pub weight: u32,
+    pub wait: Wait,
+    pub host: Option<String>,
+    pub tasks: Vec<Task>,
+}
+
+/// One stats row: requests with the same name and method are counted together.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub name: String,
+    pub method: String,
+    pub kind: TaskKindTag,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKindTag {
+    Http,
+    Sse,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Task {
+    pub name: String,
+    /// Index into `RunPlan::endpoints`.
+    pub endpoint: usize,
+    pub method: String,
+    pub path: Template,
+    pub headers: Vec<(String, Template)>,
+    pub body: Option<Template>,
+    pub weight: u32,
+    /// Whole-request timeout (for SSE: the whole stream).
+    #[serde(with = "micros")]
+    pub timeout: Duration,
+    /// Status codes that count as success; empty = any 2xx.
+    pub expect: Vec<u16>,
+    pub kind: TaskKind,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum TaskKind {
+    Http,
+    Sse(SseSpec),
+}
+
+impl TaskKind {
+    pub fn tag(&self) -> TaskKindTag {
+        match self {
+            TaskKind::Http => TaskKindTag::Http,
+            TaskKind::Sse(_) => TaskKindTag::Sse,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SseSpec {
+    /// The event type that ends a successful stream (Dify workflows:
+    /// `workflow_finished`); `None` = a clean end of stream is success.
+    pub terminal_event: Option<String>,
+    /// No first event within this long: failure `first_event_timeout`.
+    #[serde(with = "micros")]
+    pub first_event_timeout: Duration,
+    /// Nothing read for this long: failure `read_timeout` (Dify pings every 10 s).
+    #[serde(with = "micros")]
+    pub read_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Wait {
+    /// Sleep this long after each task.
+    Constant(#[serde(with = "micros")] Duration),
+    /// Sleep uniformly between the two after each task.
+    Between(#[serde(with = "micros")] Duration, #[serde(with = "micros")] Duration),
+    /// Start a task every this long (minus the task's own time).
+    Pacing(#[serde(with = "micros")] Duration),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest SSE line or event accepted before the stream fails `event_too_large`.
+    pub sse_max_event_bytes: usize,
+    #[serde(with = "micros")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            sse_max_event_bytes: 1 << 20,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RunPlan {
+    /// Every secret value in the plan, for redacting outputs.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for task in self.classes.iter().flat_map(|c| &c.tasks) {
+            let templates = std::iter::once(&task.path)
+                .chain(task.headers.iter().map(|(_, t)| t))
+                .chain(task.body.iter());
+            out.extend(templates.flat_map(|t| t.secrets()).map(str::to_string));
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing plain data structs with string keys cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn from_json(bytes: &[u8]) -> crate::Result<Self> {
+        let plan: RunPlan = serde_json::from_slice(bytes)
+            .map_err(|e| crate::Error::Protocol(format!("run plan does not decode: {e}")))?;
+        if plan.format != PLAN_FORMAT {
+            return Err(crate::Error::Protocol(format!(
+                "run plan format {} but this worker understands {PLAN_FORMAT}",
+                plan.format
+            )));
+        }
+        Ok(plan)
+    }
+}

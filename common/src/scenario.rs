@@ -1,0 +1,493 @@
+//! The scenario file as people write it, and its validation into a [`RunPlan`].
+//!
+//! TOML or YAML (by extension) read through the `config` crate into raw structs with
+//! `deny_unknown_fields`, then validated once. Every error names the file, the field
+//! path (`users[0].tasks[1].wait`) and what was expected. Run settings (`[run]`) are
+//! layered file < `BARRAGE_RUN_*` environment < flags by the caller.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::duration;
+use crate::error::{Error, Result};
+use crate::plan::{Endpoint, Limits, PLAN_FORMAT, RunPlan, SseSpec, Task, TaskKind, UserClass, Wait};
+use crate::template::{BUILTIN_VARS, Template};
+
+/// A loaded scenario: the plan plus the run settings the file suggests.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub plan: RunPlan,
+    pub run: RunDefaults,
+}
+
+/// `[run]` section: defaults for `-u`, `-r`, `-t` that flags override.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunDefaults {
+    pub users: Option<u32>,
+    pub spawn_rate: Option<f64>,
+    pub run_time: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    host: Option<String>,
+    #[serde(default)]
+    run: RawRun,
+    #[serde(default)]
+    data: BTreeMap<String, RawPool>,
+    #[serde(default)]
+    users: Vec<RawClass>,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRun {
+    users: Option<i64>,
+    spawn_rate: Option<f64>,
+    run_time: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    sse_max_event_bytes: Option<i64>,
+    connect_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    values: Option<Vec<String>>,
+    file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClass {
+    name: Option<String>,
+    weight: Option<i64>,
+    wait: Option<String>,
+    host: Option<String>,
+    #[serde(default)]
+    tasks: Vec<RawTask>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    name: Option<String>,
+    method: Option<String>,
+    path: Option<String>,
+    kind: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    body: Option<String>,
+    weight: Option<i64>,
+    timeout: Option<String>,
+    expect: Option<Vec<i64>>,
+    terminal_event: Option<String>,
+    first_event_timeout: Option<String>,
+    read_timeout: Option<String>,
+}
+
+const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+/// Reads and validates a scenario file. `env` resolves `${NAME}` secrets.
+pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Scenario> {
+    let file_err = |message: String| Error::ScenarioFile {
+        file: path.to_path_buf(),
+        message,
+    };
+    let format = match path.extension().and_then(|e| e.to_str()) {
+        Some("toml") => config::FileFormat::Toml,
+        Some("yaml" | "yml") => config::FileFormat::Yaml,
+        _ => {
+            return Err(file_err(
+                "unknown scenario format; name the file *.toml, *.yaml or *.yml".into(),
+            ));
+        }
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
+    let raw: RawScenario = config::Config::builder()
+        .add_source(config::File::from_str(&text, format))
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(|e| file_err(e.to_string()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    validate(raw, &path.display().to_string(), base, env)
+}
+
+/// Parses scenario text directly (tests, `validate` of inline examples).
+pub fn parse_str(
+    text: &str,
+    format: config::FileFormat,
+    source: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Scenario> {
+    let raw: RawScenario = config::Config::builder()
+        .add_source(config::File::from_str(text, format))
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(|e| Error::ScenarioFile {
+            file: source.into(),
+            message: e.to_string(),
+        })?;
+    validate(raw, source, Path::new("."), env)
+}
+
+fn validate(raw: RawScenario, file: &str, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Scenario> {
+    let err = |field: &str, message: String| Error::field(file, field, message);
+
+    let host = raw
+        .host
+        .as_deref()
+        .map(|h| check_host(h).map_err(|m| err("host", m)))
+        .transpose()?;
+
+    let run = RunDefaults {
+        users: raw
+            .run
+            .users
+            .map(|u| {
+                u32::try_from(u).map_err(|_| err("run.users", format!("{u} is not a user count; expected 0 or more")))
+            })
+            .transpose()?,
+        spawn_rate: raw
+            .run
+            .spawn_rate
+            .map(|r| check_rate(r).map_err(|m| err("run.spawn_rate", m)))
+            .transpose()?,
+        run_time: raw
+            .run
+            .run_time
+            .as_deref()
+            .map(|t| duration::parse(t).map_err(|m| err("run.run_time", m)))
+            .transpose()?,
+    };
+
+    let mut limits = Limits::default();
+    if let Some(bytes) = raw.limits.sse_max_event_bytes {
+        limits.sse_max_event_bytes = usize::try_from(bytes).ok().filter(|b| *b >= 64).ok_or_else(|| {
+            err(
+                "limits.sse_max_event_bytes",
+                format!("{bytes} is too small; expected at least 64"),
+            )
+        })?;
+    }
+    if let Some(t) = raw.limits.connect_timeout.as_deref() {
+        limits.connect_timeout = duration::parse(t).map_err(|m| err("limits.connect_timeout", m))?;
+    }
+
+    let mut pools = BTreeMap::new();
+    for (name, pool) in raw.data {
+        let field = format!("data.{name}");
+        if BUILTIN_VARS.contains(&name.as_str()) {
+            return Err(err(
+                &field,
+                format!("`{name}` is a builtin variable; choose another pool name"),
+            ));
+        }
+        let entries = match (pool.values, pool.file) {
+            (Some(values), None) => values,
+            (None, Some(f)) => {
+                let p = base.join(&f);
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|e| err(&format!("{field}.file"), format!("cannot read {}: {e}", p.display())))?;
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }
+            _ => {
+                return Err(err(
+                    &field,
+                    "give exactly one of `values = [...]` or `file = \"path\"`".into(),
+                ));
+            }
+        };
+        if entries.is_empty() {
+            return Err(err(&field, "the pool is empty; give at least one entry".into()));
+        }
+        pools.insert(name, entries);
+    }
+
+    if raw.users.is_empty() {
+        return Err(err(
+            "users",
+            "no user classes; add at least one [[users]] with tasks".into(),
+        ));
+    }
+    let mut endpoints: Vec<Endpoint> = Vec::new();
+    let mut endpoint_ids: HashMap<(String, String), usize> = HashMap::new();
+    let mut classes = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for (ci, rc) in raw.users.into_iter().enumerate() {
+        let cf = format!("users[{ci}]");
+        let name = rc.name.unwrap_or_else(|| format!("User{}", ci + 1));
+        if !names.insert(name.clone()) {
+            return Err(err(
+                &format!("{cf}.name"),
+                format!("`{name}` is used twice; class names must be unique"),
+            ));
+        }
+        let weight = check_weight(rc.weight).map_err(|m| err(&format!("{cf}.weight"), m))?;
+        let wait = match rc.wait.as_deref() {
+            None => Wait::Constant(Duration::ZERO),
+            Some(w) => parse_wait(w).map_err(|m| err(&format!("{cf}.wait"), m))?,
+        };
+        let host = rc
+            .host
+            .as_deref()
+            .map(|h| check_host(h).map_err(|m| err(&format!("{cf}.host"), m)))
+            .transpose()?;
+        if rc.tasks.is_empty() {
+            return Err(err(
+                &format!("{cf}.tasks"),
+                "no tasks; add at least one [[users.tasks]]".into(),
+            ));
+        }
+        let mut tasks = Vec::new();
+        for (ti, rt) in rc.tasks.into_iter().enumerate() {
+            let tf = format!("{cf}.tasks[{ti}]");
+            let task = validate_task(rt, &tf, file, env, &pools, &mut endpoints, &mut endpoint_ids)?;
+            tasks.push(task);
+        }
+        if tasks.iter().all(|t| t.weight == 0) {
+            return Err(err(
+                &format!("{cf}.tasks"),
+                "every task has weight 0; give at least one a weight above 0".into(),
+            ));
+        }
+        classes.push(UserClass {
+            name,
+            weight,
+            wait,
+            host,
+            tasks,
+        });
+    }
+    if classes.iter().all(|c| c.weight == 0) {
+        return Err(err(
+            "users",
+            "every user class has weight 0; give at least one a weight above 0".into(),
+        ));
+    }
+
+    Ok(Scenario {
+        plan: RunPlan {
+            format: PLAN_FORMAT,
+            source: file.to_string(),
+            host,
+            classes,
+            pools,
+            endpoints,
+            limits,
+        },
+        run,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn validate_task(
+    rt: RawTask,
+    tf: &str,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    pools: &BTreeMap<String, Vec<String>>,
+    endpoints: &mut Vec<Endpoint>,
+    endpoint_ids: &mut HashMap<(String, String), usize>,
+) -> Result<Task> {
+    let err = |field: &str, message: String| Error::field(file, format!("{tf}.{field}"), message);
+    let template = |field: &str, text: &str| -> Result<Template> {
+        let t = Template::parse(text, env).map_err(|m| err(field, m))?;
+        for var in t.vars() {
+            if !BUILTIN_VARS.contains(&var) && !pools.contains_key(var) {
+                let mut known: Vec<&str> = BUILTIN_VARS.to_vec();
+                known.extend(pools.keys().map(String::as_str));
+                return Err(err(
+                    field,
+                    format!(
+                        "`{{{{{var}}}}}` is neither a data pool nor a builtin; known: {}",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(t)
+    };
+
+    let path_text = rt
+        .path
+        .ok_or_else(|| err("path", "missing; expected e.g. path = \"/v1/workflows/run\"".into()))?;
+    if !path_text.starts_with('/') {
+        return Err(err("path", format!("\"{path_text}\" must start with `/`")));
+    }
+    let path = template("path", &path_text)?;
+    let method = rt.method.unwrap_or_else(|| "GET".into()).to_ascii_uppercase();
+    if !METHODS.contains(&method.as_str()) {
+        return Err(err(
+            "method",
+            format!("\"{method}\" is not a method; expected one of {}", METHODS.join(", ")),
+        ));
+    }
+    let mut headers = Vec::new();
+    for (k, v) in rt.headers {
+        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+            return Err(err(&format!("headers.{k}"), "not a valid header name".into()));
+        }
+        headers.push((k.to_ascii_lowercase(), template(&format!("headers.{k}"), &v)?));
+    }
+    let body = rt.body.as_deref().map(|b| template("body", b)).transpose()?;
+    let weight = check_weight(rt.weight).map_err(|m| err("weight", m))?;
+    let timeout = match rt.timeout.as_deref() {
+        None => Duration::from_secs(60),
+        Some(t) => duration::parse(t).map_err(|m| err("timeout", m))?,
+    };
+    if timeout.is_zero() {
+        return Err(err("timeout", "must be above 0".into()));
+    }
+    let expect = rt
+        .expect
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| {
+            u16::try_from(c)
+                .ok()
+                .filter(|c| (100..=599).contains(c))
+                .ok_or_else(|| err("expect", format!("{c} is not an HTTP status code")))
+        })
+        .collect::<Result<Vec<u16>>>()?;
+    let sse_only = [
+        ("terminal_event", rt.terminal_event.is_some()),
+        ("first_event_timeout", rt.first_event_timeout.is_some()),
+        ("read_timeout", rt.read_timeout.is_some()),
+    ];
+    let kind = match rt.kind.as_deref().unwrap_or("http") {
+        "http" => {
+            if let Some((field, _)) = sse_only.iter().find(|(_, set)| *set) {
+                return Err(err(field, "only applies to kind = \"sse\"".into()));
+            }
+            TaskKind::Http
+        }
+        "sse" => TaskKind::Sse(SseSpec {
+            terminal_event: rt.terminal_event,
+            first_event_timeout: match rt.first_event_timeout.as_deref() {
+                None => Duration::from_secs(30),
+                Some(t) => duration::parse(t).map_err(|m| err("first_event_timeout", m))?,
+            },
+            read_timeout: match rt.read_timeout.as_deref() {
+                None => Duration::from_secs(30),
+                Some(t) => duration::parse(t).map_err(|m| err("read_timeout", m))?,
+            },
+        }),
+        other => {
+            return Err(err(
+                "kind",
+                format!("\"{other}\" is not a task kind; expected \"http\" or \"sse\""),
+            ));
+        }
+    };
+    let name = rt.name.unwrap_or_else(|| path.redacted());
+    let key = (name.clone(), method.clone());
+    let endpoint = match endpoint_ids.get(&key) {
+        Some(&id) => {
+            if endpoints[id].kind != kind.tag() {
+                return Err(err(
+                    "kind",
+                    format!("another task named `{name}` ({method}) has a different kind; give this one its own name"),
+                ));
+            }
+            id
+        }
+        None => {
+            endpoints.push(Endpoint {
+                name: name.clone(),
+                method: method.clone(),
+                kind: kind.tag(),
+            });
+            endpoint_ids.insert(key, endpoints.len() - 1);
+            endpoints.len() - 1
+        }
+    };
+    Ok(Task {
+        name,
+        endpoint,
+        method,
+        path,
+        headers,
+        body,
+        weight,
+        timeout,
+        expect,
+        kind,
+    })
+}
+
+fn check_weight(w: Option<i64>) -> std::result::Result<u32, String> {
+    match w {
+        None => Ok(1),
+        Some(w) => u32::try_from(w).map_err(|_| format!("{w} is not a weight; expected 0 or more")),
+    }
+}
+
+/// Spawn rates are users per second, above 0.
+pub fn check_rate(r: f64) -> std::result::Result<f64, String> {
+    if r.is_finite() && r > 0.0 {
+        Ok(r)
+    } else {
+        Err(format!("{r} is not a spawn rate; expected users per second above 0"))
+    }
+}
+
+/// A target host: `http://name[:port]`, no path, query or credentials.
+pub fn check_host(host: &str) -> std::result::Result<String, String> {
+    let host = host.trim().trim_end_matches('/');
+    let rest = if let Some(rest) = host.strip_prefix("http://") {
+        rest
+    } else if host.starts_with("https://") {
+        return Err(format!("\"{host}\": https targets are not supported yet; use http://"));
+    } else {
+        return Err(format!("\"{host}\" is not a target; expected http://host:port"));
+    };
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+        return Err(format!(
+            "\"{host}\" is not a target; expected http://host:port without a path"
+        ));
+    }
+    if let Some((_, port)) = rest.rsplit_once(':')
+        && !rest.ends_with(']')
+        && port.parse::<u16>().is_err()
+    {
+        return Err(format!("\"{host}\": port `{port}` is not a number from 0 to 65535"));
+    }
+    Ok(host.to_string())
+}
+
+/// `constant(S)`, `between(A, B)`, `pacing(S)`; each argument a duration or seconds.
+pub fn parse_wait(text: &str) -> std::result::Result<Wait, String> {
+    let bad = || format!("\"{text}\" is not a wait; expected constant(S), between(A, B) or pacing(S)");
+    let t = text.trim();
+    let (func, args) = t.split_once('(').ok_or_else(bad)?;
+    let args = args.strip_suffix(')').ok_or_else(bad)?;
+    let args: Vec<Duration> = args
+        .split(',')
+        .map(|a| duration::parse(a).map_err(|m| format!("{}: {m}", bad())))
+        .collect::<std::result::Result<_, _>>()?;
+    match (func.trim(), args.as_slice()) {
+        ("constant", [d]) => Ok(Wait::Constant(*d)),
+        ("pacing", [d]) if !d.is_zero() => Ok(Wait::Pacing(*d)),
+        ("between", [a, b]) if a <= b => Ok(Wait::Between(*a, *b)),
+        ("between", [_, _]) => Err(format!("\"{text}\": the first bound must not exceed the second")),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

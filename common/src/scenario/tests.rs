@@ -1,0 +1,166 @@
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    (name == "DIFY_API_KEY").then(|| "app-secret".to_string())
+}
+
+fn parse(text: &str) -> Result<Scenario> {
+    parse_str(text, config::FileFormat::Toml, "s.toml", &env)
+}
+
+const GOOD: &str = r#"
+host = "http://127.0.0.1:5001"
+[run]
+users = 10
+spawn_rate = 2.5
+run_time = "30s"
+[data.question]
+values = ["What is Dify?", "Why?"]
+[[users]]
+name = "Workflow"
+wait = "between(1, 3)"
+[[users.tasks]]
+method = "post"
+path = "/v1/workflows/run"
+kind = "sse"
+terminal_event = "workflow_finished"
+headers = { Authorization = "Bearer ${DIFY_API_KEY}" }
+body = '{"inputs": {"query": "{{question}}"}, "user": "{{user}}"}'
+"#;
+
+#[test]
+fn good_scenario_validates() {
+    let s = parse(GOOD).unwrap();
+    assert_eq!(
+        s.run,
+        RunDefaults {
+            users: Some(10),
+            spawn_rate: Some(2.5),
+            run_time: Some(Duration::from_secs(30))
+        }
+    );
+    let class = &s.plan.classes[0];
+    assert_eq!(
+        class.wait,
+        Wait::Between(Duration::from_secs(1), Duration::from_secs(3))
+    );
+    let task = &class.tasks[0];
+    assert_eq!(task.method, "POST");
+    assert_eq!(task.name, "/v1/workflows/run");
+    assert!(matches!(&task.kind, TaskKind::Sse(s) if s.terminal_event.as_deref() == Some("workflow_finished")));
+    assert_eq!(s.plan.secrets(), ["app-secret"]);
+    assert_eq!(s.plan.pools["question"].len(), 2);
+    let back = RunPlan::from_json(&s.plan.to_json()).unwrap();
+    assert_eq!(back.classes[0].tasks[0].headers, task.headers);
+}
+
+/// Each bad input gives one error that names the field and what was expected.
+#[test]
+fn bad_fields_are_named() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "wait = \"between(1, 3)\"",
+            "wait = \"betwen(1,3)\"",
+            "users[0].wait: \"betwen(1,3)\" is not a wait; expected constant(S), between(A, B) or pacing(S)",
+        ),
+        (
+            "kind = \"sse\"",
+            "kind = \"stream\"",
+            "users[0].tasks[0].kind: \"stream\" is not a task kind",
+        ),
+        (
+            "${DIFY_API_KEY}",
+            "${NOPE}",
+            "users[0].tasks[0].headers.Authorization: environment variable `NOPE` is not set",
+        ),
+        (
+            "{{question}}",
+            "{{questoin}}",
+            "users[0].tasks[0].body: `{{questoin}}` is neither a data pool nor a builtin",
+        ),
+        ("users = 10", "users = -1", "run.users: -1 is not a user count"),
+        (
+            "run_time = \"30s\"",
+            "run_time = \"soon\"",
+            "run.run_time: \"soon\" is not a duration",
+        ),
+        ("http://127.0.0.1:5001", "ftp://x", "host: \"ftp://x\" is not a target"),
+        (
+            "method = \"post\"",
+            "method = \"yeet\"",
+            "users[0].tasks[0].method: \"YEET\" is not a method",
+        ),
+        (
+            "path = \"/v1/workflows/run\"",
+            "path = \"v1\"",
+            "users[0].tasks[0].path: \"v1\" must start with `/`",
+        ),
+    ];
+    for (from, to, want) in cases {
+        assert!(GOOD.contains(from), "case {from}");
+        let err = parse(&GOOD.replace(from, to)).unwrap_err().to_string();
+        assert!(err.starts_with("s.toml: "), "{err}");
+        assert!(err.contains(want), "want {want:?}\n got {err:?}");
+    }
+}
+
+#[test]
+fn unknown_fields_and_syntax_errors_are_reported() {
+    let err = parse(&GOOD.replace("spawn_rate = 2.5", "spawn_rat = 2.5"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("spawn_rat"), "{err}");
+    let err = parse("users = [").unwrap_err().to_string();
+    assert!(err.starts_with("s.toml: "), "{err}");
+    let err = parse("host = \"http://x\"").unwrap_err().to_string();
+    assert!(err.contains("users: no user classes"), "{err}");
+}
+
+#[test]
+fn zero_weights_are_refused() {
+    let text = GOOD.replace("name = \"Workflow\"", "name = \"Workflow\"\nweight = 0");
+    assert!(
+        parse(&text)
+            .unwrap_err()
+            .to_string()
+            .contains("every user class has weight 0")
+    );
+}
+
+#[test]
+fn files_load_by_extension_with_pool_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("q.txt"), "one\n\ntwo\n").unwrap();
+    let toml = GOOD.replace("values = [\"What is Dify?\", \"Why?\"]", "file = \"q.txt\"");
+    std::fs::write(dir.path().join("s.toml"), toml).unwrap();
+    let s = load(&dir.path().join("s.toml"), &env).unwrap();
+    assert_eq!(s.plan.pools["question"], ["one", "two"]);
+    let err = load(&dir.path().join("s.json"), &env).unwrap_err().to_string();
+    assert!(err.contains("name the file *.toml"), "{err}");
+    let err = load(&dir.path().join("missing.toml"), &env).unwrap_err().to_string();
+    assert!(err.contains("cannot read"), "{err}");
+}
+
+#[test]
+fn yaml_works_too() {
+    let yaml = r#"
+host: http://127.0.0.1:5001
+users:
+  - name: Api
+    tasks:
+      - path: /health
+"#;
+    let s = parse_str(yaml, config::FileFormat::Yaml, "s.yaml", &env).unwrap();
+    assert_eq!(s.plan.classes[0].tasks[0].method, "GET");
+}
+
+#[test]
+fn waits_parse() {
+    assert_eq!(
+        parse_wait("constant(0.5)").unwrap(),
+        Wait::Constant(Duration::from_millis(500))
+    );
+    assert_eq!(parse_wait("pacing(2s)").unwrap(), Wait::Pacing(Duration::from_secs(2)));
+    assert!(parse_wait("between(3, 1)").is_err());
+    assert!(parse_wait("pacing(0)").is_err());
+}

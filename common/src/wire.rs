@@ -1,0 +1,195 @@
+//! Conversions between protocol messages (`barrage_proto::v1`) and domain types.
+//! Decoding is where untrusted input enters: every conversion checks what it can.
+
+use barrage_proto::v1;
+
+use crate::error::{Error, Result};
+use crate::metrics::{
+    EndpointStats, FailureEntry, METRIC_COUNT, Metric, OutcomeKey, decode_histogram, encode_histogram,
+};
+use crate::plan::{Endpoint, TaskKindTag};
+
+impl From<TaskKindTag> for v1::EndpointKind {
+    fn from(k: TaskKindTag) -> Self {
+        match k {
+            TaskKindTag::Http => v1::EndpointKind::Http,
+            TaskKindTag::Sse => v1::EndpointKind::Sse,
+        }
+    }
+}
+
+/// Encodes one endpoint's stats for a report.
+pub fn endpoint_to_proto(endpoint: &Endpoint, s: &EndpointStats) -> v1::EndpointDelta {
+    let outcomes = |m: &std::collections::BTreeMap<OutcomeKey, FailureEntry>| {
+        m.iter()
+            .map(|((kind, detail), e)| v1::FailureCount {
+                kind: kind.clone(),
+                detail: detail.clone(),
+                count: e.count,
+                sample: e.sample.clone(),
+            })
+            .collect()
+    };
+    v1::EndpointDelta {
+        name: endpoint.name.clone(),
+        method: endpoint.method.clone(),
+        kind: v1::EndpointKind::from(endpoint.kind) as i32,
+        requests: s.requests,
+        failures: s.failures,
+        failure_kinds: outcomes(&s.failure_kinds),
+        expected_outcomes: outcomes(&s.outcomes),
+        bytes_received: s.bytes_received,
+        connections_opened: s.connections_opened,
+        streams_started: s.streams_started,
+        streams_completed: s.streams_completed,
+        events: s.events,
+        events_by_type: s
+            .events_by_type
+            .iter()
+            .map(|(t, n)| v1::EventCount {
+                event_type: t.clone(),
+                count: *n,
+            })
+            .collect(),
+        total_tokens: s.total_tokens,
+        histograms: Metric::ALL
+            .iter()
+            .filter_map(|m| {
+                s.histogram(*m).filter(|h| !h.is_empty()).map(|h| v1::Histogram {
+                    metric: m.as_str().to_string(),
+                    hdr_v2: encode_histogram(h),
+                })
+            })
+            .collect(),
+        peer: String::new(),
+    }
+}
+
+/// Longest endpoint name or outcome text accepted from a peer.
+const MAX_TEXT: usize = 1024;
+
+/// Decodes one endpoint delta, rejecting impossible content.
+pub fn endpoint_from_proto(d: &v1::EndpointDelta) -> Result<(Endpoint, EndpointStats)> {
+    let bad = |m: String| {
+        Error::Protocol(format!(
+            "endpoint `{}`: {m}",
+            d.name.chars().take(80).collect::<String>()
+        ))
+    };
+    if d.name.is_empty() || d.name.len() > MAX_TEXT || d.method.len() > 16 {
+        return Err(bad("name or method missing or too long".into()));
+    }
+    let kind = match v1::EndpointKind::try_from(d.kind) {
+        Ok(v1::EndpointKind::Http) => TaskKindTag::Http,
+        Ok(v1::EndpointKind::Sse) => TaskKindTag::Sse,
+        _ => return Err(bad(format!("unknown kind {}", d.kind))),
+    };
+    if d.failures > d.requests {
+        return Err(bad(format!("{} failures out of {} requests", d.failures, d.requests)));
+    }
+    let outcomes = |list: &[v1::FailureCount]| -> Result<std::collections::BTreeMap<OutcomeKey, FailureEntry>> {
+        let mut map = std::collections::BTreeMap::new();
+        for f in list {
+            if f.kind.len() > MAX_TEXT || f.detail.len() > MAX_TEXT || f.sample.len() > 4 * MAX_TEXT {
+                return Err(bad("failure text too long".into()));
+            }
+            let e: &mut FailureEntry = map.entry((f.kind.clone(), f.detail.clone())).or_default();
+            e.count += f.count;
+            if e.sample.is_empty() {
+                e.sample = f.sample.clone();
+            }
+        }
+        Ok(map)
+    };
+    let failure_kinds = outcomes(&d.failure_kinds)?;
+    if failure_kinds.values().map(|e| e.count).sum::<u64>() != d.failures {
+        return Err(bad("failure kinds do not add up to the failure count".into()));
+    }
+    let mut histograms: [Option<hdrhistogram::Histogram<u64>>; METRIC_COUNT] = Default::default();
+    for h in &d.histograms {
+        let metric = Metric::parse(&h.metric).ok_or_else(|| bad(format!("unknown metric `{}`", h.metric)))?;
+        histograms[metric as usize] = Some(decode_histogram(&h.metric, &h.hdr_v2)?);
+    }
+    let mut events_by_type = std::collections::BTreeMap::new();
+    for e in &d.events_by_type {
+        if e.event_type.len() > MAX_TEXT {
+            return Err(bad("event type too long".into()));
+        }
+        *events_by_type.entry(e.event_type.clone()).or_default() += e.count;
+    }
+    Ok((
+        Endpoint {
+            name: d.name.clone(),
+            method: d.method.clone(),
+            kind,
+        },
+        EndpointStats {
+            requests: d.requests,
+            failures: d.failures,
+            failure_kinds,
+            outcomes: outcomes(&d.expected_outcomes)?,
+            bytes_received: d.bytes_received,
+            connections_opened: d.connections_opened,
+            streams_started: d.streams_started,
+            streams_completed: d.streams_completed,
+            events: d.events,
+            events_by_type,
+            total_tokens: d.total_tokens,
+            histograms,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::failure;
+
+    fn endpoint() -> Endpoint {
+        Endpoint {
+            name: "/v1/workflows/run".into(),
+            method: "POST".into(),
+            kind: TaskKindTag::Sse,
+        }
+    }
+
+    #[test]
+    fn endpoint_stats_roundtrip() {
+        let mut s = EndpointStats {
+            requests: 3,
+            streams_started: 3,
+            ..Default::default()
+        };
+        s.fail(failure::STREAM_CLOSED, "", || "closed".into());
+        s.count_event("text_chunk");
+        s.record(Metric::Ttfe, 50_000);
+        let (ep, back) = endpoint_from_proto(&endpoint_to_proto(&endpoint(), &s)).unwrap();
+        assert_eq!(ep, endpoint());
+        assert_eq!(back.requests, 3);
+        assert_eq!(back.failures, 1);
+        assert_eq!(back.events_by_type["text_chunk"], 1);
+        assert_eq!(
+            back.histogram(Metric::Ttfe).unwrap().max(),
+            s.histogram(Metric::Ttfe).unwrap().max()
+        );
+    }
+
+    #[test]
+    fn impossible_deltas_are_rejected() {
+        let mut d = endpoint_to_proto(
+            &endpoint(),
+            &EndpointStats {
+                requests: 1,
+                ..Default::default()
+            },
+        );
+        d.failures = 2;
+        assert!(endpoint_from_proto(&d).is_err());
+        let mut d = endpoint_to_proto(&endpoint(), &EndpointStats::default());
+        d.histograms.push(v1::Histogram {
+            metric: "ttfe".into(),
+            hdr_v2: vec![1, 2, 3],
+        });
+        assert!(endpoint_from_proto(&d).is_err());
+    }
+}

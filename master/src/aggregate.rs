@@ -1,0 +1,343 @@
+//! Merges worker reports into cluster-wide totals and a per-second timeline.
+//!
+//! Each report is a delta keyed by (worker, epoch, seq); it is merged exactly once
+//! (duplicates after a resend are acknowledged again but not counted) and placed in the
+//! timeline by the worker's own interval times on the run clock, not by arrival time.
+//! Timeline slots keep their histograms while reports for them can still arrive, then
+//! shrink to summary figures so a long run's memory stays flat.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use hdrhistogram::Histogram;
+
+use barrage_common::metrics::{EndpointStats, Metric, new_histogram};
+use barrage_common::plan::TaskKindTag;
+use barrage_common::wire::endpoint_from_proto;
+use barrage_proto::v1;
+
+/// Reports further ahead than this many seqs of the last merged one are refused.
+const MAX_SEQ_AHEAD: u64 = 10_000;
+/// Slots older than this (seconds behind the newest) are compacted to summaries.
+const OPEN_SLOTS: i64 = 15;
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EndpointKey {
+    pub name: String,
+    pub method: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct EndpointTotals {
+    pub kind: TaskKindTag,
+    pub stats: EndpointStats,
+}
+
+/// One second of the cluster timeline.
+#[derive(Debug, Clone, Default)]
+pub struct Slot {
+    pub requests: u64,
+    pub failures: u64,
+    pub events: u64,
+    pub streams_started: u64,
+    pub connections_opened: u64,
+    pub bytes: u64,
+    /// Sum over workers of their time-averaged users / active streams.
+    pub users: f64,
+    pub active_streams: f64,
+    /// Sum over workers of their peak active streams within the second.
+    pub active_streams_max: i64,
+    /// Highest worker CPU percent seen in the second.
+    pub worker_cpu_max: f64,
+    pub reports: u32,
+    ttfe: Option<Histogram<u64>>,
+    response_time: Option<Histogram<u64>>,
+    /// Filled when the slot is compacted (or on demand).
+    pub summary: Option<SlotSummary>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct SlotSummary {
+    pub ttfe_mean_us: f64,
+    pub ttfe_p50_us: u64,
+    pub ttfe_p95_us: u64,
+    pub ttfe_count: u64,
+    pub rt_mean_us: f64,
+    pub rt_p50_us: u64,
+    pub rt_p95_us: u64,
+}
+
+impl Slot {
+    fn summarize(&self) -> SlotSummary {
+        if let Some(s) = self.summary {
+            return s;
+        }
+        let q = |h: &Option<Histogram<u64>>, p: f64| {
+            h.as_ref()
+                .filter(|h| !h.is_empty())
+                .map_or(0, |h| h.value_at_quantile(p))
+        };
+        let mean = |h: &Option<Histogram<u64>>| h.as_ref().filter(|h| !h.is_empty()).map_or(0.0, |h| h.mean());
+        SlotSummary {
+            ttfe_mean_us: mean(&self.ttfe),
+            ttfe_p50_us: q(&self.ttfe, 0.5),
+            ttfe_p95_us: q(&self.ttfe, 0.95),
+            ttfe_count: self.ttfe.as_ref().map_or(0, |h| h.len()),
+            rt_mean_us: mean(&self.response_time),
+            rt_p50_us: q(&self.response_time, 0.5),
+            rt_p95_us: q(&self.response_time, 0.95),
+        }
+    }
+
+    pub fn summary(&self) -> SlotSummary {
+        self.summarize()
+    }
+}
+
+/// What a worker has delivered.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerProgress {
+    pub epoch: u64,
+    /// Every seq <= acked has been merged.
+    pub acked: u64,
+    /// Merged seqs above `acked` (out of order).
+    above: BTreeSet<u64>,
+    pub reports: u64,
+    pub final_seen: bool,
+    pub last_interval_end_us: i64,
+    pub cpu_percent: f64,
+    pub cpu_max: f64,
+    pub rss_bytes: u64,
+    pub sched_lag_p99_us: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Merge {
+    /// Counted; acknowledge up to `acked`.
+    Merged { acked: u64 },
+    /// Already counted before; acknowledge again.
+    Duplicate { acked: u64 },
+    /// Not counted, with the reason (wrong epoch, impossible content, ...).
+    Rejected(String),
+}
+
+#[derive(Debug, Default)]
+pub struct Aggregator {
+    pub epoch: u64,
+    pub endpoints: BTreeMap<EndpointKey, EndpointTotals>,
+    pub timeline: BTreeMap<i64, Slot>,
+    pub workers: HashMap<String, WorkerProgress>,
+    pub rejected: u64,
+}
+
+impl Aggregator {
+    pub fn new(epoch: u64) -> Self {
+        Aggregator {
+            epoch,
+            ..Default::default()
+        }
+    }
+
+    /// Highest acknowledged seq of a worker (for Welcome on resume).
+    pub fn acked(&self, worker: &str) -> u64 {
+        self.workers.get(worker).map_or(0, |w| w.acked)
+    }
+
+    pub fn merge(&mut self, r: &v1::Report) -> Merge {
+        if r.epoch != self.epoch {
+            self.rejected += 1;
+            return Merge::Rejected(format!("report of epoch {} in epoch {}", r.epoch, self.epoch));
+        }
+        let progress = self
+            .workers
+            .entry(r.worker_id.clone())
+            .or_insert_with(|| WorkerProgress {
+                epoch: r.epoch,
+                ..Default::default()
+            });
+        if r.seq == 0 || r.seq <= progress.acked || progress.above.contains(&r.seq) {
+            return Merge::Duplicate { acked: progress.acked };
+        }
+        if r.seq > progress.acked + MAX_SEQ_AHEAD {
+            self.rejected += 1;
+            return Merge::Rejected(format!("seq {} is far ahead of {}", r.seq, progress.acked));
+        }
+        if r.interval_end_us < r.interval_start_us || r.interval_start_us < 0 {
+            self.rejected += 1;
+            return Merge::Rejected(format!(
+                "interval {}..{} is impossible",
+                r.interval_start_us, r.interval_end_us
+            ));
+        }
+        // Decode everything before touching totals: a bad report changes nothing.
+        let mut decoded = Vec::with_capacity(r.endpoints.len());
+        for d in &r.endpoints {
+            match endpoint_from_proto(d) {
+                Ok(x) => decoded.push(x),
+                Err(e) => {
+                    self.rejected += 1;
+                    return Merge::Rejected(e.to_string());
+                }
+            }
+        }
+        let gauge = |g: &Option<v1::Gauge>| g.unwrap_or_default();
+        let (users, streams) = (gauge(&r.users), gauge(&r.active_streams));
+        if users.last < 0
+            || streams.last < 0
+            || streams.max < 0
+            || streams.time_avg.is_nan()
+            || streams.time_avg < 0.0
+            || users.time_avg.is_nan()
+            || users.time_avg < 0.0
+        {
+            self.rejected += 1;
+            return Merge::Rejected("negative gauge".into());
+        }
+
+        // Record progress.
+        progress.above.insert(r.seq);
+        while progress.above.remove(&(progress.acked + 1)) {
+            progress.acked += 1;
+        }
+        progress.reports += 1;
+        progress.final_seen |= r.r#final;
+        progress.last_interval_end_us = progress.last_interval_end_us.max(r.interval_end_us);
+        progress.cpu_percent = r.cpu_percent;
+        progress.cpu_max = progress.cpu_max.max(r.cpu_percent);
+        progress.rss_bytes = r.rss_bytes;
+        progress.sched_lag_p99_us = r.sched_lag_p99_us;
+        let acked = progress.acked;
+
+        let second = r.interval_start_us / 1_000_000;
+        let slot = self.timeline.entry(second).or_default();
+        slot.reports += 1;
+        // A partial interval (a final report) weighs its gauges by its share of a second.
+        let span = ((r.interval_end_us - r.interval_start_us) as f64 / 1e6).clamp(0.0, 1.0);
+        slot.users += users.time_avg * span;
+        slot.active_streams += streams.time_avg * span;
+        slot.active_streams_max += streams.max;
+        slot.worker_cpu_max = slot.worker_cpu_max.max(r.cpu_percent);
+        for (endpoint, stats) in decoded {
+            slot.requests += stats.requests;
+            slot.failures += stats.failures;
+            slot.events += stats.events;
+            slot.streams_started += stats.streams_started;
+            slot.connections_opened += stats.connections_opened;
+            slot.bytes += stats.bytes_received;
+            if slot.summary.is_none() {
+                for (metric, into) in [
+                    (Metric::Ttfe, &mut slot.ttfe),
+                    (Metric::ResponseTime, &mut slot.response_time),
+                ] {
+                    if let Some(h) = stats.histogram(metric) {
+                        let _ = into.get_or_insert_with(new_histogram).add(h);
+                    }
+                }
+            }
+            let key = EndpointKey {
+                name: endpoint.name,
+                method: endpoint.method,
+            };
+            self.endpoints
+                .entry(key)
+                .or_insert_with(|| EndpointTotals {
+                    kind: endpoint.kind,
+                    stats: EndpointStats::default(),
+                })
+                .stats
+                .merge(&stats);
+        }
+        self.compact(second);
+        Merge::Merged { acked }
+    }
+
+    fn compact(&mut self, newest: i64) {
+        for (_, slot) in self.timeline.range_mut(..newest - OPEN_SLOTS) {
+            if slot.summary.is_none() {
+                slot.summary = Some(slot.summarize());
+                slot.ttfe = None;
+                slot.response_time = None;
+            }
+        }
+    }
+
+    /// Everything merged into one row (Locust's "Aggregated").
+    pub fn aggregated(&self) -> EndpointStats {
+        let mut all = EndpointStats::default();
+        for t in self.endpoints.values() {
+            all.merge(&t.stats);
+        }
+        all
+    }
+
+    /// Only the SSE endpoints merged (for the TTFE table).
+    pub fn sse_aggregated(&self) -> EndpointStats {
+        let mut all = EndpointStats::default();
+        for t in self.endpoints.values().filter(|t| t.kind == TaskKindTag::Sse) {
+            all.merge(&t.stats);
+        }
+        all
+    }
+
+    /// Forgets everything counted so far (web UI "reset stats", later issues).
+    pub fn reset(&mut self) {
+        self.endpoints.clear();
+        self.timeline.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use barrage_common::plan::Endpoint;
+    use barrage_common::wire::endpoint_to_proto;
+
+    fn report(seq: u64, start_s: i64, requests: u64) -> v1::Report {
+        let ep = Endpoint {
+            name: "/x".into(),
+            method: "GET".into(),
+            kind: TaskKindTag::Http,
+        };
+        let mut s = EndpointStats {
+            requests,
+            ..Default::default()
+        };
+        s.record(Metric::ResponseTime, 1000);
+        v1::Report {
+            worker_id: "w1".into(),
+            epoch: 7,
+            seq,
+            interval_start_us: start_s * 1_000_000,
+            interval_end_us: (start_s + 1) * 1_000_000,
+            endpoints: vec![endpoint_to_proto(&ep, &s)],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn each_seq_counts_once_in_any_order() {
+        let mut a = Aggregator::new(7);
+        assert_eq!(a.merge(&report(1, 0, 5)), Merge::Merged { acked: 1 });
+        assert_eq!(a.merge(&report(3, 2, 5)), Merge::Merged { acked: 1 });
+        assert_eq!(a.merge(&report(3, 2, 5)), Merge::Duplicate { acked: 1 });
+        assert_eq!(a.merge(&report(2, 1, 5)), Merge::Merged { acked: 3 });
+        assert_eq!(a.merge(&report(1, 0, 5)), Merge::Duplicate { acked: 3 });
+        assert_eq!(a.aggregated().requests, 15);
+        assert_eq!(a.timeline.len(), 3);
+        assert_eq!(a.timeline[&2].requests, 5, "placed by interval, not arrival");
+    }
+
+    #[test]
+    fn bad_reports_change_nothing() {
+        let mut a = Aggregator::new(7);
+        let mut wrong_epoch = report(1, 0, 5);
+        wrong_epoch.epoch = 8;
+        assert!(matches!(a.merge(&wrong_epoch), Merge::Rejected(_)));
+        let mut bad = report(1, 0, 5);
+        bad.endpoints[0].failures = 9;
+        assert!(matches!(a.merge(&bad), Merge::Rejected(_)));
+        assert!(matches!(a.merge(&report(50_000, 0, 5)), Merge::Rejected(_)));
+        assert_eq!(a.aggregated().requests, 0);
+        assert_eq!(a.acked("w1"), 0);
+        assert_eq!(a.rejected, 3);
+    }
+}

@@ -1,0 +1,474 @@
+//! The commands of the `barrage` binary. Entry points take what tests inject (a bound
+//! listener, a shutdown future) so the test suite runs whole clusters in-process on
+//! `127.0.0.1:0`.
+//!
+//! Exit codes: 0 success; 1 the run had failed requests; 2 usage or scenario error;
+//! 3 cluster error (not enough workers, every worker lost).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use barrage_common::plan::RunPlan;
+use barrage_common::scenario::{self, Scenario};
+use barrage_proto::v1::coordinator_server::CoordinatorServer;
+
+use crate::cli::{Cli, Command, DemoArgs, LoadArgs, MasterArgs, MockArgs, RunArgs, ValidateArgs, WorkerArgs};
+use crate::cluster::{Cluster, ClusterOptions, Service};
+use crate::controller::{self, RunConfig, RunError};
+use crate::report::{FinalReport, RunInfo, console, json};
+
+pub const EXIT_FAILURES: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_CLUSTER: u8 = 3;
+
+/// An error with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    fn usage(e: impl std::fmt::Display) -> Self {
+        Failure {
+            code: EXIT_USAGE,
+            message: e.to_string(),
+        }
+    }
+}
+
+pub fn main(cli: Cli) -> ExitCode {
+    barrage_common::telemetry::init(match &cli.command {
+        Command::Worker(_) => "info",
+        _ => "warn,barrage_master=info",
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_CLUSTER);
+        }
+    };
+    let result = runtime.block_on(dispatch(cli));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = e.downcast_ref::<Failure>().map_or(1, |f| f.code);
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Master(args) => master_command(args).await,
+        Command::Worker(args) => worker_command(args).await,
+        Command::Run(args) => run_command(args).await,
+        Command::Demo(args) => demo_command(args).await,
+        Command::Mock(args) => mock_command(args).await,
+        Command::Validate(args) => validate_command(args),
+    }
+}
+
+/// Resolves after the first SIGINT or SIGTERM.
+pub async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Loads and validates the scenario (exit code 2 on any problem).
+pub fn load_scenario(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Scenario, Failure> {
+    scenario::load(path, env).map_err(Failure::usage)
+}
+
+/// Everything a master run needs, resolved from file, environment and flags.
+#[derive(Debug, Clone)]
+pub struct MasterSetup {
+    pub plan: RunPlan,
+    pub run: RunConfig,
+    pub info: RunInfo,
+    pub opts: ClusterOptions,
+    pub json: Option<PathBuf>,
+    pub print_report: bool,
+}
+
+impl MasterSetup {
+    pub fn resolve(
+        load: &LoadArgs,
+        scenario: Scenario,
+        expect_workers: u32,
+        max_wait: Option<Duration>,
+    ) -> Result<Self, Failure> {
+        let host = load
+            .host
+            .as_deref()
+            .map(scenario::check_host)
+            .transpose()
+            .map_err(|m| Failure::usage(format!("--host: {m}")))?;
+        let users = load.users.or(scenario.run.users).unwrap_or(1);
+        let spawn_rate = load.spawn_rate.or(scenario.run.spawn_rate).unwrap_or(1.0);
+        scenario::check_rate(spawn_rate).map_err(|m| Failure::usage(format!("--spawn-rate: {m}")))?;
+        let run_time = load.run_time.or(scenario.run.run_time);
+        if host.is_none() && scenario.plan.host.is_none() && scenario.plan.classes.iter().any(|c| c.host.is_none()) {
+            return Err(Failure::usage(format!(
+                "{}: no target host; pass -H/--host http://HOST:PORT or set `host` in the scenario",
+                scenario.plan.source
+            )));
+        }
+        let plan = scenario.plan;
+        Ok(MasterSetup {
+            run: RunConfig {
+                users,
+                spawn_rate,
+                run_time,
+                expect_workers,
+                expect_workers_max_wait: max_wait,
+                stop_timeout: load.stop_timeout,
+                liveness_timeout: load.heartbeat_liveness,
+                host: host.clone(),
+                console_every: (!load.only_summary).then_some(Duration::from_secs(5)),
+                classes: plan.classes.iter().map(|c| (c.name.clone(), c.weight)).collect(),
+            },
+            info: RunInfo {
+                scenario: plan.source.clone(),
+                host: host.or(plan.host.clone()),
+                users,
+                spawn_rate,
+            },
+            opts: ClusterOptions {
+                master_timeout: load.master_timeout,
+                token: env_lookup("BARRAGE_CLUSTER_TOKEN").filter(|t| !t.is_empty()),
+                ..Default::default()
+            },
+            json: load.json.clone(),
+            plan,
+            print_report: true,
+        })
+    }
+}
+
+/// The result of a master run.
+#[derive(Debug)]
+pub struct Outcome {
+    pub report: FinalReport,
+    pub exit_code: u8,
+}
+
+/// Serves the coordinator on `listener` and runs the load test to the end.
+pub async fn serve_and_run(
+    setup: MasterSetup,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<Outcome> {
+    let cluster = Cluster::new(setup.plan.to_json(), setup.opts.clone());
+    let stop_server = CancellationToken::new();
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = {
+        let stop = stop_server.clone();
+        let service = CoordinatorServer::new(Service {
+            cluster: cluster.clone(),
+        })
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .await
+        })
+    };
+    let result = controller::run(cluster.clone(), setup.run.clone(), shutdown).await;
+    // Give workers a moment to read their final ack before the server goes away.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop_server.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    let summary = result.map_err(|e| {
+        let code = match e {
+            RunError::Interrupted => EXIT_USAGE.max(1),
+            _ => EXIT_CLUSTER,
+        };
+        anyhow::Error::new(Failure {
+            code,
+            message: e.to_string(),
+        })
+    })?;
+    let report = FinalReport::build(&cluster, &setup.info, &summary);
+    if setup.print_report {
+        print!("{}", console::render_final(&report));
+    }
+    if let Some(path) = &setup.json {
+        json::write(&report, path)?;
+        info!(path = %path.display(), "JSON report written");
+    }
+    let exit_code = if report.aggregated.failures > 0 {
+        EXIT_FAILURES
+    } else {
+        0
+    };
+    Ok(Outcome { report, exit_code })
+}
+
+async fn master_command(args: MasterArgs) -> anyhow::Result<u8> {
+    let scenario = load_scenario(&args.load.scenario, &env_lookup)?;
+    let setup = MasterSetup::resolve(&args.load, scenario, args.expect_workers, args.expect_workers_max_wait)?;
+    if !args.load.headless {
+        warn!("the web UI is not built yet; running headless");
+    }
+    let addr = format!("{}:{}", args.master_bind_host, args.master_bind_port);
+    let listener = TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding the master port {addr}"))?;
+    info!(addr = %listener.local_addr()?, "master listening for workers");
+    Ok(serve_and_run(setup, listener, signal()).await?.exit_code)
+}
+
+async fn worker_command(args: WorkerArgs) -> anyhow::Result<u8> {
+    let mut cfg = barrage_worker::WorkerConfig::new(args.master);
+    if let Some(id) = args.worker_id {
+        cfg.worker_id = id;
+    }
+    cfg.weight = args.weight.unwrap_or(0);
+    cfg.give_up_after = args.give_up_after;
+    cfg.token = env_lookup("BARRAGE_CLUSTER_TOKEN").filter(|t| !t.is_empty());
+    match barrage_worker::run(cfg, signal()).await {
+        Ok(exit) => {
+            info!(?exit, "worker finished");
+            Ok(0)
+        }
+        Err(barrage_worker::Error::Refused(m)) => Err(Failure {
+            code: EXIT_CLUSTER,
+            message: format!("the master refused this worker: {m}"),
+        }
+        .into()),
+        Err(e) => Err(Failure {
+            code: EXIT_CLUSTER,
+            message: e.to_string(),
+        }
+        .into()),
+    }
+}
+
+/// Local worker processes for `run` and `demo`; killed when dropped.
+pub struct LocalWorkers {
+    children: Vec<tokio::process::Child>,
+}
+
+impl LocalWorkers {
+    /// Starts `n` `barrage worker` processes (this same executable) joining `master`.
+    pub fn spawn(n: u32, master: SocketAddr) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("finding the barrage executable")?;
+        Self::spawn_exe(&exe, n, master)
+    }
+
+    pub fn spawn_exe(exe: &Path, n: u32, master: SocketAddr) -> anyhow::Result<Self> {
+        let mut children = Vec::new();
+        for i in 0..n {
+            let child = tokio::process::Command::new(exe)
+                .args(["worker", "--master", &master.to_string(), "--give-up-after", "30s"])
+                .arg("--worker-id")
+                .arg(format!("local-{}-{i}", std::process::id()))
+                .env(
+                    "RUST_LOG",
+                    std::env::var("BARRAGE_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
+                )
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .with_context(|| format!("starting worker process {i} ({})", exe.display()))?;
+            children.push(child);
+        }
+        Ok(LocalWorkers { children })
+    }
+
+    /// Waits for the workers to exit by themselves (they leave after the final ack).
+    pub async fn wait(mut self, limit: Duration) {
+        let all = async {
+            for c in &mut self.children {
+                let _ = c.wait().await;
+            }
+        };
+        if tokio::time::timeout(limit, all).await.is_err() {
+            warn!("local workers did not exit in time; killing them");
+        }
+    }
+}
+
+async fn run_local(setup: MasterSetup, workers: u32) -> anyhow::Result<Outcome> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding a local master port")?;
+    let addr = listener.local_addr()?;
+    let local = LocalWorkers::spawn(workers, addr)?;
+    let outcome = serve_and_run(setup, listener, signal()).await;
+    local.wait(Duration::from_secs(5)).await;
+    outcome
+}
+
+async fn run_command(args: RunArgs) -> anyhow::Result<u8> {
+    let scenario = load_scenario(&args.load.scenario, &env_lookup)?;
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32))
+        .max(1);
+    let setup = MasterSetup::resolve(&args.load, scenario, workers, Some(Duration::from_secs(30)))?;
+    Ok(run_local(setup, workers).await?.exit_code)
+}
+
+/// The example scenario the demo runs, compiled in so `barrage demo` works anywhere.
+pub const DEMO_SCENARIO: &str = include_str!("../../examples/dify-workflow.toml");
+const DEMO_KEY: &str = "app-barrage-demo";
+
+async fn demo_command(args: DemoArgs) -> anyhow::Result<u8> {
+    // The mock target, in this process.
+    let mock_cfg = barrage_mock::MockConfig {
+        api_key: Some(DEMO_KEY.into()),
+        ..Default::default()
+    };
+    let mock_listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the mock target")?;
+    let mock_addr = mock_listener.local_addr()?;
+    let mock = barrage_mock::MockState::new(mock_cfg.clone());
+    let mock_stop = CancellationToken::new();
+    let mock_task = tokio::spawn(barrage_mock::run(
+        mock.clone(),
+        mock_listener,
+        mock_stop.clone().cancelled_owned(),
+    ));
+
+    let env = |name: &str| {
+        if name == "DIFY_API_KEY" {
+            Some(DEMO_KEY.to_string())
+        } else {
+            env_lookup(name)
+        }
+    };
+    let scenario = scenario::parse_str(
+        DEMO_SCENARIO,
+        config::FileFormat::Toml,
+        "examples/dify-workflow.toml",
+        &env,
+    )
+    .map_err(Failure::usage)?;
+    println!(
+        "Barrage demo: mock dify-api on http://{mock_addr} (first event after {:?}, {} chunks {:?} apart), \
+a master and {} worker processes, {} users at {}/s for {}.",
+        mock_cfg.first_event_delay,
+        mock_cfg.chunks,
+        mock_cfg.chunk_interval,
+        args.workers,
+        args.users,
+        args.spawn_rate,
+        barrage_common::duration::format(args.run_time)
+    );
+    let load = LoadArgs {
+        scenario: PathBuf::from("examples/dify-workflow.toml"),
+        host: Some(format!("http://{mock_addr}")),
+        users: Some(args.users),
+        spawn_rate: Some(args.spawn_rate),
+        run_time: Some(args.run_time),
+        headless: true,
+        json: args.json.clone(),
+        only_summary: false,
+        stop_timeout: Duration::from_secs(10),
+        heartbeat_liveness: Duration::from_secs(5),
+        master_timeout: Duration::from_secs(15),
+    };
+    let setup = MasterSetup::resolve(&load, scenario, args.workers.max(1), Some(Duration::from_secs(30)))?;
+    let outcome = run_local(setup, args.workers.max(1)).await?;
+    let truth = mock.ground_truth();
+    mock_stop.cancel();
+    let _ = mock_task.await;
+    let r = &outcome.report;
+    println!(
+        "Ground truth from the mock: {} requests received, {} streams completed, {} events sent, max {} concurrent streams.\n\
+Barrage reported:            {} requests, {} streams completed, {} events.",
+        truth.requests,
+        truth.streams_completed,
+        truth.events_sent,
+        truth.max_concurrent_streams,
+        r.aggregated.requests,
+        r.aggregated.streams_completed,
+        r.aggregated.events
+    );
+    Ok(outcome.exit_code)
+}
+
+async fn mock_command(args: MockArgs) -> anyhow::Result<u8> {
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    println!(
+        "barrage mock: dify-api double on http://{} (ground truth: GET /_mock/stats)",
+        listener.local_addr()?
+    );
+    barrage_mock::run(barrage_mock::MockState::new(args.config), listener, signal()).await?;
+    Ok(0)
+}
+
+fn validate_command(args: ValidateArgs) -> anyhow::Result<u8> {
+    let scenario = load_scenario(&args.scenario, &env_lookup)?;
+    let plan = &scenario.plan;
+    println!("{}: valid", plan.source);
+    println!("host: {}", plan.host.as_deref().unwrap_or("(none: pass -H)"));
+    println!("run: {:?}", scenario.run);
+    for c in &plan.classes {
+        println!("user class `{}` weight {} wait {:?}", c.name, c.weight, c.wait);
+        for t in &c.tasks {
+            println!(
+                "  task `{}` {} {} weight {} kind {:?}",
+                t.name,
+                t.method,
+                t.path.redacted(),
+                t.weight,
+                t.kind.tag()
+            );
+            for (k, v) in &t.headers {
+                println!("    {k}: {}", v.redacted());
+            }
+            if let Some(b) = &t.body {
+                println!("    body: {}", b.redacted());
+            }
+        }
+    }
+    for (name, entries) in &plan.pools {
+        println!("data pool `{name}`: {} entries", entries.len());
+    }
+    Ok(0)
+}
+
+/// For tests: a shared handle so an in-process master can be observed.
+pub type SharedCluster = Arc<Cluster>;

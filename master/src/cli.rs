@@ -1,0 +1,167 @@
+//! Command-line interface. Flags follow Locust's names where Locust has one, so
+//! people's habits carry over. Layering for run settings: the scenario's `[run]`
+//! section < `BARRAGE_RUN_*` environment variables < flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use barrage_common::duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "barrage",
+    version,
+    about = "Distributed load testing for HTTP and SSE APIs (Dify's dify-api first)",
+    long_about = "Barrage runs virtual users on worker processes, coordinated over gRPC by a master \
+that partitions users exactly, merges HDR histograms from every worker and reports \
+cluster-wide figures: requests, failures by kind, TTFE/TTFT, events/s, active streams.\n\n\
+Try `barrage demo` first: it runs a whole cluster against a built-in Dify double."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Mock target + master + 2 worker processes on loopback, 20 s, live console and report.
+    Demo(DemoArgs),
+    /// Coordinate a distributed run: wait for workers, partition users, merge reports.
+    Master(MasterArgs),
+    /// Join a master and run whatever it assigns.
+    Worker(WorkerArgs),
+    /// Standalone run: a master plus N local worker processes.
+    Run(RunArgs),
+    /// Serve the dify-api double (workflow and chat SSE endpoints, ground-truth counters).
+    Mock(MockArgs),
+    /// Validate a scenario file and print the normalised plan (secrets shown as ***).
+    Validate(ValidateArgs),
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    duration::parse(s)
+}
+
+/// Settings shared by `master` and `run`.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// Scenario file (TOML or YAML), e.g. examples/dify-workflow.toml.
+    #[arg(
+        short = 'f',
+        long = "scenario",
+        visible_alias = "locustfile",
+        env = "BARRAGE_SCENARIO"
+    )]
+    pub scenario: PathBuf,
+    /// Target host, e.g. http://127.0.0.1:5001; overrides the scenario's `host`.
+    #[arg(short = 'H', long, env = "BARRAGE_RUN_HOST")]
+    pub host: Option<String>,
+    /// Peak number of concurrent users [default: scenario's run.users, else 1].
+    #[arg(short = 'u', long, env = "BARRAGE_RUN_USERS")]
+    pub users: Option<u32>,
+    /// Users started per second, cluster-wide [default: scenario's run.spawn_rate, else 1].
+    #[arg(short = 'r', long, env = "BARRAGE_RUN_SPAWN_RATE")]
+    pub spawn_rate: Option<f64>,
+    /// Stop after this long, e.g. 60s, 5m, 1h30m [default: scenario's run.run_time, else until Ctrl-C].
+    #[arg(short = 't', long, env = "BARRAGE_RUN_RUN_TIME", value_parser = parse_duration)]
+    pub run_time: Option<Duration>,
+    /// Run without the web UI (the only mode until the web UI lands).
+    #[arg(long)]
+    pub headless: bool,
+    /// Write the final report as JSON (schema: master/schema/report.schema.json).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Print only the final report, not the live view every 5 s.
+    #[arg(long)]
+    pub only_summary: bool,
+    /// Time users get to finish in-flight requests when the run stops.
+    #[arg(short = 's', long, default_value = "10s", value_parser = parse_duration)]
+    pub stop_timeout: Duration,
+    /// A worker silent (or disconnected) this long is declared lost and its users rebalanced.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub heartbeat_liveness: Duration,
+    /// Workers stop their load after hearing nothing from the master this long.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub master_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct MasterArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Workers to wait for before starting.
+    #[arg(long, default_value_t = 1)]
+    pub expect_workers: u32,
+    /// Give up (exit code 3) if fewer workers joined within this long [default: wait forever].
+    #[arg(long, value_parser = parse_duration)]
+    pub expect_workers_max_wait: Option<Duration>,
+    /// Interface the master listens on for workers.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub master_bind_host: String,
+    /// Port the master listens on for workers.
+    #[arg(long, default_value_t = 5557)]
+    pub master_bind_port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Local worker processes to start [default: number of CPU cores].
+    #[arg(long)]
+    pub workers: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Master address, HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:5557", env = "BARRAGE_MASTER")]
+    pub master: String,
+    /// Stable id of this worker [default: HOSTNAME-PID-RANDOM].
+    #[arg(long, env = "BARRAGE_WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// Relative capacity for partitioning [default: number of CPU cores].
+    #[arg(long)]
+    pub weight: Option<u32>,
+    /// Exit after this long without contact with a master [default: keep retrying].
+    #[arg(long, value_parser = parse_duration)]
+    pub give_up_after: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Concurrent users.
+    #[arg(short = 'u', long, default_value_t = 50)]
+    pub users: u32,
+    /// Users started per second.
+    #[arg(short = 'r', long, default_value_t = 10.0)]
+    pub spawn_rate: f64,
+    /// Run time.
+    #[arg(short = 't', long, default_value = "20s", value_parser = parse_duration)]
+    pub run_time: Duration,
+    /// Worker processes.
+    #[arg(long, default_value_t = 2)]
+    pub workers: u32,
+    /// Write the final report as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MockArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:5001")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub config: barrage_mock::MockConfig,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Scenario file to check.
+    #[arg(short = 'f', long = "scenario")]
+    pub scenario: PathBuf,
+}

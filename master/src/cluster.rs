@@ -1,0 +1,435 @@
+//! The master's registry of workers and the gRPC service they join.
+//!
+//! `Cluster` holds the registry behind a `std::sync::Mutex` (never held across
+//! `.await`) and the [`Aggregator`] behind another, so merging a report never waits on
+//! registry work. Each worker stream gets a session task that merges its reports and
+//! acknowledges them; the controller ([`crate::controller`]) decides targets.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info, warn};
+
+use barrage_proto::v1::{self, master_message::Kind as MKind, worker_message::Kind as WKind};
+use barrage_proto::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+
+use crate::aggregate::{Aggregator, Merge};
+
+/// Messages queued to one worker. Commands are rare and acks 1/s, so 64 is ample; a
+/// worker that lets it fill is stuck and gets disconnected rather than block us.
+const WORKER_QUEUE: usize = 64;
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub type Outbound = mpsc::Sender<Result<v1::MasterMessage, Status>>;
+
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub heartbeat_interval: Duration,
+    pub report_interval: Duration,
+    /// Sent to workers: they stop their load after this long without hearing from us.
+    pub master_timeout: Duration,
+    /// Required `authorization: Bearer` token (None = open cluster).
+    pub token: Option<String>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            heartbeat_interval: Duration::from_secs(1),
+            report_interval: Duration::from_secs(1),
+            master_timeout: Duration::from_secs(15),
+            token: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Waiting,
+    Running,
+    Stopping,
+    Done,
+}
+
+#[derive(Debug)]
+pub struct WorkerEntry {
+    pub id: String,
+    pub index: u32,
+    pub hostname: String,
+    pub cores: u32,
+    pub weight: u32,
+    pub tx: Option<Outbound>,
+    /// Identifies the current connection, so an old stream's end does not mark a
+    /// newer one as disconnected.
+    pub conn: u64,
+    pub disconnected_at: Option<Instant>,
+    pub lost: bool,
+    pub last_seen: Instant,
+    pub heartbeat: v1::WorkerHeartbeat,
+    /// The last Assign sent, resent verbatim after a reconnect.
+    pub last_assign: Option<v1::Assign>,
+    pub joined_at: Instant,
+}
+
+impl WorkerEntry {
+    pub fn is_active(&self) -> bool {
+        !self.lost
+    }
+
+    /// Capacity used for partitioning: --weight if given, else cores.
+    pub fn capacity(&self) -> u32 {
+        if self.weight > 0 {
+            self.weight
+        } else {
+            self.cores.max(1)
+        }
+    }
+
+    pub fn send(&mut self, kind: MKind) {
+        if let Some(tx) = &self.tx
+            && tx.try_send(Ok(v1::MasterMessage { kind: Some(kind) })).is_err()
+        {
+            warn!(worker = %self.id, "worker queue full or closed: disconnecting it");
+            self.tx = None;
+            self.disconnected_at.get_or_insert_with(Instant::now);
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Registry {
+    pub workers: BTreeMap<String, WorkerEntry>,
+    pub phase: Phase,
+    pub next_index: u32,
+    pub command_seq: u64,
+    /// Bumped on every join, loss or return: the controller rebalances when it moves.
+    pub membership: u64,
+    pub run_start: Option<Instant>,
+    next_conn: u64,
+    /// Events worth a line in the final report (joins mid-run, losses).
+    pub events: Vec<(Duration, String)>,
+}
+
+pub struct Cluster {
+    pub epoch: u64,
+    plan_json: Vec<u8>,
+    pub opts: ClusterOptions,
+    registry: Mutex<Registry>,
+    aggregator: Mutex<Aggregator>,
+    /// Wakes the controller on membership changes and final reports.
+    pub changed: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these would be a bug in plain bookkeeping code;
+    // the data is still the best we have, so keep going.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Cluster {
+    pub fn new(plan_json: Vec<u8>, opts: ClusterOptions) -> Arc<Self> {
+        let epoch = rand::random::<u64>() | 1;
+        Arc::new(Cluster {
+            epoch,
+            plan_json,
+            opts,
+            registry: Mutex::new(Registry {
+                workers: BTreeMap::new(),
+                phase: Phase::Waiting,
+                next_index: 0,
+                command_seq: 0,
+                membership: 0,
+                run_start: None,
+                next_conn: 0,
+                events: Vec::new(),
+            }),
+            aggregator: Mutex::new(Aggregator::new(epoch)),
+            changed: Notify::new(),
+        })
+    }
+
+    pub fn registry(&self) -> MutexGuard<'_, Registry> {
+        lock(&self.registry)
+    }
+
+    pub fn aggregator(&self) -> MutexGuard<'_, Aggregator> {
+        lock(&self.aggregator)
+    }
+
+    pub fn run_elapsed(&self) -> Duration {
+        self.registry().run_start.map_or(Duration::ZERO, |s| s.elapsed())
+    }
+
+    /// Admits a worker: returns its connection id, or the refusal to send.
+    fn admit(&self, hello: &v1::Hello, tx: Outbound) -> Result<u64, v1::Refuse> {
+        if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&hello.protocol_version) {
+            return Err(v1::Refuse {
+                message: format!(
+                    "incompatible protocol: worker `{}` ({}) speaks version {}, this master ({}) accepts {}..={}",
+                    hello.worker_id,
+                    if hello.build_version.is_empty() {
+                        "unknown build"
+                    } else {
+                        &hello.build_version
+                    },
+                    hello.protocol_version,
+                    concat!("barrage ", env!("CARGO_PKG_VERSION")),
+                    MIN_PROTOCOL_VERSION,
+                    PROTOCOL_VERSION
+                ),
+                reason: v1::RefuseReason::Version as i32,
+                master_protocol_version: PROTOCOL_VERSION,
+            });
+        }
+        if hello.worker_id.is_empty() || hello.worker_id.len() > 256 {
+            return Err(v1::Refuse {
+                message: "hello without a usable worker id".into(),
+                reason: v1::RefuseReason::BadHello as i32,
+                master_protocol_version: PROTOCOL_VERSION,
+            });
+        }
+        let mut reg = self.registry();
+        if matches!(reg.phase, Phase::Stopping | Phase::Done) {
+            return Err(v1::Refuse {
+                message: "the run is over; this master takes no more workers".into(),
+                reason: v1::RefuseReason::Full as i32,
+                master_protocol_version: PROTOCOL_VERSION,
+            });
+        }
+        reg.next_conn += 1;
+        let conn = reg.next_conn;
+        let elapsed = reg.run_start.map_or(Duration::ZERO, |s| s.elapsed());
+        let running = reg.phase == Phase::Running;
+        let next_index = reg.next_index;
+        let mut new_index = false;
+        let entry = reg.workers.entry(hello.worker_id.clone()).or_insert_with(|| {
+            new_index = true;
+            WorkerEntry {
+                id: hello.worker_id.clone(),
+                index: next_index,
+                hostname: hello.hostname.clone(),
+                cores: hello.cpu_cores,
+                weight: hello.weight,
+                tx: None,
+                conn: 0,
+                disconnected_at: None,
+                lost: false,
+                last_seen: Instant::now(),
+                heartbeat: v1::WorkerHeartbeat::default(),
+                last_assign: None,
+                joined_at: Instant::now(),
+            }
+        });
+        let returning_lost = entry.lost;
+        let resumed = !new_index && !returning_lost && hello.resume_epoch == self.epoch;
+        entry.tx = Some(tx);
+        entry.conn = conn;
+        entry.disconnected_at = None;
+        entry.last_seen = Instant::now();
+        let mut fence = false;
+        // Fence a worker we wrote off, and one that still runs an older epoch's assignment.
+        if returning_lost || (hello.resume_epoch != self.epoch && hello.resume_epoch != 0) {
+            fence = true;
+        }
+        if returning_lost {
+            // It was written off: its old assignment and unreported data are gone.
+            entry.lost = false;
+            entry.last_assign = None;
+        }
+        let id = entry.id.clone();
+        let index = entry.index;
+        if fence {
+            entry.send(MKind::Fence(v1::Fence {
+                epoch: self.epoch,
+                reason: "you were declared lost; dropping your old assignment".into(),
+            }));
+        }
+        if new_index {
+            reg.next_index += 1;
+        }
+        if !resumed {
+            reg.membership += 1;
+            if running {
+                reg.events
+                    .push((elapsed, format!("worker {id} (#{index}) joined mid-run")));
+            }
+        }
+        drop(reg);
+        if returning_lost || fence {
+            self.aggregator().workers.remove(&id);
+        }
+        info!(worker = %hello.worker_id, host = %hello.hostname, cores = hello.cpu_cores, resumed, "worker joined");
+        Ok(conn)
+    }
+
+    fn welcome(&self, worker: &str) -> v1::Welcome {
+        let index = self.registry().workers.get(worker).map_or(0, |w| w.index);
+        v1::Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            worker_index: index,
+            epoch: self.epoch,
+            plan_json: self.plan_json.clone(),
+            plan_format: barrage_common::plan::PLAN_FORMAT,
+            heartbeat_interval_ms: self.opts.heartbeat_interval.as_millis() as u64,
+            report_interval_ms: self.opts.report_interval.as_millis() as u64,
+            master_timeout_ms: self.opts.master_timeout.as_millis() as u64,
+            acked_seq: self.aggregator().acked(worker),
+            build_version: concat!("barrage ", env!("CARGO_PKG_VERSION")).into(),
+        }
+    }
+
+    fn on_report(&self, worker: &str, report: &v1::Report) -> Option<u64> {
+        if report.worker_id != worker {
+            warn!(worker, claimed = %report.worker_id, "report under another worker's id: rejected");
+            return None;
+        }
+        let outcome = self.aggregator().merge(report);
+        if report.r#final {
+            self.changed.notify_waiters();
+        }
+        match outcome {
+            Merge::Merged { acked } | Merge::Duplicate { acked } => Some(acked),
+            Merge::Rejected(why) => {
+                warn!(worker, seq = report.seq, why = %why, "report rejected");
+                None
+            }
+        }
+    }
+
+    fn on_disconnect(&self, worker: &str, conn: u64) {
+        let mut reg = self.registry();
+        if let Some(w) = reg.workers.get_mut(worker)
+            && w.conn == conn
+        {
+            w.tx = None;
+            w.disconnected_at = Some(Instant::now());
+            info!(worker, "worker disconnected");
+        }
+        drop(reg);
+        self.changed.notify_waiters();
+    }
+}
+
+/// The gRPC service: `Coordinator.Join`.
+#[derive(Clone)]
+pub struct Service {
+    pub cluster: Arc<Cluster>,
+}
+
+type JoinStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::MasterMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl v1::coordinator_server::Coordinator for Service {
+    type JoinStream = JoinStream;
+
+    async fn join(&self, request: Request<Streaming<v1::WorkerMessage>>) -> Result<Response<JoinStream>, Status> {
+        if let Some(token) = &self.cluster.opts.token {
+            let given = request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            if given != Some(token.as_str()) {
+                return Err(Status::unauthenticated("missing or wrong cluster token"));
+            }
+        }
+        let mut inbound = request.into_inner();
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(v1::WorkerMessage {
+                kind: Some(WKind::Hello(h)),
+            }))) => h,
+            Ok(Ok(_)) => return Err(Status::invalid_argument("the first message must be Hello")),
+            Ok(Err(status)) => return Err(status),
+            Err(_) => return Err(Status::deadline_exceeded("no Hello within 10 s")),
+        };
+        let (tx, rx) = mpsc::channel(WORKER_QUEUE);
+        let out: JoinStream = Box::pin(ReceiverStream::new(rx));
+        let conn = match self.cluster.admit(&hello, tx.clone()) {
+            Ok(conn) => conn,
+            Err(refuse) => {
+                warn!(worker = %hello.worker_id, why = %refuse.message, "worker refused");
+                let _ = tx.try_send(Ok(v1::MasterMessage {
+                    kind: Some(MKind::Refuse(refuse)),
+                }));
+                return Ok(Response::new(out));
+            }
+        };
+        let welcome = self.cluster.welcome(&hello.worker_id);
+        let _ = tx
+            .send(Ok(v1::MasterMessage {
+                kind: Some(MKind::Welcome(welcome)),
+            }))
+            .await;
+        {
+            // A reconnecting worker gets its current assignment again (it ignores it
+            // if already applied: same command seq).
+            let mut reg = self.cluster.registry();
+            if let Some(w) = reg.workers.get_mut(&hello.worker_id)
+                && let Some(a) = w.last_assign.clone()
+            {
+                w.send(MKind::Assign(a));
+            }
+        }
+        self.cluster.changed.notify_waiters();
+        let cluster = self.cluster.clone();
+        let worker = hello.worker_id.clone();
+        tokio::spawn(async move {
+            loop {
+                let msg = match inbound.message().await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => break,
+                    Err(status) => {
+                        debug!(worker = %worker, error = %status, "worker stream error");
+                        break;
+                    }
+                };
+                cluster.touch(&worker);
+                match msg.kind {
+                    Some(WKind::Report(r)) => {
+                        if let Some(acked) = cluster.on_report(&worker, &r) {
+                            let ack = v1::Ack {
+                                epoch: cluster.epoch,
+                                acked_seq: acked,
+                            };
+                            if tx
+                                .try_send(Ok(v1::MasterMessage {
+                                    kind: Some(MKind::Ack(ack)),
+                                }))
+                                .is_err()
+                            {
+                                break;
+                            }
+                        }
+                    }
+                    Some(WKind::Heartbeat(hb)) => cluster.on_heartbeat(&worker, hb),
+                    Some(WKind::Goodbye(g)) => {
+                        info!(worker = %worker, reason = %g.reason, "worker said goodbye");
+                        break;
+                    }
+                    Some(WKind::Hello(_)) | None => {}
+                }
+            }
+            cluster.on_disconnect(&worker, conn);
+        });
+        Ok(Response::new(out))
+    }
+}
+
+impl Cluster {
+    fn touch(&self, worker: &str) {
+        if let Some(w) = self.registry().workers.get_mut(worker) {
+            w.last_seen = Instant::now();
+        }
+    }
+
+    fn on_heartbeat(&self, worker: &str, hb: v1::WorkerHeartbeat) {
+        if let Some(w) = self.registry().workers.get_mut(worker) {
+            w.heartbeat = hb;
+        }
+    }
+}

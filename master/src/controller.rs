@@ -1,0 +1,278 @@
+//! Drives one run: wait for workers, start, keep every worker's absolute targets
+//! right as workers join or are lost, show the live view, stop, collect the final
+//! reports, and hand back the merged result.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use barrage_proto::v1::{self, master_message::Kind as MKind};
+
+use crate::cluster::{Cluster, Phase};
+use crate::partition::partition;
+use crate::report::console;
+
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub users: u32,
+    pub spawn_rate: f64,
+    pub run_time: Option<Duration>,
+    pub expect_workers: u32,
+    pub expect_workers_max_wait: Option<Duration>,
+    pub stop_timeout: Duration,
+    pub liveness_timeout: Duration,
+    /// Host override sent with every assignment ("" = scenario's).
+    pub host: Option<String>,
+    /// Print the live view every `console_every` (None = quiet).
+    pub console_every: Option<Duration>,
+    /// Class names and weights from the plan, in plan order.
+    pub classes: Vec<(String, u32)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("only {joined} of {expected} workers joined within {waited:?}")]
+    NotEnoughWorkers {
+        joined: usize,
+        expected: u32,
+        waited: Duration,
+    },
+    #[error("every worker was lost; nothing left to run the load")]
+    AllWorkersLost,
+    #[error("interrupted before the run started")]
+    Interrupted,
+}
+
+/// How the run ended, for the report.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub duration: Duration,
+    pub stop_reason: String,
+    /// Workers whose final report never arrived (lost or timed out).
+    pub missing_finals: Vec<String>,
+}
+
+const TICK: Duration = Duration::from_millis(250);
+
+pub async fn run(
+    cluster: Arc<Cluster>,
+    cfg: RunConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, RunError> {
+    tokio::pin!(shutdown);
+    // 1. Wait for workers.
+    let wait_start = Instant::now();
+    let mut announced = usize::MAX;
+    loop {
+        let joined = cluster.registry().workers.values().filter(|w| w.tx.is_some()).count();
+        if joined != announced {
+            info!(joined, expected = cfg.expect_workers, "waiting for workers");
+            announced = joined;
+        }
+        if joined >= cfg.expect_workers.max(1) as usize {
+            break;
+        }
+        if let Some(max) = cfg.expect_workers_max_wait
+            && wait_start.elapsed() >= max
+        {
+            cluster.registry().phase = Phase::Done;
+            return Err(RunError::NotEnoughWorkers {
+                joined,
+                expected: cfg.expect_workers,
+                waited: max,
+            });
+        }
+        tokio::select! {
+            _ = cluster.changed.notified() => {}
+            _ = tokio::time::sleep(TICK) => {}
+            _ = &mut shutdown => {
+                cluster.registry().phase = Phase::Done;
+                return Err(RunError::Interrupted);
+            }
+        }
+    }
+
+    // 2. Start.
+    let start = Instant::now();
+    {
+        let mut reg = cluster.registry();
+        reg.phase = Phase::Running;
+        reg.run_start = Some(start);
+    }
+    info!(users = cfg.users, spawn_rate = cfg.spawn_rate, run_time = ?cfg.run_time, "run started");
+    let mut balanced_at = u64::MAX;
+    let mut next_console = cfg.console_every.map(|e| start + e);
+    let mut next_heartbeat = start;
+    let stop_reason;
+    loop {
+        let now = Instant::now();
+        if let Some(rt) = cfg.run_time
+            && now.duration_since(start) >= rt
+        {
+            stop_reason = format!("run time of {} reached", barrage_common::duration::format(rt));
+            break;
+        }
+        declare_lost(&cluster, cfg.liveness_timeout);
+        let membership = cluster.registry().membership;
+        if membership != balanced_at {
+            balanced_at = membership;
+            if !rebalance(&cluster, &cfg) {
+                cluster.registry().phase = Phase::Done;
+                return Err(RunError::AllWorkersLost);
+            }
+        }
+        if now >= next_heartbeat {
+            next_heartbeat = now + cluster.opts.heartbeat_interval;
+            let hb = v1::MasterHeartbeat {
+                epoch: cluster.epoch,
+                run_elapsed_us: micros(now.duration_since(start)),
+            };
+            for w in cluster.registry().workers.values_mut().filter(|w| w.tx.is_some()) {
+                w.send(MKind::Heartbeat(hb));
+            }
+        }
+        if let (Some(at), Some(every)) = (next_console, cfg.console_every)
+            && now >= at
+        {
+            next_console = Some(at + every);
+            console::print_live(&cluster, now.duration_since(start), every);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = cluster.changed.notified() => {}
+            _ = &mut shutdown => {
+                stop_reason = "interrupted (Ctrl-C / SIGTERM)".to_string();
+                break;
+            }
+        }
+    }
+
+    // 3. Stop and collect every worker's final report.
+    let duration = start.elapsed();
+    info!(reason = %stop_reason, "stopping the run; collecting final reports");
+    let expecting: Vec<String> = {
+        let mut reg = cluster.registry();
+        reg.phase = Phase::Stopping;
+        reg.command_seq += 1;
+        let stop = v1::Stop {
+            epoch: cluster.epoch,
+            command_seq: reg.command_seq,
+            stop_timeout_ms: cfg.stop_timeout.as_millis() as u64,
+            reason: stop_reason.clone(),
+            exit: true,
+        };
+        let mut ids = Vec::new();
+        for w in reg.workers.values_mut().filter(|w| !w.lost) {
+            w.send(MKind::Stop(stop.clone()));
+            ids.push(w.id.clone());
+        }
+        ids
+    };
+    // Users get stop_timeout to finish; then a report interval and some slack.
+    let deadline = Instant::now() + cfg.stop_timeout + Duration::from_secs(5);
+    let missing_finals = loop {
+        let missing: Vec<String> = {
+            let agg = cluster.aggregator();
+            let reg = cluster.registry();
+            expecting
+                .iter()
+                .filter(|id| !agg.workers.get(*id).is_some_and(|p| p.final_seen))
+                .filter(|id| reg.workers.get(*id).is_some_and(|w| !w.lost))
+                .cloned()
+                .collect()
+        };
+        if missing.is_empty() || Instant::now() >= deadline {
+            break missing;
+        }
+        declare_lost(&cluster, cfg.liveness_timeout);
+        tokio::select! {
+            _ = cluster.changed.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    };
+    if !missing_finals.is_empty() {
+        warn!(workers = ?missing_finals, "no final report from some workers; their last interval is missing");
+    }
+    cluster.registry().phase = Phase::Done;
+    Ok(RunSummary {
+        duration,
+        stop_reason,
+        missing_finals,
+    })
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// Marks workers silent or disconnected for longer than `timeout` as lost.
+fn declare_lost(cluster: &Cluster, timeout: Duration) {
+    let mut reg = cluster.registry();
+    let elapsed = reg.run_start.map_or(Duration::ZERO, |s| s.elapsed());
+    let mut lost = Vec::new();
+    for w in reg.workers.values_mut().filter(|w| !w.lost) {
+        let silent = w.last_seen.elapsed();
+        let gone = w.disconnected_at.is_some_and(|d| d.elapsed() >= timeout);
+        if gone || silent >= timeout {
+            w.lost = true;
+            w.tx = None;
+            w.last_assign = None;
+            lost.push((w.id.clone(), silent));
+        }
+    }
+    for (id, silent) in lost {
+        warn!(worker = %id, silent = ?silent, "worker lost; rebalancing its users");
+        reg.events.push((
+            elapsed,
+            format!("worker {id} lost after {silent:.1?} of silence; at most its last unreported interval is missing"),
+        ));
+        reg.membership += 1;
+    }
+}
+
+/// Sends every active worker its absolute targets. False when no worker is left.
+fn rebalance(cluster: &Cluster, cfg: &RunConfig) -> bool {
+    let mut reg = cluster.registry();
+    let elapsed = reg.run_start.map_or(Duration::ZERO, |s| s.elapsed());
+    let ids: Vec<String> = reg
+        .workers
+        .values()
+        .filter(|w| w.is_active())
+        .map(|w| w.id.clone())
+        .collect();
+    if ids.is_empty() {
+        return false;
+    }
+    let weights: Vec<u32> = ids.iter().map(|id| reg.workers[id].capacity()).collect();
+    let class_weights: Vec<u32> = cfg.classes.iter().map(|(_, w)| *w).collect();
+    let p = partition(cfg.users, cfg.spawn_rate, &class_weights, &weights);
+    reg.command_seq += 1;
+    let seq = reg.command_seq;
+    for (i, id) in ids.iter().enumerate() {
+        let assign = v1::Assign {
+            epoch: cluster.epoch,
+            command_seq: seq,
+            classes: cfg
+                .classes
+                .iter()
+                .zip(&p.matrix[i])
+                .map(|((name, _), &users)| v1::ClassTarget {
+                    class_name: name.clone(),
+                    users,
+                })
+                .collect(),
+            spawn_rate: p.spawn_rates[i],
+            run_elapsed_us: micros(elapsed),
+            arrival: None,
+            host: cfg.host.clone().unwrap_or_default(),
+        };
+        if let Some(w) = reg.workers.get_mut(id) {
+            w.last_assign = Some(assign.clone());
+            w.send(MKind::Assign(assign));
+        }
+    }
+    info!(workers = ids.len(), seq, "targets sent");
+    true
+}

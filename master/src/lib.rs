@@ -1,0 +1,11 @@
+//! The Barrage master: coordinator ([`cluster`], [`controller`], [`partition`]),
+//! aggregator ([`aggregate`]), reports ([`report`]), and the commands of the
+//! `barrage` binary ([`app`]).
+
+pub mod aggregate;
+pub mod app;
+pub mod cli;
+pub mod cluster;
+pub mod controller;
+pub mod partition;
+pub mod report;

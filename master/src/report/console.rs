@@ -1,0 +1,328 @@
+//! Text rendering: the live view every few seconds (Dify's stress-suite box and a
+//! Locust-style table) and the final report (per-endpoint table, percentiles, the four
+//! tables of Dify's published benchmark, failures, workers). Plain text, no colours:
+//! it reads the same in a terminal, a CI log and a Kubernetes pod log.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use barrage_common::metrics::{EndpointStats, Metric};
+
+use super::{EndpointRow, FinalReport, Percentiles};
+use crate::cluster::Cluster;
+
+const RULE: &str = "============================================================";
+
+/// Prints the live view for the window that just ended.
+pub fn print_live(cluster: &Cluster, elapsed: Duration, window: Duration) {
+    print!("{}", live_view(cluster, elapsed, window));
+}
+
+pub fn live_view(cluster: &Cluster, elapsed: Duration, window: Duration) -> String {
+    let agg = cluster.aggregator();
+    let users: u32 = cluster
+        .registry()
+        .workers
+        .values()
+        .filter(|w| !w.lost)
+        .map(|w| w.heartbeat.users)
+        .sum();
+    let all = agg.aggregated();
+    // The last `window` of complete seconds (the current second is still arriving).
+    let now_s = elapsed.as_secs() as i64;
+    let from = now_s - window.as_secs().max(1) as i64;
+    let slots: Vec<_> = agg.timeline.range(from..now_s).map(|(_, s)| s).collect();
+    let secs = window.as_secs_f64().max(1.0);
+    let streams: u64 = slots.iter().map(|s| s.streams_started).sum();
+    let events: u64 = slots.iter().map(|s| s.events).sum();
+    let (ttfe_sum, ttfe_n) = slots.iter().fold((0.0, 0u64), |(sum, n), s| {
+        let x = s.summary();
+        (sum + x.ttfe_mean_us * x.ttfe_count as f64, n + x.ttfe_count)
+    });
+    let active = agg
+        .timeline
+        .range(..now_s)
+        .next_back()
+        .map_or(0.0, |(_, s)| s.active_streams);
+    let mut out = String::new();
+    let _ = writeln!(out, "\n{RULE}");
+    let _ = writeln!(
+        out,
+        "SSE Metrics | Active: {:>4.0} | Total Conn: {:>6} | Events: {:>8}",
+        active, all.streams_started, all.events
+    );
+    let ttfe = if ttfe_n > 0 {
+        format!("{:.0}ms", ttfe_sum / ttfe_n as f64 / 1000.0)
+    } else {
+        "-".into()
+    };
+    let _ = writeln!(
+        out,
+        "Rates: {:.1} conn/s | {:.1} events/s | TTFE: {ttfe}",
+        streams as f64 / secs,
+        events as f64 / secs
+    );
+    let _ = writeln!(out, "Elapsed: {:.0}s | Users: {users}", elapsed.as_secs_f64());
+    let _ = writeln!(out, "{RULE}");
+    let rows: Vec<(String, String, &EndpointStats)> = agg
+        .endpoints
+        .iter()
+        .map(|(k, t)| (k.method.clone(), k.name.clone(), &t.stats))
+        .collect();
+    out.push_str(&locust_table(&rows, &all, elapsed.as_secs_f64()));
+    out
+}
+
+/// Locust's request table: Type, Name, # reqs, # fails, Avg/Min/Max/Med, req/s, failures/s.
+fn locust_table(rows: &[(String, String, &EndpointStats)], all: &EndpointStats, secs: f64) -> String {
+    let secs = secs.max(1e-3);
+    let mut out = String::new();
+    let header = format!(
+        "{:<8} {:<30} {:>8} {:>14} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>11}",
+        "Type", "Name", "# reqs", "# fails", "Avg", "Min", "Max", "Med", "req/s", "failures/s"
+    );
+    let sep = "-".repeat(header.len());
+    let _ = writeln!(out, "{header}\n{sep}");
+    let line = |method: &str, name: &str, s: &EndpointStats| {
+        let h = s.histogram(Metric::ResponseTime).filter(|h| !h.is_empty());
+        let ms = |f: &dyn Fn(&hdrhistogram::Histogram<u64>) -> f64| {
+            h.map_or("-".to_string(), |h| format!("{:.0}", f(h) / 1000.0))
+        };
+        let pct = if s.requests > 0 {
+            s.failures as f64 * 100.0 / s.requests as f64
+        } else {
+            0.0
+        };
+        format!(
+            "{:<8} {:<30} {:>8} {:>14} | {:>8} {:>8} {:>8} {:>8} | {:>8.2} {:>11.2}\n",
+            method,
+            truncate(name, 30),
+            s.requests,
+            format!("{}({:.2}%)", s.failures, pct),
+            ms(&|h| h.mean()),
+            ms(&|h| h.min() as f64),
+            ms(&|h| h.max() as f64),
+            ms(&|h| h.value_at_quantile(0.5) as f64),
+            s.requests as f64 / secs,
+            s.failures as f64 / secs
+        )
+    };
+    for (method, name, s) in rows {
+        out.push_str(&line(method, name, s));
+    }
+    let _ = writeln!(out, "{sep}");
+    out.push_str(&line("", "Aggregated", all));
+    out
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n - 1).collect::<String>() + "…"
+    }
+}
+
+fn fmt_ms(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+fn pct_row(p: &Option<Percentiles>) -> String {
+    match p {
+        None => "-".into(),
+        Some(p) => format!(
+            "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            fmt_ms(p.p50),
+            fmt_ms(p.p90),
+            fmt_ms(p.p95),
+            fmt_ms(p.p99),
+            fmt_ms(p.p999),
+            fmt_ms(p.max),
+            p.count
+        ),
+    }
+}
+
+/// The whole final report as text.
+pub fn render_final(r: &FinalReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n{RULE}\nFINAL RESULTS  ({:.1}s, {}; {} users, spawn rate {})\n{RULE}",
+        r.duration_s, r.stop_reason, r.users, r.spawn_rate
+    );
+    let _ = writeln!(
+        out,
+        "Scenario: {}   Host: {}",
+        r.scenario,
+        r.host.as_deref().unwrap_or("(from scenario)")
+    );
+    // Locust-style table from the rows.
+    let mut header = String::new();
+    let _ = writeln!(
+        header,
+        "{:<6} {:<30} {:>8} {:>14} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>11}",
+        "Type", "Name", "# reqs", "# fails", "Avg", "Min", "Max", "Med", "req/s", "failures/s"
+    );
+    out.push('\n');
+    out.push_str(&header);
+    let sep = "-".repeat(header.trim_end().len());
+    let _ = writeln!(out, "{sep}");
+    let line = |e: &EndpointRow| {
+        let rt = e.response_time_ms;
+        let f = |g: fn(&Percentiles) -> f64| rt.as_ref().map_or("-".into(), |p| fmt_ms(g(p)));
+        format!(
+            "{:<6} {:<30} {:>8} {:>14} | {:>8} {:>8} {:>8} {:>8} | {:>8.2} {:>11.2}\n",
+            e.method,
+            truncate(&e.name, 30),
+            e.requests,
+            format!("{}({:.2}%)", e.failures, e.failure_ratio * 100.0),
+            f(|p| p.avg),
+            f(|p| p.min),
+            f(|p| p.max),
+            f(|p| p.p50),
+            e.rps,
+            e.failures_per_s
+        )
+    };
+    for e in &r.endpoints {
+        out.push_str(&line(e));
+    }
+    let _ = writeln!(out, "{sep}");
+    out.push_str(&line(&r.aggregated));
+
+    let _ = writeln!(out, "\nResponse time percentiles (ms, exact to 3 significant digits)");
+    let _ = writeln!(
+        out,
+        "{:<6} {:<30} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "Type", "Name", "50%", "90%", "95%", "99%", "99.9%", "100%", "# reqs"
+    );
+    for e in r.endpoints.iter().chain(std::iter::once(&r.aggregated)) {
+        let _ = writeln!(
+            out,
+            "{:<6} {:<30} {}",
+            e.method,
+            truncate(&e.name, 30),
+            pct_row(&e.response_time_ms)
+        );
+    }
+    let sse: Vec<&EndpointRow> = r.endpoints.iter().filter(|e| e.kind == "sse").collect();
+    if !sse.is_empty() {
+        let _ = writeln!(out, "\nTTFE percentiles (ms, request start to first non-ping event)");
+        let _ = writeln!(
+            out,
+            "{:<6} {:<30} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "Type", "Name", "50%", "90%", "95%", "99%", "99.9%", "100%", "# streams"
+        );
+        for e in &sse {
+            let _ = writeln!(
+                out,
+                "{:<6} {:<30} {}",
+                e.method,
+                truncate(&e.name, 30),
+                pct_row(&e.ttfe_ms)
+            );
+        }
+    }
+
+    let _ = writeln!(out, "\nEvent Throughput (events/s)\n| Max | Avg | Min |\n|---|---|---|");
+    let et = r.event_throughput;
+    let _ = writeln!(out, "| {:.1} | {:.2} | {:.1} |", et.max, et.avg, et.min);
+    let _ = writeln!(
+        out,
+        "\nTTFE - Time To First Event (ms)\n| Avg | Min | Max | P50 | P90 | P95 | P99 |\n|---|---|---|---|---|---|---|"
+    );
+    match &r.ttfe_ms {
+        Some(p) => {
+            let _ = writeln!(
+                out,
+                "| {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                p.avg, p.min, p.max, p.p50, p.p90, p.p95, p.p99
+            );
+        }
+        None => {
+            let _ = writeln!(out, "| - | - | - | - | - | - | - |");
+        }
+    }
+    let c = r.connections;
+    let _ = writeln!(
+        out,
+        "\nConnections\n| Max Concurrent | Avg Active |\n|---|---|\n| {} | {:.1} |",
+        c.max_concurrent, c.avg_active
+    );
+    let q = r.qps;
+    let _ = writeln!(
+        out,
+        "\nQPS\n| Max QPS | Avg QPS | Avg Duration (ms) |\n|---|---|---|\n| {:.1} | {:.2} | {:.2} |",
+        q.max, q.avg, q.avg_duration_ms
+    );
+
+    if !r.failures.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nFailures\n{:>8}  {:<6} {:<30} {:<20} {:<10} sample",
+            "count", "Type", "Name", "kind", "detail"
+        );
+        for f in &r.failures {
+            let _ = writeln!(
+                out,
+                "{:>8}  {:<6} {:<30} {:<20} {:<10} {}",
+                f.count,
+                f.method,
+                truncate(&f.name, 30),
+                f.kind,
+                f.detail,
+                truncate(&f.sample, 80)
+            );
+        }
+    }
+    if !r.outcomes.is_empty() {
+        let _ = writeln!(out, "\nOther outcomes (not failures)");
+        for f in &r.outcomes {
+            let _ = writeln!(
+                out,
+                "{:>8}  {:<6} {:<30} {} {}",
+                f.count,
+                f.method,
+                truncate(&f.name, 30),
+                f.kind,
+                f.detail
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nWorkers\n{:<4} {:<32} {:<16} {:>5} {:>8} {:>6} {:>8} {:>9}",
+        "#", "id", "host", "cores", "reports", "final", "cpu max", "rss MiB"
+    );
+    for w in &r.workers {
+        let _ = writeln!(
+            out,
+            "{:<4} {:<32} {:<16} {:>5} {:>8} {:>6} {:>7.0}% {:>9.1}{}",
+            w.index,
+            truncate(&w.id, 32),
+            truncate(&w.hostname, 16),
+            w.cores,
+            w.reports,
+            if w.final_report { "yes" } else { "no" },
+            w.cpu_max_percent,
+            w.rss_bytes as f64 / 1048576.0,
+            if w.lost { "  LOST" } else { "" }
+        );
+    }
+    if !r.events.is_empty() {
+        let _ = writeln!(out, "\nCluster events");
+        for e in &r.events {
+            let _ = writeln!(out, "{e}");
+        }
+    }
+    for w in &r.warnings {
+        let _ = writeln!(out, "WARNING: {w}");
+    }
+    let _ = writeln!(out, "{RULE}");
+    out
+}

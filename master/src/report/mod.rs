@@ -1,0 +1,387 @@
+//! The final report: one model ([`FinalReport`]) computed from the merged cluster
+//! data, rendered to the console ([`console`]) and to JSON ([`json`]).
+//!
+//! Every figure comes from merged HDR histograms or exact counters; percentiles are
+//! exact to the histograms' 3 significant digits, never rounded to two like Locust.
+
+pub mod console;
+pub mod json;
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use barrage_common::metrics::{EndpointStats, Metric};
+use barrage_common::plan::TaskKindTag;
+
+use crate::aggregate::Aggregator;
+use crate::cluster::Cluster;
+use crate::controller::RunSummary;
+
+pub const SCHEMA_ID: &str = "barrage.report.v1";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FinalReport {
+    pub schema: &'static str,
+    pub scenario: String,
+    pub host: Option<String>,
+    pub users: u32,
+    pub spawn_rate: f64,
+    pub duration_s: f64,
+    pub stop_reason: String,
+    pub endpoints: Vec<EndpointRow>,
+    pub aggregated: EndpointRow,
+    pub event_throughput: MaxAvgMin,
+    pub ttfe_ms: Option<Percentiles>,
+    pub connections: Connections,
+    pub qps: Qps,
+    pub failures: Vec<FailureRow>,
+    pub outcomes: Vec<FailureRow>,
+    pub workers: Vec<WorkerRow>,
+    pub events: Vec<String>,
+    pub warnings: Vec<String>,
+    pub timeline: Vec<TimelinePoint>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointRow {
+    pub kind: &'static str,
+    pub method: String,
+    pub name: String,
+    pub requests: u64,
+    pub failures: u64,
+    pub failure_ratio: f64,
+    pub rps: f64,
+    pub failures_per_s: f64,
+    pub response_time_ms: Option<Percentiles>,
+    pub ttfe_ms: Option<Percentiles>,
+    pub ttft_ms: Option<Percentiles>,
+    pub streams_started: u64,
+    pub streams_completed: u64,
+    pub events: u64,
+    pub events_by_type: std::collections::BTreeMap<String, u64>,
+    pub bytes_received: u64,
+    pub connections_opened: u64,
+    pub total_tokens: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Percentiles {
+    pub count: u64,
+    pub avg: f64,
+    pub min: f64,
+    pub max: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub p999: f64,
+}
+
+impl Percentiles {
+    /// From a histogram in µs to milliseconds.
+    pub fn from_us(h: &Histogram<u64>) -> Option<Self> {
+        if h.is_empty() {
+            return None;
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        Some(Percentiles {
+            count: h.len(),
+            avg: h.mean() / 1000.0,
+            min: ms(h.min()),
+            max: ms(h.max()),
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p95: ms(h.value_at_quantile(0.95)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct MaxAvgMin {
+    pub max: f64,
+    pub avg: f64,
+    pub min: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Connections {
+    pub max_concurrent: i64,
+    pub avg_active: f64,
+    pub total_streams: u64,
+    pub connections_opened: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Qps {
+    pub max: f64,
+    pub avg: f64,
+    pub avg_duration_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureRow {
+    pub method: String,
+    pub name: String,
+    pub kind: String,
+    pub detail: String,
+    pub count: u64,
+    pub sample: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerRow {
+    pub id: String,
+    pub index: u32,
+    pub hostname: String,
+    pub cores: u32,
+    pub reports: u64,
+    pub final_report: bool,
+    pub lost: bool,
+    pub cpu_max_percent: f64,
+    pub rss_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelinePoint {
+    /// Seconds since the run started (start of the 1 s slot).
+    pub t: i64,
+    pub users: f64,
+    pub rps: u64,
+    pub failures_per_s: u64,
+    pub events_per_s: u64,
+    pub streams_per_s: u64,
+    pub active_streams: f64,
+    pub active_streams_max: i64,
+    pub ttfe_p50_ms: f64,
+    pub ttfe_p95_ms: f64,
+    pub response_time_p50_ms: f64,
+    pub response_time_p95_ms: f64,
+}
+
+/// What the run was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub scenario: String,
+    pub host: Option<String>,
+    pub users: u32,
+    pub spawn_rate: f64,
+}
+
+fn row(kind: TaskKindTag, method: &str, name: &str, s: &EndpointStats, secs: f64) -> EndpointRow {
+    let pct = |m: Metric| s.histogram(m).and_then(Percentiles::from_us);
+    EndpointRow {
+        kind: match kind {
+            TaskKindTag::Http => "http",
+            TaskKindTag::Sse => "sse",
+        },
+        method: method.to_string(),
+        name: name.to_string(),
+        requests: s.requests,
+        failures: s.failures,
+        failure_ratio: if s.requests > 0 {
+            s.failures as f64 / s.requests as f64
+        } else {
+            0.0
+        },
+        rps: s.requests as f64 / secs,
+        failures_per_s: s.failures as f64 / secs,
+        response_time_ms: pct(Metric::ResponseTime),
+        ttfe_ms: pct(Metric::Ttfe),
+        ttft_ms: pct(Metric::Ttft),
+        streams_started: s.streams_started,
+        streams_completed: s.streams_completed,
+        events: s.events,
+        events_by_type: s.events_by_type.clone(),
+        bytes_received: s.bytes_received,
+        connections_opened: s.connections_opened,
+        total_tokens: s.total_tokens,
+    }
+}
+
+impl FinalReport {
+    pub fn build(cluster: &Cluster, info: &RunInfo, summary: &RunSummary) -> FinalReport {
+        let agg = cluster.aggregator();
+        let mut report = Self::from_aggregator(&agg, info, summary.duration);
+        report.stop_reason = summary.stop_reason.clone();
+        let reg = cluster.registry();
+        report.workers = reg
+            .workers
+            .values()
+            .map(|w| {
+                let p = agg.workers.get(&w.id);
+                WorkerRow {
+                    id: w.id.clone(),
+                    index: w.index,
+                    hostname: w.hostname.clone(),
+                    cores: w.cores,
+                    reports: p.map_or(0, |p| p.reports),
+                    final_report: p.is_some_and(|p| p.final_seen),
+                    lost: w.lost,
+                    cpu_max_percent: p.map_or(0.0, |p| p.cpu_max),
+                    rss_bytes: p.map_or(0, |p| p.rss_bytes),
+                }
+            })
+            .collect();
+        report.workers.sort_by_key(|w| w.index);
+        report.events = reg
+            .events
+            .iter()
+            .map(|(t, e)| format!("{:>7.1}s {e}", t.as_secs_f64()))
+            .collect();
+        for id in &summary.missing_finals {
+            report.warnings.push(format!(
+                "worker {id} sent no final report: its last interval is not counted"
+            ));
+        }
+        for w in &report.workers {
+            if w.cpu_max_percent > 90.0 {
+                report.warnings.push(format!(
+                    "worker {} peaked at {:.0}% CPU: its latency figures may include generator delay",
+                    w.id, w.cpu_max_percent
+                ));
+            }
+        }
+        if agg.rejected > 0 {
+            report.warnings.push(format!(
+                "{} reports were rejected as malformed or foreign and are not counted",
+                agg.rejected
+            ));
+        }
+        report
+    }
+
+    /// The figures alone, from merged data (also used by tests and re-rendering).
+    pub fn from_aggregator(agg: &Aggregator, info: &RunInfo, duration: Duration) -> FinalReport {
+        let secs = duration.as_secs_f64().max(1e-3);
+        let endpoints: Vec<EndpointRow> = agg
+            .endpoints
+            .iter()
+            .map(|(k, t)| row(t.kind, &k.method, &k.name, &t.stats, secs))
+            .collect();
+        let all = agg.aggregated();
+        let sse = agg.sse_aggregated();
+        let mut failures = Vec::new();
+        let mut outcomes = Vec::new();
+        for (k, t) in &agg.endpoints {
+            for ((kind, detail), e) in &t.stats.failure_kinds {
+                failures.push(FailureRow {
+                    method: k.method.clone(),
+                    name: k.name.clone(),
+                    kind: kind.clone(),
+                    detail: detail.clone(),
+                    count: e.count,
+                    sample: e.sample.clone(),
+                });
+            }
+            for ((kind, detail), e) in &t.stats.outcomes {
+                outcomes.push(FailureRow {
+                    method: k.method.clone(),
+                    name: k.name.clone(),
+                    kind: kind.clone(),
+                    detail: detail.clone(),
+                    count: e.count,
+                    sample: e.sample.clone(),
+                });
+            }
+        }
+        failures.sort_by_key(|f| std::cmp::Reverse(f.count));
+
+        // Per-second figures over the run's full seconds: from 0 to the last full second.
+        let full_secs = duration.as_secs() as i64;
+        let slots: Vec<(i64, &crate::aggregate::Slot)> = agg
+            .timeline
+            .iter()
+            .filter(|(t, _)| **t < full_secs.max(1))
+            .map(|(t, s)| (*t, s))
+            .collect();
+        let first_active = slots
+            .iter()
+            .find(|(_, s)| s.requests > 0 || s.events > 0)
+            .map(|(t, _)| *t);
+        let steady: Vec<&crate::aggregate::Slot> = slots
+            .iter()
+            .filter(|(t, _)| first_active.is_some_and(|f| *t >= f))
+            .map(|(_, s)| *s)
+            .collect();
+        let max_avg_min = |f: &dyn Fn(&crate::aggregate::Slot) -> f64, total: f64| {
+            if steady.is_empty() {
+                return MaxAvgMin {
+                    max: 0.0,
+                    avg: total / secs,
+                    min: 0.0,
+                };
+            }
+            // Slots with no report at all are seconds nothing happened: they count as 0.
+            let span = (steady.len() as i64).max(1);
+            let values: Vec<f64> = steady.iter().map(|s| f(s)).collect();
+            let missing = span as usize - values.len();
+            MaxAvgMin {
+                max: values.iter().cloned().fold(0.0, f64::max),
+                avg: total / secs,
+                min: if missing > 0 {
+                    0.0
+                } else {
+                    values.iter().cloned().fold(f64::INFINITY, f64::min)
+                },
+            }
+        };
+        let event_throughput = max_avg_min(&|s| s.events as f64, all.events as f64);
+        let rps = max_avg_min(&|s| s.requests as f64, all.requests as f64);
+        let timeline = agg
+            .timeline
+            .iter()
+            .map(|(t, s)| {
+                let sum = s.summary();
+                TimelinePoint {
+                    t: *t,
+                    users: s.users,
+                    rps: s.requests,
+                    failures_per_s: s.failures,
+                    events_per_s: s.events,
+                    streams_per_s: s.streams_started,
+                    active_streams: s.active_streams,
+                    active_streams_max: s.active_streams_max,
+                    ttfe_p50_ms: sum.ttfe_p50_us as f64 / 1000.0,
+                    ttfe_p95_ms: sum.ttfe_p95_us as f64 / 1000.0,
+                    response_time_p50_ms: sum.rt_p50_us as f64 / 1000.0,
+                    response_time_p95_ms: sum.rt_p95_us as f64 / 1000.0,
+                }
+            })
+            .collect();
+        let active_integral: f64 = agg.timeline.values().map(|s| s.active_streams).sum();
+        FinalReport {
+            schema: SCHEMA_ID,
+            scenario: info.scenario.clone(),
+            host: info.host.clone(),
+            users: info.users,
+            spawn_rate: info.spawn_rate,
+            duration_s: duration.as_secs_f64(),
+            stop_reason: String::new(),
+            aggregated: row(TaskKindTag::Http, "", "Aggregated", &all, secs),
+            endpoints,
+            event_throughput,
+            ttfe_ms: sse.histogram(Metric::Ttfe).and_then(Percentiles::from_us),
+            connections: Connections {
+                max_concurrent: agg.timeline.values().map(|s| s.active_streams_max).max().unwrap_or(0),
+                avg_active: active_integral / secs,
+                total_streams: all.streams_started,
+                connections_opened: all.connections_opened,
+            },
+            qps: Qps {
+                max: rps.max,
+                avg: rps.avg,
+                avg_duration_ms: all.histogram(Metric::ResponseTime).map_or(0.0, |h| h.mean() / 1000.0),
+            },
+            failures,
+            outcomes,
+            workers: Vec::new(),
+            events: Vec::new(),
+            warnings: Vec::new(),
+            timeline,
+        }
+    }
+}

@@ -1,0 +1,765 @@
+//! The worker's side of the protocol: join, follow commands, report, survive
+//! disconnects, and stop the load when the master goes silent.
+//!
+//! One loop owns all state (no locks): a `select!` over the shutdown signal, the link
+//! to the master (down / connecting / up), a 50 ms housekeeping tick (heartbeats,
+//! reports aligned to the run clock, the master timeout) and the engine's stop.
+//! The [`Session`] outlives connections: its unacknowledged reports are resent after
+//! a reconnect, and the master merges each (worker, seq) once.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+use tracing::{debug, info, warn};
+
+use barrage_common::plan::RunPlan;
+use barrage_common::wire::endpoint_to_proto;
+use barrage_proto::v1::{self, master_message::Kind as MKind, worker_message::Kind as WKind};
+use barrage_proto::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+
+use crate::error::{Error, Result};
+use crate::recorder::GaugeMark;
+use crate::runner::{Engine, Targets};
+use crate::sys::{CpuMeter, LagProbe};
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// `HOST:PORT` or `http://HOST:PORT` of the master.
+    pub master: String,
+    /// Stable for the life of the process.
+    pub worker_id: String,
+    pub hostname: String,
+    pub cpu_cores: u32,
+    /// Relative capacity (0 = use cpu_cores).
+    pub weight: u32,
+    /// Exit after this long without any contact with a master (None = keep trying).
+    pub give_up_after: Option<Duration>,
+    /// Longest pause between connection attempts.
+    pub max_backoff: Duration,
+    /// Cluster token sent as `authorization: Bearer ...` (None = none).
+    pub token: Option<String>,
+}
+
+impl WorkerConfig {
+    pub fn new(master: impl Into<String>) -> Self {
+        let hostname = gethostname::gethostname().to_string_lossy().into_owned();
+        let cpu_cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        let worker_id = format!("{hostname}-{}-{:04x}", std::process::id(), rand::random::<u16>());
+        WorkerConfig {
+            master: master.into(),
+            worker_id,
+            hostname,
+            cpu_cores,
+            weight: 0,
+            give_up_after: None,
+            max_backoff: Duration::from_secs(5),
+            token: None,
+        }
+    }
+}
+
+/// How a worker ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// The master ended the run and acknowledged our final report.
+    RunFinished,
+    /// Our own shutdown signal (SIGINT/SIGTERM): final report sent if we could.
+    Shutdown,
+}
+
+/// Outgoing messages queued per connection. Reports are 1/s and heartbeats 1/s, so
+/// 256 is minutes of backlog; a full queue means the link is stuck and is dropped
+/// (everything unacknowledged is resent on the next connection).
+const LINK_QUEUE: usize = 256;
+/// Unacknowledged reports kept; beyond this the oldest are dropped with a warning.
+const OUTBOX_LIMIT: usize = 3600;
+/// A connection that has not produced Welcome within this long is abandoned.
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
+const TICK: Duration = Duration::from_millis(50);
+
+type Connecting = Pin<
+    Box<
+        dyn Future<
+                Output = std::result::Result<(mpsc::Sender<v1::WorkerMessage>, Streaming<v1::MasterMessage>), String>,
+            > + Send,
+    >,
+>;
+
+enum Link {
+    Down {
+        retry_at: Instant,
+        backoff: Duration,
+    },
+    Connecting {
+        fut: Connecting,
+        since: Instant,
+    },
+    Up {
+        tx: mpsc::Sender<v1::WorkerMessage>,
+        // Boxed: the decoder state is large and the link changes often.
+        rx: Box<Streaming<v1::MasterMessage>>,
+        welcomed: bool,
+        since: Instant,
+    },
+}
+
+/// State of one epoch (one run of one master), kept across reconnects.
+struct Session {
+    epoch: u64,
+    plan: Arc<RunPlan>,
+    worker_index: u32,
+    heartbeat_every: Duration,
+    report_every: Duration,
+    master_timeout: Duration,
+    engine: Option<Engine>,
+    /// Run clock origin on this machine: master's run start.
+    origin: Option<Instant>,
+    host: Option<String>,
+    applied_cmd: u64,
+    next_seq: u64,
+    outbox: VecDeque<v1::Report>,
+    last_report_end_us: i64,
+    next_report_at: Option<Instant>,
+    next_heartbeat_at: Instant,
+    users_mark: GaugeMark,
+    streams_mark: GaugeMark,
+    stop: StopPhase,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum StopPhase {
+    Running,
+    /// Users are stopping; then a final report goes out.
+    Stopping {
+        exit: bool,
+    },
+    /// Final report `seq` sent; exit once it is acknowledged (if `exit`).
+    Final {
+        seq: u64,
+        exit: bool,
+    },
+}
+
+pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<Exit> {
+    let endpoint_url = master_url(&cfg.master)?;
+    let probe_stop = tokio_util::sync::CancellationToken::new();
+    let _probe_guard = probe_stop.clone().drop_guard();
+    let lag = LagProbe::start(probe_stop);
+    // Reports and heartbeats each measure CPU over their own interval.
+    let mut cpu = CpuMeter::default();
+    let mut hb_cpu = CpuMeter::default();
+    let mut session: Option<Session> = None;
+    let mut link = Link::Down {
+        retry_at: Instant::now(),
+        backoff: Duration::from_millis(100),
+    };
+    let mut last_contact = Instant::now();
+    let mut stopping_task: Option<tokio::task::JoinHandle<()>> = None;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    let mut shutting_down = false;
+    // Pause before the next attempt if the current one fails (doubles up to max_backoff).
+    let mut pending_backoff = Duration::from_millis(100);
+    info!(worker = %cfg.worker_id, master = %cfg.master, "worker starting");
+
+    loop {
+        // Drive the link state machine.
+        let event = match &mut link {
+            Link::Up { rx, .. } => tokio::select! {
+                biased;
+                _ = &mut shutdown, if !shutting_down => Ev::Shutdown,
+                _ = wait_opt(&mut stopping_task) => Ev::StopDone,
+                msg = rx.message() => Ev::Msg(msg.map_err(|s| s.message().to_string())),
+                _ = tick.tick() => Ev::Tick,
+            },
+            Link::Connecting { fut, .. } => tokio::select! {
+                biased;
+                _ = &mut shutdown, if !shutting_down => Ev::Shutdown,
+                _ = wait_opt(&mut stopping_task) => Ev::StopDone,
+                r = fut => Ev::Connected(r),
+                _ = tick.tick() => Ev::Tick,
+            },
+            Link::Down { .. } => tokio::select! {
+                biased;
+                _ = &mut shutdown, if !shutting_down => Ev::Shutdown,
+                _ = wait_opt(&mut stopping_task) => Ev::StopDone,
+                _ = tick.tick() => Ev::Tick,
+            },
+        };
+
+        match event {
+            Ev::Shutdown => {
+                shutting_down = true;
+                info!("shutdown requested: stopping users and sending a final report");
+                match &mut session {
+                    Some(s) if s.engine.is_some() && s.stop == StopPhase::Running => {
+                        s.stop = StopPhase::Stopping { exit: true };
+                        stopping_task = Some(spawn_stop(s, Duration::from_secs(5)));
+                    }
+                    _ => return Ok(Exit::Shutdown),
+                }
+            }
+            Ev::StopDone => {
+                stopping_task = None;
+                if let Some(s) = &mut session
+                    && let StopPhase::Stopping { exit } = s.stop
+                {
+                    let report = s.make_report(&cfg.worker_id, &mut cpu, &lag, true);
+                    let seq = report.seq;
+                    s.engine = None;
+                    s.stop = StopPhase::Final { seq, exit };
+                    s.push(report, &mut link);
+                    if matches!(link, Link::Down { .. }) && shutting_down {
+                        return Ok(Exit::Shutdown);
+                    }
+                }
+            }
+            Ev::Connected(Ok((tx, rx))) => {
+                debug!("stream open, waiting for welcome");
+                link = Link::Up {
+                    tx,
+                    rx: Box::new(rx),
+                    welcomed: false,
+                    since: Instant::now(),
+                };
+            }
+            Ev::Connected(Err(e)) => {
+                debug!(error = %e, "connect failed");
+                link = Link::Down {
+                    retry_at: Instant::now() + pending_backoff,
+                    backoff: pending_backoff,
+                };
+            }
+            Ev::Msg(Ok(Some(msg))) => {
+                last_contact = Instant::now();
+                if let Some(kind) = msg.kind
+                    && let Some(exit) = handle(kind, &cfg, &mut session, &mut link, &mut stopping_task).await?
+                {
+                    return Ok(exit);
+                }
+            }
+            Ev::Msg(Ok(None)) | Ev::Msg(Err(_)) => {
+                if let Ev::Msg(Err(e)) = &event {
+                    warn!(error = %e, "lost the master stream; reconnecting");
+                } else {
+                    warn!("the master closed the stream; reconnecting");
+                }
+                link = Link::Down {
+                    retry_at: Instant::now() + Duration::from_millis(200),
+                    backoff: Duration::from_millis(200),
+                };
+                if shutting_down {
+                    return Ok(Exit::Shutdown);
+                }
+            }
+            Ev::Tick => {
+                let now = Instant::now();
+                // Master timeout: no message for too long stops the load.
+                if let Some(s) = &mut session {
+                    if s.engine.is_some()
+                        && now.duration_since(last_contact) > s.master_timeout
+                        && s.stop == StopPhase::Running
+                    {
+                        warn!(silent_for = ?now.duration_since(last_contact), "no word from the master: stopping all load");
+                        if let Some(engine) = s.engine.take() {
+                            engine.abort().await;
+                            let report = s.make_report_from(&engine, &cfg.worker_id, &mut cpu, &lag, false);
+                            s.push(report, &mut link);
+                        }
+                    }
+                    s.housekeeping(now, &cfg.worker_id, (&mut cpu, &mut hb_cpu), &lag, &mut link);
+                }
+                if let Some(limit) = cfg.give_up_after
+                    && now.duration_since(last_contact) > limit
+                    && !matches!(link, Link::Up { welcomed: true, .. })
+                {
+                    if let Some(s) = &session
+                        && let Some(engine) = &s.engine
+                    {
+                        engine.abort().await;
+                    }
+                    return Err(Error::MasterLost {
+                        master: cfg.master.clone(),
+                        waited: limit,
+                    });
+                }
+                match &link {
+                    Link::Down { retry_at, backoff } if now >= *retry_at && !shutting_down => {
+                        let hello = hello(&cfg, session.as_ref());
+                        let next = next_backoff(*backoff, cfg.max_backoff);
+                        link = Link::Connecting {
+                            fut: Box::pin(connect(endpoint_url.clone(), hello, cfg.token.clone())),
+                            since: now,
+                        };
+                        pending_backoff = next;
+                    }
+                    Link::Connecting { since, .. }
+                    | Link::Up {
+                        welcomed: false, since, ..
+                    } if now.duration_since(*since) > WELCOME_TIMEOUT => {
+                        warn!("no welcome from the master in time; retrying");
+                        link = Link::Down {
+                            retry_at: now,
+                            backoff: Duration::from_millis(500),
+                        };
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+enum Ev {
+    Shutdown,
+    StopDone,
+    Connected(std::result::Result<(mpsc::Sender<v1::WorkerMessage>, Streaming<v1::MasterMessage>), String>),
+    Msg(std::result::Result<Option<v1::MasterMessage>, String>),
+    Tick,
+}
+
+async fn wait_opt(task: &mut Option<tokio::task::JoinHandle<()>>) {
+    match task {
+        Some(t) => {
+            let _ = t.await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn next_backoff(b: Duration, max: Duration) -> Duration {
+    (b * 2).min(max)
+}
+
+fn master_url(master: &str) -> Result<String> {
+    let url = if master.starts_with("http://") || master.starts_with("https://") {
+        master.to_string()
+    } else {
+        format!("http://{master}")
+    };
+    let authority = url.split_once("://").map(|(_, a)| a).unwrap_or("");
+    if authority.is_empty() || !authority.contains(':') {
+        return Err(Error::BadMasterAddress(master.to_string()));
+    }
+    Ok(url)
+}
+
+fn hello(cfg: &WorkerConfig, session: Option<&Session>) -> v1::WorkerMessage {
+    v1::WorkerMessage {
+        kind: Some(WKind::Hello(v1::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            worker_id: cfg.worker_id.clone(),
+            hostname: cfg.hostname.clone(),
+            cpu_cores: cfg.cpu_cores,
+            build_version: concat!("barrage ", env!("CARGO_PKG_VERSION")).to_string(),
+            resume_epoch: session.map_or(0, |s| s.epoch),
+            last_sent_seq: session.map_or(0, |s| s.next_seq.saturating_sub(1)),
+            weight: cfg.weight,
+            pid: std::process::id(),
+        })),
+    }
+}
+
+async fn connect(
+    url: String,
+    hello: v1::WorkerMessage,
+    token: Option<String>,
+) -> std::result::Result<(mpsc::Sender<v1::WorkerMessage>, Streaming<v1::MasterMessage>), String> {
+    let channel = tonic::transport::Endpoint::from_shared(url)
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut client = v1::coordinator_client::CoordinatorClient::new(channel);
+    let (tx, rx) = mpsc::channel(LINK_QUEUE);
+    tx.send(hello).await.map_err(|e| e.to_string())?;
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(token) = token {
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| "the cluster token is not valid header text".to_string())?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    let response = client.join(request).await.map_err(|s| s.message().to_string())?;
+    Ok((tx, response.into_inner()))
+}
+
+/// Handles one master message. Returns Some(exit) when the worker should end.
+async fn handle(
+    kind: MKind,
+    cfg: &WorkerConfig,
+    session: &mut Option<Session>,
+    link: &mut Link,
+    stopping_task: &mut Option<tokio::task::JoinHandle<()>>,
+) -> Result<Option<Exit>> {
+    match kind {
+        MKind::Welcome(w) => {
+            if w.protocol_version < MIN_PROTOCOL_VERSION {
+                return Err(Error::Refused(format!(
+                    "master speaks protocol {} but this worker needs at least {MIN_PROTOCOL_VERSION}",
+                    w.protocol_version
+                )));
+            }
+            let resumed = session.as_ref().is_some_and(|s| s.epoch == w.epoch);
+            if resumed {
+                let s = session.as_mut().ok_or_else(|| Error::BadPlan("no session".into()))?;
+                s.outbox.retain(|r| r.seq > w.acked_seq);
+                info!(
+                    epoch = w.epoch,
+                    resend = s.outbox.len(),
+                    "rejoined the run; resending unacknowledged reports"
+                );
+            } else {
+                if let Some(old) = session.take()
+                    && let Some(engine) = old.engine
+                {
+                    info!(old_epoch = old.epoch, "new run epoch: dropping the old assignment");
+                    engine.abort().await;
+                }
+                let plan = RunPlan::from_json(&w.plan_json).map_err(|e| Error::BadPlan(e.to_string()))?;
+                info!(
+                    index = w.worker_index,
+                    epoch = w.epoch,
+                    classes = plan.classes.len(),
+                    "joined the cluster"
+                );
+                *session = Some(Session::new(w.epoch, Arc::new(plan), &w));
+            }
+            if let Link::Up { welcomed, tx, .. } = link {
+                *welcomed = true;
+                if let Some(s) = session.as_ref() {
+                    for report in &s.outbox {
+                        if tx.try_send(wrap_report(report.clone())).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        MKind::Refuse(r) => return Err(Error::Refused(r.message)),
+        MKind::Assign(a) => {
+            let Some(s) = session.as_mut() else { return Ok(None) };
+            if a.epoch != s.epoch || a.command_seq <= s.applied_cmd || s.stop != StopPhase::Running {
+                debug!(seq = a.command_seq, "ignoring stale or foreign assign");
+                return Ok(None);
+            }
+            s.applied_cmd = a.command_seq;
+            let now = Instant::now();
+            if s.origin.is_none() {
+                let origin = now
+                    .checked_sub(Duration::from_micros(a.run_elapsed_us.max(0) as u64))
+                    .unwrap_or(now);
+                s.origin = Some(origin);
+                let elapsed = now.duration_since(origin);
+                let k = elapsed.as_micros() / s.report_every.as_micros().max(1) + 1;
+                s.next_report_at = Some(origin + s.report_every * k as u32);
+                s.last_report_end_us = elapsed.as_micros() as i64;
+            }
+            if !a.host.is_empty() {
+                s.host = Some(a.host.clone());
+            }
+            if s.engine.is_none() {
+                let origin = s.origin.unwrap_or(now);
+                let engine =
+                    Engine::start(s.plan.clone(), s.host.as_deref(), s.worker_index, origin).map_err(Error::BadPlan)?;
+                s.users_mark = engine.recorder().users.mark();
+                s.streams_mark = engine.recorder().active_streams.mark();
+                s.engine = Some(engine);
+            }
+            let mut users = vec![0u32; s.plan.classes.len()];
+            for t in &a.classes {
+                if let Some(i) = s.plan.classes.iter().position(|c| c.name == t.class_name) {
+                    users[i] = t.users;
+                }
+            }
+            info!(
+                seq = a.command_seq,
+                users = users.iter().sum::<u32>(),
+                rate = a.spawn_rate,
+                "new target"
+            );
+            if let Some(engine) = &s.engine {
+                engine.set_targets(Targets {
+                    users,
+                    spawn_rate: a.spawn_rate,
+                });
+            }
+        }
+        MKind::Heartbeat(_) => {}
+        MKind::Ack(ack) => {
+            if let Some(s) = session.as_mut()
+                && ack.epoch == s.epoch
+            {
+                s.outbox.retain(|r| r.seq > ack.acked_seq);
+                if let StopPhase::Final { seq, exit } = s.stop
+                    && ack.acked_seq >= seq
+                {
+                    info!("final report acknowledged");
+                    if exit {
+                        return Ok(Some(Exit::RunFinished));
+                    }
+                    s.stop = StopPhase::Running;
+                    s.origin = None;
+                }
+            }
+        }
+        MKind::Stop(stop) => {
+            let Some(s) = session.as_mut() else {
+                return Ok(Some(Exit::RunFinished));
+            };
+            if stop.epoch != s.epoch || stop.command_seq <= s.applied_cmd {
+                return Ok(None);
+            }
+            s.applied_cmd = stop.command_seq;
+            info!(reason = %stop.reason, "stop: finishing in-flight requests");
+            match s.stop {
+                StopPhase::Running if s.engine.is_some() => {
+                    s.stop = StopPhase::Stopping { exit: stop.exit };
+                    *stopping_task = Some(spawn_stop(s, Duration::from_millis(stop.stop_timeout_ms)));
+                }
+                StopPhase::Running => {
+                    // Nothing running: the final report is an empty one.
+                    let report = s.make_empty_final(&cfg.worker_id);
+                    s.stop = StopPhase::Final {
+                        seq: report.seq,
+                        exit: stop.exit,
+                    };
+                    s.push(report, link);
+                }
+                StopPhase::Stopping { .. } => s.stop = StopPhase::Stopping { exit: stop.exit },
+                StopPhase::Final { seq, .. } => s.stop = StopPhase::Final { seq, exit: stop.exit },
+            }
+        }
+        MKind::Fence(f) => {
+            warn!(epoch = f.epoch, reason = %f.reason, "fenced by the master: dropping all load");
+            if let Some(old) = session.take()
+                && let Some(engine) = old.engine
+            {
+                engine.abort().await;
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Stops the engine's users in the background (the loop keeps heartbeating).
+fn spawn_stop(s: &mut Session, grace: Duration) -> tokio::task::JoinHandle<()> {
+    // The engine stays in the session so its last counts can be reported; stopping
+    // only needs its tokens.
+    let handle = s.engine.as_ref().map(Engine::stop_handle);
+    tokio::spawn(async move {
+        if let Some(h) = handle {
+            h.stop(grace).await;
+        }
+    })
+}
+
+fn wrap_report(r: v1::Report) -> v1::WorkerMessage {
+    v1::WorkerMessage {
+        kind: Some(WKind::Report(r)),
+    }
+}
+
+impl Session {
+    fn new(epoch: u64, plan: Arc<RunPlan>, w: &v1::Welcome) -> Self {
+        let ms = |v: u64, default: u64| Duration::from_millis(if v == 0 { default } else { v });
+        Session {
+            epoch,
+            plan,
+            worker_index: w.worker_index,
+            heartbeat_every: ms(w.heartbeat_interval_ms, 1000),
+            report_every: ms(w.report_interval_ms, 1000),
+            master_timeout: ms(w.master_timeout_ms, 15_000),
+            engine: None,
+            origin: None,
+            host: None,
+            applied_cmd: 0,
+            next_seq: 1,
+            outbox: VecDeque::new(),
+            last_report_end_us: 0,
+            next_report_at: None,
+            next_heartbeat_at: Instant::now(),
+            users_mark: GaugeMark::default(),
+            streams_mark: GaugeMark::default(),
+            stop: StopPhase::Running,
+        }
+    }
+
+    fn run_us(&self) -> i64 {
+        self.origin.map_or(0, |o| o.elapsed().as_micros() as i64)
+    }
+
+    fn housekeeping(
+        &mut self,
+        now: Instant,
+        worker_id: &str,
+        (cpu, hb_cpu): (&mut CpuMeter, &mut CpuMeter),
+        lag: &LagProbe,
+        link: &mut Link,
+    ) {
+        if now >= self.next_heartbeat_at {
+            self.next_heartbeat_at = now + self.heartbeat_every;
+            let (cpu_percent, rss_bytes) = hb_cpu.sample();
+            let state = match (self.stop, &self.engine) {
+                (StopPhase::Stopping { .. }, _) => v1::WorkerState::Stopping,
+                (StopPhase::Final { .. }, _) => v1::WorkerState::Stopped,
+                (_, None) => v1::WorkerState::Ready,
+                (_, Some(_)) => v1::WorkerState::Running,
+            };
+            let hb = v1::WorkerHeartbeat {
+                state: state as i32,
+                users: self.engine.as_ref().map_or(0, Engine::users),
+                cpu_percent,
+                rss_bytes,
+                applied_command_seq: self.applied_cmd,
+                sched_lag_p99_us: 0,
+            };
+            if let Link::Up { tx, welcomed: true, .. } = link
+                && tx
+                    .try_send(v1::WorkerMessage {
+                        kind: Some(WKind::Heartbeat(hb)),
+                    })
+                    .is_err()
+            {
+                *link = Link::Down {
+                    retry_at: now,
+                    backoff: Duration::from_millis(200),
+                };
+            }
+        }
+        if let Some(at) = self.next_report_at
+            && now >= at
+            && matches!(self.stop, StopPhase::Running | StopPhase::Stopping { .. })
+        {
+            self.next_report_at = Some(at + self.report_every);
+            if self.engine.is_some() {
+                let report = self.make_report(worker_id, cpu, lag, false);
+                self.push(report, link);
+            }
+        }
+    }
+
+    fn make_report(&mut self, worker_id: &str, cpu: &mut CpuMeter, lag: &LagProbe, final_: bool) -> v1::Report {
+        match self.engine.take() {
+            Some(engine) => {
+                let r = self.make_report_from(&engine, worker_id, cpu, lag, final_);
+                self.engine = Some(engine);
+                r
+            }
+            None => {
+                let mut r = self.make_empty_final(worker_id);
+                r.r#final = final_;
+                r
+            }
+        }
+    }
+
+    fn make_report_from(
+        &mut self,
+        engine: &Engine,
+        worker_id: &str,
+        cpu: &mut CpuMeter,
+        lag: &LagProbe,
+        final_: bool,
+    ) -> v1::Report {
+        let rec = engine.recorder();
+        let stats = rec.take();
+        let endpoints = self
+            .plan
+            .endpoints
+            .iter()
+            .zip(&stats)
+            .filter(|(_, s)| !s.is_empty() || !s.outcomes.is_empty())
+            .map(|(e, s)| endpoint_to_proto(e, s))
+            .collect();
+        let (users, um) = rec.users.interval(self.users_mark);
+        let (streams, sm) = rec.active_streams.interval(self.streams_mark);
+        self.users_mark = um;
+        self.streams_mark = sm;
+        let (cpu_percent, rss_bytes) = cpu.sample();
+        let end = self.run_us();
+        let report = v1::Report {
+            worker_id: worker_id.to_string(),
+            epoch: self.epoch,
+            seq: self.next_seq,
+            interval_start_us: self.last_report_end_us,
+            interval_end_us: end,
+            endpoints,
+            users: Some(v1::Gauge {
+                last: users.last,
+                max: users.max,
+                time_avg: users.time_avg,
+            }),
+            active_streams: Some(v1::Gauge {
+                last: streams.last,
+                max: streams.max,
+                time_avg: streams.time_avg,
+            }),
+            r#final: final_,
+            cpu_percent,
+            rss_bytes,
+            sched_lag_p99_us: lag.take_p99_us(),
+            dropped_iterations: 0,
+        };
+        self.next_seq += 1;
+        self.last_report_end_us = end;
+        report
+    }
+
+    fn make_empty_final(&mut self, worker_id: &str) -> v1::Report {
+        let end = self.run_us();
+        let report = v1::Report {
+            worker_id: worker_id.to_string(),
+            epoch: self.epoch,
+            seq: self.next_seq,
+            interval_start_us: self.last_report_end_us,
+            interval_end_us: end.max(self.last_report_end_us),
+            r#final: true,
+            ..Default::default()
+        };
+        self.next_seq += 1;
+        self.last_report_end_us = end;
+        report
+    }
+
+    /// Queues a report for delivery and sends it if the link is up.
+    fn push(&mut self, report: v1::Report, link: &mut Link) {
+        if self.outbox.len() >= OUTBOX_LIMIT {
+            warn!(
+                seq = self.outbox.front().map(|r| r.seq),
+                "outbox full: dropping the oldest unacknowledged report"
+            );
+            self.outbox.pop_front();
+        }
+        self.outbox.push_back(report.clone());
+        if let Link::Up { tx, welcomed: true, .. } = link
+            && tx.try_send(wrap_report(report)).is_err()
+        {
+            *link = Link::Down {
+                retry_at: Instant::now(),
+                backoff: Duration::from_millis(200),
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn master_addresses() {
+        assert_eq!(master_url("127.0.0.1:5557").unwrap(), "http://127.0.0.1:5557");
+        assert_eq!(master_url("http://m:5557").unwrap(), "http://m:5557");
+        assert!(master_url("nohost").is_err());
+    }
+}

@@ -1,0 +1,19 @@
+//! The Barrage load engine.
+//!
+//! A worker joins a master over one gRPC stream ([`control`]), receives the run plan
+//! and absolute user targets, runs one tokio task per virtual user ([`runner`],
+//! [`user`]) over its own keep-alive connection ([`http`]), parses SSE incrementally
+//! ([`sse`]), records into sharded HDR histograms ([`recorder`]) and reports the delta
+//! every second. It stops its load by itself when the master goes silent.
+
+pub mod control;
+pub mod error;
+pub mod http;
+pub mod recorder;
+pub mod runner;
+pub mod sse;
+pub mod sys;
+pub mod user;
+
+pub use control::{Exit, WorkerConfig, run};
+pub use error::{Error, Result};

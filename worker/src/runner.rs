@@ -1,0 +1,256 @@
+//! The engine: owns this worker's virtual users and moves their number towards the
+//! absolute targets the master sends, at the spawn rate it was given.
+//!
+//! A spawner task reads the latest [`Targets`] from a `watch` channel (only the newest
+//! target matters, so a watch rather than a queue) and starts or stops one user at a
+//! time on a schedule of `base + n / rate`, so a ramp ends on time however late the
+//! timer fires. The class chosen next is the one furthest below its target in
+//! proportion, which keeps the class mix right during the ramp, not just at its end.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use barrage_common::plan::RunPlan;
+
+use crate::http::Target;
+use crate::recorder::Recorder;
+use crate::user::{self, UserCtx};
+
+/// Absolute targets for this worker.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Targets {
+    /// Users per class, indexed like `RunPlan::classes`.
+    pub users: Vec<u32>,
+    /// Users per second to start or stop; 0 or infinite = all at once.
+    pub spawn_rate: f64,
+}
+
+pub struct Engine {
+    targets: watch::Sender<Targets>,
+    recorder: Arc<Recorder>,
+    ctl: StopHandle,
+}
+
+/// What it takes to stop an engine's users, cloneable into a background task.
+#[derive(Clone)]
+pub struct StopHandle {
+    /// Graceful: users finish their request and start no new one.
+    stopping: CancellationToken,
+    /// Hard: in-flight requests are abandoned (counted as cancelled).
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl StopHandle {
+    /// Stops every user: graceful for up to `grace`, then hard. Returns when all
+    /// user tasks have ended.
+    pub async fn stop(&self, grace: Duration) {
+        self.stopping.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+            self.cancel.cancel();
+            self.tracker.wait().await;
+        }
+    }
+
+    /// Abandons everything now (master lost, fenced).
+    pub async fn abort(&self) {
+        self.cancel.cancel();
+        self.stopping.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+/// Recorder shards per runtime thread: enough that two users rarely share a lock.
+const SHARDS_PER_THREAD: usize = 8;
+
+impl Engine {
+    /// Starts an engine with no users. `host` overrides the plan's default host.
+    pub fn start(plan: Arc<RunPlan>, host: Option<&str>, worker_index: u32, origin: Instant) -> Result<Engine, String> {
+        let mut targets = Vec::new();
+        for class in &plan.classes {
+            let url = class.host.as_deref().or(host).or(plan.host.as_deref()).ok_or_else(|| {
+                format!(
+                    "user class `{}` has no host; pass -H/--host or set `host` in the scenario",
+                    class.name
+                )
+            })?;
+            targets.push(Arc::new(Target::parse(url)?));
+        }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let recorder = Arc::new(Recorder::new(plan.endpoints.len(), threads * SHARDS_PER_THREAD, origin));
+        let (tx, rx) = watch::channel(Targets {
+            users: vec![0; plan.classes.len()],
+            spawn_rate: 0.0,
+        });
+        let engine = Engine {
+            targets: tx,
+            recorder: recorder.clone(),
+            ctl: StopHandle {
+                stopping: CancellationToken::new(),
+                cancel: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+            },
+        };
+        let spawner = Spawner {
+            plan,
+            hosts: targets,
+            worker_index,
+            recorder,
+            rx,
+            stopping: engine.ctl.stopping.clone(),
+            cancel: engine.ctl.cancel.clone(),
+            tracker: engine.ctl.tracker.clone(),
+            live: Vec::new(),
+            next_id: 0,
+        };
+        engine.ctl.tracker.spawn(spawner.run());
+        Ok(engine)
+    }
+
+    pub fn recorder(&self) -> &Arc<Recorder> {
+        &self.recorder
+    }
+
+    /// Replaces the targets (absolute; the newest wins).
+    pub fn set_targets(&self, targets: Targets) {
+        self.targets.send_replace(targets);
+    }
+
+    pub fn users(&self) -> u32 {
+        u32::try_from(self.recorder.users.get().max(0)).unwrap_or(u32::MAX)
+    }
+
+    pub fn stop_handle(&self) -> StopHandle {
+        self.ctl.clone()
+    }
+
+    /// See [`StopHandle::stop`].
+    pub async fn stop(&self, grace: Duration) {
+        self.ctl.stop(grace).await;
+    }
+
+    /// See [`StopHandle::abort`].
+    pub async fn abort(&self) {
+        self.ctl.abort().await;
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // An engine dropped without stop/abort must not leave load running.
+        self.ctl.cancel.cancel();
+    }
+}
+
+struct Live {
+    cancel: CancellationToken,
+}
+
+struct Spawner {
+    plan: Arc<RunPlan>,
+    hosts: Vec<Arc<Target>>,
+    worker_index: u32,
+    recorder: Arc<Recorder>,
+    rx: watch::Receiver<Targets>,
+    stopping: CancellationToken,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    /// Live users per class, newest last (the newest stops first).
+    live: Vec<Vec<Live>>,
+    next_id: usize,
+}
+
+impl Spawner {
+    async fn run(mut self) {
+        self.live = self.plan.classes.iter().map(|_| Vec::new()).collect();
+        'targets: loop {
+            let targets = self.rx.borrow_and_update().clone();
+            let interval = if targets.spawn_rate.is_finite() && targets.spawn_rate > 0.0 {
+                Some(Duration::from_secs_f64(1.0 / targets.spawn_rate))
+            } else {
+                None
+            };
+            let base = tokio::time::Instant::now();
+            let mut done: u32 = 0;
+            while let Some(step) = self.next_step(&targets.users) {
+                if let Some(interval) = interval {
+                    let at = base + interval * done;
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at) => {}
+                        changed = self.rx.changed() => {
+                            if changed.is_err() { break 'targets; }
+                            continue 'targets;
+                        }
+                        _ = self.stopping.cancelled() => break 'targets,
+                    }
+                }
+                if self.stopping.is_cancelled() {
+                    break 'targets;
+                }
+                match step {
+                    Step::Start(class) => self.start_user(class),
+                    Step::Stop(class) => {
+                        if let Some(user) = self.live[class].pop() {
+                            user.cancel.cancel();
+                        }
+                    }
+                }
+                done += 1;
+            }
+            tokio::select! {
+                changed = self.rx.changed() => if changed.is_err() { break },
+                _ = self.stopping.cancelled() => break,
+            }
+        }
+    }
+
+    fn next_step(&self, targets: &[u32]) -> Option<Step> {
+        // Stop surplus first (a rebalance frees capacity before it adds), then start
+        // the class furthest below its target in proportion.
+        let surplus = (0..self.live.len())
+            .filter(|&c| self.live[c].len() > targets.get(c).copied().unwrap_or(0) as usize)
+            .max_by_key(|&c| self.live[c].len() - targets.get(c).copied().unwrap_or(0) as usize);
+        if let Some(c) = surplus {
+            return Some(Step::Stop(c));
+        }
+        (0..self.live.len())
+            .filter(|&c| (self.live[c].len() as u64) < u64::from(targets.get(c).copied().unwrap_or(0)))
+            .min_by(|&a, &b| {
+                let fill = |c: usize| self.live[c].len() as f64 / f64::from(targets[c]);
+                fill(a).total_cmp(&fill(b)).then(a.cmp(&b))
+            })
+            .map(Step::Start)
+    }
+
+    fn start_user(&mut self, class: usize) {
+        let cancel = self.cancel.child_token();
+        let ctx = UserCtx {
+            plan: self.plan.clone(),
+            class,
+            id: self.next_id,
+            worker_index: self.worker_index,
+            target: self.hosts[class].clone(),
+            recorder: self.recorder.clone(),
+            stopping: self.stopping.clone(),
+            cancel: cancel.clone(),
+        };
+        self.next_id += 1;
+        let rng = SmallRng::from_rng(&mut rand::rng());
+        self.tracker.spawn(user::run(ctx, rng));
+        self.live[class].push(Live { cancel });
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Step {
+    Start(usize),
+    Stop(usize),
+}
