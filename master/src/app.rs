@@ -192,7 +192,22 @@ pub async fn serve_and_run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<Outcome> {
-    let cluster = Cluster::new(setup.plan.to_json(), setup.opts.clone());
+    let cluster = new_cluster(&setup);
+    serve_cluster(cluster, setup, listener, shutdown).await
+}
+
+/// The cluster a setup describes (tests create it first to observe the run).
+pub fn new_cluster(setup: &MasterSetup) -> Arc<Cluster> {
+    Cluster::new(setup.plan.to_json(), setup.opts.clone())
+}
+
+/// [`serve_and_run`] on a cluster the caller holds.
+pub async fn serve_cluster(
+    cluster: Arc<Cluster>,
+    setup: MasterSetup,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<Outcome> {
     let stop_server = CancellationToken::new();
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = {

@@ -1,1 +1,7 @@
+//! Integration tests: whole clusters on loopback. Masters and workers talk real gRPC
+//! (in-process on 127.0.0.1:0, or as real `barrage` processes), against the in-process
+//! dify-api double, and every figure we report is compared with the mock's ground truth.
 
+mod cli;
+mod cluster;
+mod support;

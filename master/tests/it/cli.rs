@@ -1,0 +1,202 @@
+//! The `barrage` binary as people use it: real processes, real exit codes.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::*;
+
+fn barrage() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_barrage"))
+}
+
+fn examples() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+/// `barrage run` with two worker processes: the JSON report matches the mock and the schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_worker_processes_matches_ground_truth_and_schema() {
+    let mock = mock(sse_mock_config(30, 3, 10)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("run.json");
+    let scenario = examples().join("dify-workflow.toml");
+    let host = format!("http://{}", mock.addr);
+    let json_arg = json_path.to_str().unwrap().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        barrage()
+            .args([
+                "run",
+                "-f",
+                scenario.to_str().unwrap(),
+                "-H",
+                &host,
+                "-u",
+                "8",
+                "-r",
+                "100",
+                "-t",
+                "3s",
+                "--workers",
+                "2",
+            ])
+            .args(["--json", &json_arg, "--only-summary"])
+            .env("DIFY_API_KEY", KEY)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}\n{stdout}\n{stderr}", out.status);
+    assert!(stdout.contains("TTFE - Time To First Event (ms)"), "{stdout}");
+    assert!(
+        !stdout.contains(KEY) && !stderr.contains(KEY),
+        "the API key leaked into the output"
+    );
+
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(barrage_master::report::json::SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&report)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "report does not match the schema: {errors:#?}");
+
+    let truth = mock.state.ground_truth();
+    assert!(truth.requests > 0);
+    assert_eq!(report["aggregated"]["requests"].as_u64().unwrap(), truth.requests);
+    assert_eq!(report["aggregated"]["events"].as_u64().unwrap(), truth.events_sent);
+    assert_eq!(report["aggregated"]["failures"].as_u64().unwrap(), 0);
+    assert_eq!(report["workers"].as_array().unwrap().len(), 2);
+    let ttfe_p50 = report["ttfe_ms"]["p50"].as_f64().unwrap();
+    assert!(
+        (30.0..36.0).contains(&ttfe_p50),
+        "TTFE p50 {ttfe_p50} vs the mock's 30 ms"
+    );
+}
+
+/// A bad scenario field: one clear message naming file and field, exit 2, nothing sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_scenario_field_is_named_and_nothing_is_sent() {
+    let mock = mock(sse_mock_config(5, 1, 5)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(examples().join("dify-workflow.toml"))
+        .unwrap()
+        .replace("between(1, 3)", "betwen(1,3)");
+    std::fs::write(&bad, text).unwrap();
+    let host = format!("http://{}", mock.addr);
+    for args in [
+        vec!["validate", "-f", bad.to_str().unwrap()],
+        vec![
+            "run",
+            "-f",
+            bad.to_str().unwrap(),
+            "-H",
+            &host,
+            "-t",
+            "2s",
+            "--workers",
+            "1",
+        ],
+    ] {
+        let out = barrage().args(&args).env("DIFY_API_KEY", KEY).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("bad.toml: users[0].wait: \"betwen(1,3)\" is not a wait"),
+            "{stderr}"
+        );
+        assert_eq!(
+            stderr.lines().filter(|l| l.starts_with("error:")).count(),
+            1,
+            "{stderr}"
+        );
+    }
+    assert_eq!(
+        mock.state.ground_truth().requests,
+        0,
+        "a bad scenario must send nothing"
+    );
+}
+
+/// A missing secret is a scenario error too (exit 2), naming the variable.
+#[test]
+fn a_missing_secret_is_a_usage_error() {
+    let out = barrage()
+        .args([
+            "validate",
+            "-f",
+            examples().join("dify-workflow.toml").to_str().unwrap(),
+        ])
+        .env_remove("DIFY_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("environment variable `DIFY_API_KEY` is not set"));
+}
+
+/// Kill the master process: the worker stops its load within its master timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stops_its_load_when_the_master_dies() {
+    let mock = mock(sse_mock_config(5, 2, 5)).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut master = barrage()
+        .args(["master", "-f", examples().join("dify-workflow.toml").to_str().unwrap()])
+        .args([
+            "-H",
+            &format!("http://{}", mock.addr),
+            "-u",
+            "4",
+            "-r",
+            "100",
+            "-t",
+            "60s",
+            "--headless",
+        ])
+        .args([
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            &port.to_string(),
+        ])
+        .args([
+            "--master-timeout",
+            "2s",
+            "--expect-workers",
+            "1",
+            "--expect-workers-max-wait",
+            "20s",
+        ])
+        .env("DIFY_API_KEY", KEY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let w = worker(format!("127.0.0.1:{port}").parse().unwrap(), "orphan");
+    let loaded = eventually(Duration::from_secs(15), || mock.state.ground_truth().requests > 20).await;
+    master.kill().unwrap();
+    let _ = master.wait();
+    assert!(loaded, "the worker never produced load");
+    let killed_at = std::time::Instant::now();
+    // Within the 2 s master timeout (+ one housekeeping tick and in-flight requests).
+    let quiet = eventually(Duration::from_secs(6), || {
+        let before = mock.state.ground_truth().requests;
+        std::thread::sleep(Duration::from_millis(300));
+        mock.state.ground_truth().requests == before && mock.state.ground_truth().active_streams == 0
+    })
+    .await;
+    assert!(quiet, "load continued after the master died");
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(5),
+        "stopped only after {:?}",
+        killed_at.elapsed()
+    );
+    w.abort();
+}

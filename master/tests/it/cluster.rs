@@ -1,0 +1,173 @@
+//! In-process clusters: real gRPC on loopback, figures checked against the mock.
+
+use std::time::Duration;
+
+use barrage_proto::v1;
+use tokio_stream::StreamExt;
+
+use crate::support::*;
+
+/// What we report equals what the target served, and TTFE matches its injected delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reported_figures_match_the_targets_ground_truth() {
+    let mock = mock(sse_mock_config(50, 5, 10)).await;
+    let load = load_args(mock.addr, 12, 100.0, Duration::from_secs(3));
+    let m = master(setup(&workflow_scenario("constant(0.05)"), &load, 2)).await;
+    let workers = [worker(m.addr, "w-a"), worker(m.addr, "w-b")];
+    let outcome = m.run.await.unwrap().unwrap();
+    for w in workers {
+        assert_eq!(w.await.unwrap().unwrap(), barrage_worker::Exit::RunFinished);
+    }
+    let truth = mock.state.ground_truth();
+    let r = &outcome.report;
+    // Requests: every request the mock received is in our report, and no more.
+    assert!(truth.requests > 50, "too little load to judge: {truth:?}");
+    assert_eq!(r.aggregated.requests, truth.requests, "requests: ours vs the mock's");
+    assert_eq!(r.aggregated.failures, 0, "failures: {:?}", r.failures);
+    let sse = r.endpoints.iter().find(|e| e.name == "/v1/workflows/run").unwrap();
+    assert_eq!(sse.requests, truth.workflow_runs);
+    assert_eq!(sse.streams_completed, truth.streams_completed);
+    assert_eq!(sse.events, truth.events_sent, "events: ours vs the mock's");
+    assert_eq!(sse.events_by_type["text_chunk"], 5 * truth.streams_completed);
+    let chat = r
+        .endpoints
+        .iter()
+        .find(|e| e.name.starts_with("/v1/chat-messages"))
+        .unwrap();
+    assert_eq!(chat.requests, truth.chat_messages);
+    assert_eq!(chat.requests + sse.requests, truth.requests);
+    // TTFE: the mock writes its first event 50 ms after the request arrives.
+    let ttfe = r.ttfe_ms.unwrap();
+    assert!(ttfe.min >= 50.0, "TTFE below the injected delay: {ttfe:?}");
+    assert!(
+        ttfe.p50 < 50.0 + 5.0,
+        "TTFE p50 {} ms is not within 5 ms of the 50 ms delay",
+        ttfe.p50
+    );
+    // Class mix 3:1 of 12 users: 9 workflow users, 3 health users across both workers.
+    assert_eq!(r.workers.len(), 2);
+    assert!(r.workers.iter().all(|w| w.final_report && !w.lost));
+    assert!(
+        r.connections.max_concurrent >= 1 && r.connections.max_concurrent <= 9,
+        "{:?}",
+        r.connections
+    );
+    assert!(
+        r.warnings.iter().all(|w| !w.contains("no final report")),
+        "{:?}",
+        r.warnings
+    );
+}
+
+/// The exact split: 12 users 3:1 over two equal workers, and each worker really runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_joining_mid_run_takes_its_share() {
+    let mock = mock(sse_mock_config(5, 2, 5)).await;
+    let load = load_args(mock.addr, 12, 1000.0, Duration::from_secs(4));
+    let m = master(setup(&workflow_scenario("constant(0.1)"), &load, 1)).await;
+    let first = worker(m.addr, "first");
+    let users_of = |id: &str| {
+        let reg = m.cluster.registry();
+        reg.workers.get(id).map(|w| w.heartbeat.users)
+    };
+    let assigned_of = |id: &str| {
+        let reg = m.cluster.registry();
+        reg.workers.get(id).and_then(|w| w.last_assign.clone()).map(|a| {
+            a.classes
+                .iter()
+                .map(|c| (c.class_name.clone(), c.users))
+                .collect::<Vec<_>>()
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || users_of("first") == Some(12)).await,
+        "first worker never ran 12 users"
+    );
+    assert_eq!(
+        assigned_of("first").unwrap(),
+        [("Workflow".to_string(), 9), ("Chat".to_string(), 3)]
+    );
+
+    let second = worker(m.addr, "second");
+    assert!(
+        eventually(Duration::from_secs(3), || users_of("first") == Some(6)
+            && users_of("second") == Some(6))
+        .await,
+        "after the join: first {:?}, second {:?}",
+        users_of("first"),
+        users_of("second")
+    );
+    let (a, b) = (assigned_of("first").unwrap(), assigned_of("second").unwrap());
+    let total = |c: usize| a[c].1 + b[c].1;
+    assert_eq!(
+        (total(0), total(1)),
+        (9, 3),
+        "class mix exact cluster-wide: {a:?} {b:?}"
+    );
+    let outcome = m.run.await.unwrap().unwrap();
+    let _ = (first.await, second.await);
+    assert!(
+        outcome
+            .report
+            .events
+            .iter()
+            .any(|e| e.contains("second") && e.contains("joined mid-run"))
+    );
+    assert_eq!(outcome.report.aggregated.requests, mock.state.ground_truth().requests);
+}
+
+/// A worker speaking another protocol version is refused, and told both versions.
+#[tokio::test]
+async fn an_incompatible_worker_is_refused_with_both_versions() {
+    let mock = mock(sse_mock_config(5, 1, 5)).await;
+    let load = load_args(mock.addr, 1, 1.0, Duration::from_secs(1));
+    let m = master(setup(&workflow_scenario("constant(1)"), &load, 1)).await;
+    let mut client = v1::coordinator_client::CoordinatorClient::connect(format!("http://{}", m.addr))
+        .await
+        .unwrap();
+    let hello = v1::WorkerMessage {
+        kind: Some(v1::worker_message::Kind::Hello(v1::Hello {
+            protocol_version: 99,
+            worker_id: "from-the-future".into(),
+            build_version: "barrage 9.0.0".into(),
+            ..Default::default()
+        })),
+    };
+    let mut replies = client.join(tokio_stream::iter([hello])).await.unwrap().into_inner();
+    let first = replies.next().await.unwrap().unwrap();
+    match first.kind {
+        Some(v1::master_message::Kind::Refuse(r)) => {
+            assert_eq!(r.reason, v1::RefuseReason::Version as i32);
+            assert!(r.message.contains("99") && r.message.contains("1..=1"), "{}", r.message);
+            assert!(r.message.contains("barrage 9.0.0"), "{}", r.message);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // It never joined: the registry does not know it.
+    assert!(m.cluster.registry().workers.is_empty());
+    m.run.abort();
+}
+
+/// With a cluster token set, a worker without it is refused before it sees the plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_token_keeps_strangers_out() {
+    let mock = mock(sse_mock_config(5, 1, 5)).await;
+    let load = load_args(mock.addr, 1, 1.0, Duration::from_secs(1));
+    let mut s = setup(&workflow_scenario("constant(1)"), &load, 1);
+    s.opts.token = Some("sesame".into());
+    let m = master(s).await;
+    let mut client = v1::coordinator_client::CoordinatorClient::connect(format!("http://{}", m.addr))
+        .await
+        .unwrap();
+    let hello = v1::WorkerMessage {
+        kind: Some(v1::worker_message::Kind::Hello(v1::Hello {
+            protocol_version: barrage_proto::PROTOCOL_VERSION,
+            worker_id: "stranger".into(),
+            ..Default::default()
+        })),
+    };
+    let status = client.join(tokio_stream::iter([hello])).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    assert!(m.cluster.registry().workers.is_empty());
+    m.run.abort();
+}

@@ -1,0 +1,150 @@
+//! Shared set-up: a mock target, a scenario, a master, in-process workers.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use barrage_master::app::{self, MasterSetup, Outcome};
+use barrage_master::cli::LoadArgs;
+use barrage_master::cluster::Cluster;
+use barrage_mock::{MockConfig, MockState};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub const KEY: &str = "app-test-key";
+
+pub struct Mock {
+    pub state: MockState,
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+pub async fn mock(cfg: MockConfig) -> Mock {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = MockState::new(cfg);
+    let stop = CancellationToken::new();
+    tokio::spawn(barrage_mock::run(
+        state.clone(),
+        listener,
+        stop.clone().cancelled_owned(),
+    ));
+    Mock { state, addr, stop }
+}
+
+pub fn sse_mock_config(first_event_ms: u64, chunks: u32, interval_ms: u64) -> MockConfig {
+    MockConfig {
+        first_event_delay: Duration::from_millis(first_event_ms),
+        chunks,
+        chunk_interval: Duration::from_millis(interval_ms),
+        api_key: Some(KEY.into()),
+        ..MockConfig::default()
+    }
+}
+
+/// A workflow scenario like examples/dify-workflow.toml with a chosen wait.
+pub fn workflow_scenario(wait: &str) -> String {
+    format!(
+        r#"
+[data.question]
+values = ["one", "two", "three"]
+[[users]]
+name = "Workflow"
+weight = 3
+wait = "{wait}"
+[[users.tasks]]
+name = "/v1/workflows/run"
+method = "POST"
+path = "/v1/workflows/run"
+kind = "sse"
+terminal_event = "workflow_finished"
+headers = {{ Authorization = "Bearer ${{DIFY_API_KEY}}" }}
+body = '{{"inputs": {{"query": "{{{{question}}}}"}}, "response_mode": "streaming", "user": "{{{{user}}}}"}}'
+[[users]]
+name = "Chat"
+weight = 1
+wait = "{wait}"
+[[users.tasks]]
+name = "/v1/chat-messages (blocking)"
+method = "POST"
+path = "/v1/chat-messages"
+headers = {{ Authorization = "Bearer ${{DIFY_API_KEY}}" }}
+body = '{{"inputs": {{}}, "query": "{{{{question}}}}", "response_mode": "blocking", "user": "{{{{user}}}}"}}'
+"#
+    )
+}
+
+pub fn env(name: &str) -> Option<String> {
+    (name == "DIFY_API_KEY").then(|| KEY.to_string())
+}
+
+pub fn load_args(host: SocketAddr, users: u32, rate: f64, run_time: Duration) -> LoadArgs {
+    LoadArgs {
+        scenario: PathBuf::from("test.toml"),
+        host: Some(format!("http://{host}")),
+        users: Some(users),
+        spawn_rate: Some(rate),
+        run_time: Some(run_time),
+        headless: true,
+        json: None,
+        only_summary: true,
+        stop_timeout: Duration::from_secs(10),
+        heartbeat_liveness: Duration::from_secs(5),
+        master_timeout: Duration::from_secs(15),
+    }
+}
+
+pub fn setup(scenario_text: &str, load: &LoadArgs, workers: u32) -> MasterSetup {
+    let scenario =
+        barrage_common::scenario::parse_str(scenario_text, config::FileFormat::Toml, "test.toml", &env).unwrap();
+    let mut s = MasterSetup::resolve(load, scenario, workers, Some(Duration::from_secs(20))).unwrap();
+    s.print_report = false;
+    s
+}
+
+/// A master serving on 127.0.0.1:0, running in the background.
+pub struct Master {
+    pub addr: SocketAddr,
+    pub cluster: Arc<Cluster>,
+    pub run: tokio::task::JoinHandle<anyhow::Result<Outcome>>,
+}
+
+pub async fn master(setup: MasterSetup) -> Master {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cluster = app::new_cluster(&setup);
+    let run = tokio::spawn(app::serve_cluster(
+        cluster.clone(),
+        setup,
+        listener,
+        std::future::pending(),
+    ));
+    Master { addr, cluster, run }
+}
+
+/// An in-process worker joining `master`; it runs until the run ends.
+pub fn worker(master: SocketAddr, id: &str) -> tokio::task::JoinHandle<barrage_worker::Result<barrage_worker::Exit>> {
+    let mut cfg = barrage_worker::WorkerConfig::new(master.to_string());
+    cfg.worker_id = id.to_string();
+    cfg.give_up_after = Some(Duration::from_secs(30));
+    tokio::spawn(barrage_worker::run(cfg, std::future::pending()))
+}
+
+/// Polls `check` every 20 ms until it holds or `limit` passes.
+pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}
