@@ -111,6 +111,8 @@ pub struct Registry {
     pub membership: u64,
     pub run_start: Option<Instant>,
     next_conn: u64,
+    /// The Stop of this run once sent, resent to a worker that reconnects after it.
+    pub stop: Option<v1::Stop>,
     /// Events worth a line in the final report (joins mid-run, losses).
     pub events: Vec<(Duration, String)>,
 }
@@ -146,6 +148,7 @@ impl Cluster {
                 membership: 0,
                 run_start: None,
                 next_conn: 0,
+                stop: None,
                 events: Vec::new(),
             }),
             aggregator: Mutex::new(Aggregator::new(epoch)),
@@ -194,7 +197,10 @@ impl Cluster {
             });
         }
         let mut reg = self.registry();
-        if matches!(reg.phase, Phase::Stopping | Phase::Done) {
+        // While stopping, a worker of this run that reconnects may still deliver its
+        // final report; anyone else is too late.
+        let rejoining = reg.workers.get(&hello.worker_id).is_some_and(|w| !w.lost) && hello.resume_epoch == self.epoch;
+        if reg.phase == Phase::Done || (reg.phase == Phase::Stopping && !rejoining) {
             return Err(v1::Refuse {
                 message: "the run is over; this master takes no more workers".into(),
                 reason: v1::RefuseReason::Full as i32,
@@ -369,10 +375,14 @@ impl v1::coordinator_server::Coordinator for Service {
             // A reconnecting worker gets its current assignment again (it ignores it
             // if already applied: same command seq).
             let mut reg = self.cluster.registry();
-            if let Some(w) = reg.workers.get_mut(&hello.worker_id)
-                && let Some(a) = w.last_assign.clone()
-            {
-                w.send(MKind::Assign(a));
+            let stop = reg.stop.clone();
+            if let Some(w) = reg.workers.get_mut(&hello.worker_id) {
+                if let Some(a) = w.last_assign.clone() {
+                    w.send(MKind::Assign(a));
+                }
+                if let Some(stop) = stop {
+                    w.send(MKind::Stop(stop));
+                }
             }
         }
         self.cluster.changed.notify_waiters();

@@ -163,6 +163,7 @@ pub async fn run(
             reason: stop_reason.clone(),
             exit: true,
         };
+        reg.stop = Some(stop.clone());
         let mut ids = Vec::new();
         for w in reg.workers.values_mut().filter(|w| !w.lost) {
             w.send(MKind::Stop(stop.clone()));

@@ -24,7 +24,7 @@ use barrage_proto::v1::{self, master_message::Kind as MKind, worker_message::Kin
 use barrage_proto::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 use crate::error::{Error, Result};
-use crate::recorder::GaugeMark;
+use crate::recorder::{GaugeInterval, GaugeMark};
 use crate::runner::{Engine, Targets};
 use crate::sys::{CpuMeter, LagProbe};
 
@@ -82,6 +82,8 @@ const OUTBOX_LIMIT: usize = 3600;
 /// A connection that has not produced Welcome within this long is abandoned.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
 const TICK: Duration = Duration::from_millis(50);
+/// On SIGINT/SIGTERM: time for users to stop (5 s) plus the final report's round trip.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 type Connecting = Pin<
     Box<
@@ -165,6 +167,8 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     let mut shutting_down = false;
+    // After a shutdown signal, leave by this time even if the final ack never comes.
+    let mut shutdown_deadline: Option<Instant> = None;
     // Pause before the next attempt if the current one fails (doubles up to max_backoff).
     let mut pending_backoff = Duration::from_millis(100);
     info!(worker = %cfg.worker_id, master = %cfg.master, "worker starting");
@@ -197,6 +201,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
         match event {
             Ev::Shutdown => {
                 shutting_down = true;
+                shutdown_deadline = Some(Instant::now() + SHUTDOWN_GRACE);
                 info!("shutdown requested: stopping users and sending a final report");
                 match &mut session {
                     Some(s) if s.engine.is_some() && s.stop == StopPhase::Running => {
@@ -261,6 +266,10 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
             }
             Ev::Tick => {
                 let now = Instant::now();
+                if shutdown_deadline.is_some_and(|d| now >= d) {
+                    warn!("no acknowledgement of the final report in time; leaving anyway");
+                    return Ok(Exit::Shutdown);
+                }
                 // Master timeout: no message for too long stops the load.
                 if let Some(s) = &mut session {
                     if s.engine.is_some()
@@ -655,11 +664,7 @@ impl Session {
                 self.engine = Some(engine);
                 r
             }
-            None => {
-                let mut r = self.make_empty_final(worker_id);
-                r.r#final = final_;
-                r
-            }
+            None => self.next_report(worker_id, final_),
         }
     }
 
@@ -681,49 +686,42 @@ impl Session {
             .filter(|(_, s)| !s.is_empty() || !s.outcomes.is_empty())
             .map(|(e, s)| endpoint_to_proto(e, s))
             .collect();
+        let gauge = |g: GaugeInterval| {
+            Some(v1::Gauge {
+                last: g.last,
+                max: g.max,
+                time_avg: g.time_avg,
+            })
+        };
         let (users, um) = rec.users.interval(self.users_mark);
         let (streams, sm) = rec.active_streams.interval(self.streams_mark);
         self.users_mark = um;
         self.streams_mark = sm;
         let (cpu_percent, rss_bytes) = cpu.sample();
-        let end = self.run_us();
+        let mut report = self.next_report(worker_id, final_);
+        report.endpoints = endpoints;
+        report.users = gauge(users);
+        report.active_streams = gauge(streams);
+        report.cpu_percent = cpu_percent;
+        report.rss_bytes = rss_bytes;
+        report.sched_lag_p99_us = lag.take_p99_us();
+        report
+    }
+
+    fn make_empty_final(&mut self, worker_id: &str) -> v1::Report {
+        self.next_report(worker_id, true)
+    }
+
+    /// A report with the next seq covering the time since the previous one.
+    fn next_report(&mut self, worker_id: &str, final_: bool) -> v1::Report {
+        let end = self.run_us().max(self.last_report_end_us);
         let report = v1::Report {
             worker_id: worker_id.to_string(),
             epoch: self.epoch,
             seq: self.next_seq,
             interval_start_us: self.last_report_end_us,
             interval_end_us: end,
-            endpoints,
-            users: Some(v1::Gauge {
-                last: users.last,
-                max: users.max,
-                time_avg: users.time_avg,
-            }),
-            active_streams: Some(v1::Gauge {
-                last: streams.last,
-                max: streams.max,
-                time_avg: streams.time_avg,
-            }),
             r#final: final_,
-            cpu_percent,
-            rss_bytes,
-            sched_lag_p99_us: lag.take_p99_us(),
-            dropped_iterations: 0,
-        };
-        self.next_seq += 1;
-        self.last_report_end_us = end;
-        report
-    }
-
-    fn make_empty_final(&mut self, worker_id: &str) -> v1::Report {
-        let end = self.run_us();
-        let report = v1::Report {
-            worker_id: worker_id.to_string(),
-            epoch: self.epoch,
-            seq: self.next_seq,
-            interval_start_us: self.last_report_end_us,
-            interval_end_us: end.max(self.last_report_end_us),
-            r#final: true,
             ..Default::default()
         };
         self.next_seq += 1;

@@ -264,30 +264,28 @@ impl FinalReport {
             .collect();
         let all = agg.aggregated();
         let sse = agg.sse_aggregated();
-        let mut failures = Vec::new();
-        let mut outcomes = Vec::new();
-        for (k, t) in &agg.endpoints {
-            for ((kind, detail), e) in &t.stats.failure_kinds {
-                failures.push(FailureRow {
-                    method: k.method.clone(),
-                    name: k.name.clone(),
-                    kind: kind.clone(),
-                    detail: detail.clone(),
-                    count: e.count,
-                    sample: e.sample.clone(),
-                });
-            }
-            for ((kind, detail), e) in &t.stats.outcomes {
-                outcomes.push(FailureRow {
-                    method: k.method.clone(),
-                    name: k.name.clone(),
-                    kind: kind.clone(),
-                    detail: detail.clone(),
-                    count: e.count,
-                    sample: e.sample.clone(),
-                });
-            }
-        }
+        let rows =
+            |pick: fn(
+                &EndpointStats,
+            )
+                -> &std::collections::BTreeMap<(String, String), barrage_common::metrics::FailureEntry>| {
+                let mut out = Vec::new();
+                for (k, t) in &agg.endpoints {
+                    for ((kind, detail), e) in pick(&t.stats) {
+                        out.push(FailureRow {
+                            method: k.method.clone(),
+                            name: k.name.clone(),
+                            kind: kind.clone(),
+                            detail: detail.clone(),
+                            count: e.count,
+                            sample: e.sample.clone(),
+                        });
+                    }
+                }
+                out
+            };
+        let mut failures = rows(|s| &s.failure_kinds);
+        let outcomes = rows(|s| &s.outcomes);
         failures.sort_by_key(|f| std::cmp::Reverse(f.count));
 
         // Per-second figures over the run's full seconds: from 0 to the last full second.
