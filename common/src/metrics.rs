@@ -29,9 +29,16 @@ pub enum Metric {
     Ttft = 3,
     /// Response headers to the end of the stream.
     StreamDuration = 4,
+    /// Between consecutive events of a stream (pings included).
+    EventGap = 5,
+    /// Between consecutive text chunks of a stream.
+    ChunkGap = 6,
+    /// The server's own `elapsed_time` of `workflow_finished` (Dify), for comparison
+    /// with what the client saw.
+    ServerElapsed = 7,
 }
 
-pub const METRIC_COUNT: usize = 5;
+pub const METRIC_COUNT: usize = 8;
 
 impl Metric {
     pub const ALL: [Metric; METRIC_COUNT] = [
@@ -40,6 +47,9 @@ impl Metric {
         Metric::Ttfe,
         Metric::Ttft,
         Metric::StreamDuration,
+        Metric::EventGap,
+        Metric::ChunkGap,
+        Metric::ServerElapsed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +59,9 @@ impl Metric {
             Metric::Ttfe => "ttfe",
             Metric::Ttft => "ttft",
             Metric::StreamDuration => "stream_duration",
+            Metric::EventGap => "event_gap",
+            Metric::ChunkGap => "chunk_gap",
+            Metric::ServerElapsed => "server_elapsed",
         }
     }
 
@@ -71,6 +84,12 @@ pub mod failure {
     pub const TERMINAL_STATUS: &str = "terminal_status";
     pub const EVENT_TOO_LARGE: &str = "event_too_large";
     pub const INVALID_JSON: &str = "invalid_json";
+    /// HTTP 429 `too_many_requests`: the app's concurrency limit (retryable).
+    pub const TOO_MANY_REQUESTS: &str = "too_many_requests";
+    /// HTTP 429 `rate_limit_error`: the plan's quota.
+    pub const RATE_LIMIT_ERROR: &str = "rate_limit_error";
+    /// A JSON (blocking) answer that is not a success.
+    pub const BAD_RESPONSE: &str = "bad_response";
     pub const REQUEST: &str = "request";
     /// Not a failure: an in-flight request cut short because the run stopped. Counted
     /// so that our request total matches what the target received.

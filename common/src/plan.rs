@@ -22,10 +22,49 @@ pub struct RunPlan {
     pub host: Option<String>,
     pub classes: Vec<UserClass>,
     /// Data pools by name, used as `{{name}}` in templates.
-    pub pools: BTreeMap<String, Vec<String>>,
+    pub pools: BTreeMap<String, Pool>,
     /// Stats entries; `Task::endpoint` indexes this list.
     pub endpoints: Vec<Endpoint>,
     pub limits: Limits,
+    /// Fixed addresses for host names (like curl's --resolve): users are spread over
+    /// them and recorded per address, as for a host that resolves to several.
+    #[serde(default)]
+    pub resolve: BTreeMap<String, Vec<std::net::SocketAddr>>,
+}
+
+/// A list of values a template draws from.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+pub struct Pool {
+    pub entries: Vec<String>,
+    pub mode: PoolMode,
+    /// Entries came from environment variables (API keys): never printed.
+    pub secret: bool,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: Vec<&str> = if self.secret {
+            self.entries.iter().map(|_| crate::template::REDACTED).collect()
+        } else {
+            self.entries.iter().map(String::as_str).collect()
+        };
+        f.debug_struct("Pool")
+            .field("entries", &shown)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+/// How a pool entry is chosen for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolMode {
+    /// A random entry each time.
+    Random,
+    /// Entries in order, round robin (per user: each user walks the list).
+    Sequential,
+    /// One fixed entry per virtual user (e.g. one API key per user).
+    PerUser,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,6 +107,17 @@ pub struct Task {
     /// Status codes that count as success; empty = any 2xx.
     pub expect: Vec<u16>,
     pub kind: TaskKind,
+    pub connection: ConnectionPolicy,
+}
+
+/// How a task uses its user's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectionPolicy {
+    /// Reuse the user's connection (like a browser).
+    KeepAlive,
+    /// A new connection per request, so kube-proxy spreads requests over replicas.
+    PerRequest,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,6 +147,63 @@ pub struct SseSpec {
     /// Nothing read for this long: failure `read_timeout` (Dify pings every 10 s).
     #[serde(with = "micros")]
     pub read_timeout: Duration,
+    /// Dify semantics (`kind = "dify"`): which app type decides success.
+    pub dify: Option<DifySpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DifySpec {
+    pub app: DifyApp,
+    /// Chat apps: start a new conversation after this many turns (0 = every request).
+    pub conversation_turns: u32,
+    /// On a hard stop, ask dify-api to stop in-flight tasks
+    /// (`POST /v1/workflows/tasks/{id}/stop`) so the target is not left running.
+    pub stop_on_cancel: bool,
+}
+
+/// Dify app types, each with its own terminal events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DifyApp {
+    /// `workflow_finished` with `status == "succeeded"`.
+    Workflow,
+    /// `message_end`.
+    Chat,
+    /// Advanced chat: `message_end` and then `workflow_finished` succeeded.
+    Chatflow,
+    /// Agent chat: `message_end`.
+    Agent,
+}
+
+impl DifyApp {
+    pub fn parse(s: &str) -> Option<DifyApp> {
+        match s {
+            "workflow" => Some(DifyApp::Workflow),
+            "chat" | "completion" => Some(DifyApp::Chat),
+            "chatflow" | "advanced-chat" => Some(DifyApp::Chatflow),
+            "agent" | "agent-chat" => Some(DifyApp::Agent),
+            _ => None,
+        }
+    }
+
+    /// The app type a Service API path implies.
+    pub fn from_path(path: &str) -> Option<DifyApp> {
+        if path.starts_with("/v1/workflows/") {
+            Some(DifyApp::Workflow)
+        } else if path.starts_with("/v1/chat-messages") || path.starts_with("/v1/completion-messages") {
+            Some(DifyApp::Chat)
+        } else {
+            None
+        }
+    }
+
+    /// The path to stop a running task of this app type.
+    pub fn stop_path(self, task_id: &str) -> String {
+        match self {
+            DifyApp::Workflow => format!("/v1/workflows/tasks/{task_id}/stop"),
+            _ => format!("/v1/chat-messages/{task_id}/stop"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -116,6 +223,9 @@ pub struct Limits {
     pub sse_max_event_bytes: usize,
     #[serde(with = "micros")]
     pub connect_timeout: Duration,
+    /// Accept any TLS certificate from https targets (self-signed clusters).
+    #[serde(default)]
+    pub tls_insecure: bool,
 }
 
 impl Default for Limits {
@@ -123,6 +233,7 @@ impl Default for Limits {
         Limits {
             sse_max_event_bytes: 1 << 20,
             connect_timeout: Duration::from_secs(10),
+            tls_insecure: false,
         }
     }
 }
@@ -136,6 +247,9 @@ impl RunPlan {
                 .chain(task.headers.iter().map(|(_, t)| t))
                 .chain(task.body.iter());
             out.extend(templates.flat_map(|t| t.secrets()).map(str::to_string));
+        }
+        for pool in self.pools.values().filter(|p| p.secret) {
+            out.extend(pool.entries.iter().cloned());
         }
         out.sort();
         out.dedup();

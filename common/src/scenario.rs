@@ -13,7 +13,10 @@ use serde::Deserialize;
 
 use crate::duration;
 use crate::error::{Error, Result};
-use crate::plan::{Endpoint, Limits, PLAN_FORMAT, RunPlan, SseSpec, Task, TaskKind, UserClass, Wait};
+use crate::plan::{
+    ConnectionPolicy, DifyApp, DifySpec, Endpoint, Limits, PLAN_FORMAT, Pool, PoolMode, RunPlan, SseSpec, Task,
+    TaskKind, UserClass, Wait,
+};
 use crate::template::{BUILTIN_VARS, Template};
 
 /// A loaded scenario: the plan plus the run settings the file suggests.
@@ -43,6 +46,8 @@ struct RawScenario {
     users: Vec<RawClass>,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    resolve: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +63,7 @@ struct RawRun {
 struct RawLimits {
     sse_max_event_bytes: Option<i64>,
     connect_timeout: Option<String>,
+    tls_insecure: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +71,9 @@ struct RawLimits {
 struct RawPool {
     values: Option<Vec<String>>,
     file: Option<String>,
+    /// Names of environment variables whose values form the pool (secrets).
+    env: Option<Vec<String>>,
+    mode: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +103,10 @@ struct RawTask {
     terminal_event: Option<String>,
     first_event_timeout: Option<String>,
     read_timeout: Option<String>,
+    connection: Option<String>,
+    app: Option<String>,
+    conversation_turns: Option<i64>,
+    stop_on_cancel: Option<bool>,
 }
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
@@ -180,10 +193,26 @@ fn validate(raw: RawScenario, file: &str, base: &Path, env: &dyn Fn(&str) -> Opt
             )
         })?;
     }
+    limits.tls_insecure = raw.limits.tls_insecure.unwrap_or(false);
     if let Some(t) = raw.limits.connect_timeout.as_deref() {
         limits.connect_timeout = duration::parse(t).map_err(|m| err("limits.connect_timeout", m))?;
     }
 
+    let mut resolve = BTreeMap::new();
+    for (host, addrs) in raw.resolve {
+        let field = format!("resolve.{host}");
+        let parsed = addrs
+            .iter()
+            .map(|a| {
+                a.parse::<std::net::SocketAddr>()
+                    .map_err(|_| err(&field, format!("\"{a}\" is not an IP:PORT address")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if parsed.is_empty() {
+            return Err(err(&field, "give at least one IP:PORT address".into()));
+        }
+        resolve.insert(host, parsed);
+    }
     let mut pools = BTreeMap::new();
     for (name, pool) in raw.data {
         let field = format!("data.{name}");
@@ -193,9 +222,10 @@ fn validate(raw: RawScenario, file: &str, base: &Path, env: &dyn Fn(&str) -> Opt
                 format!("`{name}` is a builtin variable; choose another pool name"),
             ));
         }
-        let entries = match (pool.values, pool.file) {
-            (Some(values), None) => values,
-            (None, Some(f)) => {
+        let mut secret = false;
+        let entries = match (pool.values, pool.file, pool.env) {
+            (Some(values), None, None) => values,
+            (None, Some(f), None) => {
                 let p = base.join(&f);
                 let text = std::fs::read_to_string(&p)
                     .map_err(|e| err(&format!("{field}.file"), format!("cannot read {}: {e}", p.display())))?;
@@ -205,16 +235,42 @@ fn validate(raw: RawScenario, file: &str, base: &Path, env: &dyn Fn(&str) -> Opt
                     .map(str::to_string)
                     .collect()
             }
+            (None, None, Some(names)) => {
+                secret = true;
+                names
+                    .iter()
+                    .map(|n| {
+                        env(n).ok_or_else(|| {
+                            err(
+                                &format!("{field}.env"),
+                                format!("environment variable `{n}` is not set"),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<String>>>()?
+            }
             _ => {
                 return Err(err(
                     &field,
-                    "give exactly one of `values = [...]` or `file = \"path\"`".into(),
+                    "give exactly one of `values = [...]`, `file = \"path\"` or `env = [\"VAR\", ...]`".into(),
                 ));
             }
         };
         if entries.is_empty() {
             return Err(err(&field, "the pool is empty; give at least one entry".into()));
         }
+        let mode = match pool.mode.as_deref() {
+            None | Some("random") => PoolMode::Random,
+            Some("sequential") => PoolMode::Sequential,
+            Some("per_user") => PoolMode::PerUser,
+            Some(other) => {
+                return Err(err(
+                    &format!("{field}.mode"),
+                    format!("\"{other}\" is not a pool mode; expected \"random\", \"sequential\" or \"per_user\""),
+                ));
+            }
+        };
+        let entries = Pool { entries, mode, secret };
         pools.insert(name, entries);
     }
 
@@ -289,6 +345,7 @@ fn validate(raw: RawScenario, file: &str, base: &Path, env: &dyn Fn(&str) -> Opt
             pools,
             endpoints,
             limits,
+            resolve,
         },
         run,
     })
@@ -300,7 +357,7 @@ fn validate_task(
     tf: &str,
     file: &str,
     env: &dyn Fn(&str) -> Option<String>,
-    pools: &BTreeMap<String, Vec<String>>,
+    pools: &BTreeMap<String, Pool>,
     endpoints: &mut Vec<Endpoint>,
     endpoint_ids: &mut HashMap<(String, String), usize>,
 ) -> Result<Task> {
@@ -369,28 +426,91 @@ fn validate_task(
         ("first_event_timeout", rt.first_event_timeout.is_some()),
         ("read_timeout", rt.read_timeout.is_some()),
     ];
-    let kind = match rt.kind.as_deref().unwrap_or("http") {
+    let dify_only = [
+        ("app", rt.app.is_some()),
+        ("conversation_turns", rt.conversation_turns.is_some()),
+        ("stop_on_cancel", rt.stop_on_cancel.is_some()),
+    ];
+    let kind_text = rt.kind.as_deref().unwrap_or("http");
+    if kind_text != "dify"
+        && let Some((field, _)) = dify_only.iter().find(|(_, set)| *set)
+    {
+        return Err(err(field, "only applies to kind = \"dify\"".into()));
+    }
+    let timeouts = |first: &Option<String>, read: &Option<String>| -> Result<(Duration, Duration)> {
+        let parse = |field: &str, v: &Option<String>| match v.as_deref() {
+            None => Ok(Duration::from_secs(30)),
+            Some(t) => duration::parse(t).map_err(|m| err(field, m)),
+        };
+        Ok((parse("first_event_timeout", first)?, parse("read_timeout", read)?))
+    };
+    let kind = match kind_text {
         "http" => {
             if let Some((field, _)) = sse_only.iter().find(|(_, set)| *set) {
-                return Err(err(field, "only applies to kind = \"sse\"".into()));
+                return Err(err(field, "only applies to kind = \"sse\" or \"dify\"".into()));
             }
             TaskKind::Http
         }
-        "sse" => TaskKind::Sse(SseSpec {
-            terminal_event: rt.terminal_event,
-            first_event_timeout: match rt.first_event_timeout.as_deref() {
-                None => Duration::from_secs(30),
-                Some(t) => duration::parse(t).map_err(|m| err("first_event_timeout", m))?,
-            },
-            read_timeout: match rt.read_timeout.as_deref() {
-                None => Duration::from_secs(30),
-                Some(t) => duration::parse(t).map_err(|m| err("read_timeout", m))?,
-            },
-        }),
+        "sse" => {
+            let (first_event_timeout, read_timeout) = timeouts(&rt.first_event_timeout, &rt.read_timeout)?;
+            TaskKind::Sse(SseSpec {
+                terminal_event: rt.terminal_event,
+                first_event_timeout,
+                read_timeout,
+                dify: None,
+            })
+        }
+        "dify" => {
+            if rt.terminal_event.is_some() {
+                return Err(err(
+                    "terminal_event",
+                    "is implied by the Dify app type; set `app` instead".into(),
+                ));
+            }
+            let app = match rt.app.as_deref() {
+                Some(a) => DifyApp::parse(a).ok_or_else(|| {
+                    err("app", format!("\"{a}\" is not a Dify app type; expected workflow, chat, chatflow or agent"))
+                })?,
+                None => DifyApp::from_path(&path_text).ok_or_else(|| {
+                    err("app", format!("cannot tell the Dify app type from \"{path_text}\"; set app = \"workflow\", \"chat\", \"chatflow\" or \"agent\""))
+                })?,
+            };
+            let conversation_turns = match rt.conversation_turns {
+                None => 1,
+                Some(n) => u32::try_from(n).map_err(|_| err("conversation_turns", format!("{n} is not a count")))?,
+            };
+            if conversation_turns > 1 && app == DifyApp::Workflow {
+                return Err(err(
+                    "conversation_turns",
+                    "workflows have no conversations; use it with chat apps".into(),
+                ));
+            }
+            let (first_event_timeout, read_timeout) = timeouts(&rt.first_event_timeout, &rt.read_timeout)?;
+            TaskKind::Sse(SseSpec {
+                terminal_event: None,
+                first_event_timeout,
+                read_timeout,
+                dify: Some(DifySpec {
+                    app,
+                    conversation_turns,
+                    stop_on_cancel: rt.stop_on_cancel.unwrap_or(false),
+                }),
+            })
+        }
         other => {
             return Err(err(
                 "kind",
-                format!("\"{other}\" is not a task kind; expected \"http\" or \"sse\""),
+                format!("\"{other}\" is not a task kind; expected \"http\", \"sse\" or \"dify\""),
+            ));
+        }
+    };
+    let connection = match rt.connection.as_deref() {
+        None | Some("keep-alive") => ConnectionPolicy::KeepAlive,
+        Some("per-request") => ConnectionPolicy::PerRequest,
+        Some(other) => {
+            return Err(err(
+                "connection",
+                format!("\"{other}\" is not a connection policy; expected \"keep-alive\" or \"per-request\""),
             ));
         }
     };
@@ -427,6 +547,7 @@ fn validate_task(
         timeout,
         expect,
         kind,
+        connection,
     })
 }
 
@@ -446,15 +567,15 @@ pub fn check_rate(r: f64) -> std::result::Result<f64, String> {
     }
 }
 
-/// A target host: `http://name[:port]`, no path, query or credentials.
+/// A target host: `http(s)://name[:port]`, no path, query or credentials.
 pub fn check_host(host: &str) -> std::result::Result<String, String> {
     let host = host.trim().trim_end_matches('/');
-    let rest = if let Some(rest) = host.strip_prefix("http://") {
+    let rest = if let Some(rest) = host.strip_prefix("http://").or_else(|| host.strip_prefix("https://")) {
         rest
-    } else if host.starts_with("https://") {
-        return Err(format!("\"{host}\": https targets are not supported yet; use http://"));
     } else {
-        return Err(format!("\"{host}\" is not a target; expected http://host:port"));
+        return Err(format!(
+            "\"{host}\" is not a target; expected http://host:port or https://host:port"
+        ));
     };
     if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
         return Err(format!(

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Builtin `{{...}}` variables every template may use.
-pub const BUILTIN_VARS: &[&str] = &["user", "iteration", "worker"];
+pub const BUILTIN_VARS: &[&str] = &["user", "iteration", "worker", "conversation_id"];
 
 /// What a secret looks like in every printable output.
 pub const REDACTED: &str = "***";

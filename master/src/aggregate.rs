@@ -125,6 +125,8 @@ pub struct Aggregator {
     pub epoch: u64,
     pub endpoints: BTreeMap<EndpointKey, EndpointTotals>,
     pub timeline: BTreeMap<i64, Slot>,
+    /// Per target address, when workers spread users over a host's addresses.
+    pub peers: BTreeMap<(EndpointKey, String), EndpointStats>,
     pub workers: HashMap<String, WorkerProgress>,
     pub rejected: u64,
 }
@@ -171,8 +173,12 @@ impl Aggregator {
         // Decode everything before touching totals: a bad report changes nothing.
         let mut decoded = Vec::with_capacity(r.endpoints.len());
         for d in &r.endpoints {
+            if d.peer.len() > 256 {
+                self.rejected += 1;
+                return Merge::Rejected("peer address too long".into());
+            }
             match endpoint_from_proto(d) {
-                Ok(x) => decoded.push(x),
+                Ok((endpoint, stats)) => decoded.push((endpoint, stats, d.peer.clone())),
                 Err(e) => {
                     self.rejected += 1;
                     return Merge::Rejected(e.to_string());
@@ -216,7 +222,7 @@ impl Aggregator {
         slot.active_streams += streams.time_avg * span;
         slot.active_streams_max += streams.max;
         slot.worker_cpu_max = slot.worker_cpu_max.max(r.cpu_percent);
-        for (endpoint, stats) in decoded {
+        for (endpoint, stats, peer) in decoded {
             slot.requests += stats.requests;
             slot.failures += stats.failures;
             slot.events += stats.events;
@@ -237,6 +243,9 @@ impl Aggregator {
                 name: endpoint.name,
                 method: endpoint.method,
             };
+            if !peer.is_empty() {
+                self.peers.entry((key.clone(), peer)).or_default().merge(&stats);
+            }
             self.endpoints
                 .entry(key)
                 .or_insert_with(|| EndpointTotals {
@@ -282,6 +291,7 @@ impl Aggregator {
     pub fn reset(&mut self) {
         self.endpoints.clear();
         self.timeline.clear();
+        self.peers.clear();
     }
 }
 

@@ -147,7 +147,8 @@ impl MasterSetup {
                 scenario.plan.source
             )));
         }
-        let plan = scenario.plan;
+        let mut plan = scenario.plan;
+        plan.limits.tls_insecure |= load.insecure;
         Ok(MasterSetup {
             run: RunConfig {
                 users,
@@ -416,6 +417,7 @@ a master and {} worker processes, {} users at {}/s for {}.",
         spawn_rate: Some(args.spawn_rate),
         run_time: Some(args.run_time),
         headless: true,
+        insecure: false,
         json: args.json.clone(),
         only_summary: false,
         stop_timeout: Duration::from_secs(10),
@@ -479,8 +481,17 @@ fn validate_command(args: ValidateArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    for (name, entries) in &plan.pools {
-        println!("data pool `{name}`: {} entries", entries.len());
+    for (name, pool) in &plan.pools {
+        let secret = if pool.secret {
+            ", secret (from the environment)"
+        } else {
+            ""
+        };
+        println!(
+            "data pool `{name}`: {} entries, {:?}{secret}",
+            pool.entries.len(),
+            pool.mode
+        );
     }
     Ok(0)
 }

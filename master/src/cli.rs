@@ -68,6 +68,10 @@ pub struct LoadArgs {
     /// Stop after this long, e.g. 60s, 5m, 1h30m [default: scenario's run.run_time, else until Ctrl-C].
     #[arg(short = 't', long, env = "BARRAGE_RUN_RUN_TIME", value_parser = parse_duration)]
     pub run_time: Option<Duration>,
+    /// Accept any TLS certificate from https targets (self-signed clusters). Also
+    /// accepts an attacker's: use only on networks you trust.
+    #[arg(long)]
+    pub insecure: bool,
     /// Run without the web UI (the only mode until the web UI lands).
     #[arg(long)]
     pub headless: bool,

@@ -1,25 +1,29 @@
 //! Dify's error envelope, `{"code": "...", "message": "...", "status": N}`, the body of
 //! every non-2xx answer dify-api gives; [`ApiError`] is that envelope as a Rust error.
 
+use std::borrow::Cow;
+
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde_json::json;
+
+use crate::outcome::{Outcome, Tally};
 
 /// One Dify error answer. Handlers return `Result<_, ApiError>` so the HTTP status,
 /// Dify's `code` and the body can never disagree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: Cow<'static, str>,
     message: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         Self {
             status,
-            code,
+            code: code.into(),
             message: message.into(),
         }
     }
@@ -52,20 +56,42 @@ impl ApiError {
         )
     }
 
-    /// 500 `internal_server_error`, what a crashed dify-api request looks like.
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_server_error", message)
-    }
-
     /// 400 `completion_request_error`: Dify's answer when the model provider fails
     /// a blocking call.
     pub fn completion_request_error(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "completion_request_error", message)
     }
 
+    /// 429 `too_many_requests`: the app already has `max` requests in flight. Dify's
+    /// `AppInvokeQuotaExceededError` (`APP_MAX_ACTIVE_REQUESTS`), word for word.
+    pub fn too_many_requests(app_id: &str, max: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            format!(
+                "Too many requests. Please try again later. The current maximum concurrent requests allowed for {app_id} is {max}."
+            ),
+        )
+    }
+
+    /// 429 `rate_limit_error`: Dify's answer when the workspace's plan quota is spent.
+    pub fn rate_limit_error() -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "Rate Limit Error")
+    }
+
+    /// What a client that reads this answer should count it as.
+    pub fn outcome(&self) -> Outcome {
+        Outcome::of_status(self.status, &self.code)
+    }
+
     #[cfg(test)]
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    #[cfg(test)]
+    pub fn code(&self) -> &str {
+        &self.code
     }
 
     #[cfg(test)]
@@ -76,12 +102,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let outcome = self.outcome();
         let body = json!({
             "code": self.code,
             "message": self.message,
             "status": self.status.as_u16(),
         });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        response.extensions_mut().insert(Tally::Now(outcome));
+        response
     }
 }
 

@@ -2,6 +2,7 @@
 //! control routes, `/health`) and [`run`], which serves it on a given listener.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Json;
@@ -19,13 +20,17 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 use crate::envelope::ApiError;
+use crate::listener::CappedListener;
+use crate::outcome::{Outcome, Tally};
 use crate::request::Arrival;
 use crate::state::MockState;
-use crate::truth::GroundTruth;
-use crate::{chat, workflow};
+use crate::truth::{Counters, GroundTruth};
+use crate::{chat, tasks, workflow};
 
 /// Serves the mock on `listener` until `shutdown` resolves, then stops accepting and
-/// lets in-flight requests (streams included) run to their end.
+/// lets in-flight requests (streams included) run to their end; stalled responses
+/// (`X-Mock-Fault: stall`) end at once, and connections still queued under
+/// `--max-connections` are closed unserved.
 pub async fn run(
     state: MockState,
     listener: TcpListener,
@@ -40,6 +45,11 @@ pub async fn run(
         chunk_interval = ?cfg.chunk_interval,
         ping_interval = ?cfg.ping_interval,
         auth = cfg.api_key.is_some(),
+        max_active = cfg.max_active,
+        max_connections = cfg.max_connections,
+        jitter = ?cfg.jitter,
+        chat_mode = cfg.chat_mode.name(),
+        fault = %cfg.fault,
         "mock dify-api listening"
     );
     // SSE events are small writes; without TCP_NODELAY, Nagle's algorithm would hold
@@ -49,6 +59,12 @@ pub async fn run(
             debug!(%err, "could not set TCP_NODELAY on an accepted connection");
         }
     });
+    let listener = CappedListener::new(listener, cfg.max_connections, state.counters().clone());
+    let stalls = state.shutdown().clone();
+    let shutdown = async move {
+        shutdown.await;
+        stalls.cancel();
+    };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
@@ -63,7 +79,15 @@ pub fn router(state: MockState) -> Router {
             "/v1/workflows/{workflow_id}/run",
             post(workflow::run_by_id).fallback(method_not_allowed),
         )
+        .route(
+            "/v1/workflows/tasks/{task_id}/stop",
+            post(tasks::stop_workflow).fallback(method_not_allowed),
+        )
         .route("/v1/chat-messages", post(chat::send).fallback(method_not_allowed))
+        .route(
+            "/v1/chat-messages/{task_id}/stop",
+            post(tasks::stop_chat).fallback(method_not_allowed),
+        )
         .route("/health", get(health).fallback(method_not_allowed))
         .route("/_mock/stats", get(stats).fallback(method_not_allowed))
         .route("/_mock/reset", post(reset).fallback(method_not_allowed))
@@ -78,19 +102,62 @@ fn is_control(path: &str) -> bool {
 }
 
 /// Stamps every request's arrival; on counted routes also counts it on arrival and,
-/// for answers of known length, their body bytes (streams count their own frames).
+/// when it leaves, its status, the bytes of answers of known length (streams count
+/// their own frames) and its [`Outcome`] (see [`Settle`]).
 async fn count(State(state): State<MockState>, mut request: Request, next: Next) -> Response {
     let arrival = Instant::now();
-    let counted = !is_control(request.uri().path());
-    if counted {
-        state.counters().request();
+    let path = request.uri().path();
+    if is_control(path) {
+        return next.run(request).await;
     }
+    let counters = state.counters().clone();
+    counters.request();
+    let stop_call = tasks::is_stop_path(path);
+    if stop_call {
+        counters.stop_requested();
+    }
+    let settle = Settle {
+        counters,
+        outcome_due: !stop_call,
+    };
     request.extensions_mut().insert(Arrival(arrival));
     let response = next.run(request).await;
-    if counted && let Some(len) = response.body().size_hint().exact() {
-        state.counters().bytes(len);
-    }
+    settle.answered(&response);
     response
+}
+
+/// Counts how a request left the handler. The outcome comes from the response's
+/// [`Tally`]: recorded now, left to the stream, or (for answers the mock's handlers did
+/// not tag) read off the status. Dropped before an answer (the client hung up while the
+/// handler waited), the request counts as [`Outcome::Aborted`]. Stop calls have no
+/// outcome (`stops_requested` counts them).
+struct Settle {
+    counters: Arc<Counters>,
+    outcome_due: bool,
+}
+
+impl Settle {
+    fn answered(mut self, response: &Response) {
+        self.counters.status(response.status());
+        if let Some(len) = response.body().size_hint().exact() {
+            self.counters.bytes(len);
+        }
+        if std::mem::take(&mut self.outcome_due) {
+            match response.extensions().get::<Tally>() {
+                Some(Tally::Now(outcome)) => self.counters.outcome(*outcome),
+                Some(Tally::Later) => {}
+                None => self.counters.outcome(Outcome::of_status(response.status(), "")),
+            }
+        }
+    }
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        if self.outcome_due {
+            self.counters.outcome(Outcome::Aborted);
+        }
+    }
 }
 
 async fn health() -> Json<serde_json::Value> {

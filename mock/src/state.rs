@@ -4,8 +4,12 @@
 use std::fmt;
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::MockConfig;
 use crate::ids;
+use crate::limits::ActiveLimit;
+use crate::tasks::Tasks;
 use crate::truth::{Counters, GroundTruth};
 
 /// A mock's configuration and live counters. Cloning is cheap and every clone sees
@@ -17,14 +21,27 @@ pub struct MockState {
     /// The id `POST /v1/workflows/run` reports as `workflow_id`: one published
     /// workflow per mock, as one Dify app key has.
     workflow_id: Arc<str>,
+    /// The app's id, which Dify names in its `too_many_requests` message.
+    app_id: Arc<str>,
+    /// Runs in flight against `--max-active`.
+    active: Arc<ActiveLimit>,
+    /// Open streams by task id, for the stop routes.
+    tasks: Arc<Tasks>,
+    /// Cancelled when [`crate::run`]'s shutdown future resolves: stalled responses,
+    /// which would otherwise hold graceful shutdown forever, end then.
+    shutdown: CancellationToken,
 }
 
 impl MockState {
     pub fn new(cfg: MockConfig) -> Self {
         Self {
+            active: ActiveLimit::new(cfg.max_active),
             cfg: Arc::new(cfg),
             counters: Arc::default(),
             workflow_id: ids::uuid().into(),
+            app_id: ids::uuid().into(),
+            tasks: Arc::default(),
+            shutdown: CancellationToken::new(),
         }
     }
 
@@ -57,6 +74,24 @@ impl MockState {
     pub(crate) fn workflow_id(&self) -> &str {
         &self.workflow_id
     }
+
+    /// The app id this mock names in its 429 `too_many_requests` message (random per
+    /// mock, as `app_model.id` is per Dify app).
+    pub fn app_id(&self) -> &str {
+        &self.app_id
+    }
+
+    pub(crate) fn active_limit(&self) -> &Arc<ActiveLimit> {
+        &self.active
+    }
+
+    pub(crate) fn tasks(&self) -> &Arc<Tasks> {
+        &self.tasks
+    }
+
+    pub(crate) fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
 }
 
 impl fmt::Debug for MockState {
@@ -64,6 +99,7 @@ impl fmt::Debug for MockState {
         f.debug_struct("MockState")
             .field("cfg", &self.cfg)
             .field("workflow_id", &self.workflow_id)
+            .field("app_id", &self.app_id)
             .field("ground_truth", &self.ground_truth())
             .finish()
     }

@@ -1,43 +1,167 @@
 //! Ground truth: what the mock actually served, counted with relaxed atomics so no
-//! request takes a lock. [`Counters`] is the live tally, [`GroundTruth`] a snapshot of it
-//! and [`StreamGuard`] the one place a stream's start and end are counted.
+//! request takes a lock. [`Counters`] is the live tally and [`GroundTruth`] a snapshot
+//! of it; streams are counted through [`crate::guard::StreamGuard`].
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use crate::outcome::Outcome;
+
 /// Ground-truth counters: what the mock actually served, for asserting a load test's
 /// report against. Fields are read one by one, so a snapshot taken under load is not
 /// one instant's cut; read it when the traffic you care about has settled (see
 /// [`crate::MockState::wait_until`]).
+///
+/// Once nothing is in flight, `requests == outcomes.values().sum() + stops_requested`:
+/// every counted request has exactly one outcome except the task-stop calls, which are
+/// control traffic a load generator sends on the side.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct GroundTruth {
     /// Every request received on any route except `/_mock/*` and `/health`, counted on
     /// arrival (before auth, validation or any delay), including 401s, 400s and 404s.
     pub requests: u64,
     /// `POST /v1/workflows/run` and `POST /v1/workflows/{id}/run` received.
     pub workflow_runs: u64,
-    /// `POST /v1/chat-messages` received.
+    /// `POST /v1/chat-messages` received (any app mode).
     pub chat_messages: u64,
     pub streams_started: u64,
     /// Streams whose terminal event was handed to the transport.
     pub streams_completed: u64,
-    /// Streams dropped before their terminal event: the client went away.
+    /// Streams dropped before their terminal event: the client went away (stalled
+    /// streams end this way too).
     pub streams_aborted: u64,
+    /// Streams the mock broke off on purpose (`X-Mock-Fault: reset`).
+    pub streams_reset: u64,
+    /// Streams ended early by a task-stop call (also counted as completed: their
+    /// stopped ending is a terminal event).
+    pub streams_stopped: u64,
+    /// Task-stop calls received (`POST /v1/workflows/tasks/{id}/stop`,
+    /// `POST /v1/chat-messages/{id}/stop`), whether or not they stopped anything.
+    pub stops_requested: u64,
     pub blocking_completed: u64,
-    /// Every SSE event handed to the transport, pings included.
+    /// Every SSE event handed to the transport, pings and injected events included.
     pub events_sent: u64,
     pub pings_sent: u64,
-    /// 401 answers.
+    /// 401 answers (bad key, or `X-Mock-Fault: http-401`), on any route.
     pub unauthorized: u64,
     /// Streams open right now (a gauge; [`crate::MockState::reset`] leaves it alone).
     pub active_streams: u64,
     pub max_concurrent_streams: u64,
     /// Response body bytes handed to the transport on counted routes (headers excluded).
     pub bytes_sent: u64,
+    /// How each request ended, keyed by [`Outcome::name`]; outcomes that never happened
+    /// are absent. See [`Outcome`] for what each means.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Responses by HTTP status ("200", "429", ...) on counted routes, stop calls included.
+    pub http_statuses: BTreeMap<String, u64>,
+    /// TCP connections accepted, counting control-route connections too.
+    pub connections_accepted: u64,
+    /// Connections being served now (a gauge; at most `--max-connections`).
+    pub active_connections: u64,
+    pub max_concurrent_connections: u64,
+    /// Connections accepted but waiting for a free slot (a gauge).
+    pub queued_connections: u64,
+    pub max_queued_connections: u64,
+    /// Workflow results sent: `workflow_finished` events (workflows and chatflows, any
+    /// status) and blocking workflow answers.
+    pub workflow_finished: u64,
+    /// Sum of their `elapsed_time`, in microseconds (each is a whole number of them).
+    pub workflow_elapsed_us: u64,
+    /// Sum of their `total_tokens`.
+    pub workflow_total_tokens: u64,
+    /// Message results sent: `message_end` events (any chat mode) and blocking chat answers.
+    pub message_end: u64,
+    /// Sum of their `metadata.usage.total_tokens`.
+    pub message_total_tokens: u64,
 }
+
+impl GroundTruth {
+    /// How many requests ended with `outcome`.
+    pub fn outcome(&self, outcome: Outcome) -> u64 {
+        self.outcomes.get(outcome.name()).copied().unwrap_or(0)
+    }
+}
+
+/// A gauge and its peak since the last reset.
+#[derive(Debug, Default)]
+struct Gauge {
+    now: AtomicU64,
+    peak: AtomicU64,
+}
+
+impl Gauge {
+    fn up(&self) {
+        let now = self.now.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn down(&self) {
+        self.now.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> (u64, u64) {
+        (self.now.load(Ordering::Relaxed), self.peak.load(Ordering::Relaxed))
+    }
+
+    /// The peak restarts from the current value; the gauge itself is left alone, since
+    /// what it counts is still there and will be counted down.
+    fn reset_peak(&self) {
+        self.peak.store(self.now.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+}
+
+/// A fixed set of counters addressed by index (outcomes, HTTP statuses).
+#[derive(Debug)]
+struct Bank<const N: usize>([AtomicU64; N]);
+
+impl<const N: usize> Default for Bank<N> {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl<const N: usize> Bank<N> {
+    fn bump(&self, index: usize) {
+        if let Some(counter) = self.0.get(index) {
+            bump(counter, 1);
+        }
+    }
+
+    /// The non-zero counters, keyed by `name(index)`.
+    fn snapshot(&self, name: impl Fn(usize) -> String) -> BTreeMap<String, u64> {
+        (0..N)
+            .filter_map(|i| {
+                let n = self.0[i].load(Ordering::Relaxed);
+                (n > 0).then(|| (name(i), n))
+            })
+            .collect()
+    }
+
+    fn reset(&self) {
+        for counter in &self.0 {
+            counter.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// How a stream closed (see [`crate::guard::StreamGuard`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamEnd {
+    /// Its terminal event was handed to the transport.
+    Completed,
+    /// The mock broke it off on purpose.
+    Reset,
+    /// The client went away first.
+    Aborted,
+}
+
+/// HTTP statuses are counted from 100 to 599.
+const FIRST_STATUS: u16 = 100;
+const STATUSES: usize = 500;
 
 /// The live tally behind [`GroundTruth`], one atomic per field.
 #[derive(Debug, Default)]
@@ -48,13 +172,25 @@ pub(crate) struct Counters {
     streams_started: AtomicU64,
     streams_completed: AtomicU64,
     streams_aborted: AtomicU64,
+    streams_reset: AtomicU64,
+    streams_stopped: AtomicU64,
+    stops_requested: AtomicU64,
     blocking_completed: AtomicU64,
     events_sent: AtomicU64,
     pings_sent: AtomicU64,
     unauthorized: AtomicU64,
-    active_streams: AtomicU64,
-    max_concurrent_streams: AtomicU64,
+    streams: Gauge,
     bytes_sent: AtomicU64,
+    outcomes: Bank<{ Outcome::ALL.len() }>,
+    statuses: Bank<STATUSES>,
+    connections_accepted: AtomicU64,
+    connections: Gauge,
+    queued: Gauge,
+    workflow_finished: AtomicU64,
+    workflow_elapsed_us: AtomicU64,
+    workflow_total_tokens: AtomicU64,
+    message_end: AtomicU64,
+    message_total_tokens: AtomicU64,
     /// Tasks inside [`Counters::wait_until`]. Every update checks it and touches
     /// `changed` (which takes a lock) only when someone waits, so serving traffic
     /// never contends on anything but the counters themselves.
@@ -67,34 +203,41 @@ fn bump(counter: &AtomicU64, n: u64) {
 }
 
 impl Counters {
-    pub fn request(&self) {
-        bump(&self.requests, 1);
+    fn add(&self, counter: impl FnOnce(&Self) -> &AtomicU64, n: u64) {
+        bump(counter(self), n);
         self.changed();
+    }
+
+    pub fn request(&self) {
+        self.add(|c| &c.requests, 1);
     }
 
     pub fn workflow_run(&self) {
-        bump(&self.workflow_runs, 1);
-        self.changed();
+        self.add(|c| &c.workflow_runs, 1);
     }
 
     pub fn chat_message(&self) {
-        bump(&self.chat_messages, 1);
-        self.changed();
+        self.add(|c| &c.chat_messages, 1);
     }
 
     pub fn unauthorized(&self) {
-        bump(&self.unauthorized, 1);
-        self.changed();
+        self.add(|c| &c.unauthorized, 1);
     }
 
     pub fn blocking_completed(&self) {
-        bump(&self.blocking_completed, 1);
-        self.changed();
+        self.add(|c| &c.blocking_completed, 1);
+    }
+
+    pub fn stop_requested(&self) {
+        self.add(|c| &c.stops_requested, 1);
+    }
+
+    pub fn stream_stopped(&self) {
+        self.add(|c| &c.streams_stopped, 1);
     }
 
     pub fn bytes(&self, n: u64) {
-        bump(&self.bytes_sent, n);
-        self.changed();
+        self.add(|c| &c.bytes_sent, n);
     }
 
     /// One SSE event (`ping` or not) of `len` bytes handed to the transport.
@@ -103,12 +246,81 @@ impl Counters {
         if ping {
             bump(&self.pings_sent, 1);
         }
-        bump(&self.bytes_sent, len as u64);
+        self.bytes(len as u64);
+    }
+
+    pub fn outcome(&self, outcome: Outcome) {
+        self.outcomes.bump(outcome.index());
+        self.changed();
+    }
+
+    pub fn status(&self, status: http::StatusCode) {
+        self.statuses
+            .bump(usize::from(status.as_u16().saturating_sub(FIRST_STATUS)));
+        self.changed();
+    }
+
+    /// A workflow result reporting `elapsed_us` and `total_tokens` was sent.
+    pub fn workflow_result(&self, elapsed_us: u64, total_tokens: u64) {
+        bump(&self.workflow_finished, 1);
+        bump(&self.workflow_elapsed_us, elapsed_us);
+        self.add(|c| &c.workflow_total_tokens, total_tokens);
+    }
+
+    /// A message result reporting `total_tokens` was sent.
+    pub fn message_result(&self, total_tokens: u64) {
+        bump(&self.message_end, 1);
+        self.add(|c| &c.message_total_tokens, total_tokens);
+    }
+
+    pub fn connection_accepted(&self) {
+        self.add(|c| &c.connections_accepted, 1);
+    }
+
+    /// A connection starts (`true`) or stops (`false`) waiting for a slot.
+    pub fn connection_queued(&self, queued: bool) {
+        if queued {
+            self.queued.up()
+        } else {
+            self.queued.down()
+        }
+        self.changed();
+    }
+
+    /// A connection starts (`true`) or stops (`false`) being served.
+    pub fn connection_served(&self, served: bool) {
+        if served {
+            self.connections.up()
+        } else {
+            self.connections.down()
+        }
+        self.changed();
+    }
+
+    /// A stream opened.
+    pub fn stream_opened(&self) {
+        bump(&self.streams_started, 1);
+        self.streams.up();
+        self.changed();
+    }
+
+    /// A stream closed, the way `end` says.
+    pub fn stream_closed(&self, end: StreamEnd) {
+        let counter = match end {
+            StreamEnd::Completed => &self.streams_completed,
+            StreamEnd::Reset => &self.streams_reset,
+            StreamEnd::Aborted => &self.streams_aborted,
+        };
+        bump(counter, 1);
+        self.streams.down();
         self.changed();
     }
 
     pub fn snapshot(&self) -> GroundTruth {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (active_streams, max_concurrent_streams) = self.streams.read();
+        let (active_connections, max_concurrent_connections) = self.connections.read();
+        let (queued_connections, max_queued_connections) = self.queued.read();
         GroundTruth {
             requests: load(&self.requests),
             workflow_runs: load(&self.workflow_runs),
@@ -116,19 +328,34 @@ impl Counters {
             streams_started: load(&self.streams_started),
             streams_completed: load(&self.streams_completed),
             streams_aborted: load(&self.streams_aborted),
+            streams_reset: load(&self.streams_reset),
+            streams_stopped: load(&self.streams_stopped),
+            stops_requested: load(&self.stops_requested),
             blocking_completed: load(&self.blocking_completed),
             events_sent: load(&self.events_sent),
             pings_sent: load(&self.pings_sent),
             unauthorized: load(&self.unauthorized),
-            active_streams: load(&self.active_streams),
-            max_concurrent_streams: load(&self.max_concurrent_streams),
+            active_streams,
+            max_concurrent_streams,
             bytes_sent: load(&self.bytes_sent),
+            outcomes: self.outcomes.snapshot(|i| Outcome::ALL[i].name().to_owned()),
+            http_statuses: self.statuses.snapshot(|i| (usize::from(FIRST_STATUS) + i).to_string()),
+            connections_accepted: load(&self.connections_accepted),
+            active_connections,
+            max_concurrent_connections,
+            queued_connections,
+            max_queued_connections,
+            workflow_finished: load(&self.workflow_finished),
+            workflow_elapsed_us: load(&self.workflow_elapsed_us),
+            workflow_total_tokens: load(&self.workflow_total_tokens),
+            message_end: load(&self.message_end),
+            message_total_tokens: load(&self.message_total_tokens),
         }
     }
 
-    /// Zeroes every counter except the `active_streams` gauge: open streams are still
-    /// open, and zeroing it would make their ends underflow it. The peak restarts from
-    /// the streams open now.
+    /// Zeroes every counter except the gauges (open streams, served and queued
+    /// connections): what they count is still there, and zeroing them would make its
+    /// ends underflow them. Peaks restart from the gauges' current values.
     pub fn reset(&self) {
         for counter in [
             &self.requests,
@@ -137,16 +364,28 @@ impl Counters {
             &self.streams_started,
             &self.streams_completed,
             &self.streams_aborted,
+            &self.streams_reset,
+            &self.streams_stopped,
+            &self.stops_requested,
             &self.blocking_completed,
             &self.events_sent,
             &self.pings_sent,
             &self.unauthorized,
             &self.bytes_sent,
+            &self.connections_accepted,
+            &self.workflow_finished,
+            &self.workflow_elapsed_us,
+            &self.workflow_total_tokens,
+            &self.message_end,
+            &self.message_total_tokens,
         ] {
             counter.store(0, Ordering::Relaxed);
         }
-        self.max_concurrent_streams
-            .store(self.active_streams.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.outcomes.reset();
+        self.statuses.reset();
+        for gauge in [&self.streams, &self.connections, &self.queued] {
+            gauge.reset_peak();
+        }
         self.changed();
     }
 
@@ -195,78 +434,46 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// One open stream. Created when a streaming response is built; [`StreamGuard::complete`]
-/// marks its terminal event as handed to the transport. Dropped without that (the
-/// client hung up and the body was dropped), it counts the stream as aborted. Either
-/// way `active_streams` goes back down exactly once.
-#[derive(Debug)]
-pub(crate) struct StreamGuard {
-    counters: Arc<Counters>,
-    open: bool,
-}
-
-impl StreamGuard {
-    pub fn start(counters: Arc<Counters>) -> Self {
-        bump(&counters.streams_started, 1);
-        let active = counters.active_streams.fetch_add(1, Ordering::Relaxed) + 1;
-        counters.max_concurrent_streams.fetch_max(active, Ordering::Relaxed);
-        counters.changed();
-        Self { counters, open: true }
-    }
-
-    pub fn counters(&self) -> &Counters {
-        &self.counters
-    }
-
-    /// The terminal event has been handed to the transport. Idempotent.
-    pub fn complete(&mut self) {
-        self.close(|c| &c.streams_completed);
-    }
-
-    fn close(&mut self, outcome: impl FnOnce(&Counters) -> &AtomicU64) {
-        if !self.open {
-            return;
-        }
-        self.open = false;
-        bump(outcome(&self.counters), 1);
-        self.counters.active_streams.fetch_sub(1, Ordering::Relaxed);
-        self.counters.changed();
-    }
-}
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        self.close(|c| &c.streams_aborted);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guard::StreamGuard;
+    use std::sync::Arc;
     use std::time::Duration;
 
     #[test]
-    fn guard_counts_completion_or_abort_once() {
-        let counters = Arc::new(Counters::default());
-        let mut done = StreamGuard::start(counters.clone());
-        let dropped = StreamGuard::start(counters.clone());
-        assert_eq!(counters.snapshot().active_streams, 2);
-        done.complete();
-        done.complete();
-        drop(done);
-        drop(dropped);
+    fn statuses_and_results_are_tallied() {
+        let counters = Counters::default();
+        counters.status(http::StatusCode::OK);
+        counters.status(http::StatusCode::OK);
+        counters.status(http::StatusCode::TOO_MANY_REQUESTS);
+        counters.workflow_result(1_500, 14);
+        counters.workflow_result(500, 12);
+        counters.message_result(20);
         let truth = counters.snapshot();
-        assert_eq!(truth.streams_started, 2);
-        assert_eq!(truth.streams_completed, 1);
-        assert_eq!(truth.streams_aborted, 1);
-        assert_eq!(truth.active_streams, 0);
-        assert_eq!(truth.max_concurrent_streams, 2);
+        assert_eq!(
+            truth.http_statuses,
+            BTreeMap::from([("200".into(), 2), ("429".into(), 1)])
+        );
+        assert_eq!(
+            (
+                truth.workflow_finished,
+                truth.workflow_elapsed_us,
+                truth.workflow_total_tokens
+            ),
+            (2, 2_000, 26)
+        );
+        assert_eq!((truth.message_end, truth.message_total_tokens), (1, 20));
     }
 
     #[test]
-    fn reset_keeps_the_gauge() {
+    fn reset_keeps_the_gauges() {
         let counters = Arc::new(Counters::default());
         counters.request();
+        counters.outcome(Outcome::Succeeded);
+        counters.connection_served(true);
+        counters.connection_served(true);
+        counters.connection_served(false);
         let a = StreamGuard::start(counters.clone());
         let b = StreamGuard::start(counters.clone());
         drop(b);
@@ -274,10 +481,20 @@ mod tests {
         let truth = counters.snapshot();
         assert_eq!(truth.requests, 0);
         assert_eq!(truth.streams_aborted, 0);
+        assert!(truth.outcomes.is_empty());
         assert_eq!(truth.active_streams, 1);
         assert_eq!(truth.max_concurrent_streams, 1);
+        assert_eq!((truth.active_connections, truth.max_concurrent_connections), (1, 1));
         drop(a);
         assert_eq!(counters.snapshot().active_streams, 0);
+    }
+
+    #[test]
+    fn ground_truth_reads_old_json() {
+        // Fields added later default to zero, so an older snapshot still parses.
+        let truth: GroundTruth = serde_json::from_str(r#"{"requests": 3}"#).unwrap();
+        assert_eq!(truth.requests, 3);
+        assert!(truth.outcomes.is_empty());
     }
 
     #[tokio::test]

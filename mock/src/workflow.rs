@@ -6,30 +6,30 @@
 //! `workflow_started`, `node_started`(start), `node_finished`(start), N x `text_chunk`,
 //! `node_started`(end), `node_finished`(end), `workflow_finished`.
 
-use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use tokio::time::sleep_until;
 
 use crate::answer;
-use crate::config::Fault;
+use crate::blocking::{self, Answer};
 use crate::envelope::ApiError;
-use crate::ids;
+use crate::fault::Fault;
+use crate::outcome::Outcome;
 use crate::request::{ApiCall, Payload, ResponseMode, require_user};
-use crate::sse::{self, Script, after};
+use crate::run::{self, Node, RunEvents, RunStatus};
+use crate::sse::{self, Playback, Script};
 use crate::state::MockState;
-use crate::truth::StreamGuard;
+use crate::tasks::TaskKind;
 
 /// Events before the first `text_chunk`: workflow_started, start node started/finished.
 const EVENTS_BEFORE_CHUNKS: u64 = 3;
 /// Events after the last `text_chunk`: end node started/finished, workflow_finished.
 const EVENTS_AFTER_CHUNKS: u64 = 3;
-/// Nodes a run executes (Start, End), reported as `total_steps`.
-const TOTAL_STEPS: u64 = 2;
 /// The variable the End node streams, as `from_variable_selector` names it.
 const STREAMED_VARIABLE: [&str; 2] = ["llm", "text"];
+
+const INJECTED_ERROR: &str = "[barrage-mock] Error: injected by X-Mock-Fault: error";
 
 /// Body of a workflow run, as Dify's Service API takes it.
 #[derive(Debug, Deserialize)]
@@ -63,91 +63,46 @@ pub(crate) async fn run_by_id(
 
 async fn serve(state: MockState, workflow_id: String, request: Request) -> Response {
     state.counters().workflow_run();
-    let call = match ApiCall::<RunRequest>::accept(&state, request).await {
+    let mut call = match ApiCall::<RunRequest>::accept(&state, request, TaskKind::Workflow).await {
         Ok(call) => call,
         Err(err) => return err.into_response(),
     };
     let mode = call.body.response_mode.unwrap_or_default();
+    let slot = call.slot.take();
     let run = WorkflowRun::new(workflow_id, call);
     match mode {
         ResponseMode::Streaming => {
-            let guard = StreamGuard::start(state.counters().clone());
+            let task = state
+                .tasks()
+                .register(&run.run.task_id, TaskKind::Workflow, &run.call.body.user);
+            let playback = Playback::new(&state, run.call.behaviour, run.call.arrival, slot, task);
+            sse::response(run, playback)
+        }
+        ResponseMode::Blocking => {
             let (behaviour, arrival) = (run.call.behaviour, run.call.arrival);
-            sse::response(run, &behaviour, arrival, guard)
-        }
-        ResponseMode::Blocking => blocking(&state, run).await,
-    }
-}
-
-/// Blocking mode: the finished run's JSON once the stream would have delivered its
-/// last chunk. Counted only if the client was still there to be answered.
-async fn blocking(state: &MockState, mut run: WorkflowRun) -> Response {
-    let behaviour = run.call.behaviour;
-    sleep_until(after(run.call.arrival, behaviour.blocking_duration())).await;
-    if behaviour.fault == Fault::Error {
-        return ApiError::completion_request_error(INJECTED_ERROR).into_response();
-    }
-    run.text = (0..u64::from(behaviour.chunks)).map(answer::chunk).collect();
-    let body = json!({
-        "task_id": run.task_id,
-        "workflow_run_id": run.run_id,
-        "data": run.finished_data(),
-    });
-    state.counters().blocking_completed();
-    Json(body).into_response()
-}
-
-const INJECTED_ERROR: &str = "[barrage-mock] Error: injected by X-Mock-Fault: error";
-const INJECTED_FAILURE: &str = "[barrage-mock] Failed: injected by X-Mock-Fault: failed";
-
-/// The two nodes of the mock's workflow; the Start node passes the inputs through,
-/// the End node outputs the streamed `text`.
-#[derive(Debug, Clone, Copy)]
-enum Node {
-    Start,
-    End,
-}
-
-impl Node {
-    /// Both `node_id` and `node_type`, as in a workflow built from Dify's defaults.
-    fn id(self) -> &'static str {
-        match self {
-            Node::Start => "start",
-            Node::End => "end",
-        }
-    }
-
-    fn title(self) -> &'static str {
-        match self {
-            Node::Start => "Start",
-            Node::End => "End",
+            let response = blocking::respond(&state, &behaviour, arrival, || run.blocking(&state)).await;
+            drop(slot);
+            response
         }
     }
 }
 
-/// One workflow run: its ids and the text streamed so far, which becomes its outputs.
+/// One workflow run: its events and the text streamed so far, which becomes its outputs.
 struct WorkflowRun {
     call: ApiCall<RunRequest>,
-    workflow_id: String,
-    task_id: String,
-    run_id: String,
-    created_at: u64,
-    start_node_run: String,
-    end_node_run: String,
+    run: RunEvents,
     text: String,
+    chunks_sent: u64,
 }
 
 impl WorkflowRun {
     fn new(workflow_id: String, call: ApiCall<RunRequest>) -> Self {
+        let run = RunEvents::new(workflow_id, crate::ids::uuid(), call.arrival, Node::End);
         Self {
             call,
-            workflow_id,
-            task_id: ids::uuid(),
-            run_id: ids::uuid(),
-            created_at: ids::unix_now(),
-            start_node_run: ids::uuid(),
-            end_node_run: ids::uuid(),
+            run,
             text: String::new(),
+            chunks_sent: 0,
         }
     }
 
@@ -155,113 +110,72 @@ impl WorkflowRun {
         u64::from(self.call.behaviour.chunks)
     }
 
-    /// Seconds since the request arrived, as Dify's `elapsed_time`.
-    fn elapsed(&self) -> f64 {
-        self.call.arrival.elapsed().as_secs_f64()
-    }
-
-    /// Wraps `data` in the fields every workflow event carries.
-    fn wrap(&self, event: &str, data: Value) -> Value {
-        json!({
-            "event": event,
-            "task_id": self.task_id,
-            "workflow_run_id": self.run_id,
-            "data": data,
-        })
-    }
-
-    fn workflow_started(&self) -> Value {
-        self.wrap(
-            "workflow_started",
-            json!({
-                "id": self.run_id,
-                "workflow_id": self.workflow_id,
-                "sequence_number": 1,
-                "inputs": self.call.body.inputs,
-                "created_at": self.created_at,
-            }),
-        )
-    }
-
-    /// `node_started` or, once `finished`, `node_finished` for `node`.
-    fn node(&self, node: Node, finished: bool) -> Value {
-        let (node_run, index, predecessor, io) = match node {
-            Node::Start => (
-                &self.start_node_run,
-                1,
-                Value::Null,
-                Value::Object(self.call.body.inputs.clone()),
-            ),
-            Node::End => (
-                &self.end_node_run,
-                2,
-                json!(Node::Start.id()),
-                json!({ "text": self.text }),
-            ),
-        };
-        let mut data = json!({
-            "id": node_run,
-            "node_id": node.id(),
-            "node_type": node.id(),
-            "title": node.title(),
-            "index": index,
-            "predecessor_node_id": predecessor,
-            "inputs": io,
-            "created_at": self.created_at,
-        });
-        if !finished {
-            return self.wrap("node_started", data);
+    /// The status the run ends with when it runs to its end.
+    fn status(&self) -> RunStatus {
+        match self.call.behaviour.fault {
+            Fault::Failed => RunStatus::Failed,
+            Fault::Stopped => RunStatus::Stopped,
+            _ => RunStatus::Succeeded,
         }
-        if let Value::Object(fields) = &mut data {
-            fields.insert("process_data".into(), Value::Null);
-            fields.insert("outputs".into(), fields["inputs"].clone());
-            fields.insert("status".into(), json!("succeeded"));
-            fields.insert("error".into(), Value::Null);
-            fields.insert("elapsed_time".into(), json!(self.elapsed()));
-            fields.insert("execution_metadata".into(), Value::Null);
-            fields.insert("finished_at".into(), json!(ids::unix_now()));
-        }
-        self.wrap("node_finished", data)
+    }
+
+    fn finished(&self, status: RunStatus) -> Value {
+        let data = self.run.finished(
+            status,
+            json!({ "text": self.text }),
+            answer::total_tokens(self.chunks_sent),
+        );
+        self.run.wrap("workflow_finished", data)
     }
 
     fn text_chunk(&mut self, index: u64) -> Value {
         let text = answer::chunk(index);
         self.text.push_str(&text);
-        self.wrap(
+        self.chunks_sent += 1;
+        self.run.wrap(
             "text_chunk",
             json!({ "text": text, "from_variable_selector": STREAMED_VARIABLE }),
         )
-    }
-
-    /// `data` of `workflow_finished`, and of the blocking answer.
-    fn finished_data(&self) -> Value {
-        let failed = self.call.behaviour.fault == Fault::Failed;
-        json!({
-            "id": self.run_id,
-            "workflow_id": self.workflow_id,
-            "sequence_number": 1,
-            "status": if failed { "failed" } else { "succeeded" },
-            "outputs": if failed { Value::Null } else { json!({ "text": self.text }) },
-            "error": if failed { json!(INJECTED_FAILURE) } else { Value::Null },
-            "elapsed_time": self.elapsed(),
-            "total_tokens": answer::total_tokens(self.chunks()),
-            "total_steps": TOTAL_STEPS,
-            "exceptions_count": 0,
-            "files": [],
-            "created_at": self.created_at,
-            "finished_at": ids::unix_now(),
-        })
     }
 
     /// Dify's `event: error`, which ends a stream in place of `workflow_finished`.
     fn error(&self) -> Value {
         json!({
             "event": "error",
-            "task_id": self.task_id,
-            "workflow_run_id": self.run_id,
+            "task_id": self.run.task_id,
+            "workflow_run_id": self.run.run_id,
             "status": 400,
             "code": "completion_request_error",
             "message": INJECTED_ERROR,
+        })
+    }
+
+    /// The blocking answer: the finished run, all chunks generated; `error` answers 400
+    /// `completion_request_error` as Dify does when the model fails a blocking call.
+    fn blocking(mut self, state: &MockState) -> Result<Answer, ApiError> {
+        if self.call.behaviour.fault == Fault::Error {
+            return Err(ApiError::completion_request_error(INJECTED_ERROR));
+        }
+        for index in 0..self.chunks() {
+            self.text_chunk(index);
+        }
+        let status = self.status();
+        let data = self.run.finished(
+            status,
+            json!({ "text": self.text }),
+            answer::total_tokens(self.chunks_sent),
+        );
+        state.counters().workflow_result(
+            run::micros(&data["elapsed_time"]),
+            data["total_tokens"].as_u64().unwrap_or(0),
+        );
+        Ok(Answer {
+            body: json!({
+                "task_id": self.run.task_id,
+                "workflow_run_id": self.run.run_id,
+                "data": data,
+            }),
+            outcome: status.outcome(),
         })
     }
 }
@@ -273,16 +187,39 @@ impl Script for WorkflowRun {
 
     fn event(&mut self, index: u64) -> Value {
         let chunks_end = EVENTS_BEFORE_CHUNKS + self.chunks();
+        let inputs = Value::Object(self.call.body.inputs.clone());
         match index {
-            0 => self.workflow_started(),
-            1 => self.node(Node::Start, false),
-            2 => self.node(Node::Start, true),
+            0 => self.run.started(&self.call.body.inputs),
+            1 => self.run.node(true, false, inputs),
+            2 => self.run.node(true, true, inputs),
             i if i < chunks_end => self.text_chunk(i - EVENTS_BEFORE_CHUNKS),
-            i if i == chunks_end => self.node(Node::End, false),
-            i if i == chunks_end + 1 => self.node(Node::End, true),
+            i if i == chunks_end => self.run.node(false, false, json!({ "text": self.text })),
+            i if i == chunks_end + 1 => self.run.node(false, true, json!({ "text": self.text })),
             _ if self.call.behaviour.fault == Fault::Error => self.error(),
-            _ => self.wrap("workflow_finished", self.finished_data()),
+            // A `stopped` fault is played by the player, which ends early through
+            // `stopped`; a run that gets here ran to its end.
+            _ if self.status() == RunStatus::Failed => self.finished(RunStatus::Failed),
+            _ => self.finished(RunStatus::Succeeded),
         }
+    }
+
+    fn outcome(&self) -> Outcome {
+        match self.call.behaviour.fault {
+            Fault::Error => Outcome::ErrorEvent,
+            Fault::Failed => Outcome::FailedStatus,
+            _ => Outcome::Succeeded,
+        }
+    }
+
+    fn stopped(&mut self) -> Vec<Value> {
+        vec![self.finished(RunStatus::Stopped)]
+    }
+
+    fn ids(&self) -> Map<String, Value> {
+        Map::from_iter([
+            ("task_id".to_owned(), json!(self.run.task_id)),
+            ("workflow_run_id".to_owned(), json!(self.run.run_id)),
+        ])
     }
 }
 
@@ -290,24 +227,22 @@ impl Script for WorkflowRun {
 mod tests {
     use super::*;
     use crate::config::Behaviour;
-    use std::time::Duration;
     use tokio::time::Instant;
 
     fn run(chunks: u32, fault: Fault) -> WorkflowRun {
         let call = ApiCall {
             arrival: Instant::now(),
             behaviour: Behaviour {
-                first_event_delay: Duration::ZERO,
                 chunks,
-                chunk_interval: Duration::ZERO,
-                ping_interval: None,
                 fault,
+                ..Behaviour::default()
             },
             body: RunRequest {
                 inputs: Map::from_iter([("q".to_owned(), json!("hi"))]),
                 response_mode: Some(ResponseMode::Streaming),
                 user: "u".into(),
             },
+            slot: None,
         };
         WorkflowRun::new("wf".into(), call)
     }
@@ -341,6 +276,7 @@ mod tests {
         assert_eq!(events[0]["data"]["workflow_id"], "wf");
         assert_eq!(events[1]["data"]["inputs"]["q"], "hi");
         assert_eq!(events[3]["data"]["from_variable_selector"], json!(["llm", "text"]));
+        assert_eq!(events[6]["data"]["outputs"]["text"], "Barrage is");
         let finished = &events[7]["data"];
         assert_eq!(finished["id"], *run_id);
         assert_eq!(finished["status"], "succeeded");
@@ -353,16 +289,32 @@ mod tests {
 
     #[test]
     fn faults_change_the_ending() {
-        let failed = play(run(1, Fault::Failed));
+        let failed = run(1, Fault::Failed);
+        assert_eq!(failed.outcome(), Outcome::FailedStatus);
+        let failed = play(failed);
         let last = failed.last().unwrap();
         assert_eq!(last["event"], "workflow_finished");
         assert_eq!(last["data"]["status"], "failed");
         assert!(last["data"]["error"].is_string());
 
-        let errored = play(run(0, Fault::Error));
+        let errored = run(0, Fault::Error);
+        assert_eq!(errored.outcome(), Outcome::ErrorEvent);
+        let errored = play(errored);
         assert_eq!(errored.len(), 6);
         let last = errored.last().unwrap();
         assert_eq!(last["event"], "error");
         assert_eq!(last["code"], "completion_request_error");
+    }
+
+    #[test]
+    fn stopping_counts_only_the_chunks_sent() {
+        let mut run = run(5, Fault::None);
+        for i in 0..5 {
+            run.event(i);
+        }
+        let ending = run.stopped();
+        assert_eq!(ending.len(), 1);
+        assert_eq!(ending[0]["data"]["status"], "stopped");
+        assert_eq!(ending[0]["data"]["total_tokens"], answer::PROMPT_TOKENS + 2);
     }
 }

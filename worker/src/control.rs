@@ -478,8 +478,9 @@ async fn handle(
             }
             if s.engine.is_none() {
                 let origin = s.origin.unwrap_or(now);
-                let engine =
-                    Engine::start(s.plan.clone(), s.host.as_deref(), s.worker_index, origin).map_err(Error::BadPlan)?;
+                let engine = Engine::start(s.plan.clone(), s.host.as_deref(), s.worker_index, origin)
+                    .await
+                    .map_err(Error::BadPlan)?;
                 s.users_mark = engine.recorder().users.mark();
                 s.streams_mark = engine.recorder().active_streams.mark();
                 s.engine = Some(engine);
@@ -678,13 +679,18 @@ impl Session {
     ) -> v1::Report {
         let rec = engine.recorder();
         let stats = rec.take();
-        let endpoints = self
-            .plan
-            .endpoints
+        let peers = rec.peers();
+        let endpoints = stats
             .iter()
-            .zip(&stats)
+            .enumerate()
             .filter(|(_, s)| !s.is_empty() || !s.outcomes.is_empty())
-            .map(|(e, s)| endpoint_to_proto(e, s))
+            .map(|(i, s)| {
+                let mut d = endpoint_to_proto(&self.plan.endpoints[i / peers], s);
+                if let Some(addr) = engine.peers().get(i % peers).filter(|_| peers > 1) {
+                    d.peer = addr.to_string();
+                }
+                d
+            })
             .collect();
         let gauge = |g: GaugeInterval| {
             Some(v1::Gauge {

@@ -7,12 +7,14 @@
 //! every second. It stops its load by itself when the master goes silent.
 
 pub mod control;
+pub mod dify;
 pub mod error;
 pub mod http;
 pub mod recorder;
 pub mod runner;
 pub mod sse;
 pub mod sys;
+pub mod tls;
 pub mod user;
 
 pub use control::{Exit, WorkerConfig, run};

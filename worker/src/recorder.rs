@@ -14,42 +14,53 @@ use std::time::Instant;
 use barrage_common::metrics::EndpointStats;
 
 pub struct Recorder {
+    /// Per shard: one `EndpointStats` per (endpoint, peer), endpoint-major.
     shards: Box<[Mutex<Vec<EndpointStats>>]>,
     endpoints: usize,
+    peers: usize,
     pub active_streams: Gauge,
     pub users: Gauge,
 }
 
 impl Recorder {
-    /// `endpoints` = the plan's endpoint count; `shards` = how many locks to spread over.
-    pub fn new(endpoints: usize, shards: usize, origin: Instant) -> Self {
+    /// `endpoints` = the plan's endpoint count; `peers` = target addresses recorded
+    /// apart (1 = no split); `shards` = how many locks to spread over.
+    pub fn new(endpoints: usize, peers: usize, shards: usize, origin: Instant) -> Self {
+        let peers = peers.max(1);
         let shards = (0..shards.max(1))
-            .map(|_| Mutex::new(vec![EndpointStats::default(); endpoints]))
+            .map(|_| Mutex::new(vec![EndpointStats::default(); endpoints * peers]))
             .collect();
         Recorder {
             shards,
             endpoints,
+            peers,
             active_streams: Gauge::new(origin),
             users: Gauge::new(origin),
         }
     }
 
-    /// Runs `f` on the stats of `endpoint` in the shard of user `user`.
-    pub fn with<R>(&self, user: usize, endpoint: usize, f: impl FnOnce(&mut EndpointStats) -> R) -> R {
+    pub fn peers(&self) -> usize {
+        self.peers
+    }
+
+    /// Runs `f` on the stats of (`endpoint`, `peer`) in the shard of user `user`.
+    pub fn with<R>(&self, user: usize, endpoint: usize, peer: usize, f: impl FnOnce(&mut EndpointStats) -> R) -> R {
         let shard = &self.shards[user % self.shards.len()];
         // A poisoned shard means a panic mid-update elsewhere; the counts are still
         // plain numbers, so keep recording rather than lose the run.
         let mut guard = shard.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard[endpoint])
+        f(&mut guard[endpoint * self.peers + peer.min(self.peers - 1)])
     }
 
-    /// Takes everything recorded since the previous call, merged across shards.
+    /// Takes everything recorded since the previous call, merged across shards;
+    /// index `endpoint * peers() + peer`.
     pub fn take(&self) -> Vec<EndpointStats> {
-        let mut out = vec![EndpointStats::default(); self.endpoints];
+        let slots = self.endpoints * self.peers;
+        let mut out = vec![EndpointStats::default(); slots];
         for shard in self.shards.iter() {
             let taken = {
                 let mut guard = shard.lock().unwrap_or_else(|p| p.into_inner());
-                std::mem::replace(&mut *guard, vec![EndpointStats::default(); self.endpoints])
+                std::mem::replace(&mut *guard, vec![EndpointStats::default(); slots])
             };
             for (into, from) in out.iter_mut().zip(&taken) {
                 if !from.is_empty() || !from.outcomes.is_empty() {
@@ -170,9 +181,9 @@ mod tests {
 
     #[test]
     fn shards_merge_on_take_and_reset() {
-        let r = Recorder::new(2, 4, Instant::now());
+        let r = Recorder::new(2, 1, 4, Instant::now());
         for user in 0..10 {
-            r.with(user, 1, |s| {
+            r.with(user, 1, 0, |s| {
                 s.requests += 1;
                 s.record(Metric::ResponseTime, 1000 + user as u64);
             });

@@ -7,6 +7,7 @@
 //! timer fires. The class chosen next is the one furthest below its target in
 //! proportion, which keeps the class mix right during the ramp, not just at its end.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,8 @@ pub struct Targets {
 }
 
 pub struct Engine {
+    /// Target addresses recorded apart (empty = one target address per host).
+    peers: Vec<SocketAddr>,
     targets: watch::Sender<Targets>,
     recorder: Arc<Recorder>,
     ctl: StopHandle,
@@ -73,8 +76,19 @@ const SHARDS_PER_THREAD: usize = 8;
 
 impl Engine {
     /// Starts an engine with no users. `host` overrides the plan's default host.
-    pub fn start(plan: Arc<RunPlan>, host: Option<&str>, worker_index: u32, origin: Instant) -> Result<Engine, String> {
+    ///
+    /// Each target host is resolved once here: when it has several addresses (a
+    /// headless Service), users are spread over them and recorded per address, so the
+    /// report shows each replica. A host that does not resolve yet is resolved again
+    /// by every connection (its failures are counted then).
+    pub async fn start(
+        plan: Arc<RunPlan>,
+        host: Option<&str>,
+        worker_index: u32,
+        origin: Instant,
+    ) -> Result<Engine, String> {
         let mut targets = Vec::new();
+        let mut tls = None;
         for class in &plan.classes {
             let url = class.host.as_deref().or(host).or(plan.host.as_deref()).ok_or_else(|| {
                 format!(
@@ -82,15 +96,44 @@ impl Engine {
                     class.name
                 )
             })?;
-            targets.push(Arc::new(Target::parse(url)?));
+            if url.starts_with("https://") && tls.is_none() {
+                tls = Some(crate::tls::client_config(plan.limits.tls_insecure)?);
+            }
+            targets.push(Arc::new(Target::parse(url, tls.as_ref())?));
+        }
+        let mut peers: Vec<SocketAddr> = Vec::new();
+        let mut class_peers: Vec<Vec<usize>> = Vec::new();
+        for target in &targets {
+            let fixed = plan.resolve.get(&target.host);
+            let addrs = match fixed {
+                Some(addrs) => addrs.clone(),
+                None => target.resolve_all().await.unwrap_or_default(),
+            };
+            let mut mine = Vec::new();
+            if addrs.len() > 1 || fixed.is_some() {
+                for a in addrs {
+                    let i = peers.iter().position(|p| *p == a).unwrap_or_else(|| {
+                        peers.push(a);
+                        peers.len() - 1
+                    });
+                    mine.push(i);
+                }
+            }
+            class_peers.push(mine);
         }
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let recorder = Arc::new(Recorder::new(plan.endpoints.len(), threads * SHARDS_PER_THREAD, origin));
+        let recorder = Arc::new(Recorder::new(
+            plan.endpoints.len(),
+            peers.len().max(1),
+            threads * SHARDS_PER_THREAD,
+            origin,
+        ));
         let (tx, rx) = watch::channel(Targets {
             users: vec![0; plan.classes.len()],
             spawn_rate: 0.0,
         });
         let engine = Engine {
+            peers: peers.clone(),
             targets: tx,
             recorder: recorder.clone(),
             ctl: StopHandle {
@@ -102,6 +145,8 @@ impl Engine {
         let spawner = Spawner {
             plan,
             hosts: targets,
+            class_peers,
+            peer_addrs: peers,
             worker_index,
             recorder,
             rx,
@@ -113,6 +158,11 @@ impl Engine {
         };
         engine.ctl.tracker.spawn(spawner.run());
         Ok(engine)
+    }
+
+    /// The addresses the recorder's peer slots stand for (empty = no split).
+    pub fn peers(&self) -> &[SocketAddr] {
+        &self.peers
     }
 
     pub fn recorder(&self) -> &Arc<Recorder> {
@@ -157,6 +207,9 @@ struct Live {
 struct Spawner {
     plan: Arc<RunPlan>,
     hosts: Vec<Arc<Target>>,
+    /// Per class: indices into `peer_addrs` of its host's addresses (empty = no split).
+    class_peers: Vec<Vec<usize>>,
+    peer_addrs: Vec<SocketAddr>,
     worker_index: u32,
     recorder: Arc<Recorder>,
     rx: watch::Receiver<Targets>,
@@ -238,6 +291,13 @@ impl Spawner {
             id: self.next_id,
             worker_index: self.worker_index,
             target: self.hosts[class].clone(),
+            peer: {
+                let mine = &self.class_peers[class];
+                (!mine.is_empty()).then(|| {
+                    let i = mine[self.next_id % mine.len()];
+                    (i, self.peer_addrs[i])
+                })
+            },
             recorder: self.recorder.clone(),
             stopping: self.stopping.clone(),
             cancel: cancel.clone(),

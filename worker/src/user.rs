@@ -1,8 +1,8 @@
 //! A virtual user: one tokio task that walks its class's tasks, owns one keep-alive
 //! connection, and records every outcome. A failed request is data (counted by kind),
-//! never control flow.
+//! never control flow. Stream verdicts come from [`crate::dify::Judge`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,20 +12,18 @@ use rand::rngs::SmallRng;
 use tokio_util::sync::CancellationToken;
 
 use barrage_common::metrics::{EndpointStats, Metric, failure};
-use barrage_common::plan::{RunPlan, SseSpec, Task, TaskKind, UserClass, Wait};
+use barrage_common::plan::{ConnectionPolicy, PoolMode, RunPlan, SseSpec, Task, TaskKind, UserClass, Wait};
 
+use crate::dify::{Facts, Judge, Step, http_failure};
 use crate::http::{Conn, Failure, Target, hyper_failure};
 use crate::recorder::{GaugeGuard, Recorder};
 use crate::sse::{SseError, SseParser};
 
-/// Event types that carry generated text (TTFT).
-const TEXT_EVENTS: &[&str] = &["text_chunk", "message", "agent_message"];
-
 /// Longest we wait for the end of a body after the terminal event.
 const DRAIN_LIMIT: Duration = Duration::from_secs(1);
-
-/// How much of an error body we keep as the failure's sample.
-const SAMPLE_BYTES: usize = 200;
+/// Largest non-stream body we keep to judge (a blocking Dify answer, an error envelope);
+/// the rest is counted, not stored.
+const KEEP_BODY: usize = 256 * 1024;
 
 /// Everything a user needs, shared read-only with its siblings.
 pub struct UserCtx {
@@ -35,6 +33,9 @@ pub struct UserCtx {
     pub id: usize,
     pub worker_index: u32,
     pub target: Arc<Target>,
+    /// The address this user connects to when the host has several (spread over
+    /// replicas), and its index in the recorder's peer dimension.
+    pub peer: Option<(usize, std::net::SocketAddr)>,
     pub recorder: Arc<Recorder>,
     /// Graceful stop: finish the current request, start no new one.
     pub stopping: CancellationToken,
@@ -42,31 +43,60 @@ pub struct UserCtx {
     pub cancel: CancellationToken,
 }
 
+/// What a user carries from one request to the next.
+#[derive(Default)]
+struct UserState {
+    iteration: u64,
+    /// Dify conversation this (chat) user is in, and its turns so far.
+    conversation_id: String,
+    turns: u32,
+    /// Next index per sequential pool.
+    sequence: Vec<usize>,
+    /// The Authorization header of the last request, for a Dify task stop.
+    last_auth: Option<String>,
+}
+
+impl UserCtx {
+    /// Records into this user's shard, in its peer's slot.
+    fn record<R>(&self, endpoint: usize, f: impl FnOnce(&mut EndpointStats) -> R) -> R {
+        self.recorder.with(self.id, endpoint, self.peer.map_or(0, |p| p.0), f)
+    }
+
+    fn pinned(&self) -> Option<std::net::SocketAddr> {
+        self.peer.map(|p| p.1)
+    }
+}
+
 pub async fn run(ctx: UserCtx, mut rng: SmallRng) {
     let _alive = GaugeGuard::new(&ctx.recorder.users);
     let class = &ctx.plan.classes[ctx.class];
     let mut conn = Conn::new();
-    let mut iteration: u64 = 0;
+    let mut state = UserState {
+        sequence: vec![0; ctx.plan.pools.len()],
+        ..Default::default()
+    };
     let total_weight: u64 = class.tasks.iter().map(|t| u64::from(t.weight)).sum();
+    // The Dify task id of the stream in flight, for stop_on_cancel.
+    let live_task: Mutex<Option<String>> = Mutex::new(None);
     loop {
         if ctx.stopping.is_cancelled() || ctx.cancel.is_cancelled() {
             return;
         }
         let started = Instant::now();
         let task = pick_task(class, total_weight, &mut rng);
-        let endpoint = task.endpoint;
         tokio::select! {
             biased;
             _ = ctx.cancel.cancelled() => {
-                ctx.recorder.with(ctx.id, endpoint, |s| {
+                ctx.record(task.endpoint, |s| {
                     s.requests += 1;
                     s.outcome(failure::CANCELLED, "", || "in flight when the run stopped".into());
                 });
+                stop_dify_task(&ctx, task, &live_task, state.last_auth.as_deref());
                 return;
             }
-            _ = execute(&ctx, task, &mut conn, iteration, &mut rng) => {}
+            _ = execute(&ctx, task, &mut conn, &mut state, &mut rng, &live_task) => {}
         }
-        iteration += 1;
+        state.iteration += 1;
         let pause = match class.wait {
             Wait::Constant(d) => d,
             Wait::Between(a, b) => {
@@ -103,13 +133,56 @@ fn pick_task<'a>(class: &'a UserClass, total_weight: u64, rng: &mut SmallRng) ->
     &class.tasks[class.tasks.len() - 1]
 }
 
+/// Asks dify-api to stop the task of an abandoned stream (opt-in `stop_on_cancel`).
+fn stop_dify_task(ctx: &UserCtx, task: &Task, live_task: &Mutex<Option<String>>, auth: Option<&str>) {
+    let TaskKind::Sse(SseSpec { dify: Some(dify), .. }) = &task.kind else {
+        return;
+    };
+    if !dify.stop_on_cancel {
+        return;
+    }
+    let Some(task_id) = live_task.lock().ok().and_then(|mut t| t.take()) else {
+        return;
+    };
+    let path = dify.app.stop_path(&task_id);
+    let mut req = http::Request::builder()
+        .method("POST")
+        .uri(path)
+        .header(http::header::HOST, ctx.target.authority.as_str())
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(auth) = auth {
+        req = req.header(http::header::AUTHORIZATION, auth);
+    }
+    let body = format!(r#"{{"user":"barrage-w{}-u{}"}}"#, ctx.worker_index, ctx.id);
+    let Ok(req) = req.body(Full::new(Bytes::from(body))) else {
+        return;
+    };
+    let target = ctx.target.clone();
+    let pinned = ctx.pinned();
+    let connect_timeout = ctx.plan.limits.connect_timeout;
+    // Detached and bounded: the run is ending and nobody waits for the answer.
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(5), async move {
+            let mut conn = Conn::new();
+            if conn.ready(&target, pinned, connect_timeout).await.is_ok()
+                && let Ok(resp) = conn.send(req).await
+            {
+                let _ = resp.into_body().collect().await;
+            }
+        })
+        .await;
+    });
+}
+
 fn render_request(
     ctx: &UserCtx,
     task: &Task,
-    iteration: u64,
+    state: &mut UserState,
     rng: &mut SmallRng,
 ) -> Result<http::Request<Full<Bytes>>, Failure> {
     let plan = &ctx.plan;
+    let (iteration, conversation) = (state.iteration, state.conversation_id.clone());
+    let sequence = &mut state.sequence;
     let mut var = |name: &str, out: &mut String| {
         use std::fmt::Write;
         match name {
@@ -122,9 +195,22 @@ fn render_request(
             "worker" => {
                 let _ = write!(out, "{}", ctx.worker_index);
             }
+            "conversation_id" => out.push_str(&conversation),
             pool => {
-                if let Some(entries) = plan.pools.get(pool).filter(|e| !e.is_empty()) {
-                    out.push_str(&entries[rng.random_range(0..entries.len())]);
+                if let Some((i, (_, p))) = plan.pools.iter().enumerate().find(|(_, (n, _))| n.as_str() == pool)
+                    && !p.entries.is_empty()
+                {
+                    let n = p.entries.len();
+                    let at = match p.mode {
+                        PoolMode::Random => rng.random_range(0..n),
+                        PoolMode::PerUser => (ctx.worker_index as usize).wrapping_mul(7919).wrapping_add(ctx.id) % n,
+                        PoolMode::Sequential => {
+                            let at = (sequence[i] + ctx.id) % n;
+                            sequence[i] += 1;
+                            at
+                        }
+                    };
+                    out.push_str(&p.entries[at]);
                 }
             }
         }
@@ -136,12 +222,20 @@ fn render_request(
         .uri(path)
         .header(http::header::HOST, ctx.target.authority.as_str())
         .header(http::header::USER_AGENT, concat!("barrage/", env!("CARGO_PKG_VERSION")));
+    if task.connection == ConnectionPolicy::PerRequest {
+        builder = builder.header(http::header::CONNECTION, "close");
+    }
     let mut value = String::new();
+    let mut auth = None;
     for (name, template) in &task.headers {
         value.clear();
         template.render_into(&mut value, &mut var);
         builder = builder.header(name.as_str(), value.as_str());
+        if name == "authorization" {
+            auth = Some(value.clone());
+        }
     }
+    state.last_auth = auth;
     let body = match &task.body {
         Some(t) => {
             let mut b = String::new();
@@ -170,6 +264,7 @@ struct Sample {
     ttfe: Option<Duration>,
     ttft: Option<Duration>,
     stream: Option<Duration>,
+    server_elapsed: Option<f64>,
     bytes: u64,
     tokens: u64,
     expected_status: Option<u16>,
@@ -177,17 +272,21 @@ struct Sample {
     end: Option<Duration>,
     /// The body was not read to its end: the connection cannot be reused.
     drop_conn: bool,
+    conversation_id: Option<String>,
 }
 
-async fn execute(ctx: &UserCtx, task: &Task, conn: &mut Conn, iteration: u64, rng: &mut SmallRng) {
+async fn execute(
+    ctx: &UserCtx,
+    task: &Task,
+    conn: &mut Conn,
+    state: &mut UserState,
+    rng: &mut SmallRng,
+    live_task: &Mutex<Option<String>>,
+) {
     let start = Instant::now();
     let mut sample = Sample::default();
-    let result = match tokio::time::timeout(
-        task.timeout,
-        exchange(ctx, task, conn, iteration, rng, start, &mut sample),
-    )
-    .await
-    {
+    let exchange = exchange(ctx, task, conn, state, rng, start, &mut sample, live_task);
+    let result = match tokio::time::timeout(task.timeout, exchange).await {
         Ok(r) => r,
         Err(_) => {
             conn.reset();
@@ -198,9 +297,15 @@ async fn execute(ctx: &UserCtx, task: &Task, conn: &mut Conn, iteration: u64, rn
             ))
         }
     };
+    if let Ok(mut t) = live_task.lock() {
+        *t = None;
+    }
+    if task.connection == ConnectionPolicy::PerRequest {
+        conn.reset();
+    }
+    track_conversation(task, state, &sample, result.is_ok());
     let elapsed = sample.end.unwrap_or_else(|| start.elapsed());
-    let secrets_free = |m: String| redact(&ctx.plan, m);
-    ctx.recorder.with(ctx.id, task.endpoint, |s: &mut EndpointStats| {
+    ctx.record(task.endpoint, |s: &mut EndpointStats| {
         s.requests += 1;
         s.bytes_received += sample.bytes;
         s.total_tokens += sample.tokens;
@@ -218,6 +323,9 @@ async fn execute(ctx: &UserCtx, task: &Task, conn: &mut Conn, iteration: u64, rn
                 s.record(metric, micros(v));
             }
         }
+        if let Some(secs) = sample.server_elapsed.filter(|s| s.is_finite() && *s >= 0.0) {
+            s.record(Metric::ServerElapsed, (secs * 1e6) as u64);
+        }
         match result {
             Ok(()) => {
                 if let Some(code) = sample.expected_status {
@@ -226,9 +334,24 @@ async fn execute(ctx: &UserCtx, task: &Task, conn: &mut Conn, iteration: u64, rn
                     });
                 }
             }
-            Err(f) => s.fail(f.kind, &f.detail, || secrets_free(f.message)),
+            Err(f) => s.fail(f.kind, &f.detail, || redact(&ctx.plan, f.message)),
         }
     });
+}
+
+/// Chat users continue their conversation for `conversation_turns` turns.
+fn track_conversation(task: &Task, state: &mut UserState, sample: &Sample, ok: bool) {
+    let TaskKind::Sse(SseSpec { dify: Some(dify), .. }) = &task.kind else {
+        return;
+    };
+    state.turns += 1;
+    match (&sample.conversation_id, ok) {
+        (Some(id), true) if state.turns < dify.conversation_turns => state.conversation_id.clone_from(id),
+        _ => {
+            state.conversation_id.clear();
+            state.turns = 0;
+        }
+    }
 }
 
 fn micros(d: Duration) -> u64 {
@@ -245,98 +368,81 @@ fn redact(plan: &RunPlan, mut message: String) -> String {
     message
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn exchange(
     ctx: &UserCtx,
     task: &Task,
     conn: &mut Conn,
-    iteration: u64,
+    state: &mut UserState,
     rng: &mut SmallRng,
     start: Instant,
     sample: &mut Sample,
+    live_task: &Mutex<Option<String>>,
 ) -> Result<(), Failure> {
-    let req = render_request(ctx, task, iteration, rng)?;
-    sample.connected = conn.ready(&ctx.target, ctx.plan.limits.connect_timeout).await?;
+    let req = render_request(ctx, task, state, rng)?;
+    sample.connected = conn
+        .ready(&ctx.target, ctx.pinned(), ctx.plan.limits.connect_timeout)
+        .await?;
     let resp = conn.send(req).await?;
     sample.time_to_headers = Some(start.elapsed());
     let status = resp.status().as_u16();
+    let is_stream = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
     let expected = if task.expect.is_empty() {
         resp.status().is_success()
     } else {
         task.expect.contains(&status)
     };
     let mut body = resp.into_body();
-    if !expected || !resp_is_stream_kind(task) {
-        let mut kept = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| {
-                conn.reset();
-                hyper_failure(&e)
-            })?;
-            if let Some(data) = frame.data_ref() {
-                sample.bytes += data.len() as u64;
-                let room = SAMPLE_BYTES.saturating_sub(kept.len());
-                kept.extend_from_slice(&data[..data.len().min(room)]);
+    let spec = match &task.kind {
+        TaskKind::Sse(spec) if expected && (is_stream || spec.dify.is_none()) => spec,
+        kind => {
+            // Not a stream to follow: read (and keep the start of) the body.
+            let mut kept = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| {
+                    conn.reset();
+                    hyper_failure(&e)
+                })?;
+                if let Some(data) = frame.data_ref() {
+                    sample.bytes += data.len() as u64;
+                    let room = KEEP_BODY.saturating_sub(kept.len());
+                    kept.extend_from_slice(&data[..data.len().min(room)]);
+                }
             }
-        }
-        if !expected {
-            return Err(Failure::new(
-                failure::HTTP_STATUS,
-                status.to_string(),
-                format!("HTTP {status}: {}", String::from_utf8_lossy(&kept)),
-            ));
-        }
-        if !resp_is_stream_kind(task) {
+            if !expected {
+                return Err(http_failure(status, &kept));
+            }
             if !(200..300).contains(&status) {
                 sample.expected_status = Some(status);
             }
+            if let TaskKind::Sse(spec) = kind {
+                // A Dify app answered in blocking mode (JSON): judge the answer.
+                let mut facts = Facts::default();
+                let verdict = Judge::new(spec).on_blocking(&kept, &mut facts);
+                sample.tokens += facts.tokens.unwrap_or(0);
+                sample.server_elapsed = facts.server_elapsed;
+                sample.conversation_id = facts.conversation_id;
+                return verdict;
+            }
             return Ok(());
         }
-    }
-    let TaskKind::Sse(spec) = &task.kind else {
-        return Ok(());
     };
     let headers_at = Instant::now();
     let _open = GaugeGuard::new(&ctx.recorder.active_streams);
-    ctx.recorder.with(ctx.id, task.endpoint, |s| s.streams_started += 1);
-    let outcome = read_stream(ctx, task, spec, &mut body, start, sample).await;
+    ctx.record(task.endpoint, |s| s.streams_started += 1);
+    let outcome = read_stream(ctx, task, spec, &mut body, start, sample, live_task).await;
     sample.stream = Some(headers_at.elapsed());
     if outcome.is_err() || sample.drop_conn {
         conn.reset();
     }
     if outcome.is_ok() {
-        ctx.recorder.with(ctx.id, task.endpoint, |s| s.streams_completed += 1);
+        ctx.record(task.endpoint, |s| s.streams_completed += 1);
     }
     outcome
-}
-
-fn resp_is_stream_kind(task: &Task) -> bool {
-    matches!(task.kind, TaskKind::Sse(_))
-}
-
-/// The parts of a Dify event we look at; everything else is skipped by serde.
-#[derive(serde::Deserialize)]
-struct DifyHead<'a> {
-    #[serde(borrow)]
-    event: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default)]
-    data: Option<DifyData<'a>>,
-    #[serde(borrow, default)]
-    code: Option<std::borrow::Cow<'a, str>>,
-}
-
-#[derive(serde::Deserialize)]
-struct DifyData<'a> {
-    #[serde(borrow, default)]
-    status: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default)]
-    total_tokens: Option<u64>,
-}
-
-/// Per-stream state the event callback updates.
-#[derive(Default)]
-struct StreamState {
-    terminal: Option<Result<(), Failure>>,
-    error: Option<Failure>,
 }
 
 async fn read_stream(
@@ -346,9 +452,13 @@ async fn read_stream(
     body: &mut hyper::body::Incoming,
     start: Instant,
     sample: &mut Sample,
+    live_task: &Mutex<Option<String>>,
 ) -> Result<(), Failure> {
     let mut parser = SseParser::new(ctx.plan.limits.sse_max_event_bytes);
-    let mut state = StreamState::default();
+    let mut judge = Judge::new(spec);
+    let mut facts = Facts::default();
+    let mut verdict: Option<Result<(), Failure>> = None;
+    let (mut last_event, mut last_chunk): (Option<Duration>, Option<Duration>) = (None, None);
     loop {
         let wait = if sample.ttfe.is_none() {
             spec.first_event_timeout
@@ -371,48 +481,46 @@ async fn read_stream(
         let Some(data) = frame.data_ref() else { continue };
         sample.bytes += data.len() as u64;
         let now = start.elapsed();
+        let task_before = facts.task_id.is_some();
         let fed = parser.feed(data, &mut |ev| {
-            let mut event_type: &str = ev.event_type;
-            let head = if ev.data.starts_with('{') {
-                serde_json::from_str::<DifyHead<'_>>(ev.data).ok()
-            } else {
-                None
-            };
-            if let Some(t) = head.as_ref().and_then(|h| h.event.as_deref()) {
-                event_type = t;
+            if verdict.is_some() {
+                return;
             }
-            ctx.recorder.with(ctx.id, task.endpoint, |s| s.count_event(event_type));
-            if event_type != "ping" && sample.ttfe.is_none() {
+            let step = judge.on_event(&ev, &mut facts);
+            ctx.record(task.endpoint, |s| {
+                s.count_event(&facts.event_type);
+                if let Some(prev) = last_event {
+                    s.record(Metric::EventGap, micros(now.saturating_sub(prev)));
+                }
+                if facts.is_text {
+                    if let Some(prev) = last_chunk {
+                        s.record(Metric::ChunkGap, micros(now.saturating_sub(prev)));
+                    }
+                    last_chunk = Some(now);
+                }
+            });
+            last_event = Some(now);
+            if !facts.is_ping && sample.ttfe.is_none() {
                 sample.ttfe = Some(now);
             }
-            if sample.ttft.is_none() && TEXT_EVENTS.contains(&event_type) {
+            if facts.is_text && sample.ttft.is_none() {
                 sample.ttft = Some(now);
             }
-            let data = head.as_ref().and_then(|h| h.data.as_ref());
-            if let Some(tokens) = data.and_then(|d| d.total_tokens) {
-                sample.tokens += tokens;
+            sample.tokens += facts.tokens.unwrap_or(0);
+            if facts.server_elapsed.is_some() {
+                sample.server_elapsed = facts.server_elapsed;
             }
-            if event_type == "error" && state.error.is_none() {
-                let code = head.as_ref().and_then(|h| h.code.as_deref()).unwrap_or("").to_string();
-                state.error = Some(Failure::new(
-                    failure::ERROR_EVENT,
-                    code,
-                    ev.data.chars().take(SAMPLE_BYTES).collect::<String>(),
-                ));
-            }
-            if state.terminal.is_none() && spec.terminal_event.as_deref() == Some(event_type) {
-                let status = data.and_then(|d| d.status.as_deref());
+            if let Step::Done(v) = step {
                 sample.end = Some(now);
-                state.terminal = Some(match status {
-                    None | Some("succeeded") => Ok(()),
-                    Some(other) => Err(Failure::new(
-                        failure::TERMINAL_STATUS,
-                        other,
-                        format!("{event_type} with status {other}"),
-                    )),
-                });
+                verdict = Some(v);
             }
         });
+        if !task_before
+            && let Some(id) = &facts.task_id
+            && let Ok(mut t) = live_task.lock()
+        {
+            *t = Some(id.clone());
+        }
         if let Err(SseError::EventTooLarge { limit }) = fed {
             return Err(Failure::new(
                 failure::EVENT_TOO_LARGE,
@@ -420,14 +528,13 @@ async fn read_stream(
                 format!("an event or line exceeded {limit} bytes"),
             ));
         }
-        if let Some(err) = state.error.take() {
-            return Err(err);
-        }
-        if state.terminal.is_some() {
+        if verdict.is_some() {
             break;
         }
     }
-    match state.terminal {
+    sample.conversation_id = facts.conversation_id.take();
+    match verdict {
+        Some(Err(failure)) => Err(failure),
         Some(result) => {
             // Drain the rest so the connection can be reused; the verdict is already in.
             // A target that keeps the stream open after its terminal event costs at most
@@ -443,14 +550,6 @@ async fn read_stream(
             sample.drop_conn |= drained.is_err();
             result
         }
-        None if spec.terminal_event.is_some() => Err(Failure::new(
-            failure::STREAM_CLOSED,
-            "",
-            format!(
-                "stream ended before `{}`",
-                spec.terminal_event.as_deref().unwrap_or_default()
-            ),
-        )),
-        None => Ok(()),
+        None => judge.on_end(),
     }
 }

@@ -49,7 +49,7 @@ fn good_scenario_validates() {
     assert_eq!(task.name, "/v1/workflows/run");
     assert!(matches!(&task.kind, TaskKind::Sse(s) if s.terminal_event.as_deref() == Some("workflow_finished")));
     assert_eq!(s.plan.secrets(), ["app-secret"]);
-    assert_eq!(s.plan.pools["question"].len(), 2);
+    assert_eq!(s.plan.pools["question"].entries.len(), 2);
     let back = RunPlan::from_json(&s.plan.to_json()).unwrap();
     assert_eq!(back.classes[0].tasks[0].headers, task.headers);
 }
@@ -85,6 +85,21 @@ fn bad_fields_are_named() {
             "run.run_time: \"soon\" is not a duration",
         ),
         ("http://127.0.0.1:5001", "ftp://x", "host: \"ftp://x\" is not a target"),
+        (
+            "kind = \"sse\"",
+            "kind = \"sse\"\napp = \"chat\"",
+            "users[0].tasks[0].app: only applies to kind = \"dify\"",
+        ),
+        (
+            "kind = \"sse\"\nterminal_event = \"workflow_finished\"",
+            "kind = \"dify\"\napp = \"robot\"",
+            "users[0].tasks[0].app: \"robot\" is not a Dify app type",
+        ),
+        (
+            "kind = \"sse\"",
+            "kind = \"sse\"\nconnection = \"sometimes\"",
+            "users[0].tasks[0].connection: \"sometimes\" is not a connection policy",
+        ),
         (
             "method = \"post\"",
             "method = \"yeet\"",
@@ -134,7 +149,7 @@ fn files_load_by_extension_with_pool_files() {
     let toml = GOOD.replace("values = [\"What is Dify?\", \"Why?\"]", "file = \"q.txt\"");
     std::fs::write(dir.path().join("s.toml"), toml).unwrap();
     let s = load(&dir.path().join("s.toml"), &env).unwrap();
-    assert_eq!(s.plan.pools["question"], ["one", "two"]);
+    assert_eq!(s.plan.pools["question"].entries, ["one", "two"]);
     let err = load(&dir.path().join("s.json"), &env).unwrap_err().to_string();
     assert!(err.contains("name the file *.toml"), "{err}");
     let err = load(&dir.path().join("missing.toml"), &env).unwrap_err().to_string();
@@ -163,4 +178,57 @@ fn waits_parse() {
     assert_eq!(parse_wait("pacing(2s)").unwrap(), Wait::Pacing(Duration::from_secs(2)));
     assert!(parse_wait("between(3, 1)").is_err());
     assert!(parse_wait("pacing(0)").is_err());
+}
+
+#[test]
+fn dify_tasks_infer_the_app_from_the_path() {
+    let text = GOOD.replace(
+        "kind = \"sse\"\nterminal_event = \"workflow_finished\"",
+        "kind = \"dify\"",
+    );
+    let s = parse(&text).unwrap();
+    match &s.plan.classes[0].tasks[0].kind {
+        TaskKind::Sse(SseSpec {
+            dify: Some(d),
+            terminal_event: None,
+            ..
+        }) => assert_eq!(d.app, DifyApp::Workflow),
+        other => panic!("{other:?}"),
+    }
+    let chat = text.replace("/v1/workflows/run", "/v1/chat-messages");
+    let s = parse(&chat.replace("kind = \"dify\"", "kind = \"dify\"\nconversation_turns = 3")).unwrap();
+    match &s.plan.classes[0].tasks[0].kind {
+        TaskKind::Sse(SseSpec { dify: Some(d), .. }) => assert_eq!((d.app, d.conversation_turns), (DifyApp::Chat, 3)),
+        other => panic!("{other:?}"),
+    }
+    let err = parse(&text.replace("/v1/workflows/run", "/v1/other"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot tell the Dify app type"), "{err}");
+}
+
+#[test]
+fn secret_pools_come_from_the_environment_and_never_print() {
+    let text = GOOD.replace(
+        "values = [\"What is Dify?\", \"Why?\"]",
+        "env = [\"DIFY_API_KEY\"]\nmode = \"per_user\"",
+    );
+    let s = parse(&text).unwrap();
+    let pool = &s.plan.pools["question"];
+    assert!(pool.secret);
+    assert_eq!(pool.mode, PoolMode::PerUser);
+    assert!(s.plan.secrets().contains(&"app-secret".to_string()));
+    assert!(
+        !format!("{:?}", s.plan).contains("app-secret"),
+        "Debug of the plan must redact pool secrets"
+    );
+    let err = parse(&text.replace("DIFY_API_KEY\"]", "NOPE\"]"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("data.question.env: environment variable `NOPE` is not set"),
+        "{err}"
+    );
+    let err = parse(&text.replace("per_user", "shuffle")).unwrap_err().to_string();
+    assert!(err.contains("is not a pool mode"), "{err}");
 }

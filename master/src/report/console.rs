@@ -229,6 +229,34 @@ pub fn render_final(r: &FinalReport) -> String {
         }
     }
 
+    if !sse.is_empty() {
+        let _ = writeln!(out, "\nStreams (ms; p50 / p99)");
+        let _ = writeln!(
+            out,
+            "{:<30} {:>15} {:>15} {:>15} {:>15} {:>8} {:>9} {:>6} {:>6}",
+            "Name", "TTFT", "event gap", "chunk gap", "server elapsed", "events", "tokens/s", "pings", "429s"
+        );
+        let p = |x: &Option<Percentiles>| {
+            x.as_ref()
+                .map_or("-".to_string(), |p| format!("{} / {}", fmt_ms(p.p50), fmt_ms(p.p99)))
+        };
+        for e in &sse {
+            let _ = writeln!(
+                out,
+                "{:<30} {:>15} {:>15} {:>15} {:>15} {:>8} {:>9.1} {:>6} {:>6}",
+                truncate(&e.name, 30),
+                p(&e.ttft_ms),
+                p(&e.event_gap_ms),
+                p(&e.chunk_gap_ms),
+                p(&e.server_elapsed_ms),
+                e.events,
+                e.tokens_per_s,
+                e.pings,
+                e.too_many_requests + e.rate_limit_errors
+            );
+        }
+    }
+
     let _ = writeln!(out, "\nEvent Throughput (events/s)\n| Max | Avg | Min |\n|---|---|---|");
     let et = r.event_throughput;
     let _ = writeln!(out, "| {:.1} | {:.2} | {:.1} |", et.max, et.avg, et.min);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use barrage_common::metrics::{EndpointStats, Metric};
+use barrage_common::metrics::{EndpointStats, Metric, failure};
 use barrage_common::plan::TaskKindTag;
 
 use crate::aggregate::Aggregator;
@@ -38,6 +38,8 @@ pub struct FinalReport {
     pub qps: Qps,
     pub failures: Vec<FailureRow>,
     pub outcomes: Vec<FailureRow>,
+    /// Per target address (replica), when the host resolved to several.
+    pub replicas: Vec<ReplicaRow>,
     pub workers: Vec<WorkerRow>,
     pub events: Vec<String>,
     pub warnings: Vec<String>,
@@ -57,6 +59,16 @@ pub struct EndpointRow {
     pub response_time_ms: Option<Percentiles>,
     pub ttfe_ms: Option<Percentiles>,
     pub ttft_ms: Option<Percentiles>,
+    pub time_to_headers_ms: Option<Percentiles>,
+    pub stream_duration_ms: Option<Percentiles>,
+    pub event_gap_ms: Option<Percentiles>,
+    pub chunk_gap_ms: Option<Percentiles>,
+    pub server_elapsed_ms: Option<Percentiles>,
+    /// HTTP 429 answers: the app's concurrency limit and the plan's quota.
+    pub too_many_requests: u64,
+    pub rate_limit_errors: u64,
+    pub pings: u64,
+    pub tokens_per_s: f64,
     pub streams_started: u64,
     pub streams_completed: u64,
     pub events: u64,
@@ -133,6 +145,18 @@ pub struct FailureRow {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct ReplicaRow {
+    pub peer: String,
+    pub method: String,
+    pub name: String,
+    pub requests: u64,
+    pub failures: u64,
+    pub rps: f64,
+    pub response_time_ms: Option<Percentiles>,
+    pub ttfe_ms: Option<Percentiles>,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct WorkerRow {
     pub id: String,
     pub index: u32,
@@ -171,6 +195,16 @@ pub struct RunInfo {
     pub spawn_rate: f64,
 }
 
+/// Failures plus declared outcomes of one kind (a 429 may be either).
+fn count_kind(s: &EndpointStats, kind: &str) -> u64 {
+    s.failure_kinds
+        .iter()
+        .chain(&s.outcomes)
+        .filter(|((k, _), _)| k == kind)
+        .map(|(_, e)| e.count)
+        .sum()
+}
+
 fn row(kind: TaskKindTag, method: &str, name: &str, s: &EndpointStats, secs: f64) -> EndpointRow {
     let pct = |m: Metric| s.histogram(m).and_then(Percentiles::from_us);
     EndpointRow {
@@ -192,6 +226,15 @@ fn row(kind: TaskKindTag, method: &str, name: &str, s: &EndpointStats, secs: f64
         response_time_ms: pct(Metric::ResponseTime),
         ttfe_ms: pct(Metric::Ttfe),
         ttft_ms: pct(Metric::Ttft),
+        time_to_headers_ms: pct(Metric::TimeToHeaders),
+        stream_duration_ms: pct(Metric::StreamDuration),
+        event_gap_ms: pct(Metric::EventGap),
+        chunk_gap_ms: pct(Metric::ChunkGap),
+        server_elapsed_ms: pct(Metric::ServerElapsed),
+        too_many_requests: count_kind(s, failure::TOO_MANY_REQUESTS),
+        rate_limit_errors: count_kind(s, failure::RATE_LIMIT_ERROR),
+        pings: s.events_by_type.get("ping").copied().unwrap_or(0),
+        tokens_per_s: s.total_tokens as f64 / secs,
         streams_started: s.streams_started,
         streams_completed: s.streams_completed,
         events: s.events,
@@ -376,6 +419,20 @@ impl FinalReport {
             },
             failures,
             outcomes,
+            replicas: agg
+                .peers
+                .iter()
+                .map(|((k, peer), s)| ReplicaRow {
+                    peer: peer.clone(),
+                    method: k.method.clone(),
+                    name: k.name.clone(),
+                    requests: s.requests,
+                    failures: s.failures,
+                    rps: s.requests as f64 / secs,
+                    response_time_ms: s.histogram(Metric::ResponseTime).and_then(Percentiles::from_us),
+                    ttfe_ms: s.histogram(Metric::Ttfe).and_then(Percentiles::from_us),
+                })
+                .collect(),
             workers: Vec::new(),
             events: Vec::new(),
             warnings: Vec::new(),

@@ -93,6 +93,7 @@ pub fn load_args(host: SocketAddr, users: u32, rate: f64, run_time: Duration) ->
         spawn_rate: Some(rate),
         run_time: Some(run_time),
         headless: true,
+        insecure: false,
         json: None,
         only_summary: true,
         stop_timeout: Duration::from_secs(10),

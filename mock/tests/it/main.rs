@@ -3,6 +3,9 @@
 
 mod api;
 mod chat;
+mod faults;
+mod limits;
+mod stop;
 mod support;
 mod truth;
 mod workflow;

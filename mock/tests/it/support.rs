@@ -23,7 +23,7 @@ pub fn fast_config() -> MockConfig {
         chunks: 3,
         chunk_interval: Duration::from_millis(2),
         ping_interval: Duration::ZERO,
-        api_key: None,
+        ..MockConfig::default()
     }
 }
 
@@ -31,7 +31,8 @@ pub fn fast_config() -> MockConfig {
 pub struct Mock {
     pub state: MockState,
     pub addr: SocketAddr,
-    _shutdown: oneshot::Sender<()>,
+    shutdown: oneshot::Sender<()>,
+    server: JoinHandle<anyhow::Result<()>>,
 }
 
 impl Mock {
@@ -40,14 +41,25 @@ impl Mock {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(barrage_mock::run(state.clone(), listener, async move {
+        let server = tokio::spawn(barrage_mock::run(state.clone(), listener, async move {
             let _ = rx.await;
         }));
         Self {
             state,
             addr,
-            _shutdown: tx,
+            shutdown: tx,
+            server,
         }
+    }
+
+    /// Shuts the server down gracefully and waits (bounded) until it has stopped.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        tokio::time::timeout(Duration::from_secs(3), self.server)
+            .await
+            .expect("the mock did not shut down")
+            .unwrap()
+            .unwrap();
     }
 
     pub fn truth(&self) -> GroundTruth {
@@ -64,42 +76,53 @@ impl Mock {
     /// Sends one request on a fresh connection and returns the response with its body
     /// unread, plus the time it was sent.
     pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> Response {
-        let stream = TcpStream::connect(self.addr).await.unwrap();
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        let connection = tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        let mut request = Request::builder()
-            .method(method)
-            .uri(format!("http://{}{path}", self.addr))
-            .header(http::header::HOST, self.addr.to_string());
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let body = match body {
-            Some(json) => {
-                request = request.header(http::header::CONTENT_TYPE, "application/json");
-                Bytes::from(json.to_string())
-            }
-            None => Bytes::new(),
-        };
-        let sent_at = Instant::now();
-        let response = sender
-            .send_request(request.body(Full::new(body)).unwrap())
-            .await
-            .unwrap();
-        Response {
-            sent_at,
-            response,
-            connection,
-        }
+        send_to(self.addr, method, path, headers, body).await.unwrap()
     }
 
     pub async fn post(&self, path: &str, headers: &[(&str, &str)], body: Value) -> Response {
         self.send(Method::POST, path, headers, Some(body)).await
     }
+
+    /// Like [`Mock::post`], but the connection may fail before a response arrives.
+    pub async fn try_post(&self, path: &str, headers: &[(&str, &str)], body: Value) -> Result<Response, hyper::Error> {
+        send_to(self.addr, Method::POST, path, headers, Some(body)).await
+    }
+}
+
+/// Sends one request to `addr` on a fresh connection (usable from a spawned task).
+pub async fn send_to(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> Result<Response, hyper::Error> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let connection = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut request = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .header(http::header::HOST, addr.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let body = match body {
+        Some(json) => {
+            request = request.header(http::header::CONTENT_TYPE, "application/json");
+            Bytes::from(json.to_string())
+        }
+        None => Bytes::new(),
+    };
+    let sent_at = Instant::now();
+    let response = sender.send_request(request.body(Full::new(body)).unwrap()).await?;
+    Ok(Response {
+        sent_at,
+        response,
+        connection,
+    })
 }
 
 pub struct Response {
@@ -123,6 +146,11 @@ impl Response {
         (serde_json::from_slice(&bytes).unwrap(), bytes.len())
     }
 
+    /// Closes the connection without reading the body.
+    pub fn hang_up(self) {
+        self.connection.abort();
+    }
+
     pub fn into_sse(self) -> Sse {
         Sse {
             sent_at: self.sent_at,
@@ -139,16 +167,27 @@ impl Response {
 pub struct Event {
     /// Since the request was sent.
     pub at: Duration,
-    /// `None` for a ping.
+    /// `None` for a ping or data that is not JSON.
     pub data: Option<Value>,
+    /// The data line's text when it is not JSON.
+    pub raw: Option<String>,
+    /// Length of the block, its `\n\n` excluded.
+    pub len: usize,
 }
 
 impl Event {
     pub fn name(&self) -> &str {
-        match &self.data {
-            Some(data) => data["event"].as_str().unwrap(),
-            None => "ping",
+        match (&self.data, &self.raw) {
+            (Some(data), _) => data["event"].as_str().unwrap(),
+            (None, Some(_)) => "<not json>",
+            (None, None) => "ping",
         }
+    }
+
+    pub fn json(&self) -> &Value {
+        self.data
+            .as_ref()
+            .unwrap_or_else(|| panic!("not a JSON event: {self:?}"))
     }
 }
 
@@ -165,24 +204,51 @@ pub struct Sse {
 impl Sse {
     /// The next event, or `None` at the end of the body.
     pub async fn next(&mut self) -> Option<Event> {
+        self.try_next().await.unwrap()
+    }
+
+    /// The next event, `None` at the end of the body, or the error that broke it.
+    pub async fn try_next(&mut self) -> Result<Option<Event>, hyper::Error> {
         loop {
             if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
-                let raw: Vec<u8> = self.buf.drain(..end + 2).collect();
-                let text = std::str::from_utf8(&raw[..end]).unwrap();
+                let block: Vec<u8> = self.buf.drain(..end + 2).collect();
+                let text = std::str::from_utf8(&block[..end]).unwrap();
                 let at = self.sent_at.elapsed();
-                let data = match text.strip_prefix("data: ") {
-                    Some(json) => Some(serde_json::from_str(json).unwrap()),
+                let (data, raw) = match text.strip_prefix("data: ") {
+                    Some(json) => match serde_json::from_str(json) {
+                        Ok(value) => (Some(value), None),
+                        Err(_) => (None, Some(json.to_owned())),
+                    },
                     None => {
                         assert_eq!(text, "event: ping", "unexpected SSE block");
-                        None
+                        (None, None)
                     }
                 };
-                return Some(Event { at, data });
+                return Ok(Some(Event {
+                    at,
+                    data,
+                    raw,
+                    len: end,
+                }));
             }
-            let frame = self.body.frame().await?.unwrap();
-            if let Ok(data) = frame.into_data() {
+            let Some(frame) = self.body.frame().await else {
+                return Ok(None);
+            };
+            if let Ok(data) = frame?.into_data() {
                 self.bytes += data.len();
                 self.buf.extend_from_slice(&data);
+            }
+        }
+    }
+
+    /// Every event until the body ends or breaks, and the error if it broke.
+    pub async fn read_all(&mut self) -> (Vec<Event>, Option<hyper::Error>) {
+        let mut events = Vec::new();
+        loop {
+            match self.try_next().await {
+                Ok(Some(event)) => events.push(event),
+                Ok(None) => return (events, None),
+                Err(err) => return (events, Some(err)),
             }
         }
     }
@@ -201,4 +267,11 @@ impl Sse {
     pub fn hang_up(self) {
         self.connection.abort();
     }
+}
+
+/// Checks the ground truth's bookkeeping identity once traffic has settled: every
+/// counted request has exactly one outcome, except the stop calls.
+pub fn assert_one_outcome_per_request(truth: &GroundTruth) {
+    let outcomes: u64 = truth.outcomes.values().sum();
+    assert_eq!(outcomes + truth.stops_requested, truth.requests, "{truth:#?}");
 }

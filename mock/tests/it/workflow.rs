@@ -118,7 +118,7 @@ async fn pings_are_sent_and_counted() {
             RUN,
             &[
                 ("x-mock-ping-interval-ms", "4"),
-                ("x-mock-first-event-delay-ms", "10"),
+                ("x-mock-first-event-delay-ms", "40"),
                 ("x-mock-chunks", "0"),
                 ("x-mock-chunk-interval-ms", "0"),
             ],
@@ -129,7 +129,8 @@ async fn pings_are_sent_and_counted() {
         .collect()
         .await;
     let pings = events.iter().filter(|e| e.data.is_none()).count();
-    // Pings due at 4 and 8 ms come before the first event at 10 ms.
+    // Pings due every 4 ms come before the first event at 40 ms; even a mock running
+    // late on a loaded machine (a late ping slips the next one) sends two of them.
     assert_eq!(events[0].name(), "ping");
     assert!(pings >= 2, "{events:?}");
     assert_eq!(events.last().unwrap().name(), "workflow_finished");

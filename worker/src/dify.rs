@@ -1,0 +1,496 @@
+//! Stream verdicts: which events end a stream, and whether it succeeded.
+//!
+//! [`Judge`] sees each parsed SSE event (and, for blocking calls, the JSON answer) and
+//! decides. It is pure, so every rule has a unit test here:
+//! - Dify workflows succeed only on `workflow_finished` with `status == "succeeded"`;
+//!   chat and agent apps on `message_end`; chatflow needs both `message_end` and a
+//!   succeeded `workflow_finished`.
+//! - An `error` event fails the stream by its `code`; `failed`/`stopped` statuses fail it;
+//!   `data` that is not JSON fails it (`invalid_json`) — a Dify stream only carries JSON.
+//! - Plain SSE (`kind = "sse"`): success at the configured terminal event, else at a
+//!   clean end of stream.
+
+use serde::Deserialize;
+
+use barrage_common::metrics::failure;
+use barrage_common::plan::{DifyApp, SseSpec};
+
+use crate::http::Failure;
+use crate::sse::Event;
+
+/// Event types that carry generated text (TTFT, chunk gaps).
+pub const TEXT_EVENTS: &[&str] = &["text_chunk", "message", "agent_message"];
+
+/// The fields of a Dify event or answer we look at; serde skips everything else.
+#[derive(Deserialize, Default)]
+struct Head<'a> {
+    #[serde(borrow, default)]
+    event: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    task_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    conversation_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    code: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    data: Option<Data<'a>>,
+    #[serde(default)]
+    metadata: Option<Metadata>,
+    #[serde(borrow, default)]
+    answer: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+struct Data<'a> {
+    #[serde(borrow, default)]
+    status: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    total_tokens: Option<u64>,
+    #[serde(default)]
+    elapsed_time: Option<f64>,
+    #[serde(borrow, default)]
+    error: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+struct Metadata {
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize, Default)]
+struct Usage {
+    #[serde(default)]
+    total_tokens: Option<u64>,
+}
+
+/// What one event told us besides the verdict.
+#[derive(Debug, Default, PartialEq)]
+pub struct Facts {
+    pub event_type: String,
+    pub is_ping: bool,
+    pub is_text: bool,
+    pub tokens: Option<u64>,
+    /// `elapsed_time` of `workflow_finished`, seconds.
+    pub server_elapsed: Option<f64>,
+    pub task_id: Option<String>,
+    pub conversation_id: Option<String>,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Step {
+    Continue,
+    Done(Result<(), Failure>),
+}
+
+pub struct Judge {
+    app: Option<DifyApp>,
+    terminal_event: Option<String>,
+    message_end: bool,
+    workflow_ok: bool,
+}
+
+impl Judge {
+    pub fn new(spec: &SseSpec) -> Self {
+        Judge {
+            app: spec.dify.as_ref().map(|d| d.app),
+            terminal_event: spec.terminal_event.clone(),
+            message_end: false,
+            workflow_ok: false,
+        }
+    }
+
+    /// Judges one event; fills `facts` (reused between events to avoid allocation).
+    pub fn on_event(&mut self, ev: &Event<'_>, facts: &mut Facts) -> Step {
+        facts.event_type.clear();
+        facts.event_type.push_str(ev.event_type);
+        facts.is_ping = ev.event_type == "ping" && ev.data.is_empty();
+        facts.tokens = None;
+        facts.server_elapsed = None;
+        facts.is_text = false;
+        if facts.is_ping || ev.data.is_empty() {
+            if self.app.is_none() && !facts.is_ping && self.terminal_event.as_deref() == Some(ev.event_type) {
+                return Step::Done(Ok(()));
+            }
+            return Step::Continue;
+        }
+        let head: Head<'_> = match serde_json::from_str(ev.data) {
+            Ok(h) => h,
+            Err(e) if self.app.is_some() => {
+                let sample: String = ev.data.chars().take(120).collect();
+                return Step::Done(Err(Failure::new(
+                    failure::INVALID_JSON,
+                    "",
+                    format!("event data is not JSON ({e}): {sample}"),
+                )));
+            }
+            Err(_) => Head::default(),
+        };
+        if let Some(t) = head.event.as_deref() {
+            facts.event_type.clear();
+            facts.event_type.push_str(t);
+        }
+        let ty = facts.event_type.as_str();
+        facts.is_ping = ty == "ping";
+        facts.is_text = TEXT_EVENTS.contains(&ty);
+        if let Some(id) = head.task_id.as_deref()
+            && facts.task_id.as_deref() != Some(id)
+        {
+            facts.task_id = Some(id.to_string());
+        }
+        if let Some(id) = head.conversation_id.as_deref().filter(|c| !c.is_empty())
+            && facts.conversation_id.as_deref() != Some(id)
+        {
+            facts.conversation_id = Some(id.to_string());
+        }
+        let data = head.data.as_ref();
+        facts.tokens = data.and_then(|d| d.total_tokens).or_else(|| {
+            head.metadata
+                .as_ref()
+                .and_then(|m| m.usage.as_ref())
+                .and_then(|u| u.total_tokens)
+        });
+        if ty == "error" {
+            let code = head.code.as_deref().unwrap_or("unknown");
+            return Step::Done(Err(Failure::new(failure::ERROR_EVENT, code, truncate(ev.data))));
+        }
+        let status = data.and_then(|d| d.status.as_deref());
+        let terminal_status = |what: &str| match status {
+            None | Some("succeeded") => Ok(()),
+            Some(other) => {
+                let why = data.and_then(|d| d.error.as_deref()).unwrap_or("");
+                Err(Failure::new(
+                    failure::TERMINAL_STATUS,
+                    other,
+                    format!("{what} with status {other}: {why}"),
+                ))
+            }
+        };
+        match self.app {
+            None => {
+                if self.terminal_event.as_deref() == Some(ty) {
+                    return Step::Done(terminal_status(ty));
+                }
+                Step::Continue
+            }
+            Some(app) => {
+                if ty == "workflow_finished" {
+                    facts.server_elapsed = data.and_then(|d| d.elapsed_time);
+                }
+                match (app, ty) {
+                    (DifyApp::Workflow, "workflow_finished") => Step::Done(terminal_status(ty)),
+                    (DifyApp::Chat | DifyApp::Agent, "message_end") => Step::Done(Ok(())),
+                    (DifyApp::Chatflow, "workflow_finished") => match terminal_status(ty) {
+                        Err(f) => Step::Done(Err(f)),
+                        Ok(()) => {
+                            self.workflow_ok = true;
+                            if self.message_end {
+                                Step::Done(Ok(()))
+                            } else {
+                                Step::Continue
+                            }
+                        }
+                    },
+                    (DifyApp::Chatflow, "message_end") => {
+                        self.message_end = true;
+                        if self.workflow_ok {
+                            Step::Done(Ok(()))
+                        } else {
+                            Step::Continue
+                        }
+                    }
+                    _ => Step::Continue,
+                }
+            }
+        }
+    }
+
+    /// The stream ended (EOF) without a verdict.
+    pub fn on_end(&self) -> Result<(), Failure> {
+        let missing = match self.app {
+            Some(DifyApp::Workflow) => "workflow_finished",
+            Some(DifyApp::Chat | DifyApp::Agent) => "message_end",
+            Some(DifyApp::Chatflow) if !self.message_end => "message_end",
+            Some(DifyApp::Chatflow) => "workflow_finished",
+            None => match &self.terminal_event {
+                Some(t) => t.as_str(),
+                None => return Ok(()),
+            },
+        };
+        Err(Failure::new(
+            failure::STREAM_CLOSED,
+            "",
+            format!("stream ended before `{missing}`"),
+        ))
+    }
+
+    /// Judges a blocking (JSON) answer of a Dify app.
+    pub fn on_blocking(&self, body: &[u8], facts: &mut Facts) -> Result<(), Failure> {
+        let head: Head<'_> = serde_json::from_slice(body).map_err(|e| {
+            Failure::new(
+                failure::INVALID_JSON,
+                "",
+                format!("blocking answer is not JSON ({e}): {}", truncate_bytes(body)),
+            )
+        })?;
+        let data = head.data.as_ref();
+        facts.tokens = data.and_then(|d| d.total_tokens).or_else(|| {
+            head.metadata
+                .as_ref()
+                .and_then(|m| m.usage.as_ref())
+                .and_then(|u| u.total_tokens)
+        });
+        facts.server_elapsed = data.and_then(|d| d.elapsed_time);
+        if let Some(c) = head.conversation_id.as_deref().filter(|c| !c.is_empty()) {
+            facts.conversation_id = Some(c.to_string());
+        }
+        match self.app {
+            Some(DifyApp::Workflow) => match data.and_then(|d| d.status.as_deref()) {
+                Some("succeeded") => Ok(()),
+                Some(other) => Err(Failure::new(
+                    failure::TERMINAL_STATUS,
+                    other,
+                    format!("workflow {other}"),
+                )),
+                None => Err(Failure::new(
+                    failure::BAD_RESPONSE,
+                    "no_status",
+                    "blocking answer without data.status",
+                )),
+            },
+            _ if head.answer.is_some() => Ok(()),
+            _ => Err(Failure::new(
+                failure::BAD_RESPONSE,
+                "no_answer",
+                "blocking answer without `answer`",
+            )),
+        }
+    }
+}
+
+/// Classifies an HTTP error answer, reading Dify's `{code, message, status}` envelope.
+pub fn http_failure(status: u16, body: &[u8]) -> Failure {
+    #[derive(Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow)]
+        code: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        message: Option<std::borrow::Cow<'a, str>>,
+    }
+    let env: Option<Envelope<'_>> = serde_json::from_slice(body).ok();
+    let code = env.as_ref().and_then(|e| e.code.as_deref()).unwrap_or("");
+    let message = env
+        .as_ref()
+        .and_then(|e| e.message.as_deref())
+        .map_or_else(|| truncate_bytes(body), str::to_string);
+    match (status, code) {
+        (429, "rate_limit_error") => Failure::new(failure::RATE_LIMIT_ERROR, "429", message),
+        (429, _) => Failure::new(failure::TOO_MANY_REQUESTS, "429", message),
+        _ => {
+            let detail = if code.is_empty() {
+                status.to_string()
+            } else {
+                format!("{status} {code}")
+            };
+            Failure::new(failure::HTTP_STATUS, detail, format!("HTTP {status}: {message}"))
+        }
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(200).collect()
+}
+
+fn truncate_bytes(b: &[u8]) -> String {
+    truncate(&String::from_utf8_lossy(&b[..b.len().min(800)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use barrage_common::plan::DifySpec;
+    use std::time::Duration;
+
+    fn spec(app: Option<DifyApp>, terminal: Option<&str>) -> SseSpec {
+        SseSpec {
+            terminal_event: terminal.map(str::to_string),
+            first_event_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            dify: app.map(|app| DifySpec {
+                app,
+                conversation_turns: 1,
+                stop_on_cancel: false,
+            }),
+        }
+    }
+
+    fn ev<'a>(ty: &'a str, data: &'a str) -> Event<'a> {
+        Event {
+            event_type: ty,
+            data,
+            id: None,
+            retry_ms: None,
+        }
+    }
+
+    /// Feeds events; returns the verdict and the facts of the last event.
+    fn judge(
+        app: Option<DifyApp>,
+        terminal: Option<&str>,
+        events: &[(&str, &str)],
+    ) -> (Option<Result<(), Failure>>, Facts) {
+        let mut j = Judge::new(&spec(app, terminal));
+        let mut facts = Facts::default();
+        for (ty, data) in events {
+            if let Step::Done(r) = j.on_event(&ev(ty, data), &mut facts) {
+                return (Some(r), facts);
+            }
+        }
+        (None, facts)
+    }
+
+    #[test]
+    fn workflow_succeeds_only_on_succeeded_finish() {
+        let ok = r#"{"event":"workflow_finished","task_id":"t1","data":{"status":"succeeded","total_tokens":42,"elapsed_time":1.5}}"#;
+        let (v, f) = judge(
+            Some(DifyApp::Workflow),
+            None,
+            &[
+                ("message", r#"{"event":"text_chunk","data":{"text":"a"}}"#),
+                ("message", ok),
+            ],
+        );
+        assert_eq!(v, Some(Ok(())));
+        assert_eq!(
+            (f.tokens, f.server_elapsed, f.task_id.as_deref()),
+            (Some(42), Some(1.5), Some("t1"))
+        );
+        for status in ["failed", "stopped"] {
+            let data = format!(r#"{{"event":"workflow_finished","data":{{"status":"{status}","error":"boom"}}}}"#);
+            let (v, _) = judge(Some(DifyApp::Workflow), None, &[("message", &data)]);
+            let f = v.unwrap().unwrap_err();
+            assert_eq!((f.kind, f.detail.as_str()), (failure::TERMINAL_STATUS, status));
+        }
+    }
+
+    #[test]
+    fn error_events_fail_by_code_even_after_text() {
+        let (v, _) = judge(
+            Some(DifyApp::Chat),
+            None,
+            &[
+                ("message", r#"{"event":"message","answer":"hi"}"#),
+                (
+                    "message",
+                    r#"{"event":"error","code":"provider_quota_exceeded","status":400}"#,
+                ),
+            ],
+        );
+        let f = v.unwrap().unwrap_err();
+        assert_eq!(
+            (f.kind, f.detail.as_str()),
+            (failure::ERROR_EVENT, "provider_quota_exceeded")
+        );
+    }
+
+    #[test]
+    fn chatflow_needs_message_end_and_workflow_finished() {
+        let wf = r#"{"event":"workflow_finished","data":{"status":"succeeded"}}"#;
+        let end = r#"{"event":"message_end","metadata":{"usage":{"total_tokens":7}}}"#;
+        assert_eq!(judge(Some(DifyApp::Chatflow), None, &[("message", end)]).0, None);
+        assert_eq!(
+            judge(Some(DifyApp::Chatflow), None, &[("message", end), ("message", wf)]).0,
+            Some(Ok(()))
+        );
+        assert_eq!(
+            judge(Some(DifyApp::Chatflow), None, &[("message", wf), ("message", end)]).0,
+            Some(Ok(()))
+        );
+        let (_, f) = judge(Some(DifyApp::Chatflow), None, &[("message", end)]);
+        assert_eq!(f.tokens, Some(7));
+    }
+
+    #[test]
+    fn pings_are_pings_and_do_not_decide() {
+        let mut j = Judge::new(&spec(Some(DifyApp::Workflow), None));
+        let mut f = Facts::default();
+        assert_eq!(j.on_event(&ev("ping", ""), &mut f), Step::Continue);
+        assert!(f.is_ping);
+        assert_eq!(j.on_end().unwrap_err().kind, failure::STREAM_CLOSED);
+    }
+
+    #[test]
+    fn invalid_json_fails_dify_streams_only() {
+        let (v, _) = judge(Some(DifyApp::Workflow), None, &[("message", "{not json")]);
+        assert_eq!(v.unwrap().unwrap_err().kind, failure::INVALID_JSON);
+        let (v, f) = judge(None, None, &[("update", "plain text")]);
+        assert_eq!(v, None);
+        assert_eq!(f.event_type, "update");
+    }
+
+    #[test]
+    fn plain_sse_terminal_event() {
+        assert_eq!(
+            judge(None, Some("done"), &[("tick", "1"), ("done", "")]).0,
+            Some(Ok(()))
+        );
+        assert_eq!(
+            judge(None, Some("done"), &[("tick", "1"), ("done", "bye")]).0,
+            Some(Ok(()))
+        );
+        let j = Judge::new(&spec(None, None));
+        assert_eq!(j.on_end(), Ok(()));
+    }
+
+    #[test]
+    fn http_errors_read_difys_envelope() {
+        let f = http_failure(
+            429,
+            br#"{"code":"too_many_requests","message":"Too many requests","status":429}"#,
+        );
+        assert_eq!(f.kind, failure::TOO_MANY_REQUESTS);
+        let f = http_failure(
+            429,
+            br#"{"code":"rate_limit_error","message":"Rate Limit Error","status":429}"#,
+        );
+        assert_eq!(f.kind, failure::RATE_LIMIT_ERROR);
+        let f = http_failure(
+            400,
+            br#"{"code":"invalid_param","message":"query is required","status":400}"#,
+        );
+        assert_eq!((f.kind, f.detail.as_str()), (failure::HTTP_STATUS, "400 invalid_param"));
+        assert!(f.message.contains("query is required"));
+        let f = http_failure(502, b"<html>bad gateway</html>");
+        assert_eq!(f.detail, "502");
+    }
+
+    #[test]
+    fn blocking_answers() {
+        let j = Judge::new(&spec(Some(DifyApp::Workflow), None));
+        let mut f = Facts::default();
+        assert_eq!(
+            j.on_blocking(
+                br#"{"task_id":"t","data":{"status":"succeeded","total_tokens":3}}"#,
+                &mut f
+            ),
+            Ok(())
+        );
+        assert_eq!(f.tokens, Some(3));
+        assert_eq!(
+            j.on_blocking(br#"{"data":{"status":"failed"}}"#, &mut f)
+                .unwrap_err()
+                .kind,
+            failure::TERMINAL_STATUS
+        );
+        let chat = Judge::new(&spec(Some(DifyApp::Chat), None));
+        assert_eq!(
+            chat.on_blocking(br#"{"answer":"hi","conversation_id":"c1"}"#, &mut f),
+            Ok(())
+        );
+        assert_eq!(f.conversation_id.as_deref(), Some("c1"));
+        assert_eq!(
+            chat.on_blocking(b"nope", &mut f).unwrap_err().kind,
+            failure::INVALID_JSON
+        );
+    }
+}
