@@ -169,7 +169,8 @@ pub enum DifyApp {
     Workflow,
     /// `message_end`.
     Chat,
-    /// Advanced chat: `message_end` and then `workflow_finished` succeeded.
+    /// Advanced chat: both `message_end` and a succeeded `workflow_finished`, in either
+    /// order (dify-api sends `workflow_finished` first).
     Chatflow,
     /// Agent chat: `message_end`.
     Agent,

@@ -104,6 +104,34 @@ pub async fn signal() {
     }
 }
 
+/// The first SIGINT/SIGTERM starts a graceful stop; a second one exits at once.
+pub async fn shutdown_signal() {
+    signal().await;
+    eprintln!("stopping: collecting final reports (signal again to exit at once)");
+    tokio::spawn(async {
+        signal().await;
+        eprintln!("second signal: exiting now");
+        std::process::exit(130);
+    });
+}
+
+/// The cluster token: `BARRAGE_CLUSTER_TOKEN`, or the first line of the file named by
+/// `BARRAGE_CLUSTER_TOKEN_FILE` (a Kubernetes Secret mount). Never a flag: flags show in `ps`.
+pub fn cluster_token() -> Result<Option<String>, Failure> {
+    if let Some(path) = env_lookup("BARRAGE_CLUSTER_TOKEN_FILE").filter(|p| !p.is_empty()) {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Failure::usage(format!("BARRAGE_CLUSTER_TOKEN_FILE={path}: cannot read: {e}")))?;
+        let token = text.lines().next().unwrap_or("").trim().to_string();
+        if token.is_empty() {
+            return Err(Failure::usage(format!(
+                "BARRAGE_CLUSTER_TOKEN_FILE={path}: the file is empty"
+            )));
+        }
+        return Ok(Some(token));
+    }
+    Ok(env_lookup("BARRAGE_CLUSTER_TOKEN").filter(|t| !t.is_empty()))
+}
+
 fn env_lookup(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
@@ -141,6 +169,14 @@ impl MasterSetup {
         let spawn_rate = load.spawn_rate.or(scenario.run.spawn_rate).unwrap_or(1.0);
         scenario::check_rate(spawn_rate).map_err(|m| Failure::usage(format!("--spawn-rate: {m}")))?;
         let run_time = load.run_time.or(scenario.run.run_time);
+        // Workers send a heartbeat and a report every second: a worker silent for less
+        // than two of them is not lost, just between messages.
+        if load.heartbeat_liveness < Duration::from_secs(2) {
+            return Err(Failure::usage(format!(
+                "--heartbeat-liveness {}: must be at least 2s (two heartbeats)",
+                barrage_common::duration::format(load.heartbeat_liveness)
+            )));
+        }
         if host.is_none() && scenario.plan.host.is_none() && scenario.plan.classes.iter().any(|c| c.host.is_none()) {
             return Err(Failure::usage(format!(
                 "{}: no target host; pass -H/--host http://HOST:PORT or set `host` in the scenario",
@@ -161,6 +197,7 @@ impl MasterSetup {
                 host: host.clone(),
                 console_every: (!load.only_summary).then_some(Duration::from_secs(5)),
                 classes: plan.classes.iter().map(|c| (c.name.clone(), c.weight)).collect(),
+                on_worker_loss: load.on_worker_loss,
             },
             info: RunInfo {
                 scenario: plan.source.clone(),
@@ -170,7 +207,7 @@ impl MasterSetup {
             },
             opts: ClusterOptions {
                 master_timeout: load.master_timeout,
-                token: env_lookup("BARRAGE_CLUSTER_TOKEN").filter(|t| !t.is_empty()),
+                token: cluster_token()?,
                 ..Default::default()
             },
             json: load.json.clone(),
@@ -229,7 +266,15 @@ pub async fn serve_cluster(
     // Give workers a moment to read their final ack before the server goes away.
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop_server.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    // Close every worker stream, then give the server a moment to end; it must not
+    // outlive the run (a worker on a silent stream would wait for it).
+    for w in cluster.registry().workers.values_mut() {
+        w.tx = None;
+    }
+    let abort = server.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(2), server).await.is_err() {
+        abort.abort();
+    }
     let summary = result.map_err(|e| {
         let code = match e {
             RunError::Interrupted => EXIT_USAGE.max(1),
@@ -248,7 +293,10 @@ pub async fn serve_cluster(
         json::write(&report, path)?;
         info!(path = %path.display(), "JSON report written");
     }
-    let exit_code = if report.aggregated.failures > 0 {
+    let exit_code = if let Some(id) = &summary.aborted {
+        eprintln!("error: worker {id} was lost and --on-worker-loss is abort (exit code {EXIT_CLUSTER})");
+        EXIT_CLUSTER
+    } else if report.aggregated.failures > 0 {
         EXIT_FAILURES
     } else {
         0
@@ -267,7 +315,7 @@ async fn master_command(args: MasterArgs) -> anyhow::Result<u8> {
         .await
         .with_context(|| format!("binding the master port {addr}"))?;
     info!(addr = %listener.local_addr()?, "master listening for workers");
-    Ok(serve_and_run(setup, listener, signal()).await?.exit_code)
+    Ok(serve_and_run(setup, listener, shutdown_signal()).await?.exit_code)
 }
 
 async fn worker_command(args: WorkerArgs) -> anyhow::Result<u8> {
@@ -277,8 +325,8 @@ async fn worker_command(args: WorkerArgs) -> anyhow::Result<u8> {
     }
     cfg.weight = args.weight.unwrap_or(0);
     cfg.give_up_after = args.give_up_after;
-    cfg.token = env_lookup("BARRAGE_CLUSTER_TOKEN").filter(|t| !t.is_empty());
-    match barrage_worker::run(cfg, signal()).await {
+    cfg.token = cluster_token()?;
+    match barrage_worker::run(cfg, shutdown_signal()).await {
         Ok(exit) => {
             info!(?exit, "worker finished");
             Ok(0)
@@ -348,7 +396,7 @@ async fn run_local(setup: MasterSetup, workers: u32) -> anyhow::Result<Outcome> 
         .context("binding a local master port")?;
     let addr = listener.local_addr()?;
     let local = LocalWorkers::spawn(workers, addr)?;
-    let outcome = serve_and_run(setup, listener, signal()).await;
+    let outcome = serve_and_run(setup, listener, shutdown_signal()).await;
     local.wait(Duration::from_secs(5)).await;
     outcome
 }
@@ -422,6 +470,7 @@ a master and {} worker processes, {} users at {}/s for {}.",
         only_summary: false,
         stop_timeout: Duration::from_secs(10),
         heartbeat_liveness: Duration::from_secs(5),
+        on_worker_loss: Default::default(),
         master_timeout: Duration::from_secs(15),
     };
     let setup = MasterSetup::resolve(&load, scenario, args.workers.max(1), Some(Duration::from_secs(30)))?;

@@ -87,6 +87,10 @@ pub struct LoadArgs {
     /// A worker silent (or disconnected) this long is declared lost and its users rebalanced.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub heartbeat_liveness: Duration,
+    /// When a worker is lost: give its users to the others, carry on without them, or
+    /// stop the run (exit code 3).
+    #[arg(long, value_enum, default_value_t = crate::controller::WorkerLossPolicy::Rebalance)]
+    pub on_worker_loss: crate::controller::WorkerLossPolicy,
     /// Workers stop their load after hearing nothing from the master this long.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub master_timeout: Duration,

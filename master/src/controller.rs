@@ -29,6 +29,19 @@ pub struct RunConfig {
     pub console_every: Option<Duration>,
     /// Class names and weights from the plan, in plan order.
     pub classes: Vec<(String, u32)>,
+    pub on_worker_loss: WorkerLossPolicy,
+}
+
+/// What the run does when a worker is lost (`--on-worker-loss`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum WorkerLossPolicy {
+    /// Give the lost worker's users to the others: the load stays as asked.
+    #[default]
+    Rebalance,
+    /// Carry on with the remaining workers' users only.
+    Continue,
+    /// Stop the run; exit code 3.
+    Abort,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +65,8 @@ pub struct RunSummary {
     pub stop_reason: String,
     /// Workers whose final report never arrived (lost or timed out).
     pub missing_finals: Vec<String>,
+    /// The worker whose loss ended the run (`--on-worker-loss abort`).
+    pub aborted: Option<String>,
 }
 
 const TICK: Duration = Duration::from_millis(250);
@@ -65,6 +80,8 @@ pub async fn run(
     // 1. Wait for workers.
     let wait_start = Instant::now();
     let mut announced = usize::MAX;
+    // Workers that joined early hear from us while they wait for the others.
+    let mut next_wait_heartbeat = Instant::now();
     loop {
         let joined = cluster.registry().workers.values().filter(|w| w.tx.is_some()).count();
         if joined != announced {
@@ -83,6 +100,10 @@ pub async fn run(
                 expected: cfg.expect_workers,
                 waited: max,
             });
+        }
+        if Instant::now() >= next_wait_heartbeat {
+            next_wait_heartbeat = Instant::now() + cluster.opts.heartbeat_interval;
+            send_heartbeats(&cluster, Duration::ZERO);
         }
         tokio::select! {
             _ = cluster.changed.notified() => {}
@@ -106,6 +127,7 @@ pub async fn run(
     let mut next_console = cfg.console_every.map(|e| start + e);
     let mut next_heartbeat = start;
     let stop_reason;
+    let mut aborted: Option<String> = None;
     loop {
         let now = Instant::now();
         if let Some(rt) = cfg.run_time
@@ -114,8 +136,23 @@ pub async fn run(
             stop_reason = format!("run time of {} reached", barrage_common::duration::format(rt));
             break;
         }
-        declare_lost(&cluster, cfg.liveness_timeout);
+        let lost = declare_lost(&cluster, cfg.liveness_timeout);
+        if let Some(id) = lost.first()
+            && cfg.on_worker_loss == WorkerLossPolicy::Abort
+        {
+            stop_reason = format!("worker {id} lost (--on-worker-loss abort)");
+            aborted = Some(id.clone());
+            break;
+        }
         let membership = cluster.registry().membership;
+        if !lost.is_empty() && cfg.on_worker_loss == WorkerLossPolicy::Continue {
+            // Keep the others' targets: the lost users are not replaced.
+            balanced_at = membership;
+            if cluster.registry().workers.values().all(|w| w.lost) {
+                cluster.registry().phase = Phase::Done;
+                return Err(RunError::AllWorkersLost);
+            }
+        }
         if membership != balanced_at {
             balanced_at = membership;
             if !rebalance(&cluster, &cfg) {
@@ -125,13 +162,7 @@ pub async fn run(
         }
         if now >= next_heartbeat {
             next_heartbeat = now + cluster.opts.heartbeat_interval;
-            let hb = v1::MasterHeartbeat {
-                epoch: cluster.epoch,
-                run_elapsed_us: micros(now.duration_since(start)),
-            };
-            for w in cluster.registry().workers.values_mut().filter(|w| w.tx.is_some()) {
-                w.send(MKind::Heartbeat(hb));
-            }
+            send_heartbeats(&cluster, now.duration_since(start));
         }
         if let (Some(at), Some(every)) = (next_console, cfg.console_every)
             && now >= at
@@ -188,9 +219,10 @@ pub async fn run(
             break missing;
         }
         declare_lost(&cluster, cfg.liveness_timeout);
+        send_heartbeats(&cluster, duration);
         tokio::select! {
             _ = cluster.changed.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
     };
     if !missing_finals.is_empty() {
@@ -198,39 +230,68 @@ pub async fn run(
     }
     cluster.registry().phase = Phase::Done;
     Ok(RunSummary {
+        aborted,
         duration,
         stop_reason,
         missing_finals,
     })
 }
 
+/// One heartbeat to every connected worker.
+fn send_heartbeats(cluster: &Cluster, elapsed: Duration) {
+    let hb = v1::MasterHeartbeat {
+        epoch: cluster.epoch,
+        run_elapsed_us: micros(elapsed),
+    };
+    for w in cluster.registry().workers.values_mut().filter(|w| w.tx.is_some()) {
+        w.send(MKind::Heartbeat(hb));
+    }
+}
+
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
-/// Marks workers silent or disconnected for longer than `timeout` as lost.
-fn declare_lost(cluster: &Cluster, timeout: Duration) {
-    let mut reg = cluster.registry();
-    let elapsed = reg.run_start.map_or(Duration::ZERO, |s| s.elapsed());
+/// Marks workers silent or disconnected for longer than `timeout` as lost; returns
+/// their ids.
+fn declare_lost(cluster: &Cluster, timeout: Duration) -> Vec<String> {
     let mut lost = Vec::new();
-    for w in reg.workers.values_mut().filter(|w| !w.lost) {
-        let silent = w.last_seen.elapsed();
-        let gone = w.disconnected_at.is_some_and(|d| d.elapsed() >= timeout);
-        if gone || silent >= timeout {
-            w.lost = true;
-            w.tx = None;
-            w.last_assign = None;
-            lost.push((w.id.clone(), silent));
+    {
+        let mut reg = cluster.registry();
+        for w in reg.workers.values_mut().filter(|w| !w.lost) {
+            let silent = w.last_seen.elapsed();
+            let gone = w.disconnected_at.is_some_and(|d| d.elapsed() >= timeout);
+            if gone || silent >= timeout {
+                w.lost = true;
+                w.tx = None;
+                w.last_assign = None;
+                lost.push((w.id.clone(), silent));
+            }
         }
     }
-    for (id, silent) in lost {
-        warn!(worker = %id, silent = ?silent, "worker lost; rebalancing its users");
+    if lost.is_empty() {
+        return Vec::new();
+    }
+    // The aggregator is locked after the registry is released (never both at once here).
+    let covered: Vec<f64> = {
+        let agg = cluster.aggregator();
+        lost.iter()
+            .map(|(id, _)| agg.workers.get(id).map_or(0.0, |p| p.last_interval_end_us as f64 / 1e6))
+            .collect()
+    };
+    let mut reg = cluster.registry();
+    let elapsed = reg.run_start.map_or(Duration::ZERO, |s| s.elapsed());
+    for ((id, silent), covered) in lost.iter().zip(covered) {
+        warn!(worker = %id, silent = ?silent, "worker lost");
         reg.events.push((
             elapsed,
-            format!("worker {id} lost after {silent:.1?} of silence; at most its last unreported interval is missing"),
+            format!(
+                "worker {id} lost after {silent:.1?} of silence; its figures are counted up to {covered:.1}s of the run (its last merged report), what it did after is not"
+            ),
         ));
         reg.membership += 1;
     }
+    lost.into_iter().map(|(id, _)| id).collect()
 }
 
 /// Sends every active worker its absolute targets. False when no worker is left.

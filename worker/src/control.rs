@@ -285,6 +285,16 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
                     }
                     s.housekeeping(now, &cfg.worker_id, (&mut cpu, &mut hb_cpu), &lag, &mut link);
                 }
+                // A stream that carries nothing for the master timeout is dead even if
+                // TCP says otherwise: drop it and reconnect (the give-up clock runs on).
+                let silence_limit = session.as_ref().map_or(Duration::from_secs(15), |s| s.master_timeout);
+                if matches!(link, Link::Up { welcomed: true, .. }) && now.duration_since(last_contact) > silence_limit {
+                    warn!(silent_for = ?now.duration_since(last_contact), "the master stream is silent; reconnecting");
+                    link = Link::Down {
+                        retry_at: now,
+                        backoff: Duration::from_millis(200),
+                    };
+                }
                 if let Some(limit) = cfg.give_up_after
                     && now.duration_since(last_contact) > limit
                     && !matches!(link, Link::Up { welcomed: true, .. })

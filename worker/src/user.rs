@@ -417,13 +417,15 @@ async fn exchange(
                 return Err(http_failure(status, &kept));
             }
             if !(200..300).contains(&status) {
+                // A declared status (e.g. expect = [200, 429]) is an outcome, not an answer to judge.
                 sample.expected_status = Some(status);
+                return Ok(());
             }
             if let TaskKind::Sse(spec) = kind {
                 // A Dify app answered in blocking mode (JSON): judge the answer.
                 let mut facts = Facts::default();
                 let verdict = Judge::new(spec).on_blocking(&kept, &mut facts);
-                sample.tokens += facts.tokens.unwrap_or(0);
+                sample.tokens = facts.tokens.unwrap_or(0);
                 sample.server_elapsed = facts.server_elapsed;
                 sample.conversation_id = facts.conversation_id;
                 return verdict;
@@ -459,24 +461,32 @@ async fn read_stream(
     let mut facts = Facts::default();
     let mut verdict: Option<Result<(), Failure>> = None;
     let (mut last_event, mut last_chunk): (Option<Duration>, Option<Duration>) = (None, None);
+    // A deadline from the request start (where TTFE is measured from), not a silence
+    // timeout: pings or a trickle of bytes that never complete an event must not keep a
+    // stream without a first event alive.
+    let first_event_deadline = tokio::time::Instant::from_std(start) + spec.first_event_timeout;
     loop {
-        let wait = if sample.ttfe.is_none() {
-            spec.first_event_timeout
+        let next = if sample.ttfe.is_none() {
+            let within = spec.first_event_timeout;
+            tokio::time::timeout_at(first_event_deadline, body.frame())
+                .await
+                .map_err(|_| {
+                    Failure::new(
+                        failure::FIRST_EVENT_TIMEOUT,
+                        "",
+                        format!("no first event within {within:?}"),
+                    )
+                })
         } else {
-            spec.read_timeout
+            let silence = spec.read_timeout;
+            tokio::time::timeout(silence, body.frame())
+                .await
+                .map_err(|_| Failure::new(failure::READ_TIMEOUT, "", format!("nothing read for {silence:?}")))
         };
-        let frame = match tokio::time::timeout(wait, body.frame()).await {
-            Err(_) => {
-                let kind = if sample.ttfe.is_none() {
-                    failure::FIRST_EVENT_TIMEOUT
-                } else {
-                    failure::READ_TIMEOUT
-                };
-                return Err(Failure::new(kind, "", format!("nothing for {wait:?}")));
-            }
-            Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(hyper_failure(&e)),
-            Ok(Some(Ok(frame))) => frame,
+        let frame = match next? {
+            None => break,
+            Some(Err(e)) => return Err(hyper_failure(&e)),
+            Some(Ok(frame)) => frame,
         };
         let Some(data) = frame.data_ref() else { continue };
         sample.bytes += data.len() as u64;
@@ -506,7 +516,9 @@ async fn read_stream(
             if facts.is_text && sample.ttft.is_none() {
                 sample.ttft = Some(now);
             }
-            sample.tokens += facts.tokens.unwrap_or(0);
+            // Dify's totals are per run and repeat (chatflow: workflow_finished and
+            // message_end both carry it): keep the largest, never the sum.
+            sample.tokens = sample.tokens.max(facts.tokens.unwrap_or(0));
             if facts.server_elapsed.is_some() {
                 sample.server_elapsed = facts.server_elapsed;
             }
@@ -551,5 +563,72 @@ async fn read_stream(
             result
         }
         None => judge.on_end(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use barrage_common::plan::{DifyApp, DifySpec};
+    use barrage_common::template::Template;
+
+    fn chat_task(turns: u32) -> Task {
+        Task {
+            name: "chat".into(),
+            endpoint: 0,
+            method: "POST".into(),
+            path: Template::literal("/v1/chat-messages"),
+            headers: Vec::new(),
+            body: None,
+            weight: 1,
+            timeout: Duration::from_secs(1),
+            expect: Vec::new(),
+            kind: TaskKind::Sse(SseSpec {
+                terminal_event: None,
+                first_event_timeout: Duration::from_secs(1),
+                read_timeout: Duration::from_secs(1),
+                dify: Some(DifySpec {
+                    app: DifyApp::Chat,
+                    conversation_turns: turns,
+                    stop_on_cancel: false,
+                }),
+            }),
+            connection: ConnectionPolicy::KeepAlive,
+        }
+    }
+
+    fn turn(task: &Task, state: &mut UserState, id: &str, ok: bool) -> String {
+        let sample = Sample {
+            conversation_id: Some(id.to_string()),
+            ..Default::default()
+        };
+        track_conversation(task, state, &sample, ok);
+        state.conversation_id.clone()
+    }
+
+    #[test]
+    fn a_conversation_lasts_its_turns_then_starts_over() {
+        let task = chat_task(3);
+        let mut state = UserState::default();
+        assert_eq!(
+            turn(&task, &mut state, "c1", true),
+            "c1",
+            "turn 1 opens c1; turn 2 continues it"
+        );
+        assert_eq!(turn(&task, &mut state, "c1", true), "c1", "turn 3 still in c1");
+        assert_eq!(
+            turn(&task, &mut state, "c1", true),
+            "",
+            "after 3 turns: a new conversation"
+        );
+        assert_eq!(turn(&task, &mut state, "c2", true), "c2");
+        assert_eq!(turn(&task, &mut state, "c2", false), "", "a failed turn starts over");
+    }
+
+    #[test]
+    fn single_turn_chats_never_continue() {
+        let task = chat_task(1);
+        let mut state = UserState::default();
+        assert_eq!(turn(&task, &mut state, "c1", true), "");
     }
 }

@@ -322,6 +322,31 @@ pub fn render_final(r: &FinalReport) -> String {
             );
         }
     }
+    if !r.replicas.is_empty() {
+        let _ = writeln!(out, "\nPer replica (target address)");
+        let _ = writeln!(
+            out,
+            "{:<24} {:<6} {:<30} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}",
+            "address", "Type", "Name", "# reqs", "# fails", "req/s", "rt p50", "rt p95", "ttfe p50"
+        );
+        for x in &r.replicas {
+            let q =
+                |p: &Option<Percentiles>, f: fn(&Percentiles) -> f64| p.as_ref().map_or("-".into(), |p| fmt_ms(f(p)));
+            let _ = writeln!(
+                out,
+                "{:<24} {:<6} {:<30} {:>8} {:>8} {:>8.2} {:>9} {:>9} {:>9}",
+                x.peer,
+                x.method,
+                truncate(&x.name, 30),
+                x.requests,
+                x.failures,
+                x.rps,
+                q(&x.response_time_ms, |p| p.p50),
+                q(&x.response_time_ms, |p| p.p95),
+                q(&x.ttfe_ms, |p| p.p50)
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "\nWorkers\n{:<4} {:<32} {:<16} {:>5} {:>8} {:>6} {:>8} {:>9}",

@@ -200,3 +200,35 @@ async fn a_worker_stops_its_load_when_the_master_dies() {
     );
     w.abort();
 }
+
+/// Every shipped example validates (with its secrets provided) and prints no secret.
+#[test]
+fn every_example_validates_without_printing_secrets() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(examples()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let out = barrage()
+            .args(["validate", "-f", path.to_str().unwrap()])
+            .envs([
+                ("DIFY_API_KEY", "canary-workflow-key"),
+                ("DIFY_CHAT_KEY", "canary-chat-key"),
+                ("DIFY_KEY_FREE", "canary-free"),
+                ("DIFY_KEY_PRO", "canary-pro"),
+                ("DIFY_KEY_TEAM", "canary-team"),
+            ])
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{}: {all}", path.display());
+        assert!(!all.contains("canary"), "{} printed a secret:\n{all}", path.display());
+        checked += 1;
+    }
+    assert!(checked >= 3, "expected the shipped examples, found {checked}");
+}

@@ -261,6 +261,11 @@ async fn replicas_get_their_own_figures() {
     assert_eq!(served(a.addr), ta.requests);
     assert_eq!(served(b.addr), tb.requests);
     assert_eq!(r.aggregated.requests, ta.requests + tb.requests);
+    let text = barrage_master::report::console::render_final(&r);
+    assert!(
+        text.contains("Per replica") && text.contains(&a.addr.to_string()),
+        "{text}"
+    );
 }
 
 /// A run that ends mid-stream with stop_on_cancel asks dify-api to stop each task

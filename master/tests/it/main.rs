@@ -5,4 +5,6 @@
 mod cli;
 mod cluster;
 mod dify;
+mod faults;
+mod proxy;
 mod support;

@@ -98,6 +98,7 @@ pub fn load_args(host: SocketAddr, users: u32, rate: f64, run_time: Duration) ->
         only_summary: true,
         stop_timeout: Duration::from_secs(10),
         heartbeat_liveness: Duration::from_secs(5),
+        on_worker_loss: Default::default(),
         master_timeout: Duration::from_secs(15),
     }
 }

@@ -1,0 +1,11 @@
+//! Integration tests of the worker engine, one binary (`autotests = false`).
+//!
+//! - [`server`]: a scripted hostile HTTP/1.1 target on `127.0.0.1:0`.
+//! - [`drive`]: running an [`barrage_worker::runner::Engine`] without a master.
+//! - [`hostile`]: each way a target can misbehave, and the failure kind it becomes.
+//! - [`memory`]: 1,000 concurrent hostile streams from one engine stay within a memory bound.
+
+mod drive;
+mod hostile;
+mod memory;
+mod server;
