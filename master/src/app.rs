@@ -115,6 +115,30 @@ pub async fn shutdown_signal() {
     });
 }
 
+/// Reads a PEM file named by a flag, naming the flag in the error.
+fn read_pem(flag: &str, path: &Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| Failure::usage(format!("{flag} {}: cannot read: {e}", path.display())))
+}
+
+fn server_tls(load: &LoadArgs) -> Result<Option<crate::cluster::ServerTls>, Failure> {
+    match (&load.tls_cert, &load.tls_key) {
+        (None, None) if load.tls_client_ca.is_some() => Err(Failure::usage(
+            "--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS first)",
+        )),
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(crate::cluster::ServerTls {
+            cert_pem: read_pem("--tls-cert", cert)?,
+            key_pem: read_pem("--tls-key", key)?,
+            client_ca_pem: load
+                .tls_client_ca
+                .as_deref()
+                .map(|p| read_pem("--tls-client-ca", p))
+                .transpose()?,
+        })),
+        _ => Err(Failure::usage("--tls-cert and --tls-key go together")),
+    }
+}
+
 /// The cluster token: `BARRAGE_CLUSTER_TOKEN`, or the first line of the file named by
 /// `BARRAGE_CLUSTER_TOKEN_FILE` (a Kubernetes Secret mount). Never a flag: flags show in `ps`.
 pub fn cluster_token() -> Result<Option<String>, Failure> {
@@ -206,6 +230,7 @@ impl MasterSetup {
                 spawn_rate,
             },
             opts: ClusterOptions {
+                tls: server_tls(load)?,
                 master_timeout: load.master_timeout,
                 token: cluster_token()?,
                 ..Default::default()
@@ -255,8 +280,19 @@ pub async fn serve_cluster(
         })
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &cluster.opts.tls {
+            let mut config = tonic::transport::ServerTlsConfig::new()
+                .identity(tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem));
+            if let Some(ca) = &tls.client_ca_pem {
+                config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+            }
+            builder = builder
+                .tls_config(config)
+                .map_err(|e| Failure::usage(format!("TLS for the worker port: {e}")))?;
+        }
         tokio::spawn(async move {
-            tonic::transport::Server::builder()
+            builder
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
                 .await
@@ -326,6 +362,19 @@ async fn worker_command(args: WorkerArgs) -> anyhow::Result<u8> {
     cfg.weight = args.weight.unwrap_or(0);
     cfg.give_up_after = args.give_up_after;
     cfg.token = cluster_token()?;
+    cfg.tls = match (&args.tls_ca, &args.tls_cert, &args.tls_key) {
+        (None, None, None) => None,
+        (Some(ca), cert, key) => Some(barrage_worker::MasterTls {
+            ca_pem: read_pem("--tls-ca", ca)?,
+            identity: match (cert, key) {
+                (Some(c), Some(k)) => Some((read_pem("--tls-cert", c)?, read_pem("--tls-key", k)?)),
+                (None, None) => None,
+                _ => return Err(Failure::usage("--tls-cert and --tls-key go together").into()),
+            },
+            domain: args.tls_domain.clone(),
+        }),
+        (None, _, _) => return Err(Failure::usage("--tls-cert/--tls-key need --tls-ca (the CA of the master)").into()),
+    };
     match barrage_worker::run(cfg, shutdown_signal()).await {
         Ok(exit) => {
             info!(?exit, "worker finished");
@@ -466,6 +515,9 @@ a master and {} worker processes, {} users at {}/s for {}.",
         run_time: Some(args.run_time),
         headless: true,
         insecure: false,
+        tls_cert: None,
+        tls_key: None,
+        tls_client_ca: None,
         json: args.json.clone(),
         only_summary: false,
         stop_timeout: Duration::from_secs(10),

@@ -72,6 +72,15 @@ pub struct LoadArgs {
     /// accepts an attacker's: use only on networks you trust.
     #[arg(long)]
     pub insecure: bool,
+    /// TLS for the worker port: this master's certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS for the worker port: this master's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: accept only workers whose certificate this CA signed (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Run without the web UI (the only mode until the web UI lands).
     #[arg(long)]
     pub headless: bool,
@@ -134,6 +143,18 @@ pub struct WorkerArgs {
     /// Relative capacity for partitioning [default: number of CPU cores].
     #[arg(long)]
     pub weight: Option<u32>,
+    /// TLS to the master: the CA that signed the master's certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Mutual TLS: this worker's certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Mutual TLS: this worker's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Name the master's certificate must carry [default: the host of --master].
+    #[arg(long)]
+    pub tls_domain: Option<String>,
     /// Exit after this long without contact with a master [default: keep retrying].
     #[arg(long, value_parser = parse_duration)]
     pub give_up_after: Option<Duration>,

@@ -35,6 +35,25 @@ pub struct ClusterOptions {
     pub master_timeout: Duration,
     /// Required `authorization: Bearer` token (None = open cluster).
     pub token: Option<String>,
+    /// TLS for the worker port (None = plaintext).
+    pub tls: Option<ServerTls>,
+}
+
+/// The master's TLS identity, and the CA its workers' certificates must come from
+/// (mutual TLS) when set.
+#[derive(Clone)]
+pub struct ServerTls {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("mutual", &self.client_ca_pem.is_some())
+            .finish()
+    }
 }
 
 impl Default for ClusterOptions {
@@ -44,6 +63,7 @@ impl Default for ClusterOptions {
             report_interval: Duration::from_secs(1),
             master_timeout: Duration::from_secs(15),
             token: None,
+            tls: None,
         }
     }
 }

@@ -44,6 +44,28 @@ pub struct WorkerConfig {
     pub max_backoff: Duration,
     /// Cluster token sent as `authorization: Bearer ...` (None = none).
     pub token: Option<String>,
+    /// TLS to the master (None = plaintext).
+    pub tls: Option<MasterTls>,
+}
+
+/// How a worker reaches a master over TLS.
+#[derive(Clone)]
+pub struct MasterTls {
+    /// PEM of the CA that signed the master's certificate.
+    pub ca_pem: Vec<u8>,
+    /// PEM certificate and key of this worker, for mutual TLS.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// Name the master's certificate must carry (default: the host of --master).
+    pub domain: Option<String>,
+}
+
+impl std::fmt::Debug for MasterTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MasterTls")
+            .field("mutual", &self.identity.is_some())
+            .field("domain", &self.domain)
+            .finish()
+    }
 }
 
 impl WorkerConfig {
@@ -60,6 +82,7 @@ impl WorkerConfig {
             give_up_after: None,
             max_backoff: Duration::from_secs(5),
             token: None,
+            tls: None,
         }
     }
 }
@@ -82,6 +105,8 @@ const OUTBOX_LIMIT: usize = 3600;
 /// A connection that has not produced Welcome within this long is abandoned.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
 const TICK: Duration = Duration::from_millis(50);
+/// Marks a connection error as the master's refusal of our token.
+const UNAUTHENTICATED: &str = "unauthenticated: ";
 /// On SIGINT/SIGTERM: time for users to stop (5 s) plus the final report's round trip.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -149,7 +174,7 @@ enum StopPhase {
 }
 
 pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<Exit> {
-    let endpoint_url = master_url(&cfg.master)?;
+    let endpoint_url = master_url(&cfg.master, cfg.tls.is_some())?;
     let probe_stop = tokio_util::sync::CancellationToken::new();
     let _probe_guard = probe_stop.clone().drop_guard();
     let lag = LagProbe::start(probe_stop);
@@ -171,6 +196,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
     let mut shutdown_deadline: Option<Instant> = None;
     // Pause before the next attempt if the current one fails (doubles up to max_backoff).
     let mut pending_backoff = Duration::from_millis(100);
+    let mut last_connect_error: Option<String> = None;
     info!(worker = %cfg.worker_id, master = %cfg.master, "worker starting");
 
     loop {
@@ -235,8 +261,18 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
                     since: Instant::now(),
                 };
             }
+            Ev::Connected(Err(e)) if e.starts_with(UNAUTHENTICATED) => {
+                // A wrong or missing cluster token does not fix itself: stop here.
+                return Err(Error::Refused(format!(
+                    "{e} (set BARRAGE_CLUSTER_TOKEN or BARRAGE_CLUSTER_TOKEN_FILE)"
+                )));
+            }
             Ev::Connected(Err(e)) => {
-                debug!(error = %e, "connect failed");
+                // Say each new reason once (a wrong CA or a master not up yet), not every retry.
+                if last_connect_error.as_deref() != Some(e.as_str()) {
+                    warn!(master = %cfg.master, error = %e, "cannot reach the master; retrying");
+                    last_connect_error = Some(e.clone());
+                }
                 link = Link::Down {
                     retry_at: Instant::now() + pending_backoff,
                     backoff: pending_backoff,
@@ -314,7 +350,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
                         let hello = hello(&cfg, session.as_ref());
                         let next = next_backoff(*backoff, cfg.max_backoff);
                         link = Link::Connecting {
-                            fut: Box::pin(connect(endpoint_url.clone(), hello, cfg.token.clone())),
+                            fut: Box::pin(connect(endpoint_url.clone(), hello, cfg.token.clone(), cfg.tls.clone())),
                             since: now,
                         };
                         pending_backoff = next;
@@ -357,12 +393,10 @@ fn next_backoff(b: Duration, max: Duration) -> Duration {
     (b * 2).min(max)
 }
 
-fn master_url(master: &str) -> Result<String> {
-    let url = if master.starts_with("http://") || master.starts_with("https://") {
-        master.to_string()
-    } else {
-        format!("http://{master}")
-    };
+fn master_url(master: &str, tls: bool) -> Result<String> {
+    let scheme = if tls { "https" } else { "http" };
+    let bare = master.trim_start_matches("http://").trim_start_matches("https://");
+    let url = format!("{scheme}://{bare}");
     let authority = url.split_once("://").map(|(_, a)| a).unwrap_or("");
     if authority.is_empty() || !authority.contains(':') {
         return Err(Error::BadMasterAddress(master.to_string()));
@@ -390,14 +424,29 @@ async fn connect(
     url: String,
     hello: v1::WorkerMessage,
     token: Option<String>,
+    tls: Option<MasterTls>,
 ) -> std::result::Result<(mpsc::Sender<v1::WorkerMessage>, Streaming<v1::MasterMessage>), String> {
-    let channel = tonic::transport::Endpoint::from_shared(url)
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url)
         .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(5))
-        .http2_keep_alive_interval(Duration::from_secs(10))
+        .http2_keep_alive_interval(Duration::from_secs(10));
+    if let Some(tls) = tls {
+        let mut config = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca_pem));
+        if let Some((cert, key)) = &tls.identity {
+            config = config.identity(tonic::transport::Identity::from_pem(cert, key));
+        }
+        if let Some(domain) = tls.domain {
+            config = config.domain_name(domain);
+        }
+        endpoint = endpoint
+            .tls_config(config)
+            .map_err(|e| format!("TLS configuration: {e}"))?;
+    }
+    let channel = endpoint
         .connect()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("{e}: {:?}", std::error::Error::source(&e)))?;
     let mut client = v1::coordinator_client::CoordinatorClient::new(channel);
     let (tx, rx) = mpsc::channel(LINK_QUEUE);
     tx.send(hello).await.map_err(|e| e.to_string())?;
@@ -408,7 +457,13 @@ async fn connect(
             .map_err(|_| "the cluster token is not valid header text".to_string())?;
         request.metadata_mut().insert("authorization", value);
     }
-    let response = client.join(request).await.map_err(|s| s.message().to_string())?;
+    let response = client.join(request).await.map_err(|s| {
+        if s.code() == tonic::Code::Unauthenticated {
+            format!("{UNAUTHENTICATED}{}", s.message())
+        } else {
+            s.message().to_string()
+        }
+    })?;
     Ok((tx, response.into_inner()))
 }
 
@@ -772,8 +827,9 @@ mod tests {
 
     #[test]
     fn master_addresses() {
-        assert_eq!(master_url("127.0.0.1:5557").unwrap(), "http://127.0.0.1:5557");
-        assert_eq!(master_url("http://m:5557").unwrap(), "http://m:5557");
-        assert!(master_url("nohost").is_err());
+        assert_eq!(master_url("127.0.0.1:5557", false).unwrap(), "http://127.0.0.1:5557");
+        assert_eq!(master_url("http://m:5557", false).unwrap(), "http://m:5557");
+        assert_eq!(master_url("m:5557", true).unwrap(), "https://m:5557");
+        assert!(master_url("nohost", false).is_err());
     }
 }

@@ -7,4 +7,6 @@ mod cluster;
 mod dify;
 mod faults;
 mod proxy;
+mod signals;
 mod support;
+mod tls;
