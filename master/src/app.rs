@@ -26,6 +26,11 @@ use crate::cluster::{Cluster, ClusterOptions, Service};
 use crate::controller::{self, RunConfig, RunError};
 use crate::report::{FinalReport, RunInfo, console, json};
 
+/// Largest gRPC message either way. A report of 10 endpoints with every histogram is
+/// tens of KiB; the plan with inline data pools can be larger. Bigger is refused
+/// (ResourceExhausted) before it is decoded.
+pub const MAX_MESSAGE: usize = 16 << 20;
+
 pub const EXIT_FAILURES: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_CLUSTER: u8 = 3;
@@ -278,8 +283,8 @@ pub async fn serve_cluster(
         let service = CoordinatorServer::new(Service {
             cluster: cluster.clone(),
         })
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20);
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = &cluster.opts.tls {
             let mut config = tonic::transport::ServerTlsConfig::new()

@@ -171,3 +171,139 @@ async fn a_cluster_token_keeps_strangers_out() {
     assert!(m.cluster.registry().workers.is_empty());
     m.run.abort();
 }
+
+/// A peer that sends impossible reports, oversized messages or plain garbage changes
+/// nothing: the totals stay exactly what the real worker reported and the target saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_peers_do_not_corrupt_the_totals() {
+    use tokio::io::AsyncWriteExt;
+    let mock = mock(sse_mock_config(5, 2, 5)).await;
+    let load = load_args(mock.addr, 2, 100.0, Duration::from_secs(3));
+    let m = master(setup(&workflow_scenario("constant(0.05)"), &load, 1)).await;
+    let honest = worker(m.addr, "honest");
+
+    // Garbage on the gRPC port.
+    for junk in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        &[0xffu8; 4096][..],
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00",
+    ] {
+        let mut s = tokio::net::TcpStream::connect(m.addr).await.unwrap();
+        let _ = s.write_all(junk).await;
+    }
+
+    // A peer that joins properly, then lies.
+    let mut client = v1::coordinator_client::CoordinatorClient::connect(format!("http://{}", m.addr))
+        .await
+        .unwrap();
+    let hello = v1::WorkerMessage {
+        kind: Some(v1::worker_message::Kind::Hello(v1::Hello {
+            protocol_version: barrage_proto::PROTOCOL_VERSION,
+            worker_id: "liar".into(),
+            cpu_cores: 1,
+            ..Default::default()
+        })),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tx.send(hello).await.unwrap();
+    let mut replies = client
+        .join(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let epoch = match replies.next().await.unwrap().unwrap().kind {
+        Some(v1::master_message::Kind::Welcome(w)) => w.epoch,
+        other => panic!("{other:?}"),
+    };
+    let endpoint = |requests: u64, failures: u64, hist: Vec<u8>| v1::EndpointDelta {
+        name: "/v1/workflows/run".into(),
+        method: "POST".into(),
+        kind: v1::EndpointKind::Sse as i32,
+        requests,
+        failures,
+        histograms: if hist.is_empty() {
+            vec![]
+        } else {
+            vec![v1::Histogram {
+                metric: "ttfe".into(),
+                hdr_v2: hist,
+            }]
+        },
+        ..Default::default()
+    };
+    let lies = [
+        // Another epoch.
+        v1::Report {
+            worker_id: "liar".into(),
+            epoch: epoch ^ 1,
+            seq: 1,
+            endpoints: vec![endpoint(1000, 0, vec![])],
+            ..Default::default()
+        },
+        // Far-future sequence.
+        v1::Report {
+            worker_id: "liar".into(),
+            epoch,
+            seq: 1_000_000,
+            endpoints: vec![endpoint(1000, 0, vec![])],
+            ..Default::default()
+        },
+        // More failures than requests.
+        v1::Report {
+            worker_id: "liar".into(),
+            epoch,
+            seq: 1,
+            endpoints: vec![endpoint(5, 9, vec![])],
+            ..Default::default()
+        },
+        // A malformed histogram.
+        v1::Report {
+            worker_id: "liar".into(),
+            epoch,
+            seq: 1,
+            endpoints: vec![endpoint(5, 0, vec![0x1c, 0x84, 0x93, 0x14, 1, 2, 3])],
+            ..Default::default()
+        },
+        // A negative gauge.
+        v1::Report {
+            worker_id: "liar".into(),
+            epoch,
+            seq: 1,
+            active_streams: Some(v1::Gauge {
+                last: -5,
+                max: 0,
+                time_avg: -1.0,
+            }),
+            ..Default::default()
+        },
+        // Someone else's id.
+        v1::Report {
+            worker_id: "honest".into(),
+            epoch,
+            seq: 99,
+            endpoints: vec![endpoint(1000, 0, vec![])],
+            ..Default::default()
+        },
+    ];
+    for lie in lies {
+        tx.send(v1::WorkerMessage {
+            kind: Some(v1::worker_message::Kind::Report(lie)),
+        })
+        .await
+        .unwrap();
+    }
+    // An oversized message: refused by the size limit, not decoded.
+    let huge = v1::WorkerMessage {
+        kind: Some(v1::worker_message::Kind::Goodbye(v1::Goodbye {
+            reason: "x".repeat(barrage_master::app::MAX_MESSAGE + 1),
+        })),
+    };
+    let _ = tx.send(huge).await;
+    drop(tx);
+
+    let r = m.run.await.unwrap().unwrap().report;
+    assert_eq!(honest.await.unwrap().unwrap(), barrage_worker::Exit::RunFinished);
+    let truth = mock.state.ground_truth();
+    assert_eq!(r.aggregated.requests, truth.requests, "the lies leaked into the totals");
+    assert!(r.warnings.iter().any(|w| w.contains("rejected")), "{:?}", r.warnings);
+}

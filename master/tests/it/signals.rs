@@ -223,3 +223,38 @@ async fn a_wrong_token_is_refused_with_a_clear_message() {
     assert!(m.cluster.registry().workers.is_empty());
     m.run.abort();
 }
+
+/// The token can come from a file (a Kubernetes Secret mount); a missing file is a
+/// usage error that names the variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_file_is_read_and_checked() {
+    let mock = mock(sse_mock_config(5, 2, 5)).await;
+    let load = load_args(mock.addr, 1, 1.0, Duration::from_secs(30));
+    let mut s = setup(&workflow_scenario("constant(1)"), &load, 1);
+    s.opts.token = Some("right-token".into());
+    let m = master(s).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "wrong-token\n").unwrap();
+    let (addr, f) = (m.addr.to_string(), file.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        barrage()
+            .args(["worker", "--master", &addr])
+            .env("BARRAGE_CLUSTER_TOKEN_FILE", &f)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(3), "the file's (wrong) token must be used");
+    let missing = dir.path().join("nope");
+    let out = barrage()
+        .args(["worker", "--master", &m.addr.to_string()])
+        .env("BARRAGE_CLUSTER_TOKEN_FILE", &missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("BARRAGE_CLUSTER_TOKEN_FILE"), "{stderr}");
+    m.run.abort();
+}
