@@ -10,14 +10,26 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         return Err("empty duration; expected e.g. 500ms, 20s, 1m30s".into());
     }
     if let Ok(secs) = text.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
+        if secs.is_finite() && secs >= 0.0 && secs <= MAX.as_secs_f64() {
+            return Duration::try_from_secs_f64(secs).map_err(|e| format!("\"{text}\" is not a duration: {e}"));
         }
-        return Err(format!("\"{text}\" is not a duration; it must be >= 0"));
+        return Err(format!(
+            "\"{text}\" is not a duration from 0 to {} seconds",
+            MAX.as_secs()
+        ));
     }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("\"{text}\" is not a duration ({e}); expected e.g. 500ms, 20s, 1m30s"))
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("\"{text}\" is not a duration ({e}); expected e.g. 500ms, 20s, 1m30s"))?;
+    if d > MAX {
+        return Err(format!(
+            "\"{text}\" is longer than the longest duration accepted, one year"
+        ));
+    }
+    Ok(d)
 }
+
+/// The longest duration accepted anywhere (a run, a timeout, a wait): one year.
+pub const MAX: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Formats a duration compactly for reports and logs (`1m 30s`, `250ms`).
 pub fn format(d: Duration) -> String {
@@ -60,6 +72,9 @@ mod tests {
         assert!(err.contains("expected e.g."), "{err}");
         assert!(parse("-3").is_err());
         assert!(parse("").is_err());
+        assert!(parse("1e20").is_err(), "huge numbers are refused, not a panic");
+        assert!(parse("1e300").is_err());
+        assert!(parse("2000y").is_err());
     }
 
     #[test]

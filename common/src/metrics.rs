@@ -114,19 +114,59 @@ pub fn encode_histogram(h: &Histogram<u64>) -> Vec<u8> {
     out
 }
 
-/// Largest value a decoded histogram may hold (one day in µs): bounds the memory a
-/// hostile or corrupt peer can make us allocate.
+/// Largest value recorded (one day in µs). Decoding accepts up to [`MAX_DECODED_US`],
+/// the same value after bucket rounding; together they bound the memory a hostile or
+/// corrupt peer can make us allocate.
 pub const MAX_TRACKABLE_US: u64 = 86_400_000_000;
+pub const MAX_DECODED_US: u64 = 2 * MAX_TRACKABLE_US;
+
+/// The V2 format's cookie (uncompressed); the compressed variant is refused, as a
+/// deflate bomb would be.
+const V2_COOKIE: u32 = 0x1c84_9303;
+const V2_HEADER: usize = 40;
+
+/// Checks the 40-byte V2 header before hdrhistogram sizes anything from it.
+fn check_header(bytes: &[u8]) -> std::result::Result<(), String> {
+    if bytes.len() < V2_HEADER {
+        return Err(format!("{} bytes, shorter than the 40-byte header", bytes.len()));
+    }
+    let u32_at = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let u64_at = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[i..i + 8]);
+        u64::from_be_bytes(b)
+    };
+    if u32_at(0) & !0xf0 != V2_COOKIE {
+        return Err(format!("cookie {:#x} is not the uncompressed V2 cookie", u32_at(0)));
+    }
+    let payload = u32_at(4) as usize;
+    if payload > bytes.len() - V2_HEADER {
+        return Err(format!(
+            "claims a {payload}-byte payload but {} bytes follow",
+            bytes.len() - V2_HEADER
+        ));
+    }
+    let digits = u32_at(12);
+    if digits > u32::from(SIGFIG) {
+        return Err(format!("{digits} significant digits; Barrage writes {SIGFIG}"));
+    }
+    let high = u64_at(24);
+    if high > MAX_DECODED_US {
+        return Err(format!("claims values up to {high} µs, above one day"));
+    }
+    Ok(())
+}
 
 pub fn decode_histogram(metric: &str, bytes: &[u8]) -> Result<Histogram<u64>> {
     let bad = |message: String| Error::Histogram {
         metric: metric.to_string(),
         message,
     };
+    check_header(bytes).map_err(bad)?;
     let h: Histogram<u64> = Deserializer::new()
         .deserialize(&mut &bytes[..])
         .map_err(|e| bad(format!("{e:?}")))?;
-    if h.max() > MAX_TRACKABLE_US {
+    if h.max() > MAX_DECODED_US {
         return Err(bad(format!("holds {} µs, above the limit of one day", h.max())));
     }
     let mut out = new_histogram();
@@ -165,10 +205,12 @@ pub struct EndpointStats {
 
 impl EndpointStats {
     /// Records one value in microseconds; values below 1 µs are recorded as 1 µs.
+    /// Values above [`MAX_TRACKABLE_US`] (one day; a target's own `elapsed_time` can
+    /// claim anything) are recorded as that maximum, so every report stays decodable.
     pub fn record(&mut self, metric: Metric, micros: u64) {
         let h = self.histograms[metric as usize].get_or_insert_with(new_histogram);
         // Auto-resizing histograms accept any u64 above 0.
-        let _ = h.record(micros.max(1));
+        let _ = h.record(micros.clamp(1, MAX_TRACKABLE_US));
     }
 
     pub fn histogram(&self, metric: Metric) -> Option<&Histogram<u64>> {
@@ -228,6 +270,12 @@ impl EndpointStats {
     }
 }
 
+/// Distinct (kind, detail) pairs kept per endpoint; a target that invents a new error
+/// code for every request must not grow the map without bound.
+pub const MAX_OUTCOME_KEYS: usize = 64;
+/// The detail that stands for every pair past [`MAX_OUTCOME_KEYS`].
+pub const OTHER_DETAIL: &str = "(other)";
+
 fn bump(map: &mut BTreeMap<OutcomeKey, FailureEntry>, kind: &str, detail: &str, sample: impl FnOnce() -> String) {
     if let Some(e) = map
         .iter_mut()
@@ -235,6 +283,16 @@ fn bump(map: &mut BTreeMap<OutcomeKey, FailureEntry>, kind: &str, detail: &str, 
         .map(|(_, e)| e)
     {
         e.count += 1;
+        return;
+    }
+    if map.len() >= MAX_OUTCOME_KEYS {
+        let other = (kind.to_string(), OTHER_DETAIL.to_string());
+        map.entry(other)
+            .or_insert_with(|| FailureEntry {
+                count: 0,
+                sample: sample(),
+            })
+            .count += 1;
         return;
     }
     map.insert(
@@ -248,11 +306,17 @@ fn bump(map: &mut BTreeMap<OutcomeKey, FailureEntry>, kind: &str, detail: &str, 
 
 fn merge_outcomes(into: &mut BTreeMap<OutcomeKey, FailureEntry>, from: &BTreeMap<OutcomeKey, FailureEntry>) {
     for (k, v) in from {
-        let e = into.entry(k.clone()).or_insert_with(|| FailureEntry {
+        // Past the cap, new pairs fold into (kind, "(other)"), as when recording.
+        let key = if into.len() >= MAX_OUTCOME_KEYS && !into.contains_key(k) {
+            (k.0.clone(), OTHER_DETAIL.to_string())
+        } else {
+            k.clone()
+        };
+        let e = into.entry(key).or_insert_with(|| FailureEntry {
             count: 0,
             sample: v.sample.clone(),
         });
-        e.count += v.count;
+        e.count = e.count.saturating_add(v.count);
     }
 }
 

@@ -127,6 +127,9 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Scenari
         }
     };
     let text = std::fs::read_to_string(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
+    if format == config::FileFormat::Yaml {
+        refuse_yaml_aliases(&text).map_err(file_err)?;
+    }
     let raw: RawScenario = config::Config::builder()
         .add_source(config::File::from_str(&text, format))
         .build()
@@ -143,6 +146,12 @@ pub fn parse_str(
     source: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Scenario> {
+    if format == config::FileFormat::Yaml {
+        refuse_yaml_aliases(text).map_err(|message| Error::ScenarioFile {
+            file: source.into(),
+            message,
+        })?;
+    }
     let raw: RawScenario = config::Config::builder()
         .add_source(config::File::from_str(text, format))
         .build()
@@ -152,6 +161,26 @@ pub fn parse_str(
             message: e.to_string(),
         })?;
     validate(raw, source, Path::new("."), env)
+}
+
+/// YAML aliases (`*name`) expand on load: a few hundred bytes of nested aliases become
+/// gigabytes (an "alias bomb"). Scenarios have no need for them, so they are refused
+/// before `config` expands anything. Syntax errors are left for `config` to report.
+fn refuse_yaml_aliases(text: &str) -> std::result::Result<(), String> {
+    use yaml_rust2::parser::{Event, Parser};
+    let mut parser = Parser::new_from_str(text);
+    loop {
+        match parser.next_token() {
+            Ok((Event::Alias(_), mark)) => {
+                return Err(format!(
+                    "line {}: YAML aliases (*name) are not supported in scenarios; write the value out",
+                    mark.line()
+                ));
+            }
+            Ok((Event::StreamEnd, _)) | Err(_) => return Ok(()),
+            Ok(_) => {}
+        }
+    }
 }
 
 fn validate(raw: RawScenario, file: &str, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Scenario> {

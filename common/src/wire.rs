@@ -67,6 +67,9 @@ pub fn endpoint_to_proto(endpoint: &Endpoint, s: &EndpointStats) -> v1::Endpoint
 
 /// Longest endpoint name or outcome text accepted from a peer.
 const MAX_TEXT: usize = 1024;
+/// Largest count accepted in one delta (2^40, about 10^12 per second): far above any
+/// real interval, and low enough that merging can never overflow a u64.
+pub const MAX_COUNT: u64 = 1 << 40;
 
 /// Decodes one endpoint delta, rejecting impossible content.
 pub fn endpoint_from_proto(d: &v1::EndpointDelta) -> Result<(Endpoint, EndpointStats)> {
@@ -86,6 +89,25 @@ pub fn endpoint_from_proto(d: &v1::EndpointDelta) -> Result<(Endpoint, EndpointS
     };
     if d.failures > d.requests {
         return Err(bad(format!("{} failures out of {} requests", d.failures, d.requests)));
+    }
+    let counts = [
+        d.requests,
+        d.bytes_received,
+        d.connections_opened,
+        d.streams_started,
+        d.streams_completed,
+        d.events,
+        d.total_tokens,
+    ];
+    let listed = d.failure_kinds.iter().chain(&d.expected_outcomes).map(|f| f.count);
+    let typed = d.events_by_type.iter().map(|e| e.count);
+    if counts.into_iter().chain(listed).chain(typed).any(|c| c > MAX_COUNT) {
+        return Err(bad(format!("a count above {MAX_COUNT}")));
+    }
+    if d.failure_kinds.len() + d.expected_outcomes.len() > 4 * crate::metrics::MAX_OUTCOME_KEYS
+        || d.events_by_type.len() > 4096
+    {
+        return Err(bad("too many distinct failure kinds or event types".into()));
     }
     let outcomes = |list: &[v1::FailureCount]| -> Result<std::collections::BTreeMap<OutcomeKey, FailureEntry>> {
         let mut map = std::collections::BTreeMap::new();

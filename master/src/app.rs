@@ -334,8 +334,8 @@ pub async fn serve_cluster(
         json::write(&report, path)?;
         info!(path = %path.display(), "JSON report written");
     }
-    let exit_code = if let Some(id) = &summary.aborted {
-        eprintln!("error: worker {id} was lost and --on-worker-loss is abort (exit code {EXIT_CLUSTER})");
+    let exit_code = if let Some(why) = &summary.aborted {
+        eprintln!("error: {why} (exit code {EXIT_CLUSTER})");
         EXIT_CLUSTER
     } else if report.aggregated.failures > 0 {
         EXIT_FAILURES

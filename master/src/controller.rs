@@ -65,7 +65,8 @@ pub struct RunSummary {
     pub stop_reason: String,
     /// Workers whose final report never arrived (lost or timed out).
     pub missing_finals: Vec<String>,
-    /// The worker whose loss ended the run (`--on-worker-loss abort`).
+    /// Why the run ended as a cluster error (exit code 3): a worker lost under
+    /// `--on-worker-loss abort`, or every worker lost.
     pub aborted: Option<String>,
 }
 
@@ -141,24 +142,23 @@ pub async fn run(
             && cfg.on_worker_loss == WorkerLossPolicy::Abort
         {
             stop_reason = format!("worker {id} lost (--on-worker-loss abort)");
-            aborted = Some(id.clone());
+            aborted = Some(format!("worker {id} was lost and --on-worker-loss is abort"));
             break;
         }
         let membership = cluster.registry().membership;
         if !lost.is_empty() && cfg.on_worker_loss == WorkerLossPolicy::Continue {
             // Keep the others' targets: the lost users are not replaced.
             balanced_at = membership;
-            if cluster.registry().workers.values().all(|w| w.lost) {
-                cluster.registry().phase = Phase::Done;
-                return Err(RunError::AllWorkersLost);
-            }
+        }
+        // With no worker left the run cannot go on; the report is still written.
+        if cluster.registry().workers.values().all(|w| w.lost) {
+            stop_reason = "every worker was lost".to_string();
+            aborted = Some(RunError::AllWorkersLost.to_string());
+            break;
         }
         if membership != balanced_at {
             balanced_at = membership;
-            if !rebalance(&cluster, &cfg) {
-                cluster.registry().phase = Phase::Done;
-                return Err(RunError::AllWorkersLost);
-            }
+            rebalance(&cluster, &cfg);
         }
         if now >= next_heartbeat {
             next_heartbeat = now + cluster.opts.heartbeat_interval;
@@ -294,8 +294,8 @@ fn declare_lost(cluster: &Cluster, timeout: Duration) -> Vec<String> {
     lost.into_iter().map(|(id, _)| id).collect()
 }
 
-/// Sends every active worker its absolute targets. False when no worker is left.
-fn rebalance(cluster: &Cluster, cfg: &RunConfig) -> bool {
+/// Sends every active worker its absolute targets (nothing when none is left).
+fn rebalance(cluster: &Cluster, cfg: &RunConfig) {
     let mut reg = cluster.registry();
     let elapsed = reg.run_start.map_or(Duration::ZERO, |s| s.elapsed());
     let ids: Vec<String> = reg
@@ -305,7 +305,7 @@ fn rebalance(cluster: &Cluster, cfg: &RunConfig) -> bool {
         .map(|w| w.id.clone())
         .collect();
     if ids.is_empty() {
-        return false;
+        return;
     }
     let weights: Vec<u32> = ids.iter().map(|id| reg.workers[id].capacity()).collect();
     let class_weights: Vec<u32> = cfg.classes.iter().map(|(_, w)| *w).collect();
@@ -336,5 +336,4 @@ fn rebalance(cluster: &Cluster, cfg: &RunConfig) -> bool {
         }
     }
     info!(workers = ids.len(), seq, "targets sent");
-    true
 }

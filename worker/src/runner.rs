@@ -142,11 +142,13 @@ impl Engine {
                 tracker: TaskTracker::new(),
             },
         };
+        let secrets = Arc::new(plan.secrets());
         let spawner = Spawner {
             plan,
             hosts: targets,
             class_peers,
             peer_addrs: peers,
+            secrets,
             worker_index,
             recorder,
             rx,
@@ -210,6 +212,7 @@ struct Spawner {
     /// Per class: indices into `peer_addrs` of its host's addresses (empty = no split).
     class_peers: Vec<Vec<usize>>,
     peer_addrs: Vec<SocketAddr>,
+    secrets: Arc<Vec<String>>,
     worker_index: u32,
     recorder: Arc<Recorder>,
     rx: watch::Receiver<Targets>,
@@ -299,6 +302,7 @@ impl Spawner {
                 })
             },
             recorder: self.recorder.clone(),
+            secrets: self.secrets.clone(),
             stopping: self.stopping.clone(),
             cancel: cancel.clone(),
         };

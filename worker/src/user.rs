@@ -37,6 +37,8 @@ pub struct UserCtx {
     /// replicas), and its index in the recorder's peer dimension.
     pub peer: Option<(usize, std::net::SocketAddr)>,
     pub recorder: Arc<Recorder>,
+    /// Every secret of the plan, for redacting what a target sends back.
+    pub secrets: Arc<Vec<String>>,
     /// Graceful stop: finish the current request, start no new one.
     pub stopping: CancellationToken,
     /// Hard stop: abandon the current request now.
@@ -334,7 +336,11 @@ async fn execute(
                     });
                 }
             }
-            Err(f) => s.fail(f.kind, &f.detail, || redact(&ctx.plan, f.message)),
+            Err(f) => {
+                // The detail is target-supplied too (an error code): redact and bound it.
+                let detail: String = redact(&ctx.secrets, f.detail).chars().take(MAX_DETAIL).collect();
+                s.fail(f.kind, &detail, || redact(&ctx.secrets, f.message))
+            }
         }
     });
 }
@@ -358,15 +364,18 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Failure messages may quote a response; make sure no plan secret rides along.
-fn redact(plan: &RunPlan, mut message: String) -> String {
-    for secret in plan.secrets() {
-        if !secret.is_empty() {
-            message = message.replace(&secret, barrage_common::template::REDACTED);
+/// Failure messages and details may quote a response; no plan secret rides along.
+fn redact(secrets: &[String], mut message: String) -> String {
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        if message.contains(secret.as_str()) {
+            message = message.replace(secret.as_str(), barrage_common::template::REDACTED);
         }
     }
     message
 }
+
+/// Longest failure detail kept (a status and an error code fit easily).
+const MAX_DETAIL: usize = 64;
 
 #[allow(clippy::too_many_arguments)]
 async fn exchange(

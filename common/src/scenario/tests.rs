@@ -232,3 +232,13 @@ fn secret_pools_come_from_the_environment_and_never_print() {
     let err = parse(&text.replace("per_user", "shuffle")).unwrap_err().to_string();
     assert!(err.contains("is not a pool mode"), "{err}");
 }
+
+#[test]
+fn yaml_aliases_are_refused_before_expansion() {
+    let yaml =
+        "host: &h http://127.0.0.1:5001\nusers:\n  - name: Api\n    host: *h\n    tasks:\n      - path: /health\n";
+    let err = parse_str(yaml, config::FileFormat::Yaml, "s.yaml", &env)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 4: YAML aliases (*name) are not supported"), "{err}");
+}

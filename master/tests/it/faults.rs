@@ -205,3 +205,42 @@ async fn on_worker_loss_abort_stops_the_run_with_exit_code_3() {
         barrage_worker::Exit::RunFinished
     );
 }
+
+/// Every worker lost: the run ends as a cluster error (exit 3) but the report, with
+/// who was lost and when, is still produced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_every_worker_still_produces_the_report() {
+    let mock = mock(sse_mock_config(5, 2, 5)).await;
+    let mut load = load_args(mock.addr, 2, 1000.0, Duration::from_secs(30));
+    load.heartbeat_liveness = Duration::from_secs(2);
+    let m = master(setup(&workflow_scenario("constant(0.05)"), &load, 1)).await;
+    let proxy = Proxy::start(m.addr).await;
+    let w = worker(proxy.addr, "only");
+    assert!(
+        eventually(Duration::from_secs(5), || m
+            .cluster
+            .aggregator()
+            .workers
+            .get("only")
+            .is_some_and(|p| p.reports >= 1))
+        .await
+    );
+    proxy.freeze(true);
+    let outcome = tokio::time::timeout(Duration::from_secs(20), m.run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.exit_code, 3);
+    assert_eq!(outcome.report.stop_reason, "every worker was lost");
+    assert!(
+        outcome.report.events.iter().any(|e| e.contains("only lost")),
+        "{:?}",
+        outcome.report.events
+    );
+    assert!(
+        outcome.report.aggregated.requests > 0,
+        "what it reported before the loss is kept"
+    );
+    w.abort();
+}

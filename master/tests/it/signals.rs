@@ -19,6 +19,31 @@ fn kill(signal: &str, pid: u32) {
     assert!(status.success());
 }
 
+/// `barrage master` on 127.0.0.1:`port` against the mock, 60 s, `users` users.
+fn master_command(mock: std::net::SocketAddr, port: u16, users: u32) -> Command {
+    let mut cmd = barrage();
+    cmd.args([
+        "master",
+        "-f",
+        &example(),
+        "-H",
+        &format!("http://{mock}"),
+        "-u",
+        &users.to_string(),
+    ])
+    .args([
+        "-r",
+        "100",
+        "-t",
+        "60s",
+        "--headless",
+        "--master-bind-host",
+        "127.0.0.1",
+    ])
+    .args(["--master-bind-port", &port.to_string()]);
+    cmd
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -34,27 +59,7 @@ async fn sigint_on_the_master_stops_gracefully_and_writes_the_report() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
     let port = free_port();
-    let master = barrage()
-        .args([
-            "master",
-            "-f",
-            &example(),
-            "-H",
-            &format!("http://{}", mock.addr),
-            "-u",
-            "3",
-            "-r",
-            "100",
-            "-t",
-            "60s",
-        ])
-        .args([
-            "--headless",
-            "--master-bind-host",
-            "127.0.0.1",
-            "--master-bind-port",
-            &port.to_string(),
-        ])
+    let master = master_command(mock.addr, port, 3)
         .args(["--json", json.to_str().unwrap(), "--only-summary"])
         .env("DIFY_API_KEY", KEY)
         .stdout(Stdio::piped())
@@ -101,27 +106,7 @@ async fn a_second_signal_exits_at_once() {
     // Streams of 10 s and a 60 s stop timeout: the graceful stop would take long.
     let mock = mock(sse_mock_config(5, 100, 100)).await;
     let port = free_port();
-    let mut master = barrage()
-        .args([
-            "master",
-            "-f",
-            &example(),
-            "-H",
-            &format!("http://{}", mock.addr),
-            "-u",
-            "2",
-            "-r",
-            "100",
-            "-t",
-            "60s",
-        ])
-        .args([
-            "--headless",
-            "--master-bind-host",
-            "127.0.0.1",
-            "--master-bind-port",
-            &port.to_string(),
-        ])
+    let mut master = master_command(mock.addr, port, 2)
         .args(["--stop-timeout", "60s", "--only-summary"])
         .env("DIFY_API_KEY", KEY)
         .stdout(Stdio::null())
