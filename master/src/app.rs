@@ -120,6 +120,26 @@ pub async fn shutdown_signal() {
     });
 }
 
+fn web_setup(load: &LoadArgs) -> Result<Option<(SocketAddr, crate::web::WebConfig)>, Failure> {
+    if load.headless {
+        return Ok(None);
+    }
+    let addr = SocketAddr::new(load.web_host, load.web_port);
+    crate::web::check_bind(&addr, load.web_auth).map_err(Failure::usage)?;
+    let token = match env_lookup("BARRAGE_WEB_TOKEN").filter(|t| !t.is_empty()) {
+        Some(t) => t,
+        None if load.web_auth => return Err(Failure::usage("--web-auth needs BARRAGE_WEB_TOKEN in the environment")),
+        None => format!("{:032x}", rand::random::<u128>()),
+    };
+    Ok(Some((
+        addr,
+        crate::web::WebConfig {
+            token,
+            auth_all: load.web_auth,
+        },
+    )))
+}
+
 /// Reads a PEM file named by a flag, naming the flag in the error.
 fn read_pem(flag: &str, path: &Path) -> Result<Vec<u8>, Failure> {
     std::fs::read(path).map_err(|e| Failure::usage(format!("{flag} {}: cannot read: {e}", path.display())))
@@ -179,6 +199,8 @@ pub struct MasterSetup {
     pub opts: ClusterOptions,
     pub json: Option<PathBuf>,
     pub print_report: bool,
+    /// The web API, unless headless.
+    pub web: Option<(SocketAddr, crate::web::WebConfig)>,
 }
 
 impl MasterSetup {
@@ -241,6 +263,7 @@ impl MasterSetup {
                 ..Default::default()
             },
             json: load.json.clone(),
+            web: web_setup(load)?,
             plan,
             print_report: true,
         })
@@ -303,7 +326,37 @@ pub async fn serve_cluster(
                 .await
         })
     };
+    // The web API (unless headless): its stop joins the signals as a way to end the run.
+    let web_stop = CancellationToken::new();
+    let web_done = CancellationToken::new();
+    if let Some((addr, cfg)) = &setup.web {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the web API on {addr}"))?;
+        if env_lookup("BARRAGE_WEB_TOKEN").is_none() {
+            info!(token = %cfg.token, "web API token for POST calls (set BARRAGE_WEB_TOKEN to choose it)");
+        }
+        info!(url = %format!("http://{}/api/stats", listener.local_addr()?), "web API listening");
+        tokio::spawn(crate::web::serve(
+            listener,
+            cluster.clone(),
+            setup.info.clone(),
+            cfg.clone(),
+            web_stop.clone(),
+            web_done.clone(),
+        ));
+    }
+    let shutdown = {
+        let web_stop = web_stop.clone();
+        async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = web_stop.cancelled() => {}
+            }
+        }
+    };
     let result = controller::run(cluster.clone(), setup.run.clone(), shutdown).await;
+    web_done.cancel();
     // Give workers a moment to read their final ack before the server goes away.
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop_server.cancel();
@@ -348,9 +401,6 @@ pub async fn serve_cluster(
 async fn master_command(args: MasterArgs) -> anyhow::Result<u8> {
     let scenario = load_scenario(&args.load.scenario, &env_lookup)?;
     let setup = MasterSetup::resolve(&args.load, scenario, args.expect_workers, args.expect_workers_max_wait)?;
-    if !args.load.headless {
-        warn!("the web UI is not built yet; running headless");
-    }
     let addr = format!("{}:{}", args.master_bind_host, args.master_bind_port);
     let listener = TcpListener::bind(&addr)
         .await
@@ -519,6 +569,9 @@ a master and {} worker processes, {} users at {}/s for {}.",
         spawn_rate: Some(args.spawn_rate),
         run_time: Some(args.run_time),
         headless: true,
+        web_host: std::net::Ipv4Addr::LOCALHOST.into(),
+        web_port: 8089,
+        web_auth: false,
         insecure: false,
         tls_cert: None,
         tls_key: None,

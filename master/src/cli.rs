@@ -81,9 +81,18 @@ pub struct LoadArgs {
     /// Mutual TLS: accept only workers whose certificate this CA signed (PEM).
     #[arg(long, value_name = "FILE")]
     pub tls_client_ca: Option<PathBuf>,
-    /// Run without the web UI (the only mode until the web UI lands).
+    /// Run without the web API (port 8089: live figures as JSON, stop).
     #[arg(long)]
     pub headless: bool,
+    /// Interface of the web API. Anything but loopback needs --web-auth.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub web_host: std::net::IpAddr,
+    /// Port of the web API.
+    #[arg(long, default_value_t = 8089)]
+    pub web_port: u16,
+    /// Require the token (BARRAGE_WEB_TOKEN) on every web API call, reads included.
+    #[arg(long)]
+    pub web_auth: bool,
     /// Write the final report as JSON (schema: master/schema/report.schema.json).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,

@@ -145,6 +145,8 @@ pub struct Cluster {
     aggregator: Mutex<Aggregator>,
     /// Wakes the controller on membership changes and final reports.
     pub changed: Notify,
+    /// Why the run was asked to stop (the web API), for the report.
+    stop_request: Mutex<Option<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -173,6 +175,7 @@ impl Cluster {
             }),
             aggregator: Mutex::new(Aggregator::new(epoch)),
             changed: Notify::new(),
+            stop_request: Mutex::new(None),
         })
     }
 
@@ -182,6 +185,15 @@ impl Cluster {
 
     pub fn aggregator(&self) -> MutexGuard<'_, Aggregator> {
         lock(&self.aggregator)
+    }
+
+    /// Records why the run should stop (the caller then triggers the shutdown).
+    pub fn request_stop(&self, reason: &str) {
+        *lock(&self.stop_request) = Some(reason.to_string());
+    }
+
+    pub fn stop_requested(&self) -> Option<String> {
+        lock(&self.stop_request).clone()
     }
 
     pub fn run_elapsed(&self) -> Duration {

@@ -174,7 +174,7 @@ pub async fn run(
             _ = tokio::time::sleep(TICK) => {}
             _ = cluster.changed.notified() => {}
             _ = &mut shutdown => {
-                stop_reason = "interrupted (Ctrl-C / SIGTERM)".to_string();
+                stop_reason = cluster.stop_requested().unwrap_or_else(|| "interrupted (Ctrl-C / SIGTERM)".to_string());
                 break;
             }
         }

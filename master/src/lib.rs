@@ -9,3 +9,4 @@ pub mod cluster;
 pub mod controller;
 pub mod partition;
 pub mod report;
+pub mod web;

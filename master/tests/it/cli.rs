@@ -26,6 +26,7 @@ async fn run_with_worker_processes_matches_ground_truth_and_schema() {
         barrage()
             .args([
                 "run",
+                "--headless",
                 "-f",
                 scenario.to_str().unwrap(),
                 "-H",
@@ -92,6 +93,7 @@ async fn a_bad_scenario_field_is_named_and_nothing_is_sent() {
         vec!["validate", "-f", bad.to_str().unwrap()],
         vec![
             "run",
+            "--headless",
             "-f",
             bad.to_str().unwrap(),
             "-H",

@@ -334,7 +334,18 @@ async fn bad_scenarios_and_flags_are_named_exit_2_and_send_nothing() {
                 let file = path.to_str().unwrap();
                 for args in [
                     strings(&["validate", "-f", file]),
-                    strings(&["run", "-f", file, "-H", &host, "-t", "2s", "--workers", "1"]),
+                    strings(&[
+                        "run",
+                        "--headless",
+                        "-f",
+                        file,
+                        "-H",
+                        &host,
+                        "-t",
+                        "2s",
+                        "--workers",
+                        "1",
+                    ]),
                 ] {
                     failed.extend(check_usage_error(case.what, &args, &run(&args), &case.expect).err());
                 }
@@ -345,38 +356,111 @@ async fn bad_scenarios_and_flags_are_named_exit_2_and_send_nothing() {
             let flag_cases: Vec<(&str, Vec<String>, &[&str])> = vec![
                 (
                     "spawn rate 0",
-                    strings(&["run", "-f", g, "-H", &host, "-t", "2s", "--workers", "1", "-r", "0"]),
+                    strings(&[
+                        "run",
+                        "--headless",
+                        "-f",
+                        g,
+                        "-H",
+                        &host,
+                        "-t",
+                        "2s",
+                        "--workers",
+                        "1",
+                        "-r",
+                        "0",
+                    ]),
                     &["--spawn-rate", "0 is not a spawn rate"],
                 ),
                 (
                     "spawn rate abc",
-                    strings(&["run", "-f", g, "-H", &host, "-t", "2s", "--workers", "1", "-r", "abc"]),
+                    strings(&[
+                        "run",
+                        "--headless",
+                        "-f",
+                        g,
+                        "-H",
+                        &host,
+                        "-t",
+                        "2s",
+                        "--workers",
+                        "1",
+                        "-r",
+                        "abc",
+                    ]),
                     &["'abc'", "--spawn-rate"],
                 ),
                 (
                     "spawn rate NaN",
-                    strings(&["run", "-f", g, "-H", &host, "-t", "2s", "--workers", "1", "-r", "NaN"]),
+                    strings(&[
+                        "run",
+                        "--headless",
+                        "-f",
+                        g,
+                        "-H",
+                        &host,
+                        "-t",
+                        "2s",
+                        "--workers",
+                        "1",
+                        "-r",
+                        "NaN",
+                    ]),
                     &["--spawn-rate", "NaN is not a spawn rate"],
                 ),
                 (
                     "run time soon",
-                    strings(&["run", "-f", g, "-H", &host, "-t", "soon", "--workers", "1"]),
+                    strings(&[
+                        "run",
+                        "--headless",
+                        "-f",
+                        g,
+                        "-H",
+                        &host,
+                        "-t",
+                        "soon",
+                        "--workers",
+                        "1",
+                    ]),
                     &["'soon'", "--run-time", "is not a duration"],
                 ),
                 (
                     "run time too long for a Duration",
-                    strings(&["run", "-f", g, "-H", &host, "-t", "1e20", "--workers", "1"]),
+                    strings(&[
+                        "run",
+                        "--headless",
+                        "-f",
+                        g,
+                        "-H",
+                        &host,
+                        "-t",
+                        "1e20",
+                        "--workers",
+                        "1",
+                    ]),
                     &["'1e20'", "--run-time"],
                 ),
                 (
                     "ftp host",
-                    strings(&["run", "-f", g, "-H", "ftp://x", "-t", "2s", "--workers", "1"]),
+                    strings(&[
+                        "run",
+                        "--headless",
+                        "-f",
+                        g,
+                        "-H",
+                        "ftp://x",
+                        "-t",
+                        "2s",
+                        "--workers",
+                        "1",
+                    ]),
                     &["--host", "\"ftp://x\" is not a target"],
                 ),
                 (
                     "host with a path",
                     strings(&[
                         "run",
+                        "--headless",
                         "-f",
                         g,
                         "-H",
@@ -392,6 +476,7 @@ async fn bad_scenarios_and_flags_are_named_exit_2_and_send_nothing() {
                     "liveness below two heartbeats",
                     strings(&[
                         "run",
+                        "--headless",
                         "-f",
                         g,
                         "-H",
@@ -407,24 +492,63 @@ async fn bad_scenarios_and_flags_are_named_exit_2_and_send_nothing() {
                 ),
                 (
                     "negative users",
-                    strings(&["run", "-f", g, "-H", &host, "-t", "2s", "--workers", "1", "--users=-3"]),
+                    strings(&[
+                        "run",
+                        "--headless",
+                        "-f",
+                        g,
+                        "-H",
+                        &host,
+                        "-t",
+                        "2s",
+                        "--workers",
+                        "1",
+                        "--users=-3",
+                    ]),
                     &["'-3'", "--users"],
                 ),
                 (
                     // clap takes `-3` for a flag: the message names the value, not --users.
                     "negative users, short flag",
-                    strings(&["run", "-f", g, "-H", &host, "-t", "2s", "--workers", "1", "-u", "-3"]),
+                    strings(&[
+                        "run",
+                        "--headless",
+                        "-f",
+                        g,
+                        "-H",
+                        &host,
+                        "-t",
+                        "2s",
+                        "--workers",
+                        "1",
+                        "-u",
+                        "-3",
+                    ]),
                     &["'-3'"],
                 ),
                 (
                     "users abc",
-                    strings(&["run", "-f", g, "-H", &host, "-t", "2s", "--workers", "1", "-u", "abc"]),
+                    strings(&[
+                        "run",
+                        "--headless",
+                        "-f",
+                        g,
+                        "-H",
+                        &host,
+                        "-t",
+                        "2s",
+                        "--workers",
+                        "1",
+                        "-u",
+                        "abc",
+                    ]),
                     &["'abc'", "--users"],
                 ),
                 (
                     "unknown worker-loss policy",
                     strings(&[
                         "run",
+                        "--headless",
                         "-f",
                         g,
                         "-H",
@@ -440,7 +564,7 @@ async fn bad_scenarios_and_flags_are_named_exit_2_and_send_nothing() {
                 ),
                 (
                     "unknown flag",
-                    strings(&["run", "-f", g, "-H", &host, "-t", "2s", "--bogus"]),
+                    strings(&["run", "--headless", "-f", g, "-H", &host, "-t", "2s", "--bogus"]),
                     &["'--bogus'"],
                 ),
                 (
@@ -461,7 +585,7 @@ async fn bad_scenarios_and_flags_are_named_exit_2_and_send_nothing() {
                 ("BARRAGE_RUN_USERS", "ten", ["'ten'", "--users"]),
                 ("BARRAGE_RUN_RUN_TIME", "soon", ["'soon'", "--run-time"]),
             ] {
-                let args = strings(&["run", "-f", g, "-H", &host, "--workers", "1"]);
+                let args = strings(&["run", "--headless", "-f", g, "-H", &host, "--workers", "1"]);
                 let out = barrage().args(&args).env(var, value).output().unwrap();
                 failed.extend(check_usage_error(&format!("{var}={value}"), &args, &out, &strings(&expect)).err());
             }
@@ -488,6 +612,7 @@ async fn bad_scenarios_and_flags_are_named_exit_2_and_send_nothing() {
         barrage()
             .args([
                 "run",
+                "--headless",
                 "-f",
                 &good_arg,
                 "-H",

@@ -13,3 +13,4 @@ mod secrets;
 mod signals;
 mod support;
 mod tls;
+mod web;

@@ -1,0 +1,116 @@
+//! The master's HTTP API (port 8089 unless `--headless`): a read-only view of the run
+//! and a stop control. The web UI (a later issue) is built on these same endpoints.
+//!
+//! Security rules, because this port can stop a load test or reveal a target:
+//! - It binds to 127.0.0.1 unless `--web-host` says otherwise, and binding anywhere else
+//!   requires `--web-auth` (then every request needs the token).
+//! - State-changing calls are POST and always need the token (`X-Barrage-Token`), so a
+//!   page on another origin cannot trigger them with a simple form or image request.
+//!   The token is `BARRAGE_WEB_TOKEN`, or a random one logged at start.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::Cluster;
+use crate::report::{FinalReport, RunInfo};
+
+/// Header carrying the token.
+pub const TOKEN_HEADER: &str = "x-barrage-token";
+
+#[derive(Clone)]
+pub struct WebConfig {
+    /// The token POST calls (and, with `auth_all`, every call) must carry.
+    pub token: String,
+    /// `--web-auth`: reads need the token too.
+    pub auth_all: bool,
+}
+
+impl std::fmt::Debug for WebConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebConfig").field("auth_all", &self.auth_all).finish()
+    }
+}
+
+/// Refuses a non-loopback bind without `--web-auth`.
+pub fn check_bind(addr: &SocketAddr, auth: bool) -> Result<(), String> {
+    if !addr.ip().is_loopback() && !auth {
+        return Err(format!(
+            "--web-host {}: the web API can stop the run and shows the target; binding beyond this machine needs --web-auth (and BARRAGE_WEB_TOKEN)",
+            addr.ip()
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Clone)]
+struct AppState {
+    cluster: Arc<Cluster>,
+    info: RunInfo,
+    cfg: WebConfig,
+    stop: CancellationToken,
+}
+
+/// Serves until `done` is cancelled. `stop` is cancelled by `POST /api/stop`.
+pub async fn serve(
+    listener: TcpListener,
+    cluster: Arc<Cluster>,
+    info: RunInfo,
+    cfg: WebConfig,
+    stop: CancellationToken,
+    done: CancellationToken,
+) -> std::io::Result<()> {
+    let state = AppState {
+        cluster,
+        info,
+        cfg,
+        stop,
+    };
+    let app = Router::new()
+        .route("/api/stats", get(stats))
+        .route("/api/stop", post(stop_run))
+        .with_state(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(done.cancelled_owned())
+        .await
+}
+
+fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
+    headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) == Some(state.cfg.token.as_str())
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(serde_json::json!({"error": "missing or wrong X-Barrage-Token"})),
+    )
+        .into_response()
+}
+
+/// The run so far, in the shape of the final report (`barrage.report.v1`).
+async fn stats(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if state.cfg.auth_all && !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    let elapsed = state.cluster.run_elapsed().max(Duration::from_millis(1));
+    let mut report = FinalReport::from_aggregator(&state.cluster.aggregator(), &state.info, elapsed);
+    report.stop_reason = "running".into();
+    Json(crate::report::json::to_json(&report)).into_response()
+}
+
+async fn stop_run(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    state.cluster.request_stop("stopped from the web API");
+    state.stop.cancel();
+    (StatusCode::ACCEPTED, Json(serde_json::json!({"stopping": true}))).into_response()
+}

@@ -1,0 +1,129 @@
+//! The web API's security rules: loopback by default, POST with a token to change
+//! anything, every call behind the token with --web-auth.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use barrage_master::web::WebConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+/// One HTTP/1.1 request; returns (status, body).
+async fn call(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let token = token.map(|t| format!("x-barrage-token: {t}\r\n")).unwrap_or_default();
+    let req =
+        format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{token}content-length: 0\r\nconnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_are_open_on_loopback_and_stopping_needs_a_post_with_the_token() {
+    let mock = mock(sse_mock_config(5, 2, 5)).await;
+    let load = load_args(mock.addr, 2, 100.0, Duration::from_secs(60));
+    let mut s = setup(&workflow_scenario("constant(0.05)"), &load, 1);
+    let web = free_addr();
+    s.web = Some((
+        web,
+        WebConfig {
+            token: "let-me-stop".into(),
+            auth_all: false,
+        },
+    ));
+    let m = master(s).await;
+    let w = worker(m.addr, "w");
+    assert!(
+        eventually(Duration::from_secs(10), || m.cluster.aggregator().aggregated().requests
+            > 0)
+        .await
+    );
+
+    let (status, body) = call(web, "GET", "/api/stats", None).await;
+    assert_eq!(status, 200, "{body}");
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(stats["schema"], "barrage.report.v1");
+    assert!(stats["aggregated"]["requests"].as_u64().unwrap() > 0);
+
+    assert_eq!(
+        call(web, "GET", "/api/stop", Some("let-me-stop")).await.0,
+        405,
+        "stop is POST only"
+    );
+    assert_eq!(call(web, "POST", "/api/stop", None).await.0, 401);
+    assert_eq!(call(web, "POST", "/api/stop", Some("guess")).await.0, 401);
+    assert!(!m.run.is_finished(), "a refused stop must not stop the run");
+    assert_eq!(call(web, "POST", "/api/stop", Some("let-me-stop")).await.0, 202);
+    let r = tokio::time::timeout(Duration::from_secs(20), m.run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+        .report;
+    assert_eq!(r.stop_reason, "stopped from the web API");
+    assert_eq!(r.aggregated.requests, mock.state.ground_truth().requests);
+    let _ = w.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_web_auth_reads_need_the_token_too() {
+    let mock = mock(sse_mock_config(5, 2, 5)).await;
+    let load = load_args(mock.addr, 1, 100.0, Duration::from_secs(30));
+    let mut s = setup(&workflow_scenario("constant(0.05)"), &load, 1);
+    let web = free_addr();
+    s.web = Some((
+        web,
+        WebConfig {
+            token: "tok".into(),
+            auth_all: true,
+        },
+    ));
+    let m = master(s).await;
+    assert!(eventually(Duration::from_secs(5), || std::net::TcpStream::connect(web).is_ok()).await);
+    assert_eq!(call(web, "GET", "/api/stats", None).await.0, 401);
+    assert_eq!(call(web, "GET", "/api/stats", Some("tok")).await.0, 200);
+    m.run.abort();
+}
+
+#[test]
+fn binding_beyond_loopback_needs_web_auth() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_barrage"))
+        .args([
+            "master",
+            "-f",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/dify-workflow.toml"),
+        ])
+        .args(["--web-host", "0.0.0.0", "-t", "1s"])
+        .env("DIFY_API_KEY", KEY)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("needs --web-auth"), "{stderr}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_barrage"))
+        .args([
+            "master",
+            "-f",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/dify-workflow.toml"),
+        ])
+        .args(["--web-host", "0.0.0.0", "--web-auth", "-t", "1s"])
+        .env("DIFY_API_KEY", KEY)
+        .env_remove("BARRAGE_WEB_TOKEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("BARRAGE_WEB_TOKEN"), "{stderr}");
+}
