@@ -108,6 +108,9 @@ pub struct WorkerProgress {
     pub cpu_max: f64,
     pub rss_bytes: u64,
     pub sched_lag_p99_us: u64,
+    /// Worst per-interval lag p99, and the run second it was seen in.
+    pub sched_lag_max_us: u64,
+    pub sched_lag_max_at_s: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -211,6 +214,10 @@ impl Aggregator {
         progress.cpu_max = progress.cpu_max.max(r.cpu_percent);
         progress.rss_bytes = r.rss_bytes;
         progress.sched_lag_p99_us = r.sched_lag_p99_us;
+        if r.sched_lag_p99_us > progress.sched_lag_max_us {
+            progress.sched_lag_max_us = r.sched_lag_p99_us;
+            progress.sched_lag_max_at_s = r.interval_start_us / 1_000_000;
+        }
         let acked = progress.acked;
 
         let second = r.interval_start_us / 1_000_000;
@@ -334,6 +341,21 @@ mod tests {
         assert_eq!(a.aggregated().requests, 15);
         assert_eq!(a.timeline.len(), 3);
         assert_eq!(a.timeline[&2].requests, 5, "placed by interval, not arrival");
+    }
+
+    #[test]
+    fn the_worst_timer_lag_and_its_second_are_kept() {
+        let mut a = Aggregator::new(7);
+        for (seq, lag) in [(1, 300), (2, 7_000), (3, 900)] {
+            let mut r = report(seq, seq as i64 - 1, 1);
+            r.sched_lag_p99_us = lag;
+            a.merge(&r);
+        }
+        let p = &a.workers["w1"];
+        assert_eq!(
+            (p.sched_lag_max_us, p.sched_lag_max_at_s, p.sched_lag_p99_us),
+            (7_000, 1, 900)
+        );
     }
 
     #[test]

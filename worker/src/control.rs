@@ -696,7 +696,7 @@ impl Session {
                 cpu_percent,
                 rss_bytes,
                 applied_command_seq: self.applied_cmd,
-                sched_lag_p99_us: 0,
+                sched_lag_p99_us: lag.peek_p99_us(),
             };
             if let Link::Up { tx, welcomed: true, .. } = link
                 && tx

@@ -97,6 +97,13 @@ impl LagProbe {
         probe
     }
 
+    /// p99 lag in µs since the last `take_p99_us`, without resetting (heartbeats).
+    pub fn peek_p99_us(&self) -> u64 {
+        self.lags
+            .lock()
+            .map_or(0, |h| if h.is_empty() { 0 } else { h.value_at_quantile(0.99) })
+    }
+
     /// p99 lag in µs since the previous call; resets.
     pub fn take_p99_us(&self) -> u64 {
         match self.lags.lock() {

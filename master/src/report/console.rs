@@ -349,13 +349,13 @@ pub fn render_final(r: &FinalReport) -> String {
     }
     let _ = writeln!(
         out,
-        "\nWorkers\n{:<4} {:<32} {:<16} {:>5} {:>8} {:>6} {:>8} {:>9}",
-        "#", "id", "host", "cores", "reports", "final", "cpu max", "rss MiB"
+        "\nWorkers\n{:<4} {:<32} {:<16} {:>5} {:>8} {:>6} {:>8} {:>9} {:>9}",
+        "#", "id", "host", "cores", "reports", "final", "cpu max", "rss MiB", "lag ms"
     );
     for w in &r.workers {
         let _ = writeln!(
             out,
-            "{:<4} {:<32} {:<16} {:>5} {:>8} {:>6} {:>7.0}% {:>9.1}{}",
+            "{:<4} {:<32} {:<16} {:>5} {:>8} {:>6} {:>7.0}% {:>9.1} {:>9.1}{}",
             w.index,
             truncate(&w.id, 32),
             truncate(&w.hostname, 16),
@@ -364,6 +364,7 @@ pub fn render_final(r: &FinalReport) -> String {
             if w.final_report { "yes" } else { "no" },
             w.cpu_max_percent,
             w.rss_bytes as f64 / 1048576.0,
+            w.sched_lag_max_ms,
             if w.lost { "  LOST" } else { "" }
         );
     }

@@ -21,6 +21,10 @@ use crate::controller::RunSummary;
 
 pub const SCHEMA_ID: &str = "barrage.report.v1";
 
+/// Timer lateness (p99 per interval) above which the report warns that latencies
+/// include the generator's own delay.
+const LAG_WARNING_US: u64 = 5_000;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FinalReport {
     pub schema: &'static str,
@@ -167,6 +171,8 @@ pub struct WorkerRow {
     pub lost: bool,
     pub cpu_max_percent: f64,
     pub rss_bytes: u64,
+    /// Worst p99 lateness of the worker's timers in any interval (generator delay).
+    pub sched_lag_max_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -266,6 +272,7 @@ impl FinalReport {
                     lost: w.lost,
                     cpu_max_percent: p.map_or(0.0, |p| p.cpu_max),
                     rss_bytes: p.map_or(0, |p| p.rss_bytes),
+                    sched_lag_max_ms: p.map_or(0.0, |p| p.sched_lag_max_us as f64 / 1000.0),
                 }
             })
             .collect();
@@ -281,6 +288,14 @@ impl FinalReport {
             ));
         }
         for w in &report.workers {
+            if let Some(p) = agg.workers.get(&w.id).filter(|p| p.sched_lag_max_us > LAG_WARNING_US) {
+                report.warnings.push(format!(
+                    "worker {}: its timers ran up to {:.1} ms late (p99, around {}s of the run): latency figures include generator delay there",
+                    w.id,
+                    p.sched_lag_max_us as f64 / 1000.0,
+                    p.sched_lag_max_at_s
+                ));
+            }
             if w.cpu_max_percent > 90.0 {
                 report.warnings.push(format!(
                     "worker {} peaked at {:.0}% CPU: its latency figures may include generator delay",
