@@ -73,7 +73,21 @@ pub struct UserClass {
     pub weight: u32,
     pub wait: Wait,
     pub host: Option<String>,
+    pub order: TaskOrder,
+    /// Run once per user, in order, before the task loop.
+    #[serde(default)]
+    pub on_start: Vec<Task>,
     pub tasks: Vec<Task>,
+}
+
+/// How a user picks its next task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskOrder {
+    /// At random, in proportion to the tasks' weights.
+    Weighted,
+    /// In the order written, round robin.
+    Sequential,
 }
 
 /// One stats row: requests with the same name and method are counted together.
@@ -108,6 +122,9 @@ pub struct Task {
     pub expect: Vec<u16>,
     pub kind: TaskKind,
     pub connection: ConnectionPolicy,
+    /// Selected with `--tags` / `--exclude-tags`.
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 /// How a task uses its user's connection.
@@ -243,7 +260,7 @@ impl RunPlan {
     /// Every secret value in the plan, for redacting outputs.
     pub fn secrets(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        for task in self.classes.iter().flat_map(|c| &c.tasks) {
+        for task in self.classes.iter().flat_map(|c| c.tasks.iter().chain(&c.on_start)) {
             let templates = std::iter::once(&task.path)
                 .chain(task.headers.iter().map(|(_, t)| t))
                 .chain(task.body.iter());

@@ -15,7 +15,7 @@ use crate::duration;
 use crate::error::{Error, Result};
 use crate::plan::{
     ConnectionPolicy, DifyApp, DifySpec, Endpoint, Limits, PLAN_FORMAT, Pool, PoolMode, RunPlan, SseSpec, Task,
-    TaskKind, UserClass, Wait,
+    TaskKind, TaskOrder, UserClass, Wait,
 };
 use crate::template::{BUILTIN_VARS, Template};
 
@@ -83,6 +83,11 @@ struct RawClass {
     weight: Option<i64>,
     wait: Option<String>,
     host: Option<String>,
+    /// "weighted" (default: pick by weight) or "sequential" (in order, round robin).
+    order: Option<String>,
+    /// Tasks each user runs once, in order, before its task loop (log in, create a project).
+    #[serde(default)]
+    on_start: Vec<RawTask>,
     #[serde(default)]
     tasks: Vec<RawTask>,
 }
@@ -100,6 +105,8 @@ struct RawTask {
     weight: Option<i64>,
     timeout: Option<String>,
     expect: Option<Vec<i64>>,
+    #[serde(default)]
+    tags: Vec<String>,
     terminal_event: Option<String>,
     first_event_timeout: Option<String>,
     read_timeout: Option<String>,
@@ -344,6 +351,29 @@ fn validate(raw: RawScenario, file: &str, base: &Path, env: &dyn Fn(&str) -> Opt
             let task = validate_task(rt, &tf, file, env, &pools, &mut endpoints, &mut endpoint_ids)?;
             tasks.push(task);
         }
+        let mut on_start = Vec::new();
+        for (ti, rt) in rc.on_start.into_iter().enumerate() {
+            let tf = format!("{cf}.on_start[{ti}]");
+            on_start.push(validate_task(
+                rt,
+                &tf,
+                file,
+                env,
+                &pools,
+                &mut endpoints,
+                &mut endpoint_ids,
+            )?);
+        }
+        let order = match rc.order.as_deref() {
+            None | Some("weighted") => TaskOrder::Weighted,
+            Some("sequential") => TaskOrder::Sequential,
+            Some(other) => {
+                return Err(err(
+                    &format!("{cf}.order"),
+                    format!("\"{other}\" is not a task order; expected \"weighted\" or \"sequential\""),
+                ));
+            }
+        };
         if tasks.iter().all(|t| t.weight == 0) {
             return Err(err(
                 &format!("{cf}.tasks"),
@@ -355,6 +385,8 @@ fn validate(raw: RawScenario, file: &str, base: &Path, env: &dyn Fn(&str) -> Opt
             weight,
             wait,
             host,
+            order,
+            on_start,
             tasks,
         });
     }
@@ -577,6 +609,7 @@ fn validate_task(
         expect,
         kind,
         connection,
+        tags: rt.tags,
     })
 }
 
@@ -585,6 +618,26 @@ fn check_weight(w: Option<i64>) -> std::result::Result<u32, String> {
         None => Ok(1),
         Some(w) => u32::try_from(w).map_err(|_| format!("{w} is not a weight; expected 0 or more")),
     }
+}
+
+/// Keeps the tasks whose tags match `--tags` (any of them; none given = all) and none
+/// of `--exclude-tags`. A class left without tasks is an error naming it.
+pub fn filter_tags(plan: &mut RunPlan, tags: &[String], exclude: &[String]) -> std::result::Result<(), String> {
+    if tags.is_empty() && exclude.is_empty() {
+        return Ok(());
+    }
+    for class in &mut plan.classes {
+        class.tasks.retain(|t| {
+            (tags.is_empty() || t.tags.iter().any(|g| tags.contains(g))) && !t.tags.iter().any(|g| exclude.contains(g))
+        });
+        if class.tasks.is_empty() {
+            return Err(format!(
+                "user class `{}` has no task left after --tags {:?} / --exclude-tags {:?}",
+                class.name, tags, exclude
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Spawn rates are users per second, above 0.

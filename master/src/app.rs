@@ -236,6 +236,7 @@ impl MasterSetup {
         }
         let mut plan = scenario.plan;
         plan.limits.tls_insecure |= load.insecure;
+        scenario::filter_tags(&mut plan, &load.tags, &load.exclude_tags).map_err(Failure::usage)?;
         Ok(MasterSetup {
             run: RunConfig {
                 users,
@@ -569,6 +570,8 @@ a master and {} worker processes, {} users at {}/s for {}.",
         spawn_rate: Some(args.spawn_rate),
         run_time: Some(args.run_time),
         headless: true,
+        tags: Vec::new(),
+        exclude_tags: Vec::new(),
         web_host: std::net::Ipv4Addr::LOCALHOST.into(),
         web_port: 8089,
         web_auth: false,

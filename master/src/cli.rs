@@ -68,6 +68,12 @@ pub struct LoadArgs {
     /// Stop after this long, e.g. 60s, 5m, 1h30m [default: scenario's run.run_time, else until Ctrl-C].
     #[arg(short = 't', long, env = "BARRAGE_RUN_RUN_TIME", value_parser = parse_duration)]
     pub run_time: Option<Duration>,
+    /// Run only the tasks with any of these tags (comma-separated).
+    #[arg(short = 'T', long, value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Leave out the tasks with any of these tags (comma-separated).
+    #[arg(short = 'E', long, value_delimiter = ',')]
+    pub exclude_tags: Vec<String>,
     /// Accept any TLS certificate from https targets (self-signed clusters). Also
     /// accepts an attacker's: use only on networks you trust.
     #[arg(long)]

@@ -12,7 +12,7 @@ use rand::rngs::SmallRng;
 use tokio_util::sync::CancellationToken;
 
 use barrage_common::metrics::{EndpointStats, Metric, failure};
-use barrage_common::plan::{ConnectionPolicy, PoolMode, RunPlan, SseSpec, Task, TaskKind, UserClass, Wait};
+use barrage_common::plan::{ConnectionPolicy, PoolMode, RunPlan, SseSpec, Task, TaskKind, TaskOrder, UserClass, Wait};
 
 use crate::dify::{Facts, Judge, Step, http_failure};
 use crate::http::{Conn, Failure, Target, hyper_failure};
@@ -80,12 +80,29 @@ pub async fn run(ctx: UserCtx, mut rng: SmallRng) {
     let total_weight: u64 = class.tasks.iter().map(|t| u64::from(t.weight)).sum();
     // The Dify task id of the stream in flight, for stop_on_cancel.
     let live_task: Mutex<Option<String>> = Mutex::new(None);
+    // on_start: once, in order (log in, create a project); failures are counted, and the
+    // user goes on, as a person would retry inside the app.
+    for task in &class.on_start {
+        tokio::select! {
+            biased;
+            _ = ctx.cancel.cancelled() => return,
+            _ = ctx.stopping.cancelled() => return,
+            _ = execute(&ctx, task, &mut conn, &mut state, &mut rng, &live_task) => {}
+        }
+    }
+    let mut next_in_order = 0usize;
     loop {
         if ctx.stopping.is_cancelled() || ctx.cancel.is_cancelled() {
             return;
         }
         let started = Instant::now();
-        let task = pick_task(class, total_weight, &mut rng);
+        let task = match class.order {
+            TaskOrder::Weighted => pick_task(class, total_weight, &mut rng),
+            TaskOrder::Sequential => {
+                next_in_order = (next_in_order + 1) % class.tasks.len();
+                &class.tasks[(next_in_order + class.tasks.len() - 1) % class.tasks.len()]
+            }
+        };
         tokio::select! {
             biased;
             _ = ctx.cancel.cancelled() => {
@@ -603,6 +620,7 @@ mod tests {
                 }),
             }),
             connection: ConnectionPolicy::KeepAlive,
+            tags: Vec::new(),
         }
     }
 

@@ -242,3 +242,27 @@ fn yaml_aliases_are_refused_before_expansion() {
         .to_string();
     assert!(err.contains("line 4: YAML aliases (*name) are not supported"), "{err}");
 }
+
+#[test]
+fn order_on_start_and_tags() {
+    let text = GOOD.replace(
+        "wait = \"between(1, 3)\"",
+        "wait = \"between(1, 3)\"\norder = \"sequential\"",
+    ) + "tags = [\"a\"]\n[[users.on_start]]\npath = \"/login\"\n";
+    let s = parse(&text).unwrap();
+    let class = &s.plan.classes[0];
+    assert_eq!(class.order, TaskOrder::Sequential);
+    assert_eq!(class.on_start.len(), 1);
+    assert_eq!(class.tasks[0].tags, ["a"]);
+    let mut plan = s.plan.clone();
+    filter_tags(&mut plan, &["a".into()], &[]).unwrap();
+    let err = filter_tags(&mut plan, &[], &["a".into()]).unwrap_err();
+    assert!(err.contains("user class `Workflow` has no task left"), "{err}");
+    let err = parse(&text.replace("\"sequential\"", "\"shuffled\""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("users[0].order: \"shuffled\" is not a task order"),
+        "{err}"
+    );
+}

@@ -307,3 +307,56 @@ async fn hostile_peers_do_not_corrupt_the_totals() {
     assert_eq!(r.aggregated.requests, truth.requests, "the lies leaked into the totals");
     assert!(r.warnings.iter().any(|w| w.contains("rejected")), "{:?}", r.warnings);
 }
+
+/// on_start runs once per user, `order = "sequential"` alternates tasks, and
+/// `--tags` leaves the others out: all checked against the mock's own counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_start_sequence_and_tags_do_what_they_say() {
+    let mock = mock(sse_mock_config(5, 1, 5)).await;
+    let scenario = r#"
+[[users]]
+name = "Ordered"
+wait = "constant(0.02)"
+order = "sequential"
+[[users.on_start]]
+name = "login"
+method = "POST"
+path = "/v1/chat-messages"
+headers = { Authorization = "Bearer ${DIFY_API_KEY}" }
+body = '{"inputs": {}, "query": "hi", "response_mode": "blocking", "user": "{{user}}"}'
+[[users.tasks]]
+name = "run"
+method = "POST"
+path = "/v1/workflows/run"
+kind = "dify"
+tags = ["core"]
+headers = { Authorization = "Bearer ${DIFY_API_KEY}" }
+body = '{"inputs": {}, "response_mode": "streaming", "user": "{{user}}"}'
+[[users.tasks]]
+name = "health"
+path = "/health"
+tags = ["core"]
+[[users.tasks]]
+name = "missing"
+path = "/nowhere"
+tags = ["slow"]
+"#;
+    let mut load = load_args(mock.addr, 3, 100.0, Duration::from_secs(2));
+    load.exclude_tags = vec!["slow".into()];
+    let m = master(setup(scenario, &load, 1)).await;
+    let w = worker(m.addr, "w");
+    let r = m.run.await.unwrap().unwrap().report;
+    let _ = w.await;
+    let truth = mock.state.ground_truth();
+    let count = |name: &str| r.endpoints.iter().find(|e| e.name == name).map_or(0, |e| e.requests);
+    assert_eq!(count("login"), 3, "on_start runs once per user");
+    assert_eq!(truth.chat_messages, 3);
+    assert_eq!(count("missing"), 0, "an excluded tag never runs");
+    assert_eq!(count("run"), truth.workflow_runs);
+    let (runs, health) = (count("run"), count("health"));
+    assert!(
+        runs > 3 && runs.abs_diff(health) <= 3,
+        "sequential: {runs} runs vs {health} health"
+    );
+    assert_eq!(r.aggregated.failures, 0, "{:?}", r.failures);
+}

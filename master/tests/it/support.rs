@@ -93,6 +93,8 @@ pub fn load_args(host: SocketAddr, users: u32, rate: f64, run_time: Duration) ->
         spawn_rate: Some(rate),
         run_time: Some(run_time),
         headless: true,
+        tags: Vec::new(),
+        exclude_tags: Vec::new(),
         web_host: std::net::Ipv4Addr::LOCALHOST.into(),
         web_port: 0,
         web_auth: false,
