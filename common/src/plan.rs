@@ -125,6 +125,19 @@ pub struct Task {
     /// Selected with `--tags` / `--exclude-tags`.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Values taken from the response into the user's variables.
+    #[serde(default)]
+    pub capture: Vec<(String, Capture)>,
+}
+
+/// Where a captured value comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capture {
+    /// A JSON pointer into the response body (`/data/id`).
+    Json(String),
+    /// A response header (lower case).
+    Header(String),
 }
 
 /// How a task uses its user's connection.

@@ -14,8 +14,8 @@ use serde::Deserialize;
 use crate::duration;
 use crate::error::{Error, Result};
 use crate::plan::{
-    ConnectionPolicy, DifyApp, DifySpec, Endpoint, Limits, PLAN_FORMAT, Pool, PoolMode, RunPlan, SseSpec, Task,
-    TaskKind, TaskOrder, UserClass, Wait,
+    Capture, ConnectionPolicy, DifyApp, DifySpec, Endpoint, Limits, PLAN_FORMAT, Pool, PoolMode, RunPlan, SseSpec,
+    Task, TaskKind, TaskOrder, UserClass, Wait,
 };
 use crate::template::{BUILTIN_VARS, Template};
 
@@ -107,6 +107,10 @@ struct RawTask {
     expect: Option<Vec<i64>>,
     #[serde(default)]
     tags: Vec<String>,
+    /// `var = "/json/pointer"` or `var = "header:Name"`: values taken from the response
+    /// into the user's variables, for later requests (`{{var}}`).
+    #[serde(default)]
+    capture: BTreeMap<String, String>,
     terminal_event: Option<String>,
     first_event_timeout: Option<String>,
     read_timeout: Option<String>,
@@ -345,10 +349,21 @@ fn validate(raw: RawScenario, file: &str, base: &Path, env: &dyn Fn(&str) -> Opt
                 "no tasks; add at least one [[users.tasks]]".into(),
             ));
         }
+        // Variables captured anywhere in the class may be used by any of its tasks.
+        let captured: std::collections::BTreeSet<String> = rc
+            .on_start
+            .iter()
+            .chain(&rc.tasks)
+            .flat_map(|t| t.capture.keys().cloned())
+            .collect();
+        let vars = Vars {
+            pools: &pools,
+            captured: &captured,
+        };
         let mut tasks = Vec::new();
         for (ti, rt) in rc.tasks.into_iter().enumerate() {
             let tf = format!("{cf}.tasks[{ti}]");
-            let task = validate_task(rt, &tf, file, env, &pools, &mut endpoints, &mut endpoint_ids)?;
+            let task = validate_task(rt, &tf, file, env, &vars, &mut endpoints, &mut endpoint_ids)?;
             tasks.push(task);
         }
         let mut on_start = Vec::new();
@@ -359,7 +374,7 @@ fn validate(raw: RawScenario, file: &str, base: &Path, env: &dyn Fn(&str) -> Opt
                 &tf,
                 file,
                 env,
-                &pools,
+                &vars,
                 &mut endpoints,
                 &mut endpoint_ids,
             )?);
@@ -412,13 +427,19 @@ fn validate(raw: RawScenario, file: &str, base: &Path, env: &dyn Fn(&str) -> Opt
     })
 }
 
+/// The `{{...}}` names a class's templates may use besides the builtins.
+struct Vars<'a> {
+    pools: &'a BTreeMap<String, Pool>,
+    captured: &'a std::collections::BTreeSet<String>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn validate_task(
     rt: RawTask,
     tf: &str,
     file: &str,
     env: &dyn Fn(&str) -> Option<String>,
-    pools: &BTreeMap<String, Pool>,
+    vars: &Vars<'_>,
     endpoints: &mut Vec<Endpoint>,
     endpoint_ids: &mut HashMap<(String, String), usize>,
 ) -> Result<Task> {
@@ -426,9 +447,10 @@ fn validate_task(
     let template = |field: &str, text: &str| -> Result<Template> {
         let t = Template::parse(text, env).map_err(|m| err(field, m))?;
         for var in t.vars() {
-            if !BUILTIN_VARS.contains(&var) && !pools.contains_key(var) {
+            if !BUILTIN_VARS.contains(&var) && !vars.pools.contains_key(var) && !vars.captured.contains(var) {
                 let mut known: Vec<&str> = BUILTIN_VARS.to_vec();
-                known.extend(pools.keys().map(String::as_str));
+                known.extend(vars.pools.keys().map(String::as_str));
+                known.extend(vars.captured.iter().map(String::as_str));
                 return Err(err(
                     field,
                     format!(
@@ -565,6 +587,33 @@ fn validate_task(
             ));
         }
     };
+    let mut capture = Vec::new();
+    for (var, from) in &rt.capture {
+        let field = format!("capture.{var}");
+        if var.is_empty()
+            || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || BUILTIN_VARS.contains(&var.as_str())
+        {
+            return Err(err(
+                &field,
+                "not a usable variable name (letters, digits and _; not a builtin)".into(),
+            ));
+        }
+        if !matches!(kind, TaskKind::Http) {
+            return Err(err(&field, "capture works on kind = \"http\" responses".into()));
+        }
+        let source = if let Some(h) = from.strip_prefix("header:") {
+            Capture::Header(h.trim().to_ascii_lowercase())
+        } else if from.is_empty() || from.starts_with('/') {
+            Capture::Json(from.clone())
+        } else {
+            return Err(err(
+                &field,
+                format!("\"{from}\" is neither a JSON pointer (/data/id) nor header:NAME"),
+            ));
+        };
+        capture.push((var.clone(), source));
+    }
     let connection = match rt.connection.as_deref() {
         None | Some("keep-alive") => ConnectionPolicy::KeepAlive,
         Some("per-request") => ConnectionPolicy::PerRequest,
@@ -610,6 +659,7 @@ fn validate_task(
         kind,
         connection,
         tags: rt.tags,
+        capture,
     })
 }
 

@@ -12,7 +12,9 @@ use rand::rngs::SmallRng;
 use tokio_util::sync::CancellationToken;
 
 use barrage_common::metrics::{EndpointStats, Metric, failure};
-use barrage_common::plan::{ConnectionPolicy, PoolMode, RunPlan, SseSpec, Task, TaskKind, TaskOrder, UserClass, Wait};
+use barrage_common::plan::{
+    Capture, ConnectionPolicy, PoolMode, RunPlan, SseSpec, Task, TaskKind, TaskOrder, UserClass, Wait,
+};
 
 use crate::dify::{Facts, Judge, Step, http_failure};
 use crate::http::{Conn, Failure, Target, hyper_failure};
@@ -56,6 +58,8 @@ struct UserState {
     sequence: Vec<usize>,
     /// The Authorization header of the last request, for a Dify task stop.
     last_auth: Option<String>,
+    /// Values captured from responses (`capture`), by variable name.
+    vars: Vec<(String, String)>,
 }
 
 impl UserCtx {
@@ -202,6 +206,7 @@ fn render_request(
     let plan = &ctx.plan;
     let (iteration, conversation) = (state.iteration, state.conversation_id.clone());
     let sequence = &mut state.sequence;
+    let captured = &state.vars;
     let mut var = |name: &str, out: &mut String| {
         use std::fmt::Write;
         match name {
@@ -215,6 +220,11 @@ fn render_request(
                 let _ = write!(out, "{}", ctx.worker_index);
             }
             "conversation_id" => out.push_str(&conversation),
+            name if captured.iter().any(|(n, _)| n == name) => {
+                if let Some((_, v)) = captured.iter().find(|(n, _)| n == name) {
+                    out.push_str(v);
+                }
+            }
             pool => {
                 if let Some((i, (_, p))) = plan.pools.iter().enumerate().find(|(_, (n, _))| n.as_str() == pool)
                     && !p.entries.is_empty()
@@ -292,6 +302,8 @@ struct Sample {
     /// The body was not read to its end: the connection cannot be reused.
     drop_conn: bool,
     conversation_id: Option<String>,
+    /// Values captured from this response.
+    captures: Vec<(String, String)>,
 }
 
 async fn execute(
@@ -323,6 +335,12 @@ async fn execute(
         conn.reset();
     }
     track_conversation(task, state, &sample, result.is_ok());
+    for (name, value) in std::mem::take(&mut sample.captures) {
+        match state.vars.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => *v = value,
+            None => state.vars.push((name, value)),
+        }
+    }
     let elapsed = sample.end.unwrap_or_else(|| start.elapsed());
     ctx.record(task.endpoint, |s: &mut EndpointStats| {
         s.requests += 1;
@@ -360,6 +378,27 @@ async fn execute(
             }
         }
     });
+}
+
+/// Takes the `capture` values that point into a JSON body.
+fn capture_json(task: &Task, body: &[u8], sample: &mut Sample) {
+    if !task.capture.iter().any(|(_, c)| matches!(c, Capture::Json(_))) {
+        return;
+    }
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return;
+    };
+    for (name, source) in &task.capture {
+        if let Capture::Json(pointer) = source
+            && let Some(v) = json.pointer(pointer)
+        {
+            let text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            sample.captures.push((name.clone(), text));
+        }
+    }
 }
 
 /// Chat users continue their conversation for `conversation_turns` turns.
@@ -422,6 +461,13 @@ async fn exchange(
     } else {
         task.expect.contains(&status)
     };
+    for (name, source) in &task.capture {
+        if let Capture::Header(h) = source
+            && let Some(v) = resp.headers().get(h.as_str()).and_then(|v| v.to_str().ok())
+        {
+            sample.captures.push((name.clone(), v.to_string()));
+        }
+    }
     let mut body = resp.into_body();
     let spec = match &task.kind {
         TaskKind::Sse(spec) if expected && (is_stream || spec.dify.is_none()) => spec,
@@ -442,6 +488,7 @@ async fn exchange(
             if !expected {
                 return Err(http_failure(status, &kept));
             }
+            capture_json(task, &kept, sample);
             if !(200..300).contains(&status) {
                 // A declared status (e.g. expect = [200, 429]) is an outcome, not an answer to judge.
                 sample.expected_status = Some(status);
@@ -621,6 +668,7 @@ mod tests {
             }),
             connection: ConnectionPolicy::KeepAlive,
             tags: Vec::new(),
+            capture: Vec::new(),
         }
     }
 

@@ -4,6 +4,7 @@
 
 mod cli;
 mod cluster;
+mod correlation;
 mod dify;
 mod faults;
 mod inputs;

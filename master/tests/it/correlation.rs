@@ -1,0 +1,111 @@
+//! Correlation: values captured from one response feed the next request.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+
+use crate::support::*;
+
+/// A target that issues ids and answers only for ids it issued (and the right header).
+#[derive(Default)]
+struct Items {
+    ids: Mutex<HashSet<String>>,
+    created: AtomicU64,
+    found: AtomicU64,
+    unknown: AtomicU64,
+}
+
+async fn items_server() -> (std::net::SocketAddr, Arc<Items>) {
+    let items = Arc::new(Items::default());
+    let app = axum::Router::new()
+        .route(
+            "/items",
+            post(|State(s): State<Arc<Items>>| async move {
+                let n = s.created.fetch_add(1, Ordering::SeqCst);
+                let id = format!("item-{n}-{:x}", rand::random::<u32>());
+                s.ids.lock().unwrap().insert(id.clone());
+                let mut h = HeaderMap::new();
+                h.insert("x-item-token", format!("tok-{id}").parse().unwrap());
+                (StatusCode::CREATED, h, format!(r#"{{"data": {{"id": "{id}"}}}}"#))
+            }),
+        )
+        .route(
+            "/items/{id}",
+            get(
+                |State(s): State<Arc<Items>>, Path(id): Path<String>, headers: HeaderMap| async move {
+                    let token_ok =
+                        headers.get("x-item-token").and_then(|v| v.to_str().ok()) == Some(&format!("tok-{id}"));
+                    if s.ids.lock().unwrap().contains(&id) && token_ok {
+                        s.found.fetch_add(1, Ordering::SeqCst);
+                        StatusCode::OK
+                    } else {
+                        s.unknown.fetch_add(1, Ordering::SeqCst);
+                        StatusCode::NOT_FOUND
+                    }
+                },
+            ),
+        )
+        .with_state(items.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, items)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captured_id_and_header_flow_into_the_next_request() {
+    let (addr, items) = items_server().await;
+    let scenario = r#"
+[[users]]
+name = "Creator"
+wait = "constant(0.02)"
+order = "sequential"
+[[users.tasks]]
+name = "create"
+method = "POST"
+path = "/items"
+expect = [201]
+capture = { id = "/data/id", token = "header:X-Item-Token" }
+[[users.tasks]]
+name = "/items/:id"
+path = "/items/{{id}}"
+headers = { X-Item-Token = "{{token}}" }
+"#;
+    let load = load_args(addr, 3, 100.0, Duration::from_secs(2));
+    let m = master(setup(scenario, &load, 1)).await;
+    let w = worker(m.addr, "w");
+    let r = m.run.await.unwrap().unwrap().report;
+    let _ = w.await;
+    let found = items.found.load(Ordering::SeqCst);
+    assert!(found > 5, "too few reads: {found}");
+    assert_eq!(
+        items.unknown.load(Ordering::SeqCst),
+        0,
+        "a read used an id or token it was not given"
+    );
+    assert_eq!(r.aggregated.failures, 0, "{:?}", r.failures);
+    let read = r.endpoints.iter().find(|e| e.name == "/items/:id").unwrap();
+    assert_eq!(read.requests, found);
+}
+
+#[test]
+fn capture_is_validated() {
+    let bad = |capture: &str, kind: &str| {
+        let text = format!("[[users]]\n[[users.tasks]]\npath = \"/x\"\n{kind}capture = {{ {capture} }}\n");
+        barrage_common::scenario::parse_str(&text, config::FileFormat::Toml, "c.toml", &env)
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(
+        bad("id = \"data.id\"", "").contains("neither a JSON pointer"),
+        "{}",
+        bad("id = \"data.id\"", "")
+    );
+    assert!(bad("user = \"/id\"", "").contains("not a usable variable name"));
+    assert!(bad("id = \"/id\"", "kind = \"sse\"\n").contains("capture works on kind = \"http\""));
+}
