@@ -71,6 +71,9 @@ pub enum PoolMode {
 pub struct UserClass {
     pub name: String,
     pub weight: u32,
+    /// Exactly this many users cluster-wide, placed before the weighted classes.
+    #[serde(default)]
+    pub fixed_count: Option<u32>,
     pub wait: Wait,
     pub host: Option<String>,
     pub order: TaskOrder,

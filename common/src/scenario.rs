@@ -81,6 +81,7 @@ struct RawPool {
 struct RawClass {
     name: Option<String>,
     weight: Option<i64>,
+    fixed_count: Option<i64>,
     wait: Option<String>,
     host: Option<String>,
     /// "weighted" (default: pick by weight) or "sequential" (in order, round robin).
@@ -395,9 +396,16 @@ fn validate(raw: RawScenario, file: &str, base: &Path, env: &dyn Fn(&str) -> Opt
                 "every task has weight 0; give at least one a weight above 0".into(),
             ));
         }
+        let fixed_count = rc
+            .fixed_count
+            .map(|n| {
+                u32::try_from(n).map_err(|_| err(&format!("{cf}.fixed_count"), format!("{n} is not a user count")))
+            })
+            .transpose()?;
         classes.push(UserClass {
             name,
             weight,
+            fixed_count,
             wait,
             host,
             order,
@@ -405,7 +413,7 @@ fn validate(raw: RawScenario, file: &str, base: &Path, env: &dyn Fn(&str) -> Opt
             tasks,
         });
     }
-    if classes.iter().all(|c| c.weight == 0) {
+    if classes.iter().all(|c| c.weight == 0 && c.fixed_count.is_none()) {
         return Err(err(
             "users",
             "every user class has weight 0; give at least one a weight above 0".into(),

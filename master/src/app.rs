@@ -248,7 +248,11 @@ impl MasterSetup {
                 liveness_timeout: load.heartbeat_liveness,
                 host: host.clone(),
                 console_every: (!load.only_summary).then_some(Duration::from_secs(5)),
-                classes: plan.classes.iter().map(|c| (c.name.clone(), c.weight)).collect(),
+                classes: plan
+                    .classes
+                    .iter()
+                    .map(|c| (c.name.clone(), c.weight, c.fixed_count))
+                    .collect(),
                 on_worker_loss: load.on_worker_loss,
             },
             info: RunInfo {

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use barrage_proto::v1::{self, master_message::Kind as MKind};
 
 use crate::cluster::{Cluster, Phase};
-use crate::partition::partition;
+use crate::partition::{class_totals, partition_totals};
 use crate::report::console;
 
 #[derive(Debug, Clone)]
@@ -27,8 +27,8 @@ pub struct RunConfig {
     pub host: Option<String>,
     /// Print the live view every `console_every` (None = quiet).
     pub console_every: Option<Duration>,
-    /// Class names and weights from the plan, in plan order.
-    pub classes: Vec<(String, u32)>,
+    /// Class names, weights and fixed counts from the plan, in plan order.
+    pub classes: Vec<(String, u32, Option<u32>)>,
     pub on_worker_loss: WorkerLossPolicy,
 }
 
@@ -308,8 +308,10 @@ fn rebalance(cluster: &Cluster, cfg: &RunConfig) {
         return;
     }
     let weights: Vec<u32> = ids.iter().map(|id| reg.workers[id].capacity()).collect();
-    let class_weights: Vec<u32> = cfg.classes.iter().map(|(_, w)| *w).collect();
-    let p = partition(cfg.users, cfg.spawn_rate, &class_weights, &weights);
+    let class_weights: Vec<u32> = cfg.classes.iter().map(|(_, w, _)| *w).collect();
+    let fixed: Vec<Option<u32>> = cfg.classes.iter().map(|(_, _, f)| *f).collect();
+    let totals = class_totals(cfg.users, &class_weights, &fixed);
+    let p = partition_totals(&totals, cfg.spawn_rate, &weights);
     reg.command_seq += 1;
     let seq = reg.command_seq;
     for (i, id) in ids.iter().enumerate() {
@@ -320,7 +322,7 @@ fn rebalance(cluster: &Cluster, cfg: &RunConfig) {
                 .classes
                 .iter()
                 .zip(&p.matrix[i])
-                .map(|((name, _), &users)| v1::ClassTarget {
+                .map(|((name, _, _), &users)| v1::ClassTarget {
                     class_name: name.clone(),
                     users,
                 })

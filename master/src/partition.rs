@@ -39,9 +39,39 @@ pub struct Partition {
     pub spawn_rates: Vec<f64>,
 }
 
+/// Users per class: `fixed_count` classes first, in order, exactly (as far as the users
+/// go); the rest split by weight among the other classes. With only fixed classes the
+/// total can be below `users`.
+pub fn class_totals(users: u32, weights: &[u32], fixed: &[Option<u32>]) -> Vec<u32> {
+    let mut left = users;
+    let mut totals = vec![0u32; weights.len()];
+    for (i, f) in fixed.iter().enumerate() {
+        if let Some(n) = f {
+            totals[i] = (*n).min(left);
+            left -= totals[i];
+        }
+    }
+    let free: Vec<usize> = (0..weights.len())
+        .filter(|&i| fixed.get(i).is_none_or(|f| f.is_none()))
+        .collect();
+    if !free.is_empty() {
+        let shares = apportion(left, &free.iter().map(|&i| weights[i]).collect::<Vec<_>>());
+        for (&i, n) in free.iter().zip(shares) {
+            totals[i] = n;
+        }
+    }
+    totals
+}
+
 /// Partitions `users` across workers (`worker_weights`) and classes (`class_weights`).
 pub fn partition(users: u32, spawn_rate: f64, class_weights: &[u32], worker_weights: &[u32]) -> Partition {
-    let class_totals = apportion(users, class_weights);
+    partition_totals(&apportion(users, class_weights), spawn_rate, worker_weights)
+}
+
+/// Partitions given class totals across workers.
+pub fn partition_totals(class_totals: &[u32], spawn_rate: f64, worker_weights: &[u32]) -> Partition {
+    let class_totals = class_totals.to_vec();
+    let users: u32 = class_totals.iter().sum();
     let worker_totals = apportion(users, worker_weights);
     let sequence = interleave(&class_totals);
     let mut matrix = Vec::with_capacity(worker_totals.len());
@@ -101,6 +131,26 @@ mod tests {
         let p = partition(50, 10.0, &[1], &[2, 2]);
         assert_eq!(p.matrix, [[25], [25]]);
         assert_eq!(p.spawn_rates, [5.0, 5.0]);
+    }
+
+    #[test]
+    fn fixed_counts_come_first_and_exact() {
+        // 10 users: class 0 fixed at 3, classes 1 and 2 share the other 7 by 1:1.
+        assert_eq!(class_totals(10, &[1, 1, 1], &[Some(3), None, None]), [3, 4, 3]);
+        // Fixed counts beyond the users: as far as they go, in order.
+        assert_eq!(class_totals(4, &[1, 1, 1], &[Some(3), Some(3), None]), [3, 1, 0]);
+        // Only fixed classes: the total is theirs.
+        assert_eq!(class_totals(100, &[1], &[Some(2)]), [2]);
+        let p = partition_totals(&class_totals(10, &[1, 1], &[Some(1), None]), 5.0, &[1, 1]);
+        assert_eq!(
+            p.matrix.iter().map(|r| r[0]).sum::<u32>(),
+            1,
+            "the fixed user exists once cluster-wide"
+        );
+        assert_eq!(
+            p.matrix.iter().map(|r| r.iter().sum::<u32>()).collect::<Vec<_>>(),
+            [5, 5]
+        );
     }
 
     #[test]

@@ -266,3 +266,17 @@ fn order_on_start_and_tags() {
         "{err}"
     );
 }
+
+#[test]
+fn fixed_count_classes() {
+    let text = GOOD.replace(
+        "name = \"Workflow\"",
+        "name = \"Workflow\"\nweight = 0\nfixed_count = 2",
+    );
+    let s = parse(&text).unwrap();
+    assert_eq!(s.plan.classes[0].fixed_count, Some(2));
+    let err = parse(&text.replace("fixed_count = 2", "fixed_count = -2"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("users[0].fixed_count: -2 is not a user count"), "{err}");
+}
