@@ -40,6 +40,18 @@ struct Head<'a> {
     answer: Option<std::borrow::Cow<'a, str>>,
 }
 
+impl Head<'_> {
+    /// `data.total_tokens` (workflows) or `metadata.usage.total_tokens` (chat apps).
+    fn total_tokens(&self) -> Option<u64> {
+        self.data.as_ref().and_then(|d| d.total_tokens).or_else(|| {
+            self.metadata
+                .as_ref()
+                .and_then(|m| m.usage.as_ref())
+                .and_then(|u| u.total_tokens)
+        })
+    }
+}
+
 #[derive(Deserialize, Default)]
 struct Data<'a> {
     #[serde(borrow, default)]
@@ -144,12 +156,7 @@ impl Judge {
             facts.conversation_id = Some(id.to_string());
         }
         let data = head.data.as_ref();
-        facts.tokens = data.and_then(|d| d.total_tokens).or_else(|| {
-            head.metadata
-                .as_ref()
-                .and_then(|m| m.usage.as_ref())
-                .and_then(|u| u.total_tokens)
-        });
+        facts.tokens = head.total_tokens();
         if ty == "error" {
             let code = head.code.as_deref().unwrap_or("unknown");
             return Step::Done(Err(Failure::new(failure::ERROR_EVENT, code, truncate(ev.data))));
@@ -234,12 +241,7 @@ impl Judge {
             )
         })?;
         let data = head.data.as_ref();
-        facts.tokens = data.and_then(|d| d.total_tokens).or_else(|| {
-            head.metadata
-                .as_ref()
-                .and_then(|m| m.usage.as_ref())
-                .and_then(|u| u.total_tokens)
-        });
+        facts.tokens = head.total_tokens();
         facts.server_elapsed = data.and_then(|d| d.elapsed_time);
         if let Some(c) = head.conversation_id.as_deref().filter(|c| !c.is_empty()) {
             facts.conversation_id = Some(c.to_string());
