@@ -132,6 +132,8 @@ pub struct Aggregator {
     pub peers: BTreeMap<(EndpointKey, String), EndpointStats>,
     pub workers: HashMap<String, WorkerProgress>,
     pub rejected: u64,
+    /// Every slot before this second is compacted (see `compact`).
+    compacted_below: i64,
 }
 
 impl Aggregator {
@@ -266,14 +268,22 @@ impl Aggregator {
         Merge::Merged { acked }
     }
 
+    /// Summarises the slots that fell out of the open window. Only slots not yet
+    /// compacted are visited, so a merge costs the same at the end of a long run as at
+    /// its start.
     fn compact(&mut self, newest: i64) {
-        for (_, slot) in self.timeline.range_mut(..newest - OPEN_SLOTS) {
+        let below = newest - OPEN_SLOTS;
+        if below <= self.compacted_below {
+            return;
+        }
+        for (_, slot) in self.timeline.range_mut(self.compacted_below..below) {
             if slot.summary.is_none() {
                 slot.summary = Some(slot.summarize());
                 slot.ttfe = None;
                 slot.response_time = None;
             }
         }
+        self.compacted_below = below;
     }
 
     /// Everything merged into one row (Locust's "Aggregated").
@@ -299,6 +309,7 @@ impl Aggregator {
         self.endpoints.clear();
         self.timeline.clear();
         self.peers.clear();
+        self.compacted_below = 0;
     }
 }
 
@@ -356,6 +367,25 @@ mod tests {
             (p.sched_lag_max_us, p.sched_lag_max_at_s, p.sched_lag_p99_us),
             (7_000, 1, 900)
         );
+    }
+
+    #[test]
+    fn old_slots_shrink_to_summaries_and_keep_their_figures() {
+        let mut a = Aggregator::new(7);
+        for seq in 1..=40u64 {
+            a.merge(&report(seq, seq as i64 - 1, 2));
+        }
+        let old = &a.timeline[&0];
+        assert!(old.summary.is_some() && old.ttfe.is_none() && old.response_time.is_none());
+        assert_eq!((old.requests, old.summary().rt_p50_us), (2, 1000));
+        assert!(
+            a.timeline[&39].summary.is_none(),
+            "the open window keeps its histograms"
+        );
+        // A late report for a compacted second still counts (not its percentiles).
+        a.merge(&report(41, 0, 3));
+        assert_eq!(a.timeline[&0].requests, 5);
+        assert_eq!(a.aggregated().requests, 83);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! `127.0.0.1:0`.
 //!
 //! Exit codes: 0 success; 1 the run had failed requests; 2 usage or scenario error;
-//! 3 cluster error (not enough workers, every worker lost).
+//! 3 cluster error (not enough workers, every worker lost); 130 interrupted.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -34,6 +34,8 @@ pub const MAX_MESSAGE: usize = 16 << 20;
 pub const EXIT_FAILURES: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_CLUSTER: u8 = 3;
+/// Interrupted before the run started (the shell's convention for SIGINT).
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// An error with the exit code it maps to.
 #[derive(Debug, thiserror::Error)]
@@ -376,7 +378,7 @@ pub async fn serve_cluster(
     }
     let summary = result.map_err(|e| {
         let code = match e {
-            RunError::Interrupted => EXIT_USAGE.max(1),
+            RunError::Interrupted => EXIT_INTERRUPTED,
             _ => EXIT_CLUSTER,
         };
         anyhow::Error::new(Failure {
@@ -661,6 +663,3 @@ fn validate_command(args: ValidateArgs) -> anyhow::Result<u8> {
     }
     Ok(0)
 }
-
-/// For tests: a shared handle so an in-process master can be observed.
-pub type SharedCluster = Arc<Cluster>;

@@ -95,18 +95,19 @@ pub enum Step {
     Done(Result<(), Failure>),
 }
 
-pub struct Judge {
+pub struct Judge<'a> {
     app: Option<DifyApp>,
-    terminal_event: Option<String>,
+    /// Borrowed from the plan: a judge is made per stream, with no allocation.
+    terminal_event: Option<&'a str>,
     message_end: bool,
     workflow_ok: bool,
 }
 
-impl Judge {
-    pub fn new(spec: &SseSpec) -> Self {
+impl<'a> Judge<'a> {
+    pub fn new(spec: &'a SseSpec) -> Self {
         Judge {
             app: spec.dify.as_ref().map(|d| d.app),
-            terminal_event: spec.terminal_event.clone(),
+            terminal_event: spec.terminal_event.as_deref(),
             message_end: false,
             workflow_ok: false,
         }
@@ -121,7 +122,7 @@ impl Judge {
         facts.server_elapsed = None;
         facts.is_text = false;
         if facts.is_ping || ev.data.is_empty() {
-            if self.app.is_none() && !facts.is_ping && self.terminal_event.as_deref() == Some(ev.event_type) {
+            if self.app.is_none() && !facts.is_ping && self.terminal_event == Some(ev.event_type) {
                 return Step::Done(Ok(()));
             }
             return Step::Continue;
@@ -175,7 +176,7 @@ impl Judge {
         };
         match self.app {
             None => {
-                if self.terminal_event.as_deref() == Some(ty) {
+                if self.terminal_event == Some(ty) {
                     return Step::Done(terminal_status(ty));
                 }
                 Step::Continue
@@ -219,8 +220,8 @@ impl Judge {
             Some(DifyApp::Chat | DifyApp::Agent) => "message_end",
             Some(DifyApp::Chatflow) if !self.message_end => "message_end",
             Some(DifyApp::Chatflow) => "workflow_finished",
-            None => match &self.terminal_event {
-                Some(t) => t.as_str(),
+            None => match self.terminal_event {
+                Some(t) => t,
                 None => return Ok(()),
             },
         };
@@ -313,8 +314,9 @@ mod tests {
     use barrage_common::plan::DifySpec;
     use std::time::Duration;
 
-    fn spec(app: Option<DifyApp>, terminal: Option<&str>) -> SseSpec {
-        SseSpec {
+    /// Leaked: a judge borrows its spec, and test specs live for the whole test run.
+    fn spec(app: Option<DifyApp>, terminal: Option<&str>) -> &'static SseSpec {
+        Box::leak(Box::new(SseSpec {
             terminal_event: terminal.map(str::to_string),
             first_event_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(1),
@@ -323,7 +325,7 @@ mod tests {
                 conversation_turns: 1,
                 stop_on_cancel: false,
             }),
-        }
+        }))
     }
 
     fn ev<'a>(ty: &'a str, data: &'a str) -> Event<'a> {
@@ -341,7 +343,7 @@ mod tests {
         terminal: Option<&str>,
         events: &[(&str, &str)],
     ) -> (Option<Result<(), Failure>>, Facts) {
-        let mut j = Judge::new(&spec(app, terminal));
+        let mut j = Judge::new(spec(app, terminal));
         let mut facts = Facts::default();
         for (ty, data) in events {
             if let Step::Done(r) = j.on_event(&ev(ty, data), &mut facts) {
@@ -414,7 +416,7 @@ mod tests {
 
     #[test]
     fn pings_are_pings_and_do_not_decide() {
-        let mut j = Judge::new(&spec(Some(DifyApp::Workflow), None));
+        let mut j = Judge::new(spec(Some(DifyApp::Workflow), None));
         let mut f = Facts::default();
         assert_eq!(j.on_event(&ev("ping", ""), &mut f), Step::Continue);
         assert!(f.is_ping);
@@ -440,7 +442,7 @@ mod tests {
             judge(None, Some("done"), &[("tick", "1"), ("done", "bye")]).0,
             Some(Ok(()))
         );
-        let j = Judge::new(&spec(None, None));
+        let j = Judge::new(spec(None, None));
         assert_eq!(j.on_end(), Ok(()));
     }
 
@@ -468,7 +470,7 @@ mod tests {
 
     #[test]
     fn blocking_answers() {
-        let j = Judge::new(&spec(Some(DifyApp::Workflow), None));
+        let j = Judge::new(spec(Some(DifyApp::Workflow), None));
         let mut f = Facts::default();
         assert_eq!(
             j.on_blocking(
@@ -484,7 +486,7 @@ mod tests {
                 .kind,
             failure::TERMINAL_STATUS
         );
-        let chat = Judge::new(&spec(Some(DifyApp::Chat), None));
+        let chat = Judge::new(spec(Some(DifyApp::Chat), None));
         assert_eq!(
             chat.on_blocking(br#"{"answer":"hi","conversation_id":"c1"}"#, &mut f),
             Ok(())
