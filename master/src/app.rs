@@ -422,6 +422,7 @@ async fn worker_command(args: WorkerArgs) -> anyhow::Result<u8> {
         cfg.worker_id = id;
     }
     cfg.weight = args.weight.unwrap_or(0);
+    cfg.threads = args.threads.map_or(0, |t| t as usize);
     cfg.give_up_after = args.give_up_after;
     cfg.token = cluster_token()?;
     cfg.tls = match (&args.tls_ca, &args.tls_cert, &args.tls_key) {
@@ -469,9 +470,13 @@ impl LocalWorkers {
 
     pub fn spawn_exe(exe: &Path, n: u32, master: SocketAddr) -> anyhow::Result<Self> {
         let mut children = Vec::new();
+        // The local workers share this machine's cores rather than each taking all.
+        let threads = (barrage_worker::cores::default_threads() / n.max(1) as usize).max(1);
         for i in 0..n {
             let child = tokio::process::Command::new(exe)
                 .args(["worker", "--master", &master.to_string(), "--give-up-after", "30s"])
+                .arg("--threads")
+                .arg(threads.to_string())
                 .arg("--worker-id")
                 .arg(format!("local-{}-{i}", std::process::id()))
                 .env(

@@ -158,6 +158,10 @@ pub struct WorkerArgs {
     /// Relative capacity for partitioning [default: number of CPU cores].
     #[arg(long)]
     pub weight: Option<u32>,
+    /// Load threads, each running its share of the users on one single-threaded event
+    /// loop (like wrk's -t) [default: number of CPU cores].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
     /// TLS to the master: the CA that signed the master's certificate (PEM).
     #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,

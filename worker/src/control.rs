@@ -46,6 +46,8 @@ pub struct WorkerConfig {
     pub token: Option<String>,
     /// TLS to the master (None = plaintext).
     pub tls: Option<MasterTls>,
+    /// Load threads, each a single-threaded runtime (0 = one per core).
+    pub threads: usize,
 }
 
 /// How a worker reaches a master over TLS.
@@ -83,6 +85,7 @@ impl WorkerConfig {
             max_backoff: Duration::from_secs(5),
             token: None,
             tls: None,
+            threads: 0,
         }
     }
 }
@@ -174,6 +177,12 @@ enum StopPhase {
 }
 
 pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<Exit> {
+    // One socket per open stream: a soft limit of 1,024 would cap a worker far below
+    // what it can drive. The hard limit is the operator's (see README, sizing workers).
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => info!(open_files = limit, "open-file limit"),
+        Err(e) => warn!("could not raise the open-file limit: {e}"),
+    }
     let endpoint_url = master_url(&cfg.master, cfg.tls.is_some())?;
     let probe_stop = tokio_util::sync::CancellationToken::new();
     let _probe_guard = probe_stop.clone().drop_guard();
@@ -281,7 +290,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
             Ev::Msg(Ok(Some(msg))) => {
                 last_contact = Instant::now();
                 if let Some(kind) = msg.kind
-                    && let Some(exit) = handle(kind, &cfg, &mut session, &mut link, &mut stopping_task).await?
+                    && let Some(exit) = handle(kind, &cfg, &mut session, &mut link, &mut stopping_task, &lag).await?
                 {
                     return Ok(exit);
                 }
@@ -474,6 +483,7 @@ async fn handle(
     session: &mut Option<Session>,
     link: &mut Link,
     stopping_task: &mut Option<tokio::task::JoinHandle<()>>,
+    lag: &LagProbe,
 ) -> Result<Option<Exit>> {
     match kind {
         MKind::Welcome(w) => {
@@ -543,9 +553,12 @@ async fn handle(
             }
             if s.engine.is_none() {
                 let origin = s.origin.unwrap_or(now);
-                let engine = Engine::start(s.plan.clone(), s.host.as_deref(), s.worker_index, origin)
+                let engine = Engine::start(s.plan.clone(), s.host.as_deref(), s.worker_index, origin, cfg.threads)
                     .await
                     .map_err(Error::BadPlan)?;
+                for runtime in engine.runtimes() {
+                    lag.watch(runtime);
+                }
                 s.users_mark = engine.recorder().users.mark();
                 s.streams_mark = engine.recorder().active_streams.mark();
                 s.engine = Some(engine);

@@ -7,6 +7,7 @@
 //! every second. It stops its load by itself when the master goes silent.
 
 pub mod control;
+pub mod cores;
 pub mod dify;
 pub mod error;
 pub mod http;

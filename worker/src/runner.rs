@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use barrage_common::plan::RunPlan;
 
+use crate::cores::LoadThreads;
 use crate::http::Target;
 use crate::recorder::Recorder;
 use crate::user::{self, UserCtx};
@@ -38,6 +39,8 @@ pub struct Engine {
     targets: watch::Sender<Targets>,
     recorder: Arc<Recorder>,
     ctl: StopHandle,
+    /// Where the users run; dropped after `ctl` has cancelled them.
+    load: LoadThreads,
 }
 
 /// What it takes to stop an engine's users, cloneable into a background task.
@@ -75,7 +78,8 @@ impl StopHandle {
 const SHARDS_PER_THREAD: usize = 8;
 
 impl Engine {
-    /// Starts an engine with no users. `host` overrides the plan's default host.
+    /// Starts an engine with no users on `threads` load threads (0 = one per core; see
+    /// [`crate::cores`]). `host` overrides the plan's default host.
     ///
     /// Each target host is resolved once here: when it has several addresses (a
     /// headless Service), users are spread over them and recorded per address, so the
@@ -86,6 +90,7 @@ impl Engine {
         host: Option<&str>,
         worker_index: u32,
         origin: Instant,
+        threads: usize,
     ) -> Result<Engine, String> {
         let mut targets = Vec::new();
         let mut tls = None;
@@ -121,11 +126,16 @@ impl Engine {
             }
             class_peers.push(mine);
         }
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = if threads == 0 {
+            crate::cores::default_threads()
+        } else {
+            threads
+        };
+        let load = LoadThreads::start(threads).map_err(|e| format!("cannot start {threads} load threads: {e}"))?;
         let recorder = Arc::new(Recorder::new(
             plan.endpoints.len(),
             peers.len().max(1),
-            threads * SHARDS_PER_THREAD,
+            load.len() * SHARDS_PER_THREAD,
             origin,
         ));
         let (tx, rx) = watch::channel(Targets {
@@ -141,6 +151,7 @@ impl Engine {
                 cancel: CancellationToken::new(),
                 tracker: TaskTracker::new(),
             },
+            load,
         };
         let secrets = Arc::new(plan.secrets());
         let spawner = Spawner {
@@ -155,6 +166,7 @@ impl Engine {
             stopping: engine.ctl.stopping.clone(),
             cancel: engine.ctl.cancel.clone(),
             tracker: engine.ctl.tracker.clone(),
+            runtimes: engine.load.handles().to_vec(),
             live: Vec::new(),
             next_id: 0,
         };
@@ -165,6 +177,11 @@ impl Engine {
     /// The addresses the recorder's peer slots stand for (empty = no split).
     pub fn peers(&self) -> &[SocketAddr] {
         &self.peers
+    }
+
+    /// The load threads' runtimes (to watch their scheduling lag).
+    pub fn runtimes(&self) -> &[tokio::runtime::Handle] {
+        self.load.handles()
     }
 
     pub fn recorder(&self) -> &Arc<Recorder> {
@@ -219,6 +236,8 @@ struct Spawner {
     stopping: CancellationToken,
     cancel: CancellationToken,
     tracker: TaskTracker,
+    /// The load threads' runtimes; user `n` runs on `runtimes[n % len]`.
+    runtimes: Vec<tokio::runtime::Handle>,
     /// Live users per class, newest last (the newest stops first).
     live: Vec<Vec<Live>>,
     next_id: usize,
@@ -306,9 +325,10 @@ impl Spawner {
             stopping: self.stopping.clone(),
             cancel: cancel.clone(),
         };
+        let runtime = &self.runtimes[self.next_id % self.runtimes.len()];
         self.next_id += 1;
         let rng = SmallRng::from_rng(&mut rand::rng());
-        self.tracker.spawn(user::run(ctx, rng));
+        self.tracker.spawn_on(user::run(ctx, rng), runtime);
         self.live[class].push(Live { cancel });
     }
 }

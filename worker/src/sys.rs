@@ -69,6 +69,7 @@ impl CpuMeter {
 #[derive(Clone)]
 pub struct LagProbe {
     lags: Arc<Mutex<Histogram<u64>>>,
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl LagProbe {
@@ -78,9 +79,18 @@ impl LagProbe {
     pub fn start(stop: tokio_util::sync::CancellationToken) -> Self {
         let probe = LagProbe {
             lags: Arc::new(Mutex::new(barrage_common::metrics::new_histogram())),
+            stop,
         };
-        let lags = probe.lags.clone();
-        tokio::spawn(async move {
+        probe.watch(&tokio::runtime::Handle::current());
+        probe
+    }
+
+    /// Also probes `runtime` (a load thread's), into the same figures, until the
+    /// probe's `stop` is cancelled or that runtime ends.
+    pub fn watch(&self, runtime: &tokio::runtime::Handle) {
+        let lags = self.lags.clone();
+        let stop = self.stop.clone();
+        runtime.spawn(async move {
             let mut next = tokio::time::Instant::now() + Self::PERIOD;
             loop {
                 tokio::select! {
@@ -94,7 +104,6 @@ impl LagProbe {
                 next = tokio::time::Instant::now() + Self::PERIOD;
             }
         });
-        probe
     }
 
     /// p99 lag in µs since the last `take_p99_us`, without resetting (heartbeats).

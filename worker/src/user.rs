@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use rand::Rng;
 use rand::rngs::SmallRng;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +16,7 @@ use barrage_common::plan::{
 };
 
 use crate::dify::{Facts, Judge, Step, http_failure};
-use crate::http::{Conn, Failure, Target, hyper_failure};
+use crate::http::{Conn, Failure, Target};
 use crate::recorder::{GaugeGuard, Recorder};
 use crate::sse::{SseError, SseParser};
 
@@ -177,7 +176,7 @@ fn stop_dify_task(ctx: &UserCtx, task: &Task, live_task: &Mutex<Option<String>>,
         req = req.header(http::header::AUTHORIZATION, auth);
     }
     let body = format!(r#"{{"user":"barrage-w{}-u{}"}}"#, ctx.worker_index, ctx.id);
-    let Ok(req) = req.body(Full::new(Bytes::from(body))) else {
+    let Ok(req) = req.body(Bytes::from(body)) else {
         return;
     };
     let target = ctx.target.clone();
@@ -187,10 +186,8 @@ fn stop_dify_task(ctx: &UserCtx, task: &Task, live_task: &Mutex<Option<String>>,
     tokio::spawn(async move {
         let _ = tokio::time::timeout(Duration::from_secs(5), async move {
             let mut conn = Conn::new();
-            if conn.ready(&target, pinned, connect_timeout).await.is_ok()
-                && let Ok(resp) = conn.send(req).await
-            {
-                let _ = resp.into_body().collect().await;
+            if conn.ready(&target, pinned, connect_timeout).await.is_ok() && conn.send(&req).await.is_ok() {
+                let _ = conn.drain().await;
             }
         })
         .await;
@@ -202,7 +199,7 @@ fn render_request(
     task: &Task,
     state: &mut UserState,
     rng: &mut SmallRng,
-) -> Result<http::Request<Full<Bytes>>, Failure> {
+) -> Result<http::Request<Bytes>, Failure> {
     let plan = &ctx.plan;
     let (iteration, conversation) = (state.iteration, state.conversation_id.clone());
     let sequence = &mut state.sequence;
@@ -281,7 +278,7 @@ fn render_request(
         None => Bytes::new(),
     };
     builder
-        .body(Full::new(body))
+        .body(body)
         .map_err(|e| Failure::new(failure::REQUEST, "build", format!("request could not be built: {e}")))
 }
 
@@ -448,42 +445,35 @@ async fn exchange(
     sample.connected = conn
         .ready(&ctx.target, ctx.pinned(), ctx.plan.limits.connect_timeout)
         .await?;
-    let resp = conn.send(req).await?;
+    let (status_code, headers) = conn.send(&req).await?;
     sample.time_to_headers = Some(start.elapsed());
-    let status = resp.status().as_u16();
-    let is_stream = resp
-        .headers()
+    let status = status_code.as_u16();
+    let is_stream = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     let expected = if task.expect.is_empty() {
-        resp.status().is_success()
+        status_code.is_success()
     } else {
         task.expect.contains(&status)
     };
     for (name, source) in &task.capture {
         if let Capture::Header(h) = source
-            && let Some(v) = resp.headers().get(h.as_str()).and_then(|v| v.to_str().ok())
+            && let Some(v) = headers.get(h.as_str()).and_then(|v| v.to_str().ok())
         {
             sample.captures.push((name.clone(), v.to_string()));
         }
     }
-    let mut body = resp.into_body();
     let spec = match &task.kind {
         TaskKind::Sse(spec) if expected && (is_stream || spec.dify.is_none()) => spec,
         kind => {
             // Not a stream to follow: read (and keep the start of) the body.
             let mut kept = Vec::new();
-            while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| {
-                    conn.reset();
-                    hyper_failure(&e)
-                })?;
-                if let Some(data) = frame.data_ref() {
-                    sample.bytes += data.len() as u64;
-                    let room = KEEP_BODY.saturating_sub(kept.len());
-                    kept.extend_from_slice(&data[..data.len().min(room)]);
-                }
+            while let Some(data) = conn.frame().await {
+                let data = data?;
+                sample.bytes += data.len() as u64;
+                let room = KEEP_BODY.saturating_sub(kept.len());
+                kept.extend_from_slice(&data[..data.len().min(room)]);
             }
             if !expected {
                 return Err(http_failure(status, &kept));
@@ -509,7 +499,7 @@ async fn exchange(
     let headers_at = Instant::now();
     let _open = GaugeGuard::new(&ctx.recorder.active_streams);
     ctx.record(task.endpoint, |s| s.streams_started += 1);
-    let outcome = read_stream(ctx, task, spec, &mut body, start, sample, live_task).await;
+    let outcome = read_stream(ctx, task, spec, conn, start, sample, live_task).await;
     sample.stream = Some(headers_at.elapsed());
     if outcome.is_err() || sample.drop_conn {
         conn.reset();
@@ -524,7 +514,7 @@ async fn read_stream(
     ctx: &UserCtx,
     task: &Task,
     spec: &SseSpec,
-    body: &mut hyper::body::Incoming,
+    conn: &mut Conn,
     start: Instant,
     sample: &mut Sample,
     live_task: &Mutex<Option<String>>,
@@ -538,34 +528,44 @@ async fn read_stream(
     // timeout: pings or a trickle of bytes that never complete an event must not keep a
     // stream without a first event alive.
     let first_event_deadline = tokio::time::Instant::from_std(start) + spec.first_event_timeout;
+    // One timer per stream, re-armed lazily: it fires at the deadline it was set for,
+    // and only then is the real deadline (which moves with every read) checked. Arming
+    // a fresh timeout per read cost a timer-wheel insert and removal per event.
+    let deadline = tokio::time::sleep_until(first_event_deadline);
+    tokio::pin!(deadline);
+    let mut last_read = tokio::time::Instant::now();
     loop {
-        let next = if sample.ttfe.is_none() {
-            let within = spec.first_event_timeout;
-            tokio::time::timeout_at(first_event_deadline, body.frame())
-                .await
-                .map_err(|_| {
-                    Failure::new(
+        let next = tokio::select! {
+            biased;
+            frame = conn.frame() => frame,
+            () = &mut deadline => {
+                if sample.ttfe.is_none() {
+                    let within = spec.first_event_timeout;
+                    return Err(Failure::new(
                         failure::FIRST_EVENT_TIMEOUT,
                         "",
                         format!("no first event within {within:?}"),
-                    )
-                })
-        } else {
-            let silence = spec.read_timeout;
-            tokio::time::timeout(silence, body.frame())
-                .await
-                .map_err(|_| Failure::new(failure::READ_TIMEOUT, "", format!("nothing read for {silence:?}")))
+                    ));
+                }
+                let due = last_read + spec.read_timeout;
+                if tokio::time::Instant::now() >= due {
+                    let silence = spec.read_timeout;
+                    return Err(Failure::new(failure::READ_TIMEOUT, "", format!("nothing read for {silence:?}")));
+                }
+                deadline.as_mut().reset(due);
+                continue;
+            }
         };
-        let frame = match next? {
+        let data = match next {
             None => break,
-            Some(Err(e)) => return Err(hyper_failure(&e)),
-            Some(Ok(frame)) => frame,
+            Some(Err(f)) => return Err(f),
+            Some(Ok(data)) => data,
         };
-        let Some(data) = frame.data_ref() else { continue };
+        last_read = tokio::time::Instant::now();
         sample.bytes += data.len() as u64;
         let now = start.elapsed();
         let task_before = facts.task_id.is_some();
-        let fed = parser.feed(data, &mut |ev| {
+        let fed = parser.feed(&data, &mut |ev| {
             if verdict.is_some() {
                 return;
             }
@@ -616,6 +616,10 @@ async fn read_stream(
         if verdict.is_some() {
             break;
         }
+        if sample.ttfe.is_some() && deadline.deadline() == first_event_deadline {
+            // The first event is in: from now on the deadline is the read timeout.
+            deadline.as_mut().reset(last_read + spec.read_timeout);
+        }
     }
     sample.conversation_id = facts.conversation_id.take();
     match verdict {
@@ -625,10 +629,8 @@ async fn read_stream(
             // A target that keeps the stream open after its terminal event costs at most
             // DRAIN_LIMIT, then the connection is dropped.
             let drained = tokio::time::timeout(DRAIN_LIMIT, async {
-                while let Some(Ok(frame)) = body.frame().await {
-                    if let Some(d) = frame.data_ref() {
-                        sample.bytes += d.len() as u64;
-                    }
+                while let Some(Ok(data)) = conn.frame().await {
+                    sample.bytes += data.len() as u64;
                 }
             })
             .await;

@@ -69,7 +69,7 @@ pub async fn drive(plan: Arc<RunPlan>, host: &str, users: u32, requests: u64) ->
         .max()
         .unwrap_or_default()
         + Duration::from_secs(2);
-    let engine = Engine::start(plan, Some(host), 0, Instant::now())
+    let engine = Engine::start(plan, Some(host), 0, Instant::now(), 0)
         .await
         .expect("engine starts");
     engine.set_targets(Targets {

@@ -107,7 +107,7 @@ async fn measure() {
         "timeout = \"60s\"\nfirst_event_timeout = \"60s\"\nread_timeout = \"60s\"",
     );
 
-    let engine = Engine::start(plan, Some(&server.url()), 0, Instant::now())
+    let engine = Engine::start(plan, Some(&server.url()), 0, Instant::now(), 0)
         .await
         .expect("engine starts");
     engine.set_targets(Targets {
