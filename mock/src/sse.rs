@@ -173,6 +173,9 @@ enum State {
 struct Player<S> {
     script: S,
     next_index: u64,
+    /// When the request arrived, and whether its first event has gone out (ground truth).
+    arrival: Instant,
+    first_sent: bool,
     events: Cadence,
     /// `None` if pings are off.
     pings: Option<Cadence>,
@@ -208,6 +211,8 @@ impl<S: Script> Player<S> {
         Self {
             script,
             next_index: 0,
+            arrival,
+            first_sent: false,
             events: Cadence {
                 due: after(arrival, behaviour.first_event_delay),
                 interval: behaviour.chunk_interval,
@@ -371,6 +376,10 @@ impl<S: Script> Player<S> {
     fn hand(&mut self, piece: Piece) -> Bytes {
         let counters = self.guard.counters();
         let len = piece.bytes.len();
+        if !self.first_sent && matches!(piece.kind, Kind::Event | Kind::Injected(_) | Kind::Terminal(_)) {
+            self.first_sent = true;
+            counters.first_event(self.arrival.elapsed());
+        }
         match piece.report {
             Some(Report::Workflow {
                 elapsed_us,
@@ -502,6 +511,14 @@ mod tests {
         assert_eq!(truth.streams_aborted, 0);
         assert_eq!(truth.active_streams, 0);
         assert_eq!(truth.outcome(Outcome::Succeeded), 1);
+        // The first event's real offset is ground truth too (paused time: 50 ms, read
+        // back at the histogram's 3-digit precision).
+        assert_eq!(truth.first_event_count, 1);
+        assert!(
+            (50_000..50_050).contains(&truth.first_event_p50_us),
+            "{}",
+            truth.first_event_p50_us
+        );
         let bytes: usize = frames(&items).iter().map(String::len).sum();
         assert_eq!(truth.bytes_sent, bytes as u64);
     }
@@ -509,6 +526,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn pings_interleave_on_their_own_grid() {
         let (items, truth) = play(3, behaviour(25, 20, Some(10))).await;
+        assert!(
+            (25_000..25_025).contains(&truth.first_event_max_us),
+            "pings are not the first event: {}",
+            truth.first_event_max_us
+        );
         let timeline: Vec<(u128, bool)> = items
             .iter()
             .map(|i| {

@@ -77,6 +77,14 @@ pub struct GroundTruth {
     pub message_end: u64,
     /// Sum of their `metadata.usage.total_tokens`.
     pub message_total_tokens: u64,
+    /// When each stream's first event (pings aside) was handed to the transport, in
+    /// microseconds after the request arrived: the time to first event the mock really
+    /// served, which timer granularity puts slightly past `--first-event-delay`. A
+    /// client's TTFE is this plus the loopback transit both ways.
+    pub first_event_count: u64,
+    pub first_event_p50_us: u64,
+    pub first_event_p99_us: u64,
+    pub first_event_max_us: u64,
 }
 
 impl GroundTruth {
@@ -191,11 +199,27 @@ pub(crate) struct Counters {
     workflow_total_tokens: AtomicU64,
     message_end: AtomicU64,
     message_total_tokens: AtomicU64,
+    /// Offsets of first events (µs after arrival); one lock per stream, not per event.
+    first_events: FirstEvents,
     /// Tasks inside [`Counters::wait_until`]. Every update checks it and touches
     /// `changed` (which takes a lock) only when someone waits, so serving traffic
     /// never contends on anything but the counters themselves.
     waiters: AtomicUsize,
     changed: Notify,
+}
+
+/// First-event offsets in µs, 3 significant digits (1 µs resolution below 1 ms), up
+/// to an hour (longer ones are recorded as an hour).
+#[derive(Debug)]
+struct FirstEvents(std::sync::Mutex<hdrhistogram::Histogram<u64>>);
+
+impl Default for FirstEvents {
+    fn default() -> Self {
+        // Constant, valid bounds: construction cannot fail.
+        let h = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
+            .unwrap_or_else(|_| unreachable!("valid constant bounds"));
+        FirstEvents(std::sync::Mutex::new(h))
+    }
 }
 
 fn bump(counter: &AtomicU64, n: u64) {
@@ -247,6 +271,13 @@ impl Counters {
             bump(&self.pings_sent, 1);
         }
         self.bytes(len as u64);
+    }
+
+    /// A stream's first event handed to the transport `after` its request arrived.
+    pub fn first_event(&self, after: std::time::Duration) {
+        if let Ok(mut h) = self.first_events.0.lock() {
+            h.saturating_record(u64::try_from(after.as_micros()).unwrap_or(u64::MAX));
+        }
     }
 
     pub fn outcome(&self, outcome: Outcome) {
@@ -321,6 +352,11 @@ impl Counters {
         let (active_streams, max_concurrent_streams) = self.streams.read();
         let (active_connections, max_concurrent_connections) = self.connections.read();
         let (queued_connections, max_queued_connections) = self.queued.read();
+        let (first_event_count, first_event_p50_us, first_event_p99_us, first_event_max_us) =
+            match self.first_events.0.lock() {
+                Ok(h) if !h.is_empty() => (h.len(), h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max()),
+                _ => (0, 0, 0, 0),
+            };
         GroundTruth {
             requests: load(&self.requests),
             workflow_runs: load(&self.workflow_runs),
@@ -350,6 +386,10 @@ impl Counters {
             workflow_total_tokens: load(&self.workflow_total_tokens),
             message_end: load(&self.message_end),
             message_total_tokens: load(&self.message_total_tokens),
+            first_event_count,
+            first_event_p50_us,
+            first_event_p99_us,
+            first_event_max_us,
         }
     }
 
@@ -383,6 +423,9 @@ impl Counters {
         }
         self.outcomes.reset();
         self.statuses.reset();
+        if let Ok(mut h) = self.first_events.0.lock() {
+            h.reset();
+        }
         for gauge in [&self.streams, &self.connections, &self.queued] {
             gauge.reset_peak();
         }
