@@ -5,7 +5,7 @@ use barrage_proto::v1;
 
 use crate::error::{Error, Result};
 use crate::metrics::{
-    EndpointStats, FailureEntry, METRIC_COUNT, Metric, OutcomeKey, decode_histogram, encode_histogram,
+    Buckets, EndpointStats, FailureEntry, METRIC_COUNT, Metric, OutcomeKey, decode_buckets, encode_histogram,
 };
 use crate::plan::{Endpoint, TaskKindTag};
 
@@ -57,7 +57,7 @@ pub fn endpoint_to_proto(endpoint: &Endpoint, s: &EndpointStats) -> v1::Endpoint
             .filter_map(|m| {
                 s.histogram(*m).filter(|h| !h.is_empty()).map(|h| v1::Histogram {
                     metric: m.as_str().to_string(),
-                    hdr_v2: encode_histogram(h),
+                    hdr_v2: encode_histogram(h).into(),
                 })
             })
             .collect(),
@@ -73,6 +73,19 @@ pub const MAX_COUNT: u64 = 1 << 40;
 
 /// Decodes one endpoint delta, rejecting impossible content.
 pub fn endpoint_from_proto(d: &v1::EndpointDelta) -> Result<(Endpoint, EndpointStats)> {
+    let (endpoint, mut stats, buckets) = endpoint_from_proto_sparse(d)?;
+    for (into, b) in stats.histograms.iter_mut().zip(buckets) {
+        *into = b.map(|b| b.to_histogram());
+    }
+    Ok((endpoint, stats))
+}
+
+/// Histograms of one delta as [`Buckets`], indexed by [`Metric`].
+pub type DeltaBuckets = [Option<Buckets>; METRIC_COUNT];
+
+/// [`endpoint_from_proto`] with the histograms left as [`Buckets`] (the stats' own
+/// histograms are empty): what the master merges, at the cost of their buckets.
+pub fn endpoint_from_proto_sparse(d: &v1::EndpointDelta) -> Result<(Endpoint, EndpointStats, DeltaBuckets)> {
     let bad = |m: String| {
         Error::Protocol(format!(
             "endpoint `{}`: {m}",
@@ -127,10 +140,10 @@ pub fn endpoint_from_proto(d: &v1::EndpointDelta) -> Result<(Endpoint, EndpointS
     if failure_kinds.values().map(|e| e.count).sum::<u64>() != d.failures {
         return Err(bad("failure kinds do not add up to the failure count".into()));
     }
-    let mut histograms: [Option<hdrhistogram::Histogram<u64>>; METRIC_COUNT] = Default::default();
+    let mut buckets: DeltaBuckets = Default::default();
     for h in &d.histograms {
         let metric = Metric::parse(&h.metric).ok_or_else(|| bad(format!("unknown metric `{}`", h.metric)))?;
-        histograms[metric as usize] = Some(decode_histogram(&h.metric, &h.hdr_v2)?);
+        buckets[metric as usize] = Some(decode_buckets(&h.metric, &h.hdr_v2)?);
     }
     let mut events_by_type = std::collections::BTreeMap::new();
     for e in &d.events_by_type {
@@ -157,8 +170,9 @@ pub fn endpoint_from_proto(d: &v1::EndpointDelta) -> Result<(Endpoint, EndpointS
             events: d.events,
             events_by_type,
             total_tokens: d.total_tokens,
-            histograms,
+            histograms: Default::default(),
         },
+        buckets,
     ))
 }
 
@@ -210,7 +224,7 @@ mod tests {
         let mut d = endpoint_to_proto(&endpoint(), &EndpointStats::default());
         d.histograms.push(v1::Histogram {
             metric: "ttfe".into(),
-            hdr_v2: vec![1, 2, 3],
+            hdr_v2: vec![1, 2, 3].into(),
         });
         assert!(endpoint_from_proto(&d).is_err());
     }

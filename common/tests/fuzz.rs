@@ -714,7 +714,10 @@ fn delta() -> impl Strategy<Value = v1::EndpointDelta> {
         1 => text(),
     ];
     let histograms = prop::collection::vec(
-        (metric, histogram_bytes()).prop_map(|(metric, hdr_v2)| v1::Histogram { metric, hdr_v2 }),
+        (metric, histogram_bytes()).prop_map(|(metric, hdr_v2)| v1::Histogram {
+            metric,
+            hdr_v2: hdr_v2.into(),
+        }),
         0..4,
     );
     let events = prop::collection::vec(
@@ -763,7 +766,7 @@ fn sane_delta() -> impl Strategy<Value = v1::EndpointDelta> {
         requests,
         histograms: vec![v1::Histogram {
             metric: "ttfe".into(),
-            hdr_v2: valid_encoding(&values),
+            hdr_v2: valid_encoding(&values).into(),
         }],
         ..Default::default()
     })
@@ -907,7 +910,10 @@ proptest! {
         d.requests = requests;
         d.failures = failures;
         d.failure_kinds = kinds;
-        d.histograms.push(v1::Histogram { metric: "ttft".into(), hdr_v2: damaged });
+        d.histograms.push(v1::Histogram {
+            metric: "ttft".into(),
+            hdr_v2: damaged.into(),
+        });
         check_delta(&d)?;
     }
 }

@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use hdrhistogram::Histogram;
 
-use barrage_common::metrics::{EndpointStats, Metric, new_histogram};
+use barrage_common::metrics::{Accum, EndpointStats, METRIC_COUNT, Metric};
 use barrage_common::plan::TaskKindTag;
-use barrage_common::wire::endpoint_from_proto;
+use barrage_common::wire::{DeltaBuckets, endpoint_from_proto_sparse};
 use barrage_proto::v1;
 
 /// Reports further ahead than this many seqs of the last merged one are refused.
@@ -29,7 +29,45 @@ pub struct EndpointKey {
 #[derive(Debug, Clone)]
 pub struct EndpointTotals {
     pub kind: TaskKindTag,
-    pub stats: EndpointStats,
+    pub totals: Totals,
+}
+
+impl EndpointTotals {
+    /// The merged figures, histograms included.
+    pub fn stats(&self) -> EndpointStats {
+        self.totals.stats()
+    }
+}
+
+/// Merged deltas: the counters, and the histograms as [`Accum`]s (an array increment
+/// per bucket of a delta; dense histograms are built only when a report is drawn).
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    /// Every figure but the histograms (its own histograms stay empty).
+    pub counters: EndpointStats,
+    hists: [Accum; METRIC_COUNT],
+}
+
+impl Totals {
+    fn merge(&mut self, counters: &EndpointStats, buckets: &DeltaBuckets) {
+        self.counters.merge(counters);
+        for (mine, theirs) in self.hists.iter_mut().zip(buckets) {
+            if let Some(theirs) = theirs {
+                mine.add(theirs);
+            }
+        }
+    }
+
+    /// The merged figures, histograms included.
+    pub fn stats(&self) -> EndpointStats {
+        let mut stats = self.counters.clone();
+        for (h, accum) in stats.histograms.iter_mut().zip(&self.hists) {
+            if !accum.is_empty() {
+                *h = Some(accum.to_histogram());
+            }
+        }
+        stats
+    }
 }
 
 /// One second of the cluster timeline.
@@ -49,8 +87,8 @@ pub struct Slot {
     /// Highest worker CPU percent seen in the second.
     pub worker_cpu_max: f64,
     pub reports: u32,
-    ttfe: Option<Histogram<u64>>,
-    response_time: Option<Histogram<u64>>,
+    ttfe: Option<Accum>,
+    response_time: Option<Accum>,
     /// Filled when the slot is compacted (or on demand).
     pub summary: Option<SlotSummary>,
 }
@@ -71,20 +109,18 @@ impl Slot {
         if let Some(s) = self.summary {
             return s;
         }
-        let q = |h: &Option<Histogram<u64>>, p: f64| {
-            h.as_ref()
-                .filter(|h| !h.is_empty())
-                .map_or(0, |h| h.value_at_quantile(p))
-        };
-        let mean = |h: &Option<Histogram<u64>>| h.as_ref().filter(|h| !h.is_empty()).map_or(0.0, |h| h.mean());
+        let dense = |a: &Option<Accum>| a.as_ref().filter(|a| !a.is_empty()).map(Accum::to_histogram);
+        let (ttfe, rt) = (dense(&self.ttfe), dense(&self.response_time));
+        let q = |h: &Option<Histogram<u64>>, p: f64| h.as_ref().map_or(0, |h| h.value_at_quantile(p));
+        let mean = |h: &Option<Histogram<u64>>| h.as_ref().map_or(0.0, |h| h.mean());
         SlotSummary {
-            ttfe_mean_us: mean(&self.ttfe),
-            ttfe_p50_us: q(&self.ttfe, 0.5),
-            ttfe_p95_us: q(&self.ttfe, 0.95),
-            ttfe_count: self.ttfe.as_ref().map_or(0, |h| h.len()),
-            rt_mean_us: mean(&self.response_time),
-            rt_p50_us: q(&self.response_time, 0.5),
-            rt_p95_us: q(&self.response_time, 0.95),
+            ttfe_mean_us: mean(&ttfe),
+            ttfe_p50_us: q(&ttfe, 0.5),
+            ttfe_p95_us: q(&ttfe, 0.95),
+            ttfe_count: ttfe.as_ref().map_or(0, |h| h.len()),
+            rt_mean_us: mean(&rt),
+            rt_p50_us: q(&rt, 0.5),
+            rt_p95_us: q(&rt, 0.95),
         }
     }
 
@@ -129,7 +165,7 @@ pub struct Aggregator {
     pub endpoints: BTreeMap<EndpointKey, EndpointTotals>,
     pub timeline: BTreeMap<i64, Slot>,
     /// Per target address, when workers spread users over a host's addresses.
-    pub peers: BTreeMap<(EndpointKey, String), EndpointStats>,
+    pub peers: BTreeMap<(EndpointKey, String), Totals>,
     pub workers: HashMap<String, WorkerProgress>,
     pub rejected: u64,
     /// Every slot before this second is compacted (see `compact`).
@@ -182,8 +218,8 @@ impl Aggregator {
                 self.rejected += 1;
                 return Merge::Rejected("peer address too long".into());
             }
-            match endpoint_from_proto(d) {
-                Ok((endpoint, stats)) => decoded.push((endpoint, stats, d.peer.clone())),
+            match endpoint_from_proto_sparse(d) {
+                Ok((endpoint, stats, buckets)) => decoded.push((endpoint, stats, buckets, d.peer.clone())),
                 Err(e) => {
                     self.rejected += 1;
                     return Merge::Rejected(e.to_string());
@@ -231,7 +267,7 @@ impl Aggregator {
         slot.active_streams += streams.time_avg * span;
         slot.active_streams_max += streams.max;
         slot.worker_cpu_max = slot.worker_cpu_max.max(r.cpu_percent);
-        for (endpoint, stats, peer) in decoded {
+        for (endpoint, stats, buckets, peer) in decoded {
             slot.requests += stats.requests;
             slot.failures += stats.failures;
             slot.events += stats.events;
@@ -243,8 +279,8 @@ impl Aggregator {
                     (Metric::Ttfe, &mut slot.ttfe),
                     (Metric::ResponseTime, &mut slot.response_time),
                 ] {
-                    if let Some(h) = stats.histogram(metric) {
-                        let _ = into.get_or_insert_with(new_histogram).add(h);
+                    if let Some(b) = &buckets[metric as usize] {
+                        into.get_or_insert_with(Accum::default).add(b);
                     }
                 }
             }
@@ -253,16 +289,16 @@ impl Aggregator {
                 method: endpoint.method,
             };
             if !peer.is_empty() {
-                self.peers.entry((key.clone(), peer)).or_default().merge(&stats);
+                self.peers
+                    .entry((key.clone(), peer))
+                    .or_default()
+                    .merge(&stats, &buckets);
             }
-            self.endpoints
-                .entry(key)
-                .or_insert_with(|| EndpointTotals {
-                    kind: endpoint.kind,
-                    stats: EndpointStats::default(),
-                })
-                .stats
-                .merge(&stats);
+            let totals = self.endpoints.entry(key).or_insert_with(|| EndpointTotals {
+                kind: endpoint.kind,
+                totals: Totals::default(),
+            });
+            totals.totals.merge(&stats, &buckets);
         }
         self.compact(second);
         Merge::Merged { acked }
@@ -290,7 +326,7 @@ impl Aggregator {
     pub fn aggregated(&self) -> EndpointStats {
         let mut all = EndpointStats::default();
         for t in self.endpoints.values() {
-            all.merge(&t.stats);
+            all.merge(&t.stats());
         }
         all
     }
@@ -299,7 +335,7 @@ impl Aggregator {
     pub fn sse_aggregated(&self) -> EndpointStats {
         let mut all = EndpointStats::default();
         for t in self.endpoints.values().filter(|t| t.kind == TaskKindTag::Sse) {
-            all.merge(&t.stats);
+            all.merge(&t.stats());
         }
         all
     }

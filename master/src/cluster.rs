@@ -112,9 +112,15 @@ impl WorkerEntry {
 
     pub fn send(&mut self, kind: MKind) {
         if let Some(tx) = &self.tx
-            && tx.try_send(Ok(v1::MasterMessage { kind: Some(kind) })).is_err()
+            && let Err(e) = tx.try_send(Ok(v1::MasterMessage { kind: Some(kind) }))
         {
-            warn!(worker = %self.id, "worker queue full or closed: disconnecting it");
+            match e {
+                tokio::sync::mpsc::error::TrySendError::Full(_) => {
+                    warn!(worker = %self.id, "worker queue full (it is not reading): disconnecting it")
+                }
+                // It left (or its stream broke): nothing to warn about here.
+                tokio::sync::mpsc::error::TrySendError::Closed(_) => debug!(worker = %self.id, "worker stream closed"),
+            }
             self.tx = None;
             self.disconnected_at.get_or_insert_with(Instant::now);
         }

@@ -64,11 +64,12 @@ pub fn live_view(cluster: &Cluster, elapsed: Duration, window: Duration) -> Stri
     );
     let _ = writeln!(out, "Elapsed: {:.0}s | Users: {users}", elapsed.as_secs_f64());
     let _ = writeln!(out, "{RULE}");
-    let rows: Vec<(String, String, &EndpointStats)> = agg
+    let stats: Vec<(String, String, EndpointStats)> = agg
         .endpoints
         .iter()
-        .map(|(k, t)| (k.method.clone(), k.name.clone(), &t.stats))
+        .map(|(k, t)| (k.method.clone(), k.name.clone(), t.stats()))
         .collect();
+    let rows: Vec<(String, String, &EndpointStats)> = stats.iter().map(|(m, n, s)| (m.clone(), n.clone(), s)).collect();
     out.push_str(&locust_table(&rows, &all, elapsed.as_secs_f64()));
     out
 }

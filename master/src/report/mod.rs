@@ -318,7 +318,7 @@ impl FinalReport {
         let endpoints: Vec<EndpointRow> = agg
             .endpoints
             .iter()
-            .map(|(k, t)| row(t.kind, &k.method, &k.name, &t.stats, secs))
+            .map(|(k, t)| row(t.kind, &k.method, &k.name, &t.stats(), secs))
             .collect();
         let all = agg.aggregated();
         let sse = agg.sse_aggregated();
@@ -329,7 +329,7 @@ impl FinalReport {
                 -> &std::collections::BTreeMap<(String, String), barrage_common::metrics::FailureEntry>| {
                 let mut out = Vec::new();
                 for (k, t) in &agg.endpoints {
-                    for ((kind, detail), e) in pick(&t.stats) {
+                    for ((kind, detail), e) in pick(&t.totals.counters) {
                         out.push(FailureRow {
                             method: k.method.clone(),
                             name: k.name.clone(),
@@ -437,7 +437,8 @@ impl FinalReport {
             replicas: agg
                 .peers
                 .iter()
-                .map(|((k, peer), s)| ReplicaRow {
+                .map(|((k, peer), totals)| (k, peer, totals.stats()))
+                .map(|(k, peer, s)| ReplicaRow {
                     peer: peer.clone(),
                     method: k.method.clone(),
                     name: k.name.clone(),

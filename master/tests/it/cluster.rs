@@ -226,7 +226,7 @@ async fn hostile_peers_do_not_corrupt_the_totals() {
         } else {
             vec![v1::Histogram {
                 metric: "ttfe".into(),
-                hdr_v2: hist,
+                hdr_v2: hist.into(),
             }]
         },
         ..Default::default()
