@@ -5,7 +5,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use rand::Rng;
 use rand::rngs::SmallRng;
 use tokio_util::sync::CancellationToken;
@@ -16,7 +15,7 @@ use barrage_common::plan::{
 };
 
 use crate::dify::{Facts, Judge, Step, http_failure};
-use crate::http::{Conn, Failure, Target};
+use crate::http::{Conn, Failure, Outgoing, Target};
 use crate::recorder::{GaugeGuard, Recorder};
 use crate::sse::{SseError, SseParser};
 
@@ -167,26 +166,28 @@ fn stop_dify_task(ctx: &UserCtx, task: &Task, live_task: &Mutex<Option<String>>,
         return;
     };
     let path = dify.app.stop_path(&task_id);
-    let mut req = http::Request::builder()
-        .method("POST")
-        .uri(path)
-        .header(http::header::HOST, ctx.target.authority.as_str())
-        .header(http::header::CONTENT_TYPE, "application/json");
-    if let Some(auth) = auth {
-        req = req.header(http::header::AUTHORIZATION, auth);
-    }
     let body = format!(r#"{{"user":"barrage-w{}-u{}"}}"#, ctx.worker_index, ctx.id);
-    let Ok(req) = req.body(Bytes::from(body)) else {
+    let mut conn = Conn::new();
+    let req = conn.outgoing();
+    let built = req.start("POST", &path).and_then(|()| {
+        req.header("host", &ctx.target.authority)?;
+        req.header("content-type", "application/json")?;
+        match auth {
+            Some(auth) => req.header("authorization", auth),
+            None => Ok(()),
+        }
+    });
+    if built.is_err() {
         return;
-    };
+    }
+    req.finish("POST", body.as_bytes());
     let target = ctx.target.clone();
     let pinned = ctx.pinned();
     let connect_timeout = ctx.plan.limits.connect_timeout;
     // Detached and bounded: the run is ending and nobody waits for the answer.
     tokio::spawn(async move {
         let _ = tokio::time::timeout(Duration::from_secs(5), async move {
-            let mut conn = Conn::new();
-            if conn.ready(&target, pinned, connect_timeout).await.is_ok() && conn.send(&req).await.is_ok() {
+            if conn.ready(&target, pinned, connect_timeout).await.is_ok() && conn.send().await.is_ok() {
                 let _ = conn.drain().await;
             }
         })
@@ -199,7 +200,8 @@ fn render_request(
     task: &Task,
     state: &mut UserState,
     rng: &mut SmallRng,
-) -> Result<http::Request<Bytes>, Failure> {
+    req: &mut Outgoing,
+) -> Result<(), Failure> {
     let plan = &ctx.plan;
     let (iteration, conversation) = (state.iteration, state.conversation_id.clone());
     let sequence = &mut state.sequence;
@@ -243,43 +245,33 @@ fn render_request(
     };
     let mut path = String::new();
     task.path.render_into(&mut path, &mut var);
-    let mut builder = http::Request::builder()
-        .method(task.method.as_str())
-        .uri(path)
-        .header(http::header::HOST, ctx.target.authority.as_str())
-        .header(http::header::USER_AGENT, concat!("barrage/", env!("CARGO_PKG_VERSION")));
+    req.start(task.method.as_str(), &path)?;
+    req.header("host", &ctx.target.authority)?;
+    req.header("user-agent", concat!("barrage/", env!("CARGO_PKG_VERSION")))?;
     if task.connection == ConnectionPolicy::PerRequest {
-        builder = builder.header(http::header::CONNECTION, "close");
+        req.header("connection", "close")?;
     }
     let mut value = String::new();
     let mut auth = None;
     for (name, template) in &task.headers {
         value.clear();
         template.render_into(&mut value, &mut var);
-        builder = builder.header(name.as_str(), value.as_str());
+        req.header(name, &value)?;
         if name == "authorization" {
             auth = Some(value.clone());
         }
     }
     state.last_auth = auth;
-    let body = match &task.body {
-        Some(t) => {
-            let mut b = String::new();
-            t.render_into(&mut b, &mut var);
-            if !task.headers.iter().any(|(n, _)| n == "content-type") {
-                let json = b.trim_start().starts_with(['{', '[']);
-                builder = builder.header(
-                    http::header::CONTENT_TYPE,
-                    if json { "application/json" } else { "text/plain" },
-                );
-            }
-            Bytes::from(b)
+    let mut body = String::new();
+    if let Some(t) = &task.body {
+        t.render_into(&mut body, &mut var);
+        if !task.headers.iter().any(|(n, _)| n == "content-type") {
+            let json = body.trim_start().starts_with(['{', '[']);
+            req.header("content-type", if json { "application/json" } else { "text/plain" })?;
         }
-        None => Bytes::new(),
-    };
-    builder
-        .body(body)
-        .map_err(|e| Failure::new(failure::REQUEST, "build", format!("request could not be built: {e}")))
+    }
+    req.finish(task.method.as_str(), body.as_bytes());
+    Ok(())
 }
 
 /// What one request produced, recorded in one shard update at the end.
@@ -441,11 +433,11 @@ async fn exchange(
     sample: &mut Sample,
     live_task: &Mutex<Option<String>>,
 ) -> Result<(), Failure> {
-    let req = render_request(ctx, task, state, rng)?;
+    render_request(ctx, task, state, rng, conn.outgoing())?;
     sample.connected = conn
         .ready(&ctx.target, ctx.pinned(), ctx.plan.limits.connect_timeout)
         .await?;
-    let (status_code, headers) = conn.send(&req).await?;
+    let (status_code, headers) = conn.send().await?;
     sample.time_to_headers = Some(start.elapsed());
     let status = status_code.as_u16();
     let is_stream = headers
