@@ -5,9 +5,11 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use barrage_common::metrics::{EndpointStats, Metric, decode_histogram, encode_histogram};
+use barrage_common::metrics::{
+    Accum, EndpointStats, METRIC_COUNT, Metric, decode_buckets, decode_histogram, encode_histogram,
+};
 use barrage_common::plan::{Endpoint, TaskKindTag};
-use barrage_common::wire::{endpoint_from_proto, endpoint_to_proto};
+use barrage_common::wire::{endpoint_from_proto, endpoint_from_proto_sparse, endpoint_to_proto};
 use barrage_worker::sse::SseParser;
 
 const WORKFLOW: &[u8] = include_bytes!("../../worker/tests/fixtures/sse/workflow.sse");
@@ -69,12 +71,39 @@ fn histograms(c: &mut Criterion) {
         .unwrap_or_else(barrage_common::metrics::new_histogram);
     let bytes = encode_histogram(&h);
     g.bench_function("encode_v2", |b| b.iter(|| encode_histogram(black_box(&h))));
-    g.bench_function("decode_v2", |b| b.iter(|| decode_histogram("ttfe", black_box(&bytes))));
+    g.bench_function("decode_v2_dense", |b| {
+        b.iter(|| decode_histogram("ttfe", black_box(&bytes)))
+    });
+    g.bench_function("decode_v2_buckets", |b| {
+        b.iter(|| decode_buckets("ttfe", black_box(&bytes)))
+    });
     let delta = endpoint_to_proto(&endpoint, &stats);
     g.bench_function("endpoint_delta_decode", |b| {
         b.iter(|| endpoint_from_proto(black_box(&delta)))
     });
-    // The master's side: merging one endpoint from 1,000 workers.
+    g.bench_function("endpoint_delta_decode_sparse", |b| {
+        b.iter(|| endpoint_from_proto_sparse(black_box(&delta)))
+    });
+    // The master's path: one endpoint's deltas from 1,000 workers, decoded to buckets
+    // and accumulated (what Aggregator::merge does per report).
+    g.bench_function("decode_and_accumulate_1000_workers", |b| {
+        b.iter(|| {
+            let mut hists: Vec<Accum> = vec![Accum::default(); METRIC_COUNT];
+            let mut requests = 0;
+            for _ in 0..1000 {
+                if let Ok((_, counters, buckets)) = endpoint_from_proto_sparse(black_box(&delta)) {
+                    requests += counters.requests;
+                    for (into, b) in hists.iter_mut().zip(&buckets) {
+                        if let Some(b) = b {
+                            into.add(b);
+                        }
+                    }
+                }
+            }
+            requests
+        })
+    });
+    // Dense histograms merged (what the worker does each second with its shards).
     let decoded: Vec<EndpointStats> = (0..1000)
         .filter_map(|_| endpoint_from_proto(&delta).ok().map(|(_, s)| s))
         .collect();
