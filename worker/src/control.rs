@@ -476,6 +476,32 @@ async fn connect(
     Ok((tx, response.into_inner()))
 }
 
+/// Where a worker's reports fall on the run clock, from the first Assign: the run's
+/// origin on this machine's clock, the first report boundary after now (reports end
+/// on whole multiples of `every` since the origin), and the run time now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportGrid {
+    pub origin: Instant,
+    pub next_report_at: Instant,
+    pub elapsed_us: i64,
+}
+
+impl ReportGrid {
+    /// `run_elapsed_us`: the run time the master stamped on the Assign.
+    pub fn new(now: Instant, run_elapsed_us: i64, every: Duration) -> ReportGrid {
+        let origin = now
+            .checked_sub(Duration::from_micros(run_elapsed_us.max(0) as u64))
+            .unwrap_or(now);
+        let elapsed = now.duration_since(origin);
+        let k = elapsed.as_micros() / every.as_micros().max(1) + 1;
+        ReportGrid {
+            origin,
+            next_report_at: origin + every * k as u32,
+            elapsed_us: elapsed.as_micros() as i64,
+        }
+    }
+}
+
 /// Handles one master message. Returns Some(exit) when the worker should end.
 async fn handle(
     kind: MKind,
@@ -539,14 +565,10 @@ async fn handle(
             s.applied_cmd = a.command_seq;
             let now = Instant::now();
             if s.origin.is_none() {
-                let origin = now
-                    .checked_sub(Duration::from_micros(a.run_elapsed_us.max(0) as u64))
-                    .unwrap_or(now);
-                s.origin = Some(origin);
-                let elapsed = now.duration_since(origin);
-                let k = elapsed.as_micros() / s.report_every.as_micros().max(1) + 1;
-                s.next_report_at = Some(origin + s.report_every * k as u32);
-                s.last_report_end_us = elapsed.as_micros() as i64;
+                let grid = ReportGrid::new(now, a.run_elapsed_us, s.report_every);
+                s.origin = Some(grid.origin);
+                s.next_report_at = Some(grid.next_report_at);
+                s.last_report_end_us = grid.elapsed_us;
             }
             if !a.host.is_empty() {
                 s.host = Some(a.host.clone());
@@ -837,6 +859,18 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reports_land_on_whole_seconds_of_the_run_clock() {
+        let now = Instant::now();
+        let grid = ReportGrid::new(now, 2_500_000, Duration::from_secs(1));
+        assert_eq!(grid.elapsed_us, 2_500_000);
+        assert_eq!(now.duration_since(grid.origin), Duration::from_micros(2_500_000));
+        assert_eq!(grid.next_report_at.duration_since(grid.origin), Duration::from_secs(3));
+        // A master that lies (negative run time) cannot put the origin in the future.
+        let grid = ReportGrid::new(now, -5, Duration::from_secs(1));
+        assert_eq!((grid.origin, grid.elapsed_us), (now, 0));
+    }
 
     #[test]
     fn master_addresses() {

@@ -478,62 +478,57 @@ impl Conn {
     }
 
     async fn next_frame(&mut self) -> Option<Result<Bytes, Failure>> {
+        self.next_piece().await.transpose()
+    }
+
+    async fn next_piece(&mut self) -> Result<Option<Bytes>, Failure> {
         loop {
             match self.body {
-                Body::Done => return None,
+                Body::Done => return Ok(None),
                 Body::Length(0) => {
                     self.body = Body::Done;
-                    return None;
+                    return Ok(None);
                 }
                 Body::Length(left) => {
-                    if self.buf.is_empty() {
-                        match self.read_more().await {
-                            Ok(0) => return Some(Err(incomplete("the body ended before its Content-Length"))),
-                            Ok(_) => {}
-                            Err(f) => return Some(Err(f)),
-                        }
+                    if !self.fill().await? {
+                        return Err(incomplete("the body ended before its Content-Length"));
                     }
                     let take = usize::try_from(left).unwrap_or(usize::MAX).min(self.buf.len());
                     self.body = Body::Length(left - take as u64);
-                    return Some(Ok(self.buf.split_to(take).freeze()));
+                    return Ok(Some(self.buf.split_to(take).freeze()));
                 }
                 Body::UntilClose => {
-                    if self.buf.is_empty() {
-                        match self.read_more().await {
-                            Ok(0) => {
-                                self.body = Body::Done;
-                                return None;
-                            }
-                            Ok(_) => {}
-                            Err(f) => return Some(Err(f)),
-                        }
+                    if !self.fill().await? {
+                        self.body = Body::Done;
+                        return Ok(None);
                     }
-                    return Some(Ok(self.buf.split().freeze()));
+                    return Ok(Some(self.buf.split().freeze()));
                 }
                 Body::Chunked(Chunk::Data(left)) => {
-                    if self.buf.is_empty() {
-                        match self.read_more().await {
-                            Ok(0) => return Some(Err(incomplete("the body ended inside a chunk"))),
-                            Ok(_) => {}
-                            Err(f) => return Some(Err(f)),
-                        }
+                    if !self.fill().await? {
+                        return Err(incomplete("the body ended inside a chunk"));
                     }
                     let take = usize::try_from(left).unwrap_or(usize::MAX).min(self.buf.len());
                     let rest = left - take as u64;
                     self.body = Body::Chunked(if rest == 0 { Chunk::DataEnd } else { Chunk::Data(rest) });
-                    return Some(Ok(self.buf.split_to(take).freeze()));
+                    return Ok(Some(self.buf.split_to(take).freeze()));
                 }
                 Body::Chunked(state) => match step_chunked(state, &mut self.buf) {
                     Ok(Some(next)) => self.body = next,
-                    Ok(None) => match self.read_more().await {
-                        Ok(0) => return Some(Err(incomplete("the body ended inside its chunked framing"))),
-                        Ok(_) => {}
-                        Err(f) => return Some(Err(f)),
-                    },
-                    Err(message) => return Some(Err(Failure::new(failure::IO, "parse", message))),
+                    Ok(None) => {
+                        if self.read_more().await? == 0 {
+                            return Err(incomplete("the body ended inside its chunked framing"));
+                        }
+                    }
+                    Err(message) => return Err(Failure::new(failure::IO, "parse", message)),
                 },
             }
         }
+    }
+
+    /// Makes sure `buf` holds bytes, reading if it is empty; false at end of stream.
+    async fn fill(&mut self) -> Result<bool, Failure> {
+        Ok(!self.buf.is_empty() || self.read_more().await? > 0)
     }
 
     /// Once a body is complete: keep the connection only if it can carry another request.

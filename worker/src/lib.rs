@@ -18,5 +18,5 @@ pub mod sys;
 pub mod tls;
 pub mod user;
 
-pub use control::{Exit, MasterTls, WorkerConfig, run};
+pub use control::{Exit, MasterTls, ReportGrid, WorkerConfig, run};
 pub use error::{Error, Result};

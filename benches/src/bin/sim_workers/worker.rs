@@ -266,14 +266,11 @@ impl Session {
                 self.applied_cmd = a.command_seq;
                 if self.origin.is_none() {
                     let now = Instant::now();
-                    let origin = now
-                        .checked_sub(Duration::from_micros(a.run_elapsed_us.max(0) as u64))
-                        .unwrap_or(now);
-                    self.origin = Some(origin);
-                    let elapsed = now.duration_since(origin);
-                    let k = elapsed.as_micros() / self.report_every.as_micros().max(1) + 1;
-                    self.next_report_at = Some(origin + self.report_every * k as u32);
-                    self.last_report_end_us = elapsed.as_micros() as i64;
+                    // The real worker's own arithmetic, so reports land where its would.
+                    let grid = barrage_worker::ReportGrid::new(now.into_std(), a.run_elapsed_us, self.report_every);
+                    self.origin = Some(Instant::from_std(grid.origin));
+                    self.next_report_at = Some(Instant::from_std(grid.next_report_at));
+                    self.last_report_end_us = grid.elapsed_us;
                     if spec.shared.assigned.fetch_add(1, Ordering::Relaxed) + 1 == spec.total as usize {
                         spec.shared.with_times(|t| t.all_assigned = Some(now));
                     }
