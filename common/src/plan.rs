@@ -117,6 +117,9 @@ pub struct Task {
     pub path: Template,
     pub headers: Vec<(String, Template)>,
     pub body: Option<Template>,
+    /// The body came from a `json` table: values rendered into it are JSON-escaped.
+    #[serde(default)]
+    pub json_body: bool,
     pub weight: u32,
     /// Whole-request timeout (for SSE: the whole stream).
     #[serde(with = "micros")]

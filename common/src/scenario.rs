@@ -103,6 +103,9 @@ struct RawTask {
     #[serde(default)]
     headers: BTreeMap<String, String>,
     body: Option<String>,
+    /// A JSON body written as a table (`json = { inputs = { query = "{{q}}" } }`):
+    /// serialized once; `{{var}}` inside its strings is rendered JSON-escaped.
+    json: Option<serde_json::Value>,
     weight: Option<i64>,
     timeout: Option<String>,
     expect: Option<Vec<i64>>,
@@ -492,7 +495,18 @@ fn validate_task(
         }
         headers.push((k.to_ascii_lowercase(), template(&format!("headers.{k}"), &v)?));
     }
-    let body = rt.body.as_deref().map(|b| template("body", b)).transpose()?;
+    let json_body = rt.json.is_some();
+    let body = match (rt.body.as_deref(), rt.json) {
+        (Some(_), Some(_)) => {
+            return Err(err("json", "a task has `body` or `json`, not both".into()));
+        }
+        (Some(b), None) => Some(template("body", b)?),
+        (None, Some(value)) => {
+            let text = serde_json::to_string(&value).map_err(|e| err("json", e.to_string()))?;
+            Some(template("json", &text)?)
+        }
+        (None, None) => None,
+    };
     let weight = check_weight(rt.weight).map_err(|m| err("weight", m))?;
     let timeout = match rt.timeout.as_deref() {
         None => Duration::from_secs(60),
@@ -661,6 +675,7 @@ fn validate_task(
         path,
         headers,
         body,
+        json_body,
         weight,
         timeout,
         expect,

@@ -116,6 +116,25 @@ impl Template {
         }
     }
 
+    /// Like [`Template::render_into`], for a template that is JSON text with the
+    /// variables inside its strings (a `json` body): what variables and secrets
+    /// render is escaped as JSON string content, so a value holding quotes,
+    /// backslashes or newlines cannot break the document or add fields to it.
+    pub fn render_json_into(&self, out: &mut String, var: &mut dyn FnMut(&str, &mut String)) {
+        let mut value = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Lit(s) => out.push_str(s),
+                Part::Var(name) => {
+                    value.clear();
+                    var(name, &mut value);
+                    escape_json_into(out, &value);
+                }
+                Part::Secret { value, .. } => escape_json_into(out, value),
+            }
+        }
+    }
+
     /// The template as written, with secrets shown as `***`.
     pub fn redacted(&self) -> String {
         let mut out = String::new();
@@ -137,6 +156,24 @@ impl Template {
 impl std::fmt::Debug for Template {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}", self.redacted())
+    }
+}
+
+/// Appends `text` escaped as the inside of a JSON string.
+fn escape_json_into(out: &mut String, text: &str) {
+    use std::fmt::Write;
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
     }
 }
 

@@ -264,7 +264,11 @@ fn render_request(
     state.last_auth = auth;
     let mut body = String::new();
     if let Some(t) = &task.body {
-        t.render_into(&mut body, &mut var);
+        if task.json_body {
+            t.render_json_into(&mut body, &mut var);
+        } else {
+            t.render_into(&mut body, &mut var);
+        }
         if !task.headers.iter().any(|(n, _)| n == "content-type") {
             let json = body.trim_start().starts_with(['{', '[']);
             req.header("content-type", if json { "application/json" } else { "text/plain" })?;
@@ -647,6 +651,7 @@ mod tests {
             path: Template::literal("/v1/chat-messages"),
             headers: Vec::new(),
             body: None,
+            json_body: false,
             weight: 1,
             timeout: Duration::from_secs(1),
             expect: Vec::new(),

@@ -280,3 +280,51 @@ fn fixed_count_classes() {
         .to_string();
     assert!(err.contains("users[0].fixed_count: -2 is not a user count"), "{err}");
 }
+
+#[test]
+fn json_bodies_are_tables_and_escape_what_they_render() {
+    let s = parse(
+        r#"
+[data.q]
+values = ["x"]
+[[users]]
+name = "U"
+[[users.tasks]]
+method = "POST"
+path = "/v1/workflows/run"
+json = { inputs = { query = "{{q}}", n = 3, deep = [true, 1.5] }, response_mode = "streaming", user = "{{user}}", key = "${DIFY_API_KEY}" }
+"#,
+    )
+    .unwrap();
+    let task = &s.plan.classes[0].tasks[0];
+    assert!(task.json_body);
+    let body = task.body.as_ref().unwrap();
+    let mut out = String::new();
+    body.render_json_into(&mut out, &mut |name, out| {
+        out.push_str(if name == "q" { "say \"hi\"\\\n\u{1}" } else { "u-1" })
+    });
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(
+        v["inputs"]["query"], "say \"hi\"\\\n\u{1}",
+        "quotes, backslash, newline, control"
+    );
+    assert_eq!(v["inputs"]["n"], 3);
+    assert_eq!(v["inputs"]["deep"], serde_json::json!([true, 1.5]));
+    assert_eq!(v["user"], "u-1");
+    assert_eq!(v["key"], "app-secret");
+    assert_eq!(v.as_object().unwrap().len(), 4, "no value added a field");
+
+    let both = parse(
+        r#"
+[[users]]
+name = "U"
+[[users.tasks]]
+path = "/"
+body = "x"
+json = { a = 1 }
+"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(both.contains("`body` or `json`, not both"), "{both}");
+}

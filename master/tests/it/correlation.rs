@@ -109,3 +109,68 @@ fn capture_is_validated() {
     assert!(bad("user = \"/id\"", "").contains("not a usable variable name"));
     assert!(bad("id = \"/id\"", "kind = \"sse\"\n").contains("capture works on kind = \"http\""));
 }
+
+/// A `json` body reaches the target as valid JSON with each pool value intact, even
+/// values holding quotes, backslashes and newlines (rendered escaped, not raw).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_bodies_arrive_as_the_json_they_describe() {
+    #[derive(Default)]
+    struct Seen {
+        valid: AtomicU64,
+        invalid: AtomicU64,
+        prompts: Mutex<HashSet<String>>,
+    }
+    let seen = Arc::new(Seen::default());
+    let app = axum::Router::new()
+        .route(
+            "/v1/workflows/run",
+            post(|State(s): State<Arc<Seen>>, body: axum::body::Bytes| async move {
+                match serde_json::from_slice::<serde_json::Value>(&body) {
+                    Ok(v) if v["inputs"]["n"] == 3 && v["response_mode"] == "blocking" => {
+                        s.valid.fetch_add(1, Ordering::SeqCst);
+                        let prompt = v["inputs"]["query"].as_str().unwrap_or_default().to_string();
+                        s.prompts.lock().unwrap().insert(prompt);
+                        StatusCode::OK
+                    }
+                    _ => {
+                        s.invalid.fetch_add(1, Ordering::SeqCst);
+                        StatusCode::BAD_REQUEST
+                    }
+                }
+            }),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let scenario = r#"
+[data.prompt]
+values = ['say "hi"', 'back\slash', "two\nlines", "plain"]
+mode = "sequential"
+[[users]]
+name = "Json"
+wait = "constant(0.01)"
+[[users.tasks]]
+method = "POST"
+path = "/v1/workflows/run"
+json = { inputs = { query = "{{prompt}}", n = 3 }, response_mode = "blocking", user = "{{user}}" }
+"#;
+    let load = load_args(addr, 2, 100.0, Duration::from_secs(2));
+    let m = master(setup(scenario, &load, 1)).await;
+    let w = worker(m.addr, "w");
+    let r = m.run.await.unwrap().unwrap().report;
+    let _ = w.await;
+    assert_eq!(
+        seen.invalid.load(Ordering::SeqCst),
+        0,
+        "a body was not the JSON described"
+    );
+    let valid = seen.valid.load(Ordering::SeqCst);
+    assert!(valid >= 8, "too few requests: {valid}");
+    assert_eq!(r.aggregated.requests, valid);
+    let prompts = seen.prompts.lock().unwrap().clone();
+    let want: HashSet<String> = ["say \"hi\"", "back\\slash", "two\nlines", "plain"]
+        .map(String::from)
+        .into();
+    assert_eq!(prompts, want);
+}
