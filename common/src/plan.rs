@@ -120,6 +120,10 @@ pub struct Task {
     /// The body came from a `json` table: values rendered into it are JSON-escaped.
     #[serde(default)]
     pub json_body: bool,
+    /// Business events one successful request carries (a batch endpoint: 20); the
+    /// report's business-event throughput counts them. Same for every task of a row.
+    #[serde(default = "one")]
+    pub events_per_request: u32,
     pub weight: u32,
     /// Whole-request timeout (for SSE: the whole stream).
     #[serde(with = "micros")]
@@ -309,4 +313,8 @@ impl RunPlan {
         }
         Ok(plan)
     }
+}
+
+fn one() -> u32 {
+    1
 }

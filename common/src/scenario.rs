@@ -106,6 +106,8 @@ struct RawTask {
     /// A JSON body written as a table (`json = { inputs = { query = "{{q}}" } }`):
     /// serialized once; `{{var}}` inside its strings is rendered JSON-escaped.
     json: Option<serde_json::Value>,
+    /// Business events one successful request carries (batch endpoints), default 1.
+    events_per_request: Option<i64>,
     weight: Option<i64>,
     timeout: Option<String>,
     expect: Option<Vec<i64>>,
@@ -325,7 +327,7 @@ fn validate(raw: RawScenario, file: &str, base: &Path, env: &dyn Fn(&str) -> Opt
         ));
     }
     let mut endpoints: Vec<Endpoint> = Vec::new();
-    let mut endpoint_ids: HashMap<(String, String), usize> = HashMap::new();
+    let mut endpoint_ids: HashMap<(String, String), (usize, u32)> = HashMap::new();
     let mut classes = Vec::new();
     let mut names = std::collections::HashSet::new();
     for (ci, rc) in raw.users.into_iter().enumerate() {
@@ -452,7 +454,7 @@ fn validate_task(
     env: &dyn Fn(&str) -> Option<String>,
     vars: &Vars<'_>,
     endpoints: &mut Vec<Endpoint>,
-    endpoint_ids: &mut HashMap<(String, String), usize>,
+    endpoint_ids: &mut HashMap<(String, String), (usize, u32)>,
 ) -> Result<Task> {
     let err = |field: &str, message: String| Error::field(file, format!("{tf}.{field}"), message);
     let template = |field: &str, text: &str| -> Result<Template> {
@@ -646,10 +648,23 @@ fn validate_task(
             ));
         }
     };
+    let events_per_request = match rt.events_per_request {
+        None => 1,
+        Some(n @ 1..=1_000_000) => n as u32,
+        Some(n) => return Err(err("events_per_request", format!("{n} is not between 1 and 1000000"))),
+    };
     let name = rt.name.unwrap_or_else(|| path.redacted());
     let key = (name.clone(), method.clone());
+    if let Some(&(_, other)) = endpoint_ids.get(&key)
+        && other != events_per_request
+    {
+        return Err(err(
+            "events_per_request",
+            format!("another task in the stats row `{name}` ({method}) carries {other}; give this one its own name"),
+        ));
+    }
     let endpoint = match endpoint_ids.get(&key) {
-        Some(&id) => {
+        Some(&(id, _)) => {
             if endpoints[id].kind != kind.tag() {
                 return Err(err(
                     "kind",
@@ -664,7 +679,7 @@ fn validate_task(
                 method: method.clone(),
                 kind: kind.tag(),
             });
-            endpoint_ids.insert(key, endpoints.len() - 1);
+            endpoint_ids.insert(key, (endpoints.len() - 1, events_per_request));
             endpoints.len() - 1
         }
     };
@@ -676,6 +691,7 @@ fn validate_task(
         headers,
         body,
         json_body,
+        events_per_request,
         weight,
         timeout,
         expect,

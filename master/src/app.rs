@@ -262,6 +262,16 @@ impl MasterSetup {
                 host: host.or(plan.host.clone()),
                 users,
                 spawn_rate,
+                events_per_request: plan
+                    .classes
+                    .iter()
+                    .flat_map(|c| c.tasks.iter().chain(&c.on_start))
+                    .filter(|t| t.events_per_request != 1)
+                    .filter_map(|t| {
+                        let e = plan.endpoints.get(t.endpoint)?;
+                        Some(((e.name.clone(), e.method.clone()), t.events_per_request))
+                    })
+                    .collect(),
             },
             opts: ClusterOptions {
                 tls: server_tls(load)?,

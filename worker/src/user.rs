@@ -652,6 +652,7 @@ mod tests {
             headers: Vec::new(),
             body: None,
             json_body: false,
+            events_per_request: 1,
             weight: 1,
             timeout: Duration::from_secs(1),
             expect: Vec::new(),

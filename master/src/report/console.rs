@@ -258,6 +258,21 @@ pub fn render_final(r: &FinalReport) -> String {
         }
     }
 
+    // Batch endpoints (events_per_request > 1): throughput in business events, as
+    // `RPS_single x 1 + RPS_batch x N`.
+    if r.endpoints.iter().any(|e| e.events_per_request != 1) {
+        let _ = writeln!(
+            out,
+            "\nBusiness events (successful requests x events_per_request)\n| Name | Events | Events/s |\n|---|---|---|"
+        );
+        for e in r.endpoints.iter().chain(std::iter::once(&r.aggregated)) {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.1} |",
+                e.name, e.business_events, e.business_events_per_s
+            );
+        }
+    }
     let _ = writeln!(out, "\nEvent Throughput (events/s)\n| Max | Avg | Min |\n|---|---|---|");
     let et = r.event_throughput;
     let _ = writeln!(out, "| {:.1} | {:.2} | {:.1} |", et.max, et.avg, et.min);

@@ -80,6 +80,11 @@ pub struct EndpointRow {
     pub bytes_received: u64,
     pub connections_opened: u64,
     pub total_tokens: u64,
+    /// Business events one successful request carries (the task's `events_per_request`).
+    pub events_per_request: u32,
+    /// Successful requests x `events_per_request`.
+    pub business_events: u64,
+    pub business_events_per_s: f64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
@@ -199,6 +204,8 @@ pub struct RunInfo {
     pub host: Option<String>,
     pub users: u32,
     pub spawn_rate: f64,
+    /// `events_per_request` of each stats row (name, method) that is not 1.
+    pub events_per_request: std::collections::BTreeMap<(String, String), u32>,
 }
 
 /// Failures plus declared outcomes of one kind (a 429 may be either).
@@ -211,8 +218,11 @@ fn count_kind(s: &EndpointStats, kind: &str) -> u64 {
         .sum()
 }
 
-fn row(kind: TaskKindTag, method: &str, name: &str, s: &EndpointStats, secs: f64) -> EndpointRow {
+fn row(kind: TaskKindTag, method: &str, name: &str, s: &EndpointStats, secs: f64, epr: u32) -> EndpointRow {
     let pct = |m: Metric| s.histogram(m).and_then(Percentiles::from_us);
+    // Expected non-2xx outcomes (a declared 429) carry no business events.
+    let expected: u64 = s.outcomes.values().map(|e| e.count).sum();
+    let business_events = s.requests.saturating_sub(s.failures).saturating_sub(expected) * u64::from(epr);
     EndpointRow {
         kind: match kind {
             TaskKindTag::Http => "http",
@@ -248,6 +258,9 @@ fn row(kind: TaskKindTag, method: &str, name: &str, s: &EndpointStats, secs: f64
         bytes_received: s.bytes_received,
         connections_opened: s.connections_opened,
         total_tokens: s.total_tokens,
+        events_per_request: epr,
+        business_events,
+        business_events_per_s: business_events as f64 / secs,
     }
 }
 
@@ -318,7 +331,14 @@ impl FinalReport {
         let endpoints: Vec<EndpointRow> = agg
             .endpoints
             .iter()
-            .map(|(k, t)| row(t.kind, &k.method, &k.name, &t.stats(), secs))
+            .map(|(k, t)| {
+                let epr = info
+                    .events_per_request
+                    .get(&(k.name.clone(), k.method.clone()))
+                    .copied()
+                    .unwrap_or(1);
+                row(t.kind, &k.method, &k.name, &t.stats(), secs, epr)
+            })
             .collect();
         let all = agg.aggregated();
         let sse = agg.sse_aggregated();
@@ -417,7 +437,12 @@ impl FinalReport {
             spawn_rate: info.spawn_rate,
             duration_s: duration.as_secs_f64(),
             stop_reason: String::new(),
-            aggregated: row(TaskKindTag::Http, "", "Aggregated", &all, secs),
+            aggregated: {
+                let mut r = row(TaskKindTag::Http, "", "Aggregated", &all, secs, 1);
+                r.business_events = endpoints.iter().map(|e| e.business_events).sum();
+                r.business_events_per_s = r.business_events as f64 / secs;
+                r
+            },
             endpoints,
             event_throughput,
             ttfe_ms: sse.histogram(Metric::Ttfe).and_then(Percentiles::from_us),

@@ -174,3 +174,86 @@ json = { inputs = { query = "{{prompt}}", n = 3 }, response_mode = "blocking", u
         .into();
     assert_eq!(prompts, want);
 }
+
+/// `events_per_request`: throughput in business events is single x 1 + batch x N,
+/// counted from the requests the target actually answered with success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_requests_count_their_business_events() {
+    #[derive(Default)]
+    struct Counts {
+        single: AtomicU64,
+        batch: AtomicU64,
+    }
+    let counts = Arc::new(Counts::default());
+    let app = axum::Router::new()
+        .route(
+            "/events",
+            post(|State(c): State<Arc<Counts>>| async move {
+                c.single.fetch_add(1, Ordering::SeqCst);
+                StatusCode::OK
+            }),
+        )
+        .route(
+            "/events/batch",
+            post(|State(c): State<Arc<Counts>>| async move {
+                c.batch.fetch_add(1, Ordering::SeqCst);
+                StatusCode::OK
+            }),
+        )
+        .with_state(counts.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let scenario = r#"
+[[users]]
+name = "Events"
+wait = "constant(0.01)"
+[[users.tasks]]
+method = "POST"
+path = "/events"
+weight = 3
+json = { type = "click" }
+[[users.tasks]]
+method = "POST"
+path = "/events/batch"
+weight = 1
+events_per_request = 20
+json = { events = [1, 2, 3] }
+"#;
+    let load = load_args(addr, 2, 100.0, Duration::from_secs(2));
+    let m = master(setup(scenario, &load, 1)).await;
+    let w = worker(m.addr, "w");
+    let r = m.run.await.unwrap().unwrap().report;
+    let _ = w.await;
+    let (single, batch) = (
+        counts.single.load(Ordering::SeqCst),
+        counts.batch.load(Ordering::SeqCst),
+    );
+    assert!(single > 0 && batch > 0, "{single} {batch}");
+    let row = |path: &str| r.endpoints.iter().find(|e| e.name == path).unwrap();
+    assert_eq!(
+        (row("/events").business_events, row("/events").events_per_request),
+        (single, 1)
+    );
+    assert_eq!(
+        (
+            row("/events/batch").business_events,
+            row("/events/batch").events_per_request
+        ),
+        (batch * 20, 20)
+    );
+    assert_eq!(r.aggregated.business_events, single + batch * 20);
+}
+
+#[test]
+fn events_per_request_is_validated() {
+    let bad = |tasks: &str| {
+        let text = format!("[[users]]\n{tasks}");
+        barrage_common::scenario::parse_str(&text, config::FileFormat::Toml, "e.toml", &env)
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(bad("[[users.tasks]]\npath = \"/x\"\nevents_per_request = 0\n").contains("between 1 and 1000000"));
+    let mixed = bad("[[users.tasks]]\npath = \"/x\"\nevents_per_request = 20\n[[users.tasks]]\npath = \"/x\"\n");
+    assert!(mixed.contains("carries 20; give this one its own name"), "{mixed}");
+}
