@@ -58,6 +58,9 @@ struct UserState {
     last_auth: Option<String>,
     /// Values captured from responses (`capture`), by variable name.
     vars: Vec<(String, String)>,
+    /// Rendering buffers, kept for their capacity: no allocation per request.
+    value_buf: String,
+    body_buf: String,
 }
 
 impl UserCtx {
@@ -203,7 +206,7 @@ fn render_request(
     req: &mut Outgoing,
 ) -> Result<(), Failure> {
     let plan = &ctx.plan;
-    let (iteration, conversation) = (state.iteration, state.conversation_id.clone());
+    let (iteration, conversation) = (state.iteration, &state.conversation_id);
     let sequence = &mut state.sequence;
     let captured = &state.vars;
     let mut var = |name: &str, out: &mut String| {
@@ -218,7 +221,7 @@ fn render_request(
             "worker" => {
                 let _ = write!(out, "{}", ctx.worker_index);
             }
-            "conversation_id" => out.push_str(&conversation),
+            "conversation_id" => out.push_str(conversation),
             name if captured.iter().any(|(n, _)| n == name) => {
                 if let Some((_, v)) = captured.iter().find(|(n, _)| n == name) {
                     out.push_str(v);
@@ -251,23 +254,29 @@ fn render_request(
     if task.connection == ConnectionPolicy::PerRequest {
         req.header("connection", "close")?;
     }
-    let mut value = String::new();
-    let mut auth = None;
+    let (value, body) = (&mut state.value_buf, &mut state.body_buf);
+    let mut sent_auth = false;
     for (name, template) in &task.headers {
         value.clear();
-        template.render_into(&mut value, &mut var);
-        req.header(name, &value)?;
+        template.render_into(value, &mut var);
+        req.header(name, value)?;
         if name == "authorization" {
-            auth = Some(value.clone());
+            sent_auth = true;
+            // Kept for a Dify task stop; copied only when it changes.
+            if state.last_auth.as_deref() != Some(value.as_str()) {
+                state.last_auth = Some(value.clone());
+            }
         }
     }
-    state.last_auth = auth;
-    let mut body = String::new();
+    if !sent_auth {
+        state.last_auth = None;
+    }
+    body.clear();
     if let Some(t) = &task.body {
         if task.json_body {
-            t.render_json_into(&mut body, &mut var);
+            t.render_json_into(body, &mut var);
         } else {
-            t.render_into(&mut body, &mut var);
+            t.render_into(body, &mut var);
         }
         if !task.headers.iter().any(|(n, _)| n == "content-type") {
             let json = body.trim_start().starts_with(['{', '[']);

@@ -51,10 +51,7 @@ async fn items_server() -> (std::net::SocketAddr, Arc<Items>) {
             ),
         )
         .with_state(items.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, items)
+    (serve(app).await, items)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,9 +137,7 @@ async fn json_bodies_arrive_as_the_json_they_describe() {
             }),
         )
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve(app).await;
     let scenario = r#"
 [data.prompt]
 values = ['say "hi"', 'back\slash', "two\nlines", "plain"]
@@ -201,9 +196,7 @@ async fn batch_requests_count_their_business_events() {
             }),
         )
         .with_state(counts.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve(app).await;
     let scenario = r#"
 [[users]]
 name = "Events"

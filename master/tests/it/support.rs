@@ -39,6 +39,14 @@ pub async fn mock(cfg: MockConfig) -> Mock {
     Mock { state, addr, stop }
 }
 
+/// Serves `app` on a free loopback port for the rest of the test; returns the address.
+pub async fn serve(app: axum::Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
 pub fn sse_mock_config(first_event_ms: u64, chunks: u32, interval_ms: u64) -> MockConfig {
     MockConfig {
         first_event_delay: Duration::from_millis(first_event_ms),
