@@ -39,6 +39,10 @@ pub struct Pool {
     pub mode: PoolMode,
     /// Entries came from environment variables (API keys): never printed.
     pub secret: bool,
+    /// A column of a CSV pool: the columns of one file share this number, and one
+    /// request takes all of them from the same row.
+    #[serde(default)]
+    pub row_group: Option<u32>,
 }
 
 impl std::fmt::Debug for Pool {

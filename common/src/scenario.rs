@@ -71,6 +71,9 @@ struct RawLimits {
 struct RawPool {
     values: Option<Vec<String>>,
     file: Option<String>,
+    /// A CSV file with a header row: each column becomes `{{pool.column}}`, and one
+    /// request takes every column from the same row.
+    csv: Option<String>,
     /// Names of environment variables whose values form the pool (secrets).
     env: Option<Vec<String>>,
     mode: Option<String>,
@@ -260,6 +263,7 @@ fn validate(raw: RawScenario, file: &str, base: &Path, env: &dyn Fn(&str) -> Opt
         resolve.insert(host, parsed);
     }
     let mut pools = BTreeMap::new();
+    let mut row_groups = 0u32;
     for (name, pool) in raw.data {
         let field = format!("data.{name}");
         if BUILTIN_VARS.contains(&name.as_str()) {
@@ -267,6 +271,35 @@ fn validate(raw: RawScenario, file: &str, base: &Path, env: &dyn Fn(&str) -> Opt
                 &field,
                 format!("`{name}` is a builtin variable; choose another pool name"),
             ));
+        }
+        let mode = match pool.mode.as_deref() {
+            None | Some("random") => PoolMode::Random,
+            Some("sequential") => PoolMode::Sequential,
+            Some("per_user") => PoolMode::PerUser,
+            Some(other) => {
+                return Err(err(
+                    &format!("{field}.mode"),
+                    format!("\"{other}\" is not a pool mode; expected \"random\", \"sequential\" or \"per_user\""),
+                ));
+            }
+        };
+        if let Some(f) = &pool.csv {
+            if pool.values.is_some() || pool.file.is_some() || pool.env.is_some() {
+                return Err(err(&field, "a CSV pool has only `csv` (and `mode`)".into()));
+            }
+            let p = base.join(f);
+            let columns = read_csv(&p).map_err(|m| err(&format!("{field}.csv"), m))?;
+            for (column, entries) in columns {
+                let pool = Pool {
+                    entries,
+                    mode,
+                    secret: false,
+                    row_group: Some(row_groups),
+                };
+                pools.insert(format!("{name}.{column}"), pool);
+            }
+            row_groups += 1;
+            continue;
         }
         let mut secret = false;
         let entries = match (pool.values, pool.file, pool.env) {
@@ -305,18 +338,12 @@ fn validate(raw: RawScenario, file: &str, base: &Path, env: &dyn Fn(&str) -> Opt
         if entries.is_empty() {
             return Err(err(&field, "the pool is empty; give at least one entry".into()));
         }
-        let mode = match pool.mode.as_deref() {
-            None | Some("random") => PoolMode::Random,
-            Some("sequential") => PoolMode::Sequential,
-            Some("per_user") => PoolMode::PerUser,
-            Some(other) => {
-                return Err(err(
-                    &format!("{field}.mode"),
-                    format!("\"{other}\" is not a pool mode; expected \"random\", \"sequential\" or \"per_user\""),
-                ));
-            }
+        let entries = Pool {
+            entries,
+            mode,
+            secret,
+            row_group: None,
         };
-        let entries = Pool { entries, mode, secret };
         pools.insert(name, entries);
     }
 
@@ -447,6 +474,42 @@ struct Vars<'a> {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Reads a CSV file with a header row into its columns, in file order: (column name,
+/// the column's values). Every row must have every column.
+fn read_csv(path: &std::path::Path) -> std::result::Result<Vec<(String, Vec<String>)>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let headers = reader
+        .headers()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .clone();
+    let mut columns: Vec<(String, Vec<String>)> = Vec::new();
+    for h in &headers {
+        if h.is_empty() || !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!(
+                "{}: column `{h}` is not a variable name (letters, digits and _ only)",
+                path.display()
+            ));
+        }
+        if columns.iter().any(|(c, _)| c == h) {
+            return Err(format!("{}: column `{h}` appears twice", path.display()));
+        }
+        columns.push((h.to_string(), Vec::new()));
+    }
+    for record in reader.records() {
+        let record = record.map_err(|e| format!("{}: {e}", path.display()))?;
+        for ((_, values), field) in columns.iter_mut().zip(record.iter()) {
+            values.push(field.to_string());
+        }
+    }
+    if columns.first().is_none_or(|(_, v)| v.is_empty()) {
+        return Err(format!("{}: no rows under the header", path.display()));
+    }
+    Ok(columns)
+}
+
 fn validate_task(
     rt: RawTask,
     tf: &str,

@@ -55,9 +55,14 @@ impl Template {
                 return Err(format!("unclosed `{open}` in \"{text}\""));
             };
             let name = after[..end].trim();
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            // `{{pool.column}}` names a column of a CSV pool.
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || (is_var && c == '.'))
+            {
                 return Err(format!(
-                    "`{name}` is not a variable name (letters, digits and _ only) in \"{text}\""
+                    "`{name}` is not a variable name (letters, digits and _ only; `.` between a CSV pool and its column) in \"{text}\""
                 ));
             }
             if !lit.is_empty() {

@@ -58,6 +58,9 @@ struct UserState {
     last_auth: Option<String>,
     /// Values captured from responses (`capture`), by variable name.
     vars: Vec<(String, String)>,
+    /// CSV pools, by row group: the row this request took, and the sequential cursor.
+    group_rows: Vec<Option<usize>>,
+    group_sequence: Vec<usize>,
     /// Rendering buffers, kept for their capacity: no allocation per request.
     value_buf: String,
     body_buf: String,
@@ -209,6 +212,9 @@ fn render_request(
     let (iteration, conversation) = (state.iteration, &state.conversation_id);
     let sequence = &mut state.sequence;
     let captured = &state.vars;
+    // CSV pools: the row each group (file) gave this request, and its sequential cursor.
+    let (group_rows, group_sequence) = (&mut state.group_rows, &mut state.group_sequence);
+    group_rows.iter_mut().for_each(|r| *r = None);
     let mut var = |name: &str, out: &mut String| {
         use std::fmt::Write;
         match name {
@@ -232,16 +238,26 @@ fn render_request(
                     && !p.entries.is_empty()
                 {
                     let n = p.entries.len();
-                    let at = match p.mode {
+                    let mut pick = |cursor: &mut usize| match p.mode {
                         PoolMode::Random => rng.random_range(0..n),
                         PoolMode::PerUser => (ctx.worker_index as usize).wrapping_mul(7919).wrapping_add(ctx.id) % n,
                         PoolMode::Sequential => {
-                            let at = (sequence[i] + ctx.id) % n;
-                            sequence[i] += 1;
+                            let at = (*cursor + ctx.id) % n;
+                            *cursor += 1;
                             at
                         }
                     };
-                    out.push_str(&p.entries[at]);
+                    let at = match p.row_group.map(|g| g as usize) {
+                        None => pick(&mut sequence[i]),
+                        Some(g) => {
+                            if group_rows.len() <= g {
+                                group_rows.resize(g + 1, None);
+                                group_sequence.resize(g + 1, 0);
+                            }
+                            *group_rows[g].get_or_insert_with(|| pick(&mut group_sequence[g]))
+                        }
+                    };
+                    out.push_str(&p.entries[at.min(n - 1)]);
                 }
             }
         }

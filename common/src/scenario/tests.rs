@@ -328,3 +328,31 @@ json = { a = 1 }
     .to_string();
     assert!(both.contains("`body` or `json`, not both"), "{both}");
 }
+
+#[test]
+fn csv_pools_become_one_pool_per_column_sharing_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |csv: &str| {
+        std::fs::write(dir.path().join("a.csv"), csv).unwrap();
+        std::fs::write(
+            dir.path().join("s.toml"),
+            "[data.acc]\ncsv = \"a.csv\"\n[[users]]\n[[users.tasks]]\npath = \"/{{acc.email}}/{{acc.key}}\"\n",
+        )
+        .unwrap();
+        load(&dir.path().join("s.toml"), &env)
+    };
+    let s = write("email,key\na,1\nb,2\n").unwrap();
+    let (email, key) = (&s.plan.pools["acc.email"], &s.plan.pools["acc.key"]);
+    assert_eq!(email.entries, ["a", "b"]);
+    assert_eq!(key.entries, ["1", "2"]);
+    assert_eq!((email.row_group, key.row_group), (Some(0), Some(0)));
+    for (csv, says) in [
+        ("email,key\na,1\nb\n", "fields"),
+        ("email,bad-name\na,1\n", "not a variable name"),
+        ("email,key\n", "no rows"),
+        ("email,email\na,1\n", "appears twice"),
+    ] {
+        let e = write(csv).unwrap_err().to_string();
+        assert!(e.contains(says) && e.contains("data.acc.csv"), "{csv:?}: {e}");
+    }
+}

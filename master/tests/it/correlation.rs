@@ -250,3 +250,75 @@ fn events_per_request_is_validated() {
     let mixed = bad("[[users.tasks]]\npath = \"/x\"\nevents_per_request = 20\n[[users.tasks]]\npath = \"/x\"\n");
     assert!(mixed.contains("carries 20; give this one its own name"), "{mixed}");
 }
+
+/// A CSV pool: one request takes every column from the same row (a login's email and
+/// its password), quoted fields with commas survive, and every row gets used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_rows_stay_together_in_a_request() {
+    #[derive(Default)]
+    struct Logins {
+        matched: AtomicU64,
+        mismatched: AtomicU64,
+        emails: Mutex<HashSet<String>>,
+    }
+    let logins = Arc::new(Logins::default());
+    let app = axum::Router::new()
+        .route(
+            "/login",
+            post(|State(s): State<Arc<Logins>>, body: axum::body::Bytes| async move {
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let (email, password) = (v["email"].as_str().unwrap_or(""), v["password"].as_str().unwrap_or(""));
+                if !email.is_empty() && password == format!("pw-{email}") {
+                    s.matched.fetch_add(1, Ordering::SeqCst);
+                    s.emails.lock().unwrap().insert(email.to_string());
+                    StatusCode::OK
+                } else {
+                    s.mismatched.fetch_add(1, Ordering::SeqCst);
+                    StatusCode::UNAUTHORIZED
+                }
+            }),
+        )
+        .with_state(logins.clone());
+    let addr = serve(app).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("accounts.csv"),
+        "email,password\na@x,pw-a@x\n\"b, with comma@x\",\"pw-b, with comma@x\"\n c@x , pw-c@x \n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("s.toml"),
+        r#"
+[data.accounts]
+csv = "accounts.csv"
+mode = "random"
+[[users]]
+name = "Login"
+wait = "constant(0.01)"
+[[users.tasks]]
+method = "POST"
+path = "/login"
+json = { email = "{{accounts.email}}", password = "{{accounts.password}}" }
+"#,
+    )
+    .unwrap();
+    let scenario = barrage_common::scenario::load(&dir.path().join("s.toml"), &env).unwrap();
+    let load = load_args(addr, 2, 100.0, Duration::from_secs(2));
+    let mut s = barrage_master::app::MasterSetup::resolve(&load, scenario, 1, Some(Duration::from_secs(20))).unwrap();
+    s.print_report = false;
+    let m = master(s).await;
+    let w = worker(m.addr, "w");
+    let r = m.run.await.unwrap().unwrap().report;
+    let _ = w.await;
+    assert_eq!(
+        logins.mismatched.load(Ordering::SeqCst),
+        0,
+        "an email went out with another row's password"
+    );
+    let matched = logins.matched.load(Ordering::SeqCst);
+    assert!(matched >= 6, "too few logins: {matched}");
+    assert_eq!((r.aggregated.requests, r.aggregated.failures), (matched, 0));
+    let emails = logins.emails.lock().unwrap().clone();
+    let want: HashSet<String> = ["a@x", "b, with comma@x", "c@x"].map(String::from).into();
+    assert_eq!(emails, want, "every row used, quoted commas and padding handled");
+}
