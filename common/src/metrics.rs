@@ -91,6 +91,8 @@ pub mod failure {
     /// A JSON (blocking) answer that is not a success.
     pub const BAD_RESPONSE: &str = "bad_response";
     pub const REQUEST: &str = "request";
+    /// A task's `checks` entry did not hold; the detail is the check's name.
+    pub const CHECK: &str = "check";
     /// Not a failure: an in-flight request cut short because the run stopped. Counted
     /// so that our request total matches what the target received.
     pub const CANCELLED: &str = "cancelled_at_stop";

@@ -142,6 +142,29 @@ pub struct Task {
     /// Values taken from the response into the user's variables.
     #[serde(default)]
     pub capture: Vec<(String, Capture)>,
+    /// Assertions on a successful answer's body; a failed one is failure `check`
+    /// with the check's name as its detail.
+    #[serde(default)]
+    pub checks: Vec<Check>,
+}
+
+/// One named assertion on a response body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub rule: CheckRule,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckRule {
+    /// The body is JSON and this pointer exists in it.
+    JsonExists(String),
+    /// The body is JSON and the value at the pointer is this (a string as is, any
+    /// other value as its JSON text: `true`, `3`).
+    JsonEquals(String, String),
+    /// The body (its first 256 KiB) contains this text.
+    BodyContains(String),
 }
 
 /// Where a captured value comes from.

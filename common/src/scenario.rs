@@ -14,8 +14,8 @@ use serde::Deserialize;
 use crate::duration;
 use crate::error::{Error, Result};
 use crate::plan::{
-    Capture, ConnectionPolicy, DifyApp, DifySpec, Endpoint, Limits, PLAN_FORMAT, Pool, PoolMode, RunPlan, SseSpec,
-    Task, TaskKind, TaskOrder, UserClass, Wait,
+    Capture, Check, CheckRule, ConnectionPolicy, DifyApp, DifySpec, Endpoint, Limits, PLAN_FORMAT, Pool, PoolMode,
+    RunPlan, SseSpec, Task, TaskKind, TaskOrder, UserClass, Wait,
 };
 use crate::template::{BUILTIN_VARS, Template};
 
@@ -120,6 +120,9 @@ struct RawTask {
     /// into the user's variables, for later requests (`{{var}}`).
     #[serde(default)]
     capture: BTreeMap<String, String>,
+    /// `[{ name = "...", json = "/ptr", equals = "v" }, { name = "...", body_contains = "x" }]`
+    #[serde(default)]
+    checks: Vec<RawCheck>,
     terminal_event: Option<String>,
     first_event_timeout: Option<String>,
     read_timeout: Option<String>,
@@ -127,6 +130,15 @@ struct RawTask {
     app: Option<String>,
     conversation_turns: Option<i64>,
     stop_on_cancel: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    name: Option<String>,
+    json: Option<String>,
+    equals: Option<String>,
+    body_contains: Option<String>,
 }
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
@@ -701,6 +713,37 @@ fn validate_task(
         };
         capture.push((var.clone(), source));
     }
+    let mut checks = Vec::new();
+    for (i, c) in rt.checks.iter().enumerate() {
+        let field = format!("checks[{i}]");
+        let name = c.name.clone().unwrap_or_default();
+        if name.is_empty() || name.len() > 64 {
+            return Err(err(
+                &field,
+                "give each check a `name` (up to 64 characters): it names the failure".into(),
+            ));
+        }
+        if !matches!(kind, TaskKind::Http) {
+            return Err(err(&field, "checks work on kind = \"http\" responses".into()));
+        }
+        let rule = match (&c.json, &c.equals, &c.body_contains) {
+            (Some(p), None, None) if p.is_empty() || p.starts_with('/') => CheckRule::JsonExists(p.clone()),
+            (Some(p), Some(v), None) if p.is_empty() || p.starts_with('/') => {
+                CheckRule::JsonEquals(p.clone(), v.clone())
+            }
+            (Some(p), _, None) => {
+                return Err(err(&field, format!("\"{p}\" is not a JSON pointer (/data/status)")));
+            }
+            (None, None, Some(text)) if !text.is_empty() => CheckRule::BodyContains(text.clone()),
+            _ => {
+                return Err(err(
+                    &field,
+                    "give `json = \"/pointer\"` (optionally with `equals`) or `body_contains = \"text\"`".into(),
+                ));
+            }
+        };
+        checks.push(Check { name, rule });
+    }
     let connection = match rt.connection.as_deref() {
         None | Some("keep-alive") => ConnectionPolicy::KeepAlive,
         Some("per-request") => ConnectionPolicy::PerRequest,
@@ -762,6 +805,7 @@ fn validate_task(
         connection,
         tags: rt.tags,
         capture,
+        checks,
     })
 }
 

@@ -324,6 +324,8 @@ impl Spawner {
             secrets: self.secrets.clone(),
             stopping: self.stopping.clone(),
             cancel: cancel.clone(),
+            // The spawner runs on the control runtime.
+            background: tokio::runtime::Handle::current(),
         };
         let runtime = &self.runtimes[self.next_id % self.runtimes.len()];
         self.next_id += 1;

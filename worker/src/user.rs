@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use barrage_common::metrics::{EndpointStats, Metric, failure};
 use barrage_common::plan::{
-    Capture, ConnectionPolicy, PoolMode, RunPlan, SseSpec, Task, TaskKind, TaskOrder, UserClass, Wait,
+    Capture, CheckRule, ConnectionPolicy, PoolMode, RunPlan, SseSpec, Task, TaskKind, TaskOrder, UserClass, Wait,
 };
 
 use crate::dify::{Facts, Judge, Step, http_failure};
@@ -43,6 +43,9 @@ pub struct UserCtx {
     pub stopping: CancellationToken,
     /// Hard stop: abandon the current request now.
     pub cancel: CancellationToken,
+    /// The worker's control runtime, for work that must outlive the user and its load
+    /// thread (a Dify task stop sent as the run ends, when load threads shut down).
+    pub background: tokio::runtime::Handle,
 }
 
 /// What a user carries from one request to the next.
@@ -191,7 +194,7 @@ fn stop_dify_task(ctx: &UserCtx, task: &Task, live_task: &Mutex<Option<String>>,
     let pinned = ctx.pinned();
     let connect_timeout = ctx.plan.limits.connect_timeout;
     // Detached and bounded: the run is ending and nobody waits for the answer.
-    tokio::spawn(async move {
+    ctx.background.spawn(async move {
         let _ = tokio::time::timeout(Duration::from_secs(5), async move {
             if conn.ready(&target, pinned, connect_timeout).await.is_ok() && conn.send().await.is_ok() {
                 let _ = conn.drain().await;
@@ -419,6 +422,48 @@ fn capture_json(task: &Task, body: &[u8], sample: &mut Sample) {
     }
 }
 
+/// A task's `checks` on a successful answer's body (the first 256 KiB): the first that
+/// does not hold fails the request as `check`, with the check's name as detail.
+fn run_checks(task: &Task, body: &[u8]) -> Result<(), Failure> {
+    if task.checks.is_empty() {
+        return Ok(());
+    }
+    // Parsed once, and only when a check reads JSON.
+    let needs_json = task
+        .checks
+        .iter()
+        .any(|c| !matches!(c.rule, CheckRule::BodyContains(_)));
+    let json: Option<serde_json::Value> = if needs_json {
+        serde_json::from_slice(body).ok()
+    } else {
+        None
+    };
+    for check in &task.checks {
+        let at = |pointer: &str| json.as_ref().and_then(|v| v.pointer(pointer));
+        let held = match &check.rule {
+            CheckRule::JsonExists(pointer) => at(pointer).is_some(),
+            CheckRule::JsonEquals(pointer, want) => at(pointer).is_some_and(|found| match found {
+                serde_json::Value::String(s) => s == want,
+                other => serde_json::from_str::<serde_json::Value>(want).is_ok_and(|w| w == *other),
+            }),
+            CheckRule::BodyContains(text) => body.windows(text.len()).any(|w| w == text.as_bytes()),
+        };
+        if !held {
+            let what = match &check.rule {
+                CheckRule::JsonExists(p) => format!("no JSON value at {p}"),
+                CheckRule::JsonEquals(p, v) => format!("the JSON value at {p} is not {v:?}"),
+                CheckRule::BodyContains(t) => format!("the body does not contain {t:?}"),
+            };
+            return Err(Failure::new(
+                failure::CHECK,
+                check.name.clone(),
+                format!("check `{}` failed: {what}", check.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Chat users continue their conversation for `conversation_turns` turns.
 fn track_conversation(task: &Task, state: &mut UserState, sample: &Sample, ok: bool) {
     let TaskKind::Sse(SseSpec { dify: Some(dify), .. }) = &task.kind else {
@@ -505,6 +550,7 @@ async fn exchange(
                 sample.expected_status = Some(status);
                 return Ok(());
             }
+            run_checks(task, &kept)?;
             if let TaskKind::Sse(spec) = kind {
                 // A Dify app answered in blocking mode (JSON): judge the answer.
                 let mut facts = Facts::default();
@@ -694,6 +740,7 @@ mod tests {
             connection: ConnectionPolicy::KeepAlive,
             tags: Vec::new(),
             capture: Vec::new(),
+            checks: Vec::new(),
         }
     }
 

@@ -322,3 +322,86 @@ json = { email = "{{accounts.email}}", password = "{{accounts.password}}" }
     let want: HashSet<String> = ["a@x", "b, with comma@x", "c@x"].map(String::from).into();
     assert_eq!(emails, want, "every row used, quoted commas and padding handled");
 }
+
+/// `checks`: a 200 whose body says otherwise is a failure named by the check, counted
+/// exactly as often as the target sent such a body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_checks_are_failures_named_by_the_check() {
+    #[derive(Default)]
+    struct Answers {
+        n: AtomicU64,
+        bad_status: AtomicU64,
+        no_id: AtomicU64,
+    }
+    let answers = Arc::new(Answers::default());
+    let app = axum::Router::new()
+        .route(
+            "/api/jobs",
+            post(|State(a): State<Arc<Answers>>| async move {
+                // Every 3rd answer claims failure; every 5th (otherwise fine) lacks its id.
+                let n = a.n.fetch_add(1, Ordering::SeqCst);
+                if n % 3 == 0 {
+                    a.bad_status.fetch_add(1, Ordering::SeqCst);
+                    r#"{"status": "failed", "id": 1}"#
+                } else if n % 5 == 0 {
+                    a.no_id.fetch_add(1, Ordering::SeqCst);
+                    r#"{"status": "ok"}"#
+                } else {
+                    r#"{"status": "ok", "id": 7, "ready": true}"#
+                }
+            }),
+        )
+        .with_state(answers.clone());
+    let addr = serve(app).await;
+    let scenario = r#"
+[[users]]
+name = "Jobs"
+wait = "constant(0.01)"
+[[users.tasks]]
+method = "POST"
+path = "/api/jobs"
+checks = [
+  { name = "status ok", json = "/status", equals = "ok" },
+  { name = "has id", json = "/id" },
+  { name = "mentions status", body_contains = "\"status\"" },
+]
+"#;
+    let load = load_args(addr, 2, 100.0, Duration::from_secs(2));
+    let m = master(setup(scenario, &load, 1)).await;
+    let w = worker(m.addr, "w");
+    let r = m.run.await.unwrap().unwrap().report;
+    let _ = w.await;
+    let count = |detail: &str| {
+        r.failures
+            .iter()
+            .filter(|f| f.kind == "check" && f.detail == detail)
+            .map(|f| f.count)
+            .sum::<u64>()
+    };
+    let (n, bad, no_id) = (
+        answers.n.load(Ordering::SeqCst),
+        answers.bad_status.load(Ordering::SeqCst),
+        answers.no_id.load(Ordering::SeqCst),
+    );
+    assert!(bad > 0 && no_id > 0, "{bad} {no_id}");
+    assert_eq!(r.aggregated.requests, n);
+    assert_eq!(count("status ok"), bad);
+    assert_eq!(count("has id"), no_id);
+    assert_eq!(count("mentions status"), 0);
+    assert_eq!(r.aggregated.failures, bad + no_id);
+}
+
+#[test]
+fn checks_are_validated() {
+    let bad = |check: &str| {
+        let text = format!("[[users]]\n[[users.tasks]]\npath = \"/x\"\nchecks = [{check}]\n");
+        barrage_common::scenario::parse_str(&text, config::FileFormat::Toml, "c.toml", &env)
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(bad("{ json = \"/a\" }").contains("give each check a `name`"));
+    assert!(bad("{ name = \"n\", json = \"a\" }").contains("not a JSON pointer"));
+    assert!(bad("{ name = \"n\", equals = \"x\" }").contains("body_contains"));
+    assert!(bad("{ name = \"n\", json = \"/a\", body_contains = \"x\" }").contains("body_contains"));
+    assert!(bad("{ name = \"n\", jsn = \"/a\" }").contains("jsn"));
+}
