@@ -220,6 +220,8 @@ fn every_example_validates_without_printing_secrets() {
                 ("DIFY_KEY_FREE", "canary-free"),
                 ("DIFY_KEY_PRO", "canary-pro"),
                 ("DIFY_KEY_TEAM", "canary-team"),
+                ("PROMPT_API_KEY", "canary-prompt-high"),
+                ("PROMPT_RATE_LIMIT_KEY", "canary-prompt-low"),
             ])
             .output()
             .unwrap();
@@ -232,5 +234,5 @@ fn every_example_validates_without_printing_secrets() {
         assert!(!all.contains("canary"), "{} printed a secret:\n{all}", path.display());
         checked += 1;
     }
-    assert!(checked >= 3, "expected the shipped examples, found {checked}");
+    assert!(checked >= 4, "expected the shipped examples, found {checked}");
 }

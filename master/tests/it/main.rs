@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod correlation;
 mod dify;
+mod examples;
 mod faults;
 mod inputs;
 mod netns;
