@@ -74,10 +74,7 @@ path = "/items/{{id}}"
 headers = { X-Item-Token = "{{token}}" }
 "#;
     let load = load_args(addr, 3, 100.0, Duration::from_secs(2));
-    let m = master(setup(scenario, &load, 1)).await;
-    let w = worker(m.addr, "w");
-    let r = m.run.await.unwrap().unwrap().report;
-    let _ = w.await;
+    let r = run_with_one_worker(setup(scenario, &load, 1)).await;
     let found = items.found.load(Ordering::SeqCst);
     assert!(found > 5, "too few reads: {found}");
     assert_eq!(
@@ -151,10 +148,7 @@ path = "/v1/workflows/run"
 json = { inputs = { query = "{{prompt}}", n = 3 }, response_mode = "blocking", user = "{{user}}" }
 "#;
     let load = load_args(addr, 2, 100.0, Duration::from_secs(2));
-    let m = master(setup(scenario, &load, 1)).await;
-    let w = worker(m.addr, "w");
-    let r = m.run.await.unwrap().unwrap().report;
-    let _ = w.await;
+    let r = run_with_one_worker(setup(scenario, &load, 1)).await;
     assert_eq!(
         seen.invalid.load(Ordering::SeqCst),
         0,
@@ -214,10 +208,7 @@ events_per_request = 20
 json = { events = [1, 2, 3] }
 "#;
     let load = load_args(addr, 2, 100.0, Duration::from_secs(2));
-    let m = master(setup(scenario, &load, 1)).await;
-    let w = worker(m.addr, "w");
-    let r = m.run.await.unwrap().unwrap().report;
-    let _ = w.await;
+    let r = run_with_one_worker(setup(scenario, &load, 1)).await;
     let (single, batch) = (
         counts.single.load(Ordering::SeqCst),
         counts.batch.load(Ordering::SeqCst),
@@ -306,10 +297,7 @@ json = { email = "{{accounts.email}}", password = "{{accounts.password}}" }
     let load = load_args(addr, 2, 100.0, Duration::from_secs(2));
     let mut s = barrage_master::app::MasterSetup::resolve(&load, scenario, 1, Some(Duration::from_secs(20))).unwrap();
     s.print_report = false;
-    let m = master(s).await;
-    let w = worker(m.addr, "w");
-    let r = m.run.await.unwrap().unwrap().report;
-    let _ = w.await;
+    let r = run_with_one_worker(s).await;
     assert_eq!(
         logins.mismatched.load(Ordering::SeqCst),
         0,
@@ -367,10 +355,7 @@ checks = [
 ]
 "#;
     let load = load_args(addr, 2, 100.0, Duration::from_secs(2));
-    let m = master(setup(scenario, &load, 1)).await;
-    let w = worker(m.addr, "w");
-    let r = m.run.await.unwrap().unwrap().report;
-    let _ = w.await;
+    let r = run_with_one_worker(setup(scenario, &load, 1)).await;
     let count = |detail: &str| {
         r.failures
             .iter()

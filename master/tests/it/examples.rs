@@ -112,10 +112,7 @@ async fn prompt_service_runs_its_mix_and_counts_401_and_429_as_expected() {
     let load = load_args(addr, 10, 1000.0, Duration::from_secs(2));
     let mut s = barrage_master::app::MasterSetup::resolve(&load, parsed, 1, Some(Duration::from_secs(20))).unwrap();
     s.print_report = false;
-    let m = master(s).await;
-    let w = worker(m.addr, "w");
-    let r = m.run.await.unwrap().unwrap().report;
-    let _ = w.await;
+    let r = run_with_one_worker(s).await;
 
     let row = |name: &str| {
         r.endpoints

@@ -39,6 +39,15 @@ pub async fn mock(cfg: MockConfig) -> Mock {
     Mock { state, addr, stop }
 }
 
+/// Runs `setup` to its end with one in-process worker; the final report.
+pub async fn run_with_one_worker(setup: MasterSetup) -> barrage_master::report::FinalReport {
+    let m = master(setup).await;
+    let w = worker(m.addr, "w");
+    let report = m.run.await.unwrap().unwrap().report;
+    let _ = w.await;
+    report
+}
+
 /// Serves `app` on a free loopback port for the rest of the test; returns the address.
 pub async fn serve(app: axum::Router) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
