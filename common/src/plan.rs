@@ -160,9 +160,13 @@ pub struct Check {
 pub enum CheckRule {
     /// The body is JSON and this pointer exists in it.
     JsonExists(String),
-    /// The body is JSON and the value at the pointer is this (a string as is, any
-    /// other value as its JSON text: `true`, `3`).
-    JsonEquals(String, String),
+    /// The body is JSON and the value at the pointer is `text` if a string, else
+    /// `value`: `text` read as JSON (`true`, `3`), parsed once at validation.
+    JsonEquals {
+        pointer: String,
+        text: String,
+        value: Option<serde_json::Value>,
+    },
     /// The body (its first 256 KiB) contains this text.
     BodyContains(String),
 }

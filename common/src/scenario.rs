@@ -728,9 +728,11 @@ fn validate_task(
         }
         let rule = match (&c.json, &c.equals, &c.body_contains) {
             (Some(p), None, None) if p.is_empty() || p.starts_with('/') => CheckRule::JsonExists(p.clone()),
-            (Some(p), Some(v), None) if p.is_empty() || p.starts_with('/') => {
-                CheckRule::JsonEquals(p.clone(), v.clone())
-            }
+            (Some(p), Some(v), None) if p.is_empty() || p.starts_with('/') => CheckRule::JsonEquals {
+                pointer: p.clone(),
+                text: v.clone(),
+                value: serde_json::from_str(v).ok(),
+            },
             (Some(p), _, None) => {
                 return Err(err(&field, format!("\"{p}\" is not a JSON pointer (/data/status)")));
             }

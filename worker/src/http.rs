@@ -196,6 +196,8 @@ pub struct Outgoing {
     head: bool,
     /// `Connection: close` was sent: the connection ends with this answer.
     close: bool,
+    /// A method without body semantics: no Content-Length unless a body is given.
+    bodyless: bool,
 }
 
 impl Outgoing {
@@ -204,6 +206,7 @@ impl Outgoing {
     pub fn start(&mut self, method: &str, target: &str) -> Result<(), Failure> {
         self.bytes.clear();
         self.head = method == "HEAD";
+        self.bodyless = matches!(method, "GET" | "HEAD" | "DELETE" | "OPTIONS" | "TRACE");
         self.close = false;
         if method.is_empty() || !method.bytes().all(is_token) {
             return Err(build_failure(format!("invalid method {method:?}")));
@@ -247,9 +250,8 @@ impl Outgoing {
 
     /// Ends the head (with Content-Length for a body, or for a method that has one)
     /// and appends the body.
-    pub fn finish(&mut self, method: &str, body: &[u8]) {
-        let bodyless = matches!(method, "GET" | "HEAD" | "DELETE" | "OPTIONS" | "TRACE");
-        if !body.is_empty() || !bodyless {
+    pub fn finish(&mut self, body: &[u8]) {
+        if !body.is_empty() || !self.bodyless {
             self.bytes.extend_from_slice(b"content-length: ");
             self.bytes.extend_from_slice(body.len().to_string().as_bytes());
             self.bytes.extend_from_slice(b"\r\n");

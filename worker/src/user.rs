@@ -189,7 +189,7 @@ fn stop_dify_task(ctx: &UserCtx, task: &Task, live_task: &Mutex<Option<String>>,
     if built.is_err() {
         return;
     }
-    req.finish("POST", body.as_bytes());
+    req.finish(body.as_bytes());
     let target = ctx.target.clone();
     let pinned = ctx.pinned();
     let connect_timeout = ctx.plan.limits.connect_timeout;
@@ -302,7 +302,7 @@ fn render_request(
             req.header("content-type", if json { "application/json" } else { "text/plain" })?;
         }
     }
-    req.finish(task.method.as_str(), body.as_bytes());
+    req.finish(body.as_bytes());
     Ok(())
 }
 
@@ -442,16 +442,16 @@ fn run_checks(task: &Task, body: &[u8]) -> Result<(), Failure> {
         let at = |pointer: &str| json.as_ref().and_then(|v| v.pointer(pointer));
         let held = match &check.rule {
             CheckRule::JsonExists(pointer) => at(pointer).is_some(),
-            CheckRule::JsonEquals(pointer, want) => at(pointer).is_some_and(|found| match found {
-                serde_json::Value::String(s) => s == want,
-                other => serde_json::from_str::<serde_json::Value>(want).is_ok_and(|w| w == *other),
+            CheckRule::JsonEquals { pointer, text, value } => at(pointer).is_some_and(|found| match found {
+                serde_json::Value::String(s) => s == text,
+                other => value.as_ref() == Some(other),
             }),
             CheckRule::BodyContains(text) => body.windows(text.len()).any(|w| w == text.as_bytes()),
         };
         if !held {
             let what = match &check.rule {
                 CheckRule::JsonExists(p) => format!("no JSON value at {p}"),
-                CheckRule::JsonEquals(p, v) => format!("the JSON value at {p} is not {v:?}"),
+                CheckRule::JsonEquals { pointer, text, .. } => format!("the JSON value at {pointer} is not {text:?}"),
                 CheckRule::BodyContains(t) => format!("the body does not contain {t:?}"),
             };
             return Err(Failure::new(

@@ -352,6 +352,8 @@ checks = [
   { name = "status ok", json = "/status", equals = "ok" },
   { name = "has id", json = "/id" },
   { name = "mentions status", body_contains = "\"status\"" },
+  { name = "ready", json = "/ready", equals = "true" },
+  { name = "id 7", json = "/id", equals = "7" },
 ]
 "#;
     let load = load_args(addr, 2, 100.0, Duration::from_secs(2));
@@ -373,6 +375,8 @@ checks = [
     assert_eq!(count("status ok"), bad);
     assert_eq!(count("has id"), no_id);
     assert_eq!(count("mentions status"), 0);
+    // Non-string values compare as JSON: `true` and `7` hold for every good body.
+    assert_eq!(count("ready") + count("id 7"), 0);
     assert_eq!(r.aggregated.failures, bad + no_id);
 }
 

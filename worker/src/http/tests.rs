@@ -51,7 +51,7 @@ async fn https_with_insecure_accepts_a_self_signed_certificate() {
     let req = conn.outgoing();
     req.start("GET", "/").unwrap();
     req.header("host", "localhost").unwrap();
-    req.finish("GET", b"");
+    req.finish(b"");
     let (status, _) = conn.send().await.unwrap();
     assert_eq!(status, 200);
     let mut body = Vec::new();
@@ -156,7 +156,7 @@ async fn exchange_then(pieces: Vec<Vec<u8>>, method: &str, hold: bool) -> Result
     let req = conn.outgoing();
     req.start(method, "/x")?;
     req.header("host", &addr.to_string())?;
-    req.finish(method, b"");
+    req.finish(b"");
     let (status, _) = conn.send().await?;
     let mut body = Vec::new();
     while let Some(piece) = conn.frame().await {
@@ -270,7 +270,7 @@ fn a_close_before_the_end_is_incomplete() {
             let mut conn = Conn::new();
             conn.ready(&target, Some(addr), Duration::from_secs(5)).await?;
             conn.outgoing().start("GET", "/")?;
-            conn.outgoing().finish("GET", b"");
+            conn.outgoing().finish(b"");
             conn.send().await?;
             conn.drain().await
         })
@@ -298,13 +298,13 @@ fn requests_are_encoded_as_written() {
     out.start("POST", "/v1/run?x=1").unwrap();
     out.header("host", "h:1").unwrap();
     out.header("content-length", "999").unwrap();
-    out.finish("POST", b"{}");
+    out.finish(b"{}");
     assert_eq!(
         String::from_utf8(out.as_bytes().to_vec()).unwrap(),
         "POST /v1/run?x=1 HTTP/1.1\r\nhost: h:1\r\ncontent-length: 2\r\n\r\n{}"
     );
     out.start("GET", "/").unwrap();
-    out.finish("GET", b"");
+    out.finish(b"");
     assert_eq!(
         String::from_utf8(out.as_bytes().to_vec()).unwrap(),
         "GET / HTTP/1.1\r\n\r\n"
@@ -354,7 +354,7 @@ fn a_keep_alive_connection_closed_while_idle_is_replaced() {
             let opened = conn.ready(&target, Some(addr), Duration::from_secs(5)).await.unwrap();
             assert!(opened, "round {round}: the closed connection is not reused");
             conn.outgoing().start("GET", "/").unwrap();
-            conn.outgoing().finish("GET", b"");
+            conn.outgoing().finish(b"");
             conn.send().await.unwrap();
             assert_eq!(conn.drain().await.unwrap(), 2);
             tokio::time::sleep(Duration::from_millis(50)).await;
