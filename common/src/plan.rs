@@ -91,7 +91,8 @@ pub struct UserClass {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskOrder {
-    /// At random, in proportion to the tasks' weights.
+    /// At random, in proportion to the tasks' weights: each cycle of `sum(weights)`
+    /// picks holds every task exactly `weight` times, in random order.
     Weighted,
     /// In the order written, round robin.
     Sequential,

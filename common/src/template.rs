@@ -2,7 +2,7 @@
 //!
 //! Two kinds of placeholder:
 //! - `{{name}}` is filled per request on the worker: a data pool (`{{question}}`) or a
-//!   builtin (`{{user}}`, `{{iteration}}`, `{{worker}}`).
+//!   builtin (`{{user}}`, `{{iteration}}`, `{{worker}}`, `{{uuid}}`).
 //! - `${NAME}` is an environment variable read once on the master when the scenario is
 //!   validated. Its value is a secret: it travels to the workers inside the plan, but
 //!   every printable form of a template ([`Template::redacted`], `Debug`) shows `***`.
@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Builtin `{{...}}` variables every template may use.
-pub const BUILTIN_VARS: &[&str] = &["user", "iteration", "worker", "conversation_id"];
+pub const BUILTIN_VARS: &[&str] = &["user", "iteration", "worker", "conversation_id", "uuid"];
 
 /// What a secret looks like in every printable output.
 pub const REDACTED: &str = "***";

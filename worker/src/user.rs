@@ -88,7 +88,7 @@ pub async fn run(ctx: UserCtx, mut rng: SmallRng) {
         sequence: vec![0; ctx.plan.pools.len()],
         ..Default::default()
     };
-    let total_weight: u64 = class.tasks.iter().map(|t| u64::from(t.weight)).sum();
+    let mut deck = Deck::new(class);
     // The Dify task id of the stream in flight, for stop_on_cancel.
     let live_task: Mutex<Option<String>> = Mutex::new(None);
     // on_start: once, in order (log in, create a project); failures are counted, and the
@@ -108,7 +108,7 @@ pub async fn run(ctx: UserCtx, mut rng: SmallRng) {
         }
         let started = Instant::now();
         let task = match class.order {
-            TaskOrder::Weighted => pick_task(class, total_weight, &mut rng),
+            TaskOrder::Weighted => &class.tasks[deck.draw(&mut rng)],
             TaskOrder::Sequential => {
                 next_in_order = (next_in_order + 1) % class.tasks.len();
                 &class.tasks[(next_in_order + class.tasks.len() - 1) % class.tasks.len()]
@@ -148,19 +148,70 @@ pub async fn run(ctx: UserCtx, mut rng: SmallRng) {
     }
 }
 
-fn pick_task<'a>(class: &'a UserClass, total_weight: u64, rng: &mut SmallRng) -> &'a Task {
-    if class.tasks.len() == 1 || total_weight == 0 {
-        return &class.tasks[0];
-    }
-    let mut roll = rng.random_range(0..total_weight);
-    for task in &class.tasks {
-        let w = u64::from(task.weight);
-        if roll < w {
-            return task;
+/// Weighted task choice without replacement: each cycle of `sum(weights)` picks holds
+/// every task exactly `weight` times, in random order. Every pick is still a fair draw
+/// from what the cycle has left, so the long-run mix is the plan's, and even a short run
+/// (or a user with few iterations) realises it closely, where independent rolls drift.
+struct Deck {
+    weights: Vec<u64>,
+    left: Vec<u64>,
+    left_total: u64,
+}
+
+impl Deck {
+    fn new(class: &UserClass) -> Self {
+        let weights: Vec<u64> = class.tasks.iter().map(|t| u64::from(t.weight)).collect();
+        Deck {
+            left: weights.clone(),
+            left_total: weights.iter().sum(),
+            weights,
         }
-        roll -= w;
     }
-    &class.tasks[class.tasks.len() - 1]
+
+    /// The index of the next task.
+    fn draw(&mut self, rng: &mut SmallRng) -> usize {
+        if self.weights.len() <= 1 {
+            return 0;
+        }
+        if self.left_total == 0 {
+            self.left.copy_from_slice(&self.weights);
+            self.left_total = self.weights.iter().sum();
+            if self.left_total == 0 {
+                return 0;
+            }
+        }
+        let mut roll = rng.random_range(0..self.left_total);
+        let last = self.left.iter().rposition(|&w| w > 0).unwrap_or(0);
+        let at = self
+            .left
+            .iter()
+            .position(|&w| {
+                if roll < w {
+                    return true;
+                }
+                roll -= w;
+                false
+            })
+            .unwrap_or(last);
+        self.left[at] -= 1;
+        self.left_total -= 1;
+        at
+    }
+}
+
+/// Writes `bits` as a random (version 4, RFC 9562) UUID: ids for objects a request creates.
+fn write_uuid_v4(out: &mut String, bits: u128) {
+    use std::fmt::Write;
+    let v = (bits & !(0xFu128 << 76) & !(0x3u128 << 62)) | (0x4u128 << 76) | (0x2u128 << 62);
+    let _ = write!(
+        out,
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        v >> 96,
+        (v >> 80) & 0xFFFF,
+        (v >> 64) & 0xFFFF,
+        (v >> 48) & 0xFFFF,
+        v & 0xFFFF_FFFF_FFFF
+    );
 }
 
 /// Asks dify-api to stop the task of an abandoned stream (opt-in `stop_on_cancel`).
@@ -230,6 +281,7 @@ fn render_request(
             "worker" => {
                 let _ = write!(out, "{}", ctx.worker_index);
             }
+            "uuid" => write_uuid_v4(out, rng.random()),
             "conversation_id" => out.push_str(conversation),
             name if captured.iter().any(|(n, _)| n == name) => {
                 if let Some((_, v)) = captured.iter().find(|(n, _)| n == name) {
@@ -742,6 +794,66 @@ mod tests {
             capture: Vec::new(),
             checks: Vec::new(),
         }
+    }
+
+    fn class_of(weights: &[u32]) -> UserClass {
+        UserClass {
+            name: "c".into(),
+            weight: 1,
+            fixed_count: None,
+            wait: Wait::Constant(Duration::ZERO),
+            host: None,
+            order: TaskOrder::Weighted,
+            on_start: Vec::new(),
+            tasks: weights.iter().map(|&weight| Task { weight, ..chat_task(0) }).collect(),
+        }
+    }
+
+    #[test]
+    fn every_cycle_of_the_deck_holds_each_task_its_weight_times() {
+        use rand::SeedableRng;
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut deck = Deck::new(&class_of(&[5, 2, 0, 3]));
+        for _cycle in 0..50 {
+            let mut seen = [0u32; 4];
+            for _ in 0..10 {
+                seen[deck.draw(&mut rng)] += 1;
+            }
+            assert_eq!(seen, [5, 2, 0, 3]);
+        }
+        // Order varies: the first picks of the cycles are not all the same task.
+        let firsts: std::collections::BTreeSet<usize> = (0..40)
+            .map(|_| {
+                let first = deck.draw(&mut rng);
+                (0..9).for_each(|_| {
+                    deck.draw(&mut rng);
+                });
+                first
+            })
+            .collect();
+        assert!(firsts.len() >= 2, "{firsts:?}");
+        // Degenerate classes: one task, or every weight 0, always give the first.
+        assert_eq!(Deck::new(&class_of(&[4])).draw(&mut rng), 0);
+        assert_eq!(Deck::new(&class_of(&[0, 0])).draw(&mut rng), 0);
+    }
+
+    #[test]
+    fn uuids_are_version_4_and_follow_their_bits() {
+        for bits in [0u128, u128::MAX, 0x0123_4567_89ab_cdef_0123_4567_89ab_cdef] {
+            let mut out = String::new();
+            write_uuid_v4(&mut out, bits);
+            let groups: Vec<&str> = out.split('-').collect();
+            assert_eq!(
+                groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+                [8, 4, 4, 4, 12],
+                "{out}"
+            );
+            assert!(groups[2].starts_with('4'), "{out}");
+            assert!("89ab".contains(&groups[3][..1]), "{out}");
+        }
+        let mut out = String::new();
+        write_uuid_v4(&mut out, 0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        assert_eq!(out, "01234567-89ab-4def-8123-456789abcdef");
     }
 
     fn turn(task: &Task, state: &mut UserState, id: &str, ok: bool) -> String {
