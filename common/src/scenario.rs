@@ -24,6 +24,8 @@ use crate::template::{BUILTIN_VARS, Template};
 pub struct Scenario {
     pub plan: RunPlan,
     pub run: RunDefaults,
+    /// `[presets.NAME]`: named sets of run settings (`--preset NAME`), laid over `[run]`.
+    pub presets: BTreeMap<String, RunDefaults>,
 }
 
 /// `[run]` section: defaults for `-u`, `-r`, `-t` that flags override.
@@ -34,12 +36,25 @@ pub struct RunDefaults {
     pub run_time: Option<Duration>,
 }
 
+impl RunDefaults {
+    /// `self`, with the settings it leaves open taken from `base`.
+    pub fn over(&self, base: &RunDefaults) -> RunDefaults {
+        RunDefaults {
+            users: self.users.or(base.users),
+            spawn_rate: self.spawn_rate.or(base.spawn_rate),
+            run_time: self.run_time.or(base.run_time),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawScenario {
     host: Option<String>,
     #[serde(default)]
     run: RawRun,
+    #[serde(default)]
+    presets: BTreeMap<String, RawRun>,
     #[serde(default)]
     data: BTreeMap<String, RawPool>,
     #[serde(default)]
@@ -224,26 +239,15 @@ fn validate(raw: RawScenario, file: &str, base: &Path, env: &dyn Fn(&str) -> Opt
         .map(|h| check_host(h).map_err(|m| err("host", m)))
         .transpose()?;
 
-    let run = RunDefaults {
-        users: raw
-            .run
-            .users
-            .map(|u| {
-                u32::try_from(u).map_err(|_| err("run.users", format!("{u} is not a user count; expected 0 or more")))
-            })
-            .transpose()?,
-        spawn_rate: raw
-            .run
-            .spawn_rate
-            .map(|r| check_rate(r).map_err(|m| err("run.spawn_rate", m)))
-            .transpose()?,
-        run_time: raw
-            .run
-            .run_time
-            .as_deref()
-            .map(|t| duration::parse(t).map_err(|m| err("run.run_time", m)))
-            .transpose()?,
-    };
+    let run = run_defaults(&raw.run, "run", &err)?;
+    let mut presets = BTreeMap::new();
+    for (name, preset) in &raw.presets {
+        let field = format!("presets.{name}");
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') || name.is_empty() {
+            return Err(err(&field, "a preset name is letters, digits, `_` and `-`".into()));
+        }
+        presets.insert(name.clone(), run_defaults(preset, &field, &err)?);
+    }
 
     let mut limits = Limits::default();
     if let Some(bytes) = raw.limits.sse_max_event_bytes {
@@ -476,6 +480,33 @@ fn validate(raw: RawScenario, file: &str, base: &Path, env: &dyn Fn(&str) -> Opt
             resolve,
         },
         run,
+        presets,
+    })
+}
+
+/// `[run]` or one `[presets.NAME]`, checked; `at` is its field path for messages.
+fn run_defaults(raw: &RawRun, at: &str, err: &dyn Fn(&str, String) -> Error) -> Result<RunDefaults> {
+    Ok(RunDefaults {
+        users: raw
+            .users
+            .map(|u| {
+                u32::try_from(u).map_err(|_| {
+                    err(
+                        &format!("{at}.users"),
+                        format!("{u} is not a user count; expected 0 or more"),
+                    )
+                })
+            })
+            .transpose()?,
+        spawn_rate: raw
+            .spawn_rate
+            .map(|r| check_rate(r).map_err(|m| err(&format!("{at}.spawn_rate"), m)))
+            .transpose()?,
+        run_time: raw
+            .run_time
+            .as_deref()
+            .map(|t| duration::parse(t).map_err(|m| err(&format!("{at}.run_time"), m)))
+            .transpose()?,
     })
 }
 
@@ -758,8 +789,9 @@ fn validate_task(
     };
     let events_per_request = match rt.events_per_request {
         None => 1,
-        Some(n @ 1..=1_000_000) => n as u32,
-        Some(n) => return Err(err("events_per_request", format!("{n} is not between 1 and 1000000"))),
+        // 0: a request that carries no business event (a query, a health check).
+        Some(n @ 0..=1_000_000) => n as u32,
+        Some(n) => return Err(err("events_per_request", format!("{n} is not between 0 and 1000000"))),
     };
     let name = rt.name.unwrap_or_else(|| path.redacted());
     let key = (name.clone(), method.clone());
@@ -834,6 +866,30 @@ pub fn filter_tags(plan: &mut RunPlan, tags: &[String], exclude: &[String]) -> s
                 class.name, tags, exclude
             ));
         }
+    }
+    Ok(())
+}
+
+/// Keeps the user classes named on the command line (Locust's positional class names;
+/// none given = all). An unknown name is an error listing the classes there are.
+pub fn select_classes(plan: &mut RunPlan, names: &[String]) -> std::result::Result<(), String> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    if let Some(unknown) = names.iter().find(|n| !plan.classes.iter().any(|c| &c.name == *n)) {
+        let known: Vec<&str> = plan.classes.iter().map(|c| c.name.as_str()).collect();
+        return Err(format!(
+            "no user class `{unknown}` in {}; it has {}",
+            plan.source,
+            known.join(", ")
+        ));
+    }
+    plan.classes.retain(|c| names.contains(&c.name));
+    if plan.classes.iter().all(|c| c.weight == 0 && c.fixed_count.is_none()) {
+        return Err(format!(
+            "the user classes {} all have weight 0: no user would run",
+            names.join(", ")
+        ));
     }
     Ok(())
 }

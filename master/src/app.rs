@@ -218,10 +218,29 @@ impl MasterSetup {
             .map(scenario::check_host)
             .transpose()
             .map_err(|m| Failure::usage(format!("--host: {m}")))?;
-        let users = load.users.or(scenario.run.users).unwrap_or(1);
-        let spawn_rate = load.spawn_rate.or(scenario.run.spawn_rate).unwrap_or(1.0);
+        let defaults = match &load.preset {
+            None => scenario.run.clone(),
+            Some(name) => scenario
+                .presets
+                .get(name)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = scenario.presets.keys().map(String::as_str).collect();
+                    Failure::usage(format!(
+                        "--preset {name}: {} has {}",
+                        scenario.plan.source,
+                        if known.is_empty() {
+                            "no [presets]".to_string()
+                        } else {
+                            format!("the presets {}", known.join(", "))
+                        }
+                    ))
+                })?
+                .over(&scenario.run),
+        };
+        let users = load.users.or(defaults.users).unwrap_or(1);
+        let spawn_rate = load.spawn_rate.or(defaults.spawn_rate).unwrap_or(1.0);
         scenario::check_rate(spawn_rate).map_err(|m| Failure::usage(format!("--spawn-rate: {m}")))?;
-        let run_time = load.run_time.or(scenario.run.run_time);
+        let run_time = load.run_time.or(defaults.run_time);
         // Workers send a heartbeat and a report every second: a worker silent for less
         // than two of them is not lost, just between messages.
         if load.heartbeat_liveness < Duration::from_secs(2) {
@@ -238,6 +257,7 @@ impl MasterSetup {
         }
         let mut plan = scenario.plan;
         plan.limits.tls_insecure |= load.insecure;
+        scenario::select_classes(&mut plan, &load.classes).map_err(Failure::usage)?;
         scenario::filter_tags(&mut plan, &load.tags, &load.exclude_tags).map_err(Failure::usage)?;
         Ok(MasterSetup {
             run: RunConfig {
@@ -591,6 +611,8 @@ a master and {} worker processes, {} users at {}/s for {}.",
         spawn_rate: Some(args.spawn_rate),
         run_time: Some(args.run_time),
         headless: true,
+        preset: None,
+        classes: Vec::new(),
         tags: Vec::new(),
         exclude_tags: Vec::new(),
         web_host: std::net::Ipv4Addr::LOCALHOST.into(),
@@ -641,40 +663,6 @@ async fn mock_command(args: MockArgs) -> anyhow::Result<u8> {
 
 fn validate_command(args: ValidateArgs) -> anyhow::Result<u8> {
     let scenario = load_scenario(&args.scenario, &env_lookup)?;
-    let plan = &scenario.plan;
-    println!("{}: valid", plan.source);
-    println!("host: {}", plan.host.as_deref().unwrap_or("(none: pass -H)"));
-    println!("run: {:?}", scenario.run);
-    for c in &plan.classes {
-        println!("user class `{}` weight {} wait {:?}", c.name, c.weight, c.wait);
-        for t in &c.tasks {
-            println!(
-                "  task `{}` {} {} weight {} kind {:?}",
-                t.name,
-                t.method,
-                t.path.redacted(),
-                t.weight,
-                t.kind.tag()
-            );
-            for (k, v) in &t.headers {
-                println!("    {k}: {}", v.redacted());
-            }
-            if let Some(b) = &t.body {
-                println!("    body: {}", b.redacted());
-            }
-        }
-    }
-    for (name, pool) in &plan.pools {
-        let secret = if pool.secret {
-            ", secret (from the environment)"
-        } else {
-            ""
-        };
-        println!(
-            "data pool `{name}`: {} entries, {:?}{secret}",
-            pool.entries.len(),
-            pool.mode
-        );
-    }
+    print!("{}", crate::describe::scenario(&scenario));
     Ok(0)
 }

@@ -68,6 +68,13 @@ pub struct LoadArgs {
     /// Stop after this long, e.g. 60s, 5m, 1h30m [default: scenario's run.run_time, else until Ctrl-C].
     #[arg(short = 't', long, env = "BARRAGE_RUN_RUN_TIME", value_parser = parse_duration)]
     pub run_time: Option<Duration>,
+    /// Run settings from the scenario's `[presets.NAME]` (e.g. light, heavy, soak), laid
+    /// over its `[run]`; -u, -r and -t still win.
+    #[arg(short = 'P', long, value_name = "NAME")]
+    pub preset: Option<String>,
+    /// Run only these user classes (as Locust's class names after the options); default all.
+    #[arg(value_name = "CLASS")]
+    pub classes: Vec<String>,
     /// Run only the tasks with any of these tags (comma-separated).
     #[arg(short = 'T', long, value_delimiter = ',')]
     pub tags: Vec<String>,

@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod cluster;
 pub mod controller;
+pub mod describe;
 pub mod partition;
 pub mod report;
 pub mod web;

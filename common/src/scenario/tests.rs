@@ -356,3 +356,51 @@ fn csv_pools_become_one_pool_per_column_sharing_rows() {
         assert!(e.contains(says) && e.contains("data.acc.csv"), "{csv:?}: {e}");
     }
 }
+
+#[test]
+fn presets_lie_over_run_and_are_checked() {
+    let text = format!("{GOOD}\n[presets.soak]\nusers = 3\nrun_time = \"1h\"\n[presets.spike]\nspawn_rate = 50\n");
+    let s = parse(&text).unwrap();
+    assert_eq!(
+        s.presets["soak"].over(&s.run),
+        RunDefaults {
+            users: Some(3),
+            spawn_rate: Some(2.5),
+            run_time: Some(Duration::from_secs(3600))
+        }
+    );
+    assert_eq!(s.presets["spike"].over(&s.run).spawn_rate, Some(50.0));
+    assert_eq!(s.presets["spike"].over(&s.run).users, Some(10));
+    for (bad, field) in [
+        ("users = -1", "presets.soak.users"),
+        ("spawn_rate = 0", "presets.soak.spawn_rate"),
+        ("colour = 1", "colour"),
+    ] {
+        let err = parse(&text.replace("users = 3", bad)).unwrap_err().to_string();
+        assert!(err.contains(field), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn classes_are_selected_by_name() {
+    let text = format!("{GOOD}\n[[users]]\nname = \"Other\"\n[[users.tasks]]\npath = \"/x\"\n");
+    let s = parse(&text).unwrap();
+    let mut plan = s.plan.clone();
+    select_classes(&mut plan, &["Other".into()]).unwrap();
+    assert_eq!(
+        plan.classes.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["Other"]
+    );
+    let mut plan = s.plan.clone();
+    select_classes(&mut plan, &[]).unwrap();
+    assert_eq!(plan.classes.len(), 2);
+    let err = select_classes(&mut plan, &["Workflow".into(), "Nope".into()]).unwrap_err();
+    assert!(
+        err.contains("no user class `Nope`") && err.contains("Workflow, Other"),
+        "{err}"
+    );
+    let zero = parse(&text.replace("name = \"Other\"", "name = \"Other\"\nweight = 0")).unwrap();
+    let mut plan = zero.plan.clone();
+    let err = select_classes(&mut plan, &["Other".into()]).unwrap_err();
+    assert!(err.contains("weight 0"), "{err}");
+}

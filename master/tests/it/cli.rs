@@ -222,6 +222,12 @@ fn every_example_validates_without_printing_secrets() {
                 ("DIFY_KEY_TEAM", "canary-team"),
                 ("PROMPT_API_KEY", "canary-prompt-high"),
                 ("PROMPT_RATE_LIMIT_KEY", "canary-prompt-low"),
+                ("ORCHESTRATOR_USER", "canary-orchestrator-user"),
+                ("ORCHESTRATOR_PASSWORD", "canary-orchestrator-password"),
+                ("EVENTS_KEY_FREE", "canary-events-free"),
+                ("EVENTS_KEY_PRO_1", "canary-events-pro-1"),
+                ("EVENTS_KEY_PRO_2", "canary-events-pro-2"),
+                ("EVENTS_KEY_ENTERPRISE", "canary-events-enterprise"),
             ])
             .output()
             .unwrap();
@@ -234,5 +240,5 @@ fn every_example_validates_without_printing_secrets() {
         assert!(!all.contains("canary"), "{} printed a secret:\n{all}", path.display());
         checked += 1;
     }
-    assert!(checked >= 4, "expected the shipped examples, found {checked}");
+    assert!(checked >= 6, "expected the shipped examples, found {checked}");
 }

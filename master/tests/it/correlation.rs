@@ -237,7 +237,7 @@ fn events_per_request_is_validated() {
             .unwrap_err()
             .to_string()
     };
-    assert!(bad("[[users.tasks]]\npath = \"/x\"\nevents_per_request = 0\n").contains("between 1 and 1000000"));
+    assert!(bad("[[users.tasks]]\npath = \"/x\"\nevents_per_request = -1\n").contains("between 0 and 1000000"));
     let mixed = bad("[[users.tasks]]\npath = \"/x\"\nevents_per_request = 20\n[[users.tasks]]\npath = \"/x\"\n");
     assert!(mixed.contains("carries 20; give this one its own name"), "{mixed}");
 }

@@ -111,6 +111,8 @@ pub fn load_args(host: SocketAddr, users: u32, rate: f64, run_time: Duration) ->
         run_time: Some(run_time),
         headless: true,
         tags: Vec::new(),
+        preset: None,
+        classes: Vec::new(),
         exclude_tags: Vec::new(),
         web_host: std::net::Ipv4Addr::LOCALHOST.into(),
         web_port: 0,

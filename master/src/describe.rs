@@ -1,0 +1,164 @@
+//! `barrage validate`: the normalised plan as text, every default filled in, every
+//! secret as `***`. What a reader checks before sending load: who runs, what each user
+//! sends and how often, what counts as success.
+
+use std::fmt::Write;
+
+use barrage_common::duration::format as dur;
+use barrage_common::plan::{Capture, CheckRule, ConnectionPolicy, PoolMode, RunPlan, Task, TaskKind, TaskOrder, Wait};
+use barrage_common::scenario::{RunDefaults, Scenario};
+
+/// The whole scenario, normalised.
+pub fn scenario(s: &Scenario) -> String {
+    let plan = &s.plan;
+    let mut out = String::new();
+    let _ = writeln!(out, "{}: valid", plan.source);
+    let _ = writeln!(out, "host: {}", plan.host.as_deref().unwrap_or("(none: pass -H)"));
+    let _ = writeln!(out, "run: {}", run(&s.run));
+    for (name, preset) in &s.presets {
+        let _ = writeln!(out, "preset `{name}`: {}", run(&preset.over(&s.run)));
+    }
+    for (name, addrs) in &plan.resolve {
+        let shown: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(out, "resolve {name}: {}", shown.join(", "));
+    }
+    let _ = writeln!(
+        out,
+        "limits: sse_max_event_bytes {}, connect_timeout {}, tls_insecure {}",
+        plan.limits.sse_max_event_bytes,
+        dur(plan.limits.connect_timeout),
+        plan.limits.tls_insecure
+    );
+    for (name, pool) in &plan.pools {
+        let origin = if pool.secret {
+            ", secret (from the environment)"
+        } else if pool.row_group.is_some() {
+            ", a CSV column (one row per request)"
+        } else {
+            ""
+        };
+        let mode = match pool.mode {
+            PoolMode::Random => "random",
+            PoolMode::Sequential => "sequential",
+            PoolMode::PerUser => "per_user",
+        };
+        let _ = writeln!(out, "data `{name}`: {} entries, {mode}{origin}", pool.entries.len());
+    }
+    classes(plan, &mut out);
+    out
+}
+
+fn run(r: &RunDefaults) -> String {
+    format!(
+        "users {}, spawn rate {}/s, run time {}",
+        r.users.map_or("(flag or 1)".into(), |u| u.to_string()),
+        r.spawn_rate.map_or("(flag or 1)".into(), |r| r.to_string()),
+        r.run_time.map_or("(until stopped)".into(), dur)
+    )
+}
+
+fn classes(plan: &RunPlan, out: &mut String) {
+    let weighted: u64 = plan
+        .classes
+        .iter()
+        .filter(|c| c.fixed_count.is_none())
+        .map(|c| u64::from(c.weight))
+        .sum();
+    for c in &plan.classes {
+        let share = match c.fixed_count {
+            Some(n) => format!("exactly {n} users"),
+            None if weighted > 0 => format!(
+                "weight {} ({:.1} % of the weighted users)",
+                c.weight,
+                100.0 * f64::from(c.weight) / weighted as f64
+            ),
+            None => format!("weight {}", c.weight),
+        };
+        let wait = match c.wait {
+            Wait::Constant(d) => format!("constant({})", dur(d)),
+            Wait::Between(a, b) => format!("between({}, {})", dur(a), dur(b)),
+            Wait::Pacing(p) => format!("pacing({})", dur(p)),
+        };
+        let order = match c.order {
+            TaskOrder::Weighted => "weighted",
+            TaskOrder::Sequential => "sequential",
+        };
+        let _ = writeln!(out, "user class `{}`: {share}, wait {wait}, order {order}", c.name);
+        if let Some(host) = &c.host {
+            let _ = writeln!(out, "  host {host}");
+        }
+        for t in &c.on_start {
+            task(t, "on_start", None, out);
+        }
+        let total: u64 = c.tasks.iter().map(|t| u64::from(t.weight)).sum();
+        for t in &c.tasks {
+            let share = (c.order == TaskOrder::Weighted && total > 0).then(|| f64::from(t.weight) / total as f64);
+            task(t, "task", share, out);
+        }
+    }
+}
+
+fn task(t: &Task, role: &str, share: Option<f64>, out: &mut String) {
+    let _ = write!(out, "  {role} `{}`: {} {}", t.name, t.method, t.path.redacted());
+    if let Some(share) = share {
+        let _ = write!(out, ", weight {} ({:.1} % of picks)", t.weight, 100.0 * share);
+    }
+    let _ = writeln!(out);
+    let kind = match &t.kind {
+        TaskKind::Http => "http".to_string(),
+        TaskKind::Sse(sse) => {
+            let judged = match (&sse.dify, &sse.terminal_event) {
+                (Some(d), _) => format!("dify {:?}", d.app).to_lowercase(),
+                (None, Some(e)) => format!("sse until `{e}`"),
+                (None, None) => "sse".into(),
+            };
+            format!(
+                "{judged}, first_event_timeout {}, read_timeout {}",
+                dur(sse.first_event_timeout),
+                dur(sse.read_timeout)
+            )
+        }
+    };
+    let expect = if t.expect.is_empty() {
+        "any 2xx".to_string()
+    } else {
+        t.expect.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+    };
+    let connection = match t.connection {
+        ConnectionPolicy::KeepAlive => "keep-alive",
+        ConnectionPolicy::PerRequest => "per-request",
+    };
+    let _ = writeln!(
+        out,
+        "    {kind}, timeout {}, expect {expect}, connection {connection}",
+        dur(t.timeout)
+    );
+    if t.events_per_request != 1 {
+        let _ = writeln!(out, "    events_per_request {}", t.events_per_request);
+    }
+    if !t.tags.is_empty() {
+        let _ = writeln!(out, "    tags {}", t.tags.join(", "));
+    }
+    for (k, v) in &t.headers {
+        let _ = writeln!(out, "    {k}: {}", v.redacted());
+    }
+    if let Some(b) = &t.body {
+        let what = if t.json_body { "json" } else { "body" };
+        let _ = writeln!(out, "    {what}: {}", b.redacted());
+    }
+    for (var, from) in &t.capture {
+        let from = match from {
+            Capture::Json(p) => format!("json {p}"),
+            Capture::Header(h) => format!("header {h}"),
+        };
+        let _ = writeln!(out, "    capture {{{{{var}}}}} from {from}");
+    }
+    for c in &t.checks {
+        let rule = match &c.rule {
+            CheckRule::JsonExists(p) => format!("json {p} exists"),
+            CheckRule::JsonEquals { pointer, text, .. } => format!("json {pointer} equals {text:?}"),
+            CheckRule::BodyContains(s) => format!("body contains {s:?}"),
+        };
+        let _ = writeln!(out, "    check `{}`: {rule}", c.name);
+    }
+}
