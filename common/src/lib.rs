@@ -14,6 +14,7 @@ pub mod plan;
 pub mod scenario;
 pub mod telemetry;
 pub mod template;
+pub mod threshold;
 pub mod wire;
 
 pub use error::{Error, Result};

@@ -223,6 +223,17 @@ impl Accum {
         self.total == 0
     }
 
+    /// Adds every count of `other`.
+    pub fn merge(&mut self, other: &Accum) {
+        if other.counts.len() > self.counts.len() {
+            self.counts.resize(other.counts.len(), 0);
+        }
+        for (into, &count) in self.counts.iter_mut().zip(&other.counts) {
+            *into = into.saturating_add(count);
+        }
+        self.total = self.total.saturating_add(other.total);
+    }
+
     /// The same figures as a dense histogram (percentiles, mean, min, max).
     pub fn to_histogram(&self) -> Histogram<u64> {
         let mut h = sized_for(self.counts.len().checked_sub(1).map_or(0, |i| value_at_index(i as u32)));

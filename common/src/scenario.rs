@@ -18,6 +18,7 @@ use crate::plan::{
     RunPlan, SseSpec, Task, TaskKind, TaskOrder, UserClass, Wait,
 };
 use crate::template::{BUILTIN_VARS, Template};
+use crate::threshold::Threshold;
 
 /// A loaded scenario: the plan plus the run settings the file suggests.
 #[derive(Debug, Clone)]
@@ -26,6 +27,8 @@ pub struct Scenario {
     pub run: RunDefaults,
     /// `[presets.NAME]`: named sets of run settings (`--preset NAME`), laid over `[run]`.
     pub presets: BTreeMap<String, RunDefaults>,
+    /// `thresholds = [...]`: pass/fail criteria (`--threshold` adds more).
+    pub thresholds: Vec<Threshold>,
 }
 
 /// `[run]` section: defaults for `-u`, `-r`, `-t` that flags override.
@@ -56,6 +59,8 @@ struct RawScenario {
     #[serde(default)]
     presets: BTreeMap<String, RawRun>,
     #[serde(default)]
+    thresholds: Vec<RawThreshold>,
+    #[serde(default)]
     data: BTreeMap<String, RawPool>,
     #[serde(default)]
     users: Vec<RawClass>,
@@ -63,6 +68,22 @@ struct RawScenario {
     limits: RawLimits,
     #[serde(default)]
     resolve: BTreeMap<String, Vec<String>>,
+}
+
+/// `"p95(ttfe) < 500ms"` or `{ expr = "error_rate < 5%", abort_on_fail = true }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawThreshold {
+    Expr(String),
+    Full(RawThresholdTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawThresholdTable {
+    expr: String,
+    #[serde(default)]
+    abort_on_fail: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -248,6 +269,20 @@ fn validate(raw: RawScenario, file: &str, base: &Path, env: &dyn Fn(&str) -> Opt
         }
         presets.insert(name.clone(), run_defaults(preset, &field, &err)?);
     }
+    let thresholds = raw
+        .thresholds
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let (expr, abort_on_fail) = match t {
+                RawThreshold::Expr(e) => (e, false),
+                RawThreshold::Full(t) => (&t.expr, t.abort_on_fail),
+            };
+            Threshold::parse(expr)
+                .map(|t| Threshold { abort_on_fail, ..t })
+                .map_err(|m| err(&format!("thresholds[{i}]"), m))
+        })
+        .collect::<Result<Vec<_>>>()?;
 
     let mut limits = Limits::default();
     if let Some(bytes) = raw.limits.sse_max_event_bytes {
@@ -481,6 +516,7 @@ fn validate(raw: RawScenario, file: &str, base: &Path, env: &dyn Fn(&str) -> Opt
         },
         run,
         presets,
+        thresholds,
     })
 }
 

@@ -170,14 +170,60 @@ pub struct Aggregator {
     pub rejected: u64,
     /// Every slot before this second is compacted (see `compact`).
     compacted_below: i64,
+    /// Seconds behind the newest whose histograms are kept (trailing-window
+    /// thresholds need theirs); at least [`OPEN_SLOTS`].
+    keep_histograms_s: i64,
+}
+
+/// The timeline's sums over a span of seconds: what trailing-window thresholds see.
+#[derive(Debug, Default)]
+pub struct Window {
+    pub seconds: i64,
+    pub requests: u64,
+    pub failures: u64,
+    pub events: u64,
+    pub ttfe: Accum,
+    pub response_time: Accum,
+    /// False when a second in the span had already dropped its histograms.
+    pub complete: bool,
 }
 
 impl Aggregator {
     pub fn new(epoch: u64) -> Self {
         Aggregator {
             epoch,
+            keep_histograms_s: OPEN_SLOTS,
             ..Default::default()
         }
+    }
+
+    /// Keeps per-second histograms for at least `seconds` behind the newest report.
+    pub fn keep_histograms_for(&mut self, seconds: i64) {
+        self.keep_histograms_s = self.keep_histograms_s.max(seconds).max(OPEN_SLOTS);
+    }
+
+    /// The timeline seconds `from..to` (run clock) summed.
+    pub fn window(&self, from: i64, to: i64) -> Window {
+        let mut w = Window {
+            seconds: (to - from).max(0),
+            complete: true,
+            ..Default::default()
+        };
+        for (_, slot) in self.timeline.range(from..to.max(from)) {
+            w.requests += slot.requests;
+            w.failures += slot.failures;
+            w.events += slot.events;
+            if slot.summary.is_some() && slot.requests > 0 {
+                w.complete = false;
+            }
+            if let Some(a) = &slot.ttfe {
+                w.ttfe.merge(a);
+            }
+            if let Some(a) = &slot.response_time {
+                w.response_time.merge(a);
+            }
+        }
+        w
     }
 
     /// Highest acknowledged seq of a worker (for Welcome on resume).
@@ -308,7 +354,7 @@ impl Aggregator {
     /// compacted are visited, so a merge costs the same at the end of a long run as at
     /// its start.
     fn compact(&mut self, newest: i64) {
-        let below = newest - OPEN_SLOTS;
+        let below = newest - self.keep_histograms_s.max(OPEN_SLOTS);
         if below <= self.compacted_below {
             return;
         }

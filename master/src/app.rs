@@ -19,12 +19,14 @@ use tracing::{info, warn};
 
 use barrage_common::plan::RunPlan;
 use barrage_common::scenario::{self, Scenario};
+use barrage_common::threshold::Threshold;
 use barrage_proto::v1::coordinator_server::CoordinatorServer;
 
 use crate::cli::{Cli, Command, DemoArgs, LoadArgs, MasterArgs, MockArgs, RunArgs, ValidateArgs, WorkerArgs};
 use crate::cluster::{Cluster, ClusterOptions, Service};
 use crate::controller::{self, RunConfig, RunError};
 use crate::report::{FinalReport, RunInfo, console, json};
+use crate::thresholds::Thresholds;
 
 /// Largest gRPC message either way. A report of 10 endpoints with every histogram is
 /// tens of KiB; the plan with inline data pools can be larger. Bigger is refused
@@ -201,6 +203,8 @@ pub struct MasterSetup {
     pub opts: ClusterOptions,
     pub json: Option<PathBuf>,
     pub print_report: bool,
+    /// Exit code when requests failed but every threshold held (`--exit-code-on-error`).
+    pub exit_code_on_error: u8,
     /// The web API, unless headless.
     pub web: Option<(SocketAddr, crate::web::WebConfig)>,
 }
@@ -258,6 +262,37 @@ impl MasterSetup {
         let mut plan = scenario.plan;
         plan.limits.tls_insecure |= load.insecure;
         scenario::select_classes(&mut plan, &load.classes).map_err(Failure::usage)?;
+        let mut thresholds = scenario.thresholds;
+        for (text, abort_on_fail) in load
+            .threshold
+            .iter()
+            .map(|t| (t, false))
+            .chain(load.threshold_abort.iter().map(|t| (t, true)))
+        {
+            let t = Threshold::parse(text).map_err(|m| Failure::usage(format!("--threshold: {m}")))?;
+            thresholds.push(Threshold { abort_on_fail, ..t });
+        }
+        if let Some(name) = thresholds
+            .iter()
+            .filter_map(|t| t.endpoint.as_ref())
+            .find(|n| !plan.endpoints.iter().any(|e| &e.name == *n))
+        {
+            let rows: Vec<&str> = plan.endpoints.iter().map(|e| e.name.as_str()).collect();
+            return Err(Failure::usage(format!(
+                "threshold on {{name={name}}}: no stats row has that name; the rows are {}",
+                rows.join(", ")
+            )));
+        }
+        let events_per_request: std::collections::BTreeMap<(String, String), u32> = plan
+            .classes
+            .iter()
+            .flat_map(|c| c.tasks.iter().chain(&c.on_start))
+            .filter(|t| t.events_per_request != 1)
+            .filter_map(|t| {
+                let e = plan.endpoints.get(t.endpoint)?;
+                Some(((e.name.clone(), e.method.clone()), t.events_per_request))
+            })
+            .collect();
         scenario::filter_tags(&mut plan, &load.tags, &load.exclude_tags).map_err(Failure::usage)?;
         Ok(MasterSetup {
             run: RunConfig {
@@ -276,22 +311,17 @@ impl MasterSetup {
                     .map(|c| (c.name.clone(), c.weight, c.fixed_count))
                     .collect(),
                 on_worker_loss: load.on_worker_loss,
+                thresholds: Arc::new(Thresholds {
+                    list: thresholds,
+                    events_per_request: events_per_request.clone(),
+                }),
             },
             info: RunInfo {
                 scenario: plan.source.clone(),
                 host: host.or(plan.host.clone()),
                 users,
                 spawn_rate,
-                events_per_request: plan
-                    .classes
-                    .iter()
-                    .flat_map(|c| c.tasks.iter().chain(&c.on_start))
-                    .filter(|t| t.events_per_request != 1)
-                    .filter_map(|t| {
-                        let e = plan.endpoints.get(t.endpoint)?;
-                        Some(((e.name.clone(), e.method.clone()), t.events_per_request))
-                    })
-                    .collect(),
+                events_per_request,
             },
             opts: ClusterOptions {
                 tls: server_tls(load)?,
@@ -303,6 +333,7 @@ impl MasterSetup {
             web: web_setup(load)?,
             plan,
             print_report: true,
+            exit_code_on_error: load.exit_code_on_error,
         })
     }
 }
@@ -326,7 +357,13 @@ pub async fn serve_and_run(
 
 /// The cluster a setup describes (tests create it first to observe the run).
 pub fn new_cluster(setup: &MasterSetup) -> Arc<Cluster> {
-    Cluster::new(setup.plan.to_json(), setup.opts.clone())
+    let cluster = Cluster::new(setup.plan.to_json(), setup.opts.clone());
+    if let Some(w) = setup.run.thresholds.longest_window() {
+        // Trailing windows read per-second histograms: keep them that long, plus the
+        // seconds whose reports are still arriving.
+        cluster.aggregator().keep_histograms_for(w.as_secs() as i64 + 5);
+    }
+    cluster
 }
 
 /// [`serve_and_run`] on a cluster the caller holds.
@@ -416,7 +453,16 @@ pub async fn serve_cluster(
             message: e.to_string(),
         })
     })?;
-    let report = FinalReport::build(&cluster, &setup.info, &summary);
+    let mut report = FinalReport::build(&cluster, &setup.info, &summary);
+    report.thresholds = setup.run.thresholds.verdicts(&cluster.aggregator(), summary.duration);
+    if let Some(at_abort) = &summary.threshold_abort
+        && let Some(row) = report.thresholds.iter_mut().find(|r| r.threshold == at_abort.threshold)
+    {
+        // It failed during the run and stopped it: that verdict stands, whatever the
+        // figures of the shortened run say now.
+        row.passed = false;
+        row.shown = format!("{} (failed during the run: {})", row.shown, at_abort.shown);
+    }
     if setup.print_report {
         print!("{}", console::render_final(&report));
     }
@@ -424,11 +470,23 @@ pub async fn serve_cluster(
         json::write(&report, path)?;
         info!(path = %path.display(), "JSON report written");
     }
+    let failed_thresholds: Vec<&str> = report
+        .thresholds
+        .iter()
+        .filter(|t| !t.passed)
+        .map(|t| t.threshold.as_str())
+        .collect();
     let exit_code = if let Some(why) = &summary.aborted {
         eprintln!("error: {why} (exit code {EXIT_CLUSTER})");
         EXIT_CLUSTER
-    } else if report.aggregated.failures > 0 {
+    } else if !failed_thresholds.is_empty() {
+        eprintln!(
+            "thresholds failed: {} (exit code {EXIT_FAILURES})",
+            failed_thresholds.join("; ")
+        );
         EXIT_FAILURES
+    } else if report.aggregated.failures > 0 {
+        setup.exit_code_on_error
     } else {
         0
     };
@@ -613,6 +671,9 @@ a master and {} worker processes, {} users at {}/s for {}.",
         headless: true,
         preset: None,
         classes: Vec::new(),
+        threshold: Vec::new(),
+        threshold_abort: Vec::new(),
+        exit_code_on_error: 1,
         tags: Vec::new(),
         exclude_tags: Vec::new(),
         web_host: std::net::Ipv4Addr::LOCALHOST.into(),

@@ -75,6 +75,19 @@ pub struct LoadArgs {
     /// Run only these user classes (as Locust's class names after the options); default all.
     #[arg(value_name = "CLASS")]
     pub classes: Vec<String>,
+    /// A pass/fail criterion, repeatable: 'p95(ttfe) < 500ms', 'error_rate < 1%',
+    /// 'rps > 100', 'p99(response_time){name=/v1/chat-messages} < 2s',
+    /// 'p95(ttfe)[60s] < 500ms' (trailing 60 s). A failed one makes the exit code 1.
+    #[arg(long, value_name = "EXPR")]
+    pub threshold: Vec<String>,
+    /// A threshold that also stops the run, cluster-wide, as soon as it fails (checked
+    /// every second; a trailing window once the run is that old).
+    #[arg(long, value_name = "EXPR")]
+    pub threshold_abort: Vec<String>,
+    /// Exit code when requests failed but every threshold held (0: failures alone do
+    /// not fail the run).
+    #[arg(long, default_value_t = 1, value_name = "CODE")]
+    pub exit_code_on_error: u8,
     /// Run only the tasks with any of these tags (comma-separated).
     #[arg(short = 'T', long, value_delimiter = ',')]
     pub tags: Vec<String>,

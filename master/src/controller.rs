@@ -13,6 +13,7 @@ use barrage_proto::v1::{self, master_message::Kind as MKind};
 use crate::cluster::{Cluster, Phase};
 use crate::partition::{class_totals, partition_totals};
 use crate::report::console;
+use crate::thresholds::{ThresholdRow, Thresholds};
 
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -30,6 +31,8 @@ pub struct RunConfig {
     /// Class names, weights and fixed counts from the plan, in plan order.
     pub classes: Vec<(String, u32, Option<u32>)>,
     pub on_worker_loss: WorkerLossPolicy,
+    /// Pass/fail criteria; those with `abort_on_fail` are watched during the run.
+    pub thresholds: Arc<Thresholds>,
 }
 
 /// What the run does when a worker is lost (`--on-worker-loss`).
@@ -68,6 +71,8 @@ pub struct RunSummary {
     /// Why the run ended as a cluster error (exit code 3): a worker lost under
     /// `--on-worker-loss abort`, or every worker lost.
     pub aborted: Option<String>,
+    /// The `abort_on_fail` threshold that stopped the run, as it stood then.
+    pub threshold_abort: Option<ThresholdRow>,
 }
 
 const TICK: Duration = Duration::from_millis(250);
@@ -129,6 +134,9 @@ pub async fn run(
     let mut next_heartbeat = start;
     let stop_reason;
     let mut aborted: Option<String> = None;
+    let mut threshold_abort = None;
+    let watch_thresholds = cfg.thresholds.list.iter().any(|t| t.abort_on_fail);
+    let mut next_threshold_check = start + Duration::from_secs(1);
     loop {
         let now = Instant::now();
         if let Some(rt) = cfg.run_time
@@ -163,6 +171,23 @@ pub async fn run(
         if now >= next_heartbeat {
             next_heartbeat = now + cluster.opts.heartbeat_interval;
             send_heartbeats(&cluster, now.duration_since(start));
+        }
+        if watch_thresholds && now >= next_threshold_check {
+            next_threshold_check = now + Duration::from_secs(1);
+            let failed = cfg
+                .thresholds
+                .first_abort(&cluster.aggregator(), now.duration_since(start));
+            if let Some(failed) = failed {
+                stop_reason = format!(
+                    "threshold `{}` failed at {:.0}s ({}); abort_on_fail",
+                    failed.threshold,
+                    now.duration_since(start).as_secs_f64(),
+                    failed.shown
+                );
+                warn!(reason = %stop_reason, "aborting the run");
+                threshold_abort = Some(failed);
+                break;
+            }
         }
         if let (Some(at), Some(every)) = (next_console, cfg.console_every)
             && now >= at
@@ -238,6 +263,7 @@ pub async fn run(
     cluster.registry().phase = Phase::Done;
     Ok(RunSummary {
         aborted,
+        threshold_abort,
         duration,
         stop_reason,
         missing_finals,

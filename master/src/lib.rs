@@ -10,4 +10,5 @@ pub mod controller;
 pub mod describe;
 pub mod partition;
 pub mod report;
+pub mod thresholds;
 pub mod web;

@@ -404,3 +404,19 @@ fn classes_are_selected_by_name() {
     let err = select_classes(&mut plan, &["Other".into()]).unwrap_err();
     assert!(err.contains("weight 0"), "{err}");
 }
+
+#[test]
+fn thresholds_are_strings_or_tables() {
+    let text =
+        format!("thresholds = [\"p95(ttfe) < 500ms\", {{ expr = \"error_rate < 5%\", abort_on_fail = true }}]\n{GOOD}");
+    let s = parse(&text).unwrap();
+    assert_eq!(s.thresholds.len(), 2);
+    assert!(!s.thresholds[0].abort_on_fail);
+    assert!(s.thresholds[1].abort_on_fail);
+    assert_eq!(s.thresholds[1].limit, 0.05);
+    let err = parse(&text.replace("p95(ttfe)", "p95(ttfx)")).unwrap_err().to_string();
+    assert!(
+        err.contains("thresholds[0]") && err.contains("`ttfx` is not a latency"),
+        "{err}"
+    );
+}

@@ -390,6 +390,17 @@ pub fn render_final(r: &FinalReport) -> String {
             let _ = writeln!(out, "{e}");
         }
     }
+    if !r.thresholds.is_empty() {
+        let _ = writeln!(out, "\nThresholds\n| Threshold | Observed | Verdict |\n|---|---|---|");
+        for t in &r.thresholds {
+            let verdict = match (t.passed, t.abort_on_fail) {
+                (true, _) => "pass",
+                (false, false) => "FAIL",
+                (false, true) => "FAIL (abort_on_fail)",
+            };
+            let _ = writeln!(out, "| {} | {} | {verdict} |", t.threshold, t.shown);
+        }
+    }
     for w in &r.warnings {
         let _ = writeln!(out, "WARNING: {w}");
     }

@@ -48,6 +48,8 @@ pub struct FinalReport {
     pub events: Vec<String>,
     pub warnings: Vec<String>,
     pub timeline: Vec<TimelinePoint>,
+    /// Each threshold with its observed value and verdict (empty without thresholds).
+    pub thresholds: Vec<crate::thresholds::ThresholdRow>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -218,11 +220,16 @@ fn count_kind(s: &EndpointStats, kind: &str) -> u64 {
         .sum()
 }
 
+/// Successful requests x `events_per_request`. Expected non-2xx outcomes (a declared
+/// 429) carry no business events.
+pub fn business_events(s: &EndpointStats, epr: u32) -> u64 {
+    let expected: u64 = s.outcomes.values().map(|e| e.count).sum();
+    s.requests.saturating_sub(s.failures).saturating_sub(expected) * u64::from(epr)
+}
+
 fn row(kind: TaskKindTag, method: &str, name: &str, s: &EndpointStats, secs: f64, epr: u32) -> EndpointRow {
     let pct = |m: Metric| s.histogram(m).and_then(Percentiles::from_us);
-    // Expected non-2xx outcomes (a declared 429) carry no business events.
-    let expected: u64 = s.outcomes.values().map(|e| e.count).sum();
-    let business_events = s.requests.saturating_sub(s.failures).saturating_sub(expected) * u64::from(epr);
+    let business_events = business_events(s, epr);
     EndpointRow {
         kind: match kind {
             TaskKindTag::Http => "http",
@@ -478,6 +485,7 @@ impl FinalReport {
             events: Vec::new(),
             warnings: Vec::new(),
             timeline,
+            thresholds: Vec::new(),
         }
     }
 }

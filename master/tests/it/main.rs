@@ -14,5 +14,6 @@ mod proxy;
 mod secrets;
 mod signals;
 mod support;
+mod thresholds;
 mod tls;
 mod web;

@@ -1,0 +1,295 @@
+//! Evaluates thresholds on the merged figures: live (for `abort_on_fail`) and once
+//! more on the final figures for the verdict and the exit code.
+//!
+//! Whole-run thresholds read the exact merged histograms of the aggregator; a trailing
+//! window (`[60s]`) reads the per-second timeline (response time and TTFE histograms,
+//! counts), which the aggregator keeps long enough for the longest window.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use barrage_common::metrics::{EndpointStats, Metric};
+use barrage_common::threshold::{Stat, Threshold};
+use serde::Serialize;
+
+use crate::aggregate::Aggregator;
+
+/// One threshold's verdict, as the report shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ThresholdRow {
+    pub threshold: String,
+    /// In the threshold's base unit (µs, a fraction, per second); None = no data.
+    pub observed: Option<f64>,
+    /// The observed value in the threshold's own unit, or "no data".
+    pub shown: String,
+    pub passed: bool,
+    pub abort_on_fail: bool,
+}
+
+/// The run's thresholds and what evaluating them needs from the plan.
+#[derive(Debug, Clone, Default)]
+pub struct Thresholds {
+    pub list: Vec<Threshold>,
+    /// `events_per_request` by stats row (name, method), where not 1.
+    pub events_per_request: BTreeMap<(String, String), u32>,
+}
+
+/// How long a report may take to arrive: the newest seconds are not yet complete.
+const REPORT_LAG_S: i64 = 2;
+
+impl Thresholds {
+    /// The longest trailing window, for the aggregator's histogram retention.
+    pub fn longest_window(&self) -> Option<Duration> {
+        self.list.iter().filter_map(|t| t.window).max()
+    }
+
+    /// Every threshold on the final figures of a run that lasted `elapsed`.
+    pub fn verdicts(&self, agg: &Aggregator, elapsed: Duration) -> Vec<ThresholdRow> {
+        let end = elapsed.as_secs_f64().ceil() as i64;
+        self.list
+            .iter()
+            .map(|t| {
+                let observed = self.observe(t, agg, elapsed, end);
+                row(t, observed)
+            })
+            .collect()
+    }
+
+    /// The first `abort_on_fail` threshold that fails now, `elapsed` into the run.
+    /// Windows are judged on complete seconds only, and not before the run is one
+    /// window old; no data is not a failure yet.
+    pub fn first_abort(&self, agg: &Aggregator, elapsed: Duration) -> Option<ThresholdRow> {
+        let end = elapsed.as_secs() as i64 - REPORT_LAG_S;
+        self.list
+            .iter()
+            .filter(|t| t.abort_on_fail)
+            .filter(|t| t.window.is_none_or(|w| end >= w.as_secs() as i64))
+            .find_map(|t| {
+                let observed = self.observe(t, agg, elapsed, end)?;
+                let r = row(t, Some(observed));
+                (!r.passed).then_some(r)
+            })
+    }
+
+    fn observe(&self, t: &Threshold, agg: &Aggregator, elapsed: Duration, end: i64) -> Option<f64> {
+        if let Some(w) = t.window {
+            let span = w.as_secs().max(1) as i64;
+            let win = agg.window((end - span).max(0), end);
+            let secs = win.seconds.max(1) as f64;
+            let hist = |m: Metric| {
+                let a = match m {
+                    Metric::Ttfe => &win.ttfe,
+                    _ => &win.response_time,
+                };
+                (!a.is_empty()).then(|| a.to_histogram())
+            };
+            return match t.stat {
+                Stat::Percentile(q, m) => hist(m).map(|h| h.value_at_quantile(q / 100.0) as f64),
+                Stat::Avg(m) => hist(m).map(|h| h.mean()),
+                Stat::Min(m) => hist(m).map(|h| h.min() as f64),
+                Stat::Max(m) => hist(m).map(|h| h.max() as f64),
+                Stat::ErrorRate => (win.requests > 0).then(|| win.failures as f64 / win.requests as f64),
+                Stat::Rps => Some(win.requests as f64 / secs),
+                Stat::EventsPerS => Some(win.events as f64 / secs),
+                Stat::Requests => Some(win.requests as f64),
+                Stat::Failures => Some(win.failures as f64),
+                // Refused at parse time: the timeline has no business events.
+                Stat::BusinessEventsPerS => None,
+            };
+        }
+        let rows: Vec<(&crate::aggregate::EndpointKey, EndpointStats)> = agg
+            .endpoints
+            .iter()
+            .filter(|(k, _)| t.endpoint.as_ref().is_none_or(|n| *n == k.name))
+            .map(|(k, e)| (k, e.stats()))
+            .collect();
+        if rows.is_empty() {
+            return None;
+        }
+        let mut all = EndpointStats::default();
+        for (_, s) in &rows {
+            all.merge(s);
+        }
+        let secs = elapsed.as_secs_f64().max(1e-3);
+        let hist = |m: Metric| all.histogram(m).filter(|h| !h.is_empty());
+        match t.stat {
+            Stat::Percentile(q, m) => hist(m).map(|h| h.value_at_quantile(q / 100.0) as f64),
+            Stat::Avg(m) => hist(m).map(|h| h.mean()),
+            Stat::Min(m) => hist(m).map(|h| h.min() as f64),
+            Stat::Max(m) => hist(m).map(|h| h.max() as f64),
+            Stat::ErrorRate => (all.requests > 0).then(|| all.failures as f64 / all.requests as f64),
+            Stat::Rps => Some(all.requests as f64 / secs),
+            Stat::EventsPerS => Some(all.events as f64 / secs),
+            Stat::Requests => Some(all.requests as f64),
+            Stat::Failures => Some(all.failures as f64),
+            Stat::BusinessEventsPerS => {
+                let events: u64 = rows
+                    .iter()
+                    .map(|(k, s)| {
+                        let epr = self
+                            .events_per_request
+                            .get(&(k.name.clone(), k.method.clone()))
+                            .copied()
+                            .unwrap_or(1);
+                        crate::report::business_events(s, epr)
+                    })
+                    .sum();
+                Some(events as f64 / secs)
+            }
+        }
+    }
+}
+
+fn row(t: &Threshold, observed: Option<f64>) -> ThresholdRow {
+    ThresholdRow {
+        threshold: t.text.clone(),
+        observed,
+        shown: observed.map_or_else(|| "no data".to_string(), |v| t.stat.show(v)),
+        // No data cannot show that a criterion holds: a gate must not pass a run
+        // that measured nothing.
+        passed: observed.is_some_and(|v| t.op.holds(v, t.limit)),
+        abort_on_fail: t.abort_on_fail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use barrage_common::plan::{Endpoint, TaskKindTag};
+    use barrage_common::wire::endpoint_to_proto;
+    use barrage_proto::v1;
+
+    /// One second of a worker's figures: `requests` answered in `rt_ms` each (and
+    /// their first events in `rt_ms / 2`), `failures` of them failed.
+    fn second(seq: u64, at: i64, name: &str, requests: u64, failures: u64, rt_ms: u64) -> v1::Report {
+        let ep = Endpoint {
+            name: name.into(),
+            method: "POST".into(),
+            kind: TaskKindTag::Sse,
+        };
+        let mut s = EndpointStats {
+            requests,
+            events: requests * 3,
+            ..Default::default()
+        };
+        for _ in 0..failures {
+            s.fail("http_status", "500", || "HTTP 500".into());
+        }
+        for _ in 0..requests {
+            s.record(Metric::ResponseTime, rt_ms * 1000);
+            s.record(Metric::Ttfe, rt_ms * 500);
+        }
+        v1::Report {
+            worker_id: "w".into(),
+            epoch: 1,
+            seq,
+            interval_start_us: at * 1_000_000,
+            interval_end_us: (at + 1) * 1_000_000,
+            endpoints: vec![endpoint_to_proto(&ep, &s)],
+            ..Default::default()
+        }
+    }
+
+    fn thresholds(list: &[(&str, bool)]) -> Thresholds {
+        Thresholds {
+            list: list
+                .iter()
+                .map(|(t, abort_on_fail)| Threshold {
+                    abort_on_fail: *abort_on_fail,
+                    ..Threshold::parse(t).unwrap()
+                })
+                .collect(),
+            events_per_request: BTreeMap::new(),
+        }
+    }
+
+    /// 20 s: 15 fast seconds (10 ms, no failures), then 5 slow ones (200 ms, half failed).
+    fn slowing_run() -> Aggregator {
+        let mut agg = Aggregator::new(1);
+        agg.keep_histograms_for(30);
+        for at in 0..20 {
+            let (failures, rt) = if at < 15 { (0, 10) } else { (5, 200) };
+            agg.merge(&second(at as u64 + 1, at, "/run", 10, failures, rt));
+        }
+        agg
+    }
+
+    #[test]
+    fn whole_run_verdicts_read_the_merged_figures() {
+        let agg = slowing_run();
+        let t = thresholds(&[
+            ("p50(response_time) < 100ms", false),
+            ("p95(response_time) < 100ms", false),
+            ("avg(ttfe) < 50ms", false),
+            ("error_rate < 15%", false),
+            ("error_rate < 10%", false),
+            ("rps >= 10", false),
+            ("requests > 200", false),
+            ("events_per_s > 29", false),
+            ("p50(response_time){name=/run} < 100ms", false),
+            ("p50(ttft) < 1s", false),
+        ]);
+        let v = t.verdicts(&agg, Duration::from_secs(20));
+        let verdicts: Vec<(bool, &str)> = v.iter().map(|r| (r.passed, r.shown.as_str())).collect();
+        assert_eq!(
+            verdicts,
+            [
+                (true, "10.01ms"),
+                (false, "200.06ms"),
+                // (150 x 5 ms + 50 x 100 ms) / 200, to the histogram's precision.
+                (true, "28.75ms"),
+                (true, "12.500%"),
+                (false, "12.500%"),
+                (true, "10.00/s"),
+                (false, "200"),
+                (true, "30.00/s"),
+                (true, "10.01ms"),
+                // Nothing measured cannot pass.
+                (false, "no data"),
+            ]
+        );
+    }
+
+    #[test]
+    fn trailing_windows_see_only_their_seconds() {
+        let agg = slowing_run();
+        let t = thresholds(&[
+            ("p50(response_time)[5s] < 100ms", false),
+            ("p50(response_time)[10s] < 100ms", false),
+            ("error_rate[5s] < 10%", false),
+            ("rps[5s] > 9", false),
+            ("p95(ttfe)[30s] < 150ms", false),
+        ]);
+        let v = t.verdicts(&agg, Duration::from_secs(20));
+        let verdicts: Vec<(bool, &str)> = v.iter().map(|r| (r.passed, r.shown.as_str())).collect();
+        assert_eq!(
+            verdicts,
+            [
+                (false, "200.06ms"),
+                // Seconds 10-19: five fast, five slow; the median is the fast side's top.
+                (true, "10.01ms"),
+                (false, "50.000%"),
+                (true, "10.00/s"),
+                (true, "100.03ms"),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_abort_threshold_fires_only_on_complete_seconds_and_old_enough_windows() {
+        let agg = slowing_run();
+        let t = thresholds(&[("p95(response_time)[5s] < 100ms", true), ("error_rate < 50%", false)]);
+        // At 16 s the complete seconds end at 14: all fast.
+        assert_eq!(t.first_abort(&agg, Duration::from_secs(16)), None);
+        // At 19 s, seconds 12-16 include two slow ones: p95 is slow.
+        let fired = t.first_abort(&agg, Duration::from_secs(19)).unwrap();
+        assert_eq!(fired.threshold, "p95(response_time)[5s] < 100ms");
+        assert!(!fired.passed);
+        // A window longer than the run so far is not judged yet.
+        let long = thresholds(&[("p95(response_time)[60s] < 100ms", true)]);
+        assert_eq!(long.first_abort(&agg, Duration::from_secs(20)), None);
+        // Without abort_on_fail nothing stops the run.
+        let quiet = thresholds(&[("error_rate < 1%", false)]);
+        assert_eq!(quiet.first_abort(&agg, Duration::from_secs(20)), None);
+    }
+}
