@@ -40,8 +40,8 @@ pub struct Partition {
 }
 
 /// Users per class: `fixed_count` classes first, in order, exactly (as far as the users
-/// go); the rest split by weight among the other classes. With only fixed classes the
-/// total can be below `users`.
+/// go); the rest split by weight among the other classes. With only fixed (or weight-0)
+/// classes the total can be below `users`.
 pub fn class_totals(users: u32, weights: &[u32], fixed: &[Option<u32>]) -> Vec<u32> {
     let mut left = users;
     let mut totals = vec![0u32; weights.len()];
@@ -51,8 +51,10 @@ pub fn class_totals(users: u32, weights: &[u32], fixed: &[Option<u32>]) -> Vec<u
             left -= totals[i];
         }
     }
+    // Weight 0 means no users: beside fixed classes, a weight-0 class gets none
+    // (apportion would split evenly among all-zero weights).
     let free: Vec<usize> = (0..weights.len())
-        .filter(|&i| fixed.get(i).is_none_or(|f| f.is_none()))
+        .filter(|&i| fixed.get(i).is_none_or(|f| f.is_none()) && weights[i] > 0)
         .collect();
     if !free.is_empty() {
         let shares = apportion(left, &free.iter().map(|&i| weights[i]).collect::<Vec<_>>());
@@ -141,6 +143,9 @@ mod tests {
         assert_eq!(class_totals(4, &[1, 1, 1], &[Some(3), Some(3), None]), [3, 1, 0]);
         // Only fixed classes: the total is theirs.
         assert_eq!(class_totals(100, &[1], &[Some(2)]), [2]);
+        // A weight-0 class beside a fixed one gets nobody, not an even share.
+        assert_eq!(class_totals(10, &[0, 0, 2], &[Some(3), None, None]), [3, 0, 7]);
+        assert_eq!(class_totals(10, &[0, 0], &[Some(3), None]), [3, 0]);
         let p = partition_totals(&class_totals(10, &[1, 1], &[Some(1), None]), 5.0, &[1, 1]);
         assert_eq!(
             p.matrix.iter().map(|r| r[0]).sum::<u32>(),

@@ -63,6 +63,9 @@ struct UserState {
     vars: Vec<(String, String)>,
     /// CSV pools, by row group: the row this request took, and the sequential cursor.
     group_rows: Vec<Option<usize>>,
+    /// Plain pools: the entry this request took, so `{{question}}` twice in one
+    /// request is the same question (and a sequential cursor moves once).
+    pool_picks: Vec<Option<usize>>,
     group_sequence: Vec<usize>,
     /// Rendering buffers, kept for their capacity: no allocation per request.
     value_buf: String,
@@ -86,6 +89,7 @@ pub async fn run(ctx: UserCtx, mut rng: SmallRng) {
     let mut conn = Conn::new();
     let mut state = UserState {
         sequence: vec![0; ctx.plan.pools.len()],
+        pool_picks: vec![None; ctx.plan.pools.len()],
         ..Default::default()
     };
     let mut deck = Deck::new(class);
@@ -93,11 +97,21 @@ pub async fn run(ctx: UserCtx, mut rng: SmallRng) {
     let live_task: Mutex<Option<String>> = Mutex::new(None);
     // on_start: once, in order (log in, create a project); failures are counted, and the
     // user goes on, as a person would retry inside the app.
+    // A graceful stop lets the request in flight finish (and be counted), as in the
+    // task loop; a hard stop counts it as cancelled.
     for task in &class.on_start {
+        if ctx.stopping.is_cancelled() || ctx.cancel.is_cancelled() {
+            return;
+        }
         tokio::select! {
             biased;
-            _ = ctx.cancel.cancelled() => return,
-            _ = ctx.stopping.cancelled() => return,
+            _ = ctx.cancel.cancelled() => {
+                ctx.record(task.endpoint, |s| {
+                    s.requests += 1;
+                    s.outcome(failure::CANCELLED, "", || "in flight when the run stopped".into());
+                });
+                return;
+            }
             _ = execute(&ctx, task, &mut conn, &mut state, &mut rng, &live_task) => {}
         }
     }
@@ -269,6 +283,8 @@ fn render_request(
     // CSV pools: the row each group (file) gave this request, and its sequential cursor.
     let (group_rows, group_sequence) = (&mut state.group_rows, &mut state.group_sequence);
     group_rows.iter_mut().for_each(|r| *r = None);
+    let pool_picks = &mut state.pool_picks;
+    pool_picks.iter_mut().for_each(|r| *r = None);
     let mut var = |name: &str, out: &mut String| {
         use std::fmt::Write;
         match name {
@@ -303,7 +319,7 @@ fn render_request(
                         }
                     };
                     let at = match p.row_group.map(|g| g as usize) {
-                        None => pick(&mut sequence[i]),
+                        None => *pool_picks[i].get_or_insert_with(|| pick(&mut sequence[i])),
                         Some(g) => {
                             if group_rows.len() <= g {
                                 group_rows.resize(g + 1, None);
@@ -320,8 +336,13 @@ fn render_request(
     let mut path = String::new();
     task.path.render_into(&mut path, &mut var);
     req.start(task.method.as_str(), &path)?;
-    req.header("host", &ctx.target.authority)?;
-    req.header("user-agent", concat!("barrage/", env!("CARGO_PKG_VERSION")))?;
+    // A task's own Host (virtual hosts behind an ingress) or User-Agent replaces ours.
+    if !task.headers.iter().any(|(n, _)| n == "host") {
+        req.header("host", &ctx.target.authority)?;
+    }
+    if !task.headers.iter().any(|(n, _)| n == "user-agent") {
+        req.header("user-agent", concat!("barrage/", env!("CARGO_PKG_VERSION")))?;
+    }
     if task.connection == ConnectionPolicy::PerRequest {
         req.header("connection", "close")?;
     }
@@ -583,7 +604,8 @@ async fn exchange(
         }
     }
     let spec = match &task.kind {
-        TaskKind::Sse(spec) if expected && (is_stream || spec.dify.is_none()) => spec,
+        // A declared non-2xx (expect = [200, 429]) is an outcome to count, not a stream.
+        TaskKind::Sse(spec) if expected && status_code.is_success() && (is_stream || spec.dify.is_none()) => spec,
         kind => {
             // Not a stream to follow: read (and keep the start of) the body.
             let mut kept = Vec::new();

@@ -394,3 +394,77 @@ fn checks_are_validated() {
     assert!(bad("{ name = \"n\", json = \"/a\", body_contains = \"x\" }").contains("body_contains"));
     assert!(bad("{ name = \"n\", jsn = \"/a\" }").contains("jsn"));
 }
+
+/// One request, one draw per pool: `{{n}}` in the path and in a header is the same
+/// entry; a task's own Host and User-Agent replace Barrage's (virtual hosts behind an
+/// ingress); a declared 429 on an `sse` task is an expected outcome, not a stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_draw_once_per_request_and_own_headers_replace_ours() {
+    #[derive(Default)]
+    struct Seen {
+        matched: AtomicU64,
+        mismatched: AtomicU64,
+        bad_host: AtomicU64,
+        limited: AtomicU64,
+    }
+    let seen = Arc::new(Seen::default());
+    let app = axum::Router::new()
+        .route(
+            "/n/{n}",
+            get(
+                |State(s): State<Arc<Seen>>, Path(n): Path<String>, headers: HeaderMap| async move {
+                    let hosts: Vec<_> = headers.get_all("host").iter().collect();
+                    let agents: Vec<_> = headers.get_all("user-agent").iter().collect();
+                    if hosts != ["api.example.test"] || agents != ["compat/1.0"] {
+                        s.bad_host.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if headers.get("x-n").and_then(|v| v.to_str().ok()) == Some(n.as_str()) {
+                        s.matched.fetch_add(1, Ordering::SeqCst);
+                    } else {
+                        s.mismatched.fetch_add(1, Ordering::SeqCst);
+                    }
+                    "ok"
+                },
+            ),
+        )
+        .route(
+            "/events",
+            get(|State(s): State<Arc<Seen>>| async move {
+                s.limited.fetch_add(1, Ordering::SeqCst);
+                (StatusCode::TOO_MANY_REQUESTS, "slow down")
+            }),
+        )
+        .with_state(seen.clone());
+    let addr = serve(app).await;
+    let scenario = r#"
+[data.n]
+values = ["1", "2", "3", "4", "5", "6", "7", "8"]
+[[users]]
+name = "U"
+wait = "constant(0.01)"
+order = "sequential"
+[[users.tasks]]
+name = "/n/:n"
+path = "/n/{{n}}"
+headers = { X-N = "{{n}}", Host = "api.example.test", User-Agent = "compat/1.0" }
+[[users.tasks]]
+name = "/events"
+path = "/events"
+kind = "sse"
+expect = [200, 429]
+"#;
+    let load = load_args(addr, 3, 100.0, Duration::from_secs(1));
+    let r = run_with_one_worker(setup(scenario, &load, 1)).await;
+    assert_eq!(r.aggregated.failures, 0, "{:?}", r.failures);
+    assert!(seen.matched.load(Ordering::SeqCst) > 10);
+    assert_eq!(seen.mismatched.load(Ordering::SeqCst), 0);
+    assert_eq!(seen.bad_host.load(Ordering::SeqCst), 0);
+    let expected: u64 = r
+        .outcomes
+        .iter()
+        .filter(|o| o.name == "/events" && o.kind == "expected_status" && o.detail == "429")
+        .map(|o| o.count)
+        .sum();
+    assert_eq!(expected, seen.limited.load(Ordering::SeqCst));
+    assert!(expected > 0);
+}
