@@ -12,6 +12,7 @@ pub mod error;
 pub mod metrics;
 pub mod plan;
 pub mod scenario;
+pub mod shape;
 pub mod telemetry;
 pub mod template;
 pub mod threshold;

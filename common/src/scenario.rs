@@ -17,6 +17,7 @@ use crate::plan::{
     Capture, Check, CheckRule, ConnectionPolicy, DifyApp, DifySpec, Endpoint, Limits, PLAN_FORMAT, Pool, PoolMode,
     RunPlan, SseSpec, Task, TaskKind, TaskOrder, UserClass, Wait,
 };
+use crate::shape::{Shape, Stage};
 use crate::template::{BUILTIN_VARS, Template};
 use crate::threshold::Threshold;
 
@@ -37,15 +38,24 @@ pub struct RunDefaults {
     pub users: Option<u32>,
     pub spawn_rate: Option<f64>,
     pub run_time: Option<Duration>,
+    /// `stages`, `step` or `spike`: users over time instead of one constant count.
+    pub shape: Option<Shape>,
 }
 
 impl RunDefaults {
-    /// `self`, with the settings it leaves open taken from `base`.
+    /// `self`, with the settings it leaves open taken from `base`. A preset with a
+    /// shape or with users replaces both of the base's.
     pub fn over(&self, base: &RunDefaults) -> RunDefaults {
+        let own_load = self.shape.is_some() || self.users.is_some();
         RunDefaults {
-            users: self.users.or(base.users),
+            users: self.users.or(if own_load { None } else { base.users }),
             spawn_rate: self.spawn_rate.or(base.spawn_rate),
             run_time: self.run_time.or(base.run_time),
+            shape: if own_load {
+                self.shape.clone()
+            } else {
+                base.shape.clone()
+            },
         }
     }
 }
@@ -92,6 +102,38 @@ struct RawRun {
     users: Option<i64>,
     spawn_rate: Option<f64>,
     run_time: Option<String>,
+    stages: Option<Vec<RawStage>>,
+    step: Option<RawStep>,
+    spike: Option<RawSpike>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage {
+    duration: String,
+    users: i64,
+    spawn_rate: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    start: i64,
+    step: i64,
+    every: String,
+    max: i64,
+    spawn_rate: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpike {
+    users: i64,
+    peak: i64,
+    before: String,
+    hold: String,
+    after: String,
+    spawn_rate: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -522,7 +564,66 @@ fn validate(raw: RawScenario, file: &str, base: &Path, env: &dyn Fn(&str) -> Opt
 
 /// `[run]` or one `[presets.NAME]`, checked; `at` is its field path for messages.
 fn run_defaults(raw: &RawRun, at: &str, err: &dyn Fn(&str, String) -> Error) -> Result<RunDefaults> {
+    let field = |name: &str| format!("{at}.{name}");
+    let count = |name: &str, v: i64| {
+        u32::try_from(v).map_err(|_| err(&field(name), format!("{v} is not a user count; expected 0 or more")))
+    };
+    let time = |name: &str, v: &str| duration::parse(v).map_err(|m| err(&field(name), m));
+    let rate = |name: &str, v: Option<f64>| v.map(|r| check_rate(r).map_err(|m| err(&field(name), m))).transpose();
+    let given = [raw.stages.is_some(), raw.step.is_some(), raw.spike.is_some()];
+    if given.iter().filter(|g| **g).count() > 1 {
+        return Err(err(at, "give one shape: stages, step or spike".into()));
+    }
+    if given.iter().any(|g| *g) && raw.users.is_some() {
+        return Err(err(
+            &field("users"),
+            "a shape (stages, step, spike) sets the users over time; leave out users".into(),
+        ));
+    }
+    let shape = if let Some(stages) = &raw.stages {
+        if stages.is_empty() {
+            return Err(err(&field("stages"), "an empty list; give at least one stage".into()));
+        }
+        let mut out = Vec::new();
+        for (i, s) in stages.iter().enumerate() {
+            let name = |k: &str| format!("stages[{i}].{k}");
+            out.push(Stage {
+                duration: time(&name("duration"), &s.duration)?,
+                users: count(&name("users"), s.users)?,
+                spawn_rate: rate(&name("spawn_rate"), s.spawn_rate)?,
+            });
+        }
+        Some(Shape { stages: out })
+    } else if let Some(s) = &raw.step {
+        let every = time("step.every", &s.every)?;
+        if every.is_zero() {
+            return Err(err(&field("step.every"), "0 is not a step time".into()));
+        }
+        let (start, max) = (count("step.start", s.start)?, count("step.max", s.max)?);
+        if max < start {
+            return Err(err(&field("step.max"), format!("{max} is below start ({start})")));
+        }
+        Some(Shape::step(
+            start,
+            count("step.step", s.step)?,
+            every,
+            max,
+            rate("step.spawn_rate", s.spawn_rate)?,
+        ))
+    } else if let Some(s) = &raw.spike {
+        Some(Shape::spike(
+            count("spike.users", s.users)?,
+            count("spike.peak", s.peak)?,
+            time("spike.before", &s.before)?,
+            time("spike.hold", &s.hold)?,
+            time("spike.after", &s.after)?,
+            rate("spike.spawn_rate", s.spawn_rate)?,
+        ))
+    } else {
+        None
+    };
     Ok(RunDefaults {
+        shape,
         users: raw
             .users
             .map(|u| {

@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use barrage_common::plan::RunPlan;
 use barrage_common::scenario::{self, Scenario};
+use barrage_common::shape::Shape;
 use barrage_common::threshold::Threshold;
 use barrage_proto::v1::coordinator_server::CoordinatorServer;
 
@@ -241,10 +242,31 @@ impl MasterSetup {
                 })?
                 .over(&scenario.run),
         };
-        let users = load.users.or(defaults.users).unwrap_or(1);
+        // A shape from --stage, else from the file unless -u asks for a constant count.
+        let shape = if !load.stage.is_empty() {
+            if load.users.is_some() {
+                return Err(Failure::usage(
+                    "--stage sets the users over time; leave out -u/--users".to_string(),
+                ));
+            }
+            Some(Shape {
+                stages: load.stage.clone(),
+            })
+        } else if load.users.is_some() {
+            None
+        } else {
+            defaults.shape.clone()
+        };
+        let users = match &shape {
+            Some(s) => s.peak_users(),
+            None => load.users.or(defaults.users).unwrap_or(1),
+        };
         let spawn_rate = load.spawn_rate.or(defaults.spawn_rate).unwrap_or(1.0);
         scenario::check_rate(spawn_rate).map_err(|m| Failure::usage(format!("--spawn-rate: {m}")))?;
-        let run_time = load.run_time.or(defaults.run_time);
+        let run_time = load
+            .run_time
+            .or(defaults.run_time)
+            .or(shape.as_ref().map(Shape::duration));
         // Workers send a heartbeat and a report every second: a worker silent for less
         // than two of them is not lost, just between messages.
         if load.heartbeat_liveness < Duration::from_secs(2) {
@@ -298,6 +320,7 @@ impl MasterSetup {
             run: RunConfig {
                 users,
                 spawn_rate,
+                shape,
                 run_time,
                 expect_workers,
                 expect_workers_max_wait: max_wait,
@@ -670,6 +693,7 @@ a master and {} worker processes, {} users at {}/s for {}.",
         run_time: Some(args.run_time),
         headless: true,
         preset: None,
+        stage: Vec::new(),
         classes: Vec::new(),
         threshold: Vec::new(),
         threshold_abort: Vec::new(),

@@ -45,6 +45,27 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     duration::parse(s)
 }
 
+fn parse_stage(s: &str) -> Result<barrage_common::shape::Stage, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (d, u, r) = match parts.as_slice() {
+        [d, u] => (d, u, None),
+        [d, u, r] => (d, u, Some(r)),
+        _ => return Err("expected DURATION:USERS or DURATION:USERS:SPAWN_RATE, e.g. 1m:100 or 30s:50:10".into()),
+    };
+    Ok(barrage_common::shape::Stage {
+        duration: duration::parse(d)?,
+        users: u.trim().parse().map_err(|_| format!("`{u}` is not a user count"))?,
+        spawn_rate: r
+            .map(|r| {
+                r.trim()
+                    .parse::<f64>()
+                    .map_err(|_| format!("`{r}` is not a spawn rate"))
+                    .and_then(barrage_common::scenario::check_rate)
+            })
+            .transpose()?,
+    })
+}
+
 /// Settings shared by `master` and `run`.
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
@@ -68,6 +89,11 @@ pub struct LoadArgs {
     /// Stop after this long, e.g. 60s, 5m, 1h30m [default: scenario's run.run_time, else until Ctrl-C].
     #[arg(short = 't', long, env = "BARRAGE_RUN_RUN_TIME", value_parser = parse_duration)]
     pub run_time: Option<Duration>,
+    /// A stage of a ramping shape, repeatable, in order: DURATION:USERS[:SPAWN_RATE]
+    /// (e.g. --stage 1m:100 --stage 5m:100 --stage 30s:0). Without a rate the stage
+    /// ramps linearly to its users by its end. Replaces -u/-r; -t defaults to the sum.
+    #[arg(long, value_name = "DUR:USERS[:RATE]", value_parser = parse_stage)]
+    pub stage: Vec<barrage_common::shape::Stage>,
     /// Run settings from the scenario's `[presets.NAME]` (e.g. light, heavy, soak), laid
     /// over its `[run]`; -u, -r and -t still win.
     #[arg(short = 'P', long, value_name = "NAME")]

@@ -14,11 +14,15 @@ use crate::cluster::{Cluster, Phase};
 use crate::partition::{class_totals, partition_totals};
 use crate::report::console;
 use crate::thresholds::{ThresholdRow, Thresholds};
+use barrage_common::shape::Shape;
 
 #[derive(Debug, Clone)]
 pub struct RunConfig {
+    /// Constant load: users and spawn rate (users is the peak when `shape` is set).
     pub users: u32,
     pub spawn_rate: f64,
+    /// Users over time (stages, step, spike); None = `users` throughout.
+    pub shape: Option<Shape>,
     pub run_time: Option<Duration>,
     pub expect_workers: u32,
     pub expect_workers_max_wait: Option<Duration>,
@@ -129,7 +133,9 @@ pub async fn run(
         reg.run_start = Some(start);
     }
     info!(users = cfg.users, spawn_rate = cfg.spawn_rate, run_time = ?cfg.run_time, "run started");
+    // What the workers were last told: (membership, users, spawn rate).
     let mut balanced_at = u64::MAX;
+    let mut sent_target: Option<(u32, f64)> = None;
     let mut next_console = cfg.console_every.map(|e| start + e);
     let mut next_heartbeat = start;
     let stop_reason;
@@ -164,9 +170,24 @@ pub async fn run(
             aborted = Some(RunError::AllWorkersLost.to_string());
             break;
         }
-        if membership != balanced_at {
+        let target = match &cfg.shape {
+            Some(shape) => shape
+                .target_at(now.duration_since(start))
+                .map_or((cfg.users, cfg.spawn_rate), |t| (t.users, t.spawn_rate)),
+            None => (cfg.users, cfg.spawn_rate),
+        };
+        if membership != balanced_at || sent_target != Some(target) {
+            if sent_target.is_some() && sent_target != Some(target) {
+                info!(users = target.0, spawn_rate = target.1, "shape: new target");
+                let at = now.duration_since(start);
+                cluster
+                    .registry()
+                    .events
+                    .push((at, format!("shape: {} users at {:.4} users/s", target.0, target.1)));
+            }
             balanced_at = membership;
-            rebalance(&cluster, &cfg);
+            sent_target = Some(target);
+            rebalance(&cluster, &cfg, target.0, target.1);
         }
         if now >= next_heartbeat {
             next_heartbeat = now + cluster.opts.heartbeat_interval;
@@ -195,8 +216,15 @@ pub async fn run(
             next_console = Some(at + every);
             console::print_live(&cluster, now.duration_since(start), every);
         }
+        // Wake at the next stage change rather than up to a tick after it.
+        let elapsed = now.duration_since(start);
+        let nap = cfg
+            .shape
+            .as_ref()
+            .and_then(|s| s.next_change_after(elapsed))
+            .map_or(TICK, |at| (at - elapsed).min(TICK));
         tokio::select! {
-            _ = tokio::time::sleep(TICK) => {}
+            _ = tokio::time::sleep(nap) => {}
             _ = cluster.changed.notified() => {}
             _ = &mut shutdown => {
                 stop_reason = cluster.stop_requested().unwrap_or_else(|| "interrupted (Ctrl-C / SIGTERM)".to_string());
@@ -328,7 +356,7 @@ fn declare_lost(cluster: &Cluster, timeout: Duration) -> Vec<String> {
 }
 
 /// Sends every active worker its absolute targets (nothing when none is left).
-fn rebalance(cluster: &Cluster, cfg: &RunConfig) {
+fn rebalance(cluster: &Cluster, cfg: &RunConfig, users: u32, spawn_rate: f64) {
     let mut reg = cluster.registry();
     let elapsed = reg.run_start.map_or(Duration::ZERO, |s| s.elapsed());
     let ids: Vec<String> = reg
@@ -343,8 +371,8 @@ fn rebalance(cluster: &Cluster, cfg: &RunConfig) {
     let weights: Vec<u32> = ids.iter().map(|id| reg.workers[id].capacity()).collect();
     let class_weights: Vec<u32> = cfg.classes.iter().map(|(_, w, _)| *w).collect();
     let fixed: Vec<Option<u32>> = cfg.classes.iter().map(|(_, _, f)| *f).collect();
-    let totals = class_totals(cfg.users, &class_weights, &fixed);
-    let p = partition_totals(&totals, cfg.spawn_rate, &weights);
+    let totals = class_totals(users, &class_weights, &fixed);
+    let p = partition_totals(&totals, spawn_rate, &weights);
     reg.command_seq += 1;
     let seq = reg.command_seq;
     for (i, id) in ids.iter().enumerate() {

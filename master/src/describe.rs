@@ -49,12 +49,33 @@ pub fn scenario(s: &Scenario) -> String {
 }
 
 fn run(r: &RunDefaults) -> String {
-    format!(
-        "users {}, spawn rate {}/s, run time {}",
-        r.users.map_or("(flag or 1)".into(), |u| u.to_string()),
-        r.spawn_rate.map_or("(flag or 1)".into(), |r| r.to_string()),
-        r.run_time.map_or("(until stopped)".into(), dur)
-    )
+    let run_time = r
+        .run_time
+        .or(r.shape.as_ref().map(|s| s.duration()))
+        .map_or("(until stopped)".into(), dur);
+    match &r.shape {
+        None => format!(
+            "users {}, spawn rate {}/s, run time {run_time}",
+            r.users.map_or("(flag or 1)".into(), |u| u.to_string()),
+            r.spawn_rate.map_or("(flag or 1)".into(), |r| r.to_string()),
+        ),
+        Some(shape) => {
+            let stages: Vec<String> = shape
+                .stages
+                .iter()
+                .map(|s| match s.spawn_rate {
+                    Some(rate) => format!(
+                        "{} users for {} at {}/s",
+                        s.users,
+                        dur(s.duration),
+                        format!("{rate:.3}").trim_end_matches('0').trim_end_matches('.')
+                    ),
+                    None => format!("{} users for {} (reached by its end)", s.users, dur(s.duration)),
+                })
+                .collect();
+            format!("stages [{}], run time {run_time}", stages.join(", "))
+        }
+    }
 }
 
 fn classes(plan: &RunPlan, out: &mut String) {

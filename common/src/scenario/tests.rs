@@ -36,7 +36,8 @@ fn good_scenario_validates() {
         RunDefaults {
             users: Some(10),
             spawn_rate: Some(2.5),
-            run_time: Some(Duration::from_secs(30))
+            run_time: Some(Duration::from_secs(30)),
+            shape: None,
         }
     );
     let class = &s.plan.classes[0];
@@ -366,7 +367,8 @@ fn presets_lie_over_run_and_are_checked() {
         RunDefaults {
             users: Some(3),
             spawn_rate: Some(2.5),
-            run_time: Some(Duration::from_secs(3600))
+            run_time: Some(Duration::from_secs(3600)),
+            shape: None,
         }
     );
     assert_eq!(s.presets["spike"].over(&s.run).spawn_rate, Some(50.0));
@@ -419,4 +421,55 @@ fn thresholds_are_strings_or_tables() {
         err.contains("thresholds[0]") && err.contains("`ttfx` is not a latency"),
         "{err}"
     );
+}
+
+#[test]
+fn shapes_are_stages_step_or_spike() {
+    let with = |run: &str| parse(&GOOD.replace("users = 10\nspawn_rate = 2.5\nrun_time = \"30s\"", run));
+    let s = with("stages = [{ duration = \"1m\", users = 100 }, { duration = \"30s\", users = 0, spawn_rate = 20 }]")
+        .unwrap();
+    let shape = s.run.shape.unwrap();
+    assert_eq!(shape.stages.len(), 2);
+    assert_eq!(shape.stages[1].spawn_rate, Some(20.0));
+    assert_eq!(shape.duration(), Duration::from_secs(90));
+    let s = with("step = { start = 10, step = 20, every = \"2m\", max = 200 }").unwrap();
+    assert_eq!(s.run.shape.unwrap().peak_users(), 200);
+    let s = with("spike = { users = 10, peak = 200, before = \"1m\", hold = \"30s\", after = \"1m\" }").unwrap();
+    assert_eq!(s.run.shape.unwrap().stages[1].users, 200);
+    for (run, says) in [
+        ("stages = []", "run.stages: an empty list"),
+        (
+            "stages = [{ duration = \"soon\", users = 1 }]",
+            "run.stages[0].duration",
+        ),
+        ("stages = [{ duration = \"1s\", users = -1 }]", "run.stages[0].users"),
+        (
+            "stages = [{ duration = \"1s\", users = 1, spawn_rate = 0 }]",
+            "run.stages[0].spawn_rate",
+        ),
+        (
+            "users = 5\nstages = [{ duration = \"1s\", users = 1 }]",
+            "leave out users",
+        ),
+        (
+            "step = { start = 50, step = 1, every = \"1s\", max = 10 }",
+            "run.step.max: 10 is below start",
+        ),
+        (
+            "step = { start = 1, step = 1, every = \"0s\", max = 10 }",
+            "run.step.every",
+        ),
+        (
+            "step = { start = 1, step = 1, every = \"1s\", max = 2 }\nspike = { users = 1, peak = 2, before = \"1s\", hold = \"1s\", after = \"1s\" }",
+            "give one shape",
+        ),
+    ] {
+        let err = with(run).unwrap_err().to_string();
+        assert!(err.contains(says), "{run}: {err}");
+    }
+    // A preset's shape replaces [run]'s users, and its users replace [run]'s shape.
+    let text = format!("{GOOD}\n[presets.ramp]\nstages = [{{ duration = \"5s\", users = 3 }}]\n");
+    let s = parse(&text).unwrap();
+    let ramp = s.presets["ramp"].over(&s.run);
+    assert_eq!((ramp.users, ramp.shape.map(|s| s.peak_users())), (None, Some(3)));
 }

@@ -12,6 +12,7 @@ mod inputs;
 mod netns;
 mod proxy;
 mod secrets;
+mod shapes;
 mod signals;
 mod support;
 mod thresholds;

@@ -112,6 +112,7 @@ pub fn load_args(host: SocketAddr, users: u32, rate: f64, run_time: Duration) ->
         headless: true,
         tags: Vec::new(),
         preset: None,
+        stage: Vec::new(),
         classes: Vec::new(),
         threshold: Vec::new(),
         threshold_abort: Vec::new(),
