@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use hdrhistogram::Histogram;
 
-use barrage_common::metrics::{Accum, EndpointStats, METRIC_COUNT, Metric};
+use barrage_common::metrics::{Accum, EndpointStats, METRIC_COUNT, Metric, failure};
 use barrage_common::plan::TaskKindTag;
 use barrage_common::wire::{DeltaBuckets, endpoint_from_proto_sparse};
 use barrage_proto::v1;
@@ -86,6 +86,10 @@ pub struct Slot {
     pub active_streams_max: i64,
     /// Highest worker CPU percent seen in the second.
     pub worker_cpu_max: f64,
+    /// Worst worker timer lag (p99 of a report) in the second, µs.
+    pub sched_lag_max_us: u64,
+    /// HTTP 429 answers in the second, failures and declared outcomes alike.
+    pub status_429: u64,
     pub reports: u32,
     ttfe: Option<Accum>,
     response_time: Option<Accum>,
@@ -182,6 +186,11 @@ pub struct Window {
     pub requests: u64,
     pub failures: u64,
     pub events: u64,
+    pub status_429: u64,
+    /// Time-averaged users (mean over the seconds), highest worker CPU and timer lag.
+    pub users: f64,
+    pub worker_cpu_max: f64,
+    pub sched_lag_max_us: u64,
     pub ttfe: Accum,
     pub response_time: Accum,
     /// False when a second in the span had already dropped its histograms.
@@ -213,6 +222,10 @@ impl Aggregator {
             w.requests += slot.requests;
             w.failures += slot.failures;
             w.events += slot.events;
+            w.status_429 += slot.status_429;
+            w.users += slot.users / w.seconds.max(1) as f64;
+            w.worker_cpu_max = w.worker_cpu_max.max(slot.worker_cpu_max);
+            w.sched_lag_max_us = w.sched_lag_max_us.max(slot.sched_lag_max_us);
             if slot.summary.is_some() && slot.requests > 0 {
                 w.complete = false;
             }
@@ -313,6 +326,7 @@ impl Aggregator {
         slot.active_streams += streams.time_avg * span;
         slot.active_streams_max += streams.max;
         slot.worker_cpu_max = slot.worker_cpu_max.max(r.cpu_percent);
+        slot.sched_lag_max_us = slot.sched_lag_max_us.max(r.sched_lag_p99_us);
         for (endpoint, stats, buckets, peer) in decoded {
             slot.requests += stats.requests;
             slot.failures += stats.failures;
@@ -320,6 +334,18 @@ impl Aggregator {
             slot.streams_started += stats.streams_started;
             slot.connections_opened += stats.connections_opened;
             slot.bytes += stats.bytes_received;
+            slot.status_429 += stats
+                .failure_kinds
+                .iter()
+                .chain(&stats.outcomes)
+                .filter(|((kind, detail), _)| {
+                    kind == failure::TOO_MANY_REQUESTS
+                        || kind == failure::RATE_LIMIT_ERROR
+                        || (kind == failure::EXPECTED_STATUS && detail == "429")
+                        || (kind == failure::HTTP_STATUS && detail.starts_with("429"))
+                })
+                .map(|(_, e)| e.count)
+                .sum::<u64>();
             if slot.summary.is_none() {
                 for (metric, into) in [
                     (Metric::Ttfe, &mut slot.ttfe),

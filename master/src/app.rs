@@ -23,7 +23,7 @@ use barrage_common::shape::Shape;
 use barrage_common::threshold::Threshold;
 use barrage_proto::v1::coordinator_server::CoordinatorServer;
 
-use crate::cli::{Cli, Command, DemoArgs, LoadArgs, MasterArgs, MockArgs, RunArgs, ValidateArgs, WorkerArgs};
+use crate::cli::{Cli, Command, DemoArgs, HuntArgs, LoadArgs, MasterArgs, MockArgs, RunArgs, ValidateArgs, WorkerArgs};
 use crate::cluster::{Cluster, ClusterOptions, Service};
 use crate::controller::{self, RunConfig, RunError};
 use crate::report::{FinalReport, RunInfo, console, json};
@@ -88,6 +88,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Demo(args) => demo_command(args).await,
         Command::Mock(args) => mock_command(args).await,
         Command::Validate(args) => validate_command(args),
+        Command::Hunt(args) => hunt_command(args).await,
     }
 }
 
@@ -334,6 +335,7 @@ impl MasterSetup {
                     .map(|c| (c.name.clone(), c.weight, c.fixed_count))
                     .collect(),
                 on_worker_loss: load.on_worker_loss,
+                hunt: None,
                 thresholds: Arc::new(Thresholds {
                     list: thresholds,
                     events_per_request: events_per_request.clone(),
@@ -356,7 +358,7 @@ impl MasterSetup {
             web: web_setup(load)?,
             plan,
             print_report: true,
-            exit_code_on_error: load.exit_code_on_error,
+            exit_code_on_error: load.exit_code_on_error.unwrap_or(EXIT_FAILURES),
         })
     }
 }
@@ -385,6 +387,14 @@ pub fn new_cluster(setup: &MasterSetup) -> Arc<Cluster> {
         // Trailing windows read per-second histograms: keep them that long, plus the
         // seconds whose reports are still arriving.
         cluster.aggregator().keep_histograms_for(w.as_secs() as i64 + 5);
+    }
+    if let Some(h) = &setup.run.hunt
+        && let Ok(h) = h.lock()
+    {
+        // A step is judged on its own seconds, up to a few seconds after it ends.
+        cluster
+            .aggregator()
+            .keep_histograms_for(h.step_time().as_secs() as i64 + 10);
     }
     cluster
 }
@@ -478,6 +488,7 @@ pub async fn serve_cluster(
     })?;
     let mut report = FinalReport::build(&cluster, &setup.info, &summary);
     report.thresholds = setup.run.thresholds.verdicts(&cluster.aggregator(), summary.duration);
+    report.hunt = setup.run.hunt.as_ref().and_then(|h| h.lock().ok().map(|h| h.report()));
     if let Some(at_abort) = &summary.threshold_abort
         && let Some(row) = report.thresholds.iter_mut().find(|r| r.threshold == at_abort.threshold)
     {
@@ -638,6 +649,91 @@ async fn run_command(args: RunArgs) -> anyhow::Result<u8> {
     Ok(run_local(setup, workers).await?.exit_code)
 }
 
+async fn hunt_command(args: HuntArgs) -> anyhow::Result<u8> {
+    let scenario = load_scenario(&args.load.scenario, &env_lookup)?;
+    let local = args.expect_workers.is_none();
+    let workers = args
+        .expect_workers
+        .or(args.workers)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32))
+        .max(1);
+    let setup = hunt_setup(&args, scenario, workers)?;
+    if local {
+        return Ok(run_local(setup, workers).await?.exit_code);
+    }
+    let addr = format!("{}:{}", args.master_bind_host, args.master_bind_port);
+    let listener = TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding the master port {addr}"))?;
+    info!(addr = %listener.local_addr()?, "master listening for workers");
+    Ok(serve_and_run(setup, listener, shutdown_signal()).await?.exit_code)
+}
+
+/// A run whose users the breaking-point search decides.
+pub fn hunt_setup(args: &HuntArgs, scenario: Scenario, workers: u32) -> Result<MasterSetup, Failure> {
+    if args.load.users.is_some() || !args.load.stage.is_empty() {
+        return Err(Failure::usage(
+            "hunt sets the users itself (--start, --step, --max); leave out -u and --stage".to_string(),
+        ));
+    }
+    let mean_wait = mean_wait(&scenario.plan);
+    let mut setup = MasterSetup::resolve(&args.load, scenario, workers, Some(Duration::from_secs(60)))?;
+    let slos = args
+        .slo
+        .iter()
+        .map(|s| Threshold::parse(s).map_err(|m| Failure::usage(format!("--slo: {m}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cfg = crate::hunt::HuntConfig {
+        start: args.start,
+        step: args.step,
+        step_time: args.step_time,
+        warmup: args.warmup.unwrap_or(args.step_time / 6),
+        max: args.max,
+        slos,
+        stall: (!args.no_stall).then_some((args.stall_users, args.stall_gain)),
+        bisect: args.bisect,
+        mean_wait,
+    };
+    cfg.check().map_err(Failure::usage)?;
+    // Each step is reached within a tenth of its time unless -r says otherwise.
+    setup.run.spawn_rate = args
+        .load
+        .spawn_rate
+        .unwrap_or_else(|| (f64::from(args.start.max(args.step)) * 10.0 / args.step_time.as_secs_f64()).max(1.0));
+    setup.run.users = args.max;
+    setup.info.users = args.max;
+    setup.info.spawn_rate = setup.run.spawn_rate;
+    setup.run.shape = None;
+    setup.run.run_time = Some(args.load.run_time.unwrap_or(cfg.bound()));
+    // Failed requests are what a hunt looks for: they fail the run only through
+    // --threshold or an explicit --exit-code-on-error.
+    setup.exit_code_on_error = args.load.exit_code_on_error.unwrap_or(0);
+    setup.run.hunt = Some(Arc::new(std::sync::Mutex::new(crate::hunt::Hunt::new(cfg))));
+    Ok(setup)
+}
+
+/// The mean pause between a user's tasks, over the classes by weight (Little's law).
+fn mean_wait(plan: &RunPlan) -> Duration {
+    let weighted: Vec<(f64, f64)> = plan
+        .classes
+        .iter()
+        .map(|c| {
+            let wait = match c.wait {
+                barrage_common::plan::Wait::Constant(d) => d.as_secs_f64(),
+                barrage_common::plan::Wait::Between(a, b) => (a.as_secs_f64() + b.as_secs_f64()) / 2.0,
+                // A pacing user's cycle is its pacing, not response time + wait.
+                barrage_common::plan::Wait::Pacing(_) => 0.0,
+            };
+            (f64::from(c.weight.max(c.fixed_count.unwrap_or(0))), wait)
+        })
+        .collect();
+    let total: f64 = weighted.iter().map(|(w, _)| w).sum();
+    if total <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::from_secs_f64(weighted.iter().map(|(w, s)| w * s).sum::<f64>() / total)
+}
+
 /// The example scenario the demo runs, compiled in so `barrage demo` works anywhere.
 pub const DEMO_SCENARIO: &str = include_str!("../../examples/dify-workflow.toml");
 const DEMO_KEY: &str = "app-barrage-demo";
@@ -697,7 +793,7 @@ a master and {} worker processes, {} users at {}/s for {}.",
         classes: Vec::new(),
         threshold: Vec::new(),
         threshold_abort: Vec::new(),
-        exit_code_on_error: 1,
+        exit_code_on_error: None,
         tags: Vec::new(),
         exclude_tags: Vec::new(),
         web_host: std::net::Ipv4Addr::LOCALHOST.into(),

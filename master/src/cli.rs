@@ -37,6 +37,9 @@ pub enum Command {
     Run(RunArgs),
     /// Serve the dify-api double (workflow and chat SSE endpoints, ground-truth counters).
     Mock(MockArgs),
+    /// Find the breaking point: step the users up until an SLO breaks or throughput
+    /// stops growing; report each step, the sustainable capacity and what broke first.
+    Hunt(HuntArgs),
     /// Validate a scenario file and print the normalised plan (secrets shown as ***).
     Validate(ValidateArgs),
 }
@@ -111,9 +114,9 @@ pub struct LoadArgs {
     #[arg(long, value_name = "EXPR")]
     pub threshold_abort: Vec<String>,
     /// Exit code when requests failed but every threshold held (0: failures alone do
-    /// not fail the run).
-    #[arg(long, default_value_t = 1, value_name = "CODE")]
-    pub exit_code_on_error: u8,
+    /// not fail the run) [default: 1; for hunt 0, failures being what it looks for].
+    #[arg(long, value_name = "CODE")]
+    pub exit_code_on_error: Option<u8>,
     /// Run only the tasks with any of these tags (comma-separated).
     #[arg(short = 'T', long, value_delimiter = ',')]
     pub tags: Vec<String>,
@@ -180,6 +183,56 @@ pub struct MasterArgs {
     #[arg(long, default_value = "0.0.0.0")]
     pub master_bind_host: String,
     /// Port the master listens on for workers.
+    #[arg(long, default_value_t = 5557)]
+    pub master_bind_port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct HuntArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Users of the first step.
+    #[arg(long, default_value_t = 10)]
+    pub start: u32,
+    /// Users added at each step.
+    #[arg(long, default_value_t = 10)]
+    pub step: u32,
+    /// How long each step lasts (at least 2s).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub step_time: Duration,
+    /// The first part of each step left out of its figures [default: a sixth of --step-time].
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+    /// Highest user count to try.
+    #[arg(long, default_value_t = 1000)]
+    pub max: u32,
+    /// A service-level objective every step must meet, repeatable: 'p95(ttfe) < 500ms',
+    /// 'error_rate < 1%', 'p99(response_time) < 2s' (whole-cluster figures of the step).
+    #[arg(long, value_name = "EXPR", required = true)]
+    pub slo: Vec<String>,
+    /// A stall: users up by at least this many percent over an earlier good step ...
+    #[arg(long, default_value_t = 20.0, value_name = "PCT")]
+    pub stall_users: f64,
+    /// ... and throughput (req/s) up by less than this many percent. The search stops there.
+    #[arg(long, default_value_t = 5.0, value_name = "PCT")]
+    pub stall_gain: f64,
+    /// Never stop for a stall, only for a broken SLO or --max.
+    #[arg(long)]
+    pub no_stall: bool,
+    /// Rounds of bisection between the last good and the first bad level.
+    #[arg(long, default_value_t = 0)]
+    pub bisect: u32,
+    /// Local worker processes to start [default: number of CPU cores].
+    #[arg(long, conflicts_with = "expect_workers")]
+    pub workers: Option<u32>,
+    /// Wait for this many remote workers on --master-bind-host/--master-bind-port
+    /// instead of starting local ones.
+    #[arg(long)]
+    pub expect_workers: Option<u32>,
+    /// Interface the master listens on for remote workers.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub master_bind_host: String,
+    /// Port the master listens on for remote workers.
     #[arg(long, default_value_t = 5557)]
     pub master_bind_port: u16,
 }

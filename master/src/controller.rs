@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use barrage_proto::v1::{self, master_message::Kind as MKind};
 
 use crate::cluster::{Cluster, Phase};
+use crate::hunt::{Action, Hunt};
 use crate::partition::{class_totals, partition_totals};
 use crate::report::console;
 use crate::thresholds::{ThresholdRow, Thresholds};
@@ -37,6 +38,8 @@ pub struct RunConfig {
     pub on_worker_loss: WorkerLossPolicy,
     /// Pass/fail criteria; those with `abort_on_fail` are watched during the run.
     pub thresholds: Arc<Thresholds>,
+    /// `barrage hunt`: the search decides the users, step by step, and when to stop.
+    pub hunt: Option<Arc<std::sync::Mutex<Hunt>>>,
 }
 
 /// What the run does when a worker is lost (`--on-worker-loss`).
@@ -170,20 +173,32 @@ pub async fn run(
             aborted = Some(RunError::AllWorkersLost.to_string());
             break;
         }
-        let target = match &cfg.shape {
-            Some(shape) => shape
+        let hunted = cfg.hunt.as_ref().map(|h| {
+            let agg = cluster.aggregator();
+            h.lock().map_or(Action::Stop("hunt state poisoned".into()), |mut h| {
+                h.tick(now.duration_since(start), &agg)
+            })
+        });
+        let target = match (&cfg.shape, hunted) {
+            (_, Some(Action::Stop(why))) => {
+                stop_reason = format!("hunt: {why}");
+                break;
+            }
+            (_, Some(Action::Users(users))) => (users, cfg.spawn_rate),
+            (Some(shape), None) => shape
                 .target_at(now.duration_since(start))
                 .map_or((cfg.users, cfg.spawn_rate), |t| (t.users, t.spawn_rate)),
-            None => (cfg.users, cfg.spawn_rate),
+            (None, None) => (cfg.users, cfg.spawn_rate),
         };
         if membership != balanced_at || sent_target != Some(target) {
             if sent_target.is_some() && sent_target != Some(target) {
-                info!(users = target.0, spawn_rate = target.1, "shape: new target");
+                let what = if cfg.hunt.is_some() { "hunt" } else { "shape" };
+                info!(users = target.0, spawn_rate = target.1, "{what}: new target");
                 let at = now.duration_since(start);
                 cluster
                     .registry()
                     .events
-                    .push((at, format!("shape: {} users at {:.4} users/s", target.0, target.1)));
+                    .push((at, format!("{what}: {} users at {:.4} users/s", target.0, target.1)));
             }
             balanced_at = membership;
             sent_target = Some(target);

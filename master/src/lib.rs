@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cluster;
 pub mod controller;
 pub mod describe;
+pub mod hunt;
 pub mod partition;
 pub mod report;
 pub mod thresholds;

@@ -12,7 +12,7 @@ use barrage_common::metrics::{EndpointStats, Metric};
 use barrage_common::threshold::{Stat, Threshold};
 use serde::Serialize;
 
-use crate::aggregate::Aggregator;
+use crate::aggregate::{Aggregator, Window};
 
 /// One threshold's verdict, as the report shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -74,28 +74,7 @@ impl Thresholds {
     fn observe(&self, t: &Threshold, agg: &Aggregator, elapsed: Duration, end: i64) -> Option<f64> {
         if let Some(w) = t.window {
             let span = w.as_secs().max(1) as i64;
-            let win = agg.window((end - span).max(0), end);
-            let secs = win.seconds.max(1) as f64;
-            let hist = |m: Metric| {
-                let a = match m {
-                    Metric::Ttfe => &win.ttfe,
-                    _ => &win.response_time,
-                };
-                (!a.is_empty()).then(|| a.to_histogram())
-            };
-            return match t.stat {
-                Stat::Percentile(q, m) => hist(m).map(|h| h.value_at_quantile(q / 100.0) as f64),
-                Stat::Avg(m) => hist(m).map(|h| h.mean()),
-                Stat::Min(m) => hist(m).map(|h| h.min() as f64),
-                Stat::Max(m) => hist(m).map(|h| h.max() as f64),
-                Stat::ErrorRate => (win.requests > 0).then(|| win.failures as f64 / win.requests as f64),
-                Stat::Rps => Some(win.requests as f64 / secs),
-                Stat::EventsPerS => Some(win.events as f64 / secs),
-                Stat::Requests => Some(win.requests as f64),
-                Stat::Failures => Some(win.failures as f64),
-                // Refused at parse time: the timeline has no business events.
-                Stat::BusinessEventsPerS => None,
-            };
+            return window_value(t.stat, &agg.window((end - span).max(0), end));
         }
         let rows: Vec<(&crate::aggregate::EndpointKey, EndpointStats)> = agg
             .endpoints
@@ -140,6 +119,36 @@ impl Thresholds {
     }
 }
 
+/// A windowable figure over a span of the timeline.
+pub fn window_value(stat: Stat, win: &Window) -> Option<f64> {
+    let secs = win.seconds.max(1) as f64;
+    let hist = |m: Metric| {
+        let a = match m {
+            Metric::Ttfe => &win.ttfe,
+            _ => &win.response_time,
+        };
+        (!a.is_empty()).then(|| a.to_histogram())
+    };
+    match stat {
+        Stat::Percentile(q, m) => hist(m).map(|h| h.value_at_quantile(q / 100.0) as f64),
+        Stat::Avg(m) => hist(m).map(|h| h.mean()),
+        Stat::Min(m) => hist(m).map(|h| h.min() as f64),
+        Stat::Max(m) => hist(m).map(|h| h.max() as f64),
+        Stat::ErrorRate => (win.requests > 0).then(|| win.failures as f64 / win.requests as f64),
+        Stat::Rps => Some(win.requests as f64 / secs),
+        Stat::EventsPerS => Some(win.events as f64 / secs),
+        Stat::Requests => Some(win.requests as f64),
+        Stat::Failures => Some(win.failures as f64),
+        // Refused at parse time: the timeline has no business events.
+        Stat::BusinessEventsPerS => None,
+    }
+}
+
+/// Whether `observed` meets `t` (no data never does).
+pub fn holds(t: &Threshold, observed: Option<f64>) -> bool {
+    observed.is_some_and(|v| t.op.holds(v, t.limit))
+}
+
 fn row(t: &Threshold, observed: Option<f64>) -> ThresholdRow {
     ThresholdRow {
         threshold: t.text.clone(),
@@ -147,7 +156,7 @@ fn row(t: &Threshold, observed: Option<f64>) -> ThresholdRow {
         shown: observed.map_or_else(|| "no data".to_string(), |v| t.stat.show(v)),
         // No data cannot show that a criterion holds: a gate must not pass a run
         // that measured nothing.
-        passed: observed.is_some_and(|v| t.op.holds(v, t.limit)),
+        passed: holds(t, observed),
         abort_on_fail: t.abort_on_fail,
     }
 }

@@ -390,6 +390,9 @@ pub fn render_final(r: &FinalReport) -> String {
             let _ = writeln!(out, "{e}");
         }
     }
+    if let Some(h) = &r.hunt {
+        render_hunt(&mut out, h);
+    }
     if !r.thresholds.is_empty() {
         let _ = writeln!(out, "\nThresholds\n| Threshold | Observed | Verdict |\n|---|---|---|");
         for t in &r.thresholds {
@@ -406,4 +409,58 @@ pub fn render_final(r: &FinalReport) -> String {
     }
     let _ = writeln!(out, "{RULE}");
     out
+}
+
+fn render_hunt(out: &mut String, h: &crate::hunt::HuntReport) {
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    let _ = writeln!(
+        out,
+        "\nBreaking-point hunt (each step judged after its warm-up)\n| Users | req/s | events/s | TTFE p50 | TTFE p95 | TTFE p99 | RT p95 | Errors | 429s | Little req/s | Worker CPU | Verdict |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for s in &h.steps {
+        let verdict = match s.verdict.as_str() {
+            "slo" => format!("SLO broken: {}", s.broken.join("; ")),
+            "stall" => "throughput stalled".to_string(),
+            _ => "ok".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "| {}{} | {:.1} | {:.1} | {} | {} | {} | {} | {:.2}% | {} | {} | {:.0}% | {verdict} |",
+            s.users,
+            if s.bisecting { " (bisect)" } else { "" },
+            s.rps,
+            s.events_per_s,
+            ms(s.ttfe_p50_ms),
+            ms(s.ttfe_p95_ms),
+            ms(s.ttfe_p99_ms),
+            ms(s.response_time_p95_ms),
+            s.error_rate * 100.0,
+            s.status_429,
+            s.little_rps.map_or("-".into(), |l| format!("{l:.1}")),
+            s.worker_cpu_max,
+        );
+    }
+    let capacity = match (h.sustainable_users, h.sustainable_rps) {
+        (Some(u), Some(rps)) => format!("{u} users ({rps:.1} req/s)"),
+        _ => "none: the first step already broke an SLO".to_string(),
+    };
+    let _ = writeln!(out, "Sustainable capacity: {capacity}");
+    if let Some(bad) = h.first_bad_users {
+        let _ = writeln!(
+            out,
+            "First bad level: {bad} users; broke first: {}",
+            h.broke_first.as_deref().unwrap_or("-")
+        );
+    }
+    if let Some(knee) = h.knee_users {
+        let _ = writeln!(out, "Knee (throughput peaked): {knee} users");
+    }
+    if let Some(ratio) = h.little_ratio {
+        let _ = writeln!(
+            out,
+            "Little's law at the sustainable level: observed / expected throughput = {ratio:.2} (users / (response time + wait))"
+        );
+    }
+    let _ = writeln!(out, "Search ended: {}", h.ended);
+    let _ = writeln!(out, "Generators: {}", h.validity);
 }

@@ -50,6 +50,8 @@ pub struct FinalReport {
     pub timeline: Vec<TimelinePoint>,
     /// Each threshold with its observed value and verdict (empty without thresholds).
     pub thresholds: Vec<crate::thresholds::ThresholdRow>,
+    /// `barrage hunt`: each step and the verdict (null for other runs).
+    pub hunt: Option<crate::hunt::HuntReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -486,6 +488,7 @@ impl FinalReport {
             warnings: Vec::new(),
             timeline,
             thresholds: Vec::new(),
+            hunt: None,
         }
     }
 }

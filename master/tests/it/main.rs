@@ -8,6 +8,7 @@ mod correlation;
 mod dify;
 mod examples;
 mod faults;
+mod hunt;
 mod inputs;
 mod netns;
 mod proxy;

@@ -116,7 +116,7 @@ pub fn load_args(host: SocketAddr, users: u32, rate: f64, run_time: Duration) ->
         classes: Vec::new(),
         threshold: Vec::new(),
         threshold_abort: Vec::new(),
-        exit_code_on_error: 1,
+        exit_code_on_error: None,
         exclude_tags: Vec::new(),
         web_host: std::net::Ipv4Addr::LOCALHOST.into(),
         web_port: 0,

@@ -102,7 +102,7 @@ async fn failures_set_the_exit_code_unless_told_otherwise() {
     let out = outcome(setup(&workflows(), &load, 1)).await;
     assert!(out.report.aggregated.failures > 0);
     assert_eq!(out.exit_code, 1, "failures are exit code 1 by default, as in Locust");
-    load.exit_code_on_error = 0;
+    load.exit_code_on_error = Some(0);
     let out = outcome(setup(&workflows(), &load, 1)).await;
     assert_eq!(out.exit_code, 0, "--exit-code-on-error 0: failures alone pass");
     load.threshold = vec!["error_rate < 50%".into()];

@@ -1,0 +1,420 @@
+//! `barrage hunt`: one continuous run that steps the users up until an SLO breaks or
+//! throughput stops growing, optionally bisects between the last good and the first bad
+//! level, and says what the sustainable capacity is and what broke first.
+//!
+//! The controller asks [`Hunt::tick`] for the users to run every tick. Each step is
+//! judged on its own seconds of the timeline (after its warm-up), once those seconds'
+//! reports are in; while a climbing step is judged the next one already runs, so the
+//! search costs no idle time. Only SLOs a window can compute are accepted.
+
+use std::time::Duration;
+
+use barrage_common::metrics::Metric;
+use barrage_common::threshold::{Stat, Threshold};
+use serde::Serialize;
+
+use crate::aggregate::Aggregator;
+use crate::thresholds::{holds, window_value};
+
+/// Seconds after a step's end before its figures are complete (reports in flight).
+const REPORT_LAG_S: u64 = 2;
+/// Above this, a worker's CPU makes its latency figures suspect.
+const CPU_SATURATED: f64 = 90.0;
+/// Timer lag (p99) above this, µs: the same.
+const LAG_SATURATED_US: u64 = 5_000;
+
+#[derive(Debug, Clone)]
+pub struct HuntConfig {
+    pub start: u32,
+    pub step: u32,
+    pub step_time: Duration,
+    /// The first part of each step that is not judged (users starting, caches warming).
+    pub warmup: Duration,
+    pub max: u32,
+    pub slos: Vec<Threshold>,
+    /// (users up by at least this %, throughput up by less than this %): a stall.
+    pub stall: Option<(f64, f64)>,
+    /// Rounds of bisection between the last good and the first bad level.
+    pub bisect: u32,
+    /// The mean pause between a user's requests (its class's wait), for Little's law.
+    pub mean_wait: Duration,
+}
+
+impl HuntConfig {
+    /// Checks the settings; the message names the flag.
+    pub fn check(&self) -> Result<(), String> {
+        if self.step_time < Duration::from_secs(2) {
+            return Err("--step-time: at least 2s (a step is judged on whole seconds)".into());
+        }
+        if self.warmup + Duration::from_secs(1) > self.step_time {
+            return Err("--warmup: leave at least 1s of each step to judge".into());
+        }
+        if self.max < self.start.max(1) {
+            return Err(format!("--max {}: below --start {}", self.max, self.start));
+        }
+        if self.step == 0 {
+            return Err("--step: at least 1 user".into());
+        }
+        if self.slos.is_empty() {
+            return Err("--slo: give at least one, e.g. --slo 'p95(ttfe) < 500ms' --slo 'error_rate < 1%'".into());
+        }
+        for slo in &self.slos {
+            if slo.window.is_some() || slo.endpoint.is_some() || !slo.stat.windowable() {
+                return Err(format!(
+                    "--slo {}: a hunt judges each step's own seconds, so an SLO is a whole-cluster figure without [window] or {{name}}: response_time / ttfe statistics, error_rate, rps, events_per_s",
+                    slo.text
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The longest the search can take: every step, every bisection round, their lags.
+    pub fn bound(&self) -> Duration {
+        let steps = (self.max.saturating_sub(self.start)).div_ceil(self.step) + 1;
+        let each = self.step_time + Duration::from_secs(REPORT_LAG_S + 1);
+        each * (steps + self.bisect + 1)
+    }
+}
+
+/// One judged step.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StepResult {
+    pub users: u32,
+    /// The seconds judged, run clock: [from, to).
+    pub from_s: i64,
+    pub to_s: i64,
+    pub users_avg: f64,
+    pub rps: f64,
+    pub events_per_s: f64,
+    pub error_rate: f64,
+    pub status_429: u64,
+    pub ttfe_p50_ms: Option<f64>,
+    pub ttfe_p95_ms: Option<f64>,
+    pub ttfe_p99_ms: Option<f64>,
+    pub response_time_p50_ms: Option<f64>,
+    pub response_time_p95_ms: Option<f64>,
+    pub response_time_avg_ms: Option<f64>,
+    /// users / (mean response time + mean wait): the throughput Little's law expects.
+    pub little_rps: Option<f64>,
+    pub worker_cpu_max: f64,
+    pub sched_lag_max_ms: f64,
+    /// "ok", "slo", "stall"
+    pub verdict: String,
+    /// The SLOs that broke, with what was seen: `p95(ttfe) < 500ms: 812.00ms`.
+    pub broken: Vec<String>,
+    pub bisecting: bool,
+}
+
+impl StepResult {
+    fn generator_saturated(&self) -> bool {
+        self.worker_cpu_max > CPU_SATURATED || self.sched_lag_max_ms * 1000.0 > LAG_SATURATED_US as f64
+    }
+}
+
+/// The search's outcome, for the report.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct HuntReport {
+    pub steps: Vec<StepResult>,
+    /// The highest level that met every SLO (None: not even the first step did).
+    pub sustainable_users: Option<u32>,
+    pub sustainable_rps: Option<f64>,
+    /// The first level that broke an SLO.
+    pub first_bad_users: Option<u32>,
+    /// Where throughput peaked before it stopped growing (a stall), if it did.
+    pub knee_users: Option<u32>,
+    /// What broke first, in words: "error_rate < 1%: 12.500% (429s: 310)".
+    pub broke_first: Option<String>,
+    /// Why the search ended.
+    pub ended: String,
+    /// Little's law at the sustainable level: observed / expected throughput.
+    pub little_ratio: Option<f64>,
+    /// False when a worker was saturated during a deciding step: the limit found may be
+    /// the generator's.
+    pub valid: bool,
+    pub validity: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    Climbing,
+    Bisecting {
+        good: Option<u32>,
+        bad: u32,
+        rounds_left: u32,
+    },
+}
+
+/// What the controller should do now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Users(u32),
+    Stop(String),
+}
+
+#[derive(Debug)]
+pub struct Hunt {
+    cfg: HuntConfig,
+    phase: Phase,
+    /// The step running: its users and start (run clock).
+    current: (u32, Duration),
+    /// Steps that ended and wait for their seconds to be complete.
+    pending: Vec<(u32, Duration, bool)>,
+    results: Vec<StepResult>,
+    ended: Option<String>,
+}
+
+impl Hunt {
+    pub fn new(cfg: HuntConfig) -> Hunt {
+        Hunt {
+            current: (cfg.start.max(1).min(cfg.max), Duration::ZERO),
+            cfg,
+            phase: Phase::Climbing,
+            pending: Vec::new(),
+            results: Vec::new(),
+            ended: None,
+        }
+    }
+
+    pub fn step_time(&self) -> Duration {
+        self.cfg.step_time
+    }
+
+    /// Called every controller tick with the run's elapsed time.
+    pub fn tick(&mut self, elapsed: Duration, agg: &Aggregator) -> Action {
+        if let Some(why) = &self.ended {
+            return Action::Stop(why.clone());
+        }
+        let (users, began) = self.current;
+        let bisecting = matches!(self.phase, Phase::Bisecting { .. });
+        // A climbing step that ended: judge it later, climb now.
+        if !bisecting && elapsed >= began + self.cfg.step_time {
+            self.pending.push((users, began, false));
+            let next = users.saturating_add(self.cfg.step).min(self.cfg.max);
+            if users >= self.cfg.max {
+                // Hold the top level while it is judged.
+                self.current = (users, began + self.cfg.step_time);
+            } else {
+                self.current = (next, began + self.cfg.step_time);
+            }
+        }
+        // A bisection step ends when it has been judged (the next level depends on it).
+        if bisecting && elapsed >= began + self.cfg.step_time && !self.pending.iter().any(|p| p.1 == began) {
+            self.pending.push((users, began, true));
+        }
+        // Judge every pending step whose seconds are complete, in order.
+        while let Some(&(level, start, in_bisection)) = self.pending.first() {
+            let end = start + self.cfg.step_time;
+            if elapsed < end + Duration::from_secs(REPORT_LAG_S) {
+                break;
+            }
+            self.pending.remove(0);
+            let result = self.judge(level, start, in_bisection, agg);
+            let good = result.verdict == "ok";
+            let verdict = result.verdict.clone();
+            self.results.push(result);
+            match self.phase {
+                Phase::Climbing if good && level >= self.cfg.max => {
+                    return self.end(format!("reached --max {} users without breaking an SLO", self.cfg.max));
+                }
+                Phase::Climbing if good => {}
+                Phase::Climbing => {
+                    // The first bad level: stop, or bisect below it.
+                    self.pending.clear();
+                    let good_level = self.last_good();
+                    let why = if verdict == "stall" {
+                        format!("throughput stopped growing at {level} users")
+                    } else {
+                        format!("an SLO broke at {level} users")
+                    };
+                    if self.cfg.bisect == 0 || good_level.is_some_and(|g| level <= g + 1) {
+                        return self.end(why);
+                    }
+                    self.phase = Phase::Bisecting {
+                        good: good_level,
+                        bad: level,
+                        rounds_left: self.cfg.bisect,
+                    };
+                    return self.next_bisection(elapsed, why);
+                }
+                Phase::Bisecting {
+                    mut good,
+                    mut bad,
+                    rounds_left,
+                } => {
+                    if good_result(&verdict) {
+                        good = Some(level);
+                    } else {
+                        bad = level;
+                    }
+                    self.phase = Phase::Bisecting {
+                        good,
+                        bad,
+                        rounds_left: rounds_left.saturating_sub(1),
+                    };
+                    return self.next_bisection(elapsed, "bisection done".into());
+                }
+            }
+        }
+        Action::Users(self.current.0)
+    }
+
+    fn next_bisection(&mut self, elapsed: Duration, why: String) -> Action {
+        let Phase::Bisecting { good, bad, rounds_left } = self.phase else {
+            return Action::Users(self.current.0);
+        };
+        let low = good.unwrap_or(0);
+        if rounds_left == 0 || bad <= low + 1 {
+            return self.end(format!("{why}; bisected between {low} and {bad} users"));
+        }
+        let mid = low + (bad - low) / 2;
+        self.current = (mid.max(1), elapsed);
+        Action::Users(self.current.0)
+    }
+
+    fn end(&mut self, why: String) -> Action {
+        self.ended = Some(why.clone());
+        Action::Stop(why)
+    }
+
+    fn last_good(&self) -> Option<u32> {
+        self.results.iter().filter(|r| r.verdict == "ok").map(|r| r.users).max()
+    }
+
+    fn judge(&self, users: u32, start: Duration, bisecting: bool, agg: &Aggregator) -> StepResult {
+        let from = (start + self.cfg.warmup).as_secs_f64().ceil() as i64;
+        let to = (start + self.cfg.step_time).as_secs_f64().floor() as i64;
+        let w = agg.window(from, to.max(from + 1));
+        let value = |stat: Stat| window_value(stat, &w);
+        let ms = |v: Option<f64>| v.map(|us| us / 1000.0);
+        let rps = value(Stat::Rps).unwrap_or(0.0);
+        let rt_avg = value(Stat::Avg(Metric::ResponseTime));
+        let little_rps = rt_avg.map(|rt_us| {
+            let cycle = rt_us / 1e6 + self.cfg.mean_wait.as_secs_f64();
+            f64::from(users) / cycle.max(1e-6)
+        });
+        let broken: Vec<String> = self
+            .cfg
+            .slos
+            .iter()
+            .filter_map(|slo| {
+                let seen = window_value(slo.stat, &w);
+                (!holds(slo, seen)).then(|| {
+                    let shown = seen.map_or_else(|| "no data".to_string(), |v| slo.stat.show(v));
+                    format!("{}: {shown}", slo.text)
+                })
+            })
+            .collect();
+        let stalled = broken.is_empty() && !bisecting && self.stalled(users, rps);
+        StepResult {
+            users,
+            from_s: from,
+            to_s: to,
+            users_avg: w.users,
+            rps,
+            events_per_s: value(Stat::EventsPerS).unwrap_or(0.0),
+            error_rate: value(Stat::ErrorRate).unwrap_or(0.0),
+            status_429: w.status_429,
+            ttfe_p50_ms: ms(value(Stat::Percentile(50.0, Metric::Ttfe))),
+            ttfe_p95_ms: ms(value(Stat::Percentile(95.0, Metric::Ttfe))),
+            ttfe_p99_ms: ms(value(Stat::Percentile(99.0, Metric::Ttfe))),
+            response_time_p50_ms: ms(value(Stat::Percentile(50.0, Metric::ResponseTime))),
+            response_time_p95_ms: ms(value(Stat::Percentile(95.0, Metric::ResponseTime))),
+            response_time_avg_ms: ms(rt_avg),
+            little_rps,
+            worker_cpu_max: w.worker_cpu_max,
+            sched_lag_max_ms: w.sched_lag_max_us as f64 / 1000.0,
+            verdict: if !broken.is_empty() {
+                "slo"
+            } else if stalled {
+                "stall"
+            } else {
+                "ok"
+            }
+            .into(),
+            broken,
+            bisecting,
+        }
+    }
+
+    /// Users up by at least X % over an earlier good step, throughput up by less than Y %.
+    fn stalled(&self, users: u32, rps: f64) -> bool {
+        let Some((more_users, more_rps)) = self.cfg.stall else {
+            return false;
+        };
+        self.results
+            .iter()
+            .rev()
+            .filter(|r| r.verdict == "ok" && !r.bisecting)
+            .find(|r| f64::from(users) >= f64::from(r.users) * (1.0 + more_users / 100.0))
+            .is_some_and(|r| rps < r.rps * (1.0 + more_rps / 100.0))
+    }
+
+    /// The outcome so far (complete once the run has ended).
+    pub fn report(&self) -> HuntReport {
+        let good: Vec<&StepResult> = self.results.iter().filter(|r| r.verdict == "ok").collect();
+        let best_good = good.iter().max_by_key(|r| r.users).copied();
+        let first_bad = self
+            .results
+            .iter()
+            .filter(|r| r.verdict != "ok")
+            .min_by_key(|r| r.users);
+        let knee = self
+            .results
+            .iter()
+            .any(|r| r.verdict == "stall")
+            .then(|| {
+                self.results
+                    .iter()
+                    .filter(|r| r.verdict != "slo")
+                    .max_by(|a, b| a.rps.total_cmp(&b.rps))
+                    .map(|r| r.users)
+            })
+            .flatten();
+        let broke_first = first_bad.map(|r| {
+            if r.verdict == "stall" {
+                format!("throughput stopped growing: {:.1} req/s at {} users", r.rps, r.users)
+            } else {
+                let mut s = r.broken.join("; ");
+                if r.status_429 > 0 {
+                    s.push_str(&format!(" (429s: {})", r.status_429));
+                }
+                s
+            }
+        });
+        let deciding: Vec<&StepResult> = best_good.into_iter().chain(first_bad).collect();
+        let saturated: Vec<String> = deciding
+            .iter()
+            .filter(|r| r.generator_saturated())
+            .map(|r| {
+                format!(
+                    "at {} users a worker reached {:.0}% CPU / {:.1} ms timer lag",
+                    r.users, r.worker_cpu_max, r.sched_lag_max_ms
+                )
+            })
+            .collect();
+        HuntReport {
+            sustainable_users: best_good.map(|r| r.users),
+            sustainable_rps: best_good.map(|r| r.rps),
+            first_bad_users: first_bad.map(|r| r.users),
+            knee_users: knee,
+            broke_first,
+            ended: self.ended.clone().unwrap_or_else(|| "the run stopped".into()),
+            little_ratio: best_good.and_then(|r| r.little_rps.filter(|l| *l > 0.0).map(|l| r.rps / l)),
+            valid: saturated.is_empty(),
+            validity: if saturated.is_empty() {
+                "the workers had CPU and timer headroom in the deciding steps".into()
+            } else {
+                format!(
+                    "not valid: the generators were saturated in a deciding step ({}); add workers and hunt again",
+                    saturated.join("; ")
+                )
+            },
+            steps: self.results.clone(),
+        }
+    }
+}
+
+fn good_result(verdict: &str) -> bool {
+    verdict == "ok"
+}

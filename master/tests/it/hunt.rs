@@ -1,0 +1,147 @@
+//! `barrage hunt` against targets whose limits we set: it must find the level where
+//! they break and name the cause, reproducibly, in seconds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use barrage_master::cli::HuntArgs;
+use barrage_master::hunt::HuntReport;
+
+use crate::support::*;
+
+fn hunt_args(load: barrage_master::cli::LoadArgs, slos: &[&str], max: u32) -> HuntArgs {
+    HuntArgs {
+        load,
+        start: 10,
+        step: 10,
+        step_time: Duration::from_secs(2),
+        warmup: Some(Duration::from_secs(1)),
+        max,
+        slo: slos.iter().map(|s| s.to_string()).collect(),
+        stall_users: 20.0,
+        stall_gain: 5.0,
+        no_stall: true,
+        bisect: 0,
+        workers: None,
+        expect_workers: None,
+        master_bind_host: "127.0.0.1".into(),
+        master_bind_port: 0,
+    }
+}
+
+/// Runs a hunt with one in-process worker; its report and exit code.
+async fn hunt(args: &HuntArgs, scenario: &str) -> (HuntReport, barrage_master::report::FinalReport, u8) {
+    let parsed = barrage_common::scenario::parse_str(scenario, config::FileFormat::Toml, "hunt.toml", &env).unwrap();
+    let mut setup = barrage_master::app::hunt_setup(args, parsed, 1).unwrap();
+    setup.print_report = false;
+    let m = master(setup).await;
+    let w = worker(m.addr, "w");
+    let out = m.run.await.unwrap().unwrap();
+    let _ = w.await;
+    (
+        out.report.hunt.clone().expect("a hunt report"),
+        out.report,
+        out.exit_code,
+    )
+}
+
+fn workflows() -> String {
+    workflow_scenario("constant(0)").replace("weight = 1\nwait", "weight = 0\nwait")
+}
+
+/// dify-api's app concurrency limit (`--max-active 40`): above 40 streams at once the
+/// mock answers 429. The hunt must stop at 50 users and blame the 429s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hunt_finds_the_concurrency_limit_and_blames_the_429s() {
+    let mut cfg = sse_mock_config(20, 5, 20);
+    cfg.max_active = 40;
+    let mock = mock(cfg).await;
+    let mut load = load_args(mock.addr, 1, 1.0, Duration::from_secs(60));
+    load.users = None;
+    load.spawn_rate = None;
+    load.run_time = None;
+    load.stop_timeout = Duration::from_secs(1);
+    let args = hunt_args(load, &["error_rate < 1%", "p95(ttfe) < 500ms"], 200);
+    let (h, report, code) = hunt(&args, &workflows()).await;
+    let levels: Vec<(u32, &str)> = h.steps.iter().map(|s| (s.users, s.verdict.as_str())).collect();
+    assert_eq!(
+        levels,
+        [(10, "ok"), (20, "ok"), (30, "ok"), (40, "ok"), (50, "slo")],
+        "{h:#?}"
+    );
+    assert_eq!(h.sustainable_users, Some(40));
+    assert_eq!(h.first_bad_users, Some(50));
+    let cause = h.broke_first.as_deref().unwrap();
+    assert!(
+        cause.starts_with("error_rate < 1%") && cause.contains("429s"),
+        "{cause}"
+    );
+    assert!(!cause.contains("ttfe"), "TTFE held: {cause}");
+    assert!(h.ended.contains("an SLO broke at 50 users"), "{}", h.ended);
+    // The judged steps' 429s are what the mock refused (it refused nothing below 50).
+    let bad = &h.steps[4];
+    assert!(bad.status_429 > 0 && bad.error_rate > 0.01, "{bad:?}");
+    assert!(h.steps[..4].iter().all(|s| s.status_429 == 0));
+    // Little's law holds where the target keeps up: users / response time = req/s.
+    let ratio = h.little_ratio.unwrap();
+    assert!((0.8..1.1).contains(&ratio), "observed / expected throughput {ratio}");
+    // The run stopped at the verdict, long before --max.
+    assert!(
+        report.stop_reason.contains("hunt: an SLO broke"),
+        "{}",
+        report.stop_reason
+    );
+    assert!(report.duration_s < 30.0, "{}", report.duration_s);
+    assert_eq!(code, 0, "failures are what a hunt looks for");
+    let console = barrage_master::report::console::render_final(&report);
+    assert!(console.contains("Sustainable capacity: 40 users"), "{console}");
+}
+
+/// A target whose first event comes later the more streams it serves (4 ms per open
+/// request): TTFE breaks `p95(ttfe) < 100ms` between 20 and 30 users, with no errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hunt_finds_where_ttfe_breaks_its_slo() {
+    let active = Arc::new(AtomicU64::new(0));
+    let app = axum::Router::new()
+        .route(
+            "/v1/workflows/run",
+            axum::routing::post(
+                |axum::extract::State(active): axum::extract::State<Arc<AtomicU64>>| async move {
+                    let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+                    tokio::time::sleep(Duration::from_millis(4 * now)).await;
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    (
+                        [("content-type", "text/event-stream")],
+                        "event: message\ndata: {\"answer\": \"hi\"}\n\nevent: done\ndata: {}\n\n",
+                    )
+                },
+            ),
+        )
+        .with_state(active);
+    let addr = serve(app).await;
+    let scenario = r#"
+[[users]]
+name = "Streamer"
+wait = "constant(0)"
+[[users.tasks]]
+name = "/v1/workflows/run"
+method = "POST"
+path = "/v1/workflows/run"
+kind = "sse"
+terminal_event = "done"
+"#;
+    let mut load = load_args(addr, 1, 1.0, Duration::from_secs(60));
+    load.users = None;
+    load.spawn_rate = None;
+    load.run_time = None;
+    load.stop_timeout = Duration::from_secs(1);
+    let args = hunt_args(load, &["p95(ttfe) < 100ms", "error_rate < 1%"], 200);
+    let (h, _, _) = hunt(&args, scenario).await;
+    assert_eq!(h.sustainable_users, Some(20), "{h:#?}");
+    assert_eq!(h.first_bad_users, Some(30));
+    let cause = h.broke_first.as_deref().unwrap();
+    assert!(cause.starts_with("p95(ttfe) < 100ms"), "{cause}");
+    assert!(!cause.contains("error_rate"), "{cause}");
+    assert!(h.steps.iter().all(|s| s.error_rate == 0.0));
+}
