@@ -7,6 +7,7 @@
 //! - [`wire`]: conversions between protocol messages and domain types.
 //! - [`telemetry`]: `tracing` set-up shared by every role.
 
+pub mod arrival;
 pub mod duration;
 pub mod error;
 pub mod metrics;

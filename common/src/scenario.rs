@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::arrival::{RateStage, Schedule};
 use crate::duration;
 use crate::error::{Error, Result};
 use crate::plan::{
@@ -40,22 +41,32 @@ pub struct RunDefaults {
     pub run_time: Option<Duration>,
     /// `stages`, `step` or `spike`: users over time instead of one constant count.
     pub shape: Option<Shape>,
+    /// The open model: iterations arrive on a schedule instead of users looping.
+    pub arrival: Option<Arrival>,
 }
+
+/// Open-model settings: the arrival schedule and the cluster-wide in-flight cap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Arrival {
+    pub schedule: Schedule,
+    pub max_in_flight: u32,
+}
+
+/// In-flight cap when none is given: generous, but bounded.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 1000;
 
 impl RunDefaults {
     /// `self`, with the settings it leaves open taken from `base`. A preset with a
     /// shape or with users replaces both of the base's.
     pub fn over(&self, base: &RunDefaults) -> RunDefaults {
-        let own_load = self.shape.is_some() || self.users.is_some();
+        let own_load = self.shape.is_some() || self.users.is_some() || self.arrival.is_some();
+        let load = if own_load { self } else { base };
         RunDefaults {
             users: self.users.or(if own_load { None } else { base.users }),
             spawn_rate: self.spawn_rate.or(base.spawn_rate),
             run_time: self.run_time.or(base.run_time),
-            shape: if own_load {
-                self.shape.clone()
-            } else {
-                base.shape.clone()
-            },
+            shape: load.shape.clone(),
+            arrival: load.arrival.clone(),
         }
     }
 }
@@ -105,6 +116,18 @@ struct RawRun {
     stages: Option<Vec<RawStage>>,
     step: Option<RawStep>,
     spike: Option<RawSpike>,
+    /// Open model: iterations per second, cluster-wide (the start rate with stages).
+    arrival_rate: Option<f64>,
+    /// Open model: the rate over time, each stage ramping linearly to its rate.
+    arrival_stages: Option<Vec<RawRateStage>>,
+    max_in_flight: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateStage {
+    duration: String,
+    rate: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -570,6 +593,61 @@ fn run_defaults(raw: &RawRun, at: &str, err: &dyn Fn(&str, String) -> Error) -> 
     };
     let time = |name: &str, v: &str| duration::parse(v).map_err(|m| err(&field(name), m));
     let rate = |name: &str, v: Option<f64>| v.map(|r| check_rate(r).map_err(|m| err(&field(name), m))).transpose();
+    let open = raw.arrival_rate.is_some() || raw.arrival_stages.is_some();
+    if open && (raw.users.is_some() || raw.stages.is_some() || raw.step.is_some() || raw.spike.is_some()) {
+        return Err(err(
+            at,
+            "arrival_rate / arrival_stages (the open model) replace users and their shapes; give one or the other"
+                .into(),
+        ));
+    }
+    if raw.max_in_flight.is_some() && !open {
+        return Err(err(
+            &field("max_in_flight"),
+            "caps the open model; give arrival_rate or arrival_stages with it".into(),
+        ));
+    }
+    let arrival = if open {
+        let check = |name: &str, r: f64| {
+            if r.is_finite() && r >= 0.0 {
+                Ok(r)
+            } else {
+                Err(err(
+                    &field(name),
+                    format!("{r} is not an arrival rate; expected 0 or more per second"),
+                ))
+            }
+        };
+        let start_rate = check("arrival_rate", raw.arrival_rate.unwrap_or(0.0))?;
+        let mut stages = Vec::new();
+        for (i, s) in raw.arrival_stages.iter().flatten().enumerate() {
+            let name = format!("arrival_stages[{i}].duration");
+            let duration = time(&name, &s.duration)?;
+            if duration.is_zero() {
+                return Err(err(&field(&name), "a stage lasts more than 0".into()));
+            }
+            stages.push(RateStage {
+                duration,
+                rate: check(&format!("arrival_stages[{i}].rate"), s.rate)?,
+            });
+        }
+        let max_in_flight = match raw.max_in_flight {
+            None => DEFAULT_MAX_IN_FLIGHT,
+            Some(n @ 1..=10_000_000) => n as u32,
+            Some(n) => {
+                return Err(err(
+                    &field("max_in_flight"),
+                    format!("{n} is not between 1 and 10000000"),
+                ));
+            }
+        };
+        Some(Arrival {
+            schedule: Schedule { start_rate, stages },
+            max_in_flight,
+        })
+    } else {
+        None
+    };
     let given = [raw.stages.is_some(), raw.step.is_some(), raw.spike.is_some()];
     if given.iter().filter(|g| **g).count() > 1 {
         return Err(err(at, "give one shape: stages, step or spike".into()));
@@ -624,6 +702,7 @@ fn run_defaults(raw: &RawRun, at: &str, err: &dyn Fn(&str, String) -> Error) -> 
     };
     Ok(RunDefaults {
         shape,
+        arrival,
         users: raw
             .users
             .map(|u| {

@@ -90,6 +90,8 @@ pub struct Slot {
     pub sched_lag_max_us: u64,
     /// HTTP 429 answers in the second, failures and declared outcomes alike.
     pub status_429: u64,
+    /// Open model: arrivals dropped at the in-flight cap in the second.
+    pub dropped_iterations: u64,
     pub reports: u32,
     ttfe: Option<Accum>,
     response_time: Option<Accum>,
@@ -172,6 +174,8 @@ pub struct Aggregator {
     pub peers: BTreeMap<(EndpointKey, String), Totals>,
     pub workers: HashMap<String, WorkerProgress>,
     pub rejected: u64,
+    /// Open model: arrivals the workers dropped at their in-flight cap.
+    pub dropped_iterations: u64,
     /// Every slot before this second is compacted (see `compact`).
     compacted_below: i64,
     /// Seconds behind the newest whose histograms are kept (trailing-window
@@ -327,6 +331,8 @@ impl Aggregator {
         slot.active_streams_max += streams.max;
         slot.worker_cpu_max = slot.worker_cpu_max.max(r.cpu_percent);
         slot.sched_lag_max_us = slot.sched_lag_max_us.max(r.sched_lag_p99_us);
+        slot.dropped_iterations += r.dropped_iterations;
+        self.dropped_iterations += r.dropped_iterations;
         for (endpoint, stats, buckets, peer) in decoded {
             slot.requests += stats.requests;
             slot.failures += stats.failures;
@@ -414,6 +420,7 @@ impl Aggregator {
 
     /// Forgets everything counted so far (web UI "reset stats", later issues).
     pub fn reset(&mut self) {
+        self.dropped_iterations = 0;
         self.endpoints.clear();
         self.timeline.clear();
         self.peers.clear();

@@ -243,8 +243,46 @@ impl MasterSetup {
                 })?
                 .over(&scenario.run),
         };
+        // The open model, from flags or the file, unless users are asked for.
+        let flag_arrival = load.arrival_rate.is_some() || !load.arrival_stage.is_empty();
+        if flag_arrival && (load.users.is_some() || !load.stage.is_empty()) {
+            return Err(Failure::usage(
+                "--arrival-rate / --arrival-stage (the open model) replace -u and --stage; give one or the other"
+                    .to_string(),
+            ));
+        }
+        if let Some(r) = load.arrival_rate
+            && !(r.is_finite() && r >= 0.0)
+        {
+            return Err(Failure::usage(format!(
+                "--arrival-rate: {r} is not an arrival rate; expected 0 or more per second"
+            )));
+        }
+        let arrival = if flag_arrival {
+            Some(scenario::Arrival {
+                schedule: barrage_common::arrival::Schedule {
+                    start_rate: load.arrival_rate.unwrap_or(0.0),
+                    stages: load.arrival_stage.clone(),
+                },
+                max_in_flight: load.max_in_flight.unwrap_or(scenario::DEFAULT_MAX_IN_FLIGHT),
+            })
+        } else if load.users.is_some() || !load.stage.is_empty() {
+            None
+        } else {
+            defaults.arrival.clone().map(|mut a| {
+                a.max_in_flight = load.max_in_flight.unwrap_or(a.max_in_flight);
+                a
+            })
+        };
+        if load.max_in_flight.is_some() && arrival.is_none() {
+            return Err(Failure::usage(
+                "--max-in-flight caps the open model; give --arrival-rate or --arrival-stage with it".to_string(),
+            ));
+        }
         // A shape from --stage, else from the file unless -u asks for a constant count.
-        let shape = if !load.stage.is_empty() {
+        let shape = if arrival.is_some() {
+            None
+        } else if !load.stage.is_empty() {
             if load.users.is_some() {
                 return Err(Failure::usage(
                     "--stage sets the users over time; leave out -u/--users".to_string(),
@@ -258,16 +296,18 @@ impl MasterSetup {
         } else {
             defaults.shape.clone()
         };
-        let users = match &shape {
-            Some(s) => s.peak_users(),
-            None => load.users.or(defaults.users).unwrap_or(1),
+        let users = match (&shape, &arrival) {
+            (_, Some(_)) => 0,
+            (Some(s), None) => s.peak_users(),
+            (None, None) => load.users.or(defaults.users).unwrap_or(1),
         };
         let spawn_rate = load.spawn_rate.or(defaults.spawn_rate).unwrap_or(1.0);
         scenario::check_rate(spawn_rate).map_err(|m| Failure::usage(format!("--spawn-rate: {m}")))?;
         let run_time = load
             .run_time
             .or(defaults.run_time)
-            .or(shape.as_ref().map(Shape::duration));
+            .or(shape.as_ref().map(Shape::duration))
+            .or(arrival.as_ref().map(|a| a.schedule.duration()).filter(|d| !d.is_zero()));
         // Workers send a heartbeat and a report every second: a worker silent for less
         // than two of them is not lost, just between messages.
         if load.heartbeat_liveness < Duration::from_secs(2) {
@@ -322,6 +362,7 @@ impl MasterSetup {
                 users,
                 spawn_rate,
                 shape,
+                arrival: arrival.clone(),
                 run_time,
                 expect_workers,
                 expect_workers_max_wait: max_wait,
@@ -346,6 +387,7 @@ impl MasterSetup {
                 host: host.or(plan.host.clone()),
                 users,
                 spawn_rate,
+                arrival,
                 events_per_request,
             },
             opts: ClusterOptions {
@@ -790,6 +832,9 @@ a master and {} worker processes, {} users at {}/s for {}.",
         headless: true,
         preset: None,
         stage: Vec::new(),
+        arrival_rate: None,
+        arrival_stage: Vec::new(),
+        max_in_flight: None,
         classes: Vec::new(),
         threshold: Vec::new(),
         threshold_abort: Vec::new(),

@@ -48,6 +48,21 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     duration::parse(s)
 }
 
+fn parse_rate_stage(s: &str) -> Result<barrage_common::arrival::RateStage, String> {
+    let (d, r) = s
+        .split_once(':')
+        .ok_or("expected DURATION:RATE, e.g. 1m:100 (the rate reached at the end of 1m)")?;
+    let duration = duration::parse(d)?;
+    if duration.is_zero() {
+        return Err("a stage lasts more than 0".into());
+    }
+    let rate: f64 = r.trim().parse().map_err(|_| format!("`{r}` is not an arrival rate"))?;
+    if !(rate.is_finite() && rate >= 0.0) {
+        return Err(format!("`{r}` is not an arrival rate; expected 0 or more per second"));
+    }
+    Ok(barrage_common::arrival::RateStage { duration, rate })
+}
+
 fn parse_stage(s: &str) -> Result<barrage_common::shape::Stage, String> {
     let parts: Vec<&str> = s.split(':').collect();
     let (d, u, r) = match parts.as_slice() {
@@ -97,6 +112,18 @@ pub struct LoadArgs {
     /// ramps linearly to its users by its end. Replaces -u/-r; -t defaults to the sum.
     #[arg(long, value_name = "DUR:USERS[:RATE]", value_parser = parse_stage)]
     pub stage: Vec<barrage_common::shape::Stage>,
+    /// Open model: iterations started per second, cluster-wide, whether or not earlier
+    /// ones finished (the start rate when --arrival-stage is given). Replaces -u/-r.
+    #[arg(long, value_name = "PER_SECOND")]
+    pub arrival_rate: Option<f64>,
+    /// Open model, repeatable: DURATION:RATE, the rate ramping linearly to RATE over
+    /// DURATION (e.g. --arrival-stage 1m:100 --arrival-stage 5m:100).
+    #[arg(long, value_name = "DUR:RATE", value_parser = parse_rate_stage)]
+    pub arrival_stage: Vec<barrage_common::arrival::RateStage>,
+    /// Open model: iterations in flight at most, cluster-wide; an arrival beyond is
+    /// dropped and counted, never delayed [default: 1000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: Option<u32>,
     /// Run settings from the scenario's `[presets.NAME]` (e.g. light, heavy, soak), laid
     /// over its `[run]`; -u, -r and -t still win.
     #[arg(short = 'P', long, value_name = "NAME")]

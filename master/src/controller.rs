@@ -24,6 +24,8 @@ pub struct RunConfig {
     pub spawn_rate: f64,
     /// Users over time (stages, step, spike); None = `users` throughout.
     pub shape: Option<Shape>,
+    /// The open model: arrivals on a schedule instead of users (`users` is 0).
+    pub arrival: Option<barrage_common::scenario::Arrival>,
     pub run_time: Option<Duration>,
     pub expect_workers: u32,
     pub expect_workers_max_wait: Option<Duration>,
@@ -384,6 +386,33 @@ fn rebalance(cluster: &Cluster, cfg: &RunConfig, users: u32, spawn_rate: f64) {
         return;
     }
     let weights: Vec<u32> = ids.iter().map(|id| reg.workers[id].capacity()).collect();
+    // Open model: each worker its segment of the arrivals and its share of the cap,
+    // from the arrival due now on (a re-split after a join or a loss).
+    let arrival_shares: Option<Vec<v1::ArrivalShare>> = cfg.arrival.as_ref().map(|a| {
+        let from_index = a.schedule.cumulative(elapsed.as_secs_f64()).ceil().max(0.0) as u64;
+        let caps = crate::partition::apportion(a.max_in_flight, &weights);
+        barrage_common::arrival::Segment::split(&weights)
+            .into_iter()
+            .zip(caps)
+            .map(|(seg, cap)| v1::ArrivalShare {
+                segment_start_num: seg.start,
+                segment_end_num: seg.end,
+                segment_den: seg.den,
+                rate_per_s: a.schedule.start_rate,
+                max_in_flight: cap.max(1),
+                stages: a
+                    .schedule
+                    .stages
+                    .iter()
+                    .map(|s| v1::RateStage {
+                        duration_us: micros(s.duration),
+                        rate_per_s: s.rate,
+                    })
+                    .collect(),
+                from_index,
+            })
+            .collect()
+    });
     let class_weights: Vec<u32> = cfg.classes.iter().map(|(_, w, _)| *w).collect();
     let fixed: Vec<Option<u32>> = cfg.classes.iter().map(|(_, _, f)| *f).collect();
     let totals = class_totals(users, &class_weights, &fixed);
@@ -405,7 +434,7 @@ fn rebalance(cluster: &Cluster, cfg: &RunConfig, users: u32, spawn_rate: f64) {
                 .collect(),
             spawn_rate: p.spawn_rates[i],
             run_elapsed_us: micros(elapsed),
-            arrival: None,
+            arrival: arrival_shares.as_ref().map(|s| s[i].clone()),
             host: cfg.host.clone().unwrap_or_default(),
         };
         if let Some(w) = reg.workers.get_mut(id) {

@@ -53,6 +53,21 @@ fn run(r: &RunDefaults) -> String {
         .run_time
         .or(r.shape.as_ref().map(|s| s.duration()))
         .map_or("(until stopped)".into(), dur);
+    if let Some(a) = &r.arrival {
+        let stages: Vec<String> = a
+            .schedule
+            .stages
+            .iter()
+            .map(|s| format!("to {}/s over {}", s.rate, dur(s.duration)))
+            .collect();
+        return format!(
+            "open model: {}/s{}{}, at most {} in flight, run time {run_time}",
+            a.schedule.start_rate,
+            if stages.is_empty() { "" } else { ", then " },
+            stages.join(", "),
+            a.max_in_flight
+        );
+    }
     match &r.shape {
         None => format!(
             "users {}, spawn rate {}/s, run time {run_time}",

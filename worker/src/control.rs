@@ -602,6 +602,8 @@ async fn handle(
                     users,
                     spawn_rate: a.spawn_rate,
                 });
+                // Open model: arrivals instead of users (absent: none).
+                engine.set_arrivals(a.arrival.as_ref().map(crate::arrivals::ArrivalPlan::from_proto));
             }
         }
         MKind::Heartbeat(_) => {}
@@ -811,6 +813,7 @@ impl Session {
         report.cpu_percent = cpu_percent;
         report.rss_bytes = rss_bytes;
         report.sched_lag_p99_us = lag.take_p99_us();
+        report.dropped_iterations = rec.dropped.swap(0, std::sync::atomic::Ordering::SeqCst);
         report
     }
 

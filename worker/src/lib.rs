@@ -6,6 +6,7 @@
 //! ([`sse`]), records into sharded HDR histograms ([`recorder`]) and reports the delta
 //! every second. It stops its load by itself when the master goes silent.
 
+pub mod arrivals;
 pub mod control;
 pub mod cores;
 pub mod dify;

@@ -20,6 +20,8 @@ pub struct Recorder {
     peers: usize,
     pub active_streams: Gauge,
     pub users: Gauge,
+    /// Open model: arrivals not started because the in-flight cap was reached.
+    pub dropped: std::sync::atomic::AtomicU64,
 }
 
 impl Recorder {
@@ -36,6 +38,7 @@ impl Recorder {
             peers,
             active_streams: Gauge::new(origin),
             users: Gauge::new(origin),
+            dropped: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

@@ -37,6 +37,8 @@ pub struct Engine {
     /// Target addresses recorded apart (empty = one target address per host).
     peers: Vec<SocketAddr>,
     targets: watch::Sender<Targets>,
+    /// Open model: this worker's share of the arrival schedule (None = closed model).
+    arrivals: watch::Sender<Option<crate::arrivals::ArrivalPlan>>,
     recorder: Arc<Recorder>,
     ctl: StopHandle,
     /// Where the users run; dropped after `ctl` has cancelled them.
@@ -142,9 +144,11 @@ impl Engine {
             users: vec![0; plan.classes.len()],
             spawn_rate: 0.0,
         });
+        let (arrivals_tx, arrivals_rx) = watch::channel(None);
         let engine = Engine {
             peers: peers.clone(),
             targets: tx,
+            arrivals: arrivals_tx,
             recorder: recorder.clone(),
             ctl: StopHandle {
                 stopping: CancellationToken::new(),
@@ -154,7 +158,7 @@ impl Engine {
             load,
         };
         let secrets = Arc::new(plan.secrets());
-        let spawner = Spawner {
+        let factory = Arc::new(Factory {
             plan,
             hosts: targets,
             class_peers,
@@ -162,14 +166,19 @@ impl Engine {
             secrets,
             worker_index,
             recorder,
-            rx,
             stopping: engine.ctl.stopping.clone(),
             cancel: engine.ctl.cancel.clone(),
             tracker: engine.ctl.tracker.clone(),
             runtimes: engine.load.handles().to_vec(),
+            next_id: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let spawner = Spawner {
+            factory: factory.clone(),
+            rx,
             live: Vec::new(),
-            next_id: 0,
         };
+        let dispatcher = crate::arrivals::Dispatcher::new(factory, arrivals_rx, origin);
+        engine.ctl.tracker.spawn(dispatcher.run());
         engine.ctl.tracker.spawn(spawner.run());
         Ok(engine)
     }
@@ -186,6 +195,11 @@ impl Engine {
 
     pub fn recorder(&self) -> &Arc<Recorder> {
         &self.recorder
+    }
+
+    /// Replaces this worker's share of the arrivals (open model; the newest wins).
+    pub fn set_arrivals(&self, plan: Option<crate::arrivals::ArrivalPlan>) {
+        self.arrivals.send_replace(plan);
     }
 
     /// Replaces the targets (absolute; the newest wins).
@@ -223,29 +237,72 @@ struct Live {
     cancel: CancellationToken,
 }
 
-struct Spawner {
-    plan: Arc<RunPlan>,
+/// What it takes to start a user of any class; shared by the closed-model spawner and
+/// the open-model dispatcher.
+pub(crate) struct Factory {
+    pub(crate) plan: Arc<RunPlan>,
     hosts: Vec<Arc<Target>>,
     /// Per class: indices into `peer_addrs` of its host's addresses (empty = no split).
     class_peers: Vec<Vec<usize>>,
     peer_addrs: Vec<SocketAddr>,
     secrets: Arc<Vec<String>>,
     worker_index: u32,
-    recorder: Arc<Recorder>,
-    rx: watch::Receiver<Targets>,
-    stopping: CancellationToken,
+    pub(crate) recorder: Arc<Recorder>,
+    pub(crate) stopping: CancellationToken,
     cancel: CancellationToken,
     tracker: TaskTracker,
     /// The load threads' runtimes; user `n` runs on `runtimes[n % len]`.
     runtimes: Vec<tokio::runtime::Handle>,
+    next_id: std::sync::atomic::AtomicUsize,
+}
+
+impl Factory {
+    /// Starts a user of `class` on its load thread: `body` gets its context and RNG.
+    /// Returns the token that stops it alone.
+    pub(crate) fn spawn<F, Fut>(&self, class: usize, body: F) -> CancellationToken
+    where
+        F: FnOnce(UserCtx, SmallRng) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let cancel = self.cancel.child_token();
+        let ctx = UserCtx {
+            plan: self.plan.clone(),
+            class,
+            id,
+            worker_index: self.worker_index,
+            target: self.hosts[class].clone(),
+            peer: {
+                let mine = &self.class_peers[class];
+                (!mine.is_empty()).then(|| {
+                    let i = mine[id % mine.len()];
+                    (i, self.peer_addrs[i])
+                })
+            },
+            recorder: self.recorder.clone(),
+            secrets: self.secrets.clone(),
+            stopping: self.stopping.clone(),
+            cancel: cancel.clone(),
+            // The spawner runs on the control runtime.
+            background: tokio::runtime::Handle::current(),
+        };
+        let runtime = &self.runtimes[id % self.runtimes.len()];
+        let rng = SmallRng::from_rng(&mut rand::rng());
+        self.tracker.spawn_on(body(ctx, rng), runtime);
+        cancel
+    }
+}
+
+struct Spawner {
+    factory: Arc<Factory>,
+    rx: watch::Receiver<Targets>,
     /// Live users per class, newest last (the newest stops first).
     live: Vec<Vec<Live>>,
-    next_id: usize,
 }
 
 impl Spawner {
     async fn run(mut self) {
-        self.live = self.plan.classes.iter().map(|_| Vec::new()).collect();
+        self.live = self.factory.plan.classes.iter().map(|_| Vec::new()).collect();
         'targets: loop {
             let targets = self.rx.borrow_and_update().clone();
             let interval = if targets.spawn_rate.is_finite() && targets.spawn_rate > 0.0 {
@@ -264,10 +321,10 @@ impl Spawner {
                             if changed.is_err() { break 'targets; }
                             continue 'targets;
                         }
-                        _ = self.stopping.cancelled() => break 'targets,
+                        _ = self.factory.stopping.cancelled() => break 'targets,
                     }
                 }
-                if self.stopping.is_cancelled() {
+                if self.factory.stopping.is_cancelled() {
                     break 'targets;
                 }
                 match step {
@@ -282,7 +339,7 @@ impl Spawner {
             }
             tokio::select! {
                 changed = self.rx.changed() => if changed.is_err() { break },
-                _ = self.stopping.cancelled() => break,
+                _ = self.factory.stopping.cancelled() => break,
             }
         }
     }
@@ -306,31 +363,7 @@ impl Spawner {
     }
 
     fn start_user(&mut self, class: usize) {
-        let cancel = self.cancel.child_token();
-        let ctx = UserCtx {
-            plan: self.plan.clone(),
-            class,
-            id: self.next_id,
-            worker_index: self.worker_index,
-            target: self.hosts[class].clone(),
-            peer: {
-                let mine = &self.class_peers[class];
-                (!mine.is_empty()).then(|| {
-                    let i = mine[self.next_id % mine.len()];
-                    (i, self.peer_addrs[i])
-                })
-            },
-            recorder: self.recorder.clone(),
-            secrets: self.secrets.clone(),
-            stopping: self.stopping.clone(),
-            cancel: cancel.clone(),
-            // The spawner runs on the control runtime.
-            background: tokio::runtime::Handle::current(),
-        };
-        let runtime = &self.runtimes[self.next_id % self.runtimes.len()];
-        self.next_id += 1;
-        let rng = SmallRng::from_rng(&mut rand::rng());
-        self.tracker.spawn_on(user::run(ctx, rng), runtime);
+        let cancel = self.factory.spawn(class, user::run);
         self.live[class].push(Live { cancel });
     }
 }

@@ -83,26 +83,65 @@ impl UserCtx {
     }
 }
 
-pub async fn run(ctx: UserCtx, mut rng: SmallRng) {
-    let _alive = GaugeGuard::new(&ctx.recorder.users);
-    let class = &ctx.plan.classes[ctx.class];
-    let mut conn = Conn::new();
-    let mut state = UserState {
-        sequence: vec![0; ctx.plan.pools.len()],
-        pool_picks: vec![None; ctx.plan.pools.len()],
-        ..Default::default()
-    };
-    let mut deck = Deck::new(class);
-    // The Dify task id of the stream in flight, for stop_on_cancel.
-    let live_task: Mutex<Option<String>> = Mutex::new(None);
-    // on_start: once, in order (log in, create a project); failures are counted, and the
-    // user goes on, as a person would retry inside the app.
-    // A graceful stop lets the request in flight finish (and be counted), as in the
-    // task loop; a hard stop counts it as cancelled.
-    for task in &class.on_start {
-        if ctx.stopping.is_cancelled() || ctx.cancel.is_cancelled() {
-            return;
+/// A user's own things: its connection, variables, task deck and stream in flight.
+struct Me {
+    conn: Conn,
+    state: UserState,
+    deck: Deck,
+    next_in_order: usize,
+    /// The Dify task id of the stream in flight, for stop_on_cancel.
+    live_task: Mutex<Option<String>>,
+}
+
+impl Me {
+    fn new(ctx: &UserCtx) -> Me {
+        Me {
+            conn: Conn::new(),
+            state: UserState {
+                sequence: vec![0; ctx.plan.pools.len()],
+                pool_picks: vec![None; ctx.plan.pools.len()],
+                ..Default::default()
+            },
+            deck: Deck::new(&ctx.plan.classes[ctx.class]),
+            next_in_order: 0,
+            live_task: Mutex::new(None),
         }
+    }
+
+    /// on_start: once, in order (log in, create a project); failures are counted, and
+    /// the user goes on, as a person would retry inside the app. A graceful stop lets
+    /// the request in flight finish (and be counted), as in the task loop; a hard stop
+    /// counts it as cancelled. False: the run is stopping.
+    async fn start(&mut self, ctx: &UserCtx, rng: &mut SmallRng) -> bool {
+        for task in &ctx.plan.classes[ctx.class].on_start {
+            if ctx.stopping.is_cancelled() || ctx.cancel.is_cancelled() {
+                return false;
+            }
+            if !self.one(ctx, task, rng, None).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The next task of the class: by the deck, or in order.
+    fn pick<'a>(&mut self, ctx: &'a UserCtx, rng: &mut SmallRng) -> &'a Task {
+        let class = &ctx.plan.classes[ctx.class];
+        match class.order {
+            TaskOrder::Weighted => &class.tasks[self.deck.draw(rng)],
+            TaskOrder::Sequential => {
+                let at = self.next_in_order % class.tasks.len();
+                self.next_in_order = at + 1;
+                &class.tasks[at]
+            }
+        }
+    }
+
+    /// Runs one task to its end; a hard stop abandons it, counted as cancelled (false).
+    async fn one(&mut self, ctx: &UserCtx, task: &Task, rng: &mut SmallRng, intended: Option<Instant>) -> bool {
+        let Me {
+            conn, state, live_task, ..
+        } = self;
         tokio::select! {
             biased;
             _ = ctx.cancel.cancelled() => {
@@ -110,37 +149,32 @@ pub async fn run(ctx: UserCtx, mut rng: SmallRng) {
                     s.requests += 1;
                     s.outcome(failure::CANCELLED, "", || "in flight when the run stopped".into());
                 });
-                return;
+                stop_dify_task(ctx, task, live_task, state.last_auth.as_deref());
+                false
             }
-            _ = execute(&ctx, task, &mut conn, &mut state, &mut rng, &live_task) => {}
+            _ = execute(ctx, task, conn, state, rng, live_task, intended) => true,
         }
     }
-    let mut next_in_order = 0usize;
+}
+
+/// A closed-model user: tasks back to back, its class's wait between them.
+pub async fn run(ctx: UserCtx, mut rng: SmallRng) {
+    let _alive = GaugeGuard::new(&ctx.recorder.users);
+    let class = &ctx.plan.classes[ctx.class];
+    let mut me = Me::new(&ctx);
+    if !me.start(&ctx, &mut rng).await {
+        return;
+    }
     loop {
         if ctx.stopping.is_cancelled() || ctx.cancel.is_cancelled() {
             return;
         }
         let started = Instant::now();
-        let task = match class.order {
-            TaskOrder::Weighted => &class.tasks[deck.draw(&mut rng)],
-            TaskOrder::Sequential => {
-                next_in_order = (next_in_order + 1) % class.tasks.len();
-                &class.tasks[(next_in_order + class.tasks.len() - 1) % class.tasks.len()]
-            }
-        };
-        tokio::select! {
-            biased;
-            _ = ctx.cancel.cancelled() => {
-                ctx.record(task.endpoint, |s| {
-                    s.requests += 1;
-                    s.outcome(failure::CANCELLED, "", || "in flight when the run stopped".into());
-                });
-                stop_dify_task(&ctx, task, &live_task, state.last_auth.as_deref());
-                return;
-            }
-            _ = execute(&ctx, task, &mut conn, &mut state, &mut rng, &live_task) => {}
+        let task = me.pick(&ctx, &mut rng);
+        if !me.one(&ctx, task, &mut rng, None).await {
+            return;
         }
-        state.iteration += 1;
+        me.state.iteration += 1;
         let pause = match class.wait {
             Wait::Constant(d) => d,
             Wait::Between(a, b) => {
@@ -159,6 +193,50 @@ pub async fn run(ctx: UserCtx, mut rng: SmallRng) {
                 _ = ctx.cancel.cancelled() => return,
             }
         }
+    }
+}
+
+/// One open-model arrival: a task of the class to run, timed from when it was due.
+#[derive(Debug)]
+pub struct Ticket {
+    pub intended: Instant,
+}
+
+/// Where a class's arrivals wait for a free virtual user.
+pub struct ArrivalQueue {
+    pub rx: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Ticket>>,
+    /// Virtual users waiting for a ticket.
+    pub idle: std::sync::atomic::AtomicUsize,
+    /// Arrivals taken and not finished, worker-wide (the in-flight cap counts these).
+    pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// An open-model virtual user: runs one task per ticket, timed from the ticket's due
+/// time (so a late start shows in the latency, not hidden by it), no wait between.
+pub async fn serve(ctx: UserCtx, mut rng: SmallRng, queue: Arc<ArrivalQueue>) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let _alive = GaugeGuard::new(&ctx.recorder.users);
+    let mut me = Me::new(&ctx);
+    if !me.start(&ctx, &mut rng).await {
+        return;
+    }
+    loop {
+        queue.idle.fetch_add(1, SeqCst);
+        let ticket = tokio::select! {
+            biased;
+            _ = ctx.cancel.cancelled() => None,
+            _ = ctx.stopping.cancelled() => None,
+            t = async { queue.rx.lock().await.recv().await } => t,
+        };
+        queue.idle.fetch_sub(1, SeqCst);
+        let Some(ticket) = ticket else { return };
+        let task = me.pick(&ctx, &mut rng);
+        let finished = me.one(&ctx, task, &mut rng, Some(ticket.intended)).await;
+        queue.in_flight.fetch_sub(1, SeqCst);
+        if !finished {
+            return;
+        }
+        me.state.iteration += 1;
     }
 }
 
@@ -407,8 +485,11 @@ async fn execute(
     state: &mut UserState,
     rng: &mut SmallRng,
     live_task: &Mutex<Option<String>>,
+    intended: Option<Instant>,
 ) {
-    let start = Instant::now();
+    // Open model: from when the arrival was due, so time spent waiting for a free
+    // virtual user (or a late timer) is in the latency, not hidden.
+    let start = intended.unwrap_or_else(Instant::now);
     let mut sample = Sample::default();
     let exchange = exchange(ctx, task, conn, state, rng, start, &mut sample, live_task);
     let result = match tokio::time::timeout(task.timeout, exchange).await {

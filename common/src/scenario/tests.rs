@@ -38,6 +38,7 @@ fn good_scenario_validates() {
             spawn_rate: Some(2.5),
             run_time: Some(Duration::from_secs(30)),
             shape: None,
+            arrival: None,
         }
     );
     let class = &s.plan.classes[0];
@@ -369,6 +370,7 @@ fn presets_lie_over_run_and_are_checked() {
             spawn_rate: Some(2.5),
             run_time: Some(Duration::from_secs(3600)),
             shape: None,
+            arrival: None,
         }
     );
     assert_eq!(s.presets["spike"].over(&s.run).spawn_rate, Some(50.0));
@@ -472,4 +474,36 @@ fn shapes_are_stages_step_or_spike() {
     let s = parse(&text).unwrap();
     let ramp = s.presets["ramp"].over(&s.run);
     assert_eq!((ramp.users, ramp.shape.map(|s| s.peak_users())), (None, Some(3)));
+}
+
+#[test]
+fn the_open_model_is_an_arrival_rate_or_stages() {
+    let with = |run: &str| parse(&GOOD.replace("users = 10\nspawn_rate = 2.5\nrun_time = \"30s\"", run));
+    let s = with("arrival_rate = 50\nmax_in_flight = 20").unwrap();
+    let a = s.run.arrival.unwrap();
+    assert_eq!((a.schedule.start_rate, a.max_in_flight), (50.0, 20));
+    let s = with("arrival_stages = [{ duration = \"1m\", rate = 100 }, { duration = \"5m\", rate = 100 }]").unwrap();
+    let a = s.run.arrival.unwrap();
+    assert_eq!(a.schedule.stages.len(), 2);
+    assert_eq!(a.max_in_flight, DEFAULT_MAX_IN_FLIGHT);
+    for (run, says) in [
+        ("arrival_rate = -1", "run.arrival_rate: -1 is not an arrival rate"),
+        ("arrival_rate = 5\nusers = 3", "replace users"),
+        (
+            "arrival_rate = 5\nstages = [{ duration = \"1s\", users = 1 }]",
+            "replace users",
+        ),
+        ("max_in_flight = 5", "caps the open model"),
+        (
+            "arrival_rate = 5\nmax_in_flight = 0",
+            "run.max_in_flight: 0 is not between",
+        ),
+        (
+            "arrival_stages = [{ duration = \"0s\", rate = 5 }]",
+            "arrival_stages[0].duration",
+        ),
+    ] {
+        let err = with(run).unwrap_err().to_string();
+        assert!(err.contains(says), "{run}: {err}");
+    }
 }

@@ -151,10 +151,20 @@ fn pct_row(p: &Option<Percentiles>) -> String {
 /// The whole final report as text.
 pub fn render_final(r: &FinalReport) -> String {
     let mut out = String::new();
+    let load = match &r.arrivals {
+        Some(a) if a.stages.is_empty() => format!("{} arrivals/s, at most {} in flight", a.start_rate, a.max_in_flight),
+        Some(a) => format!(
+            "arrivals from {}/s through {} stages, at most {} in flight",
+            a.start_rate,
+            a.stages.len(),
+            a.max_in_flight
+        ),
+        None => format!("{} users, spawn rate {}", r.users, r.spawn_rate),
+    };
     let _ = writeln!(
         out,
-        "\n{RULE}\nFINAL RESULTS  ({:.1}s, {}; {} users, spawn rate {})\n{RULE}",
-        r.duration_s, r.stop_reason, r.users, r.spawn_rate
+        "\n{RULE}\nFINAL RESULTS  ({:.1}s, {}; {load})\n{RULE}",
+        r.duration_s, r.stop_reason
     );
     let _ = writeln!(
         out,
@@ -392,6 +402,13 @@ pub fn render_final(r: &FinalReport) -> String {
     }
     if let Some(h) = &r.hunt {
         render_hunt(&mut out, h);
+    }
+    if let Some(a) = &r.arrivals {
+        let _ = writeln!(
+            out,
+            "\nOpen model: {} arrivals due by the schedule, {} requests started, {} dropped at the in-flight cap of {} (latencies from each arrival's due time)",
+            a.due, r.aggregated.requests, a.dropped, a.max_in_flight
+        );
     }
     if !r.thresholds.is_empty() {
         let _ = writeln!(out, "\nThresholds\n| Threshold | Observed | Verdict |\n|---|---|---|");

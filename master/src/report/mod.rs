@@ -52,6 +52,22 @@ pub struct FinalReport {
     pub thresholds: Vec<crate::thresholds::ThresholdRow>,
     /// `barrage hunt`: each step and the verdict (null for other runs).
     pub hunt: Option<crate::hunt::HuntReport>,
+    /// The open model (null for users): arrivals due by the schedule over the run,
+    /// and those dropped at the in-flight cap.
+    pub arrivals: Option<ArrivalFigures>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ArrivalFigures {
+    /// Arrivals the schedule put within the run (ceil of the rate's integral).
+    pub due: u64,
+    /// Arrivals not started because the in-flight cap was reached.
+    pub dropped: u64,
+    /// Cluster-wide cap on iterations in flight.
+    pub max_in_flight: u32,
+    /// The start rate, and each stage as (seconds, rate).
+    pub start_rate: f64,
+    pub stages: Vec<(f64, f64)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -208,6 +224,8 @@ pub struct RunInfo {
     pub host: Option<String>,
     pub users: u32,
     pub spawn_rate: f64,
+    /// The open model's schedule and cap (None: closed model, users).
+    pub arrival: Option<barrage_common::scenario::Arrival>,
     /// `events_per_request` of each stats row (name, method) that is not 1.
     pub events_per_request: std::collections::BTreeMap<(String, String), u32>,
 }
@@ -489,6 +507,18 @@ impl FinalReport {
             timeline,
             thresholds: Vec::new(),
             hunt: None,
+            arrivals: info.arrival.as_ref().map(|a| ArrivalFigures {
+                due: a.schedule.cumulative(duration.as_secs_f64()).ceil().max(0.0) as u64,
+                dropped: agg.dropped_iterations,
+                max_in_flight: a.max_in_flight,
+                start_rate: a.schedule.start_rate,
+                stages: a
+                    .schedule
+                    .stages
+                    .iter()
+                    .map(|s| (s.duration.as_secs_f64(), s.rate))
+                    .collect(),
+            }),
         }
     }
 }

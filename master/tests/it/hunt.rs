@@ -51,7 +51,7 @@ fn workflows() -> String {
 }
 
 /// dify-api's app concurrency limit (`--max-active 40`): above 40 streams at once the
-/// mock answers 429. The hunt must stop at 50 users and blame the 429s.
+/// mock answers 429. The hunt must stop at the first step above it and blame the 429s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hunt_finds_the_concurrency_limit_and_blames_the_429s() {
     let mut cfg = sse_mock_config(20, 5, 20);
@@ -62,30 +62,31 @@ async fn hunt_finds_the_concurrency_limit_and_blames_the_429s() {
     load.spawn_rate = None;
     load.run_time = None;
     load.stop_timeout = Duration::from_secs(1);
-    let args = hunt_args(load, &["error_rate < 1%", "p95(ttfe) < 500ms"], 200);
+    // Steps of 10 from 15: the limit falls between 35 and 45, not on a step (at exactly
+    // 40 users back to back, a new request can reach the mock before it has counted the
+    // previous stream out, and some 40s see a 429).
+    let mut args = hunt_args(load, &["error_rate < 1%", "p95(ttfe) < 500ms"], 200);
+    args.start = 15;
     let (h, report, code) = hunt(&args, &workflows()).await;
     let levels: Vec<(u32, &str)> = h.steps.iter().map(|s| (s.users, s.verdict.as_str())).collect();
-    assert_eq!(
-        levels,
-        [(10, "ok"), (20, "ok"), (30, "ok"), (40, "ok"), (50, "slo")],
-        "{h:#?}"
-    );
-    assert_eq!(h.sustainable_users, Some(40));
-    assert_eq!(h.first_bad_users, Some(50));
+    assert_eq!(levels, [(15, "ok"), (25, "ok"), (35, "ok"), (45, "slo")], "{h:#?}");
+    assert_eq!(h.sustainable_users, Some(35));
+    assert_eq!(h.first_bad_users, Some(45));
     let cause = h.broke_first.as_deref().unwrap();
     assert!(
         cause.starts_with("error_rate < 1%") && cause.contains("429s"),
         "{cause}"
     );
     assert!(!cause.contains("ttfe"), "TTFE held: {cause}");
-    assert!(h.ended.contains("an SLO broke at 50 users"), "{}", h.ended);
-    // The judged steps' 429s are what the mock refused (it refused nothing below 50).
-    let bad = &h.steps[4];
+    assert!(h.ended.contains("an SLO broke at 45 users"), "{}", h.ended);
+    // The mock refused nothing below 45 users.
+    let bad = &h.steps[3];
     assert!(bad.status_429 > 0 && bad.error_rate > 0.01, "{bad:?}");
-    assert!(h.steps[..4].iter().all(|s| s.status_429 == 0));
+    assert!(h.steps[..3].iter().all(|s| s.status_429 == 0));
     // Little's law holds where the target keeps up: users / response time = req/s.
     let ratio = h.little_ratio.unwrap();
-    assert!((0.8..1.1).contains(&ratio), "observed / expected throughput {ratio}");
+    // (Below 1 by the worker's own time between requests, more on a busy machine.)
+    assert!((0.5..1.1).contains(&ratio), "observed / expected throughput {ratio}");
     // The run stopped at the verdict, long before --max.
     assert!(
         report.stop_reason.contains("hunt: an SLO broke"),
@@ -95,11 +96,12 @@ async fn hunt_finds_the_concurrency_limit_and_blames_the_429s() {
     assert!(report.duration_s < 30.0, "{}", report.duration_s);
     assert_eq!(code, 0, "failures are what a hunt looks for");
     let console = barrage_master::report::console::render_final(&report);
-    assert!(console.contains("Sustainable capacity: 40 users"), "{console}");
+    assert!(console.contains("Sustainable capacity: 35 users"), "{console}");
 }
 
-/// A target whose first event comes later the more streams it serves (4 ms per open
-/// request): TTFE breaks `p95(ttfe) < 100ms` between 20 and 30 users, with no errors.
+/// A target whose first event comes later the more streams it serves (5 ms per open
+/// request): TTFE breaks `p95(ttfe) < 100ms` between 10 users (50 ms) and 30 (150 ms),
+/// with no errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hunt_finds_where_ttfe_breaks_its_slo() {
     let active = Arc::new(AtomicU64::new(0));
@@ -109,7 +111,7 @@ async fn hunt_finds_where_ttfe_breaks_its_slo() {
             axum::routing::post(
                 |axum::extract::State(active): axum::extract::State<Arc<AtomicU64>>| async move {
                     let now = active.fetch_add(1, Ordering::SeqCst) + 1;
-                    tokio::time::sleep(Duration::from_millis(4 * now)).await;
+                    tokio::time::sleep(Duration::from_millis(5 * now)).await;
                     active.fetch_sub(1, Ordering::SeqCst);
                     (
                         [("content-type", "text/event-stream")],
@@ -136,9 +138,10 @@ terminal_event = "done"
     load.spawn_rate = None;
     load.run_time = None;
     load.stop_timeout = Duration::from_secs(1);
-    let args = hunt_args(load, &["p95(ttfe) < 100ms", "error_rate < 1%"], 200);
+    let mut args = hunt_args(load, &["p95(ttfe) < 100ms", "error_rate < 1%"], 200);
+    args.step = 20;
     let (h, _, _) = hunt(&args, scenario).await;
-    assert_eq!(h.sustainable_users, Some(20), "{h:#?}");
+    assert_eq!(h.sustainable_users, Some(10), "{h:#?}");
     assert_eq!(h.first_bad_users, Some(30));
     let cause = h.broke_first.as_deref().unwrap();
     assert!(cause.starts_with("p95(ttfe) < 100ms"), "{cause}");

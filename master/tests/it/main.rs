@@ -2,6 +2,7 @@
 //! (in-process on 127.0.0.1:0, or as real `barrage` processes), against the in-process
 //! dify-api double, and every figure we report is compared with the mock's ground truth.
 
+mod arrivals;
 mod cli;
 mod cluster;
 mod correlation;

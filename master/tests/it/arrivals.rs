@@ -1,0 +1,169 @@
+//! The open model against the mock: arrivals on schedule, split exactly across
+//! workers, dropped (not delayed) at the in-flight cap, timed from when they were due.
+
+use std::time::Duration;
+
+use barrage_common::arrival::RateStage;
+
+use crate::support::*;
+
+fn scenario() -> String {
+    workflow_scenario("constant(0)").replace("weight = 1\nwait", "weight = 0\nwait")
+}
+
+/// Runs `load` with `workers` in-process workers; the report.
+async fn run(load: &barrage_master::cli::LoadArgs, workers: u32) -> barrage_master::report::FinalReport {
+    let m = master(setup(&scenario(), load, workers)).await;
+    let ws: Vec<_> = (0..workers).map(|i| worker(m.addr, &format!("w{i}"))).collect();
+    let out = m.run.await.unwrap().unwrap();
+    for w in ws {
+        let _ = w.await;
+    }
+    out.report
+}
+
+fn open_load(addr: std::net::SocketAddr, rate: f64, secs: u64) -> barrage_master::cli::LoadArgs {
+    let mut load = load_args(addr, 1, 1.0, Duration::from_secs(secs));
+    load.users = None;
+    load.spawn_rate = None;
+    load.arrival_rate = Some(rate);
+    load
+}
+
+async fn on_schedule_with(workers: u32) {
+    // Short streams: every arrival finishes well within the run.
+    let mock = mock(sse_mock_config(5, 2, 5)).await;
+    let load = open_load(mock.addr, 100.0, 3);
+    let r = run(&load, workers).await;
+    let arrivals = r.arrivals.clone().unwrap();
+    let truth = mock.state.ground_truth();
+    // What we report is what the target received.
+    assert_eq!(r.aggregated.requests, truth.requests, "{workers} workers");
+    assert_eq!(arrivals.dropped, 0);
+    // The cluster ran the schedule: 100/s over the run, within one arrival per worker
+    // (plus the arrivals due while the final reports were asked for).
+    let planned = (100.0 * r.duration_s).ceil() as u64;
+    assert!(
+        truth.requests.abs_diff(planned) <= u64::from(workers) + 2,
+        "{workers} workers: {} requests for {planned} planned over {:.2}s",
+        truth.requests,
+        r.duration_s
+    );
+    assert_eq!(arrivals.due, planned);
+    assert_eq!(r.aggregated.failures, 0, "{:?}", r.failures);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrivals_follow_the_schedule_on_one_worker() {
+    on_schedule_with(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrivals_follow_the_schedule_on_two_workers() {
+    on_schedule_with(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrivals_follow_the_schedule_on_three_workers() {
+    on_schedule_with(3).await;
+}
+
+/// 100 arrivals a second into a target that takes 200 ms, with at most 5 in flight:
+/// the target can take 25 a second; the rest are dropped and counted, and nothing
+/// queues to be sent late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrivals_beyond_the_in_flight_cap_are_dropped_not_delayed() {
+    let mock = mock(sse_mock_config(200, 1, 5)).await;
+    let mut load = open_load(mock.addr, 100.0, 3);
+    load.max_in_flight = Some(5);
+    let r = run(&load, 1).await;
+    let a = r.arrivals.clone().unwrap();
+    let truth = mock.state.ground_truth();
+    assert_eq!(r.aggregated.requests, truth.requests);
+    assert!(truth.max_concurrent_streams <= 5, "{truth:?}");
+    // Every due arrival was either started or dropped.
+    assert!(
+        (r.aggregated.requests + a.dropped).abs_diff(a.due) <= 2,
+        "{} started + {} dropped for {} due",
+        r.aggregated.requests,
+        a.dropped,
+        a.due
+    );
+    assert!(a.dropped > a.due / 2, "{a:?}");
+    // Nothing waited for a slot: each request took its 200 ms, not more.
+    let p99 = r.aggregated.response_time_ms.as_ref().unwrap().p99;
+    assert!(p99 < 400.0, "p99 {p99} ms");
+}
+
+/// A ramping rate: 0 -> 60/s over 2 s (60 arrivals), then 60/s for 1 s (60 more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ramping_rate_integrates_to_its_arrivals() {
+    let mock = mock(sse_mock_config(5, 1, 5)).await;
+    let mut load = open_load(mock.addr, 0.0, 3);
+    load.arrival_rate = None;
+    load.run_time = None;
+    load.arrival_stage = vec![
+        RateStage {
+            duration: Duration::from_secs(2),
+            rate: 60.0,
+        },
+        RateStage {
+            duration: Duration::from_secs(1),
+            rate: 60.0,
+        },
+    ];
+    let r = run(&load, 2).await;
+    let truth = mock.state.ground_truth();
+    assert_eq!(r.aggregated.requests, truth.requests);
+    assert!(
+        truth.requests.abs_diff(120) <= 3,
+        "{} requests for 120 planned",
+        truth.requests
+    );
+    // The first second holds a quarter of the ramp's arrivals (15), the second 45.
+    let first: u64 = r.timeline.iter().filter(|p| p.t == 0).map(|p| p.rps).sum();
+    assert!(first.abs_diff(15) <= 3, "{first} in the first second; {:?}", r.timeline);
+}
+
+/// Latency runs from when an arrival was due: while the first virtual users log in
+/// (500 ms, `on_start`), arrivals wait for them, and that wait is in their latency,
+/// although the target answers each task in a few milliseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_counts_from_the_due_time_not_the_send() {
+    let app = axum::Router::new()
+        .route(
+            "/login",
+            axum::routing::post(|| async {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                "{}"
+            }),
+        )
+        .route("/work", axum::routing::get(|| async { "ok" }));
+    let addr = serve(app).await;
+    let scenario = r#"
+[[users]]
+name = "U"
+[[users.on_start]]
+name = "login"
+method = "POST"
+path = "/login"
+[[users.tasks]]
+name = "work"
+path = "/work"
+"#;
+    let mut load = open_load(addr, 40.0, 2);
+    load.max_in_flight = Some(100);
+    let m = master(setup(scenario, &load, 1)).await;
+    let w = worker(m.addr, "w");
+    let r = m.run.await.unwrap().unwrap().report;
+    let _ = w.await;
+    let work = r.endpoints.iter().find(|e| e.name == "work").unwrap();
+    let rt = work.response_time_ms.as_ref().unwrap();
+    let headers = work.time_to_headers_ms.as_ref().unwrap();
+    // The first arrivals waited for a logged-in user: ~500 ms from their due time.
+    assert!(rt.max >= 400.0, "max {} ms", rt.max);
+    // Those due after users were free went straight out.
+    assert!(rt.min < 100.0, "min {} ms", rt.min);
+    assert!(headers.max >= 400.0, "time to headers counts from the due time too");
+    assert_eq!(r.arrivals.as_ref().unwrap().dropped, 0);
+}

@@ -1,0 +1,186 @@
+//! The open model on a worker: fire this worker's arrivals of the cluster schedule on
+//! time, each to a free virtual user of its class, or count it dropped when the
+//! in-flight cap is reached. Never delayed: an arrival that cannot start now is not
+//! started later (that would hide the stall it measures).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use barrage_common::arrival::{RateStage, Schedule, Segment};
+use barrage_proto::v1;
+
+use crate::runner::Factory;
+use crate::user::{self, ArrivalQueue, Ticket};
+
+/// This worker's part of the arrivals, from the master's `ArrivalShare`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArrivalPlan {
+    pub schedule: Schedule,
+    pub segment: Segment,
+    pub max_in_flight: u32,
+    pub from_index: u64,
+}
+
+impl ArrivalPlan {
+    pub fn from_proto(a: &v1::ArrivalShare) -> ArrivalPlan {
+        ArrivalPlan {
+            schedule: Schedule {
+                start_rate: a.rate_per_s.max(0.0),
+                stages: a
+                    .stages
+                    .iter()
+                    .map(|s| RateStage {
+                        duration: Duration::from_micros(s.duration_us.max(1) as u64),
+                        rate: s.rate_per_s.max(0.0),
+                    })
+                    .collect(),
+            },
+            segment: Segment {
+                start: a.segment_start_num,
+                end: a.segment_end_num,
+                den: a.segment_den.max(1),
+            },
+            max_in_flight: a.max_in_flight,
+            from_index: a.from_index,
+        }
+    }
+}
+
+pub(crate) struct Dispatcher {
+    factory: Arc<Factory>,
+    rx: watch::Receiver<Option<ArrivalPlan>>,
+    /// The run clock's zero: the schedule's time 0.
+    origin: Instant,
+    /// Per class: where its arrivals queue, how to send there, its virtual users.
+    queues: Vec<Arc<ArrivalQueue>>,
+    senders: Vec<mpsc::UnboundedSender<Ticket>>,
+    vus: Vec<usize>,
+    in_flight: Arc<AtomicUsize>,
+    /// Which class each arrival is, cycling: the classes interleaved by weight.
+    class_cycle: Vec<usize>,
+}
+
+impl Dispatcher {
+    pub(crate) fn new(factory: Arc<Factory>, rx: watch::Receiver<Option<ArrivalPlan>>, origin: Instant) -> Self {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let (mut queues, mut senders) = (Vec::new(), Vec::new());
+        for _ in &factory.plan.classes {
+            let (tx, rx) = mpsc::unbounded_channel();
+            senders.push(tx);
+            queues.push(Arc::new(ArrivalQueue {
+                rx: tokio::sync::Mutex::new(rx),
+                idle: AtomicUsize::new(0),
+                in_flight: in_flight.clone(),
+            }));
+        }
+        let weights: Vec<u32> = factory.plan.classes.iter().map(|c| c.weight).collect();
+        Dispatcher {
+            vus: vec![0; queues.len()],
+            class_cycle: interleave(&weights),
+            factory,
+            rx,
+            origin,
+            queues,
+            senders,
+            in_flight,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        let stopping = self.factory.stopping.clone();
+        // The next global arrival index not yet handled here.
+        let mut next = 0u64;
+        'plans: loop {
+            let plan = self.rx.borrow_and_update().clone();
+            let Some(plan) = plan else {
+                tokio::select! {
+                    changed = self.rx.changed() => if changed.is_err() { return },
+                    _ = stopping.cancelled() => return,
+                }
+                continue;
+            };
+            next = next.max(plan.from_index);
+            while let Some((i, due_s)) = plan
+                .segment
+                .next_owned(next)
+                .and_then(|i| plan.schedule.time_of(i).map(|t| (i, t)))
+            {
+                let due = self.origin + Duration::from_secs_f64(due_s);
+                tokio::select! {
+                    biased;
+                    _ = stopping.cancelled() => return,
+                    changed = self.rx.changed() => {
+                        if changed.is_err() { return }
+                        continue 'plans;
+                    }
+                    _ = tokio::time::sleep_until(due.into()) => {}
+                }
+                self.fire(i, due, plan.max_in_flight);
+                next = i + 1;
+            }
+            // No more arrivals for this plan: wait for another (or the end).
+            tokio::select! {
+                changed = self.rx.changed() => if changed.is_err() { return },
+                _ = stopping.cancelled() => return,
+            }
+        }
+    }
+
+    fn fire(&mut self, i: u64, due: Instant, cap: u32) {
+        let class = self.class_cycle[(i % self.class_cycle.len() as u64) as usize];
+        let cap = cap as usize;
+        if self.in_flight.load(SeqCst) >= cap {
+            self.factory.recorder.dropped.fetch_add(1, SeqCst);
+            return;
+        }
+        self.in_flight.fetch_add(1, SeqCst);
+        let queue = &self.queues[class];
+        if queue.idle.load(SeqCst) == 0 && self.vus[class] < cap {
+            self.vus[class] += 1;
+            let q = queue.clone();
+            self.factory.spawn(class, move |ctx, rng| user::serve(ctx, rng, q));
+        }
+        let _ = self.senders[class].send(Ticket { intended: due });
+    }
+}
+
+/// Class indices in proportion to `weights`, spread through one cycle (smooth weighted
+/// round robin); all-zero weights: the first class.
+fn interleave(weights: &[u32]) -> Vec<usize> {
+    let total: i64 = weights.iter().map(|&w| i64::from(w)).sum();
+    if total == 0 {
+        return vec![0];
+    }
+    let mut current = vec![0i64; weights.len()];
+    (0..total)
+        .map(|_| {
+            for (c, &w) in current.iter_mut().zip(weights) {
+                *c += i64::from(w);
+            }
+            let best = (0..weights.len())
+                .max_by_key(|&k| (current[k], -(k as i64)))
+                .unwrap_or(0);
+            current[best] -= total;
+            best
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_interleave_by_weight() {
+        let c = interleave(&[3, 1]);
+        assert_eq!(c.len(), 4);
+        assert_eq!(c.iter().filter(|&&k| k == 0).count(), 3);
+        assert_eq!(interleave(&[0, 0]), [0]);
+        assert_eq!(interleave(&[0, 2]), [1, 1]);
+        let c = interleave(&[100, 10]);
+        assert_eq!(c.iter().filter(|&&k| k == 1).count(), 10);
+    }
+}
