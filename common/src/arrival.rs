@@ -97,6 +97,42 @@ impl Schedule {
         (from > 0.0).then(|| begin + left / from)
     }
 
+    /// This schedule up to `at`, then `rate` from there on (a step taking 1 ms): how a
+    /// rate changed during the run keeps every arrival already due where it was.
+    pub fn with_rate_from(&self, at: Duration, rate: f64) -> Schedule {
+        let mut out = Schedule {
+            start_rate: self.start_rate,
+            stages: Vec::new(),
+        };
+        let mut begin = Duration::ZERO;
+        for s in &self.stages {
+            if begin + s.duration >= at {
+                let part = at.saturating_sub(begin);
+                if !part.is_zero() {
+                    out.stages.push(RateStage {
+                        duration: part,
+                        rate: self.rate_at(at.as_secs_f64()),
+                    });
+                }
+                begin = at;
+                break;
+            }
+            out.stages.push(*s);
+            begin += s.duration;
+        }
+        if at > begin {
+            out.stages.push(RateStage {
+                duration: at - begin,
+                rate: self.rate_at(at.as_secs_f64()),
+            });
+        }
+        out.stages.push(RateStage {
+            duration: Duration::from_millis(1),
+            rate,
+        });
+        out
+    }
+
     /// The stages' whole length (0 for a constant rate).
     pub fn duration(&self) -> Duration {
         self.stages.iter().map(|s| s.duration).sum()
@@ -223,6 +259,34 @@ mod tests {
         assert!((down.cumulative(2.0) - 10.0).abs() < 1e-9);
         assert!(down.time_of(9).is_some());
         assert_eq!(down.time_of(11), None);
+    }
+
+    #[test]
+    fn a_rate_changed_mid_run_keeps_the_arrivals_already_due() {
+        let ramp = Schedule {
+            start_rate: 0.0,
+            stages: vec![RateStage {
+                duration: Duration::from_secs(10),
+                rate: 10.0,
+            }],
+        };
+        // At 4 s (rate 4/s, 8 arrivals due), switch to 20/s.
+        let changed = ramp.with_rate_from(Duration::from_secs(4), 20.0);
+        assert!((changed.cumulative(4.0) - 8.0).abs() < 1e-9);
+        assert!((changed.rate_at(3.0) - 3.0).abs() < 1e-9);
+        assert!((changed.rate_at(5.0) - 20.0).abs() < 1e-9);
+        // 1 s after the switch: ~20 more (less the 1 ms step).
+        assert!(
+            (changed.cumulative(5.001) - 28.0).abs() < 0.05,
+            "{}",
+            changed.cumulative(5.001)
+        );
+        // From a constant rate, and twice in a row.
+        let c = Schedule::constant(5.0).with_rate_from(Duration::from_secs(2), 1.0);
+        assert!((c.cumulative(2.0) - 10.0).abs() < 1e-9);
+        let twice = c.with_rate_from(Duration::from_secs(4), 3.0);
+        assert!((twice.cumulative(4.0) - c.cumulative(4.0)).abs() < 1e-9);
+        assert!((twice.rate_at(6.0) - 3.0).abs() < 1e-9);
     }
 
     proptest! {

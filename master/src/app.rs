@@ -531,6 +531,10 @@ pub async fn serve_cluster(
     let mut report = FinalReport::build(&cluster, &setup.info, &summary);
     report.thresholds = setup.run.thresholds.verdicts(&cluster.aggregator(), summary.duration);
     report.hunt = setup.run.hunt.as_ref().and_then(|h| h.lock().ok().map(|h| h.report()));
+    if let (Some(figures), Some(a)) = (&mut report.arrivals, &summary.arrival) {
+        // The schedule as it ran, rate changes (hunt, web API) included.
+        figures.due = a.schedule.cumulative(summary.duration.as_secs_f64()).ceil().max(0.0) as u64;
+    }
     if let Some(at_abort) = &summary.threshold_abort
         && let Some(row) = report.thresholds.iter_mut().find(|r| r.threshold == at_abort.threshold)
     {
@@ -713,13 +717,27 @@ async fn hunt_command(args: HuntArgs) -> anyhow::Result<u8> {
 
 /// A run whose users the breaking-point search decides.
 pub fn hunt_setup(args: &HuntArgs, scenario: Scenario, workers: u32) -> Result<MasterSetup, Failure> {
-    if args.load.users.is_some() || !args.load.stage.is_empty() {
+    if args.load.users.is_some()
+        || !args.load.stage.is_empty()
+        || args.load.arrival_rate.is_some()
+        || !args.load.arrival_stage.is_empty()
+    {
         return Err(Failure::usage(
-            "hunt sets the users itself (--start, --step, --max); leave out -u and --stage".to_string(),
+            "hunt sets the load itself (--start, --step, --max; --arrival for rates); leave out -u, --stage, --arrival-rate and --arrival-stage".to_string(),
+        ));
+    }
+    if args.load.max_in_flight.is_some() && !args.arrival {
+        return Err(Failure::usage(
+            "--max-in-flight caps the open model; hunt with --arrival to step arrival rates".to_string(),
         ));
     }
     let mean_wait = mean_wait(&scenario.plan);
-    let mut setup = MasterSetup::resolve(&args.load, scenario, workers, Some(Duration::from_secs(60)))?;
+    // The hunt applies the in-flight cap to its own arrival steps.
+    let load = LoadArgs {
+        max_in_flight: None,
+        ..args.load.clone()
+    };
+    let mut setup = MasterSetup::resolve(&load, scenario, workers, Some(Duration::from_secs(60)))?;
     let slos = args
         .slo
         .iter()
@@ -735,6 +753,7 @@ pub fn hunt_setup(args: &HuntArgs, scenario: Scenario, workers: u32) -> Result<M
         stall: (!args.no_stall).then_some((args.stall_users, args.stall_gain)),
         bisect: args.bisect,
         mean_wait,
+        rate_mode: args.arrival,
     };
     cfg.check().map_err(Failure::usage)?;
     // Each step is reached within a tenth of its time unless -r says otherwise.
@@ -746,6 +765,16 @@ pub fn hunt_setup(args: &HuntArgs, scenario: Scenario, workers: u32) -> Result<M
     setup.info.users = args.max;
     setup.info.spawn_rate = setup.run.spawn_rate;
     setup.run.shape = None;
+    if args.arrival {
+        let a = scenario::Arrival {
+            schedule: barrage_common::arrival::Schedule::constant(f64::from(args.start.max(1))),
+            max_in_flight: args.load.max_in_flight.unwrap_or(scenario::DEFAULT_MAX_IN_FLIGHT),
+        };
+        setup.run.users = 0;
+        setup.info.users = 0;
+        setup.run.arrival = Some(a.clone());
+        setup.info.arrival = Some(a);
+    }
     setup.run.run_time = Some(args.load.run_time.unwrap_or(cfg.bound()));
     // Failed requests are what a hunt looks for: they fail the run only through
     // --threshold or an explicit --exit-code-on-error.

@@ -249,6 +249,10 @@ pub struct HuntArgs {
     /// Rounds of bisection between the last good and the first bad level.
     #[arg(long, default_value_t = 0)]
     pub bisect: u32,
+    /// Step the arrival rate (the open model, iterations per second) instead of users:
+    /// --start, --step and --max are then rates; --max-in-flight caps iterations in flight.
+    #[arg(long)]
+    pub arrival: bool,
     /// Local worker processes to start [default: number of CPU cores].
     #[arg(long, conflicts_with = "expect_workers")]
     pub workers: Option<u32>,

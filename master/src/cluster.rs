@@ -153,6 +153,18 @@ pub struct Cluster {
     pub changed: Notify,
     /// Why the run was asked to stop (the web API), for the report.
     stop_request: Mutex<Option<String>>,
+    /// A new target asked for during the run (the web API), taken by the controller.
+    retarget: Mutex<Option<Retarget>>,
+}
+
+/// A change of load asked for during the run: users and spawn rate (closed model) or
+/// the arrival rate (open model). It replaces any shape from then on.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retarget {
+    pub users: Option<u32>,
+    pub spawn_rate: Option<f64>,
+    pub arrival_rate: Option<f64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -182,6 +194,7 @@ impl Cluster {
             aggregator: Mutex::new(Aggregator::new(epoch)),
             changed: Notify::new(),
             stop_request: Mutex::new(None),
+            retarget: Mutex::new(None),
         })
     }
 
@@ -200,6 +213,16 @@ impl Cluster {
 
     pub fn stop_requested(&self) -> Option<String> {
         lock(&self.stop_request).clone()
+    }
+
+    /// Asks the controller for a new target (applied within a tick).
+    pub fn request_retarget(&self, r: Retarget) {
+        *lock(&self.retarget) = Some(r);
+        self.changed.notify_one();
+    }
+
+    pub fn take_retarget(&self) -> Option<Retarget> {
+        lock(&self.retarget).take()
     }
 
     pub fn run_elapsed(&self) -> Duration {

@@ -82,6 +82,8 @@ pub struct RunSummary {
     pub aborted: Option<String>,
     /// The `abort_on_fail` threshold that stopped the run, as it stood then.
     pub threshold_abort: Option<ThresholdRow>,
+    /// The open model's schedule as it ended (rate changes included).
+    pub arrival: Option<barrage_common::scenario::Arrival>,
 }
 
 const TICK: Duration = Duration::from_millis(250);
@@ -138,9 +140,13 @@ pub async fn run(
         reg.run_start = Some(start);
     }
     info!(users = cfg.users, spawn_rate = cfg.spawn_rate, run_time = ?cfg.run_time, "run started");
-    // What the workers were last told: (membership, users, spawn rate).
+    // What the workers were last told, and at which membership.
     let mut balanced_at = u64::MAX;
-    let mut sent_target: Option<(u32, f64)> = None;
+    let mut sent_target: Option<Load> = None;
+    // The load in force when not shaped: changed by the hunt or the web API.
+    let mut arrival = cfg.arrival.clone();
+    let mut fixed: Option<(u32, f64)> = None;
+    let mut hunt_level: Option<u32> = None;
     let mut next_console = cfg.console_every.map(|e| start + e);
     let mut next_heartbeat = start;
     let stop_reason;
@@ -181,30 +187,67 @@ pub async fn run(
                 h.tick(now.duration_since(start), &agg)
             })
         });
-        let target = match (&cfg.shape, hunted) {
-            (_, Some(Action::Stop(why))) => {
+        let elapsed = now.duration_since(start);
+        let mut why = "shape";
+        match hunted {
+            Some(Action::Stop(why)) => {
                 stop_reason = format!("hunt: {why}");
                 break;
             }
-            (_, Some(Action::Users(users))) => (users, cfg.spawn_rate),
-            (Some(shape), None) => shape
-                .target_at(now.duration_since(start))
-                .map_or((cfg.users, cfg.spawn_rate), |t| (t.users, t.spawn_rate)),
-            (None, None) => (cfg.users, cfg.spawn_rate),
+            Some(Action::Users(level)) if hunt_level != Some(level) => {
+                hunt_level = Some(level);
+                why = "hunt";
+                match &mut arrival {
+                    // Rate mode: the level is arrivals per second from now on.
+                    Some(a) if sent_target.is_some() => {
+                        a.schedule = a.schedule.with_rate_from(elapsed, f64::from(level))
+                    }
+                    Some(_) => {}
+                    None => fixed = Some((level, cfg.spawn_rate)),
+                }
+            }
+            _ => {}
+        }
+        if let Some(r) = cluster.take_retarget() {
+            why = "web API";
+            match &mut arrival {
+                Some(a) => {
+                    if let Some(rate) = r.arrival_rate {
+                        a.schedule = a.schedule.with_rate_from(elapsed, rate);
+                    }
+                }
+                None => {
+                    let now_running = match &sent_target {
+                        Some(Load::Users(u, r)) => (*u, *r),
+                        _ => (cfg.users, cfg.spawn_rate),
+                    };
+                    let (users, rate) = fixed.unwrap_or(now_running);
+                    fixed = Some((r.users.unwrap_or(users), r.spawn_rate.unwrap_or(rate)));
+                }
+            }
+        }
+        let target = match (&arrival, fixed, &cfg.shape) {
+            (Some(a), _, _) => Load::Arrivals(a.clone()),
+            (None, Some((users, rate)), _) => Load::Users(users, rate),
+            (None, None, Some(shape)) => shape
+                .target_at(elapsed)
+                .map_or(Load::Users(cfg.users, cfg.spawn_rate), |t| {
+                    Load::Users(t.users, t.spawn_rate)
+                }),
+            (None, None, None) => Load::Users(cfg.users, cfg.spawn_rate),
         };
-        if membership != balanced_at || sent_target != Some(target) {
-            if sent_target.is_some() && sent_target != Some(target) {
-                let what = if cfg.hunt.is_some() { "hunt" } else { "shape" };
-                info!(users = target.0, spawn_rate = target.1, "{what}: new target");
-                let at = now.duration_since(start);
-                cluster
-                    .registry()
-                    .events
-                    .push((at, format!("{what}: {} users at {:.4} users/s", target.0, target.1)));
+        if membership != balanced_at || sent_target.as_ref() != Some(&target) {
+            if sent_target.is_some() && sent_target.as_ref() != Some(&target) {
+                let what = match &target {
+                    Load::Users(users, rate) => format!("{users} users at {rate:.4} users/s"),
+                    Load::Arrivals(a) => format!("{:.2} arrivals/s", a.schedule.rate_at(elapsed.as_secs_f64() + 0.01)),
+                };
+                info!(target = %what, "{why}: new target");
+                cluster.registry().events.push((elapsed, format!("{why}: {what}")));
             }
             balanced_at = membership;
+            rebalance(&cluster, &cfg, &target);
             sent_target = Some(target);
-            rebalance(&cluster, &cfg, target.0, target.1);
         }
         if now >= next_heartbeat {
             next_heartbeat = now + cluster.opts.heartbeat_interval;
@@ -307,6 +350,7 @@ pub async fn run(
     }
     cluster.registry().phase = Phase::Done;
     Ok(RunSummary {
+        arrival,
         aborted,
         threshold_abort,
         duration,
@@ -373,7 +417,18 @@ fn declare_lost(cluster: &Cluster, timeout: Duration) -> Vec<String> {
 }
 
 /// Sends every active worker its absolute targets (nothing when none is left).
-fn rebalance(cluster: &Cluster, cfg: &RunConfig, users: u32, spawn_rate: f64) {
+/// What the workers are to run: users (and their spawn rate), or arrivals.
+#[derive(Debug, Clone, PartialEq)]
+enum Load {
+    Users(u32, f64),
+    Arrivals(barrage_common::scenario::Arrival),
+}
+
+fn rebalance(cluster: &Cluster, cfg: &RunConfig, load: &Load) {
+    let (users, spawn_rate, arrival) = match load {
+        Load::Users(users, rate) => (*users, *rate, None),
+        Load::Arrivals(a) => (0, cfg.spawn_rate, Some(a)),
+    };
     let mut reg = cluster.registry();
     let elapsed = reg.run_start.map_or(Duration::ZERO, |s| s.elapsed());
     let ids: Vec<String> = reg
@@ -388,7 +443,7 @@ fn rebalance(cluster: &Cluster, cfg: &RunConfig, users: u32, spawn_rate: f64) {
     let weights: Vec<u32> = ids.iter().map(|id| reg.workers[id].capacity()).collect();
     // Open model: each worker its segment of the arrivals and its share of the cap,
     // from the arrival due now on (a re-split after a join or a loss).
-    let arrival_shares: Option<Vec<v1::ArrivalShare>> = cfg.arrival.as_ref().map(|a| {
+    let arrival_shares: Option<Vec<v1::ArrivalShare>> = arrival.map(|a| {
         let from_index = a.schedule.cumulative(elapsed.as_secs_f64()).ceil().max(0.0) as u64;
         let caps = crate::partition::apportion(a.max_in_flight, &weights);
         barrage_common::arrival::Segment::split(&weights)

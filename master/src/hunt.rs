@@ -38,6 +38,8 @@ pub struct HuntConfig {
     pub bisect: u32,
     /// The mean pause between a user's requests (its class's wait), for Little's law.
     pub mean_wait: Duration,
+    /// Levels are arrivals per second (the open model), not users.
+    pub rate_mode: bool,
 }
 
 impl HuntConfig {
@@ -115,6 +117,9 @@ impl StepResult {
 /// The search's outcome, for the report.
 #[derive(Debug, Clone, Serialize, PartialEq, Default)]
 pub struct HuntReport {
+    /// What a step's level counts: "users", or "arrivals/s" (`--arrival`).
+    pub level: String,
+    /// Each judged step; `users` is the step's level (arrivals/s with `--arrival`).
     pub steps: Vec<StepResult>,
     /// The highest level that met every SLO (None: not even the first step did).
     pub sustainable_users: Option<u32>,
@@ -176,6 +181,11 @@ impl Hunt {
         }
     }
 
+    /// What a level counts.
+    fn unit(&self) -> &'static str {
+        if self.cfg.rate_mode { "arrivals/s" } else { "users" }
+    }
+
     pub fn step_time(&self) -> Duration {
         self.cfg.step_time
     }
@@ -215,7 +225,11 @@ impl Hunt {
             self.results.push(result);
             match self.phase {
                 Phase::Climbing if good && level >= self.cfg.max => {
-                    return self.end(format!("reached --max {} users without breaking an SLO", self.cfg.max));
+                    return self.end(format!(
+                        "reached --max {} {} without breaking an SLO",
+                        self.cfg.max,
+                        self.unit()
+                    ));
                 }
                 Phase::Climbing if good => {}
                 Phase::Climbing => {
@@ -223,9 +237,9 @@ impl Hunt {
                     self.pending.clear();
                     let good_level = self.last_good();
                     let why = if verdict == "stall" {
-                        format!("throughput stopped growing at {level} users")
+                        format!("throughput stopped growing at {level} {}", self.unit())
                     } else {
-                        format!("an SLO broke at {level} users")
+                        format!("an SLO broke at {level} {}", self.unit())
                     };
                     if self.cfg.bisect == 0 || good_level.is_some_and(|g| level <= g + 1) {
                         return self.end(why);
@@ -265,7 +279,7 @@ impl Hunt {
         };
         let low = good.unwrap_or(0);
         if rounds_left == 0 || bad <= low + 1 {
-            return self.end(format!("{why}; bisected between {low} and {bad} users"));
+            return self.end(format!("{why}; bisected between {low} and {bad} {}", self.unit()));
         }
         let mid = low + (bad - low) / 2;
         self.current = (mid.max(1), elapsed);
@@ -289,7 +303,9 @@ impl Hunt {
         let ms = |v: Option<f64>| v.map(|us| us / 1000.0);
         let rps = value(Stat::Rps).unwrap_or(0.0);
         let rt_avg = value(Stat::Avg(Metric::ResponseTime));
-        let little_rps = rt_avg.map(|rt_us| {
+        // Little's law holds for users in a closed loop; an arrival rate is offered
+        // load, which the achieved req/s is compared with directly.
+        let little_rps = rt_avg.filter(|_| !self.cfg.rate_mode).map(|rt_us| {
             let cycle = rt_us / 1e6 + self.cfg.mean_wait.as_secs_f64();
             f64::from(users) / cycle.max(1e-6)
         });
@@ -373,7 +389,12 @@ impl Hunt {
             .flatten();
         let broke_first = first_bad.map(|r| {
             if r.verdict == "stall" {
-                format!("throughput stopped growing: {:.1} req/s at {} users", r.rps, r.users)
+                format!(
+                    "throughput stopped growing: {:.1} req/s at {} {}",
+                    r.rps,
+                    r.users,
+                    self.unit()
+                )
             } else {
                 let mut s = r.broken.join("; ");
                 if r.status_429 > 0 {
@@ -388,12 +409,16 @@ impl Hunt {
             .filter(|r| r.generator_saturated())
             .map(|r| {
                 format!(
-                    "at {} users a worker reached {:.0}% CPU / {:.1} ms timer lag",
-                    r.users, r.worker_cpu_max, r.sched_lag_max_ms
+                    "at {} {} a worker reached {:.0}% CPU / {:.1} ms timer lag",
+                    r.users,
+                    self.unit(),
+                    r.worker_cpu_max,
+                    r.sched_lag_max_ms
                 )
             })
             .collect();
         HuntReport {
+            level: if self.cfg.rate_mode { "arrivals/s" } else { "users" }.into(),
             sustainable_users: best_good.map(|r| r.users),
             sustainable_rps: best_good.map(|r| r.rps),
             first_bad_users: first_bad.map(|r| r.users),

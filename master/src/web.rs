@@ -77,6 +77,7 @@ pub async fn serve(
     let app = Router::new()
         .route("/api/stats", get(stats))
         .route("/api/stop", post(stop_run))
+        .route("/api/target", post(retarget))
         .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(done.cancelled_owned())
@@ -104,6 +105,40 @@ async fn stats(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let mut report = FinalReport::from_aggregator(&state.cluster.aggregator(), &state.info, elapsed);
     report.stop_reason = "running".into();
     Json(crate::report::json::to_json(&report)).into_response()
+}
+
+/// Changes the load of the running test: `{"users": 50, "spawn_rate": 10}` (users),
+/// or `{"arrival_rate": 200}` (the open model). It replaces any shape from then on.
+async fn retarget(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    let bad = |why: String| (StatusCode::BAD_REQUEST, Json(serde_json::json!({"error": why}))).into_response();
+    let r: crate::cluster::Retarget = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return bad(format!(
+                "{e}; expected {{\"users\": N, \"spawn_rate\": R}} or {{\"arrival_rate\": R}}"
+            ));
+        }
+    };
+    let open = state.info.arrival.is_some();
+    if open && (r.users.is_some() || r.spawn_rate.is_some()) {
+        return bad("this run is the open model: change its arrival_rate".into());
+    }
+    if !open && r.arrival_rate.is_some() {
+        return bad("this run has users: change users and spawn_rate".into());
+    }
+    if r.users.is_none() && r.spawn_rate.is_none() && r.arrival_rate.is_none() {
+        return bad("nothing to change".into());
+    }
+    if let Some(rate) = r.spawn_rate.or(r.arrival_rate)
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        return bad(format!("{rate} is not a rate; expected a number above 0"));
+    }
+    state.cluster.request_retarget(r);
+    (StatusCode::ACCEPTED, Json(serde_json::json!({"accepted": r}))).into_response()
 }
 
 async fn stop_run(State(state): State<AppState>, headers: HeaderMap) -> Response {

@@ -432,7 +432,8 @@ fn render_hunt(out: &mut String, h: &crate::hunt::HuntReport) {
     let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
     let _ = writeln!(
         out,
-        "\nBreaking-point hunt (each step judged after its warm-up)\n| Users | req/s | events/s | TTFE p50 | TTFE p95 | TTFE p99 | RT p95 | Errors | 429s | Little req/s | Worker CPU | Verdict |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "\nBreaking-point hunt (each step judged after its warm-up)\n| {} | req/s | events/s | TTFE p50 | TTFE p95 | TTFE p99 | RT p95 | Errors | 429s | Little req/s | Worker CPU | Verdict |\n|---|---|---|---|---|---|---|---|---|---|---|---|",
+        if h.level == "users" { "Users" } else { "Arrivals/s" }
     );
     for s in &h.steps {
         let verdict = match s.verdict.as_str() {
@@ -458,19 +459,20 @@ fn render_hunt(out: &mut String, h: &crate::hunt::HuntReport) {
         );
     }
     let capacity = match (h.sustainable_users, h.sustainable_rps) {
-        (Some(u), Some(rps)) => format!("{u} users ({rps:.1} req/s)"),
+        (Some(u), Some(rps)) => format!("{u} {} ({rps:.1} req/s)", h.level),
         _ => "none: the first step already broke an SLO".to_string(),
     };
     let _ = writeln!(out, "Sustainable capacity: {capacity}");
     if let Some(bad) = h.first_bad_users {
         let _ = writeln!(
             out,
-            "First bad level: {bad} users; broke first: {}",
+            "First bad level: {bad} {}; broke first: {}",
+            h.level,
             h.broke_first.as_deref().unwrap_or("-")
         );
     }
     if let Some(knee) = h.knee_users {
-        let _ = writeln!(out, "Knee (throughput peaked): {knee} users");
+        let _ = writeln!(out, "Knee (throughput peaked): {knee} {}", h.level);
     }
     if let Some(ratio) = h.little_ratio {
         let _ = writeln!(

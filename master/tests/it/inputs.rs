@@ -517,7 +517,7 @@ async fn bad_scenarios_and_flags_are_named_exit_2_and_send_nothing() {
                         "-u",
                         "5",
                     ]),
-                    &["hunt sets the users itself"],
+                    &["hunt sets the load itself"],
                 ),
                 (
                     "arrival rate with users",

@@ -127,3 +127,75 @@ fn binding_beyond_loopback_needs_web_auth() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("BARRAGE_WEB_TOKEN"), "{stderr}");
 }
+
+/// POST with a JSON body; returns (status, body).
+async fn post_json(addr: SocketAddr, path: &str, token: Option<&str>, json: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let token = token.map(|t| format!("x-barrage-token: {t}\r\n")).unwrap_or_default();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\n{token}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
+        json.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, out.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+}
+
+/// The users of a running test change from the API: the target sees the new count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_change_live_from_the_api() {
+    // Long streams: each user holds one open, so the mock's open streams are our users.
+    let mock = mock(sse_mock_config(5, 2000, 10)).await;
+    let mut load = load_args(mock.addr, 2, 100.0, Duration::from_secs(60));
+    load.stop_timeout = Duration::from_millis(200);
+    let mut s = setup(
+        &workflow_scenario("constant(0)").replace("weight = 1\nwait", "weight = 0\nwait"),
+        &load,
+        1,
+    );
+    let web = free_addr();
+    s.web = Some((
+        web,
+        WebConfig {
+            token: "steer".into(),
+            auth_all: false,
+        },
+    ));
+    let m = master(s).await;
+    let w = worker(m.addr, "w");
+    let streams = || mock.state.ground_truth().active_streams;
+    assert!(eventually(Duration::from_secs(10), || streams() == 2).await);
+
+    let (status, _) = post_json(web, "/api/target", None, r#"{"users": 5}"#).await;
+    assert_eq!(status, 401, "changing the load needs the token");
+    let (status, body) = post_json(web, "/api/target", Some("steer"), r#"{"arrival_rate": 5}"#).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("change users and spawn_rate"), "{body}");
+    let (status, body) = post_json(web, "/api/target", Some("steer"), r#"{"users": "many"}"#).await;
+    assert_eq!(status, 400, "{body}");
+
+    let (status, body) = post_json(web, "/api/target", Some("steer"), r#"{"users": 5, "spawn_rate": 50}"#).await;
+    assert_eq!(status, 202, "{body}");
+    assert!(
+        eventually(Duration::from_secs(10), || streams() == 5).await,
+        "{}",
+        streams()
+    );
+    let (status, _) = post_json(web, "/api/target", Some("steer"), r#"{"users": 1}"#).await;
+    assert_eq!(status, 202);
+    assert!(
+        eventually(Duration::from_secs(10), || streams() == 1).await,
+        "{}",
+        streams()
+    );
+
+    let (status, _) = call(web, "POST", "/api/stop", Some("steer")).await;
+    assert_eq!(status, 202);
+    let r = m.run.await.unwrap().unwrap().report;
+    let _ = w.await;
+    assert_eq!(mock.state.ground_truth().max_concurrent_streams, 5);
+    let changes: Vec<&String> = r.events.iter().filter(|e| e.contains("web API")).collect();
+    assert_eq!(changes.len(), 2, "{:?}", r.events);
+}
