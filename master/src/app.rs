@@ -533,7 +533,8 @@ pub async fn serve_cluster(
     report.hunt = setup.run.hunt.as_ref().and_then(|h| h.lock().ok().map(|h| h.report()));
     if let (Some(figures), Some(a)) = (&mut report.arrivals, &summary.arrival) {
         // The schedule as it ran, rate changes (hunt, web API) included.
-        figures.due = a.schedule.cumulative(summary.duration.as_secs_f64()).ceil().max(0.0) as u64;
+        let end = setup.run.run_time.map_or(summary.duration, |t| t.min(summary.duration));
+        figures.due = a.schedule.cumulative(end.as_secs_f64()).ceil().max(0.0) as u64;
     }
     if let Some(at_abort) = &summary.threshold_abort
         && let Some(row) = report.thresholds.iter_mut().find(|r| r.threshold == at_abort.threshold)

@@ -465,6 +465,7 @@ fn rebalance(cluster: &Cluster, cfg: &RunConfig, load: &Load) {
                     })
                     .collect(),
                 from_index,
+                until_us: cfg.run_time.map_or(0, micros),
             })
             .collect()
     });

@@ -22,6 +22,8 @@ pub struct ArrivalPlan {
     pub segment: Segment,
     pub max_in_flight: u32,
     pub from_index: u64,
+    /// Arrivals due at or after this (run clock) are not started; None: no end.
+    pub until: Option<Duration>,
 }
 
 impl ArrivalPlan {
@@ -45,6 +47,7 @@ impl ArrivalPlan {
             },
             max_in_flight: a.max_in_flight,
             from_index: a.from_index,
+            until: (a.until_us > 0).then(|| Duration::from_micros(a.until_us as u64)),
         }
     }
 }
@@ -108,6 +111,9 @@ impl Dispatcher {
                 .next_owned(next)
                 .and_then(|i| plan.schedule.time_of(i).map(|t| (i, t)))
             {
+                if plan.until.is_some_and(|u| due_s >= u.as_secs_f64()) {
+                    break;
+                }
                 let due = self.origin + Duration::from_secs_f64(due_s);
                 tokio::select! {
                     biased;

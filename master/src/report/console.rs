@@ -403,6 +403,21 @@ pub fn render_final(r: &FinalReport) -> String {
     if let Some(h) = &r.hunt {
         render_hunt(&mut out, h);
     }
+    if let Some(d) = &r.drift {
+        let _ = writeln!(
+            out,
+            "\nDrift (seconds {}-{} against {}-{} of the run)\n| Figure | Early | Late | Change |\n|---|---|---|---|",
+            d.early_s.0, d.early_s.1, d.late_s.0, d.late_s.1
+        );
+        for row in &d.rows {
+            let change = row.change_pct.map_or("-".to_string(), |c| format!("{c:+.1}%"));
+            let _ = writeln!(
+                out,
+                "| {} | {:.2} | {:.2} | {change} |",
+                row.figure, row.early, row.late
+            );
+        }
+    }
     if let Some(a) = &r.arrivals {
         let _ = writeln!(
             out,
