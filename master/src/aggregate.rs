@@ -428,32 +428,54 @@ impl Aggregator {
     }
 }
 
+/// Reports made up for unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use barrage_common::metrics::EndpointStats;
+    use barrage_common::plan::{Endpoint, TaskKindTag};
+    use barrage_common::wire::endpoint_to_proto;
+    use barrage_proto::v1;
+
+    /// Worker `w`'s report number `seq` for second `at` of the run: `stats` as the one
+    /// endpoint `POST name`.
+    pub(crate) fn one_second(
+        epoch: u64,
+        seq: u64,
+        at: i64,
+        name: &str,
+        kind: TaskKindTag,
+        stats: &EndpointStats,
+    ) -> v1::Report {
+        let ep = Endpoint {
+            name: name.into(),
+            method: "POST".into(),
+            kind,
+        };
+        v1::Report {
+            worker_id: "w".into(),
+            epoch,
+            seq,
+            interval_start_us: at * 1_000_000,
+            interval_end_us: (at + 1) * 1_000_000,
+            endpoints: vec![endpoint_to_proto(&ep, stats)],
+            ..Default::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use barrage_common::plan::Endpoint;
-    use barrage_common::wire::endpoint_to_proto;
 
     fn report(seq: u64, start_s: i64, requests: u64) -> v1::Report {
-        let ep = Endpoint {
-            name: "/x".into(),
-            method: "GET".into(),
-            kind: TaskKindTag::Http,
-        };
         let mut s = EndpointStats {
             requests,
             ..Default::default()
         };
         s.record(Metric::ResponseTime, 1000);
-        v1::Report {
-            worker_id: "w1".into(),
-            epoch: 7,
-            seq,
-            interval_start_us: start_s * 1_000_000,
-            interval_end_us: (start_s + 1) * 1_000_000,
-            endpoints: vec![endpoint_to_proto(&ep, &s)],
-            ..Default::default()
-        }
+        let mut r = testing::one_second(7, seq, start_s, "/x", TaskKindTag::Http, &s);
+        r.worker_id = "w1".into();
+        r
     }
 
     #[test]

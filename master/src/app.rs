@@ -204,6 +204,8 @@ pub struct MasterSetup {
     pub info: RunInfo,
     pub opts: ClusterOptions,
     pub json: Option<PathBuf>,
+    /// `--csv PREFIX`: Locust's CSV files (the same handle as `run.csv_history`).
+    pub csv: Option<crate::report::csv::Csv>,
     pub print_report: bool,
     /// Exit code when requests failed but every threshold held (`--exit-code-on-error`).
     pub exit_code_on_error: u8,
@@ -357,6 +359,7 @@ impl MasterSetup {
             })
             .collect();
         scenario::filter_tags(&mut plan, &load.tags, &load.exclude_tags).map_err(Failure::usage)?;
+        let csv = load.csv.clone().map(crate::report::csv::Csv::new);
         Ok(MasterSetup {
             run: RunConfig {
                 users,
@@ -377,6 +380,7 @@ impl MasterSetup {
                     .collect(),
                 on_worker_loss: load.on_worker_loss,
                 hunt: None,
+                csv_history: csv.clone(),
                 thresholds: Arc::new(Thresholds {
                     list: thresholds,
                     events_per_request: events_per_request.clone(),
@@ -397,6 +401,7 @@ impl MasterSetup {
                 ..Default::default()
             },
             json: load.json.clone(),
+            csv,
             web: web_setup(load)?,
             plan,
             print_report: true,
@@ -551,6 +556,9 @@ pub async fn serve_cluster(
         json::write(&report, path)?;
         info!(path = %path.display(), "JSON report written");
     }
+    if let Some(csv) = &setup.csv {
+        csv.write_final(&report, &cluster.aggregator())?;
+    }
     let failed_thresholds: Vec<&str> = report
         .thresholds
         .iter()
@@ -574,15 +582,20 @@ pub async fn serve_cluster(
     Ok(Outcome { report, exit_code })
 }
 
-async fn master_command(args: MasterArgs) -> anyhow::Result<u8> {
-    let scenario = load_scenario(&args.load.scenario, &env_lookup)?;
-    let setup = MasterSetup::resolve(&args.load, scenario, args.expect_workers, args.expect_workers_max_wait)?;
-    let addr = format!("{}:{}", args.master_bind_host, args.master_bind_port);
+/// Serves the worker port on `host:port` and runs `setup` there to its end.
+async fn listen_and_run(host: &str, port: u16, setup: MasterSetup) -> anyhow::Result<u8> {
+    let addr = format!("{host}:{port}");
     let listener = TcpListener::bind(&addr)
         .await
         .with_context(|| format!("binding the master port {addr}"))?;
     info!(addr = %listener.local_addr()?, "master listening for workers");
     Ok(serve_and_run(setup, listener, shutdown_signal()).await?.exit_code)
+}
+
+async fn master_command(args: MasterArgs) -> anyhow::Result<u8> {
+    let scenario = load_scenario(&args.load.scenario, &env_lookup)?;
+    let setup = MasterSetup::resolve(&args.load, scenario, args.expect_workers, args.expect_workers_max_wait)?;
+    listen_and_run(&args.master_bind_host, args.master_bind_port, setup).await
 }
 
 async fn worker_command(args: WorkerArgs) -> anyhow::Result<u8> {
@@ -708,12 +721,7 @@ async fn hunt_command(args: HuntArgs) -> anyhow::Result<u8> {
     if local {
         return Ok(run_local(setup, workers).await?.exit_code);
     }
-    let addr = format!("{}:{}", args.master_bind_host, args.master_bind_port);
-    let listener = TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("binding the master port {addr}"))?;
-    info!(addr = %listener.local_addr()?, "master listening for workers");
-    Ok(serve_and_run(setup, listener, shutdown_signal()).await?.exit_code)
+    listen_and_run(&args.master_bind_host, args.master_bind_port, setup).await
 }
 
 /// A run whose users the breaking-point search decides.
@@ -854,36 +862,13 @@ a master and {} worker processes, {} users at {}/s for {}.",
         barrage_common::duration::format(args.run_time)
     );
     let load = LoadArgs {
-        scenario: PathBuf::from("examples/dify-workflow.toml"),
         host: Some(format!("http://{mock_addr}")),
         users: Some(args.users),
         spawn_rate: Some(args.spawn_rate),
         run_time: Some(args.run_time),
         headless: true,
-        preset: None,
-        stage: Vec::new(),
-        arrival_rate: None,
-        arrival_stage: Vec::new(),
-        max_in_flight: None,
-        classes: Vec::new(),
-        threshold: Vec::new(),
-        threshold_abort: Vec::new(),
-        exit_code_on_error: None,
-        tags: Vec::new(),
-        exclude_tags: Vec::new(),
-        web_host: std::net::Ipv4Addr::LOCALHOST.into(),
-        web_port: 8089,
-        web_auth: false,
-        insecure: false,
-        tls_cert: None,
-        tls_key: None,
-        tls_client_ca: None,
         json: args.json.clone(),
-        only_summary: false,
-        stop_timeout: Duration::from_secs(10),
-        heartbeat_liveness: Duration::from_secs(5),
-        on_worker_loss: Default::default(),
-        master_timeout: Duration::from_secs(15),
+        ..LoadArgs::defaults(Path::new("examples/dify-workflow.toml")).map_err(Failure::usage)?
     };
     let setup = MasterSetup::resolve(&load, scenario, args.workers.max(1), Some(Duration::from_secs(30)))?;
     let outcome = run_local(setup, args.workers.max(1)).await?;

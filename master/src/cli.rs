@@ -84,6 +84,24 @@ fn parse_stage(s: &str) -> Result<barrage_common::shape::Stage, String> {
     })
 }
 
+impl LoadArgs {
+    /// Every setting at its command-line default (as `barrage run -f SCENARIO` would
+    /// have them, `BARRAGE_RUN_*` variables included), for callers that build a run in
+    /// code: the demo, tests.
+    /// An error only when a `BARRAGE_RUN_*` variable does not parse.
+    pub fn defaults(scenario: &std::path::Path) -> Result<LoadArgs, String> {
+        use clap::Parser;
+        let argv: [&std::ffi::OsStr; 4] = ["barrage".as_ref(), "run".as_ref(), "-f".as_ref(), scenario.as_os_str()];
+        match Cli::try_parse_from(argv) {
+            Ok(Cli {
+                command: Command::Run(run),
+            }) => Ok(run.load),
+            Ok(_) => Err("`barrage run` parsed as another command".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
 /// Settings shared by `master` and `run`.
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
@@ -178,6 +196,11 @@ pub struct LoadArgs {
     /// Write the final report as JSON (schema: master/schema/report.schema.json).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write Locust's CSV files: PREFIX_stats.csv, PREFIX_stats_history.csv (a row a
+    /// second, during the run), PREFIX_failures.csv, PREFIX_exceptions.csv, and
+    /// PREFIX_sse.csv (per-second streams, events and TTFE). Folders in PREFIX are created.
+    #[arg(long, value_name = "PREFIX")]
+    pub csv: Option<PathBuf>,
     /// Print only the final report, not the live view every 5 s.
     #[arg(long)]
     pub only_summary: bool,

@@ -42,6 +42,8 @@ pub struct RunConfig {
     pub thresholds: Arc<Thresholds>,
     /// `barrage hunt`: the search decides the users, step by step, and when to stop.
     pub hunt: Option<Arc<std::sync::Mutex<Hunt>>>,
+    /// `--csv`: the stats history, a row appended every second of the run.
+    pub csv_history: Option<crate::report::csv::Csv>,
 }
 
 /// What the run does when a worker is lost (`--on-worker-loss`).
@@ -154,6 +156,11 @@ pub async fn run(
     let mut threshold_abort = None;
     let watch_thresholds = cfg.thresholds.list.iter().any(|t| t.abort_on_fail);
     let mut next_threshold_check = start + Duration::from_secs(1);
+    // A history row at the start, then every second (Locust's CSV_STATS_INTERVAL_SEC).
+    if let Some(csv) = &cfg.csv_history {
+        csv.start();
+    }
+    let mut next_history_row = start;
     loop {
         let now = Instant::now();
         if let Some(rt) = cfg.run_time
@@ -269,6 +276,12 @@ pub async fn run(
                 threshold_abort = Some(failed);
                 break;
             }
+        }
+        if let Some(csv) = &cfg.csv_history
+            && now >= next_history_row
+        {
+            next_history_row += Duration::from_secs(1);
+            csv.history_row(&cluster, now.duration_since(start));
         }
         if let (Some(at), Some(every)) = (next_console, cfg.console_every)
             && now >= at

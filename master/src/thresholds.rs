@@ -164,18 +164,12 @@ fn row(t: &Threshold, observed: Option<f64>) -> ThresholdRow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use barrage_common::plan::{Endpoint, TaskKindTag};
-    use barrage_common::wire::endpoint_to_proto;
+    use barrage_common::plan::TaskKindTag;
     use barrage_proto::v1;
 
     /// One second of a worker's figures: `requests` answered in `rt_ms` each (and
     /// their first events in `rt_ms / 2`), `failures` of them failed.
     fn second(seq: u64, at: i64, name: &str, requests: u64, failures: u64, rt_ms: u64) -> v1::Report {
-        let ep = Endpoint {
-            name: name.into(),
-            method: "POST".into(),
-            kind: TaskKindTag::Sse,
-        };
         let mut s = EndpointStats {
             requests,
             events: requests * 3,
@@ -188,15 +182,7 @@ mod tests {
             s.record(Metric::ResponseTime, rt_ms * 1000);
             s.record(Metric::Ttfe, rt_ms * 500);
         }
-        v1::Report {
-            worker_id: "w".into(),
-            epoch: 1,
-            seq,
-            interval_start_us: at * 1_000_000,
-            interval_end_us: (at + 1) * 1_000_000,
-            endpoints: vec![endpoint_to_proto(&ep, &s)],
-            ..Default::default()
-        }
+        crate::aggregate::testing::one_second(1, seq, at, name, TaskKindTag::Sse, &s)
     }
 
     fn thresholds(list: &[(&str, bool)]) -> Thresholds {

@@ -5,6 +5,7 @@
 //! exact to the histograms' 3 significant digits, never rounded to two like Locust.
 
 pub mod console;
+pub mod csv;
 pub mod json;
 
 use std::time::Duration;
@@ -605,17 +606,10 @@ impl FinalReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use barrage_common::plan::Endpoint;
-    use barrage_common::wire::endpoint_to_proto;
     use barrage_proto::v1;
 
     /// One second of a worker: `requests` answered in `rt_ms` each.
     fn second(at: i64, requests: u64, rt_ms: u64) -> v1::Report {
-        let ep = Endpoint {
-            name: "/x".into(),
-            method: "GET".into(),
-            kind: TaskKindTag::Http,
-        };
         let mut s = EndpointStats {
             requests,
             ..Default::default()
@@ -623,15 +617,7 @@ mod tests {
         for _ in 0..requests {
             s.record(Metric::ResponseTime, rt_ms * 1000);
         }
-        v1::Report {
-            worker_id: "w".into(),
-            epoch: 1,
-            seq: at as u64 + 1,
-            interval_start_us: at * 1_000_000,
-            interval_end_us: (at + 1) * 1_000_000,
-            endpoints: vec![endpoint_to_proto(&ep, &s)],
-            ..Default::default()
-        }
+        crate::aggregate::testing::one_second(1, at as u64 + 1, at, "/x", TaskKindTag::Http, &s)
     }
 
     #[test]

@@ -167,3 +167,33 @@ path = "/work"
     assert!(headers.max >= 400.0, "time to headers counts from the due time too");
     assert_eq!(r.arrivals.as_ref().unwrap().dropped, 0);
 }
+
+/// A worker joining mid-run takes its share of the arrivals from the one due then: the
+/// cluster still runs the schedule once, not twice nor with gaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_worker_takes_its_share_of_the_arrivals() {
+    let mock = mock(sse_mock_config(5, 2, 5)).await;
+    let load = open_load(mock.addr, 100.0, 3);
+    let m = master(setup(&scenario(), &load, 1)).await;
+    let first = worker(m.addr, "w0");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let second = worker(m.addr, "w1");
+    let r = m.run.await.unwrap().unwrap().report;
+    let _ = first.await;
+    let _ = second.await;
+    let truth = mock.state.ground_truth();
+    assert_eq!(r.aggregated.requests, truth.requests);
+    // The re-split happens while arrivals keep coming: allow one each side of it.
+    assert!(
+        truth.requests.abs_diff(300) <= 3,
+        "{} requests for 300 due",
+        truth.requests
+    );
+    let reports: Vec<u64> = r.workers.iter().map(|w| w.reports).collect();
+    assert!(reports.len() == 2 && reports.iter().all(|&n| n > 0), "{:?}", r.workers);
+    assert!(
+        r.events.iter().any(|e| e.contains("joined") || e.contains("w1")),
+        "{:?}",
+        r.events
+    );
+}

@@ -47,6 +47,24 @@ async fn hunt(args: &HuntArgs, scenario: &str) -> (HuntReport, barrage_master::r
     )
 }
 
+/// The mock with dify-api's app concurrency limit at 40 streams; workflow streams of
+/// ~220 ms (events 20 ms apart).
+async fn limited_mock() -> Mock {
+    let mut cfg = sse_mock_config(20, 5, 20);
+    cfg.max_active = 40;
+    mock(cfg).await
+}
+
+/// Load settings a hunt accepts: no users, rate or run time of their own.
+fn hunt_load(target: std::net::SocketAddr) -> barrage_master::cli::LoadArgs {
+    let mut load = load_args(target, 1, 1.0, Duration::from_secs(60));
+    load.users = None;
+    load.spawn_rate = None;
+    load.run_time = None;
+    load.stop_timeout = Duration::from_secs(1);
+    load
+}
+
 fn workflows() -> String {
     workflow_scenario("constant(0)").replace("weight = 1\nwait", "weight = 0\nwait")
 }
@@ -55,14 +73,8 @@ fn workflows() -> String {
 /// mock answers 429. The hunt must stop at the first step above it and blame the 429s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hunt_finds_the_concurrency_limit_and_blames_the_429s() {
-    let mut cfg = sse_mock_config(20, 5, 20);
-    cfg.max_active = 40;
-    let mock = mock(cfg).await;
-    let mut load = load_args(mock.addr, 1, 1.0, Duration::from_secs(60));
-    load.users = None;
-    load.spawn_rate = None;
-    load.run_time = None;
-    load.stop_timeout = Duration::from_secs(1);
+    let mock = limited_mock().await;
+    let load = hunt_load(mock.addr);
     // Steps of 10 from 15: the limit falls between 35 and 45, not on a step (at exactly
     // 40 users back to back, a new request can reach the mock before it has counted the
     // previous stream out, and some 40s see a 429).
@@ -134,11 +146,7 @@ path = "/v1/workflows/run"
 kind = "sse"
 terminal_event = "done"
 "#;
-    let mut load = load_args(addr, 1, 1.0, Duration::from_secs(60));
-    load.users = None;
-    load.spawn_rate = None;
-    load.run_time = None;
-    load.stop_timeout = Duration::from_secs(1);
+    let load = hunt_load(addr);
     let mut args = hunt_args(load, &["p95(ttfe) < 100ms", "error_rate < 1%"], 200);
     args.step = 20;
     let (h, _, _) = hunt(&args, scenario).await;
@@ -155,14 +163,8 @@ terminal_event = "done"
 /// open, 200/s would need ~44.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_arrival_rate_hunt_finds_the_rate_the_target_refuses() {
-    let mut cfg = sse_mock_config(20, 5, 20);
-    cfg.max_active = 40;
-    let mock = mock(cfg).await;
-    let mut load = load_args(mock.addr, 1, 1.0, Duration::from_secs(60));
-    load.users = None;
-    load.spawn_rate = None;
-    load.run_time = None;
-    load.stop_timeout = Duration::from_secs(1);
+    let mock = limited_mock().await;
+    let mut load = hunt_load(mock.addr);
     load.max_in_flight = Some(500);
     let mut args = hunt_args(load, &["error_rate < 1%"], 1000);
     args.arrival = true;

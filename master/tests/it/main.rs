@@ -6,6 +6,7 @@ mod arrivals;
 mod cli;
 mod cluster;
 mod correlation;
+mod csv;
 mod dify;
 mod examples;
 mod faults;

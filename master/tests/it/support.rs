@@ -1,7 +1,6 @@
 //! Shared set-up: a mock target, a scenario, a master, in-process workers.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -104,36 +103,14 @@ pub fn env(name: &str) -> Option<String> {
 
 pub fn load_args(host: SocketAddr, users: u32, rate: f64, run_time: Duration) -> LoadArgs {
     LoadArgs {
-        scenario: PathBuf::from("test.toml"),
         host: Some(format!("http://{host}")),
         users: Some(users),
         spawn_rate: Some(rate),
         run_time: Some(run_time),
         headless: true,
-        tags: Vec::new(),
-        preset: None,
-        stage: Vec::new(),
-        arrival_rate: None,
-        arrival_stage: Vec::new(),
-        max_in_flight: None,
-        classes: Vec::new(),
-        threshold: Vec::new(),
-        threshold_abort: Vec::new(),
-        exit_code_on_error: None,
-        exclude_tags: Vec::new(),
-        web_host: std::net::Ipv4Addr::LOCALHOST.into(),
         web_port: 0,
-        web_auth: false,
-        insecure: false,
-        tls_cert: None,
-        tls_key: None,
-        tls_client_ca: None,
-        json: None,
         only_summary: true,
-        stop_timeout: Duration::from_secs(10),
-        heartbeat_liveness: Duration::from_secs(5),
-        on_worker_loss: Default::default(),
-        master_timeout: Duration::from_secs(15),
+        ..LoadArgs::defaults(std::path::Path::new("test.toml")).unwrap()
     }
 }
 

@@ -1,0 +1,274 @@
+//! `--csv PREFIX`: Locust's CSV files from a real run against the mock, read back with
+//! a CSV reader: Locust's headers column by column, and counts equal to the target's.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use barrage_master::app::Outcome;
+
+use crate::support::*;
+
+// The headers below are copied from Locust 2.x, locust/stats.py: `StatsCSV.__init__`
+// (`requests_csv_columns`, `failures_columns`, `exceptions_columns`; the percentile
+// names are `get_readable_percentiles(PERCENTILES_TO_REPORT)` with
+// PERCENTILES_TO_REPORT = [0.50, 0.66, 0.75, 0.80, 0.90, 0.95, 0.98, 0.99, 0.999,
+// 0.9999, 1.0]) and `StatsCSVFileWriter.__init__` (`stats_history_csv_columns`).
+const LOCUST_STATS: [&str; 22] = [
+    "Type",
+    "Name",
+    "Request Count",
+    "Failure Count",
+    "Median Response Time",
+    "Average Response Time",
+    "Min Response Time",
+    "Max Response Time",
+    "Average Content Size",
+    "Requests/s",
+    "Failures/s",
+    "50%",
+    "66%",
+    "75%",
+    "80%",
+    "90%",
+    "95%",
+    "98%",
+    "99%",
+    "99.9%",
+    "99.99%",
+    "100%",
+];
+const LOCUST_STATS_HISTORY: [&str; 24] = [
+    "Timestamp",
+    "User Count",
+    "Type",
+    "Name",
+    "Requests/s",
+    "Failures/s",
+    "50%",
+    "66%",
+    "75%",
+    "80%",
+    "90%",
+    "95%",
+    "98%",
+    "99%",
+    "99.9%",
+    "99.99%",
+    "100%",
+    "Total Request Count",
+    "Total Failure Count",
+    "Total Median Response Time",
+    "Total Average Response Time",
+    "Total Min Response Time",
+    "Total Max Response Time",
+    "Total Average Content Size",
+];
+const LOCUST_FAILURES: [&str; 4] = ["Method", "Name", "Error", "Occurrences"];
+const LOCUST_EXCEPTIONS: [&str; 4] = ["Count", "Message", "Traceback", "Nodes"];
+/// Ours.
+const SSE: [&str; 7] = [
+    "Timestamp",
+    "Elapsed",
+    "Active Streams",
+    "Connections/s",
+    "Events/s",
+    "TTFE 50%",
+    "TTFE 95%",
+];
+
+/// Streams, blocking chats, and a class whose every request the mock answers 503.
+fn scenario() -> String {
+    workflow_scenario("constant(0.05)")
+        + r#"
+[[users]]
+name = "Broken"
+weight = 1
+wait = "constant(0.05)"
+[[users.tasks]]
+name = "/v1/chat-messages (503)"
+method = "POST"
+path = "/v1/chat-messages"
+headers = { Authorization = "Bearer ${DIFY_API_KEY}", "X-Mock-Fault" = "http-503" }
+body = '{"inputs": {}, "query": "q", "response_mode": "blocking", "user": "u"}'
+"#
+}
+
+async fn run(load: &barrage_master::cli::LoadArgs) -> anyhow::Result<Outcome> {
+    let m = master(setup(&scenario(), load, 1)).await;
+    let w = worker(m.addr, "w");
+    let out = m.run.await.unwrap();
+    let _ = w.await;
+    out
+}
+
+fn file(prefix: &Path, suffix: &str) -> PathBuf {
+    PathBuf::from(format!("{}{suffix}", prefix.display()))
+}
+
+/// The header and the rows of a CSV file.
+fn read(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut r = ::csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let header = r.headers().unwrap().iter().map(String::from).collect();
+    let rows = r
+        .records()
+        .map(|rec| rec.unwrap().iter().map(String::from).collect())
+        .collect();
+    (header, rows)
+}
+
+fn num(v: &str) -> f64 {
+    v.parse().unwrap_or_else(|_| panic!("`{v}` is not a number"))
+}
+
+fn count(v: &str) -> u64 {
+    v.parse().unwrap_or_else(|_| panic!("`{v}` is not a count"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_files_have_locusts_columns_and_the_targets_counts() {
+    let mock = mock(sse_mock_config(20, 2, 5)).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A folder that does not exist yet: created, as Locust does.
+    let prefix = dir.path().join("results").join("run1");
+    // 5 s: the history's current window (10 s ending 2 s back) has seconds in it.
+    let mut load = load_args(mock.addr, 5, 100.0, Duration::from_secs(5));
+    load.csv = Some(prefix.clone());
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let out = run(&load).await.unwrap();
+    let report = &out.report;
+    let truth = mock.state.ground_truth();
+    assert!(truth.requests > 10, "{truth:?}");
+    assert_eq!(report.aggregated.requests, truth.requests);
+
+    // _stats.csv: a row per endpoint (Locust's sort: name, then method), then Aggregated.
+    let (header, rows) = read(&file(&prefix, "_stats.csv"));
+    assert_eq!(header, LOCUST_STATS);
+    assert_eq!(rows.len(), report.endpoints.len() + 1);
+    for (row, e) in rows.iter().zip(&report.endpoints) {
+        assert_eq!((row[0].as_str(), row[1].as_str()), (e.method.as_str(), e.name.as_str()));
+        assert_eq!((count(&row[2]), count(&row[3])), (e.requests, e.failures), "{row:?}");
+        // Every figure is a plain number (pandas reads it as one).
+        for v in &row[4..] {
+            num(v);
+        }
+        let (min, median, max) = (num(&row[6]), num(&row[4]), num(&row[7]));
+        assert!(min <= median && median <= max, "{row:?}");
+        assert_eq!(num(&row[21]), max, "100% is the max");
+    }
+    let agg = rows.last().unwrap();
+    assert_eq!((agg[0].as_str(), agg[1].as_str()), ("", "Aggregated"));
+    assert_eq!(
+        count(&agg[2]),
+        truth.requests,
+        "Aggregated Request Count is what the target received"
+    );
+    assert_eq!(count(&agg[3]), report.aggregated.failures);
+    assert!(count(&agg[3]) > 0, "the 503 class fails");
+    let p = report.aggregated.response_time_ms.unwrap();
+    assert_eq!(
+        (num(&agg[4]), num(&agg[7])),
+        (p.p50, p.max),
+        "exact HDR values, not rounded"
+    );
+    assert!((num(&agg[8]) - report.aggregated.bytes_received as f64 / truth.requests as f64).abs() < 1e-9);
+    assert!((num(&agg[9]) - report.aggregated.rps).abs() < 1e-9);
+
+    // _stats_history.csv: an Aggregated row a second, written during the run.
+    let (header, history) = read(&file(&prefix, "_stats_history.csv"));
+    assert_eq!(header, LOCUST_STATS_HISTORY);
+    assert!(history.len() >= 2, "{history:?}");
+    let mut last_total = 0;
+    for row in &history {
+        assert_eq!((row[2].as_str(), row[3].as_str()), ("", "Aggregated"));
+        let ts = count(&row[0]);
+        assert!(ts >= before && ts <= before + 30, "unix seconds: {ts}");
+        count(&row[1]);
+        // Locust writes the rates as f"{x:2f}": six decimals.
+        assert!(row[4].split('.').nth(1).is_some_and(|d| d.len() == 6), "{row:?}");
+        let total = count(&row[17]);
+        assert!(total >= last_total, "totals only grow: {history:?}");
+        last_total = total;
+        for v in &row[6..17] {
+            assert!(v == "N/A" && total == 0 || total > 0 && num(v) >= 0.0, "{row:?}");
+        }
+    }
+    assert!(last_total <= truth.requests, "{last_total} > {}", truth.requests);
+    assert!(last_total > 0, "the run's requests show in the history: {history:?}");
+    assert!(
+        history.iter().any(|r| count(&r[1]) == 5),
+        "the users in the history: {history:?}"
+    );
+    // The current window's rate, once it has complete seconds (percentiles are the
+    // run's so far, as Locust writes them).
+    let current = history
+        .iter()
+        .find(|r| num(&r[4]) > 0.0)
+        .unwrap_or_else(|| panic!("{history:?}"));
+    assert!(num(&current[4]) <= report.aggregated.rps * 2.0, "{current:?}");
+    assert!(
+        num(&current[6]) > 0.0 && num(&current[6]) <= num(&current[16]),
+        "{current:?}"
+    );
+
+    // _failures.csv: the report's failures, counts and all.
+    let (header, failures) = read(&file(&prefix, "_failures.csv"));
+    assert_eq!(header, LOCUST_FAILURES);
+    assert_eq!(failures.len(), report.failures.len());
+    for (row, f) in failures.iter().zip(&report.failures) {
+        assert_eq!((row[0].as_str(), row[1].as_str()), (f.method.as_str(), f.name.as_str()));
+        assert_eq!(count(&row[3]), f.count);
+        assert!(row[2].starts_with(&format!("{} {}", f.kind, f.detail)), "{row:?}");
+    }
+    let occurrences: u64 = failures.iter().map(|r| count(&r[3])).sum();
+    assert_eq!(occurrences, report.aggregated.failures);
+    assert!(
+        failures
+            .iter()
+            .any(|r| r[1] == "/v1/chat-messages (503)" && r[2].contains("503"))
+    );
+
+    // _exceptions.csv: the header alone.
+    let (header, exceptions) = read(&file(&prefix, "_exceptions.csv"));
+    assert_eq!(header, LOCUST_EXCEPTIONS);
+    assert!(exceptions.is_empty());
+
+    // _sse.csv (ours): the report's timeline.
+    let (header, sse) = read(&file(&prefix, "_sse.csv"));
+    assert_eq!(header, SSE);
+    assert_eq!(sse.len(), report.timeline.len());
+    for (row, point) in sse.iter().zip(&report.timeline) {
+        assert_eq!(count(&row[1]) as i64, point.t);
+        assert_eq!(
+            (count(&row[3]), count(&row[4])),
+            (point.streams_per_s, point.events_per_s)
+        );
+    }
+    let events: u64 = sse.iter().map(|r| count(&r[4])).sum();
+    assert_eq!(events, report.aggregated.events);
+
+    // Python's csv.writer ends rows in CRLF.
+    let raw = std::fs::read_to_string(file(&prefix, "_stats.csv")).unwrap();
+    assert!(
+        raw.starts_with("Type,Name,Request Count,") && raw.contains("%\r\n"),
+        "{raw}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_prefix_is_an_error_naming_the_file() {
+    let mock = mock(sse_mock_config(5, 1, 5)).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The prefix's folder is a file.
+    let blocker = dir.path().join("blocker");
+    std::fs::write(&blocker, "").unwrap();
+    let mut load = load_args(mock.addr, 1, 100.0, Duration::from_secs(1));
+    load.csv = Some(blocker.join("run"));
+    let e = run(&load).await.unwrap_err().to_string();
+    assert!(
+        e.contains("--csv") && e.contains(&file(&blocker.join("run"), "_stats_history.csv").display().to_string()),
+        "{e}"
+    );
+}
