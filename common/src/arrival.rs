@@ -145,6 +145,8 @@ pub struct Segment {
     pub start: u64,
     pub end: u64,
     pub den: u64,
+    /// `stride(den)`, worked out once: `owns` runs for every arrival.
+    stride: u64,
 }
 
 impl Segment {
@@ -153,14 +155,26 @@ impl Segment {
         start: 0,
         end: 1,
         den: 1,
+        stride: 1,
     };
+
+    /// Indices `[start, end)` of `den` (0 taken as 1).
+    pub fn new(start: u64, end: u64, den: u64) -> Segment {
+        let den = den.max(1);
+        Segment {
+            start,
+            end,
+            den,
+            stride: stride(den),
+        }
+    }
 
     /// Whether arrival `i` is this worker's.
     pub fn owns(&self, i: u64) -> bool {
         if self.den <= 1 {
             return self.start == 0 && self.end >= 1;
         }
-        let p = ((i % self.den) as u128 * u128::from(stride(self.den)) % u128::from(self.den)) as u64;
+        let p = ((i % self.den) as u128 * u128::from(self.stride) % u128::from(self.den)) as u64;
         self.start <= p && p < self.end
     }
 
@@ -179,11 +193,7 @@ impl Segment {
         shares
             .iter()
             .map(|&s| {
-                let seg = Segment {
-                    start: at,
-                    end: at + u64::from(s),
-                    den: den.max(1),
-                };
+                let seg = Segment::new(at, at + u64::from(s), den);
                 at += u64::from(s);
                 seg
             })

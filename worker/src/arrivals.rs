@@ -40,11 +40,7 @@ impl ArrivalPlan {
                     })
                     .collect(),
             },
-            segment: Segment {
-                start: a.segment_start_num,
-                end: a.segment_end_num,
-                den: a.segment_den.max(1),
-            },
+            segment: Segment::new(a.segment_start_num, a.segment_end_num, a.segment_den),
             max_in_flight: a.max_in_flight,
             from_index: a.from_index,
             until: (a.until_us > 0).then(|| Duration::from_micros(a.until_us as u64)),

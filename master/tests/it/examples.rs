@@ -351,6 +351,14 @@ async fn orchestrator_mix_realises_its_18_endpoint_mix_and_reads_what_it_created
     };
     let total: u64 = mix.iter().map(|(n, m, ..)| row(n, m)).sum();
     assert!(total > 3000, "too few requests for a mix: {total}");
+    let worst = mix
+        .iter()
+        .map(|(n, m, _, w)| (row(n, m) as f64 / total as f64 - f64::from(*w) / 61.0).abs())
+        .fold(0.0, f64::max);
+    eprintln!(
+        "orchestrator mix: {total} requests, largest gap to the plan {:.3} points",
+        worst * 100.0
+    );
     for (name, method, route, weight) in mix {
         // The report's count is what the target received (setup calls apart).
         assert_eq!(row(name, method) + setup(route), svc.count(route), "{method} {name}");
