@@ -10,6 +10,7 @@ pub mod controller;
 pub mod describe;
 pub mod hunt;
 pub mod partition;
+pub mod prometheus;
 pub mod report;
 pub mod thresholds;
 pub mod web;

@@ -1,5 +1,6 @@
 //! The master's HTTP API (port 8089 unless `--headless`): a read-only view of the run
 //! and a stop control. The web UI (a later issue) is built on these same endpoints.
+//! `GET /metrics` shows the same run to Prometheus ([`crate::prometheus`]).
 //!
 //! Security rules, because this port can stop a load test or reveal a target:
 //! - It binds to 127.0.0.1 unless `--web-host` says otherwise, and binding anywhere else
@@ -76,6 +77,7 @@ pub async fn serve(
     };
     let app = Router::new()
         .route("/api/stats", get(stats))
+        .route("/metrics", get(metrics))
         .route("/api/stop", post(stop_run))
         .route("/api/target", post(retarget))
         .with_state(state);
@@ -105,6 +107,26 @@ async fn stats(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let mut report = FinalReport::from_aggregator(&state.cluster.aggregator(), &state.info, elapsed);
     report.stop_reason = "running".into();
     Json(crate::report::json::to_json(&report)).into_response()
+}
+
+/// The run so far for Prometheus (text format 0.0.4). The read rule of `/api/stats`:
+/// open on loopback, the token with `--web-auth`, where `Authorization: Bearer <token>`
+/// is accepted too (what Prometheus's scrape `authorization` sends).
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        == Some(state.cfg.token.as_str());
+    if state.cfg.auth_all && !bearer && !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    let text = crate::prometheus::render(&state.cluster);
+    (
+        [(axum::http::header::CONTENT_TYPE, crate::prometheus::CONTENT_TYPE)],
+        text,
+    )
+        .into_response()
 }
 
 /// Changes the load of the running test: `{"users": 50, "spawn_rate": 10}` (users),

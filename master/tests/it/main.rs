@@ -13,6 +13,7 @@ mod faults;
 mod hunt;
 mod inputs;
 mod netns;
+mod prometheus;
 mod proxy;
 mod secrets;
 mod shapes;
