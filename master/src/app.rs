@@ -2,8 +2,10 @@
 //! listener, a shutdown future) so the test suite runs whole clusters in-process on
 //! `127.0.0.1:0`.
 //!
-//! Exit codes: 0 success; 1 the run had failed requests; 2 usage or scenario error;
-//! 3 cluster error (not enough workers, every worker lost); 130 interrupted.
+//! Exit codes: 0 success; 1 a threshold failed, the run had failed requests
+//! (`--exit-code-on-error`), or `report --compare` found a regression; 2 usage or
+//! scenario error; 3 cluster error (not enough workers, every worker lost); 130
+//! interrupted.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -89,6 +91,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Mock(args) => mock_command(args).await,
         Command::Validate(args) => validate_command(args),
         Command::Hunt(args) => hunt_command(args).await,
+        Command::Report(args) => report_command(args),
     }
 }
 
@@ -906,4 +909,29 @@ fn validate_command(args: ValidateArgs) -> anyhow::Result<u8> {
     let scenario = load_scenario(&args.scenario, &env_lookup)?;
     print!("{}", crate::describe::scenario(&scenario));
     Ok(0)
+}
+
+/// `barrage report --compare BASE NEW`: exit code 0 without a regression, 1 with one,
+/// 2 when a file is missing, not JSON or not a report (or --json cannot be written).
+fn report_command(args: crate::cli::ReportArgs) -> anyhow::Result<u8> {
+    let [base, new] = args.compare.as_slice() else {
+        return Err(Failure::usage("--compare takes two files: BASE.json NEW.json").into());
+    };
+    let tolerances = crate::compare::Tolerances {
+        pct: args.tolerance,
+        errors_pp: args.tolerance_errors,
+    };
+    let comparison = crate::compare::compare_files(base, new, tolerances).map_err(Failure::usage)?;
+    print!("{}", crate::compare::render(&comparison));
+    if let Some(path) = &args.json {
+        crate::compare::write_json(&comparison, path).map_err(Failure::usage)?;
+    }
+    let code = comparison.exit_code();
+    if code != 0 {
+        eprintln!(
+            "{} figure(s) regressed beyond the tolerances (exit code {code})",
+            comparison.regressions
+        );
+    }
+    Ok(code)
 }

@@ -42,6 +42,9 @@ pub enum Command {
     Hunt(HuntArgs),
     /// Validate a scenario file and print the normalised plan (secrets shown as ***).
     Validate(ValidateArgs),
+    /// Compare two saved --json reports side by side (a CI regression gate): exit code 1
+    /// when a figure regressed beyond the tolerances.
+    Report(ReportArgs),
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -365,4 +368,25 @@ pub struct ValidateArgs {
     /// Scenario file to check.
     #[arg(short = 'f', long = "scenario")]
     pub scenario: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The two reports (files written by --json): the baseline, then the new run. Rows
+    /// are matched by method and name; the aggregated row is compared too.
+    #[arg(long, num_args = 2, value_names = ["BASE", "NEW"], required = true, action = clap::ArgAction::Set)]
+    pub compare: Vec<PathBuf>,
+    /// A regression: a latency percentile (response time, TTFE) up, or req/s (business
+    /// events/s) down, by more than this many percent. Latencies under 1 ms must also
+    /// move by more than 1 ms.
+    #[arg(long, value_name = "PCT", default_value_t = crate::compare::DEFAULT_TOLERANCE_PCT,
+          value_parser = crate::compare::parse_tolerance)]
+    pub tolerance: f64,
+    /// A regression: the failure ratio up by more than this many percentage points.
+    #[arg(long, value_name = "PP", default_value_t = crate::compare::DEFAULT_TOLERANCE_ERRORS_PP,
+          value_parser = crate::compare::parse_tolerance)]
+    pub tolerance_errors: f64,
+    /// Write the comparison as JSON (rows with figure, base, new, change, verdict).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }

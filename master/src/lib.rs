@@ -6,6 +6,7 @@ pub mod aggregate;
 pub mod app;
 pub mod cli;
 pub mod cluster;
+pub mod compare;
 pub mod controller;
 pub mod describe;
 pub mod hunt;

@@ -5,6 +5,7 @@
 mod arrivals;
 mod cli;
 mod cluster;
+mod compare;
 mod correlation;
 mod csv;
 mod dify;
