@@ -430,6 +430,22 @@ impl EndpointStats {
         self.histograms[metric as usize].as_ref()
     }
 
+    /// HTTP 429 answers, failures and declared outcomes alike: Dify's two kinds, a
+    /// plain `http_status 429`, and an expected 429.
+    pub fn status_429(&self) -> u64 {
+        self.failure_kinds
+            .iter()
+            .chain(&self.outcomes)
+            .filter(|((kind, detail), _)| {
+                kind == failure::TOO_MANY_REQUESTS
+                    || kind == failure::RATE_LIMIT_ERROR
+                    || (kind == failure::EXPECTED_STATUS && detail == "429")
+                    || (kind == failure::HTTP_STATUS && detail.starts_with("429"))
+            })
+            .map(|(_, e)| e.count)
+            .sum()
+    }
+
     pub fn fail(&mut self, kind: &str, detail: &str, sample: impl FnOnce() -> String) {
         self.failures += 1;
         bump(&mut self.failure_kinds, kind, detail, sample);

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use hdrhistogram::Histogram;
 
-use barrage_common::metrics::{Accum, EndpointStats, METRIC_COUNT, Metric, failure};
+use barrage_common::metrics::{Accum, EndpointStats, METRIC_COUNT, Metric};
 use barrage_common::plan::TaskKindTag;
 use barrage_common::wire::{DeltaBuckets, endpoint_from_proto_sparse};
 use barrage_proto::v1;
@@ -340,18 +340,7 @@ impl Aggregator {
             slot.streams_started += stats.streams_started;
             slot.connections_opened += stats.connections_opened;
             slot.bytes += stats.bytes_received;
-            slot.status_429 += stats
-                .failure_kinds
-                .iter()
-                .chain(&stats.outcomes)
-                .filter(|((kind, detail), _)| {
-                    kind == failure::TOO_MANY_REQUESTS
-                        || kind == failure::RATE_LIMIT_ERROR
-                        || (kind == failure::EXPECTED_STATUS && detail == "429")
-                        || (kind == failure::HTTP_STATUS && detail.starts_with("429"))
-                })
-                .map(|(_, e)| e.count)
-                .sum::<u64>();
+            slot.status_429 += stats.status_429();
             if slot.summary.is_none() {
                 for (metric, into) in [
                     (Metric::Ttfe, &mut slot.ttfe),

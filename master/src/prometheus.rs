@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use barrage_common::metrics::{EndpointStats, Metric, failure};
+use barrage_common::metrics::{EndpointStats, Metric};
 use barrage_common::plan::TaskKindTag;
 
 use crate::aggregate::Aggregator;
@@ -188,22 +188,6 @@ pub fn buckets(h: &Histogram<u64>) -> ([u64; BOUNDS_US.len()], u64, f64) {
     (counts, h.len(), sum_us as f64 / 1e6)
 }
 
-/// HTTP 429 answers of an endpoint, failures and declared outcomes alike (the same
-/// rule as the timeline's `status_429`).
-fn status_429(s: &EndpointStats) -> u64 {
-    s.failure_kinds
-        .iter()
-        .chain(&s.outcomes)
-        .filter(|((kind, detail), _)| {
-            kind == failure::TOO_MANY_REQUESTS
-                || kind == failure::RATE_LIMIT_ERROR
-                || (kind == failure::EXPECTED_STATUS && detail == "429")
-                || (kind == failure::HTTP_STATUS && detail.starts_with("429"))
-        })
-        .map(|(_, e)| e.count)
-        .sum()
-}
-
 /// The `method` and `name` labels of an endpoint.
 fn ep(e: &EndpointSnapshot) -> [(&'static str, &str); 2] {
     [("method", e.method.as_str()), ("name", e.name.as_str())]
@@ -234,7 +218,7 @@ pub fn render_snapshot(snap: &Snapshot) -> String {
         (
             "barrage_status_429_total",
             "HTTP 429 answers, per endpoint (failures and declared expected statuses alike).",
-            status_429,
+            EndpointStats::status_429,
         ),
     ];
     for (name, help, pick) in per_endpoint {
@@ -339,6 +323,7 @@ pub fn render_snapshot(snap: &Snapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use barrage_common::metrics::failure;
     use barrage_common::metrics::new_histogram;
 
     #[test]

@@ -6,38 +6,16 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use barrage_master::web::WebConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
-/// One HTTP/1.1 GET with optional extra header lines; returns (status, head, body).
+/// One GET with extra header lines; returns (status, head, body).
 async fn get(addr: SocketAddr, path: &str, header: &str) -> (u16, String, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\n{header}connection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    (status, head.to_ascii_lowercase(), body.to_string())
+    http(addr, "GET", path, header, "").await
 }
 
 async fn post(addr: SocketAddr, path: &str, token: &str) -> u16 {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nhost: {addr}\r\nx-barrage-token: {token}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    http(addr, "POST", path, &token_header(Some(token)), "").await.0
 }
 
 type Labels = BTreeMap<String, String>;

@@ -5,29 +5,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use barrage_master::web::WebConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
-/// One HTTP/1.1 request; returns (status, body).
+/// One call to the web API; returns (status, body).
 async fn call(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let token = token.map(|t| format!("x-barrage-token: {t}\r\n")).unwrap_or_default();
-    let req =
-        format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{token}content-length: 0\r\nconnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    let (status, _, body) = http(addr, method, path, &token_header(token), "").await;
     (status, body)
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,17 +114,9 @@ fn binding_beyond_loopback_needs_web_auth() {
 
 /// POST with a JSON body; returns (status, body).
 async fn post_json(addr: SocketAddr, path: &str, token: Option<&str>, json: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let token = token.map(|t| format!("x-barrage-token: {t}\r\n")).unwrap_or_default();
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nhost: {addr}\r\n{token}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
-        json.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, out.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+    let headers = format!("{}content-type: application/json\r\n", token_header(token));
+    let (status, _, body) = http(addr, "POST", path, &headers, json).await;
+    (status, body)
 }
 
 /// The users of a running test change from the API: the target sees the new count.
