@@ -225,6 +225,16 @@ impl Cluster {
         lock(&self.retarget).take()
     }
 
+    /// Users running now: the sum of each live worker's last heartbeat.
+    pub fn live_users(&self) -> u32 {
+        self.registry()
+            .workers
+            .values()
+            .filter(|w| !w.lost)
+            .map(|w| w.heartbeat.users)
+            .sum()
+    }
+
     pub fn run_elapsed(&self) -> Duration {
         self.registry().run_start.map_or(Duration::ZERO, |s| s.elapsed())
     }

@@ -19,14 +19,9 @@ pub fn print_live(cluster: &Cluster, elapsed: Duration, window: Duration) {
 }
 
 pub fn live_view(cluster: &Cluster, elapsed: Duration, window: Duration) -> String {
+    // The registry first, released before the aggregator is taken: never both at once.
+    let users = cluster.live_users();
     let agg = cluster.aggregator();
-    let users: u32 = cluster
-        .registry()
-        .workers
-        .values()
-        .filter(|w| !w.lost)
-        .map(|w| w.heartbeat.users)
-        .sum();
     let all = agg.aggregated();
     // The last `window` of complete seconds (the current second is still arriving).
     let now_s = elapsed.as_secs() as i64;

@@ -259,13 +259,7 @@ impl Csv {
             return;
         }
         // One lock at a time: the registry, then the aggregator, then the file.
-        let users: u32 = cluster
-            .registry()
-            .workers
-            .values()
-            .filter(|w| !w.lost)
-            .map(|w| w.heartbeat.users)
-            .sum();
+        let users = cluster.live_users();
         let to = elapsed.as_secs() as i64 - REPORT_LAG_S;
         let from = (to - WINDOW_S).max(0);
         let (window, all) = {
