@@ -46,6 +46,8 @@ pub enum Stat {
     BusinessEventsPerS,
     Requests,
     Failures,
+    /// Open model: arrivals dropped at the in-flight cap.
+    Dropped,
 }
 
 impl Stat {
@@ -55,7 +57,7 @@ impl Stat {
             Stat::Percentile(..) | Stat::Avg(_) | Stat::Min(_) | Stat::Max(_) => format!("{:.2}ms", v / 1000.0),
             Stat::ErrorRate => format!("{:.3}%", v * 100.0),
             Stat::Rps | Stat::EventsPerS | Stat::BusinessEventsPerS => format!("{v:.2}/s"),
-            Stat::Requests | Stat::Failures => format!("{v:.0}"),
+            Stat::Requests | Stat::Failures | Stat::Dropped => format!("{v:.0}"),
         }
     }
 
@@ -150,6 +152,11 @@ impl Threshold {
                 "`{lhs}` has no trailing window (windows cover response_time and ttfe, error_rate, rps, events_per_s, requests, failures)"
             )));
         }
+        if stat == Stat::Dropped && endpoint.is_some() {
+            return Err(bad(
+                "dropped_iterations is the whole cluster's: arrivals are dropped before they pick a row".into(),
+            ));
+        }
         if window.is_some() && endpoint.is_some() {
             return Err(bad(
                 "a trailing window covers the whole run's figures, not one row".into()
@@ -176,6 +183,7 @@ fn parse_stat(s: &str) -> Result<Stat, String> {
         "business_events_per_s" => Some(Stat::BusinessEventsPerS),
         "requests" => Some(Stat::Requests),
         "failures" => Some(Stat::Failures),
+        "dropped_iterations" => Some(Stat::Dropped),
         _ => None,
     };
     if let Some(stat) = simple {
@@ -268,6 +276,7 @@ mod tests {
             Stat::Max(Metric::TimeToHeaders)
         );
         assert_eq!(Threshold::parse("  failures < 1 ").unwrap().text, "failures < 1");
+        assert_eq!(Threshold::parse("dropped_iterations < 1").unwrap().stat, Stat::Dropped);
     }
 
     #[test]
@@ -286,6 +295,7 @@ mod tests {
             ("p95(ttfe)[1 fortnight] < 1s", "window"),
             ("p95(ttfe){method=GET} < 1s", "not a filter"),
             ("p95(ttfe){name=/x}[60s] < 1s", "whole run"),
+            ("dropped_iterations{name=/x} < 1", "before they pick a row"),
         ] {
             let err = Threshold::parse(text).unwrap_err();
             assert!(err.contains(says), "{text}: {err}");

@@ -191,6 +191,7 @@ pub struct Window {
     pub failures: u64,
     pub events: u64,
     pub status_429: u64,
+    pub dropped_iterations: u64,
     /// Time-averaged users (mean over the seconds), highest worker CPU and timer lag.
     pub users: f64,
     pub worker_cpu_max: f64,
@@ -227,6 +228,7 @@ impl Aggregator {
             w.failures += slot.failures;
             w.events += slot.events;
             w.status_429 += slot.status_429;
+            w.dropped_iterations += slot.dropped_iterations;
             w.users += slot.users / w.seconds.max(1) as f64;
             w.worker_cpu_max = w.worker_cpu_max.max(slot.worker_cpu_max);
             w.sched_lag_max_us = w.sched_lag_max_us.max(slot.sched_lag_max_us);

@@ -101,6 +101,8 @@ impl Thresholds {
             Stat::EventsPerS => Some(all.events as f64 / secs),
             Stat::Requests => Some(all.requests as f64),
             Stat::Failures => Some(all.failures as f64),
+            // Not per row: arrivals are dropped before they pick a task.
+            Stat::Dropped => t.endpoint.is_none().then_some(agg.dropped_iterations as f64),
             Stat::BusinessEventsPerS => {
                 let events: u64 = rows
                     .iter()
@@ -139,6 +141,7 @@ pub fn window_value(stat: Stat, win: &Window) -> Option<f64> {
         Stat::EventsPerS => Some(win.events as f64 / secs),
         Stat::Requests => Some(win.requests as f64),
         Stat::Failures => Some(win.failures as f64),
+        Stat::Dropped => Some(win.dropped_iterations as f64),
         // Refused at parse time: the timeline has no business events.
         Stat::BusinessEventsPerS => None,
     }

@@ -76,8 +76,12 @@ async fn arrivals_beyond_the_in_flight_cap_are_dropped_not_delayed() {
     let mock = mock(sse_mock_config(200, 1, 5)).await;
     let mut load = open_load(mock.addr, 100.0, 3);
     load.max_in_flight = Some(5);
+    load.threshold = vec!["dropped_iterations < 1".into(), "dropped_iterations[2s] < 1".into()];
     let r = run(&load, 1).await;
     let a = r.arrivals.clone().unwrap();
+    // A gate on dropped arrivals sees them: over the run, and in its last seconds.
+    assert_eq!(r.thresholds[0].observed, Some(a.dropped as f64));
+    assert!(r.thresholds.iter().all(|t| !t.passed), "{:?}", r.thresholds);
     let truth = mock.state.ground_truth();
     assert_eq!(r.aggregated.requests, truth.requests);
     assert!(truth.max_concurrent_streams <= 5, "{truth:?}");
