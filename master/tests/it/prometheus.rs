@@ -5,8 +5,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use barrage_master::web::WebConfig;
-
 use crate::support::*;
 
 /// One GET with extra header lines; returns (status, head, body).
@@ -269,14 +267,7 @@ async fn metrics_of_a_running_test_are_well_formed_monotonic_and_within_ground_t
     // Four users: the scenario's 3:1 class mix gives each endpoint users of its own.
     let load = load_args(mock.addr, USERS, 100.0, Duration::from_secs(60));
     let mut s = setup(&workflow_scenario("constant(0.05)"), &load, 1);
-    let web = free_addr();
-    s.web = Some((
-        web,
-        WebConfig {
-            token: "scrape-then-stop".into(),
-            auth_all: false,
-        },
-    ));
+    let web = with_web(&mut s, "scrape-then-stop", false);
     let m = master(s).await;
     let w = worker(m.addr, "w");
     let both = || {
@@ -364,14 +355,7 @@ async fn with_web_auth_a_scrape_needs_the_token() {
     let mock = mock(sse_mock_config(5, 2, 5)).await;
     let load = load_args(mock.addr, 1, 100.0, Duration::from_secs(30));
     let mut s = setup(&workflow_scenario("constant(0.05)"), &load, 1);
-    let web = free_addr();
-    s.web = Some((
-        web,
-        WebConfig {
-            token: "tok".into(),
-            auth_all: true,
-        },
-    ));
+    let web = with_web(&mut s, "tok", true);
     let m = master(s).await;
     assert!(eventually(Duration::from_secs(5), || std::net::TcpStream::connect(web).is_ok()).await);
     assert_eq!(get(web, "/metrics", "").await.0, 401);

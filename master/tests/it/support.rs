@@ -191,3 +191,16 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &str, bod
 pub fn token_header(token: Option<&str>) -> String {
     token.map(|t| format!("x-barrage-token: {t}\r\n")).unwrap_or_default()
 }
+
+/// Turns on the web API of `s` on a free loopback port with this token; its address.
+pub fn with_web(s: &mut MasterSetup, token: &str, auth_all: bool) -> SocketAddr {
+    let web = free_addr();
+    s.web = Some((
+        web,
+        barrage_master::web::WebConfig {
+            token: token.into(),
+            auth_all,
+        },
+    ));
+    web
+}

@@ -4,8 +4,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use barrage_master::web::WebConfig;
-
 use crate::support::*;
 
 /// One call to the web API; returns (status, body).
@@ -19,14 +17,7 @@ async fn reads_are_open_on_loopback_and_stopping_needs_a_post_with_the_token() {
     let mock = mock(sse_mock_config(5, 2, 5)).await;
     let load = load_args(mock.addr, 2, 100.0, Duration::from_secs(60));
     let mut s = setup(&workflow_scenario("constant(0.05)"), &load, 1);
-    let web = free_addr();
-    s.web = Some((
-        web,
-        WebConfig {
-            token: "let-me-stop".into(),
-            auth_all: false,
-        },
-    ));
+    let web = with_web(&mut s, "let-me-stop", false);
     let m = master(s).await;
     let w = worker(m.addr, "w");
     assert!(
@@ -66,14 +57,7 @@ async fn with_web_auth_reads_need_the_token_too() {
     let mock = mock(sse_mock_config(5, 2, 5)).await;
     let load = load_args(mock.addr, 1, 100.0, Duration::from_secs(30));
     let mut s = setup(&workflow_scenario("constant(0.05)"), &load, 1);
-    let web = free_addr();
-    s.web = Some((
-        web,
-        WebConfig {
-            token: "tok".into(),
-            auth_all: true,
-        },
-    ));
+    let web = with_web(&mut s, "tok", true);
     let m = master(s).await;
     assert!(eventually(Duration::from_secs(5), || std::net::TcpStream::connect(web).is_ok()).await);
     assert_eq!(call(web, "GET", "/api/stats", None).await.0, 401);
@@ -131,14 +115,7 @@ async fn users_change_live_from_the_api() {
         &load,
         1,
     );
-    let web = free_addr();
-    s.web = Some((
-        web,
-        WebConfig {
-            token: "steer".into(),
-            auth_all: false,
-        },
-    ));
+    let web = with_web(&mut s, "steer", false);
     let m = master(s).await;
     let w = worker(m.addr, "w");
     let streams = || mock.state.ground_truth().active_streams;
