@@ -108,10 +108,8 @@ async fn prompt_service_runs_its_mix_and_counts_401_and_429_as_expected() {
         "PROMPT_RATE_LIMIT_KEY" => Some(LOW.to_string()),
         _ => None,
     };
-    let parsed = barrage_common::scenario::parse_str(&scenario, config::FileFormat::Toml, "p.toml", &env).unwrap();
     let load = load_args(addr, 10, 1000.0, Duration::from_secs(2));
-    let mut s = barrage_master::app::MasterSetup::resolve(&load, parsed, 1, Some(Duration::from_secs(20))).unwrap();
-    s.print_report = false;
+    let s = setup_with_env(&scenario, &load, 1, &env);
     let r = run_with_one_worker(s).await;
 
     let row = |name: &str| {
@@ -300,10 +298,8 @@ async fn orchestrator_mix_realises_its_18_endpoint_mix_and_reads_what_it_created
         "ORCHESTRATOR_PASSWORD" => Some("orchestrator-secret".to_string()),
         _ => None,
     };
-    let parsed = barrage_common::scenario::parse_str(&scenario, config::FileFormat::Toml, "o.toml", &env).unwrap();
     let load = load_args(addr, 12, 1000.0, Duration::from_secs(3));
-    let mut s = barrage_master::app::MasterSetup::resolve(&load, parsed, 1, Some(Duration::from_secs(20))).unwrap();
-    s.print_report = false;
+    let s = setup_with_env(&scenario, &load, 1, &env);
     let r = run_with_one_worker(s).await;
 
     assert_eq!(r.aggregated.failures, 0, "{:?}", r.failures);
@@ -500,11 +496,9 @@ async fn run_event_analytics(
     let addr = serve(app).await;
     let scenario = example("event-analytics.toml").replace("between(1, 3)", "constant(0.005)");
     let env = |name: &str| EVENT_KEYS.iter().find(|(n, _)| *n == name).map(|(_, k)| k.to_string());
-    let parsed = barrage_common::scenario::parse_str(&scenario, config::FileFormat::Toml, "e.toml", &env).unwrap();
     let mut load = load_args(addr, 11, 1000.0, Duration::from_secs(2));
     tweak(&mut load);
-    let mut s = barrage_master::app::MasterSetup::resolve(&load, parsed, 1, Some(Duration::from_secs(20))).unwrap();
-    s.print_report = false;
+    let s = setup_with_env(&scenario, &load, 1, &env);
     (run_with_one_worker(s).await, svc)
 }
 

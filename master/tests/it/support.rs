@@ -115,8 +115,18 @@ pub fn load_args(host: SocketAddr, users: u32, rate: f64, run_time: Duration) ->
 }
 
 pub fn setup(scenario_text: &str, load: &LoadArgs, workers: u32) -> MasterSetup {
+    setup_with_env(scenario_text, load, workers, &env)
+}
+
+/// [`setup`] with the scenario's `${NAME}` variables read from `env`.
+pub fn setup_with_env(
+    scenario_text: &str,
+    load: &LoadArgs,
+    workers: u32,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> MasterSetup {
     let scenario =
-        barrage_common::scenario::parse_str(scenario_text, config::FileFormat::Toml, "test.toml", &env).unwrap();
+        barrage_common::scenario::parse_str(scenario_text, config::FileFormat::Toml, "test.toml", env).unwrap();
     let mut s = MasterSetup::resolve(load, scenario, workers, Some(Duration::from_secs(20))).unwrap();
     s.print_report = false;
     s
