@@ -12,6 +12,7 @@ pub mod duration;
 pub mod error;
 pub mod metrics;
 pub mod plan;
+pub mod saved;
 pub mod scenario;
 pub mod shape;
 pub mod telemetry;

@@ -104,10 +104,12 @@ pub struct SlotSummary {
     pub ttfe_mean_us: f64,
     pub ttfe_p50_us: u64,
     pub ttfe_p95_us: u64,
+    pub ttfe_p99_us: u64,
     pub ttfe_count: u64,
     pub rt_mean_us: f64,
     pub rt_p50_us: u64,
     pub rt_p95_us: u64,
+    pub rt_p99_us: u64,
 }
 
 impl Slot {
@@ -123,10 +125,12 @@ impl Slot {
             ttfe_mean_us: mean(&ttfe),
             ttfe_p50_us: q(&ttfe, 0.5),
             ttfe_p95_us: q(&ttfe, 0.95),
+            ttfe_p99_us: q(&ttfe, 0.99),
             ttfe_count: ttfe.as_ref().map_or(0, |h| h.len()),
             rt_mean_us: mean(&rt),
             rt_p50_us: q(&rt, 0.5),
             rt_p95_us: q(&rt, 0.95),
+            rt_p99_us: q(&rt, 0.99),
         }
     }
 
@@ -176,6 +180,9 @@ pub struct Aggregator {
     pub rejected: u64,
     /// Open model: arrivals the workers dropped at their in-flight cap.
     pub dropped_iterations: u64,
+    /// When the totals were last reset (web UI), seconds into the run: rates divide by
+    /// the time since.
+    pub stats_since_s: f64,
     /// Every slot before this second is compacted (see `compact`).
     compacted_below: i64,
     /// Seconds behind the newest whose histograms are kept (trailing-window
@@ -392,6 +399,16 @@ impl Aggregator {
     }
 
     /// Everything merged into one row (Locust's "Aggregated").
+    /// Starts the totals again (the web UI's "reset statistics", as in Locust): the
+    /// tables and rates count from `at_s`; the per-second timeline and what each
+    /// worker has delivered (the deduplication) stay.
+    pub fn reset_stats(&mut self, at_s: f64) {
+        self.endpoints.clear();
+        self.peers.clear();
+        self.dropped_iterations = 0;
+        self.stats_since_s = at_s;
+    }
+
     pub fn aggregated(&self) -> EndpointStats {
         let mut all = EndpointStats::default();
         for t in self.endpoints.values() {

@@ -207,6 +207,7 @@ pub struct MasterSetup {
     pub info: RunInfo,
     pub opts: ClusterOptions,
     pub json: Option<PathBuf>,
+    pub html: Option<PathBuf>,
     /// `--csv PREFIX`: Locust's CSV files (the same handle as `run.csv_history`).
     pub csv: Option<crate::report::csv::Csv>,
     pub print_report: bool,
@@ -375,6 +376,8 @@ impl MasterSetup {
                 stop_timeout: load.stop_timeout,
                 liveness_timeout: load.heartbeat_liveness,
                 host: host.clone(),
+                start_from_ui: load.start_from_ui,
+                progress_line: !load.only_summary && std::io::IsTerminal::is_terminal(&std::io::stdout()),
                 console_every: (!load.only_summary).then_some(Duration::from_secs(5)),
                 classes: plan
                     .classes
@@ -404,6 +407,7 @@ impl MasterSetup {
                 ..Default::default()
             },
             json: load.json.clone(),
+            html: load.html.clone(),
             csv,
             web: web_setup(load)?,
             plan,
@@ -486,6 +490,9 @@ pub async fn serve_cluster(
     // The web API (unless headless): its stop joins the signals as a way to end the run.
     let web_stop = CancellationToken::new();
     let web_done = CancellationToken::new();
+    let web_quit = CancellationToken::new();
+    // The web API ends with this function, however it returns.
+    let _web_guard = web_done.clone().drop_guard();
     if let Some((addr, cfg)) = &setup.web {
         let listener = TcpListener::bind(addr)
             .await
@@ -499,8 +506,12 @@ pub async fn serve_cluster(
             cluster.clone(),
             setup.info.clone(),
             cfg.clone(),
-            web_stop.clone(),
-            web_done.clone(),
+            crate::web::Controls {
+                stop: web_stop.clone(),
+                quit: web_quit.clone(),
+                done: web_done.clone(),
+                start_from_ui: setup.run.start_from_ui,
+            },
         ));
     }
     let shutdown = {
@@ -513,7 +524,6 @@ pub async fn serve_cluster(
         }
     };
     let result = controller::run(cluster.clone(), setup.run.clone(), shutdown).await;
-    web_done.cancel();
     // Give workers a moment to read their final ack before the server goes away.
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop_server.cancel();
@@ -536,7 +546,7 @@ pub async fn serve_cluster(
             message: e.to_string(),
         })
     })?;
-    let mut report = FinalReport::build(&cluster, &setup.info, &summary);
+    let mut report = FinalReport::build(&cluster, &cluster.run_info(&setup.info), &summary);
     report.thresholds = setup.run.thresholds.verdicts(&cluster.aggregator(), summary.duration);
     report.hunt = setup.run.hunt.as_ref().and_then(|h| h.lock().ok().map(|h| h.report()));
     if let (Some(figures), Some(a)) = (&mut report.arrivals, &summary.arrival) {
@@ -559,8 +569,22 @@ pub async fn serve_cluster(
         json::write(&report, path)?;
         info!(path = %path.display(), "JSON report written");
     }
+    if let Some(path) = &setup.html {
+        crate::report::html::write(&json::to_json(&report), path)?;
+        info!(path = %path.display(), "HTML report written");
+    }
     if let Some(csv) = &setup.csv {
-        csv.write_final(&report, &cluster.aggregator())?;
+        csv.write_final(&report)?;
+    }
+    cluster.set_final_report(report.clone());
+    if setup.run.start_from_ui
+        && let Some((addr, _)) = &setup.web
+    {
+        eprintln!("the run is over; the web UI at http://{addr}/ keeps its downloads until Ctrl-C");
+        tokio::select! {
+            _ = signal() => {}
+            _ = web_quit.cancelled() => {}
+        }
     }
     let failed_thresholds: Vec<&str> = report
         .thresholds
@@ -871,6 +895,7 @@ a master and {} worker processes, {} users at {}/s for {}.",
         run_time: Some(args.run_time),
         headless: true,
         json: args.json.clone(),
+        html: args.html.clone(),
         ..LoadArgs::defaults(Path::new("examples/dify-workflow.toml")).map_err(Failure::usage)?
     };
     let setup = MasterSetup::resolve(&load, scenario, args.workers.max(1), Some(Duration::from_secs(30)))?;
@@ -914,6 +939,9 @@ fn validate_command(args: ValidateArgs) -> anyhow::Result<u8> {
 /// `barrage report --compare BASE NEW`: exit code 0 without a regression, 1 with one,
 /// 2 when a file is missing, not JSON or not a report (or --json cannot be written).
 fn report_command(args: crate::cli::ReportArgs) -> anyhow::Result<u8> {
+    if let Some(file) = &args.file {
+        return render_saved(file, &args);
+    }
     let [base, new] = args.compare.as_slice() else {
         return Err(Failure::usage("--compare takes two files: BASE.json NEW.json").into());
     };
@@ -934,4 +962,23 @@ fn report_command(args: crate::cli::ReportArgs) -> anyhow::Result<u8> {
         );
     }
     Ok(code)
+}
+
+/// `barrage report RUN.json [--html OUT] [--csv PREFIX]`: the console report of a saved
+/// result, and the files asked for. Exit code 2 when the file is not a usable report.
+fn render_saved(file: &Path, args: &crate::cli::ReportArgs) -> anyhow::Result<u8> {
+    let report = json::read(file).map_err(Failure::usage)?;
+    print!("{}", console::render_final(&report));
+    if let Some(path) = &args.html {
+        crate::report::html::write(&json::to_json(&report), path)?;
+        eprintln!("HTML report written to {}", path.display());
+    }
+    if let Some(prefix) = &args.csv {
+        crate::report::csv::Csv::new(prefix).write_final(&report)?;
+        eprintln!(
+            "CSV files written with prefix {} (PREFIX_stats_history.csv is only written during a run)",
+            prefix.display()
+        );
+    }
+    Ok(0)
 }

@@ -184,9 +184,14 @@ pub struct LoadArgs {
     /// Mutual TLS: accept only workers whose certificate this CA signed (PEM).
     #[arg(long, value_name = "FILE")]
     pub tls_client_ca: Option<PathBuf>,
-    /// Run without the web API (port 8089: live figures as JSON, stop).
+    /// Run without the web UI and API (port 8089: live charts and tables, JSON, stop).
     #[arg(long)]
     pub headless: bool,
+    /// Wait for a start from the web UI (users, spawn rate, host, run time) once the
+    /// workers are in, as Locust does without --headless; after the run the UI stays up
+    /// for its downloads until Ctrl-C.
+    #[arg(long, conflicts_with = "headless")]
+    pub start_from_ui: bool,
     /// Interface of the web API. Anything but loopback needs --web-auth.
     #[arg(long, default_value = "127.0.0.1")]
     pub web_host: std::net::IpAddr,
@@ -204,6 +209,10 @@ pub struct LoadArgs {
     /// PREFIX_sse.csv (per-second streams, events and TTFE). Folders in PREFIX are created.
     #[arg(long, value_name = "PREFIX")]
     pub csv: Option<PathBuf>,
+    /// Write the final report as one self-contained HTML file (charts and tables; opens
+    /// offline).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Print only the final report, not the live view every 5 s.
     #[arg(long)]
     pub only_summary: bool,
@@ -352,6 +361,9 @@ pub struct DemoArgs {
     /// Write the final report as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write the final report as a self-contained HTML file.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -372,9 +384,25 @@ pub struct ValidateArgs {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The two reports (files written by --json): the baseline, then the new run. Rows
-    /// are matched by method and name; the aggregated row is compared too.
-    #[arg(long, num_args = 2, value_names = ["BASE", "NEW"], required = true, action = clap::ArgAction::Set)]
+    /// A saved result (a file written by --json) to render again: the console report,
+    /// and with --html / --csv those files. The tables are recomputed from the merged
+    /// histograms the file carries.
+    #[arg(
+        value_name = "RUN.json",
+        required_unless_present = "compare",
+        conflicts_with = "compare"
+    )]
+    pub file: Option<PathBuf>,
+    /// Write the saved result as a self-contained HTML report.
+    #[arg(long, value_name = "FILE", requires = "file")]
+    pub html: Option<PathBuf>,
+    /// Write the saved result as Locust's CSV files (all but PREFIX_stats_history.csv,
+    /// which only a live run writes).
+    #[arg(long, value_name = "PREFIX", requires = "file")]
+    pub csv: Option<PathBuf>,
+    /// Compare two reports (files written by --json): the baseline, then the new run.
+    /// Rows are matched by method and name; the aggregated row is compared too.
+    #[arg(long, num_args = 2, value_names = ["BASE", "NEW"], action = clap::ArgAction::Set)]
     pub compare: Vec<PathBuf>,
     /// A regression: a latency percentile (response time, TTFE) up, or req/s (business
     /// events/s) down, by more than this many percent. Latencies under 1 ms must also
@@ -387,6 +415,6 @@ pub struct ReportArgs {
           value_parser = crate::compare::parse_tolerance)]
     pub tolerance_errors: f64,
     /// Write the comparison as JSON (rows with figure, base, new, change, verdict).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "compare")]
     pub json: Option<PathBuf>,
 }

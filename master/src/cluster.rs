@@ -155,6 +155,26 @@ pub struct Cluster {
     stop_request: Mutex<Option<String>>,
     /// A new target asked for during the run (the web API), taken by the controller.
     retarget: Mutex<Option<Retarget>>,
+    /// `--start-from-ui`: the start asked for (web API), taken by the controller...
+    start: Mutex<Option<Start>>,
+    /// ...and what the run was started with, for the reports.
+    started_with: Mutex<Option<Start>>,
+    /// The load the workers were last given: (users, spawn rate) or (0, arrivals/s).
+    target: Mutex<Option<(u32, f64)>>,
+    /// The final report once written, for the web UI's downloads.
+    final_report: Mutex<Option<Arc<crate::report::FinalReport>>>,
+}
+
+/// A start from the web UI (`--start-from-ui`): users and spawn rate (a constant-users
+/// run, as in Locust), and optionally another host and a run time.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Start {
+    pub users: u32,
+    pub spawn_rate: f64,
+    pub host: Option<String>,
+    /// Seconds; none runs until stopped.
+    pub run_time_s: Option<f64>,
 }
 
 /// A change of load asked for during the run: users and spawn rate (closed model) or
@@ -195,6 +215,10 @@ impl Cluster {
             changed: Notify::new(),
             stop_request: Mutex::new(None),
             retarget: Mutex::new(None),
+            start: Mutex::new(None),
+            started_with: Mutex::new(None),
+            final_report: Mutex::new(None),
+            target: Mutex::new(None),
         })
     }
 
@@ -223,6 +247,65 @@ impl Cluster {
 
     pub fn take_retarget(&self) -> Option<Retarget> {
         lock(&self.retarget).take()
+    }
+
+    /// Asks the controller to start the run (`--start-from-ui`); false when a start
+    /// was already asked for.
+    pub fn request_start(&self, s: Start) -> bool {
+        let mut start = lock(&self.start);
+        if start.is_some() || lock(&self.started_with).is_some() {
+            return false;
+        }
+        *start = Some(s);
+        drop(start);
+        self.changed.notify_one();
+        true
+    }
+
+    /// Takes the start asked for, remembering it for the reports.
+    pub fn take_start(&self) -> Option<Start> {
+        let s = lock(&self.start).take()?;
+        *lock(&self.started_with) = Some(s.clone());
+        Some(s)
+    }
+
+    /// The run as asked for: `base` with a web UI start's users, rate and host.
+    pub fn run_info(&self, base: &crate::report::RunInfo) -> crate::report::RunInfo {
+        let mut info = base.clone();
+        if let Some(s) = lock(&self.started_with).as_ref() {
+            info.users = s.users;
+            info.spawn_rate = s.spawn_rate;
+            info.arrival = None;
+            if let Some(host) = &s.host {
+                info.host = Some(host.clone());
+            }
+        }
+        info
+    }
+
+    /// Notes a cluster event for the report, at the current run time.
+    pub fn note_event(&self, what: String) {
+        let at = self.run_elapsed();
+        self.registry().events.push((at, what));
+    }
+
+    /// Notes the load the controller gave the workers.
+    pub fn set_target(&self, users: u32, rate: f64) {
+        *lock(&self.target) = Some((users, rate));
+    }
+
+    /// The load the workers were last given: (users, spawn rate), or (0, arrivals/s)
+    /// in the open model; None before the run.
+    pub fn target(&self) -> Option<(u32, f64)> {
+        *lock(&self.target)
+    }
+
+    pub fn set_final_report(&self, report: crate::report::FinalReport) {
+        *lock(&self.final_report) = Some(Arc::new(report));
+    }
+
+    pub fn final_report(&self) -> Option<Arc<crate::report::FinalReport>> {
+        lock(&self.final_report).clone()
     }
 
     /// Users running now: the sum of each live worker's last heartbeat.

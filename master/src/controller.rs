@@ -33,8 +33,13 @@ pub struct RunConfig {
     pub liveness_timeout: Duration,
     /// Host override sent with every assignment ("" = scenario's).
     pub host: Option<String>,
+    /// Wait for a start from the web UI (`--start-from-ui`) once the workers are in.
+    pub start_from_ui: bool,
     /// Print the live view every `console_every` (None = quiet).
     pub console_every: Option<Duration>,
+    /// Redraw a one-line progress (elapsed, remaining, users, req/s) every second:
+    /// when stdout is a terminal and the live view is on.
+    pub progress_line: bool,
     /// Class names, weights and fixed counts from the plan, in plan order.
     pub classes: Vec<(String, u32, Option<u32>)>,
     pub on_worker_loss: WorkerLossPolicy,
@@ -92,7 +97,7 @@ const TICK: Duration = Duration::from_millis(250);
 
 pub async fn run(
     cluster: Arc<Cluster>,
-    cfg: RunConfig,
+    mut cfg: RunConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, RunError> {
     tokio::pin!(shutdown);
@@ -107,10 +112,25 @@ pub async fn run(
             info!(joined, expected = cfg.expect_workers, "waiting for workers");
             announced = joined;
         }
-        if joined >= cfg.expect_workers.max(1) as usize {
+        let enough = joined >= cfg.expect_workers.max(1) as usize;
+        if enough && !cfg.start_from_ui {
             break;
         }
-        if let Some(max) = cfg.expect_workers_max_wait
+        if enough && let Some(start) = cluster.take_start() {
+            info!(?start, "started from the web UI");
+            cfg.users = start.users;
+            cfg.spawn_rate = start.spawn_rate;
+            cfg.shape = None;
+            cfg.arrival = None;
+            if start.host.is_some() {
+                cfg.host = start.host;
+            }
+            // Without a run time it runs until stopped, whatever the file said.
+            cfg.run_time = start.run_time_s.map(Duration::from_secs_f64);
+            break;
+        }
+        if !enough
+            && let Some(max) = cfg.expect_workers_max_wait
             && wait_start.elapsed() >= max
         {
             cluster.registry().phase = Phase::Done;
@@ -161,6 +181,7 @@ pub async fn run(
         csv.start();
     }
     let mut next_history_row = start;
+    let mut next_progress = start + Duration::from_secs(1);
     loop {
         let now = Instant::now();
         if let Some(rt) = cfg.run_time
@@ -287,7 +308,21 @@ pub async fn run(
             && now >= at
         {
             next_console = Some(at + every);
+            if cfg.progress_line {
+                console::clear_progress();
+            }
             console::print_live(&cluster, now.duration_since(start), every);
+        }
+        if cfg.progress_line && now >= next_progress {
+            next_progress += Duration::from_secs(1);
+            let target = match &sent_target {
+                Some(Load::Users(users, rate)) => console::Target::Users(*users, *rate),
+                Some(Load::Arrivals(a)) => {
+                    console::Target::Rate(a.schedule.rate_at(now.duration_since(start).as_secs_f64()))
+                }
+                None => console::Target::Users(0, 0.0),
+            };
+            console::print_progress(&cluster, now.duration_since(start), cfg.run_time, target);
         }
         // Wake at the next stage change rather than up to a tick after it.
         let elapsed = now.duration_since(start);
@@ -308,6 +343,9 @@ pub async fn run(
 
     // 3. Stop and collect every worker's final report.
     let duration = start.elapsed();
+    if cfg.progress_line {
+        console::clear_progress();
+    }
     info!(reason = %stop_reason, "stopping the run; collecting final reports");
     let expecting: Vec<String> = {
         let mut reg = cluster.registry();
@@ -442,6 +480,10 @@ fn rebalance(cluster: &Cluster, cfg: &RunConfig, load: &Load) {
         Load::Users(users, rate) => (*users, *rate, None),
         Load::Arrivals(a) => (0, cfg.spawn_rate, Some(a)),
     };
+    match arrival {
+        None => cluster.set_target(users, spawn_rate),
+        Some(a) => cluster.set_target(0, a.schedule.rate_at(cluster.run_elapsed().as_secs_f64())),
+    }
     let mut reg = cluster.registry();
     let elapsed = reg.run_start.map_or(Duration::ZERO, |s| s.elapsed());
     let ids: Vec<String> = reg

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use barrage_common::metrics::Metric;
 use barrage_common::threshold::{Stat, Threshold};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::aggregate::Aggregator;
 use crate::thresholds::{holds, window_value};
@@ -80,7 +80,7 @@ impl HuntConfig {
 }
 
 /// One judged step.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StepResult {
     pub users: u32,
     /// The seconds judged, run clock: [from, to).
@@ -115,7 +115,7 @@ impl StepResult {
 }
 
 /// The search's outcome, for the report.
-#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct HuntReport {
     /// What a step's level counts: "users", or "arrivals/s" (`--arrival`).
     pub level: String,

@@ -14,4 +14,5 @@ pub mod partition;
 pub mod prometheus;
 pub mod report;
 pub mod thresholds;
+pub mod ui;
 pub mod web;

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use barrage_common::metrics::{EndpointStats, Metric};
 use barrage_common::threshold::{Stat, Threshold};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Aggregator, Window};
 
 /// One threshold's verdict, as the report shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ThresholdRow {
     pub threshold: String,
     /// In the threshold's base unit (µs, a fraction, per second); None = no data.

@@ -21,7 +21,7 @@ use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Phase, Start};
 use crate::report::{FinalReport, RunInfo};
 
 /// Header carrying the token.
@@ -53,30 +53,54 @@ pub fn check_bind(addr: &SocketAddr, auth: bool) -> Result<(), String> {
 }
 
 #[derive(Clone)]
-struct AppState {
+pub(crate) struct AppState {
     cluster: Arc<Cluster>,
     info: RunInfo,
-    cfg: WebConfig,
+    pub(crate) cfg: WebConfig,
     stop: CancellationToken,
+    /// `--start-from-ui`: POST /api/start starts the run...
+    start_from_ui: bool,
+    /// ...and POST /api/stop after it ends closes the master.
+    quit: CancellationToken,
 }
 
-/// Serves until `done` is cancelled. `stop` is cancelled by `POST /api/stop`.
+/// How the web API and the run steer each other.
+#[derive(Debug, Clone, Default)]
+pub struct Controls {
+    /// Cancelled by `POST /api/stop` during the run.
+    pub stop: CancellationToken,
+    /// Cancelled by `POST /api/stop` after the run (`--start-from-ui`).
+    pub quit: CancellationToken,
+    /// The server ends when this is cancelled.
+    pub done: CancellationToken,
+    /// `--start-from-ui`: `POST /api/start` starts the run.
+    pub start_from_ui: bool,
+}
+
+/// Serves until `controls.done` is cancelled.
 pub async fn serve(
     listener: TcpListener,
     cluster: Arc<Cluster>,
     info: RunInfo,
     cfg: WebConfig,
-    stop: CancellationToken,
-    done: CancellationToken,
+    controls: Controls,
 ) -> std::io::Result<()> {
+    let done = controls.done.clone();
     let state = AppState {
         cluster,
         info,
         cfg,
-        stop,
+        stop: controls.stop,
+        start_from_ui: controls.start_from_ui,
+        quit: controls.quit,
     };
     let app = Router::new()
+        .route("/", get(crate::ui::page))
         .route("/api/stats", get(stats))
+        .route("/api/state", get(run_state))
+        .route("/api/start", post(start_run))
+        .route("/api/reset", post(reset_stats))
+        .route("/api/download/{file}", get(download))
         .route("/metrics", get(metrics))
         .route("/api/stop", post(stop_run))
         .route("/api/target", post(retarget))
@@ -103,10 +127,200 @@ async fn stats(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if state.cfg.auth_all && !authorized(&state, &headers) {
         return unauthorized();
     }
-    let elapsed = state.cluster.run_elapsed().max(Duration::from_millis(1));
-    let mut report = FinalReport::from_aggregator(&state.cluster.aggregator(), &state.info, elapsed);
-    report.stop_reason = "running".into();
+    let mut report = live_report(&state);
+    // The merged histograms are for saved files (GET /api/download/report.json).
+    report.merged.clear();
     Json(crate::report::json::to_json(&report)).into_response()
+}
+
+/// The final report once the run is over, else the run so far.
+fn live_report(state: &AppState) -> FinalReport {
+    if let Some(done) = state.cluster.final_report() {
+        return (*done).clone();
+    }
+    let elapsed = state.cluster.run_elapsed().max(Duration::from_millis(1));
+    let info = state.cluster.run_info(&state.info);
+    let mut report = FinalReport::from_aggregator(&state.cluster.aggregator(), &info, elapsed);
+    report.stop_reason = "running".into();
+    report
+}
+
+/// What the UI needs beside the figures: the run's phase, the workers, the load.
+async fn run_state(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if state.cfg.auth_all && !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    let c = &state.cluster;
+    let info = c.run_info(&state.info);
+    let elapsed = c.run_elapsed();
+    let agg = c.aggregator();
+    let reg = c.registry();
+    let phase = match (reg.phase, c.final_report().is_some()) {
+        (_, true) => "done",
+        (Phase::Waiting, _) => "waiting",
+        (Phase::Running, _) => "running",
+        (Phase::Stopping, _) => "stopping",
+        (Phase::Done, _) => "done",
+    };
+    let now_us = elapsed.as_micros() as i64;
+    let workers: Vec<serde_json::Value> = reg
+        .workers
+        .values()
+        .map(|w| {
+            let p = agg.workers.get(&w.id);
+            let state = if w.lost {
+                "lost"
+            } else if w.tx.is_none() {
+                "disconnected"
+            } else if p.is_some_and(|p| p.final_seen) {
+                "finished"
+            } else {
+                "connected"
+            };
+            serde_json::json!({
+                "id": w.id,
+                "index": w.index,
+                "hostname": w.hostname,
+                "cores": w.cores,
+                "state": state,
+                "users": w.heartbeat.users,
+                "cpu_percent": p.map_or(0.0, |p| p.cpu_percent),
+                "rss_bytes": p.map_or(0, |p| p.rss_bytes),
+                "reports": p.map_or(0, |p| p.reports),
+                // Run time since the end of the last interval it reported (null: none yet).
+                "last_report_age_s": p.filter(|p| p.reports > 0).map(|p| (now_us - p.last_interval_end_us).max(0) as f64 / 1e6),
+            })
+        })
+        .collect();
+    Json(serde_json::json!({
+        "state": phase,
+        "start_from_ui": state.start_from_ui,
+        "scenario": info.scenario,
+        "host": info.host,
+        // The load in force (changed by POST /api/target), else the run's as asked.
+        "users": c.target().filter(|_| info.arrival.is_none()).map_or(info.users, |t| t.0),
+        "spawn_rate": c.target().filter(|_| info.arrival.is_none()).map_or(info.spawn_rate, |t| t.1),
+        "arrival_rate": c.target().filter(|_| info.arrival.is_some()).map(|t| t.1),
+        "open_model": info.arrival.is_some(),
+        "live_users": reg.workers.values().filter(|w| !w.lost).map(|w| w.heartbeat.users).sum::<u32>(),
+        "elapsed_s": elapsed.as_secs_f64(),
+        "stats_since_s": agg.stats_since_s,
+        "workers": workers,
+    }))
+    .into_response()
+}
+
+/// `--start-from-ui`: starts the run, `{"users": 50, "spawn_rate": 10, "host":
+/// "http://...", "run_time_s": 60}` (host and run time optional).
+async fn start_run(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    let bad = |code: StatusCode, why: String| (code, Json(serde_json::json!({"error": why}))).into_response();
+    if !state.start_from_ui {
+        return bad(
+            StatusCode::CONFLICT,
+            "this master starts on its own; run it with --start-from-ui to start from the web UI".into(),
+        );
+    }
+    let s: Start = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => {
+            return bad(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{e}; expected {{\"users\": N, \"spawn_rate\": R, \"host\": \"http://...\", \"run_time_s\": S}}"
+                ),
+            );
+        }
+    };
+    if !(s.spawn_rate.is_finite() && s.spawn_rate > 0.0) {
+        return bad(
+            StatusCode::BAD_REQUEST,
+            format!("spawn_rate {} is not a rate; expected a number above 0", s.spawn_rate),
+        );
+    }
+    if let Some(t) = s.run_time_s
+        && !(t.is_finite() && t > 0.0 && t <= 366.0 * 86_400.0)
+    {
+        return bad(
+            StatusCode::BAD_REQUEST,
+            format!("run_time_s {t}: expected seconds above 0"),
+        );
+    }
+    if let Some(host) = &s.host
+        && let Err(e) = barrage_common::scenario::check_host(host)
+    {
+        return bad(StatusCode::BAD_REQUEST, format!("host {host:?}: {e}"));
+    }
+    if !state.cluster.request_start(s.clone()) {
+        return bad(StatusCode::CONFLICT, "the run has already been started".into());
+    }
+    (StatusCode::ACCEPTED, Json(serde_json::json!({"starting": s}))).into_response()
+}
+
+/// Starts the statistics again (Locust's "reset stats"); the timeline stays.
+async fn reset_stats(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    if state.cluster.final_report().is_some() {
+        return (
+            StatusCode::CONFLICT,
+            Json(serde_json::json!({"error": "the run is over"})),
+        )
+            .into_response();
+    }
+    let at = state.cluster.run_elapsed().as_secs_f64();
+    state.cluster.aggregator().reset_stats(at);
+    state
+        .cluster
+        .note_event(format!("statistics reset from the web API at {at:.0} s"));
+    (StatusCode::ACCEPTED, Json(serde_json::json!({"reset_at_s": at}))).into_response()
+}
+
+/// The report as files: `report.json` (with the merged histograms), `report.html`,
+/// and Locust's `stats.csv` / `failures.csv`; the run so far, or the final report.
+async fn download(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(file): axum::extract::Path<String>,
+) -> Response {
+    if state.cfg.auth_all && !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    let report = live_report(&state);
+    let (content_type, body) = match file.as_str() {
+        "report.json" => (
+            "application/json",
+            serde_json::to_string_pretty(&crate::report::json::to_json(&report)).unwrap_or_default(),
+        ),
+        "report.html" => (
+            "text/html; charset=utf-8",
+            crate::report::html::render(&crate::report::json::to_json(&report)),
+        ),
+        "stats.csv" => match crate::report::csv::stats_text(&report) {
+            Ok(t) => ("text/csv; charset=utf-8", t),
+            Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+        },
+        "failures.csv" => ("text/csv; charset=utf-8", crate::report::csv::failures_text(&report)),
+        _ => {
+            return (
+                StatusCode::NOT_FOUND,
+                Json(serde_json::json!({"error": "files: report.json, report.html, stats.csv, failures.csv"})),
+            )
+                .into_response();
+        }
+    };
+    let disposition = format!("attachment; filename=\"barrage-{file}\"");
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, content_type.to_string()),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// The run so far for Prometheus (text format 0.0.4). The read rule of `/api/stats`:
@@ -144,7 +358,7 @@ async fn retarget(State(state): State<AppState>, headers: HeaderMap, body: axum:
             ));
         }
     };
-    let open = state.info.arrival.is_some();
+    let open = state.cluster.run_info(&state.info).arrival.is_some();
     if open && (r.users.is_some() || r.spawn_rate.is_some()) {
         return bad("this run is the open model: change its arrival_rate".into());
     }
@@ -166,6 +380,11 @@ async fn retarget(State(state): State<AppState>, headers: HeaderMap, body: axum:
 async fn stop_run(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !authorized(&state, &headers) {
         return unauthorized();
+    }
+    if state.cluster.final_report().is_some() {
+        // The run is over (the UI stayed up for its downloads): close the master.
+        state.quit.cancel();
+        return (StatusCode::ACCEPTED, Json(serde_json::json!({"closing": true}))).into_response();
     }
     state.cluster.request_stop("stopped from the web API");
     state.stop.cancel();

@@ -14,6 +14,86 @@ use crate::cluster::Cluster;
 const RULE: &str = "============================================================";
 
 /// Prints the live view for the window that just ended.
+/// What the run is heading for, for the progress line.
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    /// Users and spawn rate (closed model).
+    Users(u32, f64),
+    /// Arrivals per second now (open model).
+    Rate(f64),
+}
+
+/// Erases the progress line (before other output, and at the end).
+pub fn clear_progress() {
+    use std::io::Write;
+    print!("\r\x1b[2K");
+    let _ = std::io::stdout().flush();
+}
+
+/// Redraws the progress line in place (stdout is a terminal).
+pub fn print_progress(cluster: &Cluster, elapsed: Duration, run_time: Option<Duration>, target: Target) {
+    use std::io::Write;
+    let users = cluster.live_users();
+    let (rps, errors) = {
+        let agg = cluster.aggregator();
+        // The last complete second.
+        let last = agg.timeline.get(&(elapsed.as_secs() as i64 - 1));
+        let all = agg.aggregated();
+        let errors = if all.requests > 0 {
+            all.failures as f64 * 100.0 / all.requests as f64
+        } else {
+            0.0
+        };
+        (last.map_or(0, |s| s.requests), errors)
+    };
+    print!(
+        "\r\x1b[2K{}",
+        progress_line(elapsed, run_time, users, target, rps, errors)
+    );
+    let _ = std::io::stdout().flush();
+}
+
+/// `[#####-----] 0:42 / 2:00, 1:18 left | users 37 -> 50 at 10/s | 152 req/s | 0.00 % errors`
+pub fn progress_line(
+    elapsed: Duration,
+    run_time: Option<Duration>,
+    users: u32,
+    target: Target,
+    rps: u64,
+    error_pct: f64,
+) -> String {
+    let clock = |d: Duration| {
+        let s = d.as_secs();
+        if s >= 3600 {
+            format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+        } else {
+            format!("{}:{:02}", s / 60, s % 60)
+        }
+    };
+    let time = match run_time {
+        Some(total) => {
+            const WIDTH: usize = 20;
+            let done = (elapsed.as_secs_f64() / total.as_secs_f64().max(1e-3)).clamp(0.0, 1.0);
+            let filled = (done * WIDTH as f64).round() as usize;
+            format!(
+                "[{}{}] {} / {}, {} left",
+                "#".repeat(filled),
+                "-".repeat(WIDTH - filled),
+                clock(elapsed),
+                clock(total),
+                clock(total.saturating_sub(elapsed))
+            )
+        }
+        None => format!("{} (until stopped)", clock(elapsed)),
+    };
+    let load = match target {
+        Target::Users(goal, rate) if goal != users => format!("users {users} -> {goal} at {rate}/s"),
+        Target::Users(..) => format!("users {users}"),
+        Target::Rate(r) => format!("{r:.1} arrivals/s, users {users}"),
+    };
+    format!("{time} | {load} | {rps} req/s | {error_pct:.2} % errors")
+}
+
 pub fn print_live(cluster: &Cluster, elapsed: Duration, window: Duration) {
     print!("{}", live_view(cluster, elapsed, window));
 }
@@ -492,4 +572,39 @@ fn render_hunt(out: &mut String, h: &crate::hunt::HuntReport) {
     }
     let _ = writeln!(out, "Search ended: {}", h.ended);
     let _ = writeln!(out, "Generators: {}", h.validity);
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_shows_time_left_the_ramp_and_the_rate() {
+        let line = progress_line(
+            Duration::from_secs(42),
+            Some(Duration::from_secs(120)),
+            37,
+            Target::Users(50, 10.0),
+            152,
+            0.5,
+        );
+        assert_eq!(
+            line,
+            "[#######-------------] 0:42 / 2:00, 1:18 left | users 37 -> 50 at 10/s | 152 req/s | 0.50 % errors"
+        );
+        let line = progress_line(Duration::from_secs(3725), None, 50, Target::Users(50, 10.0), 0, 0.0);
+        assert_eq!(line, "1:02:05 (until stopped) | users 50 | 0 req/s | 0.00 % errors");
+        let line = progress_line(
+            Duration::from_secs(200),
+            Some(Duration::from_secs(100)),
+            3,
+            Target::Rate(12.0),
+            12,
+            0.0,
+        );
+        assert!(
+            line.starts_with("[####################] 3:20 / 1:40, 0:00 left | 12.0 arrivals/s, users 3"),
+            "{line}"
+        );
+    }
 }

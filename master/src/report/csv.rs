@@ -30,7 +30,7 @@ use tracing::{info, warn};
 use barrage_common::metrics::{EndpointStats, Metric};
 
 use super::{FailureRow, FinalReport, TimelinePoint};
-use crate::aggregate::{Aggregator, Window};
+use crate::aggregate::Window;
 use crate::cluster::Cluster;
 
 /// Locust's `PERCENTILES_TO_REPORT`.
@@ -191,6 +191,47 @@ where
     out.write_record(row).map_err(|e| CsvError::new(path, e))
 }
 
+/// A whole file as text (the web UI's downloads), with the files' conventions.
+fn to_text(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = ::csv::WriterBuilder::new()
+        .terminator(::csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    // Writing to memory cannot fail.
+    let _ = out.write_record(header);
+    for row in rows {
+        let _ = out.write_record(row);
+    }
+    String::from_utf8_lossy(&out.into_inner().unwrap_or_default()).into_owned()
+}
+
+/// `_stats.csv`'s rows: one per stats row, then Aggregated, from the merged data.
+fn stats_rows(report: &FinalReport) -> barrage_common::Result<Vec<Vec<String>>> {
+    let secs = (report.duration_s - report.stats_since_s).max(1e-3);
+    let rows = super::rows_from_merged(&report.merged, secs)?.stats;
+    let mut all = EndpointStats::default();
+    let mut stats: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(method, name, s)| {
+            all.merge(s);
+            stats_record(method, name, s, secs)
+        })
+        .collect();
+    stats.push(stats_record("", "Aggregated", &all, secs));
+    Ok(stats)
+}
+
+/// `PREFIX_stats.csv` as text.
+pub fn stats_text(report: &FinalReport) -> Result<String, String> {
+    let rows = stats_rows(report).map_err(|e| e.to_string())?;
+    Ok(to_text(&STATS_COLUMNS, &rows))
+}
+
+/// `PREFIX_failures.csv` as text.
+pub fn failures_text(report: &FinalReport) -> String {
+    let rows: Vec<Vec<String>> = report.failures.iter().map(failure_record).collect();
+    to_text(&FAILURES_COLUMNS, &rows)
+}
+
 /// A whole file: the header, then the rows.
 fn write_file(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<(), CsvError> {
     let mut out = create(path)?;
@@ -281,7 +322,10 @@ impl Csv {
     /// After the run: closes the history and writes the other files from the final
     /// report and the merged totals. Every file is attempted; the first error (the
     /// history's included) is returned.
-    pub fn write_final(&self, report: &FinalReport, agg: &Aggregator) -> Result<(), CsvError> {
+    /// The stats rows come from the report's merged data, so a saved report
+    /// (`barrage report run.json --csv p`) writes the same files; the history is only
+    /// written live, during a run.
+    pub fn write_final(&self, report: &FinalReport) -> Result<(), CsvError> {
         let (history_error, started_unix) = {
             let mut h = self.lock();
             let path = self.path(HISTORY_SUFFIX);
@@ -292,15 +336,9 @@ impl Csv {
             }
             (h.error.clone(), h.started_unix)
         };
-        // Without a start (never the case in a run), count back from now.
-        let started_unix = started_unix.unwrap_or_else(|| unix_now() - report.duration_s);
-        let secs = report.duration_s.max(1e-3);
-        let mut stats: Vec<Vec<String>> = agg
-            .endpoints
-            .iter()
-            .map(|(k, t)| stats_record(&k.method, &k.name, &t.stats(), secs))
-            .collect();
-        stats.push(stats_record("", "Aggregated", &agg.aggregated(), secs));
+        // A saved report re-rendered has no live history: its own start time.
+        let started_unix = started_unix.unwrap_or(report.started_unix);
+        let stats = stats_rows(report).map_err(|e| CsvError::new(&self.path(STATS_SUFFIX), e))?;
         let failures: Vec<Vec<String>> = report.failures.iter().map(failure_record).collect();
         let sse: Vec<Vec<String>> = report.timeline.iter().map(|p| sse_record(started_unix, p)).collect();
         let results = [

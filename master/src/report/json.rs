@@ -17,5 +17,21 @@ pub fn write(report: &FinalReport, path: &Path) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing the JSON report to {}", path.display()))
 }
 
+/// Reads a saved report (a file written by `--json`) and recomputes its tables from
+/// the merged histograms it carries, the way the run computed them.
+pub fn read(path: &Path) -> Result<FinalReport, String> {
+    let shown = path.display();
+    let value = crate::compare::load(path)?;
+    let mut report: FinalReport =
+        serde_json::from_value(value).map_err(|e| format!("{shown}: not a complete Barrage report: {e}"))?;
+    if !report.merged.is_empty() {
+        let again = super::rows_from_merged(&report.merged, report.duration_s - report.stats_since_s)
+            .map_err(|e| format!("{shown}: merged data: {e}"))?;
+        report.endpoints = again.endpoints;
+        report.aggregated = again.aggregated;
+    }
+    Ok(report)
+}
+
 /// The committed schema, for tests and for `barrage` itself to point people at.
 pub const SCHEMA: &str = include_str!("../../schema/report.schema.json");

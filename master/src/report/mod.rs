@@ -6,15 +6,17 @@
 
 pub mod console;
 pub mod csv;
+pub mod html;
 pub mod json;
 
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use barrage_common::metrics::{EndpointStats, Metric, failure};
 use barrage_common::plan::TaskKindTag;
+use barrage_common::saved::SavedStats;
 
 use crate::aggregate::Aggregator;
 use crate::cluster::Cluster;
@@ -26,14 +28,19 @@ pub const SCHEMA_ID: &str = "barrage.report.v1";
 /// include the generator's own delay.
 const LAG_WARNING_US: u64 = 5_000;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FinalReport {
-    pub schema: &'static str,
+    pub schema: String,
     pub scenario: String,
     pub host: Option<String>,
     pub users: u32,
     pub spawn_rate: f64,
+    /// When the run started, Unix seconds.
+    pub started_unix: f64,
     pub duration_s: f64,
+    /// Seconds into the run the statistics were last reset from the web UI (0 without
+    /// a reset): the tables and their rates cover `duration_s - stats_since_s`.
+    pub stats_since_s: f64,
     pub stop_reason: String,
     pub endpoints: Vec<EndpointRow>,
     pub aggregated: EndpointRow,
@@ -58,20 +65,93 @@ pub struct FinalReport {
     pub arrivals: Option<ArrivalFigures>,
     /// Soak: the run's early third against its late third (null below 30 s).
     pub drift: Option<Drift>,
+    /// The whole run's latency distributions (all rows merged), in log buckets.
+    pub distributions: Option<Distributions>,
+    /// The merged data the tables come from: each row's counters and HDR histograms,
+    /// so a saved result can be re-rendered or merged again (`barrage report`).
+    pub merged: Vec<MergedRow>,
+}
+
+/// One stats row's merged data, as saved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MergedRow {
+    pub kind: String,
+    pub method: String,
+    pub name: String,
+    pub events_per_request: u32,
+    pub stats: SavedStats,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Distributions {
+    pub response_time: Vec<Bucket>,
+    pub ttfe: Vec<Bucket>,
+}
+
+/// Values up to `le_ms` (and above the previous bucket's) seen `count` times.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Bucket {
+    pub le_ms: f64,
+    pub count: u64,
+}
+
+/// Buckets grow by 10^(1/5): five per decade, from 0.1 ms.
+fn buckets(h: Option<&Histogram<u64>>) -> Vec<Bucket> {
+    let Some(h) = h.filter(|h| !h.is_empty()) else {
+        return Vec::new();
+    };
+    h.iter_log(100, 10f64.powf(0.2))
+        .map(|v| Bucket {
+            le_ms: v.value_iterated_to() as f64 / 1000.0,
+            count: v.count_since_last_iteration(),
+        })
+        .skip_while(|b| b.count == 0)
+        .collect()
+}
+
+/// The endpoint rows and the Aggregated row of saved merged data, computed the way a
+/// run computes them. Also gives each row's stats, for the CSV files.
+pub fn rows_from_merged(merged: &[MergedRow], duration_s: f64) -> barrage_common::Result<Recomputed> {
+    let secs = duration_s.max(1e-3);
+    let mut all = EndpointStats::default();
+    let mut rows = Vec::with_capacity(merged.len());
+    let mut stats = Vec::with_capacity(merged.len());
+    for m in merged {
+        let s = EndpointStats::try_from(&m.stats)?;
+        all.merge(&s);
+        rows.push(row(&m.kind, &m.method, &m.name, &s, secs, m.events_per_request));
+        stats.push((m.method.clone(), m.name.clone(), s));
+    }
+    let mut aggregated = row("http", "", "Aggregated", &all, secs, 1);
+    aggregated.business_events = rows.iter().map(|e| e.business_events).sum();
+    aggregated.business_events_per_s = aggregated.business_events as f64 / secs;
+    Ok(Recomputed {
+        endpoints: rows,
+        aggregated,
+        stats,
+    })
+}
+
+/// What [`rows_from_merged`] gives.
+pub struct Recomputed {
+    pub endpoints: Vec<EndpointRow>,
+    pub aggregated: EndpointRow,
+    /// (method, name, stats) of each row.
+    pub stats: Vec<(String, String, EndpointStats)>,
 }
 
 /// How the figures moved over a long run: the first third of it (after its first 10 %,
 /// the ramp) against the last third.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Drift {
     pub early_s: (i64, i64),
     pub late_s: (i64, i64),
     pub rows: Vec<DriftRow>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DriftRow {
-    pub figure: &'static str,
+    pub figure: String,
     pub early: f64,
     pub late: f64,
     /// (late - early) / early, in percent; null when early is 0.
@@ -123,7 +203,7 @@ fn drift(agg: &Aggregator, duration: Duration) -> Option<Drift> {
         .into_iter()
         .zip(figures(late))
         .map(|((figure, e), (_, l))| DriftRow {
-            figure,
+            figure: figure.to_string(),
             early: e,
             late: l,
             change_pct: (e != 0.0).then(|| (l - e) / e * 100.0),
@@ -136,7 +216,7 @@ fn drift(agg: &Aggregator, duration: Duration) -> Option<Drift> {
     })
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ArrivalFigures {
     /// Arrivals the schedule put within the run (ceil of the rate's integral).
     pub due: u64,
@@ -149,9 +229,9 @@ pub struct ArrivalFigures {
     pub stages: Vec<(f64, f64)>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EndpointRow {
-    pub kind: &'static str,
+    pub kind: String,
     pub method: String,
     pub name: String,
     pub requests: u64,
@@ -186,7 +266,7 @@ pub struct EndpointRow {
     pub business_events_per_s: f64,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct Percentiles {
     pub count: u64,
     pub avg: f64,
@@ -220,14 +300,14 @@ impl Percentiles {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct MaxAvgMin {
     pub max: f64,
     pub avg: f64,
     pub min: f64,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Connections {
     pub max_concurrent: i64,
     pub avg_active: f64,
@@ -235,14 +315,14 @@ pub struct Connections {
     pub connections_opened: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Qps {
     pub max: f64,
     pub avg: f64,
     pub avg_duration_ms: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FailureRow {
     pub method: String,
     pub name: String,
@@ -252,7 +332,7 @@ pub struct FailureRow {
     pub sample: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReplicaRow {
     pub peer: String,
     pub method: String,
@@ -264,7 +344,7 @@ pub struct ReplicaRow {
     pub ttfe_ms: Option<Percentiles>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerRow {
     pub id: String,
     pub index: u32,
@@ -279,7 +359,7 @@ pub struct WorkerRow {
     pub sched_lag_max_ms: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TimelinePoint {
     /// Seconds since the run started (start of the 1 s slot).
     pub t: i64,
@@ -292,8 +372,10 @@ pub struct TimelinePoint {
     pub active_streams_max: i64,
     pub ttfe_p50_ms: f64,
     pub ttfe_p95_ms: f64,
+    pub ttfe_p99_ms: f64,
     pub response_time_p50_ms: f64,
     pub response_time_p95_ms: f64,
+    pub response_time_p99_ms: f64,
 }
 
 /// What the run was asked to do.
@@ -326,14 +408,18 @@ pub fn business_events(s: &EndpointStats, epr: u32) -> u64 {
     s.requests.saturating_sub(s.failures).saturating_sub(expected) * u64::from(epr)
 }
 
-fn row(kind: TaskKindTag, method: &str, name: &str, s: &EndpointStats, secs: f64, epr: u32) -> EndpointRow {
+fn kind_name(kind: TaskKindTag) -> &'static str {
+    match kind {
+        TaskKindTag::Http => "http",
+        TaskKindTag::Sse => "sse",
+    }
+}
+
+fn row(kind: &str, method: &str, name: &str, s: &EndpointStats, secs: f64, epr: u32) -> EndpointRow {
     let pct = |m: Metric| s.histogram(m).and_then(Percentiles::from_us);
     let business_events = business_events(s, epr);
     EndpointRow {
-        kind: match kind {
-            TaskKindTag::Http => "http",
-            TaskKindTag::Sse => "sse",
-        },
+        kind: kind.to_string(),
         method: method.to_string(),
         name: name.to_string(),
         requests: s.requests,
@@ -433,7 +519,8 @@ impl FinalReport {
 
     /// The figures alone, from merged data (also used by tests and re-rendering).
     pub fn from_aggregator(agg: &Aggregator, info: &RunInfo, duration: Duration) -> FinalReport {
-        let secs = duration.as_secs_f64().max(1e-3);
+        // After a reset of the statistics, rates count from the reset.
+        let secs = (duration.as_secs_f64() - agg.stats_since_s).max(1e-3);
         let endpoints: Vec<EndpointRow> = agg
             .endpoints
             .iter()
@@ -443,7 +530,7 @@ impl FinalReport {
                     .get(&(k.name.clone(), k.method.clone()))
                     .copied()
                     .unwrap_or(1);
-                row(t.kind, &k.method, &k.name, &t.stats(), secs, epr)
+                row(kind_name(t.kind), &k.method, &k.name, &t.stats(), secs, epr)
             })
             .collect();
         let all = agg.aggregated();
@@ -529,22 +616,29 @@ impl FinalReport {
                     active_streams_max: s.active_streams_max,
                     ttfe_p50_ms: sum.ttfe_p50_us as f64 / 1000.0,
                     ttfe_p95_ms: sum.ttfe_p95_us as f64 / 1000.0,
+                    ttfe_p99_ms: sum.ttfe_p99_us as f64 / 1000.0,
                     response_time_p50_ms: sum.rt_p50_us as f64 / 1000.0,
                     response_time_p95_ms: sum.rt_p95_us as f64 / 1000.0,
+                    response_time_p99_ms: sum.rt_p99_us as f64 / 1000.0,
                 }
             })
             .collect();
         let active_integral: f64 = agg.timeline.values().map(|s| s.active_streams).sum();
         FinalReport {
-            schema: SCHEMA_ID,
+            schema: SCHEMA_ID.to_string(),
             scenario: info.scenario.clone(),
             host: info.host.clone(),
             users: info.users,
             spawn_rate: info.spawn_rate,
+            started_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64())
+                - duration.as_secs_f64(),
             duration_s: duration.as_secs_f64(),
+            stats_since_s: agg.stats_since_s,
             stop_reason: String::new(),
             aggregated: {
-                let mut r = row(TaskKindTag::Http, "", "Aggregated", &all, secs, 1);
+                let mut r = row("http", "", "Aggregated", &all, secs, 1);
                 r.business_events = endpoints.iter().map(|e| e.business_events).sum();
                 r.business_events_per_s = r.business_events as f64 / secs;
                 r
@@ -587,6 +681,25 @@ impl FinalReport {
             thresholds: Vec::new(),
             hunt: None,
             drift: drift(agg, duration),
+            distributions: Some(Distributions {
+                response_time: buckets(all.histogram(Metric::ResponseTime)),
+                ttfe: buckets(all.histogram(Metric::Ttfe)),
+            }),
+            merged: agg
+                .endpoints
+                .iter()
+                .map(|(k, t)| MergedRow {
+                    kind: kind_name(t.kind).to_string(),
+                    method: k.method.clone(),
+                    name: k.name.clone(),
+                    events_per_request: info
+                        .events_per_request
+                        .get(&(k.name.clone(), k.method.clone()))
+                        .copied()
+                        .unwrap_or(1),
+                    stats: SavedStats::from(&t.stats()),
+                })
+                .collect(),
             arrivals: info.arrival.as_ref().map(|a| ArrivalFigures {
                 due: a.schedule.cumulative(duration.as_secs_f64()).ceil().max(0.0) as u64,
                 dropped: agg.dropped_iterations,

@@ -174,12 +174,12 @@ async fn the_arrival_rate_hunt_finds_the_rate_the_target_refuses() {
     assert_eq!(h.level, "arrivals/s");
     let levels: Vec<(u32, &str)> = h.steps.iter().map(|s| (s.users, s.verdict.as_str())).collect();
     assert_eq!(levels, [(50, "ok"), (100, "ok"), (150, "ok"), (200, "slo")], "{h:#?}");
-    // Virtual users the worker needed: about rate x time in system (Little's law).
-    assert!(
-        h.steps[2].users_avg > 25.0 && h.steps[2].users_avg < 40.0,
-        "{:?}",
-        h.steps[2]
-    );
+    // Virtual users the worker needed: at least rate x time in system (Little's law);
+    // they are kept once created, so a busy second can leave a few more, but nowhere
+    // near the cap of 500.
+    let s = &h.steps[2];
+    let little = s.rps * s.response_time_avg_ms.unwrap() / 1000.0;
+    assert!(s.users_avg > 0.8 * little && s.users_avg < 80.0, "{little} {s:?}");
     // Each good step achieved its offered rate (completions in a one-second window
     // trail the arrivals by a response time; a busy machine fires some late).
     for s in &h.steps[..3] {

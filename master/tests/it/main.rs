@@ -3,6 +3,7 @@
 //! dify-api double, and every figure we report is compared with the mock's ground truth.
 
 mod arrivals;
+mod browser;
 mod cli;
 mod cluster;
 mod compare;
@@ -11,6 +12,7 @@ mod csv;
 mod dify;
 mod examples;
 mod faults;
+mod html;
 mod hunt;
 mod inputs;
 mod netns;
@@ -23,3 +25,4 @@ mod support;
 mod thresholds;
 mod tls;
 mod web;
+mod webui;

@@ -152,3 +152,145 @@ async fn users_change_live_from_the_api() {
     let changes: Vec<&String> = r.events.iter().filter(|e| e.contains("web API")).collect();
     assert_eq!(changes.len(), 2, "{:?}", r.events);
 }
+
+/// One POST with a JSON body and the token; returns (status, body).
+async fn post(addr: SocketAddr, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    let (status, _, body) = http(addr, "POST", path, &token_header(token), body).await;
+    (status, body)
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// `--start-from-ui`: the master waits with its workers in until the web API starts
+/// the run with users, spawn rate and run time of its own; the run's figures, its
+/// downloads and the target's count agree; after the run the page keeps its downloads
+/// until a POST /api/stop closes the master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_started_from_the_web_api_runs_what_it_was_asked() {
+    let mock = mock(sse_mock_config(5, 2, 5)).await;
+    let mut load = load_args(mock.addr, 9, 100.0, Duration::from_secs(600));
+    load.start_from_ui = true;
+    let mut s = setup(&workflow_scenario("constant(0.05)"), &load, 1);
+    s.run.start_from_ui = true;
+    let web = with_web(&mut s, "tok", false);
+    let m = master(s).await;
+    let w = worker(m.addr, "w");
+    assert!(
+        eventually(Duration::from_secs(10), || m.cluster.registry().workers.len() == 1).await,
+        "the worker joins"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let state = json(&call(web, "GET", "/api/state", None).await.1);
+    assert_eq!(state["state"], "waiting", "{state}");
+    assert_eq!(state["start_from_ui"], true);
+    assert_eq!(state["workers"][0]["state"], "connected", "{state}");
+    assert_eq!(
+        mock.state.ground_truth().requests,
+        0,
+        "nothing is sent before the start"
+    );
+
+    let start = r#"{"users": 3, "spawn_rate": 100, "run_time_s": 2}"#;
+    assert_eq!(post(web, "/api/start", None, start).await.0, 401);
+    let (status, body) = post(web, "/api/start", Some("tok"), r#"{"users": 3, "spawn_rate": 0}"#).await;
+    assert_eq!((status, body.contains("spawn_rate")), (400, true), "{body}");
+    let (status, body) = post(
+        web,
+        "/api/start",
+        Some("tok"),
+        r#"{"users": 3, "spawn_rate": 1, "host": "ftp://x"}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(post(web, "/api/start", Some("tok"), start).await.0, 202);
+    assert_eq!(post(web, "/api/start", Some("tok"), start).await.0, 409, "one start");
+
+    assert!(
+        eventually(Duration::from_secs(20), || m.cluster.final_report().is_some()).await,
+        "the 2 s run ends"
+    );
+    let state = json(&call(web, "GET", "/api/state", None).await.1);
+    assert_eq!(
+        (state["state"].as_str(), state["users"].as_u64()),
+        (Some("done"), Some(3)),
+        "{state}"
+    );
+    let truth = mock.state.ground_truth().requests;
+    let stats = json(&call(web, "GET", "/api/stats", None).await.1);
+    assert_eq!(stats["users"], 3);
+    assert_eq!(stats["aggregated"]["requests"].as_u64(), Some(truth));
+    assert!(
+        (2.0..4.0).contains(&stats["duration_s"].as_f64().unwrap()),
+        "{}",
+        stats["duration_s"]
+    );
+
+    // The downloads: Locust's stats CSV, the JSON with its merged data, the HTML page.
+    let (status, head, csv) = http(web, "GET", "/api/download/stats.csv", "", "").await;
+    assert_eq!(status, 200);
+    assert!(head.contains("attachment; filename=\"barrage-stats.csv\""), "{head}");
+    let aggregated = csv.lines().last().unwrap();
+    assert!(aggregated.starts_with(&format!(",Aggregated,{truth},")), "{csv}");
+    let saved = json(&call(web, "GET", "/api/download/report.json", None).await.1);
+    assert!(!saved["merged"].as_array().unwrap().is_empty());
+    let (status, _, page) = http(web, "GET", "/api/download/report.html", "", "").await;
+    assert!(status == 200 && page.contains("id=\"barrage-report\""));
+    assert_eq!(call(web, "GET", "/api/download/secrets.txt", None).await.0, 404);
+    assert_eq!(post(web, "/api/reset", Some("tok"), "").await.0, 409, "the run is over");
+
+    assert!(!m.run.is_finished(), "the master keeps the downloads up");
+    assert_eq!(post(web, "/api/stop", Some("tok"), "").await.0, 202);
+    let out = tokio::time::timeout(Duration::from_secs(10), m.run)
+        .await
+        .expect("POST /api/stop closes the master")
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.report.users, 3);
+    assert_eq!(out.report.aggregated.requests, truth);
+    let _ = w.await;
+}
+
+/// Reset statistics mid-run: the totals start again (fewer than the target saw over
+/// the run, as many as it saw since), the timeline stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resetting_the_statistics_counts_from_the_reset() {
+    let mock = mock(sse_mock_config(5, 2, 5)).await;
+    let load = load_args(mock.addr, 2, 100.0, Duration::from_secs(4));
+    let mut s = setup(&workflow_scenario("constant(0.05)"), &load, 1);
+    let web = with_web(&mut s, "tok", false);
+    let m = master(s).await;
+    let w = worker(m.addr, "w");
+    assert!(
+        eventually(Duration::from_secs(10), || m.cluster.aggregator().aggregated().requests
+            > 5)
+        .await
+    );
+    assert_eq!(post(web, "/api/reset", None, "").await.0, 401);
+    let (status, body) = post(web, "/api/reset", Some("tok"), "").await;
+    assert_eq!(status, 202, "{body}");
+    let at = json(&body)["reset_at_s"].as_f64().unwrap();
+    let out = m.run.await.unwrap().unwrap();
+    let _ = w.await;
+    let r = &out.report;
+    let truth = mock.state.ground_truth().requests;
+    assert!(r.aggregated.requests < truth, "{} of {truth}", r.aggregated.requests);
+    assert!(r.aggregated.requests > 0);
+    assert_eq!(r.stats_since_s, at);
+    // Rates are over the time since the reset.
+    let rate = r.aggregated.requests as f64 / (r.duration_s - at);
+    assert!((r.aggregated.rps - rate).abs() < 1e-9, "{} vs {rate}", r.aggregated.rps);
+    // The per-second timeline still holds the seconds before the reset.
+    let timeline: u64 = r.timeline.iter().map(|p| p.rps).sum();
+    assert!(
+        timeline > r.aggregated.requests,
+        "{timeline} vs {}",
+        r.aggregated.requests
+    );
+    assert!(
+        r.events.iter().any(|e| e.contains("statistics reset")),
+        "{:?}",
+        r.events
+    );
+}

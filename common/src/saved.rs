@@ -1,0 +1,178 @@
+//! [`EndpointStats`] as JSON, for results saved to disk (`--json`) and read back
+//! (`barrage report run.json`): counters as numbers, each histogram as the base64 of
+//! its uncompressed HdrHistogram V2 encoding (the interchange format other HdrHistogram
+//! libraries decode). Reading goes through the same checked decoder as the wire, so a
+//! corrupt or hostile file cannot make us allocate without bound.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::metrics::{EndpointStats, FailureEntry, Metric, OutcomeKey, decode_histogram, encode_histogram};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedStats {
+    pub requests: u64,
+    pub failures: u64,
+    pub failure_kinds: Vec<SavedOutcome>,
+    pub outcomes: Vec<SavedOutcome>,
+    pub bytes_received: u64,
+    pub connections_opened: u64,
+    pub streams_started: u64,
+    pub streams_completed: u64,
+    pub events: u64,
+    pub events_by_type: BTreeMap<String, u64>,
+    pub total_tokens: u64,
+    /// Metric name (`response_time`, `ttfe`, ...) to base64 HdrHistogram V2, in µs.
+    pub histograms: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedOutcome {
+    pub kind: String,
+    pub detail: String,
+    pub count: u64,
+    pub sample: String,
+}
+
+fn save_outcomes(map: &BTreeMap<OutcomeKey, FailureEntry>) -> Vec<SavedOutcome> {
+    map.iter()
+        .map(|((kind, detail), e)| SavedOutcome {
+            kind: kind.clone(),
+            detail: detail.clone(),
+            count: e.count,
+            sample: e.sample.clone(),
+        })
+        .collect()
+}
+
+fn load_outcomes(list: &[SavedOutcome]) -> BTreeMap<OutcomeKey, FailureEntry> {
+    let mut map: BTreeMap<OutcomeKey, FailureEntry> = BTreeMap::new();
+    for o in list {
+        let e = map.entry((o.kind.clone(), o.detail.clone())).or_default();
+        e.count += o.count;
+        if e.sample.is_empty() {
+            e.sample = o.sample.clone();
+        }
+    }
+    map
+}
+
+impl From<&EndpointStats> for SavedStats {
+    fn from(s: &EndpointStats) -> Self {
+        let histograms = Metric::ALL
+            .iter()
+            .filter_map(|m| {
+                let h = s.histogram(*m)?;
+                Some((m.as_str().to_string(), STANDARD.encode(encode_histogram(h))))
+            })
+            .collect();
+        SavedStats {
+            requests: s.requests,
+            failures: s.failures,
+            failure_kinds: save_outcomes(&s.failure_kinds),
+            outcomes: save_outcomes(&s.outcomes),
+            bytes_received: s.bytes_received,
+            connections_opened: s.connections_opened,
+            streams_started: s.streams_started,
+            streams_completed: s.streams_completed,
+            events: s.events,
+            events_by_type: s.events_by_type.clone(),
+            total_tokens: s.total_tokens,
+            histograms,
+        }
+    }
+}
+
+impl TryFrom<&SavedStats> for EndpointStats {
+    type Error = Error;
+
+    fn try_from(s: &SavedStats) -> Result<Self> {
+        let mut stats = EndpointStats {
+            requests: s.requests,
+            failures: s.failures,
+            failure_kinds: load_outcomes(&s.failure_kinds),
+            outcomes: load_outcomes(&s.outcomes),
+            bytes_received: s.bytes_received,
+            connections_opened: s.connections_opened,
+            streams_started: s.streams_started,
+            streams_completed: s.streams_completed,
+            events: s.events,
+            events_by_type: s.events_by_type.clone(),
+            total_tokens: s.total_tokens,
+            ..EndpointStats::default()
+        };
+        for (name, text) in &s.histograms {
+            let malformed = |message: String| Error::Histogram {
+                metric: name.clone(),
+                message,
+            };
+            let metric = Metric::parse(name).ok_or_else(|| malformed("not a metric Barrage records".into()))?;
+            let bytes = STANDARD
+                .decode(text)
+                .map_err(|e| malformed(format!("not base64: {e}")))?;
+            stats.histograms[metric as usize] = Some(decode_histogram(name, &bytes)?);
+        }
+        Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> EndpointStats {
+        let mut s = EndpointStats {
+            requests: 3,
+            bytes_received: 900,
+            ..EndpointStats::default()
+        };
+        for us in [1_000, 52_345, 7_000_000] {
+            s.record(Metric::ResponseTime, us);
+        }
+        s.record(Metric::Ttfe, 12_500);
+        s.fail("http_status", "503", || "Service Unavailable".into());
+        s.outcome("expected_status", "429", || "Too Many Requests".into());
+        s.count_event("message");
+        s
+    }
+
+    #[test]
+    fn saved_stats_read_back_to_the_same_figures() {
+        let s = sample();
+        let json = serde_json::to_string(&SavedStats::from(&s)).unwrap();
+        let back = EndpointStats::try_from(&serde_json::from_str::<SavedStats>(&json).unwrap()).unwrap();
+        assert_eq!(back.requests, 3);
+        assert_eq!(back.failure_kinds, s.failure_kinds);
+        assert_eq!(back.outcomes, s.outcomes);
+        assert_eq!(back.events_by_type, s.events_by_type);
+        for m in Metric::ALL {
+            assert_eq!(back.histogram(m), s.histogram(m), "{m:?}");
+        }
+        // Read back, they merge like the originals.
+        let mut twice = back.clone();
+        twice.merge(&s);
+        assert_eq!(twice.histogram(Metric::ResponseTime).unwrap().len(), 6);
+    }
+
+    #[test]
+    fn a_corrupt_histogram_is_an_error_naming_the_metric() {
+        let mut saved = SavedStats::from(&sample());
+        saved.histograms.insert("ttfe".into(), "AAAA".into());
+        let err = EndpointStats::try_from(&saved).unwrap_err().to_string();
+        assert!(err.contains("ttfe"), "{err}");
+        saved.histograms.insert("ttfe".into(), "not base64!".into());
+        assert!(
+            EndpointStats::try_from(&saved)
+                .unwrap_err()
+                .to_string()
+                .contains("base64")
+        );
+        saved.histograms.clear();
+        saved.histograms.insert("latency".into(), String::new());
+        assert!(EndpointStats::try_from(&saved).is_err());
+    }
+}

@@ -1,0 +1,421 @@
+//! `--html FILE`: the page of a real run opened in headless Chromium. Every chart has
+//! data drawn, the tables hold the report's figures (read back from the DOM), nothing
+//! is fetched, nothing throws, and a failure sample that tries to close the script
+//! element is shown as text. Screenshots: `target/browser-artifacts/html_*.png`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::routing::post;
+use serde_json::{Value, json};
+
+use barrage_master::report::{html, json::to_json};
+
+use crate::browser::{self, Page};
+use crate::support::*;
+
+/// What the hostile endpoint answers: Dify's error envelope whose message tries to end
+/// the page's data element and run a script of its own.
+const HOSTILE: &str = "</script><script>window.pwned = 1</script><!--";
+
+/// Streams and blocking chats against the mock, and a class whose endpoint answers 500
+/// with [`HOSTILE`] (that message becomes the failure sample).
+fn scenario(hostile: std::net::SocketAddr) -> String {
+    workflow_scenario("constant(0.05)")
+        + &format!(
+            r#"
+[[users]]
+name = "Hostile"
+weight = 1
+wait = "constant(0.2)"
+host = "http://{hostile}"
+[[users.tasks]]
+name = "/v1/hostile"
+method = "POST"
+path = "/v1/hostile"
+body = "{{}}"
+"#
+        )
+}
+
+/// Writes `report` as `target/browser-artifacts/<name>.html` (kept beside its
+/// screenshot, to open by hand) and opens it; None when the test is skipped.
+fn open(name: &str, report: &Value) -> Option<Page> {
+    let page = browser::launch(name)?;
+    let path = browser::artifacts_dir().join(format!("{name}.html"));
+    html::write(report, &path).unwrap();
+    page.goto_file(&path);
+    page.wait_for(
+        "document.querySelector('#summary .cards') !== null",
+        Duration::from_secs(10),
+    );
+    Some(page)
+}
+
+/// Each visible chart: its id, the number of drawn series paths with at least two
+/// points (a line segment or a bar), and of point markers.
+const CHARTS_JS: &str = r#"Array.from(document.querySelectorAll('.chart-card'))
+  .filter((c) => !c.closest('section').hidden)
+  .map((c) => ({
+    id: c.id,
+    svg: c.querySelector('svg') !== null,
+    drawn: Array.from(c.querySelectorAll('path.bc-series'))
+      .filter((p) => /[LV]/.test(p.getAttribute('d') || '')).length,
+    markers: c.querySelectorAll('circle.bc-marker').length,
+    empty: c.querySelector('.bc-empty') !== null,
+  }))"#;
+
+/// A table's body rows as {method, name, requests, failures} read from the cells.
+fn rows_js(table: &str) -> String {
+    format!(
+        r#"Array.from(document.querySelectorAll('#{table} tbody tr, #{table} tfoot tr')).map((tr) => ({{
+            method: tr.dataset.method || '',
+            name: tr.dataset.name || tr.querySelector('.c-name').textContent,
+            total: tr.classList.contains('total'),
+            requests: Number(tr.querySelector('.c-requests').textContent.replace(/,/g, '')),
+            failures: Number(tr.querySelector('.c-failures').textContent.replace(/,/g, '')),
+        }}))"#
+    )
+}
+
+fn as_u64(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("{v} is not a count"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_report_of_a_real_run_shows_every_chart_and_the_reports_figures() {
+    let mock = mock(sse_mock_config(20, 4, 10)).await;
+    let hostile = serve(axum::Router::new().route(
+        "/v1/hostile",
+        post(|| async {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"code": "hostile", "message": HOSTILE})),
+            )
+        }),
+    ))
+    .await;
+    let mut load = load_args(mock.addr, 6, 100.0, Duration::from_secs(3));
+    // One threshold the hostile class fails, one every run passes.
+    load.threshold = vec!["error_rate < 1%".into(), "p99(ttfe) < 60s".into()];
+    let report = to_json(&run_with_one_worker(setup(&scenario(hostile), &load, 1)).await);
+    let truth = mock.state.ground_truth();
+    // The run is real: the mock saw requests and one sample carries the hostile text.
+    assert!(truth.requests > 5, "{truth:?}");
+    let samples: Vec<&str> = report["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["sample"].as_str())
+        .collect();
+    assert!(samples.iter().any(|s| s.contains("</script>")), "{samples:?}");
+
+    let report2 = report.clone();
+    tokio::task::spawn_blocking(move || check_real_run_page(&report2))
+        .await
+        .unwrap();
+}
+
+fn check_real_run_page(report: &Value) {
+    let Some(page) = open("html_real_run", report) else {
+        return;
+    };
+    page.wait_for(
+        "document.querySelectorAll('.chart-card svg').length >= 6",
+        Duration::from_secs(10),
+    );
+    page.screenshot();
+    page.assert_no_problems();
+    assert_eq!(page.eval("document.querySelectorAll('.render-error').length"), json!(0));
+
+    // Every chart of a run with streams is there and has data drawn.
+    let charts = page.eval(CHARTS_JS);
+    let ids: Vec<&str> = charts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    let mut expected = vec![
+        "chart-users",
+        "chart-rps",
+        "chart-response-time",
+        "chart-ttfe",
+        "chart-streams",
+        "chart-events",
+    ];
+    let has_distribution = report["distributions"]["response_time"]
+        .as_array()
+        .is_some_and(|b| b.iter().any(|b| b["count"].as_u64() > Some(0)));
+    if has_distribution {
+        expected.push("chart-distribution");
+    }
+    assert_eq!(ids, expected, "{charts:#}");
+    for c in charts.as_array().unwrap() {
+        assert!(c["svg"] == json!(true) && c["empty"] == json!(false), "{c}");
+        assert!(as_u64(&c["drawn"]) >= 1, "nothing drawn: {c}");
+    }
+
+    // The request table: a row per endpoint with the report's counts, then Aggregated.
+    let rows = page.eval(&rows_js("endpoints-table"));
+    let rows = rows.as_array().unwrap();
+    let endpoints = report["endpoints"].as_array().unwrap();
+    assert_eq!(rows.len(), endpoints.len() + 1, "{rows:#?}");
+    for (row, e) in rows.iter().zip(endpoints) {
+        assert_eq!((&row["method"], &row["name"]), (&e["method"], &e["name"]));
+        assert_eq!(
+            (&row["requests"], &row["failures"]),
+            (&e["requests"], &e["failures"]),
+            "{row}"
+        );
+    }
+    let total = rows.last().unwrap();
+    assert_eq!(total["total"], json!(true));
+    assert_eq!(total["requests"], report["aggregated"]["requests"]);
+    assert_eq!(total["failures"], report["aggregated"]["failures"]);
+    assert!(as_u64(&total["failures"]) > 0, "the hostile class fails");
+
+    // SSE rows have their TTFE percentiles; the figure shown is the report's.
+    let sse: Vec<&Value> = endpoints.iter().filter(|e| e["kind"] == "sse").collect();
+    assert_eq!(sse.len(), 1);
+    let ttfe_rows = page.eval("Array.from(document.querySelectorAll('#ttfe-table tbody tr')).map((tr) => tr.querySelector('.c-count').textContent)");
+    assert_eq!(ttfe_rows, json!([format_count(as_u64(&sse[0]["ttfe_ms"]["count"]))]));
+
+    // The hostile sample is text on the page, and its script never ran.
+    assert_eq!(page.eval("typeof window.pwned"), json!("undefined"));
+    let shown = page.eval("document.querySelector('#failures-table').textContent");
+    assert!(shown.as_str().unwrap().contains(HOSTILE), "{shown}");
+    assert_eq!(page.eval("document.querySelectorAll('script').length"), json!(4));
+
+    // Each threshold with the report's observed value and verdict.
+    let shown = page.eval(
+        "Array.from(document.querySelectorAll('#thresholds-table tbody tr')).map((tr) => \
+         [tr.querySelector('.c-threshold').textContent, tr.querySelector('.c-observed').textContent, \
+          tr.querySelector('.c-verdict').textContent])",
+    );
+    let expected: Vec<Value> = report["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            json!([
+                t["threshold"],
+                t["shown"],
+                if t["passed"] == json!(true) { "pass" } else { "FAIL" }
+            ])
+        })
+        .collect();
+    assert_eq!(shown, json!(expected));
+    assert_eq!(
+        page.eval("document.querySelector('.verdict').textContent"),
+        json!("1 threshold failed")
+    );
+
+    // Parts without data are left out: no hunt, no drift under 30 s, no open model.
+    for id in ["hunt", "drift", "arrivals"] {
+        assert_eq!(
+            page.eval(&format!("document.getElementById('{id}').hidden")),
+            json!(true),
+            "{id}"
+        );
+    }
+
+    // Self-contained: the page fetched nothing but itself.
+    assert_eq!(page.eval("performance.getEntriesByType('resource').length"), json!(0));
+    let requests = page.requests();
+    assert!(
+        requests.len() == 1 && requests[0].starts_with("file://"),
+        "{requests:?}"
+    );
+}
+
+/// 1234567 as the page writes it: 1,234,567.
+fn format_count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One step of a hunt, as `barrage hunt` reports it.
+fn step(users: u32, rps: f64, ttfe_p95: f64, error_rate: f64, verdict: &str, bisecting: bool) -> Value {
+    json!({
+        "users": users, "from_s": users, "to_s": users + 50, "users_avg": users as f64,
+        "rps": rps, "events_per_s": rps * 12.0, "error_rate": error_rate,
+        "status_429": (error_rate * rps * 50.0) as u64,
+        "ttfe_p50_ms": ttfe_p95 / 2.0, "ttfe_p95_ms": ttfe_p95, "ttfe_p99_ms": ttfe_p95 * 1.4,
+        "response_time_p50_ms": ttfe_p95 * 3.0, "response_time_p95_ms": ttfe_p95 * 5.0,
+        "response_time_avg_ms": ttfe_p95 * 3.2, "little_rps": users as f64 * 8.2,
+        "worker_cpu_max": 30.0 + users as f64 / 10.0, "sched_lag_max_ms": 0.4,
+        "verdict": verdict,
+        "broken": if verdict == "slo" { json!(["p95(ttfe) < 500ms: 812.00ms"]) } else { json!([]) },
+        "bisecting": bisecting,
+    })
+}
+
+/// A hunt report in the schema's shape: 10 → 50 users, broken at 50, bisected to 45.
+fn hunt_report(steps: Vec<Value>) -> Value {
+    let timeline: Vec<Value> = (0..300)
+        .map(|t| {
+            let users = 10 + 10 * (t / 60);
+            // Seconds 120-124 saw no request: a gap in the response-time lines.
+            let rps = if (120..125).contains(&t) { 0 } else { users * 8 };
+            json!({"t": t, "users": users, "rps": rps, "failures_per_s": if users >= 50 { 5 } else { 0 },
+                   "events_per_s": users * 96, "streams_per_s": users * 8, "active_streams": users as f64 * 0.9,
+                   "active_streams_max": users, "ttfe_p50_ms": 40.0 + users as f64, "ttfe_p95_ms": 80.0 + 10.0 * users as f64,
+                   "ttfe_p99_ms": 100.0 + 14.0 * users as f64,
+                   "response_time_p50_ms": 400.0, "response_time_p95_ms": 600.0, "response_time_p99_ms": 900.0})
+        })
+        .collect();
+    json!({
+        "schema": "barrage.report.v1", "scenario": "hunt <i>demo</i>", "host": "http://127.0.0.1:5001",
+        "users": 50, "spawn_rate": 10.0, "duration_s": 300.0, "stop_reason": "hunt finished",
+        "endpoints": [], "aggregated": {"kind": "http", "method": "", "name": "Aggregated", "requests": 0, "failures": 0,
+                                         "failure_ratio": 0.0, "rps": 0.0, "failures_per_s": 0.0},
+        "event_throughput": {"max": 0.0, "avg": 0.0, "min": 0.0}, "ttfe_ms": null,
+        "connections": {"max_concurrent": 0, "avg_active": 0.0, "total_streams": 0, "connections_opened": 0},
+        "qps": {"max": 0.0, "avg": 0.0, "avg_duration_ms": 0.0},
+        "failures": [], "outcomes": [], "replicas": [], "workers": [], "events": [], "warnings": [],
+        "timeline": timeline, "thresholds": [], "arrivals": null, "drift": null, "distributions": null,
+        "hunt": {
+            "level": "users", "steps": steps, "sustainable_users": 45, "sustainable_rps": 352.5,
+            "first_bad_users": 50, "knee_users": null, "broke_first": "p95(ttfe) < 500ms: 812.00ms (429s: 0)",
+            "ended": "an SLO broke at 50 users; bisected 1 round", "little_ratio": 0.98,
+            "valid": true, "validity": "valid: every worker stayed under 90% CPU and 5 ms of timer lag",
+        },
+    })
+}
+
+#[test]
+fn html_report_of_a_hunt_draws_its_curves_and_updates_in_place() {
+    let mut steps = vec![
+        step(10, 80.0, 180.0, 0.0, "ok", false),
+        step(20, 160.0, 260.0, 0.0, "ok", false),
+        step(30, 238.0, 330.0, 0.0, "ok", false),
+        step(40, 312.0, 420.0, 0.001, "ok", false),
+        step(50, 330.0, 812.0, 0.02, "slo", false),
+    ];
+    let Some(page) = open("html_hunt", &hunt_report(steps.clone())) else {
+        return;
+    };
+    page.assert_no_problems();
+    assert_eq!(page.eval("document.getElementById('hunt').hidden"), json!(false));
+    let charts = page.eval(CHARTS_JS);
+    let hunt: Vec<&Value> = charts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["id"].as_str().unwrap().starts_with("chart-hunt-"))
+        .collect();
+    assert_eq!(hunt.len(), 3, "{charts:#}");
+    for c in &hunt {
+        assert!(as_u64(&c["drawn"]) >= 1, "{c}");
+        // Each step is a marked point of each of the chart's series.
+        assert_eq!(as_u64(&c["markers"]) % 5, 0, "{c}");
+        assert!(as_u64(&c["markers"]) >= 5, "{c}");
+    }
+    // The search's levels are marked on the curves.
+    let labels = page.eval(
+        "Array.from(document.querySelectorAll('#chart-hunt-throughput .bc-vline text')).map((t) => t.textContent)",
+    );
+    assert_eq!(labels, json!(["sustainable", "first bad"]));
+    assert_eq!(
+        page.eval("document.querySelectorAll('#hunt-table tbody tr').length"),
+        json!(5)
+    );
+    // A run without streams has no SSE charts; its timeline charts still draw.
+    let ids: Vec<&str> = charts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert!(!ids.contains(&"chart-ttfe") && ids.contains(&"chart-rps"), "{ids:?}");
+    // Seconds without a request break the latency lines in two; req/s is 0 there.
+    let moves =
+        "(s) => (document.querySelector(`#chart-${s} path.bc-series`).getAttribute('d').match(/M/g) || []).length";
+    assert_eq!(page.eval(&format!("({moves})('response-time')")), json!(2));
+    assert_eq!(page.eval(&format!("({moves})('rps')")), json!(1));
+    // The hover tooltip shows the values at the nearest step.
+    page.eval(
+        "(() => { const o = document.querySelector('#chart-hunt-throughput .bc-overlay'); const r = o.getBoundingClientRect(); \
+         o.dispatchEvent(new MouseEvent('mousemove', { clientX: r.right - 1, clientY: r.top + 5, bubbles: true })); })()",
+    );
+    let tip = page.eval("document.querySelector('#chart-hunt-throughput .bc-tip').textContent");
+    assert!(
+        tip.as_str().unwrap().contains("users: 50") && tip.as_str().unwrap().contains("330"),
+        "{tip}"
+    );
+    page.screenshot();
+
+    // The live page calls render again with the newer report: same chart elements, one
+    // more step drawn, the tooltip still there.
+    steps.push(step(45, 350.0, 470.0, 0.0, "ok", true));
+    let newer = serde_json::to_string(&hunt_report(steps)).unwrap();
+    let redrawn = page.eval(&format!(
+        "(() => {{ const before = document.getElementById('chart-hunt-throughput'); \
+           BarrageReport.render(document.getElementById('app'), {newer}); \
+           return before === document.getElementById('chart-hunt-throughput'); }})()"
+    ));
+    assert_eq!(redrawn, json!(true));
+    assert_eq!(
+        page.eval("document.querySelectorAll('#hunt-table tbody tr').length"),
+        json!(6)
+    );
+    assert_eq!(
+        page.eval("document.querySelectorAll('#chart-hunt-throughput circle.bc-marker').length"),
+        json!(12)
+    );
+    assert!(
+        page.eval("document.querySelector('#hunt-table').textContent")
+            .as_str()
+            .unwrap()
+            .contains("45 (bisect)")
+    );
+    page.assert_no_problems();
+}
+
+#[test]
+fn html_report_tolerates_missing_and_null_fields() {
+    // The least a report can be, then one whose every optional part is null or empty.
+    for (name, report) in [
+        ("html_minimal", json!({"schema": "barrage.report.v1"})),
+        (
+            "html_nulls",
+            json!({"schema": "barrage.report.v1", "scenario": "s", "host": null, "endpoints": [], "aggregated": null,
+                   "timeline": [], "ttfe_ms": null, "hunt": null, "arrivals": null, "drift": null, "distributions": null,
+                   "failures": [], "workers": [], "warnings": ["a <b>warning</b>"], "stop_reason": "running"}),
+        ),
+    ] {
+        let Some(page) = open(name, &report) else {
+            return;
+        };
+        page.assert_no_problems();
+        assert_eq!(
+            page.eval("document.querySelectorAll('.render-error').length"),
+            json!(0),
+            "{name}"
+        );
+        // Charts without data say so instead of drawing axes over nothing.
+        let charts = page.eval(CHARTS_JS);
+        assert!(
+            charts.as_array().unwrap().iter().all(|c| c["empty"] == json!(true)),
+            "{name}: {charts:#}"
+        );
+        if name == "html_nulls" {
+            assert_eq!(
+                page.eval("document.querySelector('.verdict').textContent"),
+                json!("running")
+            );
+            let warning = page.eval("document.querySelector('.callout-warn').textContent");
+            assert!(warning.as_str().unwrap().contains("a <b>warning</b>"), "{warning}");
+        }
+        page.screenshot();
+    }
+}
