@@ -9,6 +9,7 @@ mod cluster;
 mod compare;
 mod correlation;
 mod csv;
+mod deploy;
 mod dify;
 mod examples;
 mod faults;
