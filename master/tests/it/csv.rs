@@ -288,6 +288,7 @@ async fn a_saved_result_renders_the_same_files_again() {
     let mut load = load_args(mock.addr, 4, 100.0, Duration::from_secs(2));
     load.csv = Some(live.clone());
     load.json = Some(saved.clone());
+    load.html = Some(dir.path().join("live.html"));
     let out = run(&load).await.unwrap();
     assert_eq!(out.report.aggregated.requests, mock.state.ground_truth().requests);
     assert!(out.report.aggregated.failures > 0);
@@ -303,6 +304,8 @@ async fn a_saved_result_renders_the_same_files_again() {
         saved.display().to_string(),
         "--csv".into(),
         again.display().to_string(),
+        "--html".into(),
+        dir.path().join("again.html").display().to_string(),
     ])
     .await;
     let stdout = String::from_utf8_lossy(&o.stdout);
@@ -321,6 +324,15 @@ async fn a_saved_result_renders_the_same_files_again() {
         !file(&again, "_stats_history.csv").exists(),
         "only a live run writes the history"
     );
+    // Both HTML pages embed the report (the browser tests in html.rs draw one).
+    for page in ["live.html", "again.html"] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
+        let requests = format!("\"requests\":{}", out.report.aggregated.requests);
+        assert!(
+            text.contains("id=\"barrage-report\"") && text.contains(&requests),
+            "{page}"
+        );
+    }
 
     // A file that is not a report is a usage error (exit 2) that says why.
     std::fs::write(dir.path().join("bad.json"), "{\"schema\": \"barrage.report.v1\"}").unwrap();

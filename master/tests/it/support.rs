@@ -214,3 +214,24 @@ pub fn with_web(s: &mut MasterSetup, token: &str, auth_all: bool) -> SocketAddr 
     ));
     web
 }
+
+/// A master that waits for a start from its web UI (`--start-from-ui`, this token),
+/// its flags offering 9 users against `target`, and one worker joining it: the
+/// master, its web address and the worker.
+pub async fn ui_master(
+    target: SocketAddr,
+    token: &str,
+) -> (
+    Master,
+    SocketAddr,
+    tokio::task::JoinHandle<barrage_worker::Result<barrage_worker::Exit>>,
+) {
+    let mut load = load_args(target, 9, 100.0, Duration::from_secs(600));
+    load.start_from_ui = true;
+    let mut s = setup(&workflow_scenario("constant(0.05)"), &load, 1);
+    let web = with_web(&mut s, token, false);
+    let m = master(s).await;
+    let w = worker(m.addr, "w");
+    assert!(eventually(Duration::from_secs(10), || std::net::TcpStream::connect(web).is_ok()).await);
+    (m, web, w)
+}

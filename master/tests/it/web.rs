@@ -170,13 +170,7 @@ fn json(body: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_started_from_the_web_api_runs_what_it_was_asked() {
     let mock = mock(sse_mock_config(5, 2, 5)).await;
-    let mut load = load_args(mock.addr, 9, 100.0, Duration::from_secs(600));
-    load.start_from_ui = true;
-    let mut s = setup(&workflow_scenario("constant(0.05)"), &load, 1);
-    s.run.start_from_ui = true;
-    let web = with_web(&mut s, "tok", false);
-    let m = master(s).await;
-    let w = worker(m.addr, "w");
+    let (m, web, w) = ui_master(mock.addr, "tok").await;
     assert!(
         eventually(Duration::from_secs(10), || m.cluster.registry().workers.len() == 1).await,
         "the worker joins"

@@ -18,14 +18,7 @@ const SOON: Duration = Duration::from_secs(20);
 async fn the_web_ui_starts_steers_stops_and_downloads_a_run() {
     let mock = mock(sse_mock_config(5, 2, 5)).await;
     // The flags' load (9 users) is what the form offers; the form asks for 3.
-    let mut load = load_args(mock.addr, 9, 100.0, Duration::from_secs(600));
-    load.start_from_ui = true;
-    let mut s = setup(&workflow_scenario("constant(0.05)"), &load, 1);
-    s.run.start_from_ui = true;
-    let web = with_web(&mut s, "ui-token", false);
-    let m = master(s).await;
-    let w = worker(m.addr, "w");
-    assert!(eventually(SOON, || std::net::TcpStream::connect(web).is_ok()).await);
+    let (m, web, w) = ui_master(mock.addr, "ui-token").await;
 
     let url = format!("http://{web}/");
     let truth = mock.state.clone();
