@@ -69,68 +69,11 @@ impl Drop for Slot {
 }
 
 /// The Chromium binary; installed with apt-get the first time it is needed (root only).
-/// `OnceLock::get_or_init` makes concurrent tests wait for the one install instead of
-/// racing for dpkg's lock. Err says why there is none.
 pub fn chromium() -> Result<PathBuf, String> {
     static CHROMIUM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    CHROMIUM.get_or_init(find_or_install).clone()
-}
-
-fn find() -> Option<PathBuf> {
-    CANDIDATES.iter().map(PathBuf::from).find(|p| p.is_file())
-}
-
-fn find_or_install() -> Result<PathBuf, String> {
-    if let Some(path) = find() {
-        return Ok(path);
-    }
-    if !is_root() {
-        return Err("Chromium is not installed and only root can install it (apt-get install chromium)".into());
-    }
-    eprintln!("browser tests: installing Debian's chromium package (once)...");
-    let started = Instant::now();
-    apt(&["update"])?;
-    apt(&[
-        "install",
-        "-y",
-        "--no-install-recommends",
-        // Another apt run (a second test binary) holds the lock: wait for it.
-        "-o",
-        "DPkg::Lock::Timeout=300",
-        "chromium",
-    ])?;
-    eprintln!("browser tests: chromium installed in {:.0?}", started.elapsed());
-    find().ok_or_else(|| "apt-get installed chromium but no binary was found".into())
-}
-
-fn apt(args: &[&str]) -> Result<(), String> {
-    let out = std::process::Command::new("apt-get")
-        .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run apt-get: {e}"))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let err = String::from_utf8_lossy(&out.stderr);
-    let tail: Vec<&str> = err.lines().rev().take(5).collect();
-    Err(format!(
-        "apt-get {} failed ({}): {}",
-        args.join(" "),
-        out.status,
-        tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-    ))
-}
-
-fn is_root() -> bool {
-    // The effective uid, without libc (unsafe code is forbidden here).
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(2))
-            == Some("0")
-    })
+    CHROMIUM
+        .get_or_init(|| crate::tools::debian_tool("chromium", &CANDIDATES))
+        .clone()
 }
 
 /// `target/browser-artifacts`, created: screenshots land there.
@@ -146,16 +89,7 @@ pub fn artifacts_dir() -> PathBuf {
 /// A headless Chromium with one tab for test `name`; None when there is no Chromium
 /// and `CI` is not set (the test should return: it is skipped, and says so).
 pub fn launch(name: &str) -> Option<Page> {
-    let path = match chromium() {
-        Ok(path) => path,
-        Err(reason) if std::env::var_os("CI").is_some() => {
-            panic!("browser test {name}: CI is set and there is no Chromium: {reason}")
-        }
-        Err(reason) => {
-            eprintln!("SKIPPED browser test: {reason} ({name})");
-            return None;
-        }
-    };
+    let path = crate::tools::required("browser test", name, chromium())?;
     Some(Page::launch(name, &path).unwrap_or_else(|e| panic!("launching {}: {e:#}", path.display())))
 }
 

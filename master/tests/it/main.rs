@@ -25,5 +25,6 @@ mod signals;
 mod support;
 mod thresholds;
 mod tls;
+mod tools;
 mod web;
 mod webui;

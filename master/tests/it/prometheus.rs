@@ -372,3 +372,150 @@ async fn with_web_auth_a_scrape_needs_the_token() {
     assert!(HISTOGRAMS.iter().all(|h| s.types.contains_key(*h)));
     m.run.abort();
 }
+
+/// Debian's Prometheus server and its promtool.
+fn prometheus() -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
+    static TOOL: std::sync::OnceLock<Result<std::path::PathBuf, String>> = std::sync::OnceLock::new();
+    let server = TOOL
+        .get_or_init(|| crate::tools::debian_tool("prometheus", &["/usr/bin/prometheus"]))
+        .clone()?;
+    Ok((server.clone(), server.with_file_name("promtool")))
+}
+
+/// A URL query value, percent-encoded.
+fn encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Every PromQL expression of the Grafana dashboard, its `$endpoint` variable set to
+/// all endpoints.
+fn dashboard_queries() -> Vec<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/barrage-dashboard.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(e) = m.get("expr").and_then(|e| e.as_str()) {
+                    out.push(e.replace("$endpoint", ".*"));
+                }
+                m.values().for_each(|v| walk(v, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(&dashboard, &mut out);
+    out
+}
+
+/// Kills the child when the test ends, however it ends.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real Prometheus server (Debian's package, installed by the test when missing)
+/// scrapes a running master: `promtool check metrics` accepts the exposition, the
+/// target is up, and every query of `deploy/grafana/barrage-dashboard.json` answers
+/// with data, as its panels would (the failure panel excepted: this run has none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scrapes_the_master_and_fills_the_dashboard() {
+    let test = "a_real_prometheus_scrapes_the_master_and_fills_the_dashboard";
+    let Some((server, promtool)) = crate::tools::required("prometheus test", test, prometheus()) else {
+        return;
+    };
+    let mock = mock(sse_mock_config(5, 2, 5)).await;
+    let load = load_args(mock.addr, 3, 100.0, Duration::from_secs(60));
+    let mut s = setup(&workflow_scenario("constant(0.05)"), &load, 1);
+    let web = with_web(&mut s, "tok", false);
+    let m = master(s).await;
+    let w = worker(m.addr, "w");
+    assert!(
+        eventually(Duration::from_secs(10), || m.cluster.aggregator().aggregated().requests
+            > 0)
+        .await
+    );
+
+    // Prometheus's own linter on one scrape.
+    let (_, _, body) = get(web, "/metrics", "").await;
+    let mut lint = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut lint.stdin.take().unwrap(), body.as_bytes()).unwrap();
+    let lint = lint.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&lint.stdout).to_string() + &String::from_utf8_lossy(&lint.stderr);
+    assert!(lint.status.success() && said.trim().is_empty(), "promtool: {said}");
+
+    // The server, scraping every second.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: barrage\n    static_configs:\n      - targets: [\"{web}\"]\n"),
+    )
+    .unwrap();
+    let api = free_addr();
+    let _server = Reaped(
+        std::process::Command::new(&server)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address={api}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let query = |q: String| async move {
+        let (status, _, body) = http(api, "GET", &format!("/api/v1/query?query={}", encode(&q)), "", "").await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        (status, v["data"]["result"].as_array().map_or(0, Vec::len), body)
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || std::net::TcpStream::connect(api).is_ok()).await,
+        "prometheus listens"
+    );
+    // Every panel's query has data once a few scrapes are in (rates need two).
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 10, "{queries:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut empty: Vec<String> = queries.clone();
+    while !empty.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut still = Vec::new();
+        for q in empty {
+            let (status, series, body) = query(q.clone()).await;
+            // 503 while its storage starts; anything else is a bad query.
+            assert!(status == 200 || status == 503, "{q}: {status} {body}");
+            if (status != 200 || series == 0) && !q.contains("barrage_failures_total") {
+                still.push(q);
+            }
+        }
+        empty = still;
+    }
+    assert!(empty.is_empty(), "dashboard queries without data after 30 s: {empty:?}");
+    let (_, _, body) = query("sum(barrage_requests_total)".into()).await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let scraped: f64 = v["data"]["result"][0]["value"][1].as_str().unwrap().parse().unwrap();
+    assert!(
+        scraped > 0.0 && scraped <= mock.state.ground_truth().requests as f64,
+        "{scraped}"
+    );
+
+    assert_eq!(post(web, "/api/stop", "tok").await, 202);
+    let _ = m.run.await;
+    let _ = w.await;
+}
