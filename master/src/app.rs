@@ -762,6 +762,11 @@ pub fn hunt_setup(args: &HuntArgs, scenario: Scenario, workers: u32) -> Result<M
             "hunt sets the load itself (--start, --step, --max; --arrival for rates); leave out -u, --stage, --arrival-rate and --arrival-stage".to_string(),
         ));
     }
+    if args.load.start_from_ui {
+        return Err(Failure::usage(
+            "hunt steps the load itself; --start-from-ui is for runs started from the web UI".to_string(),
+        ));
+    }
     if args.load.max_in_flight.is_some() && !args.arrival {
         return Err(Failure::usage(
             "--max-in-flight caps the open model; hunt with --arrival to step arrival rates".to_string(),

@@ -458,6 +458,27 @@ async fn bad_scenarios_and_flags_are_named_exit_2_and_send_nothing() {
                     &["hunt sets the load itself"],
                 ),
                 (
+                    "hunt started from the UI",
+                    strings(&[
+                        "hunt",
+                        "-f",
+                        g,
+                        "-H",
+                        &host,
+                        "--workers",
+                        "1",
+                        "--slo",
+                        "error_rate < 1%",
+                        "--start-from-ui",
+                    ]),
+                    &["--start-from-ui is for runs started from the web UI"],
+                ),
+                (
+                    "start from the UI and headless",
+                    run_untimed(&["--start-from-ui"]),
+                    &["--start-from-ui", "--headless"],
+                ),
+                (
                     "arrival rate with users",
                     run_untimed(&["--arrival-rate", "5", "-u", "3"]),
                     &["the open model", "replace -u"],
