@@ -127,20 +127,28 @@ async fn stats(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if state.cfg.auth_all && !authorized(&state, &headers) {
         return unauthorized();
     }
-    let mut report = live_report(&state);
     // The merged histograms are for saved files (GET /api/download/report.json).
-    report.merged.clear();
+    let report = live_report(&state, false);
     Json(crate::report::json::to_json(&report)).into_response()
 }
 
 /// The final report once the run is over, else the run so far.
-fn live_report(state: &AppState) -> FinalReport {
+/// `merged`: with the rows' histograms (for saved files), or without (the live view).
+fn live_report(state: &AppState, merged: bool) -> FinalReport {
     if let Some(done) = state.cluster.final_report() {
-        return (*done).clone();
+        let mut report = (*done).clone();
+        if !merged {
+            report.merged.clear();
+        }
+        return report;
     }
     let elapsed = state.cluster.run_elapsed().max(Duration::from_millis(1));
     let info = state.cluster.run_info(&state.info);
-    let mut report = FinalReport::from_aggregator(&state.cluster.aggregator(), &info, elapsed);
+    let agg = state.cluster.aggregator();
+    let mut report = FinalReport::from_aggregator(&agg, &info, elapsed);
+    if merged {
+        report = report.with_merged(&agg, &info);
+    }
     report.stop_reason = "running".into();
     report
 }
@@ -153,24 +161,42 @@ async fn run_state(State(state): State<AppState>, headers: HeaderMap) -> Respons
     let c = &state.cluster;
     let info = c.run_info(&state.info);
     let elapsed = c.run_elapsed();
-    let agg = c.aggregator();
-    let reg = c.registry();
-    let phase = match (reg.phase, c.final_report().is_some()) {
-        (_, true) => "done",
+    let live_users = c.live_users();
+    // The registry, copied and released before the aggregator is taken: never both.
+    let (phase, members) = {
+        let reg = c.registry();
+        let members: Vec<_> = reg
+            .workers
+            .values()
+            .map(|w| {
+                (
+                    w.id.clone(),
+                    w.index,
+                    w.hostname.clone(),
+                    w.cores,
+                    w.lost,
+                    w.tx.is_some(),
+                    w.heartbeat.users,
+                )
+            })
+            .collect();
+        (reg.phase, members)
+    };
+    let phase = match (phase, c.final_report().is_some()) {
+        (_, true) | (Phase::Done, _) => "done",
         (Phase::Waiting, _) => "waiting",
         (Phase::Running, _) => "running",
         (Phase::Stopping, _) => "stopping",
-        (Phase::Done, _) => "done",
     };
     let now_us = elapsed.as_micros() as i64;
-    let workers: Vec<serde_json::Value> = reg
-        .workers
-        .values()
-        .map(|w| {
-            let p = agg.workers.get(&w.id);
-            let state = if w.lost {
+    let agg = c.aggregator();
+    let workers: Vec<serde_json::Value> = members
+        .into_iter()
+        .map(|(id, index, hostname, cores, lost, connected, users)| {
+            let p = agg.workers.get(&id);
+            let state = if lost {
                 "lost"
-            } else if w.tx.is_none() {
+            } else if !connected {
                 "disconnected"
             } else if p.is_some_and(|p| p.final_seen) {
                 "finished"
@@ -178,12 +204,12 @@ async fn run_state(State(state): State<AppState>, headers: HeaderMap) -> Respons
                 "connected"
             };
             serde_json::json!({
-                "id": w.id,
-                "index": w.index,
-                "hostname": w.hostname,
-                "cores": w.cores,
+                "id": id,
+                "index": index,
+                "hostname": hostname,
+                "cores": cores,
                 "state": state,
-                "users": w.heartbeat.users,
+                "users": users,
                 "cpu_percent": p.map_or(0.0, |p| p.cpu_percent),
                 "rss_bytes": p.map_or(0, |p| p.rss_bytes),
                 "reports": p.map_or(0, |p| p.reports),
@@ -192,6 +218,8 @@ async fn run_state(State(state): State<AppState>, headers: HeaderMap) -> Respons
             })
         })
         .collect();
+    let stats_since_s = agg.stats_since_s;
+    drop(agg);
     Json(serde_json::json!({
         "state": phase,
         "start_from_ui": state.start_from_ui,
@@ -202,9 +230,9 @@ async fn run_state(State(state): State<AppState>, headers: HeaderMap) -> Respons
         "spawn_rate": c.target().filter(|_| info.arrival.is_none()).map_or(info.spawn_rate, |t| t.1),
         "arrival_rate": c.target().filter(|_| info.arrival.is_some()).map(|t| t.1),
         "open_model": info.arrival.is_some(),
-        "live_users": reg.workers.values().filter(|w| !w.lost).map(|w| w.heartbeat.users).sum::<u32>(),
+        "live_users": live_users,
         "elapsed_s": elapsed.as_secs_f64(),
-        "stats_since_s": agg.stats_since_s,
+        "stats_since_s": stats_since_s,
         "workers": workers,
     }))
     .into_response()
@@ -289,7 +317,7 @@ async fn download(
     if state.cfg.auth_all && !authorized(&state, &headers) {
         return unauthorized();
     }
-    let report = live_report(&state);
+    let report = live_report(&state, true);
     let (content_type, body) = match file.as_str() {
         "report.json" => (
             "application/json",

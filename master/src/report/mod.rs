@@ -391,6 +391,16 @@ pub struct RunInfo {
     pub events_per_request: std::collections::BTreeMap<(String, String), u32>,
 }
 
+impl RunInfo {
+    /// The `events_per_request` of a stats row (1 unless its task says otherwise).
+    fn events_per_request_of(&self, k: &crate::aggregate::EndpointKey) -> u32 {
+        self.events_per_request
+            .get(&(k.name.clone(), k.method.clone()))
+            .copied()
+            .unwrap_or(1)
+    }
+}
+
 /// Failures plus declared outcomes of one kind (a 429 may be either).
 fn count_kind(s: &EndpointStats, kind: &str) -> u64 {
     s.failure_kinds
@@ -459,7 +469,7 @@ fn row(kind: &str, method: &str, name: &str, s: &EndpointStats, secs: f64, epr: 
 impl FinalReport {
     pub fn build(cluster: &Cluster, info: &RunInfo, summary: &RunSummary) -> FinalReport {
         let agg = cluster.aggregator();
-        let mut report = Self::from_aggregator(&agg, info, summary.duration);
+        let mut report = Self::from_aggregator(&agg, info, summary.duration).with_merged(&agg, info);
         report.stop_reason = summary.stop_reason.clone();
         let reg = cluster.registry();
         report.workers = reg
@@ -518,6 +528,23 @@ impl FinalReport {
     }
 
     /// The figures alone, from merged data (also used by tests and re-rendering).
+    /// Adds the merged data (counters and histograms of every row) that saved results
+    /// carry.
+    pub fn with_merged(mut self, agg: &Aggregator, info: &RunInfo) -> FinalReport {
+        self.merged = agg
+            .endpoints
+            .iter()
+            .map(|(k, t)| MergedRow {
+                kind: kind_name(t.kind).to_string(),
+                method: k.method.clone(),
+                name: k.name.clone(),
+                events_per_request: info.events_per_request_of(k),
+                stats: SavedStats::from(&t.stats()),
+            })
+            .collect();
+        self
+    }
+
     pub fn from_aggregator(agg: &Aggregator, info: &RunInfo, duration: Duration) -> FinalReport {
         // After a reset of the statistics, rates count from the reset.
         let secs = (duration.as_secs_f64() - agg.stats_since_s).max(1e-3);
@@ -525,11 +552,7 @@ impl FinalReport {
             .endpoints
             .iter()
             .map(|(k, t)| {
-                let epr = info
-                    .events_per_request
-                    .get(&(k.name.clone(), k.method.clone()))
-                    .copied()
-                    .unwrap_or(1);
+                let epr = info.events_per_request_of(k);
                 row(kind_name(t.kind), &k.method, &k.name, &t.stats(), secs, epr)
             })
             .collect();
@@ -685,21 +708,8 @@ impl FinalReport {
                 response_time: buckets(all.histogram(Metric::ResponseTime)),
                 ttfe: buckets(all.histogram(Metric::Ttfe)),
             }),
-            merged: agg
-                .endpoints
-                .iter()
-                .map(|(k, t)| MergedRow {
-                    kind: kind_name(t.kind).to_string(),
-                    method: k.method.clone(),
-                    name: k.name.clone(),
-                    events_per_request: info
-                        .events_per_request
-                        .get(&(k.name.clone(), k.method.clone()))
-                        .copied()
-                        .unwrap_or(1),
-                    stats: SavedStats::from(&t.stats()),
-                })
-                .collect(),
+            // Filled by `build` and for downloads (`with_merged`): the live view needs none.
+            merged: Vec::new(),
             arrivals: info.arrival.as_ref().map(|a| ArrivalFigures {
                 due: a.schedule.cumulative(duration.as_secs_f64()).ceil().max(0.0) as u64,
                 dropped: agg.dropped_iterations,
