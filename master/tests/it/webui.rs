@@ -134,6 +134,8 @@ fn drive(url: &str, target: &barrage_mock::MockState) -> Option<Value> {
     );
     page.screenshot_stage("4-done");
     page.assert_no_problems();
+    // report.js shows a part that threw as a note instead of failing the page: none.
+    assert_eq!(page.eval("document.querySelectorAll('.render-error').length"), json!(0));
 
     page.click("#stop");
     Some(json!({"requests": requests, "download_requests": download_requests}))
