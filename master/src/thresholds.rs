@@ -92,10 +92,7 @@ impl Thresholds {
         let secs = elapsed.as_secs_f64().max(1e-3);
         let hist = |m: Metric| all.histogram(m).filter(|h| !h.is_empty());
         match t.stat {
-            Stat::Percentile(q, m) => hist(m).map(|h| h.value_at_quantile(q / 100.0) as f64),
-            Stat::Avg(m) => hist(m).map(|h| h.mean()),
-            Stat::Min(m) => hist(m).map(|h| h.min() as f64),
-            Stat::Max(m) => hist(m).map(|h| h.max() as f64),
+            Stat::Percentile(_, m) | Stat::Avg(m) | Stat::Min(m) | Stat::Max(m) => hist(m).map(|h| latency(t.stat, h)),
             Stat::ErrorRate => (all.requests > 0).then(|| all.failures as f64 / all.requests as f64),
             Stat::Rps => Some(all.requests as f64 / secs),
             Stat::EventsPerS => Some(all.events as f64 / secs),
@@ -107,17 +104,23 @@ impl Thresholds {
                 let events: u64 = rows
                     .iter()
                     .map(|(k, s)| {
-                        let epr = self
-                            .events_per_request
-                            .get(&(k.name.clone(), k.method.clone()))
-                            .copied()
-                            .unwrap_or(1);
+                        let epr = crate::report::events_per_request_of(&self.events_per_request, k);
                         crate::report::business_events(s, epr)
                     })
                     .sum();
                 Some(events as f64 / secs)
             }
         }
+    }
+}
+
+/// A latency statistic (percentile, mean, min, max) of a non-empty histogram, in µs.
+fn latency(stat: Stat, h: &hdrhistogram::Histogram<u64>) -> f64 {
+    match stat {
+        Stat::Percentile(q, _) => h.value_at_quantile(q / 100.0) as f64,
+        Stat::Avg(_) => h.mean(),
+        Stat::Min(_) => h.min() as f64,
+        _ => h.max() as f64,
     }
 }
 
@@ -132,10 +135,7 @@ pub fn window_value(stat: Stat, win: &Window) -> Option<f64> {
         (!a.is_empty()).then(|| a.to_histogram())
     };
     match stat {
-        Stat::Percentile(q, m) => hist(m).map(|h| h.value_at_quantile(q / 100.0) as f64),
-        Stat::Avg(m) => hist(m).map(|h| h.mean()),
-        Stat::Min(m) => hist(m).map(|h| h.min() as f64),
-        Stat::Max(m) => hist(m).map(|h| h.max() as f64),
+        Stat::Percentile(_, m) | Stat::Avg(m) | Stat::Min(m) | Stat::Max(m) => hist(m).map(|h| latency(stat, &h)),
         Stat::ErrorRate => (win.requests > 0).then(|| win.failures as f64 / win.requests as f64),
         Stat::Rps => Some(win.requests as f64 / secs),
         Stat::EventsPerS => Some(win.events as f64 / secs),

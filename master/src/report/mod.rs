@@ -392,13 +392,18 @@ pub struct RunInfo {
 }
 
 impl RunInfo {
-    /// The `events_per_request` of a stats row (1 unless its task says otherwise).
     fn events_per_request_of(&self, k: &crate::aggregate::EndpointKey) -> u32 {
-        self.events_per_request
-            .get(&(k.name.clone(), k.method.clone()))
-            .copied()
-            .unwrap_or(1)
+        events_per_request_of(&self.events_per_request, k)
     }
+}
+
+/// The `events_per_request` of a stats row in a (name, method) map of those that are
+/// not 1.
+pub fn events_per_request_of(
+    map: &std::collections::BTreeMap<(String, String), u32>,
+    k: &crate::aggregate::EndpointKey,
+) -> u32 {
+    map.get(&(k.name.clone(), k.method.clone())).copied().unwrap_or(1)
 }
 
 /// Failures plus declared outcomes of one kind (a 429 may be either).

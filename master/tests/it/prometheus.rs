@@ -435,16 +435,7 @@ async fn a_real_prometheus_scrapes_the_master_and_fills_the_dashboard() {
         return;
     };
     let mock = mock(sse_mock_config(5, 2, 5)).await;
-    let load = load_args(mock.addr, 3, 100.0, Duration::from_secs(60));
-    let mut s = setup(&workflow_scenario("constant(0.05)"), &load, 1);
-    let web = with_web(&mut s, "tok", false);
-    let m = master(s).await;
-    let w = worker(m.addr, "w");
-    assert!(
-        eventually(Duration::from_secs(10), || m.cluster.aggregator().aggregated().requests
-            > 0)
-        .await
-    );
+    let (m, web, w) = web_run(mock.addr, 3, Duration::from_secs(60), "tok").await;
 
     // Prometheus's own linter on one scrape.
     let (_, _, body) = get(web, "/metrics", "").await;

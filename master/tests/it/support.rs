@@ -152,8 +152,11 @@ pub async fn master(setup: MasterSetup) -> Master {
     Master { addr, cluster, run }
 }
 
+/// An in-process worker, running until its run ends.
+pub type WorkerTask = tokio::task::JoinHandle<barrage_worker::Result<barrage_worker::Exit>>;
+
 /// An in-process worker joining `master`; it runs until the run ends.
-pub fn worker(master: SocketAddr, id: &str) -> tokio::task::JoinHandle<barrage_worker::Result<barrage_worker::Exit>> {
+pub fn worker(master: SocketAddr, id: &str) -> WorkerTask {
     let mut cfg = barrage_worker::WorkerConfig::new(master.to_string());
     cfg.worker_id = id.to_string();
     cfg.give_up_after = Some(Duration::from_secs(30));
@@ -215,17 +218,31 @@ pub fn with_web(s: &mut MasterSetup, token: &str, auth_all: bool) -> SocketAddr 
     web
 }
 
+/// A running workflow test against `target` with its web API on (this token), one
+/// worker in, returned once requests flow: the master, its web address, the worker.
+pub async fn web_run(
+    target: SocketAddr,
+    users: u32,
+    run_time: Duration,
+    token: &str,
+) -> (Master, SocketAddr, WorkerTask) {
+    let load = load_args(target, users, 100.0, run_time);
+    let mut s = setup(&workflow_scenario("constant(0.05)"), &load, 1);
+    let web = with_web(&mut s, token, false);
+    let m = master(s).await;
+    let w = worker(m.addr, "w");
+    assert!(
+        eventually(Duration::from_secs(10), || m.cluster.aggregator().aggregated().requests
+            > 0)
+        .await
+    );
+    (m, web, w)
+}
+
 /// A master that waits for a start from its web UI (`--start-from-ui`, this token),
 /// its flags offering 9 users against `target`, and one worker joining it: the
 /// master, its web address and the worker.
-pub async fn ui_master(
-    target: SocketAddr,
-    token: &str,
-) -> (
-    Master,
-    SocketAddr,
-    tokio::task::JoinHandle<barrage_worker::Result<barrage_worker::Exit>>,
-) {
+pub async fn ui_master(target: SocketAddr, token: &str) -> (Master, SocketAddr, WorkerTask) {
     let mut load = load_args(target, 9, 100.0, Duration::from_secs(600));
     load.start_from_ui = true;
     let mut s = setup(&workflow_scenario("constant(0.05)"), &load, 1);

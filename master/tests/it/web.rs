@@ -15,16 +15,7 @@ async fn call(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_are_open_on_loopback_and_stopping_needs_a_post_with_the_token() {
     let mock = mock(sse_mock_config(5, 2, 5)).await;
-    let load = load_args(mock.addr, 2, 100.0, Duration::from_secs(60));
-    let mut s = setup(&workflow_scenario("constant(0.05)"), &load, 1);
-    let web = with_web(&mut s, "let-me-stop", false);
-    let m = master(s).await;
-    let w = worker(m.addr, "w");
-    assert!(
-        eventually(Duration::from_secs(10), || m.cluster.aggregator().aggregated().requests
-            > 0)
-        .await
-    );
+    let (m, web, w) = web_run(mock.addr, 2, Duration::from_secs(60), "let-me-stop").await;
 
     let (status, body) = call(web, "GET", "/api/stats", None).await;
     assert_eq!(status, 200, "{body}");
@@ -153,12 +144,6 @@ async fn users_change_live_from_the_api() {
     assert_eq!(changes.len(), 2, "{:?}", r.events);
 }
 
-/// One POST with a JSON body and the token; returns (status, body).
-async fn post(addr: SocketAddr, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
-    let (status, _, body) = http(addr, "POST", path, &token_header(token), body).await;
-    (status, body)
-}
-
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
@@ -187,10 +172,10 @@ async fn a_run_started_from_the_web_api_runs_what_it_was_asked() {
     );
 
     let start = r#"{"users": 3, "spawn_rate": 100, "run_time_s": 2}"#;
-    assert_eq!(post(web, "/api/start", None, start).await.0, 401);
-    let (status, body) = post(web, "/api/start", Some("tok"), r#"{"users": 3, "spawn_rate": 0}"#).await;
+    assert_eq!(post_json(web, "/api/start", None, start).await.0, 401);
+    let (status, body) = post_json(web, "/api/start", Some("tok"), r#"{"users": 3, "spawn_rate": 0}"#).await;
     assert_eq!((status, body.contains("spawn_rate")), (400, true), "{body}");
-    let (status, body) = post(
+    let (status, body) = post_json(
         web,
         "/api/start",
         Some("tok"),
@@ -198,8 +183,12 @@ async fn a_run_started_from_the_web_api_runs_what_it_was_asked() {
     )
     .await;
     assert_eq!(status, 400, "{body}");
-    assert_eq!(post(web, "/api/start", Some("tok"), start).await.0, 202);
-    assert_eq!(post(web, "/api/start", Some("tok"), start).await.0, 409, "one start");
+    assert_eq!(post_json(web, "/api/start", Some("tok"), start).await.0, 202);
+    assert_eq!(
+        post_json(web, "/api/start", Some("tok"), start).await.0,
+        409,
+        "one start"
+    );
 
     assert!(
         eventually(Duration::from_secs(20), || m.cluster.final_report().is_some()).await,
@@ -232,10 +221,14 @@ async fn a_run_started_from_the_web_api_runs_what_it_was_asked() {
     let (status, _, page) = http(web, "GET", "/api/download/report.html", "", "").await;
     assert!(status == 200 && page.contains("id=\"barrage-report\""));
     assert_eq!(call(web, "GET", "/api/download/secrets.txt", None).await.0, 404);
-    assert_eq!(post(web, "/api/reset", Some("tok"), "").await.0, 409, "the run is over");
+    assert_eq!(
+        post_json(web, "/api/reset", Some("tok"), "").await.0,
+        409,
+        "the run is over"
+    );
 
     assert!(!m.run.is_finished(), "the master keeps the downloads up");
-    assert_eq!(post(web, "/api/stop", Some("tok"), "").await.0, 202);
+    assert_eq!(post_json(web, "/api/stop", Some("tok"), "").await.0, 202);
     let out = tokio::time::timeout(Duration::from_secs(10), m.run)
         .await
         .expect("POST /api/stop closes the master")
@@ -251,18 +244,14 @@ async fn a_run_started_from_the_web_api_runs_what_it_was_asked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resetting_the_statistics_counts_from_the_reset() {
     let mock = mock(sse_mock_config(5, 2, 5)).await;
-    let load = load_args(mock.addr, 2, 100.0, Duration::from_secs(4));
-    let mut s = setup(&workflow_scenario("constant(0.05)"), &load, 1);
-    let web = with_web(&mut s, "tok", false);
-    let m = master(s).await;
-    let w = worker(m.addr, "w");
+    let (m, web, w) = web_run(mock.addr, 2, Duration::from_secs(4), "tok").await;
     assert!(
         eventually(Duration::from_secs(10), || m.cluster.aggregator().aggregated().requests
             > 5)
         .await
     );
-    assert_eq!(post(web, "/api/reset", None, "").await.0, 401);
-    let (status, body) = post(web, "/api/reset", Some("tok"), "").await;
+    assert_eq!(post_json(web, "/api/reset", None, "").await.0, 401);
+    let (status, body) = post_json(web, "/api/reset", Some("tok"), "").await;
     assert_eq!(status, 202, "{body}");
     let at = json(&body)["reset_at_s"].as_f64().unwrap();
     let out = m.run.await.unwrap().unwrap();
