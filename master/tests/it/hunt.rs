@@ -159,30 +159,33 @@ terminal_event = "done"
 }
 
 /// The arrival-rate hunt: the open model steps the rate. Workflow streams of ~220 ms
-/// (their events 20 ms apart) against the mock's limit of 40 at once: 150/s keeps ~33
-/// open, 200/s would need ~44.
+/// (their events 20 ms apart) against the mock's limit of 40 at once. Steps of 75 from
+/// 50 keep both sides well clear of the limit: 125/s keeps ~28 open, so a worker that
+/// fires a burst late on a busy machine still stays under 40; 200/s would need ~44, so
+/// the mock refuses about a tenth of them whatever the timing, far above the 3% SLO.
+/// (Steps of 50 put 150/s at ~34 open, and a late burst reached 41 on CI.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_arrival_rate_hunt_finds_the_rate_the_target_refuses() {
     let mock = limited_mock().await;
     let mut load = hunt_load(mock.addr);
     load.max_in_flight = Some(500);
-    let mut args = hunt_args(load, &["error_rate < 1%"], 1000);
+    let mut args = hunt_args(load, &["error_rate < 3%"], 1000);
     args.arrival = true;
     args.start = 50;
-    args.step = 50;
+    args.step = 75;
     let (h, report, _) = hunt(&args, &workflows()).await;
     assert_eq!(h.level, "arrivals/s");
     let levels: Vec<(u32, &str)> = h.steps.iter().map(|s| (s.users, s.verdict.as_str())).collect();
-    assert_eq!(levels, [(50, "ok"), (100, "ok"), (150, "ok"), (200, "slo")], "{h:#?}");
+    assert_eq!(levels, [(50, "ok"), (125, "ok"), (200, "slo")], "{h:#?}");
     // Virtual users the worker needed: at least rate x time in system (Little's law);
     // they are kept once created, so a busy second can leave a few more, but nowhere
     // near the cap of 500.
-    let s = &h.steps[2];
+    let s = &h.steps[1];
     let little = s.rps * s.response_time_avg_ms.unwrap() / 1000.0;
     assert!(s.users_avg > 0.8 * little && s.users_avg < 80.0, "{little} {s:?}");
     // Each good step achieved its offered rate (completions in a one-second window
     // trail the arrivals by a response time; a busy machine fires some late).
-    for s in &h.steps[..3] {
+    for s in &h.steps[..2] {
         assert!(
             (s.rps - f64::from(s.users)).abs() <= f64::from(s.users) * 0.15 + 2.0,
             "{s:?}"
