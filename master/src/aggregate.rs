@@ -97,6 +97,17 @@ pub struct Slot {
     response_time: Option<Accum>,
     /// Filled when the slot is compacted (or on demand).
     pub summary: Option<SlotSummary>,
+    /// Each endpoint's share of the second, kept only when asked for
+    /// ([`Aggregator::keep_endpoint_seconds`]) and only while the slot is open.
+    endpoints: BTreeMap<EndpointKey, EndpointSecond>,
+}
+
+/// One endpoint's requests, failures and response times within some seconds.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointSecond {
+    pub requests: u64,
+    pub failures: u64,
+    pub response_time: Accum,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
@@ -188,6 +199,8 @@ pub struct Aggregator {
     /// Seconds behind the newest whose histograms are kept (trailing-window
     /// thresholds need theirs); at least [`OPEN_SLOTS`].
     keep_histograms_s: i64,
+    /// Whether open slots keep each endpoint's share (`--csv-full-history`).
+    endpoint_seconds: bool,
 }
 
 /// The timeline's sums over a span of seconds: what trailing-window thresholds see.
@@ -216,6 +229,27 @@ impl Aggregator {
             keep_histograms_s: OPEN_SLOTS,
             ..Default::default()
         }
+    }
+
+    /// Open slots also keep each endpoint's requests, failures and response times, for
+    /// [`Aggregator::endpoint_window`]. Off by default: it costs a map per second.
+    pub fn keep_endpoint_seconds(&mut self) {
+        self.endpoint_seconds = true;
+    }
+
+    /// Each endpoint's figures over the seconds `from..to` (needs
+    /// [`Aggregator::keep_endpoint_seconds`]; compacted seconds add nothing).
+    pub fn endpoint_window(&self, from: i64, to: i64) -> BTreeMap<EndpointKey, EndpointSecond> {
+        let mut out: BTreeMap<EndpointKey, EndpointSecond> = BTreeMap::new();
+        for (_, slot) in self.timeline.range(from..to.max(from)) {
+            for (key, e) in &slot.endpoints {
+                let into = out.entry(key.clone()).or_default();
+                into.requests += e.requests;
+                into.failures += e.failures;
+                into.response_time.merge(&e.response_time);
+            }
+        }
+        out
     }
 
     /// Keeps per-second histograms for at least `seconds` behind the newest report.
@@ -331,6 +365,7 @@ impl Aggregator {
         let acked = progress.acked;
 
         let second = r.interval_start_us / 1_000_000;
+        let endpoint_seconds = self.endpoint_seconds;
         let slot = self.timeline.entry(second).or_default();
         slot.reports += 1;
         // A partial interval (a final report) weighs its gauges by its share of a second.
@@ -364,6 +399,14 @@ impl Aggregator {
                 name: endpoint.name,
                 method: endpoint.method,
             };
+            if endpoint_seconds && slot.summary.is_none() {
+                let e = slot.endpoints.entry(key.clone()).or_default();
+                e.requests += stats.requests;
+                e.failures += stats.failures;
+                if let Some(b) = &buckets[Metric::ResponseTime as usize] {
+                    e.response_time.add(b);
+                }
+            }
             if !peer.is_empty() {
                 self.peers
                     .entry((key.clone(), peer))
@@ -393,6 +436,7 @@ impl Aggregator {
                 slot.summary = Some(slot.summarize());
                 slot.ttfe = None;
                 slot.response_time = None;
+                slot.endpoints = BTreeMap::new();
             }
         }
         self.compacted_below = below;
@@ -531,6 +575,31 @@ mod tests {
         a.merge(&report(41, 0, 3));
         assert_eq!(a.timeline[&0].requests, 5);
         assert_eq!(a.aggregated().requests, 83);
+    }
+
+    #[test]
+    fn endpoint_seconds_are_kept_only_when_asked_and_only_while_open() {
+        let mut off = Aggregator::new(7);
+        off.merge(&report(1, 0, 2));
+        assert!(off.endpoint_window(0, 1).is_empty());
+
+        let mut a = Aggregator::new(7);
+        a.keep_endpoint_seconds();
+        for seq in 1..=20u64 {
+            a.merge(&report(seq, seq as i64 - 1, seq));
+        }
+        let key = EndpointKey {
+            name: "/x".into(),
+            method: "POST".into(),
+        };
+        // Seconds 15..20 hold seqs 16..=20: their requests, and their response times.
+        let open = a.endpoint_window(15, 20);
+        let x = &open[&key];
+        assert_eq!((x.requests, x.failures), (16 + 17 + 18 + 19 + 20, 0));
+        assert_eq!(x.response_time.to_histogram().len(), 5);
+        assert_eq!(x.requests, a.window(15, 20).requests);
+        // Compacted seconds no longer keep them.
+        assert!(a.endpoint_window(0, 4).is_empty());
     }
 
     #[test]

@@ -363,7 +363,10 @@ impl MasterSetup {
             })
             .collect();
         scenario::filter_tags(&mut plan, &load.tags, &load.exclude_tags).map_err(Failure::usage)?;
-        let csv = load.csv.clone().map(crate::report::csv::Csv::new);
+        let csv = load
+            .csv
+            .clone()
+            .map(|prefix| crate::report::csv::Csv::new(prefix).with_full_history(load.csv_full_history));
         Ok(MasterSetup {
             run: RunConfig {
                 users,
@@ -437,6 +440,9 @@ pub async fn serve_and_run(
 /// The cluster a setup describes (tests create it first to observe the run).
 pub fn new_cluster(setup: &MasterSetup) -> Arc<Cluster> {
     let cluster = Cluster::new(setup.plan.to_json(), setup.opts.clone());
+    if setup.csv.as_ref().is_some_and(|c| c.full_history()) {
+        cluster.aggregator().keep_endpoint_seconds();
+    }
     if let Some(w) = setup.run.thresholds.longest_window() {
         // Trailing windows read per-second histograms: keep them that long, plus the
         // seconds whose reports are still arriving.

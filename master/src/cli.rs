@@ -209,6 +209,11 @@ pub struct LoadArgs {
     /// PREFIX_sse.csv (per-second streams, events and TTFE). Folders in PREFIX are created.
     #[arg(long, value_name = "PREFIX")]
     pub csv: Option<PathBuf>,
+    /// With --csv: PREFIX_stats_history.csv also gets a row per endpoint every second,
+    /// and every history row's percentiles are those of the last 10 s instead of the
+    /// whole run's (Locust's --csv-full-history).
+    #[arg(long, requires = "csv")]
+    pub csv_full_history: bool,
     /// Write the final report as one self-contained HTML file (charts and tables; opens
     /// offline).
     #[arg(long, value_name = "FILE")]

@@ -5,7 +5,10 @@
 //! - `PREFIX_stats.csv`: a row per endpoint, sorted by (name, method) as Locust's
 //!   `sort_stats`, then `Aggregated` (Type empty).
 //! - `PREFIX_stats_history.csv`: one `Aggregated` row a second, appended and flushed by
-//!   the controller while the run goes on.
+//!   the controller while the run goes on. Its rates are the current window's (10 s
+//!   ending 2 s back) and its percentiles the run's so far, as Locust writes them. With
+//!   `--csv-full-history`, each second also has a row per endpoint (sorted as in
+//!   `_stats.csv`) before `Aggregated`, and every row's percentiles are the window's.
 //! - `PREFIX_failures.csv`: a row per (endpoint, failure kind and detail).
 //! - `PREFIX_exceptions.csv`: the header only (workers raise no user-code exceptions).
 //! - `PREFIX_sse.csv` (ours, not Locust's): the per-second SSE timeline.
@@ -13,11 +16,10 @@
 //! Like Python's `csv.writer` (the `excel` dialect) rows end in CRLF, fields are quoted
 //! only when needed, and a missing method is an empty field.
 //!
-//! Two differences from Locust, on purpose. Times are exact HDR values in
-//! milliseconds (3 significant digits), not rounded to two digits and cut to integers.
-//! The history's percentiles are those of the current window, as Locust writes them
-//! with `--csv-full-history`; without that flag Locust puts the whole run's
-//! percentiles in the `Aggregated` history row.
+//! One difference from Locust, on purpose: times are exact HDR values in milliseconds
+//! (3 significant digits), not rounded to two digits and cut to integers. The window
+//! is placed by the workers' own interval times (Locust's by when requests were
+//! logged), so a late report still lands in its second.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -27,10 +29,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 use tracing::{info, warn};
 
-use barrage_common::metrics::{EndpointStats, Metric};
+use barrage_common::metrics::{Accum, EndpointStats, Metric};
 
 use super::{FailureRow, FinalReport, TimelinePoint};
-use crate::aggregate::Window;
 use crate::cluster::Cluster;
 
 /// Locust's `PERCENTILES_TO_REPORT`.
@@ -147,6 +148,8 @@ impl CsvError {
 #[derive(Debug, Clone)]
 pub struct Csv {
     prefix: PathBuf,
+    /// `--csv-full-history`: a history row per endpoint too, with current percentiles.
+    full_history: bool,
     history: Arc<Mutex<History>>,
 }
 
@@ -246,8 +249,22 @@ impl Csv {
     pub fn new(prefix: impl Into<PathBuf>) -> Self {
         Csv {
             prefix: prefix.into(),
+            full_history: false,
             history: Arc::default(),
         }
+    }
+
+    /// `--csv-full-history`: every second, a history row for each endpoint before the
+    /// `Aggregated` one, and every row's percentiles those of the current window
+    /// (Locust's `full_history`). The cluster must keep each endpoint's seconds
+    /// ([`crate::aggregate::Aggregator::keep_endpoint_seconds`]).
+    pub fn with_full_history(mut self, on: bool) -> Self {
+        self.full_history = on;
+        self
+    }
+
+    pub fn full_history(&self) -> bool {
+        self.full_history
     }
 
     pub fn prefix(&self) -> &Path {
@@ -294,7 +311,8 @@ impl Csv {
         }
     }
 
-    /// Appends the `Aggregated` row for `elapsed` into the run and flushes it.
+    /// Appends the history rows for `elapsed` into the run (the endpoints' with
+    /// `--csv-full-history`, then `Aggregated`) and flushes them.
     pub fn history_row(&self, cluster: &Cluster, elapsed: Duration) {
         if self.lock().out.is_none() {
             return;
@@ -303,15 +321,57 @@ impl Csv {
         let users = cluster.live_users();
         let to = elapsed.as_secs() as i64 - REPORT_LAG_S;
         let from = (to - WINDOW_S).max(0);
-        let (window, all) = {
+        let unix = unix_now() as i64;
+        let rows = {
             let agg = cluster.aggregator();
-            (agg.window(from, to.max(from)), agg.aggregated())
+            let window = agg.window(from, to.max(from));
+            let mut rows = Vec::new();
+            let all = if self.full_history {
+                let mut current = agg.endpoint_window(from, to.max(from));
+                let mut all = EndpointStats::default();
+                for (key, totals) in &agg.endpoints {
+                    let total = totals.stats();
+                    all.merge(&total);
+                    let now = current.remove(key).unwrap_or_default();
+                    rows.push(history_record(
+                        unix,
+                        users,
+                        window.seconds,
+                        &HistoryLine {
+                            method: &key.method,
+                            name: &key.name,
+                            window: (now.requests, now.failures),
+                            current: Some(&now.response_time),
+                            total: &total,
+                        },
+                    ));
+                }
+                all
+            } else {
+                agg.aggregated()
+            };
+            let current = self.full_history.then_some(&window.response_time);
+            rows.push(history_record(
+                unix,
+                users,
+                window.seconds,
+                &HistoryLine {
+                    method: "",
+                    name: "Aggregated",
+                    window: (window.requests, window.failures),
+                    current,
+                    total: &all,
+                },
+            ));
+            rows
         };
-        let row = history_record(unix_now() as i64, users, &window, &all);
         let path = self.path(HISTORY_SUFFIX);
         let mut h = self.lock();
         let Some(out) = h.out.as_mut() else { return };
-        let written = write_row(out, &path, &row).and_then(|()| out.flush().map_err(|e| CsvError::new(&path, e)));
+        let written = rows
+            .iter()
+            .try_for_each(|row| write_row(out, &path, row))
+            .and_then(|()| out.flush().map_err(|e| CsvError::new(&path, e)));
         if let Err(e) = written {
             warn!(error = %e, "the stats history stops here");
             h.out = None;
@@ -423,23 +483,42 @@ fn stats_record(method: &str, name: &str, s: &EndpointStats, secs: f64) -> Vec<S
     row
 }
 
-/// A `_stats_history.csv` row: `_stats_history_data_rows` for `stats.total`. Rates
-/// as `f"{x:2f}"` (six decimals); percentiles of the window, `N/A` until the run has
-/// requests.
-fn history_record(unix: i64, users: u32, window: &Window, all: &EndpointStats) -> Vec<String> {
-    let seconds = window.seconds.max(1) as f64;
+/// What a `_stats_history.csv` row shows.
+struct HistoryLine<'a> {
+    method: &'a str,
+    name: &'a str,
+    /// Requests and failures in the current window.
+    window: (u64, u64),
+    /// With `--csv-full-history`, the window's response times: the row's percentiles.
+    /// Without, the percentiles are the run's so far, as Locust writes them.
+    current: Option<&'a Accum>,
+    /// The run's totals for the row.
+    total: &'a EndpointStats,
+}
+
+/// A `_stats_history.csv` row: `_stats_history_data_rows` for one entry. Rates over
+/// the window's `seconds` as `f"{x:2f}"` (six decimals); percentiles `N/A` until the
+/// row has requests, `0` when its window has none.
+fn history_record(unix: i64, users: u32, seconds: i64, line: &HistoryLine) -> Vec<String> {
+    let seconds = seconds.max(1) as f64;
+    let all = line.total;
     let h = response_times(all);
+    let (requests, failures) = line.window;
     let mut row = vec![
         unix.to_string(),
         users.to_string(),
-        String::new(),
-        "Aggregated".to_string(),
-        format!("{:.6}", window.requests as f64 / seconds),
-        format!("{:.6}", window.failures as f64 / seconds),
+        line.method.to_string(),
+        line.name.to_string(),
+        format!("{:.6}", requests as f64 / seconds),
+        format!("{:.6}", failures as f64 / seconds),
     ];
-    // Locust's Aggregated history row (without --csv-full-history) carries the run's
-    // percentiles so far; only its rates are the current window's.
-    row.extend(percentiles(all.requests, h));
+    match line.current {
+        Some(current) => {
+            let current = (!current.is_empty()).then(|| current.to_histogram());
+            row.extend(percentiles(all.requests, current.as_ref()));
+        }
+        None => row.extend(percentiles(all.requests, h)),
+    }
     row.push(all.requests.to_string());
     row.push(all.failures.to_string());
     row.extend(times(h));
@@ -540,7 +619,8 @@ mod tests {
         let row = stats_record("GET", "/none", &EndpointStats::default(), 1.0);
         assert_eq!(row[2..11], ["0", "0", "0", "0", "0", "0", "0", "0", "0"]);
         assert!(row[11..].iter().all(|v| v == NA), "{row:?}");
-        let history = history_record(1_700_000_000, 0, &Window::default(), &EndpointStats::default());
+        let none = EndpointStats::default();
+        let history = history_record(1_700_000_000, 0, 0, &aggregated((0, 0), None, &none));
         assert_eq!(history.len(), HISTORY_COLUMNS.len());
         assert_eq!(
             history[..6],
@@ -550,27 +630,56 @@ mod tests {
         assert_eq!(history[17..], ["0", "0", "0", "0", "0", "0", "0"]);
     }
 
+    fn aggregated<'a>(window: (u64, u64), current: Option<&'a Accum>, total: &'a EndpointStats) -> HistoryLine<'a> {
+        HistoryLine {
+            method: "",
+            name: "Aggregated",
+            window,
+            current,
+            total,
+        }
+    }
+
     #[test]
     fn history_rates_come_from_the_window_and_the_rest_from_the_run() {
         let all = stats(30, 3, &[1500; 30], 3000);
-        let w = Window {
-            seconds: 10,
-            requests: 25,
-            failures: 2,
-            ..Default::default()
-        };
-        let row = history_record(1, 7, &w, &all);
+        let row = history_record(1, 7, 10, &aggregated((25, 2), None, &all));
         assert_eq!(row[1], "7");
         assert_eq!(row[4..6], ["2.500000", "0.200000"]);
         // Percentiles are the run's so far, as Locust writes them by default.
         assert!(row[6..17].iter().all(|v| v == "1.5"), "{row:?}");
         assert_eq!(row[17..], ["30", "3", "1.5", "1.5", "1.5", "1.5", "100"]);
-        // The window's own response times do not change them.
-        let mut w = w;
+    }
+
+    #[test]
+    fn full_history_percentiles_are_the_windows() {
+        let all = stats(30, 3, &[1500; 30], 3000);
         let mut recent = stats(2, 0, &[100, 2000], 0);
         let h = recent.histograms[Metric::ResponseTime as usize].take().unwrap();
-        w.response_time = accum_of(&h);
-        assert_eq!(history_record(1, 7, &w, &all), row);
+        let current = accum_of(&h);
+        let line = HistoryLine {
+            method: "POST",
+            name: "/v1/chat-messages",
+            window: (2, 0),
+            current: Some(&current),
+            total: &all,
+        };
+        let row = history_record(1, 7, 10, &line);
+        assert_eq!(row[2..6], ["POST", "/v1/chat-messages", "0.200000", "0.000000"]);
+        assert_eq!((row[6].as_str(), row[16].as_str()), ("0.1", "2"), "{row:?}");
+        // The totals stay the run's.
+        assert_eq!(row[17..], ["30", "3", "1.5", "1.5", "1.5", "1.5", "100"]);
+        // A window without requests: 0, not N/A (the row has requests in the run).
+        let row = history_record(
+            1,
+            7,
+            10,
+            &HistoryLine {
+                current: Some(&Accum::default()),
+                ..line
+            },
+        );
+        assert!(row[6..17].iter().all(|v| v == "0"), "{row:?}");
     }
 
     #[test]

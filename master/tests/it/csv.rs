@@ -257,6 +257,83 @@ async fn csv_files_have_locusts_columns_and_the_targets_counts() {
     );
 }
 
+/// `--csv-full-history`: every second a row per endpoint, in `_stats.csv`'s order, then
+/// `Aggregated`. The endpoint rows add up to the Aggregated row, rates and totals alike;
+/// each row's percentiles are its own endpoint's (the streams wait the mock's injected
+/// first-event delay, the 503s do not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_history_has_a_row_per_endpoint_adding_up_to_aggregated() {
+    let mock = mock(sse_mock_config(60, 2, 5)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("full");
+    let mut load = load_args(mock.addr, 6, 100.0, Duration::from_secs(5));
+    load.csv = Some(prefix.clone());
+    load.csv_full_history = true;
+    let out = run(&load).await.unwrap();
+    let truth = mock.state.ground_truth();
+    assert_eq!(out.report.aggregated.requests, truth.requests);
+
+    let (header, history) = read(&file(&prefix, "_stats_history.csv"));
+    assert_eq!(header, LOCUST_STATS_HISTORY);
+    let groups: Vec<&[Vec<String>]> = history.split_inclusive(|r| r[3] == "Aggregated").collect();
+    assert!(groups.len() >= 4, "a group a second: {history:?}");
+    let workflow = "/v1/workflows/run";
+    let broken = "/v1/chat-messages (503)";
+    let mut streams_judged = false;
+    for group in &groups {
+        let (aggregated, endpoints) = group.split_last().unwrap();
+        assert_eq!((aggregated[2].as_str(), aggregated[3].as_str()), ("", "Aggregated"));
+        let keys: Vec<(&str, &str)> = endpoints.iter().map(|r| (r[3].as_str(), r[2].as_str())).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(keys, sorted, "sorted by name, then method, each once");
+        assert!(endpoints.iter().all(|r| r[0] == aggregated[0] && r[1] == aggregated[1]));
+        // The endpoints add up to Aggregated: totals exactly, rates to the six decimals
+        // they are written with.
+        for column in [17, 18] {
+            let sum: u64 = endpoints.iter().map(|r| count(&r[column])).sum();
+            assert_eq!(sum, count(&aggregated[column]), "column {column}: {group:?}");
+        }
+        for column in [4, 5] {
+            let sum: f64 = endpoints.iter().map(|r| num(&r[column])).sum();
+            let tolerance = 1e-6 * (endpoints.len() + 1) as f64;
+            assert!(
+                (sum - num(&aggregated[column])).abs() <= tolerance,
+                "column {column}: {group:?}"
+            );
+        }
+        for row in *group {
+            let total = count(&row[17]);
+            assert!(
+                row[6..17]
+                    .iter()
+                    .all(|v| v == "N/A" && total == 0 || total > 0 && num(v) >= 0.0)
+            );
+        }
+        // Where both endpoints have requests in the window, their own percentiles.
+        let row = |name: &str| endpoints.iter().find(|r| r[3] == name);
+        if let (Some(w), Some(b)) = (row(workflow), row(broken))
+            && num(&w[4]) > 0.0
+            && num(&b[4]) > 0.0
+        {
+            assert!(num(&w[6]) >= 60.0, "streams wait the 60 ms first event: {w:?}");
+            assert!(num(&b[6]) < num(&w[6]), "{b:?} vs {w:?}");
+            assert_eq!(b[4], b[5], "every 503 fails: {b:?}");
+            streams_judged = true;
+        }
+    }
+    assert!(streams_judged, "no second had both endpoints: {history:?}");
+    // The last second's totals: no more than the target saw.
+    let (_, last) = groups.last().unwrap().split_last().unwrap();
+    let total = |name: &str| last.iter().find(|r| r[3] == name).map_or(0, |r| count(&r[17]));
+    assert!(
+        total(workflow) > 0 && total(workflow) <= truth.workflow_runs,
+        "{last:?}"
+    );
+    assert!(total(broken) > 0, "{last:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unwritable_prefix_is_an_error_naming_the_file() {
     let mock = mock(sse_mock_config(5, 1, 5)).await;
