@@ -322,7 +322,9 @@ pub struct WorkerArgs {
     /// Master address, HOST:PORT.
     #[arg(long, default_value = "127.0.0.1:5557", env = "BARRAGE_MASTER")]
     pub master: String,
-    /// Stable id of this worker [default: HOSTNAME-PID-RANDOM].
+    /// Stable id of this worker [default: HOSTNAME-PID-RANDOM]. Unique in the cluster:
+    /// the master refuses a second process under the id of a connected worker, and lets
+    /// a new process replace one that is gone (a pod restarted under its name).
     #[arg(long, env = "BARRAGE_WORKER_ID")]
     pub worker_id: Option<String>,
     /// Relative capacity for partitioning [default: number of CPU cores].

@@ -83,6 +83,9 @@ pub struct WorkerEntry {
     pub hostname: String,
     pub cores: u32,
     pub weight: u32,
+    /// The process behind the id (`Hello.pid`, `Hello.instance`; 0 = not sent).
+    pub pid: u32,
+    pub instance: u64,
     pub tx: Option<Outbound>,
     /// Identifies the current connection, so an old stream's end does not mark a
     /// newer one as disconnected.
@@ -361,6 +364,28 @@ impl Cluster {
                 master_protocol_version: PROTOCOL_VERSION,
             });
         }
+        // Another process under a taken id: refused while the holder is connected
+        // (two workers under one id would have their reports' seqs mixed up); once the
+        // holder is gone it replaces it, as a pod restarted under a stable name does.
+        let mut replaced = false;
+        if let Some(w) = reg.workers.get(&hello.worker_id)
+            && hello.instance != 0
+            && w.instance != 0
+            && hello.instance != w.instance
+        {
+            if w.tx.is_some() && !w.lost {
+                return Err(v1::Refuse {
+                    message: format!(
+                        "worker id `{}` is taken by a connected worker ({}, pid {}); give each worker its own \
+                         --worker-id (BARRAGE_WORKER_ID), or leave it unset",
+                        hello.worker_id, w.hostname, w.pid
+                    ),
+                    reason: v1::RefuseReason::DuplicateId as i32,
+                    master_protocol_version: PROTOCOL_VERSION,
+                });
+            }
+            replaced = true;
+        }
         reg.next_conn += 1;
         let conn = reg.next_conn;
         let elapsed = reg.run_start.map_or(Duration::ZERO, |s| s.elapsed());
@@ -375,6 +400,8 @@ impl Cluster {
                 hostname: hello.hostname.clone(),
                 cores: hello.cpu_cores,
                 weight: hello.weight,
+                pid: hello.pid,
+                instance: hello.instance,
                 tx: None,
                 conn: 0,
                 disconnected_at: None,
@@ -386,7 +413,18 @@ impl Cluster {
             }
         });
         let returning_lost = entry.lost;
-        let resumed = !new_index && !returning_lost && hello.resume_epoch == self.epoch;
+        let resumed = !new_index && !returning_lost && !replaced && hello.resume_epoch == self.epoch;
+        if replaced {
+            // A new process: what the old one was assigned and had not reported is gone,
+            // and its report seqs start again at 1.
+            entry.lost = false;
+            entry.last_assign = None;
+            entry.hostname = hello.hostname.clone();
+            entry.cores = hello.cpu_cores;
+            entry.weight = hello.weight;
+        }
+        entry.pid = hello.pid;
+        entry.instance = hello.instance;
         entry.tx = Some(tx);
         entry.conn = conn;
         entry.disconnected_at = None;
@@ -414,13 +452,18 @@ impl Cluster {
         }
         if !resumed {
             reg.membership += 1;
-            if running {
+            if replaced {
+                reg.events.push((
+                    elapsed,
+                    format!("worker {id} (#{index}) came back as a new process; the old one's unreported data is lost"),
+                ));
+            } else if running {
                 reg.events
                     .push((elapsed, format!("worker {id} (#{index}) joined mid-run")));
             }
         }
         drop(reg);
-        if returning_lost || fence {
+        if returning_lost || fence || replaced {
             self.aggregator().workers.remove(&id);
         }
         info!(worker = %hello.worker_id, host = %hello.hostname, cores = hello.cpu_cores, resumed, "worker joined");

@@ -34,6 +34,9 @@ pub struct WorkerConfig {
     pub master: String,
     /// Stable for the life of the process.
     pub worker_id: String,
+    /// Random, never 0, the same across reconnects: the master tells this process from
+    /// another one given the same `worker_id` by it.
+    pub instance: u64,
     pub hostname: String,
     pub cpu_cores: u32,
     /// Relative capacity (0 = use cpu_cores).
@@ -78,6 +81,7 @@ impl WorkerConfig {
         WorkerConfig {
             master: master.into(),
             worker_id,
+            instance: rand::random::<u64>() | 1,
             hostname,
             cpu_cores,
             weight: 0,
@@ -425,6 +429,7 @@ fn hello(cfg: &WorkerConfig, session: Option<&Session>) -> v1::WorkerMessage {
             last_sent_seq: session.map_or(0, |s| s.next_seq.saturating_sub(1)),
             weight: cfg.weight,
             pid: std::process::id(),
+            instance: cfg.instance,
         })),
     }
 }

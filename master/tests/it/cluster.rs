@@ -116,6 +116,93 @@ async fn a_worker_joining_mid_run_takes_its_share() {
     assert_eq!(outcome.report.aggregated.requests, mock.state.ground_truth().requests);
 }
 
+/// Two processes given the same `--worker-id`: the second is refused while the first
+/// is connected (their report seqs would be taken for each other's and dropped), and
+/// sends nothing; the first's figures stay exactly the target's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_worker_under_a_taken_id_is_refused() {
+    let mock = mock(sse_mock_config(5, 2, 5)).await;
+    let load = load_args(mock.addr, 2, 100.0, Duration::from_secs(3));
+    let m = master(setup(&workflow_scenario("constant(0.05)"), &load, 1)).await;
+    let first = worker(m.addr, "same");
+    assert!(
+        eventually(Duration::from_secs(5), || m
+            .cluster
+            .registry()
+            .workers
+            .get("same")
+            .is_some_and(|w| w.heartbeat.users == 2))
+        .await
+    );
+    let second = worker(m.addr, "same");
+    let refused = tokio::time::timeout(Duration::from_secs(10), second)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("worker id `same` is taken") && refused.contains("--worker-id"),
+        "{refused}"
+    );
+    let outcome = m.run.await.unwrap().unwrap();
+    let _ = first.await;
+    assert_eq!(outcome.report.workers.len(), 1);
+    assert_eq!(outcome.report.aggregated.requests, mock.state.ground_truth().requests);
+}
+
+/// A worker process killed and started again under the same id (a pod restarted
+/// under a stable name) before the master wrote it off: the new process replaces the
+/// old one, and its reports, whose seqs start again at 1, all count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_restarted_under_its_id_counts_from_its_first_report() {
+    let mock = mock(sse_mock_config(5, 2, 5)).await;
+    let load = load_args(mock.addr, 2, 100.0, Duration::from_secs(6));
+    let m = master(setup(&workflow_scenario("constant(0.05)"), &load, 1)).await;
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_barrage"))
+            .args(["worker", "--master", &m.addr.to_string(), "--worker-id", "pod-0"])
+            .args(["--give-up-after", "10s"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut old = spawn();
+    let reports = || m.cluster.aggregator().workers.get("pod-0").map_or(0, |p| p.reports);
+    assert!(eventually(Duration::from_secs(10), || reports() >= 3).await);
+    old.kill().unwrap();
+    let _ = old.wait();
+    // The master has seen the stream end, and not yet written the worker off (5 s).
+    let disconnected = || {
+        let reg = m.cluster.registry();
+        reg.workers.get("pod-0").is_some_and(|w| w.tx.is_none() && !w.lost)
+    };
+    assert!(eventually(Duration::from_secs(3), disconnected).await);
+    // Nothing reaches the target now, and the old process will report nothing more:
+    // from here on, both counts grow by the new process's requests alone.
+    let before = mock.state.ground_truth().requests;
+    let counted = m.cluster.aggregator().aggregated().requests;
+    let mut new = spawn();
+    let outcome = m.run.await.unwrap().unwrap();
+    let _ = new.wait();
+    let truth = mock.state.ground_truth().requests;
+    let r = &outcome.report;
+    assert!(truth > before, "the new process sent load");
+    assert_eq!(
+        r.aggregated.requests - counted,
+        truth - before,
+        "every request of the new process counts"
+    );
+    assert!(
+        r.events
+            .iter()
+            .any(|e| e.contains("pod-0") && e.contains("new process")),
+        "{:?}",
+        r.events
+    );
+}
+
 /// A worker speaking another protocol version is refused, and told both versions.
 #[tokio::test]
 async fn an_incompatible_worker_is_refused_with_both_versions() {

@@ -224,6 +224,7 @@ fn hello(worker_id: &str, index: u32) -> v1::WorkerMessage {
             last_sent_seq: 0,
             weight: 0,
             pid: std::process::id(),
+            instance: u64::from(index) + 1,
         })),
     }
 }
