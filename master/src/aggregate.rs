@@ -191,6 +191,9 @@ pub struct Aggregator {
     pub rejected: u64,
     /// Open model: arrivals the workers dropped at their in-flight cap.
     pub dropped_iterations: u64,
+    /// Open model: the latest due time (run clock, µs) of an arrival any worker
+    /// started or dropped.
+    pub last_arrival_due_us: i64,
     /// When the totals were last reset (web UI), seconds into the run: rates divide by
     /// the time since.
     pub stats_since_s: f64,
@@ -377,6 +380,7 @@ impl Aggregator {
         slot.sched_lag_max_us = slot.sched_lag_max_us.max(r.sched_lag_p99_us);
         slot.dropped_iterations += r.dropped_iterations;
         self.dropped_iterations += r.dropped_iterations;
+        self.last_arrival_due_us = self.last_arrival_due_us.max(r.last_arrival_due_us);
         for (endpoint, stats, buckets, peer) in decoded {
             slot.requests += stats.requests;
             slot.failures += stats.failures;
@@ -473,6 +477,7 @@ impl Aggregator {
     /// Forgets everything counted so far (web UI "reset stats", later issues).
     pub fn reset(&mut self) {
         self.dropped_iterations = 0;
+        self.last_arrival_due_us = 0;
         self.endpoints.clear();
         self.timeline.clear();
         self.peers.clear();

@@ -558,7 +558,7 @@ pub async fn serve_cluster(
     if let (Some(figures), Some(a)) = (&mut report.arrivals, &summary.arrival) {
         // The schedule as it ran, rate changes (hunt, web API) included.
         let end = setup.run.run_time.map_or(summary.duration, |t| t.min(summary.duration));
-        figures.due = a.schedule.cumulative(end.as_secs_f64()).ceil().max(0.0) as u64;
+        *figures = crate::report::ArrivalFigures::new(a, end, &cluster.aggregator());
     }
     if let Some(at_abort) = &summary.threshold_abort
         && let Some(row) = report.thresholds.iter_mut().find(|r| r.threshold == at_abort.threshold)

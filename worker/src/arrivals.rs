@@ -121,6 +121,8 @@ impl Dispatcher {
                     _ = tokio::time::sleep_until(due.into()) => {}
                 }
                 self.fire(i, due, plan.max_in_flight);
+                let due_us = (due_s * 1e6).round() as i64;
+                self.factory.recorder.last_due_us.fetch_max(due_us, SeqCst);
                 next = i + 1;
             }
             // No more arrivals for this plan: wait for another (or the end).

@@ -819,6 +819,7 @@ impl Session {
         report.rss_bytes = rss_bytes;
         report.sched_lag_p99_us = lag.take_p99_us();
         report.dropped_iterations = rec.dropped.swap(0, std::sync::atomic::Ordering::SeqCst);
+        report.last_arrival_due_us = rec.last_due_us.swap(0, std::sync::atomic::Ordering::SeqCst);
         report
     }
 

@@ -22,6 +22,9 @@ pub struct Recorder {
     pub users: Gauge,
     /// Open model: arrivals not started because the in-flight cap was reached.
     pub dropped: std::sync::atomic::AtomicU64,
+    /// Open model: the latest due time (run clock, µs) of an arrival handled (started
+    /// or dropped) since the last report.
+    pub last_due_us: std::sync::atomic::AtomicI64,
 }
 
 impl Recorder {
@@ -39,6 +42,7 @@ impl Recorder {
             active_streams: Gauge::new(origin),
             users: Gauge::new(origin),
             dropped: std::sync::atomic::AtomicU64::new(0),
+            last_due_us: std::sync::atomic::AtomicI64::new(0),
         }
     }
 

@@ -406,6 +406,40 @@ pub fn events_per_request_of(
     map.get(&(k.name.clone(), k.method.clone())).copied().unwrap_or(1)
 }
 
+impl ArrivalFigures {
+    /// The figures of `arrival` (its schedule as it ran) over a run of `duration`, with
+    /// what the workers reported.
+    pub fn new(arrival: &barrage_common::scenario::Arrival, duration: Duration, agg: &Aggregator) -> Self {
+        ArrivalFigures {
+            due: arrivals_due(&arrival.schedule, duration, agg.last_arrival_due_us),
+            dropped: agg.dropped_iterations,
+            max_in_flight: arrival.max_in_flight,
+            start_rate: arrival.schedule.start_rate,
+            stages: arrival
+                .schedule
+                .stages
+                .iter()
+                .map(|s| (s.duration.as_secs_f64(), s.rate))
+                .collect(),
+        }
+    }
+}
+
+/// Arrivals the schedule made due in the run: those before the master's stop, and
+/// any a worker still started or dropped after it (the Stop takes a moment to reach
+/// the workers), so started + dropped never exceed it. Arrival `i` is due when the
+/// rate's integral reaches `i`.
+fn arrivals_due(schedule: &barrage_common::arrival::Schedule, duration: Duration, last_due_us: i64) -> u64 {
+    let by_stop = schedule.cumulative(duration.as_secs_f64()).ceil().max(0.0) as u64;
+    if last_due_us <= 0 {
+        return by_stop;
+    }
+    // Through the last arrival handled: its index, plus one (a hair of slack for the
+    // float integral landing just under a whole number).
+    let through_last = (schedule.cumulative(last_due_us as f64 / 1e6) + 1e-6).floor().max(0.0) as u64 + 1;
+    by_stop.max(through_last)
+}
+
 /// Failures plus declared outcomes of one kind (a 429 may be either).
 fn count_kind(s: &EndpointStats, kind: &str) -> u64 {
     s.failure_kinds
@@ -715,18 +749,7 @@ impl FinalReport {
             }),
             // Filled by `build` and for downloads (`with_merged`): the live view needs none.
             merged: Vec::new(),
-            arrivals: info.arrival.as_ref().map(|a| ArrivalFigures {
-                due: a.schedule.cumulative(duration.as_secs_f64()).ceil().max(0.0) as u64,
-                dropped: agg.dropped_iterations,
-                max_in_flight: a.max_in_flight,
-                start_rate: a.schedule.start_rate,
-                stages: a
-                    .schedule
-                    .stages
-                    .iter()
-                    .map(|s| (s.duration.as_secs_f64(), s.rate))
-                    .collect(),
-            }),
+            arrivals: info.arrival.as_ref().map(|a| ArrivalFigures::new(a, duration, agg)),
         }
     }
 }
@@ -746,6 +769,17 @@ mod tests {
             s.record(Metric::ResponseTime, rt_ms * 1000);
         }
         crate::aggregate::testing::one_second(1, at as u64 + 1, at, "/x", TaskKindTag::Http, &s)
+    }
+
+    #[test]
+    fn arrivals_due_cover_those_fired_after_the_stop() {
+        let ten = barrage_common::arrival::Schedule::constant(10.0);
+        let two_s = Duration::from_secs(2);
+        // Arrivals 0..=19 are due before 2 s.
+        assert_eq!(arrivals_due(&ten, two_s, 0), 20);
+        assert_eq!(arrivals_due(&ten, two_s, 1_500_000), 20);
+        // Arrival 23 (due at 2.3 s) was still fired: 0..=23 are due.
+        assert_eq!(arrivals_due(&ten, two_s, 2_300_000), 24);
     }
 
     #[test]

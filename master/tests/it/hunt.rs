@@ -98,8 +98,10 @@ async fn hunt_finds_the_concurrency_limit_and_blames_the_429s() {
     assert!(h.steps[..3].iter().all(|s| s.status_429 == 0));
     // Little's law holds where the target keeps up: users / response time = req/s.
     let ratio = h.little_ratio.unwrap();
-    // (Below 1 by the worker's own time between requests, more on a busy machine.)
-    assert!((0.5..1.1).contains(&ratio), "observed / expected throughput {ratio}");
+    // Below 1 by the worker's own time between requests, more on a busy machine; a
+    // judged window of one second counts whole responses, so its edges can also tip
+    // it above 1 (1.11 seen with the machine overloaded).
+    assert!((0.4..1.35).contains(&ratio), "observed / expected throughput {ratio}");
     // The run stopped at the verdict, long before --max.
     assert!(
         report.stop_reason.contains("hunt: an SLO broke"),
@@ -113,7 +115,7 @@ async fn hunt_finds_the_concurrency_limit_and_blames_the_429s() {
 }
 
 /// A target whose first event comes later the more streams it serves (5 ms per open
-/// request): TTFE breaks `p95(ttfe) < 100ms` between 10 users (50 ms) and 30 (150 ms),
+/// request): TTFE breaks `p95(ttfe) < 120ms` between 10 users (50 ms) and 30 (150 ms),
 /// with no errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hunt_finds_where_ttfe_breaks_its_slo() {
@@ -147,23 +149,27 @@ kind = "sse"
 terminal_event = "done"
 "#;
     let load = hunt_load(addr);
-    let mut args = hunt_args(load, &["p95(ttfe) < 100ms", "error_rate < 1%"], 200);
+    // 10 users see ~50 ms, 30 users ~150 ms. The SLO sits nearer the bad level: the
+    // closed model keeps 30 streams in the target however slow the machine, while the
+    // good level's TTFE grows with the machine's own delays (an overloaded run once
+    // took it past 100 ms).
+    let mut args = hunt_args(load, &["p95(ttfe) < 120ms", "error_rate < 1%"], 200);
     args.step = 20;
     let (h, _, _) = hunt(&args, scenario).await;
     assert_eq!(h.sustainable_users, Some(10), "{h:#?}");
     assert_eq!(h.first_bad_users, Some(30));
     let cause = h.broke_first.as_deref().unwrap();
-    assert!(cause.starts_with("p95(ttfe) < 100ms"), "{cause}");
+    assert!(cause.starts_with("p95(ttfe) < 120ms"), "{cause}");
     assert!(!cause.contains("error_rate"), "{cause}");
     assert!(h.steps.iter().all(|s| s.error_rate == 0.0));
 }
 
 /// The arrival-rate hunt: the open model steps the rate. Workflow streams of ~220 ms
-/// (their events 20 ms apart) against the mock's limit of 40 at once. Steps of 75 from
-/// 50 keep both sides well clear of the limit: 125/s keeps ~28 open, so a worker that
-/// fires a burst late on a busy machine still stays under 40; 200/s would need ~44, so
-/// the mock refuses about a tenth of them whatever the timing, far above the 3% SLO.
-/// (Steps of 50 put 150/s at ~34 open, and a late burst reached 41 on CI.)
+/// (their events 20 ms apart) against the mock's limit of 40 at once: 30/s keeps ~7
+/// open, 250/s would need ~55, so the mock refuses about a quarter of them. The levels
+/// are that far apart because on a loaded machine the streams themselves last longer
+/// (the mock shares the cores): on CI, 125/s once kept 45 open where 28 were expected,
+/// and 150/s reached 41. A slower machine only makes the bad level worse.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_arrival_rate_hunt_finds_the_rate_the_target_refuses() {
     let mock = limited_mock().await;
@@ -171,31 +177,38 @@ async fn the_arrival_rate_hunt_finds_the_rate_the_target_refuses() {
     load.max_in_flight = Some(500);
     let mut args = hunt_args(load, &["error_rate < 3%"], 1000);
     args.arrival = true;
-    args.start = 50;
-    args.step = 75;
+    args.start = 30;
+    args.step = 220;
     let (h, report, _) = hunt(&args, &workflows()).await;
     assert_eq!(h.level, "arrivals/s");
     let levels: Vec<(u32, &str)> = h.steps.iter().map(|s| (s.users, s.verdict.as_str())).collect();
-    assert_eq!(levels, [(50, "ok"), (125, "ok"), (200, "slo")], "{h:#?}");
+    assert_eq!(levels, [(30, "ok"), (250, "slo")], "{h:#?}");
+    assert_eq!((h.sustainable_users, h.first_bad_users), (Some(30), Some(250)));
     // Virtual users the worker needed: at least rate x time in system (Little's law);
     // they are kept once created, so a busy second can leave a few more, but nowhere
     // near the cap of 500.
-    let s = &h.steps[1];
+    let s = &h.steps[0];
     let little = s.rps * s.response_time_avg_ms.unwrap() / 1000.0;
     assert!(s.users_avg > 0.8 * little && s.users_avg < 80.0, "{little} {s:?}");
-    // Each good step achieved its offered rate (completions in a one-second window
+    // The good step achieved its offered rate (completions in a one-second window
     // trail the arrivals by a response time; a busy machine fires some late).
-    for s in &h.steps[..2] {
-        assert!(
-            (s.rps - f64::from(s.users)).abs() <= f64::from(s.users) * 0.15 + 2.0,
-            "{s:?}"
-        );
-    }
+    assert!((s.rps - 30.0).abs() <= 30.0 * 0.15 + 2.0, "{s:?}");
     assert!(
         h.broke_first.as_deref().unwrap().contains("429s"),
         "{:?}",
         h.broke_first
     );
     assert_eq!(report.aggregated.requests, mock.state.ground_truth().requests);
-    assert_eq!(report.arrivals.as_ref().unwrap().dropped, 0);
+    // An arrival started a request or was dropped at the in-flight cap (none are at
+    // 30/s; a machine slow enough to hold 500 streams open at 250/s drops some there),
+    // and each was due: those fired after the hunt's stop, before the Stop reached the
+    // worker, included (an overloaded machine once fired 91 of them).
+    let arrivals = report.arrivals.as_ref().unwrap();
+    assert!(
+        report.aggregated.requests + arrivals.dropped <= arrivals.due,
+        "{} started + {} dropped > {} due",
+        report.aggregated.requests,
+        arrivals.dropped,
+        arrivals.due
+    );
 }

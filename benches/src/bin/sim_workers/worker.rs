@@ -390,6 +390,7 @@ impl Session {
             rss_bytes: 48 << 20,
             sched_lag_p99_us: 250,
             dropped_iterations: 0,
+            last_arrival_due_us: 0,
         };
         self.next_seq += 1;
         self.last_report_end_us = end;
