@@ -66,10 +66,7 @@ async fn a_worker_joining_mid_run_takes_its_share() {
     let load = load_args(mock.addr, 12, 1000.0, Duration::from_secs(4));
     let m = master(setup(&workflow_scenario("constant(0.1)"), &load, 1)).await;
     let first = worker(m.addr, "first");
-    let users_of = |id: &str| {
-        let reg = m.cluster.registry();
-        reg.workers.get(id).map(|w| w.heartbeat.users)
-    };
+    let users = |id: &str| users_of(&m.cluster, id);
     let assigned_of = |id: &str| {
         let reg = m.cluster.registry();
         reg.workers.get(id).and_then(|w| w.last_assign.clone()).map(|a| {
@@ -80,7 +77,7 @@ async fn a_worker_joining_mid_run_takes_its_share() {
         })
     };
     assert!(
-        eventually(Duration::from_secs(5), || users_of("first") == Some(12)).await,
+        eventually(Duration::from_secs(5), || users("first") == Some(12)).await,
         "first worker never ran 12 users"
     );
     assert_eq!(
@@ -90,12 +87,12 @@ async fn a_worker_joining_mid_run_takes_its_share() {
 
     let second = worker(m.addr, "second");
     assert!(
-        eventually(Duration::from_secs(3), || users_of("first") == Some(6)
-            && users_of("second") == Some(6))
+        eventually(Duration::from_secs(3), || users("first") == Some(6)
+            && users("second") == Some(6))
         .await,
         "after the join: first {:?}, second {:?}",
-        users_of("first"),
-        users_of("second")
+        users("first"),
+        users("second")
     );
     let (a, b) = (assigned_of("first").unwrap(), assigned_of("second").unwrap());
     let total = |c: usize| a[c].1 + b[c].1;
@@ -125,15 +122,7 @@ async fn a_second_worker_under_a_taken_id_is_refused() {
     let load = load_args(mock.addr, 2, 100.0, Duration::from_secs(3));
     let m = master(setup(&workflow_scenario("constant(0.05)"), &load, 1)).await;
     let first = worker(m.addr, "same");
-    assert!(
-        eventually(Duration::from_secs(5), || m
-            .cluster
-            .registry()
-            .workers
-            .get("same")
-            .is_some_and(|w| w.heartbeat.users == 2))
-        .await
-    );
+    assert!(eventually(Duration::from_secs(5), || users_of(&m.cluster, "same") == Some(2)).await);
     let second = worker(m.addr, "same");
     let refused = tokio::time::timeout(Duration::from_secs(10), second)
         .await
@@ -169,8 +158,7 @@ async fn a_worker_restarted_under_its_id_counts_from_its_first_report() {
             .unwrap()
     };
     let mut old = spawn();
-    let reports = || m.cluster.aggregator().workers.get("pod-0").map_or(0, |p| p.reports);
-    assert!(eventually(Duration::from_secs(10), || reports() >= 3).await);
+    assert!(eventually(Duration::from_secs(10), || reports_of(&m.cluster, "pod-0") >= 3).await);
     old.kill().unwrap();
     let _ = old.wait();
     // The master has seen the stream end, and not yet written the worker off (5 s).

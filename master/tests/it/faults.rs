@@ -52,7 +52,7 @@ async fn a_worker_lost_in_a_partition_is_fenced_when_it_returns() {
     let proxy = Proxy::start(m.addr).await;
     let steady = worker(m.addr, "steady");
     let partitioned = worker(proxy.addr, "partitioned");
-    let users = |id: &str| m.cluster.registry().workers.get(id).map(|w| w.heartbeat.users);
+    let users = |id: &str| users_of(&m.cluster, id);
     assert!(
         eventually(Duration::from_secs(5), || users("steady") == Some(3)
             && users("partitioned") == Some(3))
@@ -123,7 +123,7 @@ async fn a_killed_worker_process_is_noticed_and_its_users_move() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let users = |id: &str| m.cluster.registry().workers.get(id).map(|w| w.heartbeat.users);
+    let users = |id: &str| users_of(&m.cluster, id);
     assert!(
         eventually(Duration::from_secs(8), || users("victim") == Some(2)
             && users("survivor") == Some(2))
@@ -216,15 +216,7 @@ async fn losing_every_worker_still_produces_the_report() {
     let m = master(setup(&workflow_scenario("constant(0.05)"), &load, 1)).await;
     let proxy = Proxy::start(m.addr).await;
     let w = worker(proxy.addr, "only");
-    assert!(
-        eventually(Duration::from_secs(5), || m
-            .cluster
-            .aggregator()
-            .workers
-            .get("only")
-            .is_some_and(|p| p.reports >= 1))
-        .await
-    );
+    assert!(eventually(Duration::from_secs(5), || reports_of(&m.cluster, "only") >= 1).await);
     proxy.freeze(true);
     let outcome = tokio::time::timeout(Duration::from_secs(20), m.run)
         .await

@@ -152,15 +152,7 @@ async fn sigterm_on_a_worker_sends_its_final_report_and_leaves() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    assert!(
-        eventually(Duration::from_secs(10), || m
-            .cluster
-            .aggregator()
-            .workers
-            .get("leaver")
-            .is_some_and(|p| p.reports >= 2))
-        .await
-    );
+    assert!(eventually(Duration::from_secs(10), || reports_of(&m.cluster, "leaver") >= 2).await);
     kill("-TERM", child.id());
     let at = Instant::now();
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())

@@ -163,6 +163,16 @@ pub fn worker(master: SocketAddr, id: &str) -> WorkerTask {
     tokio::spawn(barrage_worker::run(cfg, std::future::pending()))
 }
 
+/// The users a worker last said it runs (None: not known to the master).
+pub fn users_of(cluster: &Cluster, id: &str) -> Option<u32> {
+    cluster.registry().workers.get(id).map(|w| w.heartbeat.users)
+}
+
+/// How many reports of a worker the master has merged.
+pub fn reports_of(cluster: &Cluster, id: &str) -> u64 {
+    cluster.aggregator().workers.get(id).map_or(0, |p| p.reports)
+}
+
 /// Polls `check` every 20 ms until it holds or `limit` passes.
 pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
