@@ -380,7 +380,9 @@ impl Aggregator {
         slot.sched_lag_max_us = slot.sched_lag_max_us.max(r.sched_lag_p99_us);
         slot.dropped_iterations += r.dropped_iterations;
         self.dropped_iterations += r.dropped_iterations;
-        self.last_arrival_due_us = self.last_arrival_due_us.max(r.last_arrival_due_us);
+        // An arrival handled within the interval was due by its end.
+        let last_due = r.last_arrival_due_us.min(r.interval_end_us);
+        self.last_arrival_due_us = self.last_arrival_due_us.max(last_due);
         for (endpoint, stats, buckets, peer) in decoded {
             slot.requests += stats.requests;
             slot.failures += stats.failures;
