@@ -5,9 +5,11 @@
 //! - [`template`]: request templates (`{{question}}`, `{{user}}`, `${ENV}` secrets).
 //! - [`metrics`]: metric names and the HDR histogram codec used on the wire.
 //! - [`wire`]: conversions between protocol messages and domain types.
+//! - [`bounds`]: how much of what a target or a peer sends may enter a report.
 //! - [`telemetry`]: `tracing` set-up shared by every role.
 
 pub mod arrival;
+pub mod bounds;
 pub mod duration;
 pub mod error;
 pub mod metrics;

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 
+use crate::bounds;
 use crate::error::{Error, Result};
 
 /// Significant figures of every histogram: values are exact to 0.1 %.
@@ -296,6 +297,11 @@ pub fn decode_buckets(metric: &str, bytes: &[u8]) -> Result<Buckets> {
             index = index
                 .checked_add(n.unsigned_abs())
                 .ok_or_else(|| bad("zero run overflows".into()))?;
+            if index > MAX_INDEX + 1 {
+                // Past the last bucket: a later count could only be refused, and one
+                // more step (`index += 1`) could overflow.
+                return Err(bad(format!("a zero run to bucket {index}, above the limit of one day")));
+            }
             continue;
         }
         if n > 0 {
@@ -446,23 +452,24 @@ impl EndpointStats {
             .sum()
     }
 
+    /// Counts a failure. `detail` and the sample (made only for a new key) come from the
+    /// target: redact them first, then they are bounded here ([`crate::bounds`]).
     pub fn fail(&mut self, kind: &str, detail: &str, sample: impl FnOnce() -> String) {
         self.failures += 1;
         bump(&mut self.failure_kinds, kind, detail, sample);
     }
 
+    /// Counts an outcome that is not a failure; bounded as [`Self::fail`].
     pub fn outcome(&mut self, kind: &str, detail: &str, sample: impl FnOnce() -> String) {
         bump(&mut self.outcomes, kind, detail, sample);
     }
 
+    /// Counts one event under its type, bounded: names cut to
+    /// [`bounds::MAX_EVENT_TYPE`] bytes, and past [`bounds::MAX_EVENT_TYPES`] types
+    /// the rest count under [`bounds::OTHER`].
     pub fn count_event(&mut self, event_type: &str) {
         self.events += 1;
-        match self.events_by_type.get_mut(event_type) {
-            Some(n) => *n += 1,
-            None => {
-                self.events_by_type.insert(event_type.to_string(), 1);
-            }
-        }
+        add_event_type(&mut self.events_by_type, event_type, 1);
     }
 
     /// Adds `other` into `self`. Exact: counts add, histograms merge bucket by bucket.
@@ -477,7 +484,7 @@ impl EndpointStats {
         self.streams_completed += other.streams_completed;
         self.events += other.events;
         for (k, v) in &other.events_by_type {
-            *self.events_by_type.entry(k.clone()).or_default() += v;
+            add_event_type(&mut self.events_by_type, k, *v);
         }
         self.total_tokens += other.total_tokens;
         for (mine, theirs) in self.histograms.iter_mut().zip(&other.histograms) {
@@ -503,9 +510,32 @@ impl EndpointStats {
 /// code for every request must not grow the map without bound.
 pub const MAX_OUTCOME_KEYS: usize = 64;
 /// The detail that stands for every pair past [`MAX_OUTCOME_KEYS`].
-pub const OTHER_DETAIL: &str = "(other)";
+pub const OTHER_DETAIL: &str = bounds::OTHER;
+
+/// Adds `count` events of `event_type` into `map`, bounded as [`EndpointStats::count_event`].
+pub fn add_event_type(map: &mut BTreeMap<String, u64>, event_type: &str, count: u64) {
+    let mut name = bounds::clip_name(event_type, bounds::MAX_EVENT_TYPE);
+    if !map.contains_key(name) && map.len() >= bounds::MAX_EVENT_TYPES {
+        name = bounds::OTHER;
+    }
+    match map.get_mut(name) {
+        Some(n) => *n = n.saturating_add(count),
+        None => {
+            map.insert(name.to_string(), count);
+        }
+    }
+}
+
+/// A failure sample as stored: bounded to [`bounds::MAX_SAMPLE`] bytes.
+fn bounded_sample(sample: String) -> String {
+    match bounds::clip(&sample, bounds::MAX_SAMPLE) {
+        std::borrow::Cow::Borrowed(_) => sample,
+        std::borrow::Cow::Owned(clipped) => clipped,
+    }
+}
 
 fn bump(map: &mut BTreeMap<OutcomeKey, FailureEntry>, kind: &str, detail: &str, sample: impl FnOnce() -> String) {
+    let detail = bounds::clip_name(detail, bounds::MAX_DETAIL);
     if let Some(e) = map
         .iter_mut()
         .find(|((k, d), _)| k == kind && d == detail)
@@ -519,7 +549,7 @@ fn bump(map: &mut BTreeMap<OutcomeKey, FailureEntry>, kind: &str, detail: &str, 
         map.entry(other)
             .or_insert_with(|| FailureEntry {
                 count: 0,
-                sample: sample(),
+                sample: bounded_sample(sample()),
             })
             .count += 1;
         return;
@@ -528,7 +558,7 @@ fn bump(map: &mut BTreeMap<OutcomeKey, FailureEntry>, kind: &str, detail: &str, 
         (kind.to_string(), detail.to_string()),
         FailureEntry {
             count: 1,
-            sample: sample(),
+            sample: bounded_sample(sample()),
         },
     );
 }
@@ -543,7 +573,7 @@ fn merge_outcomes(into: &mut BTreeMap<OutcomeKey, FailureEntry>, from: &BTreeMap
         };
         let e = into.entry(key).or_insert_with(|| FailureEntry {
             count: 0,
-            sample: v.sample.clone(),
+            sample: bounds::clip(&v.sample, bounds::MAX_SAMPLE).into_owned(),
         });
         e.count = e.count.saturating_add(v.count);
     }
@@ -584,6 +614,45 @@ mod tests {
             buckets.add_to(&mut merged);
             prop_assert_eq!(pairs(&merged), pairs(&h));
         }
+    }
+
+    /// A V2 histogram in Barrage's layout whose payload is `counts` (zig-zag LEB128,
+    /// negative = a run of empty buckets), as a hostile peer could write it.
+    fn hostile_v2(counts: &[i64]) -> Vec<u8> {
+        let mut payload = Vec::new();
+        for &n in counts {
+            let mut zz = ((n << 1) ^ (n >> 63)) as u64;
+            for i in 0..9 {
+                if i == 8 {
+                    payload.push(zz as u8);
+                    break;
+                }
+                let more = zz >> 7 != 0;
+                payload.push((zz & 0x7f) as u8 | if more { 0x80 } else { 0 });
+                zz >>= 7;
+                if !more {
+                    break;
+                }
+            }
+        }
+        let mut bytes = encode_histogram(&new_histogram());
+        bytes.truncate(V2_HEADER);
+        bytes[4..8].copy_from_slice(&(payload.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(&payload);
+        bytes
+    }
+
+    #[test]
+    fn a_maximal_zero_run_is_refused_not_overflowed() {
+        // Two runs of 2^63 - 1 then a zero: the index would pass u64::MAX.
+        let bytes = hostile_v2(&[-i64::MAX, -i64::MAX, 0, 0, 1]);
+        assert!(decode_buckets("ttfe", &bytes).is_err());
+        let bytes = hostile_v2(&[-i64::MAX, 0]);
+        assert!(decode_buckets("ttfe", &bytes).is_err());
+        // A sane payload in the same form still decodes.
+        let bytes = hostile_v2(&[-5, 3]);
+        let b = decode_buckets("ttfe", &bytes).unwrap();
+        assert_eq!(b.len(), 3);
     }
 
     #[test]

@@ -3,9 +3,13 @@
 
 use barrage_proto::v1;
 
+use std::collections::BTreeMap;
+
+use crate::bounds;
 use crate::error::{Error, Result};
 use crate::metrics::{
-    Buckets, EndpointStats, FailureEntry, METRIC_COUNT, Metric, OutcomeKey, decode_buckets, encode_histogram,
+    Buckets, EndpointStats, FailureEntry, MAX_OUTCOME_KEYS, METRIC_COUNT, Metric, OutcomeKey, add_event_type,
+    decode_buckets, encode_histogram,
 };
 use crate::plan::{Endpoint, TaskKindTag};
 
@@ -20,7 +24,7 @@ impl From<TaskKindTag> for v1::EndpointKind {
 
 /// Encodes one endpoint's stats for a report.
 pub fn endpoint_to_proto(endpoint: &Endpoint, s: &EndpointStats) -> v1::EndpointDelta {
-    let outcomes = |m: &std::collections::BTreeMap<OutcomeKey, FailureEntry>| {
+    let outcomes = |m: &BTreeMap<OutcomeKey, FailureEntry>| {
         m.iter()
             .map(|((kind, detail), e)| v1::FailureCount {
                 kind: kind.clone(),
@@ -65,15 +69,16 @@ pub fn endpoint_to_proto(endpoint: &Endpoint, s: &EndpointStats) -> v1::Endpoint
     }
 }
 
-/// Longest endpoint name or outcome text accepted from a peer.
+/// Longest endpoint name accepted from a peer (a planned name is never longer).
 const MAX_TEXT: usize = 1024;
 /// Largest count accepted in one delta (2^40, about 10^12 per second): far above any
 /// real interval, and low enough that merging can never overflow a u64.
 pub const MAX_COUNT: u64 = 1 << 40;
 
-/// Decodes one endpoint delta, rejecting impossible content.
+/// Decodes one endpoint delta, rejecting impossible content (texts past the bounds
+/// are clipped, see [`endpoint_from_proto_sparse`]).
 pub fn endpoint_from_proto(d: &v1::EndpointDelta) -> Result<(Endpoint, EndpointStats)> {
-    let (endpoint, mut stats, buckets) = endpoint_from_proto_sparse(d)?;
+    let (endpoint, mut stats, buckets) = endpoint_from_proto_sparse(d, &mut 0)?;
     for (into, b) in stats.histograms.iter_mut().zip(buckets) {
         *into = b.map(|b| b.to_histogram());
     }
@@ -85,14 +90,18 @@ pub type DeltaBuckets = [Option<Buckets>; METRIC_COUNT];
 
 /// [`endpoint_from_proto`] with the histograms left as [`Buckets`] (the stats' own
 /// histograms are empty): what the master merges, at the cost of their buckets.
-pub fn endpoint_from_proto_sparse(d: &v1::EndpointDelta) -> Result<(Endpoint, EndpointStats, DeltaBuckets)> {
-    let bad = |m: String| {
-        Error::Protocol(format!(
-            "endpoint `{}`: {m}",
-            d.name.chars().take(80).collect::<String>()
-        ))
-    };
-    if d.name.is_empty() || d.name.len() > MAX_TEXT || d.method.len() > 16 {
+///
+/// A delta whose *counts* are impossible (failures above requests, kinds that do not
+/// add up, a count above [`MAX_COUNT`], a bad histogram) is refused: none of it can be
+/// trusted. Text is never a reason to refuse: failure kinds, details and samples and
+/// event type names past [`crate::bounds`] are clipped, keys past the caps fold into
+/// [`bounds::OTHER`], and each change adds one to `clipped`; every count is kept.
+pub fn endpoint_from_proto_sparse(
+    d: &v1::EndpointDelta,
+    clipped: &mut u64,
+) -> Result<(Endpoint, EndpointStats, DeltaBuckets)> {
+    let bad = |m: String| Error::Protocol(format!("endpoint `{}`: {m}", bounds::clip_name(&d.name, 80)));
+    if d.name.is_empty() || d.name.len() > MAX_TEXT || d.method.is_empty() || d.method.len() > 16 {
         return Err(bad("name or method missing or too long".into()));
     }
     let kind = match v1::EndpointKind::try_from(d.kind) {
@@ -117,40 +126,24 @@ pub fn endpoint_from_proto_sparse(d: &v1::EndpointDelta) -> Result<(Endpoint, En
     if counts.into_iter().chain(listed).chain(typed).any(|c| c > MAX_COUNT) {
         return Err(bad(format!("a count above {MAX_COUNT}")));
     }
-    if d.failure_kinds.len() + d.expected_outcomes.len() > 4 * crate::metrics::MAX_OUTCOME_KEYS
-        || d.events_by_type.len() > 4096
-    {
-        return Err(bad("too many distinct failure kinds or event types".into()));
-    }
-    let outcomes = |list: &[v1::FailureCount]| -> Result<std::collections::BTreeMap<OutcomeKey, FailureEntry>> {
-        let mut map = std::collections::BTreeMap::new();
-        for f in list {
-            if f.kind.len() > MAX_TEXT || f.detail.len() > MAX_TEXT || f.sample.len() > 4 * MAX_TEXT {
-                return Err(bad("failure text too long".into()));
-            }
-            let e: &mut FailureEntry = map.entry((f.kind.clone(), f.detail.clone())).or_default();
-            e.count += f.count;
-            if e.sample.is_empty() {
-                e.sample = f.sample.clone();
-            }
-        }
-        Ok(map)
-    };
-    let failure_kinds = outcomes(&d.failure_kinds)?;
+    let failure_kinds = bounded_outcomes(&d.failure_kinds, clipped);
     if failure_kinds.values().map(|e| e.count).sum::<u64>() != d.failures {
         return Err(bad("failure kinds do not add up to the failure count".into()));
     }
     let mut buckets: DeltaBuckets = Default::default();
     for h in &d.histograms {
-        let metric = Metric::parse(&h.metric).ok_or_else(|| bad(format!("unknown metric `{}`", h.metric)))?;
+        let metric = Metric::parse(&h.metric)
+            .ok_or_else(|| bad(format!("unknown metric `{}`", bounds::clip_name(&h.metric, 40))))?;
         buckets[metric as usize] = Some(decode_buckets(&h.metric, &h.hdr_v2)?);
     }
     let mut events_by_type = std::collections::BTreeMap::new();
     for e in &d.events_by_type {
-        if e.event_type.len() > MAX_TEXT {
-            return Err(bad("event type too long".into()));
+        let name = bounds::clip_name(&e.event_type, bounds::MAX_EVENT_TYPE);
+        let folded = !events_by_type.contains_key(name) && events_by_type.len() >= bounds::MAX_EVENT_TYPES;
+        if folded || name.len() != e.event_type.len() {
+            *clipped += 1;
         }
-        *events_by_type.entry(e.event_type.clone()).or_default() += e.count;
+        add_event_type(&mut events_by_type, &e.event_type, e.count);
     }
     Ok((
         Endpoint {
@@ -162,7 +155,7 @@ pub fn endpoint_from_proto_sparse(d: &v1::EndpointDelta) -> Result<(Endpoint, En
             requests: d.requests,
             failures: d.failures,
             failure_kinds,
-            outcomes: outcomes(&d.expected_outcomes)?,
+            outcomes: bounded_outcomes(&d.expected_outcomes, clipped),
             bytes_received: d.bytes_received,
             connections_opened: d.connections_opened,
             streams_started: d.streams_started,
@@ -174,6 +167,32 @@ pub fn endpoint_from_proto_sparse(d: &v1::EndpointDelta) -> Result<(Endpoint, En
         },
         buckets,
     ))
+}
+
+/// A peer's failure counts as a bounded map: kinds and details cut to
+/// [`bounds::MAX_DETAIL`], samples to [`bounds::MAX_SAMPLE`], and past
+/// [`MAX_OUTCOME_KEYS`] keys the rest counted under `((other), (other))`. Counts add.
+fn bounded_outcomes(list: &[v1::FailureCount], clipped: &mut u64) -> BTreeMap<OutcomeKey, FailureEntry> {
+    let mut map: BTreeMap<OutcomeKey, FailureEntry> = BTreeMap::new();
+    for f in list {
+        let kind = bounds::clip_name(&f.kind, bounds::MAX_DETAIL);
+        let detail = bounds::clip_name(&f.detail, bounds::MAX_DETAIL);
+        let sample = bounds::clip(&f.sample, bounds::MAX_SAMPLE);
+        if kind.len() != f.kind.len() || detail.len() != f.detail.len() || sample.len() != f.sample.len() {
+            *clipped += 1;
+        }
+        let mut key = (kind.to_string(), detail.to_string());
+        if !map.contains_key(&key) && map.len() >= MAX_OUTCOME_KEYS {
+            *clipped += 1;
+            key = (bounds::OTHER.to_string(), bounds::OTHER.to_string());
+        }
+        let e = map.entry(key).or_default();
+        e.count += f.count;
+        if e.sample.is_empty() {
+            e.sample = sample.into_owned();
+        }
+    }
+    map
 }
 
 #[cfg(test)]

@@ -238,8 +238,16 @@
     cards.push(card('Duration', duration(r.duration_s), isRunning(r) ? 'so far' : 'stopped: ' + (r.stop_reason || DASH)));
 
     const warnings = arr(r.warnings).filter((w) => typeof w === 'string');
+    const completeness = obj(r.completeness) ? r.completeness : null;
+    const lost = completeness && completeness.verdict === 'incomplete' ? arr(completeness.reasons).filter((w) => typeof w === 'string') : null;
     return [
       h('div', { class: 'cards' }, cards),
+      lost
+        ? h('div', { class: 'callout callout-bad', role: 'alert', id: 'incomplete' }, [
+            h('strong', null, 'Data incomplete (exit code 3): these figures miss data the workers recorded. '),
+            h('ul', null, lost.map((w) => h('li', null, w))),
+          ])
+        : null,
       warnings.length
         ? h('div', { class: 'callout callout-warn', role: 'note', id: 'warnings' }, [
             h('strong', null, warnings.length === 1 ? 'Warning: ' : warnings.length + ' warnings: '),

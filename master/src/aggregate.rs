@@ -11,12 +11,19 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use hdrhistogram::Histogram;
 
 use barrage_common::metrics::{Accum, EndpointStats, METRIC_COUNT, Metric};
-use barrage_common::plan::TaskKindTag;
+use barrage_common::plan::{Endpoint, TaskKindTag};
 use barrage_common::wire::{DeltaBuckets, endpoint_from_proto_sparse};
 use barrage_proto::v1;
 
 /// Reports further ahead than this many seqs of the last merged one are refused.
 const MAX_SEQ_AHEAD: u64 = 10_000;
+/// Distinct (endpoint, peer address) rows kept; past it a peer counts as `(other)`.
+pub const MAX_PEER_ROWS: usize = 1024;
+/// Longest peer address kept (`[v6]:port` fits easily).
+const MAX_PEER: usize = 64;
+/// How far past the run clock a report's interval may end (clock skew between
+/// machines is far smaller; a report from further ahead is not placed in the timeline).
+const CLOCK_SLACK_US: i64 = 60_000_000;
 /// Slots older than this (seconds behind the newest) are compacted to summaries.
 const OPEN_SLOTS: i64 = 15;
 
@@ -160,6 +167,11 @@ pub struct WorkerProgress {
     above: BTreeSet<u64>,
     pub reports: u64,
     pub final_seen: bool,
+    /// Declared lost and sent Fence: its reports still count until its closing
+    /// (final) one, none after.
+    pub fenced: bool,
+    /// It was given load or reported some: if its data stops short, data is lost.
+    pub had_load: bool,
     pub last_interval_end_us: i64,
     pub cpu_percent: f64,
     pub cpu_max: f64,
@@ -176,8 +188,11 @@ pub enum Merge {
     Merged { acked: u64 },
     /// Already counted before; acknowledge again.
     Duplicate { acked: u64 },
-    /// Not counted, with the reason (wrong epoch, impossible content, ...).
-    Rejected(String),
+    /// Not counted, with the reason (wrong epoch, far-ahead seq, a fenced worker's
+    /// report after its closing one): lost data, counted in
+    /// [`Aggregator::lost_reports`]. Still acknowledged up to `acked` (which counts
+    /// this seq as received when it could), so a worker's outbox never stalls on it.
+    Rejected { acked: u64, why: String },
 }
 
 #[derive(Debug, Default)]
@@ -188,7 +203,24 @@ pub struct Aggregator {
     /// Per target address, when workers spread users over a host's addresses.
     pub peers: BTreeMap<(EndpointKey, String), Totals>,
     pub workers: HashMap<String, WorkerProgress>,
-    pub rejected: u64,
+    /// Whole reports that could not be used (see [`Merge::Rejected`]): lost data.
+    pub lost_reports: u64,
+    /// Endpoint deltas refused inside usable reports (an endpoint the plan does not
+    /// have, impossible counts), and the requests they claimed: lost data.
+    pub refused_deltas: u64,
+    pub refused_requests: u64,
+    /// Fields refused or clipped without losing a count: texts cut to their bounds,
+    /// keys folded into `(other)`, non-finite or negative gauges, intervals outside
+    /// the run clock (their counts kept in the totals, not placed in the timeline).
+    pub clipped: u64,
+    /// Data known lost for good (a worker written off before its data arrived), one
+    /// line each, for the report's verdict.
+    pub lost_data: Vec<String>,
+    /// The endpoints of the plan: a delta for any other is refused, never allocated
+    /// (empty: not checked).
+    planned: BTreeSet<(String, String)>,
+    /// The run's start on this machine, to refuse intervals far beyond the run clock.
+    run_start: Option<std::time::Instant>,
     /// Open model: arrivals the workers dropped at their in-flight cap.
     pub dropped_iterations: u64,
     /// Open model: the latest due time (run clock, µs) of an arrival any worker
@@ -232,6 +264,96 @@ impl Aggregator {
             keep_histograms_s: OPEN_SLOTS,
             ..Default::default()
         }
+    }
+
+    /// Refuse deltas of endpoints the plan does not have (name and method).
+    pub fn plan_endpoints<'a>(&mut self, endpoints: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        self.planned = endpoints
+            .into_iter()
+            .map(|(n, m)| (n.to_string(), m.to_string()))
+            .collect();
+    }
+
+    /// The run started at `at` (this machine's clock): intervals ending far beyond the
+    /// run clock are not placed in the timeline.
+    pub fn start_clock(&mut self, at: std::time::Instant) {
+        self.run_start = Some(at);
+    }
+
+    /// Marks a worker as fenced (declared lost): its reports count until its closing
+    /// one, and if that never comes and it had load (`had_load`: it was assigned some,
+    /// or reported some), the run's data is incomplete.
+    pub fn fence(&mut self, worker: &str, had_load: bool) {
+        let p = self
+            .workers
+            .entry(worker.to_string())
+            .or_insert_with(|| WorkerProgress {
+                epoch: self.epoch,
+                ..Default::default()
+            });
+        p.fenced = true;
+        p.had_load |= had_load;
+    }
+
+    /// Forgets a worker's progress (it joins again as a new session, seqs from 1).
+    /// What it delivered stays counted; if it was written off before its closing
+    /// report arrived, that loss is noted for the verdict.
+    pub fn forget(&mut self, worker: &str, why: &str) {
+        if let Some(p) = self.workers.remove(worker)
+            && p.had_load
+            && !p.final_seen
+        {
+            self.lost_data.push(format!(
+                "worker {worker} {why}: what it did after {:.1}s of the run never arrived",
+                p.last_interval_end_us as f64 / 1e6
+            ));
+        }
+    }
+
+    /// Why the merged figures are not the whole truth; empty when nothing was lost.
+    /// `written_off`: workers now declared lost (the registry's view).
+    pub fn data_loss<'a>(&self, written_off: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let mut why = self.lost_data.clone();
+        if self.lost_reports > 0 {
+            why.push(format!(
+                "{} report(s) could not be used (wrong run, impossible sequence, or sent after a fence)",
+                self.lost_reports
+            ));
+        }
+        if self.refused_deltas > 0 {
+            why.push(format!(
+                "{} endpoint record(s) refused (an endpoint the plan does not have, or impossible counts), claiming {} request(s)",
+                self.refused_deltas, self.refused_requests
+            ));
+        }
+        let mut holes: Vec<_> = self
+            .workers
+            .iter()
+            .filter(|(_, p)| !p.above.is_empty())
+            .map(|(id, p)| {
+                format!(
+                    "worker {id}: report(s) {}..{} never arrived",
+                    p.acked + 1,
+                    p.above.first().copied().unwrap_or(0) - 1
+                )
+            })
+            .collect();
+        holes.sort();
+        why.extend(holes);
+        let mut fenced: Vec<_> = written_off
+            .into_iter()
+            .filter_map(|id| self.workers.get(id).map(|p| (id, p)))
+            .filter(|(_, p)| p.had_load && !p.final_seen)
+            .map(|(id, p)| {
+                format!(
+                    "worker {id} was lost: what it did after {:.1}s of the run never arrived",
+                    p.last_interval_end_us as f64 / 1e6
+                )
+            })
+            .collect();
+        fenced.sort();
+        why.extend(fenced);
+        why
     }
 
     /// Open slots also keep each endpoint's requests, failures and response times, for
@@ -296,8 +418,11 @@ impl Aggregator {
 
     pub fn merge(&mut self, r: &v1::Report) -> Merge {
         if r.epoch != self.epoch {
-            self.rejected += 1;
-            return Merge::Rejected(format!("report of epoch {} in epoch {}", r.epoch, self.epoch));
+            self.lost_reports += 1;
+            return Merge::Rejected {
+                acked: 0,
+                why: format!("report of epoch {} in epoch {}", r.epoch, self.epoch),
+            };
         }
         let progress = self
             .workers
@@ -310,62 +435,94 @@ impl Aggregator {
             return Merge::Duplicate { acked: progress.acked };
         }
         if r.seq > progress.acked + MAX_SEQ_AHEAD {
-            self.rejected += 1;
-            return Merge::Rejected(format!("seq {} is far ahead of {}", r.seq, progress.acked));
+            self.lost_reports += 1;
+            return Merge::Rejected {
+                acked: progress.acked,
+                why: format!("seq {} is far ahead of {}", r.seq, progress.acked),
+            };
         }
-        if r.interval_end_us < r.interval_start_us || r.interval_start_us < 0 {
-            self.rejected += 1;
-            return Merge::Rejected(format!(
-                "interval {}..{} is impossible",
-                r.interval_start_us, r.interval_end_us
-            ));
-        }
-        // Decode everything before touching totals: a bad report changes nothing.
-        let mut decoded = Vec::with_capacity(r.endpoints.len());
-        for d in &r.endpoints {
-            if d.peer.len() > 256 {
-                self.rejected += 1;
-                return Merge::Rejected("peer address too long".into());
-            }
-            match endpoint_from_proto_sparse(d) {
-                Ok((endpoint, stats, buckets)) => decoded.push((endpoint, stats, buckets, d.peer.clone())),
-                Err(e) => {
-                    self.rejected += 1;
-                    return Merge::Rejected(e.to_string());
-                }
-            }
-        }
-        let gauge = |g: &Option<v1::Gauge>| g.unwrap_or_default();
-        let (users, streams) = (gauge(&r.users), gauge(&r.active_streams));
-        if users.last < 0
-            || streams.last < 0
-            || streams.max < 0
-            || streams.time_avg.is_nan()
-            || streams.time_avg < 0.0
-            || users.time_avg.is_nan()
-            || users.time_avg < 0.0
-        {
-            self.rejected += 1;
-            return Merge::Rejected("negative gauge".into());
-        }
-
-        // Record progress.
+        // From here on the seq counts as received, whatever its content.
         progress.above.insert(r.seq);
         while progress.above.remove(&(progress.acked + 1)) {
             progress.acked += 1;
         }
+        if progress.fenced && progress.final_seen {
+            self.lost_reports += 1;
+            return Merge::Rejected {
+                acked: progress.acked,
+                why: "a report after the closing report of a fenced session".into(),
+            };
+        }
+        // Field by field: what cannot be used is refused and counted, the rest kept.
+        let mut decoded = Vec::with_capacity(r.endpoints.len());
+        for d in &r.endpoints {
+            if !self.planned.is_empty() && !self.planned.contains(&(d.name.clone(), d.method.clone())) {
+                self.refused_deltas += 1;
+                self.refused_requests = self
+                    .refused_requests
+                    .saturating_add(d.requests.min(barrage_common::wire::MAX_COUNT));
+                continue;
+            }
+            match endpoint_from_proto_sparse(d, &mut self.clipped) {
+                Ok((endpoint, stats, buckets)) => decoded.push((endpoint, stats, buckets, d.peer.as_str())),
+                Err(_) => {
+                    self.refused_deltas += 1;
+                    self.refused_requests = self
+                        .refused_requests
+                        .saturating_add(d.requests.min(barrage_common::wire::MAX_COUNT));
+                }
+            }
+        }
+        let mut clipped = 0;
+        let mut gauge = |g: &Option<v1::Gauge>| {
+            let mut g = g.unwrap_or_default();
+            if g.last < 0 || g.max < 0 || !g.time_avg.is_finite() || g.time_avg < 0.0 {
+                clipped += 1;
+                g = v1::Gauge::default();
+            }
+            g
+        };
+        let (users, streams) = (gauge(&r.users), gauge(&r.active_streams));
+        let cpu_percent = if r.cpu_percent.is_finite() && r.cpu_percent >= 0.0 {
+            r.cpu_percent
+        } else {
+            clipped += 1;
+            0.0
+        };
+        let clock_us = self
+            .run_start
+            .map_or(0, |s| i64::try_from(s.elapsed().as_micros()).unwrap_or(i64::MAX));
+        let placed = r.interval_start_us >= 0
+            && r.interval_end_us >= r.interval_start_us
+            && r.interval_end_us <= clock_us.saturating_add(CLOCK_SLACK_US);
+        if !placed {
+            clipped += 1;
+        }
+        self.clipped += clipped;
+
         progress.reports += 1;
+        progress.had_load |= !r.endpoints.is_empty();
         progress.final_seen |= r.r#final;
-        progress.last_interval_end_us = progress.last_interval_end_us.max(r.interval_end_us);
-        progress.cpu_percent = r.cpu_percent;
-        progress.cpu_max = progress.cpu_max.max(r.cpu_percent);
+        if placed {
+            progress.last_interval_end_us = progress.last_interval_end_us.max(r.interval_end_us);
+        }
+        progress.cpu_percent = cpu_percent;
+        progress.cpu_max = progress.cpu_max.max(cpu_percent);
         progress.rss_bytes = r.rss_bytes;
         progress.sched_lag_p99_us = r.sched_lag_p99_us;
-        if r.sched_lag_p99_us > progress.sched_lag_max_us {
+        if r.sched_lag_p99_us > progress.sched_lag_max_us && placed {
             progress.sched_lag_max_us = r.sched_lag_p99_us;
             progress.sched_lag_max_at_s = r.interval_start_us / 1_000_000;
         }
         let acked = progress.acked;
+        self.dropped_iterations += r.dropped_iterations.min(barrage_common::wire::MAX_COUNT);
+        if !placed {
+            // Counts kept, time unknown: totals only.
+            for (endpoint, stats, buckets, peer) in decoded {
+                self.add_totals(endpoint, &stats, &buckets, peer);
+            }
+            return Merge::Merged { acked };
+        }
 
         let second = r.interval_start_us / 1_000_000;
         let endpoint_seconds = self.endpoint_seconds;
@@ -376,10 +533,9 @@ impl Aggregator {
         slot.users += users.time_avg * span;
         slot.active_streams += streams.time_avg * span;
         slot.active_streams_max += streams.max;
-        slot.worker_cpu_max = slot.worker_cpu_max.max(r.cpu_percent);
+        slot.worker_cpu_max = slot.worker_cpu_max.max(cpu_percent);
         slot.sched_lag_max_us = slot.sched_lag_max_us.max(r.sched_lag_p99_us);
-        slot.dropped_iterations += r.dropped_iterations;
-        self.dropped_iterations += r.dropped_iterations;
+        slot.dropped_iterations += r.dropped_iterations.min(barrage_common::wire::MAX_COUNT);
         // An arrival handled within the interval was due by its end.
         let last_due = r.last_arrival_due_us.min(r.interval_end_us);
         self.last_arrival_due_us = self.last_arrival_due_us.max(last_due);
@@ -402,8 +558,8 @@ impl Aggregator {
                 }
             }
             let key = EndpointKey {
-                name: endpoint.name,
-                method: endpoint.method,
+                name: endpoint.name.clone(),
+                method: endpoint.method.clone(),
             };
             if endpoint_seconds && slot.summary.is_none() {
                 let e = slot.endpoints.entry(key.clone()).or_default();
@@ -413,20 +569,35 @@ impl Aggregator {
                     e.response_time.add(b);
                 }
             }
-            if !peer.is_empty() {
-                self.peers
-                    .entry((key.clone(), peer))
-                    .or_default()
-                    .merge(&stats, &buckets);
-            }
-            let totals = self.endpoints.entry(key).or_insert_with(|| EndpointTotals {
-                kind: endpoint.kind,
-                totals: Totals::default(),
-            });
-            totals.totals.merge(&stats, &buckets);
+            totals_into(
+                &mut self.endpoints,
+                &mut self.peers,
+                &mut self.clipped,
+                (key, endpoint.kind),
+                &stats,
+                &buckets,
+                peer,
+            );
         }
         self.compact(second);
         Merge::Merged { acked }
+    }
+
+    /// Adds one decoded delta to the totals (and its peer's row) only.
+    fn add_totals(&mut self, endpoint: Endpoint, stats: &EndpointStats, buckets: &DeltaBuckets, peer: &str) {
+        let key = EndpointKey {
+            name: endpoint.name,
+            method: endpoint.method,
+        };
+        totals_into(
+            &mut self.endpoints,
+            &mut self.peers,
+            &mut self.clipped,
+            (key, endpoint.kind),
+            stats,
+            buckets,
+            peer,
+        );
     }
 
     /// Summarises the slots that fell out of the open window. Only slots not yet
@@ -522,6 +693,36 @@ pub(crate) mod testing {
     }
 }
 
+/// Adds a delta to its endpoint's totals and, when it names a peer, to that peer's row
+/// (bounded: a peer past [`MAX_PEER_ROWS`] rows or [`MAX_PEER`] bytes counts as
+/// `(other)`).
+fn totals_into(
+    endpoints: &mut BTreeMap<EndpointKey, EndpointTotals>,
+    peers: &mut BTreeMap<(EndpointKey, String), Totals>,
+    clipped: &mut u64,
+    (key, kind): (EndpointKey, TaskKindTag),
+    stats: &EndpointStats,
+    buckets: &DeltaBuckets,
+    peer: &str,
+) {
+    if !peer.is_empty() {
+        let mut row = (key.clone(), peer.to_string());
+        if peer.len() > MAX_PEER || (!peers.contains_key(&row) && peers.len() >= MAX_PEER_ROWS) {
+            *clipped += 1;
+            row.1 = barrage_common::bounds::OTHER.to_string();
+        }
+        peers.entry(row).or_default().merge(stats, buckets);
+    }
+    endpoints
+        .entry(key)
+        .or_insert_with(|| EndpointTotals {
+            kind,
+            totals: Totals::default(),
+        })
+        .totals
+        .merge(stats, buckets);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -610,17 +811,141 @@ mod tests {
     }
 
     #[test]
-    fn bad_reports_change_nothing() {
+    fn unusable_reports_count_nothing_and_are_lost_data() {
         let mut a = Aggregator::new(7);
         let mut wrong_epoch = report(1, 0, 5);
         wrong_epoch.epoch = 8;
-        assert!(matches!(a.merge(&wrong_epoch), Merge::Rejected(_)));
-        let mut bad = report(1, 0, 5);
-        bad.endpoints[0].failures = 9;
-        assert!(matches!(a.merge(&bad), Merge::Rejected(_)));
-        assert!(matches!(a.merge(&report(50_000, 0, 5)), Merge::Rejected(_)));
+        assert!(matches!(a.merge(&wrong_epoch), Merge::Rejected { .. }));
+        assert!(matches!(a.merge(&report(50_000, 0, 5)), Merge::Rejected { .. }));
         assert_eq!(a.aggregated().requests, 0);
         assert_eq!(a.acked("w1"), 0);
-        assert_eq!(a.rejected, 3);
+        assert_eq!(a.lost_reports, 2);
+        assert_eq!(a.data_loss([]).len(), 1, "{:?}", a.data_loss([]));
+    }
+
+    #[test]
+    fn an_impossible_delta_is_refused_and_acknowledged_the_rest_of_its_report_counts() {
+        let mut a = Aggregator::new(7);
+        let mut r = report(1, 0, 5);
+        let mut bad = r.endpoints[0].clone();
+        bad.name = "/y".into();
+        bad.failures = 9;
+        r.endpoints.push(bad);
+        assert_eq!(
+            a.merge(&r),
+            Merge::Merged { acked: 1 },
+            "acknowledged: the outbox drains"
+        );
+        assert_eq!(a.aggregated().requests, 5, "the good delta counts");
+        assert_eq!((a.refused_deltas, a.refused_requests), (1, 5));
+        assert!(!a.data_loss([]).is_empty(), "a refused delta is lost data");
+    }
+
+    #[test]
+    fn endpoints_the_plan_does_not_have_are_refused_never_stored() {
+        let mut a = Aggregator::new(7);
+        a.plan_endpoints([("/x", "POST")]);
+        let mut r = report(1, 0, 5);
+        for i in 0..1000 {
+            let mut d = r.endpoints[0].clone();
+            d.name = format!("/invented/{i}");
+            r.endpoints.push(d);
+        }
+        assert_eq!(a.merge(&r), Merge::Merged { acked: 1 });
+        assert_eq!(a.endpoints.len(), 1);
+        assert_eq!(a.aggregated().requests, 5);
+        assert_eq!((a.refused_deltas, a.refused_requests), (1000, 5000));
+    }
+
+    #[test]
+    fn odd_fields_are_clipped_and_every_count_kept() {
+        let mut a = Aggregator::new(7);
+        a.start_clock(std::time::Instant::now());
+        let mut r = report(1, 0, 5);
+        r.users = Some(v1::Gauge {
+            last: -1,
+            max: 3,
+            time_avg: f64::NAN,
+        });
+        r.cpu_percent = f64::INFINITY;
+        r.endpoints[0].failures = 2;
+        r.endpoints[0].failure_kinds = vec![v1::FailureCount {
+            kind: "terminal_status".into(),
+            detail: "failed".repeat(100),
+            count: 2,
+            sample: "Traceback (most recent call last):\n".repeat(300),
+        }];
+        r.endpoints[0].events_by_type = (0..500)
+            .map(|i| v1::EventCount {
+                event_type: format!("made-up-{i}-{}", "x".repeat(i)),
+                count: 1,
+            })
+            .collect();
+        r.endpoints[0].events = 500;
+        r.endpoints[0].peer = "9".repeat(300);
+        assert_eq!(a.merge(&r), Merge::Merged { acked: 1 });
+        let s = a.aggregated();
+        assert_eq!((s.requests, s.failures, s.events), (5, 2, 500));
+        assert_eq!(s.events_by_type.values().sum::<u64>(), 500);
+        assert!(s.events_by_type.len() <= barrage_common::bounds::MAX_EVENT_TYPES + 1);
+        assert!(
+            s.events_by_type
+                .keys()
+                .all(|k| k.len() <= barrage_common::bounds::MAX_EVENT_TYPE)
+        );
+        let (_, f) = s.failure_kinds.iter().next().unwrap();
+        assert!(f.sample.len() <= barrage_common::bounds::MAX_SAMPLE && f.sample.contains("clipped"));
+        assert_eq!(a.peers.keys().next().unwrap().1, barrage_common::bounds::OTHER);
+        assert!(a.clipped >= 5, "{}", a.clipped);
+        assert!(a.data_loss([]).is_empty(), "clipping loses no count");
+        assert_eq!(a.timeline[&0].users, 0.0);
+    }
+
+    #[test]
+    fn an_interval_far_beyond_the_run_clock_counts_but_is_not_placed() {
+        let mut a = Aggregator::new(7);
+        a.start_clock(std::time::Instant::now());
+        let far = report(1, 10_000_000, 5);
+        assert_eq!(a.merge(&far), Merge::Merged { acked: 1 });
+        assert_eq!(a.aggregated().requests, 5);
+        assert!(a.timeline.is_empty());
+        assert_eq!(a.clipped, 1);
+    }
+
+    #[test]
+    fn a_fenced_session_counts_until_its_closing_report_and_nothing_after() {
+        let mut a = Aggregator::new(7);
+        a.merge(&report(1, 0, 5));
+        a.fence("w1", true);
+        assert_eq!(a.data_loss(["w1"]).len(), 1, "written off before its data arrived");
+        let mut closing = report(2, 1, 3);
+        closing.r#final = true;
+        assert_eq!(a.merge(&closing), Merge::Merged { acked: 2 });
+        assert!(a.data_loss(["w1"]).is_empty(), "its closing report arrived");
+        assert!(matches!(a.merge(&report(3, 2, 4)), Merge::Rejected { acked: 3, .. }));
+        assert_eq!(a.aggregated().requests, 8);
+        assert_eq!(a.lost_reports, 1);
+    }
+
+    #[test]
+    fn a_missing_seq_is_lost_data() {
+        let mut a = Aggregator::new(7);
+        a.merge(&report(1, 0, 5));
+        a.merge(&report(3, 2, 5));
+        assert_eq!(
+            a.data_loss([]),
+            vec!["worker w1: report(s) 2..2 never arrived".to_string()]
+        );
+        a.merge(&report(2, 1, 5));
+        assert!(a.data_loss([]).is_empty());
+    }
+
+    #[test]
+    fn forgetting_a_worker_that_never_closed_is_lost_data() {
+        let mut a = Aggregator::new(7);
+        a.merge(&report(1, 0, 5));
+        a.forget("w1", "was replaced by a new process");
+        assert_eq!(a.data_loss([]).len(), 1);
+        assert_eq!(a.aggregated().requests, 5, "what it delivered stays counted");
     }
 }

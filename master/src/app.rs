@@ -4,8 +4,9 @@
 //!
 //! Exit codes: 0 success; 1 a threshold failed, the run had failed requests
 //! (`--exit-code-on-error`), or `report --compare` found a regression; 2 usage or
-//! scenario error; 3 cluster error (not enough workers, every worker lost); 130
-//! interrupted.
+//! scenario error; 3 cluster error (not enough workers, every worker lost) or
+//! incomplete data (a report lost, a worker written off before its data arrived, no
+//! request in a run meant to send load); 130 interrupted.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -439,7 +440,7 @@ pub async fn serve_and_run(
 
 /// The cluster a setup describes (tests create it first to observe the run).
 pub fn new_cluster(setup: &MasterSetup) -> Arc<Cluster> {
-    let cluster = Cluster::new(setup.plan.to_json(), setup.opts.clone());
+    let cluster = Cluster::new(&setup.plan, setup.opts.clone());
     if setup.csv.as_ref().is_some_and(|c| c.full_history()) {
         cluster.aggregator().keep_endpoint_seconds();
     }
@@ -600,6 +601,13 @@ pub async fn serve_cluster(
         .collect();
     let exit_code = if let Some(why) = &summary.aborted {
         eprintln!("error: {why} (exit code {EXIT_CLUSTER})");
+        EXIT_CLUSTER
+    } else if !report.completeness.is_complete() {
+        // Figures that miss data must not pass a gate, whatever they say.
+        eprintln!(
+            "error: the run's data is incomplete: {} (exit code {EXIT_CLUSTER})",
+            report.completeness.reasons.join("; ")
+        );
         EXIT_CLUSTER
     } else if !failed_thresholds.is_empty() {
         eprintln!(

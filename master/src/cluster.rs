@@ -197,8 +197,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Cluster {
-    pub fn new(plan_json: Vec<u8>, opts: ClusterOptions) -> Arc<Self> {
+    pub fn new(plan: &barrage_common::plan::RunPlan, opts: ClusterOptions) -> Arc<Self> {
         let epoch = rand::random::<u64>() | 1;
+        let plan_json = plan.to_json();
+        let mut aggregator = Aggregator::new(epoch);
+        aggregator.plan_endpoints(plan.endpoints.iter().map(|e| (e.name.as_str(), e.method.as_str())));
         Arc::new(Cluster {
             epoch,
             plan_json,
@@ -214,7 +217,7 @@ impl Cluster {
                 stop: None,
                 events: Vec::new(),
             }),
-            aggregator: Mutex::new(Aggregator::new(epoch)),
+            aggregator: Mutex::new(aggregator),
             changed: Notify::new(),
             stop_request: Mutex::new(None),
             retarget: Mutex::new(None),
@@ -353,6 +356,13 @@ impl Cluster {
                 master_protocol_version: PROTOCOL_VERSION,
             });
         }
+        // A fenced session of this run that has not delivered its closing report yet
+        // (read before the registry is locked: never both locks at once here).
+        let unclosed = self
+            .aggregator()
+            .workers
+            .get(&hello.worker_id)
+            .is_some_and(|p| p.fenced && !p.final_seen);
         let mut reg = self.registry();
         // While stopping, a worker of this run that reconnects may still deliver its
         // final report; anyone else is too late.
@@ -412,7 +422,12 @@ impl Cluster {
                 joined_at: Instant::now(),
             }
         });
-        let returning_lost = entry.lost;
+        // The same process of a fenced session, back to hand in what it still holds
+        // (a stream that broke while it was paused): it stays written off, resends its
+        // unacknowledged reports, and is fenced again to close its session.
+        let closing =
+            entry.lost && unclosed && !replaced && hello.resume_epoch == self.epoch && hello.instance == entry.instance;
+        let returning_lost = entry.lost && !closing;
         let resumed = !new_index && !returning_lost && !replaced && hello.resume_epoch == self.epoch;
         if replaced {
             // A new process: what the old one was assigned and had not reported is gone,
@@ -429,11 +444,9 @@ impl Cluster {
         entry.conn = conn;
         entry.disconnected_at = None;
         entry.last_seen = Instant::now();
-        let mut fence = false;
-        // Fence a worker we wrote off, and one that still runs an older epoch's assignment.
-        if returning_lost || (hello.resume_epoch != self.epoch && hello.resume_epoch != 0) {
-            fence = true;
-        }
+        // Fence a worker we wrote off that still holds a session, and one that still
+        // runs an older epoch's assignment.
+        let fence = closing || (hello.resume_epoch != 0 && (returning_lost || hello.resume_epoch != self.epoch));
         if returning_lost {
             // It was written off: its old assignment and unreported data are gone.
             entry.lost = false;
@@ -444,13 +457,18 @@ impl Cluster {
         if fence {
             entry.send(MKind::Fence(v1::Fence {
                 epoch: self.epoch,
-                reason: "you were declared lost; dropping your old assignment".into(),
+                reason: if closing {
+                    "you were declared lost: stop your load, send what you hold, then join again".into()
+                } else {
+                    "you were declared lost or belong to another run: dropping your old assignment".into()
+                },
+                close: closing,
             }));
         }
         if new_index {
             reg.next_index += 1;
         }
-        if !resumed {
+        if !resumed && !closing {
             reg.membership += 1;
             if replaced {
                 reg.events.push((
@@ -463,10 +481,13 @@ impl Cluster {
             }
         }
         drop(reg);
-        if returning_lost || fence || replaced {
-            self.aggregator().workers.remove(&id);
+        if replaced {
+            self.aggregator().forget(&id, "was replaced by a new process");
+        } else if returning_lost || (fence && !closing) {
+            // A new session: seqs from 1. What the old one delivered stays counted.
+            self.aggregator().forget(&id, "was written off");
         }
-        info!(worker = %hello.worker_id, host = %hello.hostname, cores = hello.cpu_cores, resumed, "worker joined");
+        info!(worker = %hello.worker_id, host = %hello.hostname, cores = hello.cpu_cores, resumed, closing, "worker joined");
         Ok(conn)
     }
 
@@ -486,20 +507,25 @@ impl Cluster {
         }
     }
 
-    fn on_report(&self, worker: &str, report: &v1::Report) -> Option<u64> {
+    /// Merges a report; the seq to acknowledge. Every report is acknowledged, even
+    /// one that cannot be used (counted as lost data instead), so the worker's outbox
+    /// never stalls behind it.
+    fn on_report(&self, worker: &str, report: &v1::Report) -> u64 {
         if report.worker_id != worker {
-            warn!(worker, claimed = %report.worker_id, "report under another worker's id: rejected");
-            return None;
+            warn!(worker, claimed = %report.worker_id, "report under another worker's id: not counted");
+            let mut agg = self.aggregator();
+            agg.lost_reports += 1;
+            return agg.acked(worker);
         }
         let outcome = self.aggregator().merge(report);
         if report.r#final {
             self.changed.notify_waiters();
         }
         match outcome {
-            Merge::Merged { acked } | Merge::Duplicate { acked } => Some(acked),
-            Merge::Rejected(why) => {
-                warn!(worker, seq = report.seq, why = %why, "report rejected");
-                None
+            Merge::Merged { acked } | Merge::Duplicate { acked } => acked,
+            Merge::Rejected { acked, why } => {
+                warn!(worker, seq = report.seq, why = %why, "report not counted: its data is lost");
+                acked
             }
         }
     }
@@ -598,19 +624,17 @@ impl v1::coordinator_server::Coordinator for Service {
                 cluster.touch(&worker);
                 match msg.kind {
                     Some(WKind::Report(r)) => {
-                        if let Some(acked) = cluster.on_report(&worker, &r) {
-                            let ack = v1::Ack {
-                                epoch: cluster.epoch,
-                                acked_seq: acked,
-                            };
-                            if tx
-                                .try_send(Ok(v1::MasterMessage {
-                                    kind: Some(MKind::Ack(ack)),
-                                }))
-                                .is_err()
-                            {
-                                break;
-                            }
+                        let ack = v1::Ack {
+                            epoch: cluster.epoch,
+                            acked_seq: cluster.on_report(&worker, &r),
+                        };
+                        if tx
+                            .try_send(Ok(v1::MasterMessage {
+                                kind: Some(MKind::Ack(ack)),
+                            }))
+                            .is_err()
+                        {
+                            break;
                         }
                     }
                     Some(WKind::Heartbeat(hb)) => cluster.on_heartbeat(&worker, hb),

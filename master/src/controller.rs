@@ -161,6 +161,7 @@ pub async fn run(
         reg.phase = Phase::Running;
         reg.run_start = Some(start);
     }
+    cluster.aggregator().start_clock(start);
     info!(users = cfg.users, spawn_rate = cfg.spawn_rate, run_time = ?cfg.run_time, "run started");
     // What the workers were last told, and at which membership.
     let mut balanced_at = u64::MAX;
@@ -373,17 +374,27 @@ pub async fn run(
     // their queues and lost their final acks in the simulated-worker benchmark).
     let mut next_heartbeat = Instant::now();
     let missing_finals = loop {
-        let missing: Vec<String> = {
+        let (missing, closing) = {
             let agg = cluster.aggregator();
             let reg = cluster.registry();
-            expecting
+            let missing: Vec<String> = expecting
                 .iter()
                 .filter(|id| !agg.workers.get(*id).is_some_and(|p| p.final_seen))
                 .filter(|id| reg.workers.get(*id).is_some_and(|w| !w.lost))
                 .cloned()
-                .collect()
+                .collect();
+            // Fenced workers still talking may yet hand in their closing report.
+            let closing = reg.workers.values().any(|w| {
+                w.lost
+                    && w.last_seen.elapsed() < cfg.liveness_timeout
+                    && agg
+                        .workers
+                        .get(&w.id)
+                        .is_some_and(|p| p.fenced && p.had_load && !p.final_seen)
+            });
+            (missing, closing)
         };
-        if missing.is_empty() || Instant::now() >= deadline {
+        if (missing.is_empty() && !closing) || Instant::now() >= deadline {
             break missing;
         }
         declare_lost(&cluster, cfg.liveness_timeout);
@@ -435,10 +446,19 @@ fn declare_lost(cluster: &Cluster, timeout: Duration) -> Vec<String> {
             let silent = w.last_seen.elapsed();
             let gone = w.disconnected_at.is_some_and(|d| d.elapsed() >= timeout);
             if gone || silent >= timeout {
+                // Its session ends here: on a stream still open (a paused process),
+                // Fence makes it stop its load and hand in what it holds; nothing it
+                // sends after that counts, and its share goes to the others.
+                w.send(MKind::Fence(v1::Fence {
+                    epoch: cluster.epoch,
+                    reason: format!("declared lost after {silent:.1?} of silence"),
+                    close: true,
+                }));
+                let had_load = w.last_assign.is_some() || w.heartbeat.users > 0;
                 w.lost = true;
                 w.tx = None;
                 w.last_assign = None;
-                lost.push((w.id.clone(), silent));
+                lost.push((w.id.clone(), silent, had_load));
             }
         }
     }
@@ -447,24 +467,27 @@ fn declare_lost(cluster: &Cluster, timeout: Duration) -> Vec<String> {
     }
     // The aggregator is locked after the registry is released (never both at once here).
     let covered: Vec<f64> = {
-        let agg = cluster.aggregator();
+        let mut agg = cluster.aggregator();
+        for (id, _, had_load) in &lost {
+            agg.fence(id, *had_load);
+        }
         lost.iter()
-            .map(|(id, _)| agg.workers.get(id).map_or(0.0, |p| p.last_interval_end_us as f64 / 1e6))
+            .map(|(id, _, _)| agg.workers.get(id).map_or(0.0, |p| p.last_interval_end_us as f64 / 1e6))
             .collect()
     };
     let mut reg = cluster.registry();
     let elapsed = reg.run_start.map_or(Duration::ZERO, |s| s.elapsed());
-    for ((id, silent), covered) in lost.iter().zip(covered) {
+    for ((id, silent, _), covered) in lost.iter().zip(covered) {
         warn!(worker = %id, silent = ?silent, "worker lost");
         reg.events.push((
             elapsed,
             format!(
-                "worker {id} lost after {silent:.1?} of silence; its figures are counted up to {covered:.1}s of the run (its last merged report), what it did after is not"
+                "worker {id} lost after {silent:.1?} of silence and fenced: its figures count up to {covered:.1}s of the run (its last merged report), plus what it hands in when it closes its session"
             ),
         ));
         reg.membership += 1;
     }
-    lost.into_iter().map(|(id, _)| id).collect()
+    lost.into_iter().map(|(id, _, _)| id).collect()
 }
 
 /// Sends every active worker its absolute targets (nothing when none is left).

@@ -140,6 +140,9 @@ enum Link {
         rx: Box<Streaming<v1::MasterMessage>>,
         welcomed: bool,
         since: Instant,
+        /// The highest report seq written to this link: reports above it are sent
+        /// as the queue has room (a full queue defers them, never drops them).
+        sent_upto: u64,
     },
 }
 
@@ -178,7 +181,16 @@ enum StopPhase {
         seq: u64,
         exit: bool,
     },
+    /// Fenced (declared lost): users aborted, closing report `seq` sent; once it is
+    /// acknowledged, or at `until`, the session is dropped and the worker joins again.
+    Fenced {
+        seq: u64,
+        until: Instant,
+    },
 }
+
+/// How long a fenced session waits for its closing report's acknowledgement.
+const FENCE_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<Exit> {
     // One socket per open stream: a soft limit of 1,024 would cap a worker far below
@@ -272,6 +284,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
                     rx: Box::new(rx),
                     welcomed: false,
                     since: Instant::now(),
+                    sent_upto: 0,
                 };
             }
             Ev::Connected(Err(e)) if e.starts_with(UNAUTHENTICATED) => {
@@ -333,6 +346,17 @@ pub async fn run(cfg: WorkerConfig, shutdown: impl Future<Output = ()>) -> Resul
                         }
                     }
                     s.housekeeping(now, &cfg.worker_id, (&mut cpu, &mut hb_cpu), &lag, &mut link);
+                    s.flush(&mut link);
+                }
+                if let Some(StopPhase::Fenced { until, .. }) = session.as_ref().map(|s| s.stop)
+                    && now >= until
+                {
+                    warn!("no acknowledgement of the closing report in time: joining again as a new session");
+                    session = None;
+                    link = Link::Down {
+                        retry_at: now,
+                        backoff: Duration::from_millis(200),
+                    };
                 }
                 // A stream that carries nothing for the master timeout is dead even if
                 // TCP says otherwise: drop it and reconnect (the give-up clock runs on).
@@ -549,15 +573,11 @@ async fn handle(
                 );
                 *session = Some(Session::new(w.epoch, Arc::new(plan), &w));
             }
-            if let Link::Up { welcomed, tx, .. } = link {
+            if let Link::Up { welcomed, .. } = link {
                 *welcomed = true;
-                if let Some(s) = session.as_ref() {
-                    for report in &s.outbox {
-                        if tx.try_send(wrap_report(report.clone())).is_err() {
-                            break;
-                        }
-                    }
-                }
+            }
+            if let Some(s) = session.as_ref() {
+                s.flush(link);
             }
         }
         MKind::Refuse(r) => return Err(Error::Refused(r.message)),
@@ -617,6 +637,17 @@ async fn handle(
                 && ack.epoch == s.epoch
             {
                 s.outbox.retain(|r| r.seq > ack.acked_seq);
+                if let StopPhase::Fenced { seq, .. } = s.stop
+                    && ack.acked_seq >= seq
+                {
+                    info!("closing report acknowledged: joining again as a new session");
+                    *session = None;
+                    *link = Link::Down {
+                        retry_at: Instant::now(),
+                        backoff: Duration::from_millis(200),
+                    };
+                    return Ok(None);
+                }
                 if let StopPhase::Final { seq, exit } = s.stop
                     && ack.acked_seq >= seq
                 {
@@ -654,16 +685,42 @@ async fn handle(
                 }
                 StopPhase::Stopping { .. } => s.stop = StopPhase::Stopping { exit: stop.exit },
                 StopPhase::Final { seq, .. } => s.stop = StopPhase::Final { seq, exit: stop.exit },
+                // Its session is closed; the run's end reaches it as a new session.
+                StopPhase::Fenced { .. } => {}
             }
         }
-        MKind::Fence(f) => {
-            warn!(epoch = f.epoch, reason = %f.reason, "fenced by the master: dropping all load");
-            if let Some(old) = session.take()
-                && let Some(engine) = old.engine
-            {
-                engine.abort().await;
+        MKind::Fence(f) => match session.as_mut() {
+            Some(s) if f.close && f.epoch == s.epoch => {
+                if matches!(s.stop, StopPhase::Fenced { .. }) {
+                    return Ok(None);
+                }
+                warn!(reason = %f.reason, "fenced by the master: stopping all load, handing in what was recorded");
+                if let Some(task) = stopping_task.take() {
+                    task.abort();
+                }
+                let report = match s.engine.take() {
+                    Some(engine) => {
+                        // In-flight requests are counted as cancelled, as at a hard stop.
+                        engine.abort().await;
+                        s.make_report_from(&engine, &cfg.worker_id, &mut CpuMeter::default(), lag, true)
+                    }
+                    None => s.make_empty_final(&cfg.worker_id),
+                };
+                s.stop = StopPhase::Fenced {
+                    seq: report.seq,
+                    until: Instant::now() + FENCE_CLOSE_TIMEOUT,
+                };
+                s.push(report, link);
             }
-        }
+            _ => {
+                warn!(epoch = f.epoch, reason = %f.reason, "fenced by the master: dropping all load");
+                if let Some(old) = session.take()
+                    && let Some(engine) = old.engine
+                {
+                    engine.abort().await;
+                }
+            }
+        },
     }
     Ok(None)
 }
@@ -847,20 +904,43 @@ impl Session {
     /// Queues a report for delivery and sends it if the link is up.
     fn push(&mut self, report: v1::Report, link: &mut Link) {
         if self.outbox.len() >= OUTBOX_LIMIT {
+            // The master sees the gap in seqs and calls the run's data incomplete.
             warn!(
                 seq = self.outbox.front().map(|r| r.seq),
                 "outbox full: dropping the oldest unacknowledged report"
             );
             self.outbox.pop_front();
         }
-        self.outbox.push_back(report.clone());
-        if let Link::Up { tx, welcomed: true, .. } = link
-            && tx.try_send(wrap_report(report)).is_err()
-        {
-            *link = Link::Down {
-                retry_at: Instant::now(),
-                backoff: Duration::from_millis(200),
-            };
+        self.outbox.push_back(report);
+        self.flush(link);
+    }
+
+    /// Sends, in order, the unacknowledged reports this link has not carried yet, as
+    /// far as its queue has room; the rest go on a later tick. A closed link is
+    /// dropped (everything unacknowledged goes again on the next one).
+    fn flush(&self, link: &mut Link) {
+        let Link::Up {
+            tx,
+            welcomed: true,
+            sent_upto,
+            ..
+        } = link
+        else {
+            return;
+        };
+        let from = *sent_upto;
+        for report in self.outbox.iter().filter(|r| r.seq > from) {
+            match tx.try_send(wrap_report(report.clone())) {
+                Ok(()) => *sent_upto = report.seq,
+                Err(mpsc::error::TrySendError::Full(_)) => return,
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    *link = Link::Down {
+                        retry_at: Instant::now(),
+                        backoff: Duration::from_millis(200),
+                    };
+                    return;
+                }
+            }
         }
     }
 }

@@ -547,8 +547,9 @@ async fn execute(
                 }
             }
             Err(f) => {
-                // The detail is target-supplied too (an error code): redact and bound it.
-                let detail: String = redact(&ctx.secrets, f.detail).chars().take(MAX_DETAIL).collect();
+                // Detail and message are target-supplied: redacted here, then bounded by
+                // the stats (redacting first, so a clip never leaves half a secret).
+                let detail = redact(&ctx.secrets, f.detail);
                 s.fail(f.kind, &detail, || redact(&ctx.secrets, f.message))
             }
         }
@@ -646,9 +647,6 @@ fn redact(secrets: &[String], mut message: String) -> String {
     }
     message
 }
-
-/// Longest failure detail kept (a status and an error code fit easily).
-const MAX_DETAIL: usize = 64;
 
 #[allow(clippy::too_many_arguments)]
 async fn exchange(

@@ -514,6 +514,15 @@ pub fn render_final(r: &FinalReport) -> String {
     for w in &r.warnings {
         let _ = writeln!(out, "WARNING: {w}");
     }
+    if !r.completeness.is_complete() {
+        let _ = writeln!(
+            out,
+            "DATA INCOMPLETE (exit code 3): these figures miss data the workers recorded"
+        );
+        for why in &r.completeness.reasons {
+            let _ = writeln!(out, "  - {why}");
+        }
+    }
     let _ = writeln!(out, "{RULE}");
     out
 }

@@ -55,6 +55,10 @@ pub struct FinalReport {
     pub workers: Vec<WorkerRow>,
     pub events: Vec<String>,
     pub warnings: Vec<String>,
+    /// Whether these figures are everything the workers recorded (reports written
+    /// before this existed read as complete).
+    #[serde(default)]
+    pub completeness: Completeness,
     pub timeline: Vec<TimelinePoint>,
     /// Each threshold with its observed value and verdict (empty without thresholds).
     pub thresholds: Vec<crate::thresholds::ThresholdRow>,
@@ -70,6 +74,44 @@ pub struct FinalReport {
     /// The merged data the tables come from: each row's counters and HDR histograms,
     /// so a saved result can be re-rendered or merged again (`barrage report`).
     pub merged: Vec<MergedRow>,
+}
+
+/// Whether a report's figures are everything the workers recorded.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Completeness {
+    pub verdict: Verdict,
+    /// Why data is missing, one line each (empty when complete).
+    pub reasons: Vec<String>,
+    /// Fields bounded or refused without losing a count (texts past their bounds,
+    /// keys past a cap, non-finite gauges, intervals off the run clock).
+    pub clipped: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    #[default]
+    Complete,
+    /// Some data was lost: the run's exit code is 3.
+    Incomplete,
+}
+
+impl Completeness {
+    pub fn new(reasons: Vec<String>, clipped: u64) -> Self {
+        Completeness {
+            verdict: if reasons.is_empty() {
+                Verdict::Complete
+            } else {
+                Verdict::Incomplete
+            },
+            reasons,
+            clipped,
+        }
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.verdict == Verdict::Complete
+    }
 }
 
 /// One stats row's merged data, as saved.
@@ -536,11 +578,6 @@ impl FinalReport {
             .iter()
             .map(|(t, e)| format!("{:>7.1}s {e}", t.as_secs_f64()))
             .collect();
-        for id in &summary.missing_finals {
-            report.warnings.push(format!(
-                "worker {id} sent no final report: its last interval is not counted"
-            ));
-        }
         for w in &report.workers {
             if let Some(p) = agg.workers.get(&w.id).filter(|p| p.sched_lag_max_us > LAG_WARNING_US) {
                 report.warnings.push(format!(
@@ -557,12 +594,23 @@ impl FinalReport {
                 ));
             }
         }
-        if agg.rejected > 0 {
-            report.warnings.push(format!(
-                "{} reports were rejected as malformed or foreign and are not counted",
-                agg.rejected
+        let written_off = reg.workers.values().filter(|w| w.lost).map(|w| w.id.as_str());
+        let mut lost = agg.data_loss(written_off);
+        for id in &summary.missing_finals {
+            lost.push(format!(
+                "worker {id} sent no final report: its last interval is not counted"
             ));
         }
+        if report.aggregated.requests == 0 && (info.users > 0 || info.arrival.is_some()) {
+            lost.push("no request was reported, although the run was meant to send load".into());
+        }
+        if agg.clipped > 0 {
+            report.warnings.push(format!(
+                "{} field(s) from workers were clipped to their bounds or refused (long texts, keys past a cap, bad gauges); every count was kept",
+                agg.clipped
+            ));
+        }
+        report.completeness = Completeness::new(lost, agg.clipped);
         report
     }
 
@@ -739,6 +787,7 @@ impl FinalReport {
             workers: Vec::new(),
             events: Vec::new(),
             warnings: Vec::new(),
+            completeness: Completeness::default(),
             timeline,
             thresholds: Vec::new(),
             hunt: None,

@@ -380,7 +380,13 @@ async fn hostile_peers_do_not_corrupt_the_totals() {
     assert_eq!(honest.await.unwrap().unwrap(), barrage_worker::Exit::RunFinished);
     let truth = mock.state.ground_truth();
     assert_eq!(r.aggregated.requests, truth.requests, "the lies leaked into the totals");
-    assert!(r.warnings.iter().any(|w| w.contains("rejected")), "{:?}", r.warnings);
+    // The lies are acknowledged, never counted, and make the run's data incomplete.
+    assert!(!r.completeness.is_complete(), "{:?}", r.completeness);
+    let reasons = r.completeness.reasons.join("\n");
+    assert!(
+        reasons.contains("could not be used") && reasons.contains("refused"),
+        "{reasons}"
+    );
 }
 
 /// on_start runs once per user, `order = "sequential"` alternates tasks, and

@@ -16,6 +16,7 @@ mod faults;
 mod html;
 mod hunt;
 mod inputs;
+mod integrity;
 mod netns;
 mod prometheus;
 mod proxy;
