@@ -197,7 +197,7 @@ pub async fn run(ctx: UserCtx, mut rng: SmallRng) {
 }
 
 /// One open-model arrival: a task of the class to run, timed from when it was due.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Ticket {
     pub intended: Instant,
 }
@@ -205,38 +205,52 @@ pub struct Ticket {
 /// Where a class's arrivals wait for a free virtual user.
 pub struct ArrivalQueue {
     pub rx: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Ticket>>,
-    /// Virtual users waiting for a ticket.
+    /// Virtual users waiting for a ticket and not yet reserved for one: the dispatcher
+    /// takes one (decrements) before it sends a ticket, so each ticket has its user.
     pub idle: std::sync::atomic::AtomicUsize,
     /// Arrivals taken and not finished, worker-wide (the in-flight cap counts these).
     pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-/// An open-model virtual user: runs one task per ticket, timed from the ticket's due
-/// time (so a late start shows in the latency, not hidden by it), no wait between.
-pub async fn serve(ctx: UserCtx, mut rng: SmallRng, queue: Arc<ArrivalQueue>) {
+/// An open-model virtual user, created for the ticket `first`: runs one task per
+/// ticket, timed from the ticket's due time (so a late start shows in the latency, not
+/// hidden by it), no wait between.
+pub async fn serve(ctx: UserCtx, mut rng: SmallRng, queue: Arc<ArrivalQueue>, first: Ticket) {
     use std::sync::atomic::Ordering::SeqCst;
     let _alive = GaugeGuard::new(&ctx.recorder.users);
     let mut me = Me::new(&ctx);
     if !me.start(&ctx, &mut rng).await {
+        queue.in_flight.fetch_sub(1, SeqCst);
         return;
     }
+    let mut ticket = first;
     loop {
+        let task = me.pick(&ctx, &mut rng);
+        let finished = me.one(&ctx, task, &mut rng, Some(ticket.intended)).await;
+        if !finished {
+            queue.in_flight.fetch_sub(1, SeqCst);
+            return;
+        }
+        me.state.iteration += 1;
+        // Idle before out of flight: the user is always counted in one of the two, so
+        // the dispatcher never sees neither and creates a user beyond the cap.
         queue.idle.fetch_add(1, SeqCst);
-        let ticket = tokio::select! {
+        queue.in_flight.fetch_sub(1, SeqCst);
+        let next = tokio::select! {
             biased;
             _ = ctx.cancel.cancelled() => None,
             _ = ctx.stopping.cancelled() => None,
             t = async { queue.rx.lock().await.recv().await } => t,
         };
-        queue.idle.fetch_sub(1, SeqCst);
-        let Some(ticket) = ticket else { return };
-        let task = me.pick(&ctx, &mut rng);
-        let finished = me.one(&ctx, task, &mut rng, Some(ticket.intended)).await;
-        queue.in_flight.fetch_sub(1, SeqCst);
-        if !finished {
-            return;
+        match next {
+            // The dispatcher took this user out of `idle` when it sent the ticket.
+            Some(t) => ticket = t,
+            None => {
+                // Leaving; a ticket may have reserved us meanwhile (the run is ending).
+                let _ = queue.idle.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+                return;
+            }
         }
-        me.state.iteration += 1;
     }
 }
 

@@ -4,8 +4,10 @@
 //! - [`drive`]: running an [`barrage_worker::runner::Engine`] without a master.
 //! - [`hostile`]: each way a target can misbehave, and the failure kind it becomes.
 //! - [`memory`]: 1,000 concurrent hostile streams from one engine stay within a memory bound.
+//! - [`open_model`]: a burst of arrivals, each with a user of its own, within the cap.
 
 mod drive;
 mod hostile;
 mod memory;
+mod open_model;
 mod server;
