@@ -475,6 +475,8 @@ fn render_request(
 #[derive(Default)]
 struct Sample {
     connected: bool,
+    /// Sent a second time on a fresh connection (see [`Conn::may_retry`]).
+    retried: bool,
     time_to_headers: Option<Duration>,
     ttfe: Option<Duration>,
     ttft: Option<Duration>,
@@ -537,6 +539,9 @@ async fn execute(
         s.total_tokens += sample.tokens;
         if sample.connected {
             s.connections_opened += 1;
+        }
+        if sample.retried {
+            s.retries += 1;
         }
         s.record(Metric::ResponseTime, micros(elapsed));
         for (metric, value) in [
@@ -680,8 +685,19 @@ async fn exchange(
     sample.connected = conn.ready(&ctx.target, ctx.pinned(), connect_timeout).await?;
     // The first event's deadline counts from here: an open-model arrival that started
     // late has its wait in its latency (from `start`), not cut from its timeout.
-    let sent = Instant::now();
-    let (status_code, headers) = conn.send().await?;
+    let mut sent = Instant::now();
+    let (status_code, headers) = match conn.send().await {
+        Err(_) if conn.may_retry() => {
+            // The server closed the kept-alive connection without reading the request
+            // (its idle timeout racing ours): our connection's mistake, not the
+            // target's failure. Once more on a fresh one; counted as a retry.
+            sample.retried = true;
+            sample.connected = conn.ready(&ctx.target, ctx.pinned(), connect_timeout).await?;
+            sent = Instant::now();
+            conn.send().await?
+        }
+        answer => answer?,
+    };
     sample.time_to_headers = Some(start.elapsed());
     let status = status_code.as_u16();
     let is_stream = headers
