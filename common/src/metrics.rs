@@ -414,6 +414,11 @@ pub struct EndpointStats {
     pub outcomes: BTreeMap<OutcomeKey, FailureEntry>,
     pub bytes_received: u64,
     pub connections_opened: u64,
+    /// Requests sent a second time, on a fresh connection, because the kept-alive one
+    /// was closed by the server before any byte of an answer (its idle timeout racing
+    /// the request). Neither requests nor failures: the client's own connection
+    /// handling, counted so that it shows.
+    pub retries: u64,
     pub streams_started: u64,
     pub streams_completed: u64,
     pub events: u64,
@@ -480,6 +485,7 @@ impl EndpointStats {
         merge_outcomes(&mut self.outcomes, &other.outcomes);
         self.bytes_received += other.bytes_received;
         self.connections_opened += other.connections_opened;
+        self.retries += other.retries;
         self.streams_started += other.streams_started;
         self.streams_completed += other.streams_completed;
         self.events += other.events;
@@ -499,6 +505,7 @@ impl EndpointStats {
     pub fn is_empty(&self) -> bool {
         self.requests == 0
             && self.connections_opened == 0
+            && self.retries == 0
             && self.events == 0
             && self.streams_started == 0
             && self.bytes_received == 0

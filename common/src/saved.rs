@@ -21,6 +21,9 @@ pub struct SavedStats {
     pub outcomes: Vec<SavedOutcome>,
     pub bytes_received: u64,
     pub connections_opened: u64,
+    /// Absent in files saved before retries were counted.
+    #[serde(default)]
+    pub retries: u64,
     pub streams_started: u64,
     pub streams_completed: u64,
     pub events: u64,
@@ -77,6 +80,7 @@ impl From<&EndpointStats> for SavedStats {
             outcomes: save_outcomes(&s.outcomes),
             bytes_received: s.bytes_received,
             connections_opened: s.connections_opened,
+            retries: s.retries,
             streams_started: s.streams_started,
             streams_completed: s.streams_completed,
             events: s.events,
@@ -98,6 +102,7 @@ impl TryFrom<&SavedStats> for EndpointStats {
             outcomes: load_outcomes(&s.outcomes),
             bytes_received: s.bytes_received,
             connections_opened: s.connections_opened,
+            retries: s.retries,
             streams_started: s.streams_started,
             streams_completed: s.streams_completed,
             events: s.events,

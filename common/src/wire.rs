@@ -44,6 +44,7 @@ pub fn endpoint_to_proto(endpoint: &Endpoint, s: &EndpointStats) -> v1::Endpoint
         expected_outcomes: outcomes(&s.outcomes),
         bytes_received: s.bytes_received,
         connections_opened: s.connections_opened,
+        retries: s.retries,
         streams_started: s.streams_started,
         streams_completed: s.streams_completed,
         events: s.events,
@@ -116,6 +117,7 @@ pub fn endpoint_from_proto_sparse(
         d.requests,
         d.bytes_received,
         d.connections_opened,
+        d.retries,
         d.streams_started,
         d.streams_completed,
         d.events,
@@ -158,6 +160,7 @@ pub fn endpoint_from_proto_sparse(
             outcomes: bounded_outcomes(&d.expected_outcomes, clipped),
             bytes_received: d.bytes_received,
             connections_opened: d.connections_opened,
+            retries: d.retries,
             streams_started: d.streams_started,
             streams_completed: d.streams_completed,
             events: d.events,
@@ -213,6 +216,7 @@ mod tests {
         let mut s = EndpointStats {
             requests: 3,
             streams_started: 3,
+            retries: 2,
             ..Default::default()
         };
         s.fail(failure::STREAM_CLOSED, "", || "closed".into());
@@ -222,6 +226,7 @@ mod tests {
         assert_eq!(ep, endpoint());
         assert_eq!(back.requests, 3);
         assert_eq!(back.failures, 1);
+        assert_eq!(back.retries, 2);
         assert_eq!(back.events_by_type["text_chunk"], 1);
         assert_eq!(
             back.histogram(Metric::Ttfe).unwrap().max(),

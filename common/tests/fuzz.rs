@@ -727,14 +727,14 @@ fn delta() -> impl Strategy<Value = v1::EndpointDelta> {
     (
         (text(), text(), prop_oneof![0i32..4, any::<i32>()]),
         (count(), count(), failure_counts(), failure_counts()),
-        (count(), count(), count(), count(), count(), count()),
+        (count(), count(), count(), count(), count(), count(), count()),
         (events, histograms, text()),
     )
         .prop_map(
             |(
                 (name, method, kind),
                 (requests, failures, failure_kinds, expected_outcomes),
-                (bytes_received, connections_opened, streams_started, streams_completed, events, total_tokens),
+                (bytes_received, connections_opened, retries, streams_started, streams_completed, events, total_tokens),
                 (events_by_type, histograms, peer),
             )| v1::EndpointDelta {
                 name,
@@ -746,6 +746,7 @@ fn delta() -> impl Strategy<Value = v1::EndpointDelta> {
                 expected_outcomes,
                 bytes_received,
                 connections_opened,
+                retries,
                 streams_started,
                 streams_completed,
                 events,

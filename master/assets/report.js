@@ -395,6 +395,7 @@
           ['Avg active', num(conn.avg_active, 1), 'time-weighted average of open streams'],
           ['Total streams', count(conn.total_streams)],
           ['Connections opened', count(conn.connections_opened)],
+          ['Retries', count(conn.retries || 0), 'sent again on a fresh connection: the server closed a kept-alive one before answering; not failures'],
         ]),
         facts('QPS', [
           ['Max QPS', rate(qps.max), 'the busiest second'],

@@ -53,10 +53,9 @@ pub(crate) struct Dispatcher {
     rx: watch::Receiver<Option<ArrivalPlan>>,
     /// The run clock's zero: the schedule's time 0.
     origin: Instant,
-    /// Per class: where its arrivals queue, how to send there, its virtual users.
+    /// Per class: where its arrivals queue for an idle user, and how to send there.
     queues: Vec<Arc<ArrivalQueue>>,
     senders: Vec<mpsc::UnboundedSender<Ticket>>,
-    vus: Vec<usize>,
     in_flight: Arc<AtomicUsize>,
     /// Which class each arrival is, cycling: the classes interleaved by weight.
     class_cycle: Vec<usize>,
@@ -77,7 +76,6 @@ impl Dispatcher {
         }
         let weights: Vec<u32> = factory.plan.classes.iter().map(|c| c.weight).collect();
         Dispatcher {
-            vus: vec![0; queues.len()],
             class_cycle: interleave(&weights),
             factory,
             rx,
@@ -142,12 +140,21 @@ impl Dispatcher {
         }
         self.in_flight.fetch_add(1, SeqCst);
         let queue = &self.queues[class];
-        if queue.idle.load(SeqCst) == 0 && self.vus[class] < cap {
-            self.vus[class] += 1;
+        let ticket = Ticket { intended: due };
+        // Reserve an idle user for this ticket, atomically: a burst fires many arrivals
+        // before any user wakes, and checking `idle > 0` without taking one sent every
+        // ticket of the burst to the same idle user (one after the other, their wait
+        // in their latency) while the cap allowed users of their own.
+        if queue.idle.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).is_ok() {
+            let _ = self.senders[class].send(ticket);
+        } else {
+            // No idle user: a new one, with this ticket as its first. A user is always
+            // counted idle or in flight (see `user::serve`), so with none idle every
+            // user of the class holds a ticket, and users stay within the cap.
             let q = queue.clone();
-            self.factory.spawn(class, move |ctx, rng| user::serve(ctx, rng, q));
+            self.factory
+                .spawn(class, move |ctx, rng| user::serve(ctx, rng, q, ticket));
         }
-        let _ = self.senders[class].send(Ticket { intended: due });
     }
 }
 

@@ -139,6 +139,11 @@ pub struct Conn {
     body: Body,
     /// The connection may carry another request once the body is read.
     reusable: bool,
+    /// The connection already carried a request before the current one.
+    reused: bool,
+    /// The last [`Conn::send`] failed on a reused connection before any byte of an
+    /// answer arrived (see [`Conn::may_retry`]).
+    retryable: bool,
     /// Bytes to ask the kernel for on the next read: grows while reads fill it.
     read_size: usize,
 }
@@ -170,17 +175,18 @@ impl Stream {
     /// request asked for): it must not carry the next request.
     fn idle_and_open(&mut self) -> bool {
         let mut probe = [0u8; 1];
-        let tcp = match self {
-            Stream::Plain(s) => s,
-            // TLS may deliver records on its own (session tickets): only EOF counts.
-            Stream::Tls(s) => s.get_mut().0,
-        };
         // One poll: pending means nothing to read, the connection is quietly open.
-        match futures::FutureExt::now_or_never(tcp.peek(&mut probe)) {
-            None => true,
-            Some(Ok(0) | Err(_)) => false,
-            Some(Ok(_)) => matches!(self, Stream::Tls(_)),
-        }
+        let polled = match self {
+            Stream::Plain(s) => futures::FutureExt::now_or_never(s.peek(&mut probe)),
+            // Through the TLS layer, not the socket under it: a server's `close_notify`
+            // is bytes on the socket (a peek there sees "data", so the connection looked
+            // open and the next request failed as `incomplete_message`), while records
+            // without data (session tickets) are consumed here and leave it pending.
+            // A read is cancel-safe: rustls keeps whatever part of a record it has.
+            Stream::Tls(s) => futures::FutureExt::now_or_never(s.read(&mut probe)),
+        };
+        // Ok(0): closed (FIN, or close_notify); Ok(n): bytes no request asked for.
+        polled.is_none()
     }
 }
 
@@ -204,6 +210,11 @@ impl Outgoing {
     /// Begins a request: `METHOD target HTTP/1.1`. `target` is origin-form
     /// (`/path?query`) of visible ASCII.
     pub fn start(&mut self, method: &str, target: &str) -> Result<(), Failure> {
+        // A large request grew the buffer: shrink it here, not after the send, which
+        // may need the bytes again (see [`Conn::may_retry`]).
+        if self.bytes.capacity() > 64 * 1024 {
+            self.bytes = Vec::new();
+        }
         self.bytes.clear();
         self.head = method == "HEAD";
         self.bodyless = matches!(method, "GET" | "HEAD" | "DELETE" | "OPTIONS" | "TRACE");
@@ -326,6 +337,8 @@ impl Conn {
             out: Outgoing::default(),
             body: Body::Done,
             reusable: false,
+            reused: false,
+            retryable: false,
             read_size: READ_MIN,
         }
     }
@@ -348,6 +361,7 @@ impl Conn {
     ) -> Result<bool, Failure> {
         if let Some(io) = &mut self.io {
             if self.body == Body::Done && self.reusable && self.buf.is_empty() && io.idle_and_open() {
+                self.reused = true;
                 return Ok(false);
             }
             self.reset();
@@ -382,6 +396,7 @@ impl Conn {
         };
         self.io = Some(stream);
         self.reusable = true;
+        self.reused = false;
         Ok(true)
     }
 
@@ -393,7 +408,11 @@ impl Conn {
     /// Writes the request in [`Conn::outgoing`] on the ready connection and reads the
     /// response head. The body follows from [`Conn::frame`]; it must be read to its
     /// end (or the connection reset) before the next request.
+    ///
+    /// The request stays in [`Conn::outgoing`], so that it can be sent again when
+    /// [`Conn::may_retry`] says so.
     pub async fn send(&mut self) -> Result<(http::StatusCode, http::HeaderMap), Failure> {
+        self.retryable = false;
         if self.io.is_none() {
             return Err(Failure::new(failure::REQUEST, "no_connection", "no connection"));
         }
@@ -402,14 +421,15 @@ impl Conn {
             Some(io) => io.write_all(&self.out.bytes).await,
             None => Ok(()),
         };
-        if self.out.bytes.capacity() > 64 * 1024 {
-            self.out.bytes = Vec::new();
-        }
         if let Err(e) = written {
+            self.retryable = self.reused;
             self.reset();
             return Err(io_failure(&e, "writing the request"));
         }
         let (close_requested, head_request) = (self.out.close, self.out.head);
+        // Whether any byte of an answer arrived: until one does, a failure on a reused
+        // connection means the server closed it without reading our request.
+        let mut answered = !self.buf.is_empty();
         loop {
             let parsed = parse_head(&self.buf);
             match parsed {
@@ -426,14 +446,19 @@ impl Conn {
                             format!("response head larger than {MAX_HEAD} bytes"),
                         ));
                     }
-                    if self.read_more().await? == 0 {
+                    let read = self.read_more().await;
+                    if !matches!(read, Ok(n) if n > 0) {
+                        self.retryable = self.reused && !answered;
                         self.reset();
-                        return Err(Failure::new(
-                            failure::IO,
-                            "incomplete_message",
-                            "connection closed before the response head was complete",
-                        ));
+                        return Err(read.err().unwrap_or_else(|| {
+                            Failure::new(
+                                failure::IO,
+                                "incomplete_message",
+                                "connection closed before the response head was complete",
+                            )
+                        }));
                     }
+                    answered = true;
                 }
                 Ok(Some(head)) => {
                     let _ = self.buf.split_to(head.len);
@@ -457,6 +482,14 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// The last [`Conn::send`] failed on a reused connection before any byte of an
+    /// answer: the server closed it (an idle timeout racing the request) without
+    /// processing the request, so it may go once more on a fresh connection, as
+    /// browsers and hyper do. Never after an answer began, never on a fresh connection.
+    pub fn may_retry(&self) -> bool {
+        self.retryable
     }
 
     /// The next piece of the response body; `None` once it has been read to its end.

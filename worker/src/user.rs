@@ -197,7 +197,7 @@ pub async fn run(ctx: UserCtx, mut rng: SmallRng) {
 }
 
 /// One open-model arrival: a task of the class to run, timed from when it was due.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Ticket {
     pub intended: Instant,
 }
@@ -205,38 +205,52 @@ pub struct Ticket {
 /// Where a class's arrivals wait for a free virtual user.
 pub struct ArrivalQueue {
     pub rx: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Ticket>>,
-    /// Virtual users waiting for a ticket.
+    /// Virtual users waiting for a ticket and not yet reserved for one: the dispatcher
+    /// takes one (decrements) before it sends a ticket, so each ticket has its user.
     pub idle: std::sync::atomic::AtomicUsize,
     /// Arrivals taken and not finished, worker-wide (the in-flight cap counts these).
     pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-/// An open-model virtual user: runs one task per ticket, timed from the ticket's due
-/// time (so a late start shows in the latency, not hidden by it), no wait between.
-pub async fn serve(ctx: UserCtx, mut rng: SmallRng, queue: Arc<ArrivalQueue>) {
+/// An open-model virtual user, created for the ticket `first`: runs one task per
+/// ticket, timed from the ticket's due time (so a late start shows in the latency, not
+/// hidden by it), no wait between.
+pub async fn serve(ctx: UserCtx, mut rng: SmallRng, queue: Arc<ArrivalQueue>, first: Ticket) {
     use std::sync::atomic::Ordering::SeqCst;
     let _alive = GaugeGuard::new(&ctx.recorder.users);
     let mut me = Me::new(&ctx);
     if !me.start(&ctx, &mut rng).await {
+        queue.in_flight.fetch_sub(1, SeqCst);
         return;
     }
+    let mut ticket = first;
     loop {
+        let task = me.pick(&ctx, &mut rng);
+        let finished = me.one(&ctx, task, &mut rng, Some(ticket.intended)).await;
+        if !finished {
+            queue.in_flight.fetch_sub(1, SeqCst);
+            return;
+        }
+        me.state.iteration += 1;
+        // Idle before out of flight: the user is always counted in one of the two, so
+        // the dispatcher never sees neither and creates a user beyond the cap.
         queue.idle.fetch_add(1, SeqCst);
-        let ticket = tokio::select! {
+        queue.in_flight.fetch_sub(1, SeqCst);
+        let next = tokio::select! {
             biased;
             _ = ctx.cancel.cancelled() => None,
             _ = ctx.stopping.cancelled() => None,
             t = async { queue.rx.lock().await.recv().await } => t,
         };
-        queue.idle.fetch_sub(1, SeqCst);
-        let Some(ticket) = ticket else { return };
-        let task = me.pick(&ctx, &mut rng);
-        let finished = me.one(&ctx, task, &mut rng, Some(ticket.intended)).await;
-        queue.in_flight.fetch_sub(1, SeqCst);
-        if !finished {
-            return;
+        match next {
+            // The dispatcher took this user out of `idle` when it sent the ticket.
+            Some(t) => ticket = t,
+            None => {
+                // Leaving; a ticket may have reserved us meanwhile (the run is ending).
+                let _ = queue.idle.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+                return;
+            }
         }
-        me.state.iteration += 1;
     }
 }
 
@@ -461,6 +475,8 @@ fn render_request(
 #[derive(Default)]
 struct Sample {
     connected: bool,
+    /// Sent a second time on a fresh connection (see [`Conn::may_retry`]).
+    retried: bool,
     time_to_headers: Option<Duration>,
     ttfe: Option<Duration>,
     ttft: Option<Duration>,
@@ -523,6 +539,9 @@ async fn execute(
         s.total_tokens += sample.tokens;
         if sample.connected {
             s.connections_opened += 1;
+        }
+        if sample.retried {
+            s.retries += 1;
         }
         s.record(Metric::ResponseTime, micros(elapsed));
         for (metric, value) in [
@@ -660,10 +679,23 @@ async fn exchange(
     live_task: &Mutex<Option<String>>,
 ) -> Result<(), Failure> {
     render_request(ctx, task, state, rng, conn.outgoing())?;
-    sample.connected = conn
-        .ready(&ctx.target, ctx.pinned(), ctx.plan.limits.connect_timeout)
-        .await?;
-    let (status_code, headers) = conn.send().await?;
+    let connect_timeout = ctx.plan.limits.connect_timeout;
+    sample.connected = conn.ready(&ctx.target, ctx.pinned(), connect_timeout).await?;
+    // The first event's deadline counts from here: an open-model arrival that started
+    // late has its wait in its latency (from `start`), not cut from its timeout.
+    let mut sent = Instant::now();
+    let (status_code, headers) = match conn.send().await {
+        Err(_) if conn.may_retry() => {
+            // The server closed the kept-alive connection without reading the request
+            // (its idle timeout racing ours): our connection's mistake, not the
+            // target's failure. Once more on a fresh one; counted as a retry.
+            sample.retried = true;
+            sample.connected = conn.ready(&ctx.target, ctx.pinned(), connect_timeout).await?;
+            sent = Instant::now();
+            conn.send().await?
+        }
+        answer => answer?,
+    };
     sample.time_to_headers = Some(start.elapsed());
     let status = status_code.as_u16();
     let is_stream = headers
@@ -719,9 +751,14 @@ async fn exchange(
     let headers_at = Instant::now();
     let _open = GaugeGuard::new(&ctx.recorder.active_streams);
     ctx.record(task.endpoint, |s| s.streams_started += 1);
-    let outcome = read_stream(ctx, task, spec, conn, start, sample, live_task).await;
-    sample.stream = Some(headers_at.elapsed());
-    if outcome.is_err() || sample.drop_conn {
+    let outcome = read_stream(ctx, task, spec, conn, start, sent, sample, live_task).await;
+    // To the verdict, like the response time: what is drained after it is not the
+    // stream's duration (a target's trailing pings would otherwise lengthen it).
+    sample.stream = Some(match sample.end {
+        Some(end) => end.saturating_sub(headers_at.saturating_duration_since(start)),
+        None => headers_at.elapsed(),
+    });
+    if sample.drop_conn {
         conn.reset();
     }
     if outcome.is_ok() {
@@ -730,24 +767,71 @@ async fn exchange(
     outcome
 }
 
+/// Reads a stream to its verdict (then drains the rest, bounded). Sets
+/// `sample.drop_conn` unless the body was read to its end, so a stream that failed
+/// by its content but ended cleanly keeps its connection. `sent`: when the request
+/// went out, where the first event's deadline counts from.
+#[allow(clippy::too_many_arguments)]
 async fn read_stream(
     ctx: &UserCtx,
     task: &Task,
     spec: &SseSpec,
     conn: &mut Conn,
     start: Instant,
+    sent: Instant,
     sample: &mut Sample,
     live_task: &Mutex<Option<String>>,
 ) -> Result<(), Failure> {
+    let outcome = follow_stream(ctx, task, spec, conn, start, sent, sample, live_task).await;
+    match outcome {
+        // The verdict is in (a failed one too: dify-api ends a failed run's stream
+        // cleanly): drain the rest so the connection can be reused. A target that
+        // keeps the stream open after its terminal event costs at most DRAIN_LIMIT,
+        // then the connection is dropped.
+        Ok(result) => {
+            let drained = tokio::time::timeout(DRAIN_LIMIT, async {
+                while let Some(piece) = conn.frame().await {
+                    match piece {
+                        Ok(data) => sample.bytes += data.len() as u64,
+                        Err(_) => return false,
+                    }
+                }
+                true
+            })
+            .await;
+            sample.drop_conn |= drained != Ok(true);
+            result
+        }
+        Err(failure) => {
+            sample.drop_conn = true;
+            Err(failure)
+        }
+    }
+}
+
+/// Follows a stream up to its verdict: `Ok(verdict)` at the deciding event or the end
+/// of the body; `Err`: it broke off (timeouts, I/O, an oversized event).
+#[allow(clippy::too_many_arguments)]
+async fn follow_stream(
+    ctx: &UserCtx,
+    task: &Task,
+    spec: &SseSpec,
+    conn: &mut Conn,
+    start: Instant,
+    sent: Instant,
+    sample: &mut Sample,
+    live_task: &Mutex<Option<String>>,
+) -> Result<Result<(), Failure>, Failure> {
     let mut parser = SseParser::new(ctx.plan.limits.sse_max_event_bytes);
     let mut judge = Judge::new(spec);
     let mut facts = Facts::default();
     let mut verdict: Option<Result<(), Failure>> = None;
     let (mut last_event, mut last_chunk): (Option<Duration>, Option<Duration>) = (None, None);
-    // A deadline from the request start (where TTFE is measured from), not a silence
-    // timeout: pings or a trickle of bytes that never complete an event must not keep a
-    // stream without a first event alive.
-    let first_event_deadline = tokio::time::Instant::from_std(start) + spec.first_event_timeout;
+    // A deadline from the send, not a silence timeout: pings or a trickle of bytes
+    // that never complete an event must not keep a stream without a first event alive.
+    // Not from `start`, an open-model arrival's due time: one that started late would
+    // time out early, its wait for a free user cut from the target's time.
+    let first_event_deadline = tokio::time::Instant::from_std(sent) + spec.first_event_timeout;
     // One timer per stream, re-armed lazily: it fires at the deadline it was set for,
     // and only then is the real deadline (which moves with every read) checked. Arming
     // a fresh timeout per read cost a timer-wheel insert and removal per event.
@@ -842,23 +926,7 @@ async fn read_stream(
         }
     }
     sample.conversation_id = facts.conversation_id.take();
-    match verdict {
-        Some(Err(failure)) => Err(failure),
-        Some(result) => {
-            // Drain the rest so the connection can be reused; the verdict is already in.
-            // A target that keeps the stream open after its terminal event costs at most
-            // DRAIN_LIMIT, then the connection is dropped.
-            let drained = tokio::time::timeout(DRAIN_LIMIT, async {
-                while let Some(Ok(data)) = conn.frame().await {
-                    sample.bytes += data.len() as u64;
-                }
-            })
-            .await;
-            sample.drop_conn |= drained.is_err();
-            result
-        }
-        None => judge.on_end(),
-    }
+    Ok(verdict.unwrap_or_else(|| judge.on_end()))
 }
 
 #[cfg(test)]

@@ -383,6 +383,13 @@ pub fn render_final(r: &FinalReport) -> String {
         "\nConnections\n| Max Concurrent | Avg Active |\n|---|---|\n| {} | {:.1} |",
         c.max_concurrent, c.avg_active
     );
+    if c.retries > 0 {
+        let _ = writeln!(
+            out,
+            "Retries: {} (sent again on a fresh connection: the server closed a kept-alive one before answering; not failures)",
+            c.retries
+        );
+    }
     let q = r.qps;
     let _ = writeln!(
         out,

@@ -300,6 +300,10 @@ pub struct EndpointRow {
     pub events_by_type: std::collections::BTreeMap<String, u64>,
     pub bytes_received: u64,
     pub connections_opened: u64,
+    /// Requests sent again on a fresh connection (not requests, not failures);
+    /// absent in reports saved before they were counted.
+    #[serde(default)]
+    pub retries: u64,
     pub total_tokens: u64,
     /// Business events one successful request carries (the task's `events_per_request`).
     pub events_per_request: u32,
@@ -355,6 +359,9 @@ pub struct Connections {
     pub avg_active: f64,
     pub total_streams: u64,
     pub connections_opened: u64,
+    /// See [`EndpointRow::retries`].
+    #[serde(default)]
+    pub retries: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -540,6 +547,7 @@ fn row(kind: &str, method: &str, name: &str, s: &EndpointStats, secs: f64, epr: 
         events_by_type: s.events_by_type.clone(),
         bytes_received: s.bytes_received,
         connections_opened: s.connections_opened,
+        retries: s.retries,
         total_tokens: s.total_tokens,
         events_per_request: epr,
         business_events,
@@ -761,6 +769,7 @@ impl FinalReport {
                 avg_active: active_integral / secs,
                 total_streams: all.streams_started,
                 connections_opened: all.connections_opened,
+                retries: all.retries,
             },
             qps: Qps {
                 max: rps.max,

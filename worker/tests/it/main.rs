@@ -4,8 +4,15 @@
 //! - [`drive`]: running an [`barrage_worker::runner::Engine`] without a master.
 //! - [`hostile`]: each way a target can misbehave, and the failure kind it becomes.
 //! - [`memory`]: 1,000 concurrent hostile streams from one engine stay within a memory bound.
+//! - [`keepalive`]: connections the server ends (idle timeouts, TLS `close_notify`, a
+//!   close racing a request, failed but clean streams) never count as target failures.
+//! - [`timings`]: where a stream's clocks start and stop.
+//! - [`open_model`]: a burst of arrivals, each with a user of its own, within the cap.
 
 mod drive;
 mod hostile;
+mod keepalive;
 mod memory;
+mod open_model;
 mod server;
+mod timings;
