@@ -28,3 +28,4 @@ mod tls;
 mod tools;
 mod web;
 mod webui;
+mod worker_port;
