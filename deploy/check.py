@@ -538,6 +538,15 @@ def check_wiring(checks: Checks, label: str, objects: list[dict], *, keys_known:
         if w["kind"] == "Job" and not flag(wc["_args"], "--give-up-after"):
             problems.append("worker Job without --give-up-after: a worker whose master never came would never end")
 
+    # Worker port: beyond loopback only for authenticated workers (the master refuses
+    # to start otherwise), or with the explicit flag that says it is unauthenticated.
+    bind = flag(margs, "--master-bind-host") or "0.0.0.0"
+    if bind not in ("127.0.0.1", "localhost", "::1"):
+        token = secret_ref(mc, "BARRAGE_CLUSTER_TOKEN") or secret_ref(mc, "BARRAGE_CLUSTER_TOKEN_FILE")
+        if not token and "--tls-client-ca" not in margs and "--allow-unauthenticated-workers" not in margs:
+            problems.append(f"--master-bind-host {bind} without a cluster token, mutual TLS or "
+                            "--allow-unauthenticated-workers (the master refuses to start)")
+
     # Web API.
     if "--headless" not in margs:
         web_host = flag(margs, "--web-host") or "127.0.0.1"
@@ -637,8 +646,10 @@ def check_chart_specifics(checks: Checks, label: str, objects: list[dict], value
 
 
 def interpolate(value):
-    """Compose's `${NAME:-default}` with nothing set in the environment: the default."""
+    """Compose's `${NAME:-default}` with nothing set in the environment: the default;
+    `${NAME:?message}` (compose refuses to start without it): `<required NAME>`."""
     if isinstance(value, str):
+        value = re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*):?\?[^}]*\}", lambda m: f"<required {m.group(1)}>", value)
         return re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?-([^}]*))?\}", lambda m: m.group(1) or "", value)
     if isinstance(value, list):
         return [interpolate(v) for v in value]
@@ -722,7 +733,14 @@ def check_compose(checks: Checks) -> list[tuple[str, list[str]]]:
                 problems.append(f"--scenario {path}: {local} does not exist")
     if scenario_text is None and not problems:
         problems.append(f"--scenario {path} is not in a mounted directory")
-    checks.expect(not problems, "docker-compose.yml: mock on 0.0.0.0, master -> mock with its API key, scenario mounted",
+    worker = by_role.get("worker", ("", {}))[1]
+    for role, svc in (("master", master), ("worker", worker)):
+        token = str((svc.get("environment") or {}).get("BARRAGE_CLUSTER_TOKEN", ""))
+        if not token.startswith("<required"):
+            problems.append(f"{role}: BARRAGE_CLUSTER_TOKEN is {token!r}, not required from the shell "
+                            "(the master binds beyond loopback only with a token)")
+    checks.expect(not problems, "docker-compose.yml: mock on 0.0.0.0, master -> mock with its API key, scenario "
+                  "mounted, cluster token required",
                   "\n".join(problems))
     check_wiring(checks, "docker-compose.yml", compose_as_objects(compose), keys_known=True)
     return [(scenario_text, margs)] if scenario_text else []

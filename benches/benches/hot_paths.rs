@@ -82,7 +82,7 @@ fn histograms(c: &mut Criterion) {
         b.iter(|| endpoint_from_proto(black_box(&delta)))
     });
     g.bench_function("endpoint_delta_decode_sparse", |b| {
-        b.iter(|| endpoint_from_proto_sparse(black_box(&delta)))
+        b.iter(|| endpoint_from_proto_sparse(black_box(&delta), &mut 0))
     });
     // The master's path: one endpoint's deltas from 1,000 workers, decoded to buckets
     // and accumulated (what Aggregator::merge does per report).
@@ -91,7 +91,7 @@ fn histograms(c: &mut Criterion) {
             let mut hists: Vec<Accum> = vec![Accum::default(); METRIC_COUNT];
             let mut requests = 0;
             for _ in 0..1000 {
-                if let Ok((_, counters, buckets)) = endpoint_from_proto_sparse(black_box(&delta)) {
+                if let Ok((_, counters, buckets)) = endpoint_from_proto_sparse(black_box(&delta), &mut 0) {
                     requests += counters.requests;
                     for (into, b) in hists.iter_mut().zip(&buckets) {
                         if let Some(b) = b {

@@ -534,11 +534,13 @@
           { key: 'cores', label: 'Cores', num: true, cell: (w) => count(w.cores) },
           { key: 'reports', label: 'Reports', num: true, cell: (w) => count(w.reports) },
           { key: 'final', label: 'Final report', cell: (w) => (w.final_report ? 'yes' : isRunning(r) ? DASH : badge('no', 'warn')) },
+          { key: 'cpu', label: 'CPU max', num: true, help: 'the process, percent of one core (up to 100 x cores)', cell: (w) => (isNum(w.cpu_max_percent) ? num(w.cpu_max_percent, 0) + ' %' : DASH) },
           {
-            key: 'cpu',
-            label: 'CPU max',
+            key: 'thread',
+            label: 'Busiest thread',
             num: true,
-            cell: (w) => (isNum(w.cpu_max_percent) ? h('span', { class: w.cpu_max_percent > 90 ? 'bad' : null }, num(w.cpu_max_percent, 0) + ' %') : DASH),
+            help: 'the busiest load thread (one event loop), percent of one core: above 90 % its users wait',
+            cell: (w) => (isNum(w.thread_cpu_max_percent) ? h('span', { class: w.thread_cpu_max_percent > 90 ? 'bad' : null }, num(w.thread_cpu_max_percent, 0) + ' %') : DASH),
           },
           { key: 'rss', label: 'RSS MiB', num: true, cell: (w) => mib(w.rss_bytes) },
           {
@@ -604,7 +606,7 @@
     ].filter((s) => s.points.some((p) => p[1] !== null)), { vlines: vlines });
     chartIn(st, grid, 'hunt-errors', { title: 'Errors and generator CPU against load', x: 'number', xTitle: xTitle, xName: level + ':', yTitle: 'percent (%)', format: (v) => num(v, 2) + ' %' }, [
       { name: 'error rate', color: COLORS.red, points: at((s) => (isNum(s.error_rate) ? s.error_rate * 100 : null)) },
-      { name: 'worker CPU max', color: COLORS.slate, dash: true, points: at((s) => s.worker_cpu_max) },
+      { name: 'busiest load thread CPU', color: COLORS.slate, dash: true, points: at((s) => s.worker_cpu_max) },
     ], { vlines: vlines });
     const opt = (v) => (isNum(v) ? ms(v) : DASH);
     out.push(
@@ -621,7 +623,7 @@
           { key: 'err', label: 'Errors', num: true, cell: (s) => pct(s.error_rate) },
           { key: '429', label: '429s', num: true, cell: (s) => count(s.status_429) },
           { key: 'little', label: 'Little req/s', num: true, help: "the throughput Little's law expects", cell: (s) => rate(s.little_rps) },
-          { key: 'cpu', label: 'Worker CPU', num: true, cell: (s) => (isNum(s.worker_cpu_max) ? num(s.worker_cpu_max, 0) + ' %' : DASH) },
+          { key: 'cpu', label: 'Busiest thread CPU', num: true, cell: (s) => (isNum(s.worker_cpu_max) ? num(s.worker_cpu_max, 0) + ' %' : DASH) },
           {
             key: 'verdict',
             label: 'Verdict',

@@ -100,7 +100,9 @@
       cell(tr, w.hostname);
       cell(tr, w.state, 'state-' + w.state);
       cell(tr, String(w.users), 'num');
-      cell(tr, w.cpu_percent.toFixed(1) + ' %', 'num');
+      // The process (percent of one core), and its busiest load thread: saturation.
+      var thread = typeof w.thread_cpu_percent === 'number' ? w.thread_cpu_percent : 0;
+      cell(tr, w.cpu_percent.toFixed(1) + ' % (thread ' + thread.toFixed(0) + ' %)', thread > 90 ? 'num bad' : 'num');
       cell(tr, fmtBytes(w.rss_bytes), 'num');
       cell(tr, w.last_report_age_s === null ? '—' : w.last_report_age_s.toFixed(1) + ' s', 'num');
       body.appendChild(tr);

@@ -91,7 +91,8 @@ pub struct Slot {
     pub active_streams: f64,
     /// Sum over workers of their peak active streams within the second.
     pub active_streams_max: i64,
-    /// Highest worker CPU percent seen in the second.
+    /// Highest saturation figure of any worker in the second: its busiest load
+    /// thread's CPU percent ([`saturation_cpu`]).
     pub worker_cpu_max: f64,
     /// Worst worker timer lag (p99 of a report) in the second, µs.
     pub sched_lag_max_us: u64,
@@ -157,6 +158,28 @@ impl Slot {
     }
 }
 
+/// Above this a load thread (one event loop) is saturated: its users wait for it.
+pub const CPU_SATURATED_PERCENT: f64 = 90.0;
+
+/// The figure saturation is judged on: the busiest load thread's CPU, percent of one
+/// core. Each load thread is one single-threaded runtime, so one thread at 95 % delays
+/// its users even when 15 other cores idle, and 16 threads at 6 % each (96 % of one
+/// core for the process) are far from it. A worker of an older version
+/// (`load_threads` 0) sent only the process figure, which stands in.
+pub fn saturation_cpu(busiest_thread_percent: f64, load_threads: u32, process_percent: f64) -> f64 {
+    let v = if load_threads > 0 {
+        busiest_thread_percent
+    } else {
+        process_percent
+    };
+    if v.is_finite() { v.max(0.0) } else { 0.0 }
+}
+
+/// Whether a saturation figure ([`saturation_cpu`]) means the generator was saturated.
+pub fn cpu_saturated(thread_percent: f64) -> bool {
+    thread_percent > CPU_SATURATED_PERCENT
+}
+
 /// What a worker has delivered.
 #[derive(Debug, Clone, Default)]
 pub struct WorkerProgress {
@@ -173,8 +196,12 @@ pub struct WorkerProgress {
     /// It was given load or reported some: if its data stops short, data is lost.
     pub had_load: bool,
     pub last_interval_end_us: i64,
+    /// Process CPU, percent of one core (all threads: may exceed 100).
     pub cpu_percent: f64,
     pub cpu_max: f64,
+    /// The saturation figure ([`saturation_cpu`]), latest and highest.
+    pub thread_cpu_percent: f64,
+    pub thread_cpu_max: f64,
     pub rss_bytes: u64,
     pub sched_lag_p99_us: u64,
     /// Worst per-interval lag p99, and the run second it was seen in.
@@ -508,6 +535,9 @@ impl Aggregator {
         }
         progress.cpu_percent = cpu_percent;
         progress.cpu_max = progress.cpu_max.max(cpu_percent);
+        let thread_cpu = saturation_cpu(r.busiest_thread_cpu_percent, r.load_threads, cpu_percent);
+        progress.thread_cpu_percent = thread_cpu;
+        progress.thread_cpu_max = progress.thread_cpu_max.max(thread_cpu);
         progress.rss_bytes = r.rss_bytes;
         progress.sched_lag_p99_us = r.sched_lag_p99_us;
         if r.sched_lag_p99_us > progress.sched_lag_max_us && placed {
@@ -515,7 +545,12 @@ impl Aggregator {
             progress.sched_lag_max_at_s = r.interval_start_us / 1_000_000;
         }
         let acked = progress.acked;
-        self.dropped_iterations += r.dropped_iterations.min(barrage_common::wire::MAX_COUNT);
+        // A report of an interval that ended before the last "reset statistics" (it was
+        // on its way) belongs to the timeline, not to the totals that restarted there.
+        let before_reset = placed && self.stats_since_s > 0.0 && r.interval_end_us as f64 <= self.stats_since_s * 1e6;
+        if !before_reset {
+            self.dropped_iterations += r.dropped_iterations.min(barrage_common::wire::MAX_COUNT);
+        }
         if !placed {
             // Counts kept, time unknown: totals only.
             for (endpoint, stats, buckets, peer) in decoded {
@@ -533,7 +568,7 @@ impl Aggregator {
         slot.users += users.time_avg * span;
         slot.active_streams += streams.time_avg * span;
         slot.active_streams_max += streams.max;
-        slot.worker_cpu_max = slot.worker_cpu_max.max(cpu_percent);
+        slot.worker_cpu_max = slot.worker_cpu_max.max(thread_cpu);
         slot.sched_lag_max_us = slot.sched_lag_max_us.max(r.sched_lag_p99_us);
         slot.dropped_iterations += r.dropped_iterations.min(barrage_common::wire::MAX_COUNT);
         // An arrival handled within the interval was due by its end.
@@ -568,6 +603,9 @@ impl Aggregator {
                 if let Some(b) = &buckets[Metric::ResponseTime as usize] {
                     e.response_time.add(b);
                 }
+            }
+            if before_reset {
+                continue;
             }
             totals_into(
                 &mut self.endpoints,
@@ -621,8 +659,9 @@ impl Aggregator {
 
     /// Everything merged into one row (Locust's "Aggregated").
     /// Starts the totals again (the web UI's "reset statistics", as in Locust): the
-    /// tables and rates count from `at_s`; the per-second timeline and what each
-    /// worker has delivered (the deduplication) stay.
+    /// tables and rates count from `at_s` (reports of intervals that ended by then,
+    /// still arriving, go to the timeline only); the per-second timeline and what
+    /// each worker has delivered (the deduplication) stay.
     pub fn reset_stats(&mut self, at_s: f64) {
         self.endpoints.clear();
         self.peers.clear();
@@ -749,6 +788,49 @@ mod tests {
         assert_eq!(a.aggregated().requests, 15);
         assert_eq!(a.timeline.len(), 3);
         assert_eq!(a.timeline[&2].requests, 5, "placed by interval, not arrival");
+    }
+
+    /// A 16-thread worker at 6 % a thread (96 % of one core for the process) is not
+    /// saturated; one whose busiest thread ran at 95 % is, whatever its other threads
+    /// did. Live figures, the report's warning and the hunt's window all read this.
+    #[test]
+    fn saturation_is_judged_on_the_busiest_load_thread() {
+        let mut a = Aggregator::new(7);
+        let mut r = report(1, 0, 1);
+        (r.cpu_percent, r.busiest_thread_cpu_percent, r.load_threads) = (96.0, 6.5, 16);
+        a.merge(&r);
+        let p = &a.workers["w1"];
+        assert_eq!((p.cpu_max, p.thread_cpu_max), (96.0, 6.5));
+        assert!(!cpu_saturated(p.thread_cpu_max));
+        assert!(!cpu_saturated(a.window(0, 1).worker_cpu_max));
+        let row = |p: &WorkerProgress| crate::report::WorkerRow {
+            id: "w1".into(),
+            index: 0,
+            hostname: "h".into(),
+            cores: 16,
+            reports: p.reports,
+            final_report: false,
+            lost: false,
+            cpu_max_percent: p.cpu_max,
+            thread_cpu_max_percent: p.thread_cpu_max,
+            rss_bytes: 0,
+            sched_lag_max_ms: 0.0,
+        };
+        assert_eq!(crate::report::saturation_warning(&row(p)), None);
+
+        // One hot thread among 16: the process says 110 % of a core (7 % of 16).
+        let mut r = report(2, 1, 1);
+        (r.cpu_percent, r.busiest_thread_cpu_percent, r.load_threads) = (110.0, 95.0, 16);
+        a.merge(&r);
+        let p = &a.workers["w1"];
+        assert!(cpu_saturated(p.thread_cpu_max));
+        assert!(cpu_saturated(a.window(1, 2).worker_cpu_max));
+        let w = crate::report::saturation_warning(&row(p)).expect("a warning");
+        assert!(w.contains("busiest load thread peaked at 95%"), "{w}");
+
+        // An older worker sends only the process figure, which stands in.
+        assert_eq!(saturation_cpu(0.0, 0, 93.0), 93.0);
+        assert_eq!(saturation_cpu(f64::NAN, 4, 93.0), 0.0);
     }
 
     #[test]

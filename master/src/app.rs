@@ -32,10 +32,8 @@ use crate::controller::{self, RunConfig, RunError};
 use crate::report::{FinalReport, RunInfo, console, json};
 use crate::thresholds::Thresholds;
 
-/// Largest gRPC message either way. A report of 10 endpoints with every histogram is
-/// tens of KiB; the plan with inline data pools can be larger. Bigger is refused
-/// (ResourceExhausted) before it is decoded.
-pub const MAX_MESSAGE: usize = 16 << 20;
+/// Largest gRPC message either way (the worker's client uses the same).
+pub const MAX_MESSAGE: usize = barrage_proto::MAX_MESSAGE;
 
 pub const EXIT_FAILURES: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
@@ -364,6 +362,7 @@ impl MasterSetup {
             })
             .collect();
         scenario::filter_tags(&mut plan, &load.tags, &load.exclude_tags).map_err(Failure::usage)?;
+        check_plan_size(&plan)?;
         let csv = load
             .csv
             .clone()
@@ -419,6 +418,23 @@ impl MasterSetup {
             exit_code_on_error: load.exit_code_on_error.unwrap_or(EXIT_FAILURES),
         })
     }
+}
+
+/// The plan travels as JSON in `Welcome`: one too large for a gRPC message would reach
+/// no worker, so it is refused before anything starts.
+fn check_plan_size(plan: &RunPlan) -> Result<(), Failure> {
+    let bytes = plan.to_json().len();
+    if bytes > barrage_proto::MAX_PLAN_BYTES {
+        return Err(Failure::usage(format!(
+            "{}: the plan is {:.1} MiB as JSON, over the {:.1} MiB a worker can receive \
+             (the cluster's message limit); its data pools are most of it: shrink them, or split \
+             the run",
+            plan.source,
+            bytes as f64 / f64::from(1 << 20),
+            barrage_proto::MAX_PLAN_BYTES as f64 / f64::from(1 << 20),
+        )));
+    }
+    Ok(())
 }
 
 /// The result of a master run.
@@ -623,20 +639,42 @@ pub async fn serve_cluster(
     Ok(Outcome { report, exit_code })
 }
 
-/// Serves the worker port on `host:port` and runs `setup` there to its end.
-async fn listen_and_run(host: &str, port: u16, setup: MasterSetup) -> anyhow::Result<u8> {
-    let addr = format!("{host}:{port}");
+/// Where the worker port listens: `--master-bind-host` under the bind policy
+/// ([`crate::auth::bind_policy`]: loopback only unless workers authenticate, by a
+/// cluster token or mutual TLS, or the operator allows strangers).
+#[derive(Debug, Clone)]
+pub struct WorkerPort<'a> {
+    pub host: Option<&'a str>,
+    pub port: u16,
+    pub allow_unauthenticated: bool,
+}
+
+/// Serves the worker port and runs `setup` there to its end.
+async fn listen_and_run(at: WorkerPort<'_>, setup: MasterSetup) -> anyhow::Result<u8> {
+    let mutual_tls = setup.opts.tls.as_ref().is_some_and(|t| t.client_ca_pem.is_some());
+    let authenticated = setup.opts.token.is_some() || mutual_tls;
+    let policy = crate::auth::bind_policy(at.host, authenticated, at.allow_unauthenticated).map_err(Failure::usage)?;
+    let addr = format!("{}:{}", policy.host, at.port);
     let listener = TcpListener::bind(&addr)
         .await
         .with_context(|| format!("binding the master port {addr}"))?;
-    info!(addr = %listener.local_addr()?, "master listening for workers");
+    if let Some(w) = &policy.warning {
+        eprintln!("warning: {w}");
+        warn!("{w}");
+    }
+    info!(addr = %listener.local_addr()?, authenticated, "master listening for workers");
     Ok(serve_and_run(setup, listener, shutdown_signal()).await?.exit_code)
 }
 
 async fn master_command(args: MasterArgs) -> anyhow::Result<u8> {
     let scenario = load_scenario(&args.load.scenario, &env_lookup)?;
     let setup = MasterSetup::resolve(&args.load, scenario, args.expect_workers, args.expect_workers_max_wait)?;
-    listen_and_run(&args.master_bind_host, args.master_bind_port, setup).await
+    let at = WorkerPort {
+        host: args.master_bind_host.as_deref(),
+        port: args.master_bind_port,
+        allow_unauthenticated: args.allow_unauthenticated_workers,
+    };
+    listen_and_run(at, setup).await
 }
 
 async fn worker_command(args: WorkerArgs) -> anyhow::Result<u8> {
@@ -762,7 +800,12 @@ async fn hunt_command(args: HuntArgs) -> anyhow::Result<u8> {
     if local {
         return Ok(run_local(setup, workers).await?.exit_code);
     }
-    listen_and_run(&args.master_bind_host, args.master_bind_port, setup).await
+    let at = WorkerPort {
+        host: args.master_bind_host.as_deref(),
+        port: args.master_bind_port,
+        allow_unauthenticated: args.allow_unauthenticated_workers,
+    };
+    listen_and_run(at, setup).await
 }
 
 /// A run whose users the breaking-point search decides.

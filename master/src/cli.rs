@@ -246,12 +246,18 @@ pub struct MasterArgs {
     /// Give up (exit code 3) if fewer workers joined within this long [default: wait forever].
     #[arg(long, value_parser = parse_duration)]
     pub expect_workers_max_wait: Option<Duration>,
-    /// Interface the master listens on for workers.
-    #[arg(long, default_value = "0.0.0.0")]
-    pub master_bind_host: String,
+    /// Interface the master listens on for workers [default: 0.0.0.0 with a cluster
+    /// token or mutual TLS, else 127.0.0.1]. Beyond loopback without either needs
+    /// --allow-unauthenticated-workers.
+    #[arg(long)]
+    pub master_bind_host: Option<String>,
     /// Port the master listens on for workers.
     #[arg(long, default_value_t = 5557)]
     pub master_bind_port: u16,
+    /// Let workers join without a cluster token or mutual TLS on an interface beyond
+    /// loopback: anyone who reaches the port receives the plan, API keys included.
+    #[arg(long, env = "BARRAGE_ALLOW_UNAUTHENTICATED_WORKERS")]
+    pub allow_unauthenticated_workers: bool,
 }
 
 #[derive(Debug, Args)]
@@ -300,12 +306,18 @@ pub struct HuntArgs {
     /// instead of starting local ones.
     #[arg(long)]
     pub expect_workers: Option<u32>,
-    /// Interface the master listens on for remote workers.
-    #[arg(long, default_value = "0.0.0.0")]
-    pub master_bind_host: String,
+    /// Interface the master listens on for remote workers [default: 0.0.0.0 with a
+    /// cluster token or mutual TLS, else 127.0.0.1]. Beyond loopback without either
+    /// needs --allow-unauthenticated-workers.
+    #[arg(long)]
+    pub master_bind_host: Option<String>,
     /// Port the master listens on for remote workers.
     #[arg(long, default_value_t = 5557)]
     pub master_bind_port: u16,
+    /// Let workers join without a cluster token or mutual TLS on an interface beyond
+    /// loopback: anyone who reaches the port receives the plan, API keys included.
+    #[arg(long, env = "BARRAGE_ALLOW_UNAUTHENTICATED_WORKERS")]
+    pub allow_unauthenticated_workers: bool,
 }
 
 #[derive(Debug, Args)]

@@ -563,7 +563,7 @@ impl v1::coordinator_server::Coordinator for Service {
                 .get("authorization")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "));
-            if given != Some(token.as_str()) {
+            if !crate::auth::token_matches(given, token) {
                 return Err(Status::unauthenticated("missing or wrong cluster token"));
             }
         }

@@ -18,8 +18,6 @@ use crate::thresholds::{holds, window_value};
 
 /// Seconds after a step's end before its figures are complete (reports in flight).
 const REPORT_LAG_S: u64 = 2;
-/// Above this, a worker's CPU makes its latency figures suspect.
-const CPU_SATURATED: f64 = 90.0;
 /// Timer lag (p99) above this, µs: the same.
 const LAG_SATURATED_US: u64 = 5_000;
 
@@ -99,6 +97,8 @@ pub struct StepResult {
     pub response_time_avg_ms: Option<f64>,
     /// users / (mean response time + mean wait): the throughput Little's law expects.
     pub little_rps: Option<f64>,
+    /// The busiest load thread of any worker, CPU percent of one core (the
+    /// saturation figure, `aggregate::saturation_cpu`).
     pub worker_cpu_max: f64,
     pub sched_lag_max_ms: f64,
     /// "ok", "slo", "stall"
@@ -110,7 +110,7 @@ pub struct StepResult {
 
 impl StepResult {
     fn generator_saturated(&self) -> bool {
-        self.worker_cpu_max > CPU_SATURATED || self.sched_lag_max_ms * 1000.0 > LAG_SATURATED_US as f64
+        crate::aggregate::cpu_saturated(self.worker_cpu_max) || self.sched_lag_max_ms * 1000.0 > LAG_SATURATED_US as f64
     }
 }
 
@@ -409,7 +409,7 @@ impl Hunt {
             .filter(|r| r.generator_saturated())
             .map(|r| {
                 format!(
-                    "at {} {} a worker reached {:.0}% CPU / {:.1} ms timer lag",
+                    "at {} {} a worker's busiest load thread reached {:.0}% CPU / {:.1} ms timer lag",
                     r.users,
                     self.unit(),
                     r.worker_cpu_max,

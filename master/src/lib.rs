@@ -4,6 +4,7 @@
 
 pub mod aggregate;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod compare;

@@ -89,7 +89,8 @@ impl Thresholds {
         for (_, s) in &rows {
             all.merge(s);
         }
-        let secs = elapsed.as_secs_f64().max(1e-3);
+        // The totals count from the last "reset statistics", and so do their rates.
+        let secs = (elapsed.as_secs_f64() - agg.stats_since_s).max(1e-3);
         let hist = |m: Metric| all.histogram(m).filter(|h| !h.is_empty());
         match t.stat {
             Stat::Percentile(_, m) | Stat::Avg(m) | Stat::Min(m) | Stat::Max(m) => hist(m).map(|h| latency(t.stat, h)),
@@ -210,6 +211,23 @@ mod tests {
             agg.merge(&second(at as u64 + 1, at, "/run", 10, failures, rt));
         }
         agg
+    }
+
+    /// After a reset at 15 s the whole-run rates cover the 5 s since: 50 requests in
+    /// 5 s is 10 req/s (not 50 / 20 = 2.5).
+    #[test]
+    fn whole_run_rates_after_a_reset_divide_by_the_time_since_it() {
+        let mut agg = Aggregator::new(1);
+        for at in 0..20 {
+            if at == 15 {
+                agg.reset_stats(15.0);
+            }
+            agg.merge(&second(at as u64 + 1, at, "/run", 10, 0, 10));
+        }
+        let t = thresholds(&[("rps >= 10", false), ("requests > 49", false), ("rps < 10.001", false)]);
+        let v = t.verdicts(&agg, Duration::from_secs(20));
+        let got: Vec<(bool, Option<f64>)> = v.iter().map(|r| (r.passed, r.observed)).collect();
+        assert_eq!(got, [(true, Some(10.0)), (true, Some(50.0)), (true, Some(10.0))]);
     }
 
     #[test]

@@ -111,7 +111,10 @@ pub async fn serve(
 }
 
 fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
-    headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) == Some(state.cfg.token.as_str())
+    crate::auth::token_matches(
+        headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()),
+        &state.cfg.token,
+    )
 }
 
 fn unauthorized() -> Response {
@@ -211,6 +214,8 @@ async fn run_state(State(state): State<AppState>, headers: HeaderMap) -> Respons
                 "state": state,
                 "users": users,
                 "cpu_percent": p.map_or(0.0, |p| p.cpu_percent),
+                // The busiest load thread, percent of one core: the saturation figure.
+                "thread_cpu_percent": p.map_or(0.0, |p| p.thread_cpu_percent),
                 "rss_bytes": p.map_or(0, |p| p.rss_bytes),
                 "reports": p.map_or(0, |p| p.reports),
                 // Run time since the end of the last interval it reported (null: none yet).
@@ -355,11 +360,13 @@ async fn download(
 /// open on loopback, the token with `--web-auth`, where `Authorization: Bearer <token>`
 /// is accepted too (what Prometheus's scrape `authorization` sends).
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let bearer = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        == Some(state.cfg.token.as_str());
+    let bearer = crate::auth::token_matches(
+        headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ")),
+        &state.cfg.token,
+    );
     if state.cfg.auth_all && !bearer && !authorized(&state, &headers) {
         return unauthorized();
     }

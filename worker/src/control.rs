@@ -485,7 +485,11 @@ async fn connect(
         .connect()
         .await
         .map_err(|e| format!("{e}: {:?}", std::error::Error::source(&e)))?;
-    let mut client = v1::coordinator_client::CoordinatorClient::new(channel);
+    // The master's limit both ways: the plan in Welcome can be MiBs (inline data pools),
+    // beyond tonic's 4 MiB default.
+    let mut client = v1::coordinator_client::CoordinatorClient::new(channel)
+        .max_decoding_message_size(barrage_proto::MAX_MESSAGE)
+        .max_encoding_message_size(barrage_proto::MAX_MESSAGE);
     let (tx, rx) = mpsc::channel(LINK_QUEUE);
     tx.send(hello).await.map_err(|e| e.to_string())?;
     let mut request = tonic::Request::new(ReceiverStream::new(rx));
@@ -782,7 +786,9 @@ impl Session {
     ) {
         if now >= self.next_heartbeat_at {
             self.next_heartbeat_at = now + self.heartbeat_every;
+            let tids = self.engine.as_ref().map(Engine::load_thread_ids).unwrap_or_default();
             let (cpu_percent, rss_bytes) = hb_cpu.sample();
+            let (busiest_thread_cpu_percent, load_threads) = hb_cpu.threads.sample(&tids);
             let state = match (self.stop, &self.engine) {
                 (StopPhase::Stopping { .. }, _) => v1::WorkerState::Stopping,
                 (StopPhase::Final { .. }, _) => v1::WorkerState::Stopped,
@@ -796,6 +802,8 @@ impl Session {
                 rss_bytes,
                 applied_command_seq: self.applied_cmd,
                 sched_lag_p99_us: lag.peek_p99_us(),
+                busiest_thread_cpu_percent,
+                load_threads,
             };
             if let Link::Up { tx, welcomed: true, .. } = link
                 && tx
@@ -868,11 +876,14 @@ impl Session {
         self.users_mark = um;
         self.streams_mark = sm;
         let (cpu_percent, rss_bytes) = cpu.sample();
+        let (busiest_thread_cpu_percent, load_threads) = cpu.threads.sample(&engine.load_thread_ids());
         let mut report = self.next_report(worker_id, final_);
         report.endpoints = endpoints;
         report.users = gauge(users);
         report.active_streams = gauge(streams);
         report.cpu_percent = cpu_percent;
+        report.busiest_thread_cpu_percent = busiest_thread_cpu_percent;
+        report.load_threads = load_threads;
         report.rss_bytes = rss_bytes;
         report.sched_lag_p99_us = lag.take_p99_us();
         report.dropped_iterations = rec.dropped.swap(0, std::sync::atomic::Ordering::SeqCst);

@@ -13,6 +13,7 @@
 //! saturated load thread cannot delay a heartbeat.
 
 use std::io;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
 use tokio::runtime::Handle;
@@ -24,6 +25,9 @@ pub struct LoadThreads {
     handles: Vec<Handle>,
     stop: CancellationToken,
     threads: Vec<JoinHandle<()>>,
+    /// Each thread's kernel id, set by the thread itself as it starts (Linux), so the
+    /// control loop can read its CPU time: saturation is per event loop.
+    tids: Vec<Arc<OnceLock<u32>>>,
 }
 
 impl LoadThreads {
@@ -32,13 +36,21 @@ impl LoadThreads {
         let stop = CancellationToken::new();
         let mut handles = Vec::new();
         let mut threads = Vec::new();
+        let mut tids = Vec::new();
         for i in 0..n.max(1) {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             handles.push(runtime.handle().clone());
             let ended = stop.clone();
+            let tid = Arc::new(OnceLock::new());
+            tids.push(tid.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("barrage-load-{i}"))
-                .spawn(move || runtime.block_on(ended.cancelled()));
+                .spawn(move || {
+                    if let Some(id) = crate::sys::current_thread_id() {
+                        let _ = tid.set(id);
+                    }
+                    runtime.block_on(ended.cancelled())
+                });
             match thread {
                 Ok(t) => threads.push(t),
                 Err(e) => {
@@ -47,7 +59,17 @@ impl LoadThreads {
                 }
             }
         }
-        Ok(LoadThreads { handles, stop, threads })
+        Ok(LoadThreads {
+            handles,
+            stop,
+            threads,
+            tids,
+        })
+    }
+
+    /// The kernel ids of the threads that have started (none off Linux).
+    pub fn thread_ids(&self) -> Vec<u32> {
+        self.tids.iter().filter_map(|t| t.get().copied()).collect()
     }
 
     /// How many threads there are.

@@ -188,6 +188,11 @@ impl Engine {
         &self.peers
     }
 
+    /// The load threads' kernel ids (to measure each one's CPU).
+    pub fn load_thread_ids(&self) -> Vec<u32> {
+        self.load.thread_ids()
+    }
+
     /// The load threads' runtimes (to watch their scheduling lag).
     pub fn runtimes(&self) -> &[tokio::runtime::Handle] {
         self.load.handles()

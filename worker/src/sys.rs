@@ -1,7 +1,9 @@
 //! The worker's view of its own health, so reports can say when the generator itself
-//! was the bottleneck: process CPU and RSS from `/proc/self` (Linux; zeros elsewhere),
-//! and the scheduling lag of the tokio runtime measured by a probe task.
+//! was the bottleneck: process CPU and RSS from `/proc/self`, each load thread's CPU
+//! from `/proc/self/task/<tid>/stat` (Linux; zeros elsewhere), and the scheduling lag
+//! of the tokio runtime measured by a probe task.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,19 +12,32 @@ use hdrhistogram::Histogram;
 /// CPU ticks per second in `/proc/<pid>/stat` (USER_HZ, 100 on every Linux ABI).
 const TICKS_PER_SEC: f64 = 100.0;
 
+/// utime + stime, in seconds, of a `/proc/.../stat` file.
+fn stat_cpu_seconds(path: &str) -> Option<f64> {
+    let s = std::fs::read_to_string(path).ok()?;
+    // Fields after the `(comm)`; utime and stime are fields 14 and 15 overall.
+    let rest = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / TICKS_PER_SEC)
+}
+
+/// The calling thread's kernel id, from the `/proc/thread-self` link
+/// (`<pid>/task/<tid>`); None off Linux.
+pub fn current_thread_id() -> Option<u32> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
+/// CPU time (seconds) of thread `tid` of this process.
+pub fn thread_cpu_seconds(tid: u32) -> Option<f64> {
+    stat_cpu_seconds(&format!("/proc/self/task/{tid}/stat"))
+}
+
 /// Reads process CPU time (seconds) and resident memory (bytes).
 pub fn process_usage() -> (f64, u64) {
-    let cpu = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            // Fields after the `(comm)`; utime and stime are fields 14 and 15 overall.
-            let rest = s.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let utime: f64 = f.get(11)?.parse().ok()?;
-            let stime: f64 = f.get(12)?.parse().ok()?;
-            Some((utime + stime) / TICKS_PER_SEC)
-        })
-        .unwrap_or(0.0);
+    let cpu = stat_cpu_seconds("/proc/self/stat").unwrap_or(0.0);
     let rss = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -34,10 +49,12 @@ pub fn process_usage() -> (f64, u64) {
     (cpu, rss)
 }
 
-/// CPU percent between successive calls.
+/// CPU percent between successive calls: the process's, and (`threads`) the busiest
+/// load thread's.
 pub struct CpuMeter {
     last_cpu: f64,
     last_at: Instant,
+    pub threads: ThreadCpuMeter,
 }
 
 impl Default for CpuMeter {
@@ -45,6 +62,7 @@ impl Default for CpuMeter {
         CpuMeter {
             last_cpu: process_usage().0,
             last_at: Instant::now(),
+            threads: ThreadCpuMeter::default(),
         }
     }
 }
@@ -62,6 +80,49 @@ impl CpuMeter {
         self.last_cpu = cpu;
         self.last_at = Instant::now();
         (pct, rss)
+    }
+}
+
+/// The busiest of a set of threads, by CPU percent of one core between successive
+/// calls. Each load thread is one event loop, so one thread near 100 % delays its
+/// users however idle the other cores are: this, not the process figure, is the
+/// saturation figure.
+pub struct ThreadCpuMeter {
+    last: HashMap<u32, f64>,
+    last_at: Instant,
+}
+
+impl Default for ThreadCpuMeter {
+    fn default() -> Self {
+        ThreadCpuMeter {
+            last: HashMap::new(),
+            last_at: Instant::now(),
+        }
+    }
+}
+
+impl ThreadCpuMeter {
+    /// (busiest thread's percent of one core since the previous call, threads measured).
+    /// A thread first seen counts from its start (its CPU time so far).
+    pub fn sample(&mut self, tids: &[u32]) -> (f64, u32) {
+        let wall = self.last_at.elapsed().as_secs_f64();
+        self.last_at = Instant::now();
+        let mut busiest: f64 = 0.0;
+        let mut measured = 0;
+        let mut now = HashMap::with_capacity(tids.len());
+        for &tid in tids {
+            let Some(cpu) = thread_cpu_seconds(tid) else {
+                continue;
+            };
+            measured += 1;
+            let before = self.last.get(&tid).copied().unwrap_or(0.0);
+            if wall > 0.0 {
+                busiest = busiest.max((cpu - before).max(0.0) / wall * 100.0);
+            }
+            now.insert(tid, cpu);
+        }
+        self.last = now;
+        (busiest, measured)
     }
 }
 
@@ -129,6 +190,50 @@ impl LagProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One load thread spinning and one idle: the meter names the busy one's share,
+    /// near a whole core, while an average over the threads would say half.
+    #[test]
+    fn a_busy_load_thread_shows_as_busy() {
+        if !cfg!(target_os = "linux") {
+            return;
+        }
+        let pool = crate::cores::LoadThreads::start(2).expect("threads");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pool.thread_ids().len() < 2 && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        let tids = pool.thread_ids();
+        assert_eq!(tids.len(), 2, "both threads report their id");
+        let mut meter = ThreadCpuMeter::default();
+        let from = Instant::now();
+        meter.sample(&tids);
+        // Spin on thread 0 for 600 ms of its own CPU time (not wall time, so a loaded
+        // machine only makes the test slower).
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spinning = tids[0];
+        pool.handle(0).spawn(async move {
+            let start = thread_cpu_seconds(spinning).unwrap_or(0.0);
+            while thread_cpu_seconds(spinning).unwrap_or(0.0) - start < 0.6 {
+                std::hint::spin_loop();
+            }
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(60)).expect("the spin ended");
+        let (busiest, measured) = meter.sample(&tids);
+        let wall = from.elapsed().as_secs_f64();
+        assert_eq!(measured, 2);
+        // The spinning thread's 0.6 s (less a 10 ms tick) over at most `wall`: on an
+        // idle machine ~100 %. An average over both threads would be half of it.
+        let floor = (0.6 - 0.01) / wall * 100.0;
+        assert!(busiest >= floor, "busiest {busiest:.1} % < {floor:.1} %");
+        let idle = thread_cpu_seconds(tids[1]).unwrap_or(0.0);
+        assert!(idle < 0.1, "the idle thread used {idle} s");
+        let mut only_idle = ThreadCpuMeter::default();
+        only_idle.sample(&tids[1..]);
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(only_idle.sample(&tids[1..]).0 < 20.0);
+    }
 
     #[test]
     fn reads_own_usage() {

@@ -69,6 +69,10 @@ job) and master-deployment.yaml (mode interactive).
 - {{ .Values.master.bindAddress | quote }}
 - --master-bind-port
 - {{ int .Values.master.port | quote }}
+{{- if not .Values.auth.clusterToken }}
+{{- /* The user turned the cluster token off: the master binds beyond loopback only when told that workers are unauthenticated. */}}
+- --allow-unauthenticated-workers
+{{- end }}
 {{- if .Values.web.enabled }}
 {{- /* Beyond loopback the master insists on --web-auth, and --web-auth on BARRAGE_WEB_TOKEN. */}}
 - --web-host

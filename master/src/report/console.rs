@@ -457,13 +457,13 @@ pub fn render_final(r: &FinalReport) -> String {
     }
     let _ = writeln!(
         out,
-        "\nWorkers\n{:<4} {:<32} {:<16} {:>5} {:>8} {:>6} {:>8} {:>9} {:>9}",
-        "#", "id", "host", "cores", "reports", "final", "cpu max", "rss MiB", "lag ms"
+        "\nWorkers\n{:<4} {:<32} {:<16} {:>5} {:>8} {:>6} {:>8} {:>10} {:>9} {:>9}",
+        "#", "id", "host", "cores", "reports", "final", "cpu max", "thread max", "rss MiB", "lag ms"
     );
     for w in &r.workers {
         let _ = writeln!(
             out,
-            "{:<4} {:<32} {:<16} {:>5} {:>8} {:>6} {:>7.0}% {:>9.1} {:>9.1}{}",
+            "{:<4} {:<32} {:<16} {:>5} {:>8} {:>6} {:>7.0}% {:>9.0}% {:>9.1} {:>9.1}{}",
             w.index,
             truncate(&w.id, 32),
             truncate(&w.hostname, 16),
@@ -471,6 +471,7 @@ pub fn render_final(r: &FinalReport) -> String {
             w.reports,
             if w.final_report { "yes" } else { "no" },
             w.cpu_max_percent,
+            w.thread_cpu_max_percent,
             w.rss_bytes as f64 / 1048576.0,
             w.sched_lag_max_ms,
             if w.lost { "  LOST" } else { "" }
@@ -538,7 +539,7 @@ fn render_hunt(out: &mut String, h: &crate::hunt::HuntReport) {
     let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
     let _ = writeln!(
         out,
-        "\nBreaking-point hunt (each step judged after its warm-up)\n| {} | req/s | events/s | TTFE p50 | TTFE p95 | TTFE p99 | RT p95 | Errors | 429s | Little req/s | Worker CPU | Verdict |\n|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "\nBreaking-point hunt (each step judged after its warm-up)\n| {} | req/s | events/s | TTFE p50 | TTFE p95 | TTFE p99 | RT p95 | Errors | 429s | Little req/s | Busiest thread CPU | Verdict |\n|---|---|---|---|---|---|---|---|---|---|---|---|",
         if h.level == "users" { "Users" } else { "Arrivals/s" }
     );
     for s in &h.steps {

@@ -402,7 +402,12 @@ pub struct WorkerRow {
     pub reports: u64,
     pub final_report: bool,
     pub lost: bool,
+    /// Process CPU, percent of one core (all load threads: up to 100 x cores).
     pub cpu_max_percent: f64,
+    /// The busiest load thread's CPU, percent of one core: the saturation figure
+    /// (absent in results saved before it existed).
+    #[serde(default)]
+    pub thread_cpu_max_percent: f64,
     pub rss_bytes: u64,
     /// Worst p99 lateness of the worker's timers in any interval (generator delay).
     pub sched_lag_max_ms: f64,
@@ -460,7 +465,8 @@ impl ArrivalFigures {
     /// what the workers reported.
     pub fn new(arrival: &barrage_common::scenario::Arrival, duration: Duration, agg: &Aggregator) -> Self {
         ArrivalFigures {
-            due: arrivals_due(&arrival.schedule, duration, agg.last_arrival_due_us),
+            due: arrivals_due(&arrival.schedule, duration, agg.last_arrival_due_us)
+                .saturating_sub(arrivals_before(&arrival.schedule, agg.stats_since_s)),
             dropped: agg.dropped_iterations,
             max_in_flight: arrival.max_in_flight,
             start_rate: arrival.schedule.start_rate,
@@ -487,6 +493,34 @@ fn arrivals_due(schedule: &barrage_common::arrival::Schedule, duration: Duration
     // float integral landing just under a whole number).
     let through_last = (schedule.cumulative(last_due_us as f64 / 1e6) + 1e-6).floor().max(0.0) as u64 + 1;
     by_stop.max(through_last)
+}
+
+/// Arrivals due before `since_s` (a "reset statistics"): the started and dropped counts
+/// start again there, so the due count does too. Arrival `i` is due when the integral
+/// reaches `i`, so those before are the integral rounded up.
+fn arrivals_before(schedule: &barrage_common::arrival::Schedule, since_s: f64) -> u64 {
+    if since_s <= 0.0 {
+        return 0;
+    }
+    schedule.cumulative(since_s).ceil().max(0.0) as u64
+}
+
+/// How much of second `t` of the timeline ([t, t + 1)) lies at or after `since_s`.
+fn share_since(t: i64, since_s: f64) -> f64 {
+    (t as f64 + 1.0 - since_s).clamp(0.0, 1.0)
+}
+
+/// A worker whose busiest load thread passed the saturation line: its users waited for
+/// their event loop, so its latency figures include generator delay. Judged per
+/// thread, never on the process figure: 16 threads at 6 % each are idle, one at 95 %
+/// is not.
+pub fn saturation_warning(w: &WorkerRow) -> Option<String> {
+    crate::aggregate::cpu_saturated(w.thread_cpu_max_percent).then(|| {
+        format!(
+            "worker {}: its busiest load thread peaked at {:.0}% CPU (of one core; the process used {:.0}% over {} cores): latency figures include generator delay",
+            w.id, w.thread_cpu_max_percent, w.cpu_max_percent, w.cores
+        )
+    })
 }
 
 /// Failures plus declared outcomes of one kind (a 429 may be either).
@@ -575,6 +609,7 @@ impl FinalReport {
                     final_report: p.is_some_and(|p| p.final_seen),
                     lost: w.lost,
                     cpu_max_percent: p.map_or(0.0, |p| p.cpu_max),
+                    thread_cpu_max_percent: p.map_or(0.0, |p| p.thread_cpu_max),
                     rss_bytes: p.map_or(0, |p| p.rss_bytes),
                     sched_lag_max_ms: p.map_or(0.0, |p| p.sched_lag_max_us as f64 / 1000.0),
                 }
@@ -595,11 +630,8 @@ impl FinalReport {
                     p.sched_lag_max_at_s
                 ));
             }
-            if w.cpu_max_percent > 90.0 {
-                report.warnings.push(format!(
-                    "worker {} peaked at {:.0}% CPU: its latency figures may include generator delay",
-                    w.id, w.cpu_max_percent
-                ));
+            if let Some(warning) = saturation_warning(w) {
+                report.warnings.push(warning);
             }
         }
         let written_off = reg.workers.values().filter(|w| w.lost).map(|w| w.id.as_str());
@@ -677,12 +709,14 @@ impl FinalReport {
         let outcomes = rows(|s| &s.outcomes);
         failures.sort_by_key(|f| std::cmp::Reverse(f.count));
 
-        // Per-second figures over the run's full seconds: from 0 to the last full second.
+        // Per-second figures over the run's full seconds: from 0 (or the first whole
+        // second after a reset of the statistics) to the last full second.
         let full_secs = duration.as_secs() as i64;
+        let first_sec = agg.stats_since_s.ceil() as i64;
         let slots: Vec<(i64, &crate::aggregate::Slot)> = agg
             .timeline
             .iter()
-            .filter(|(t, _)| **t < full_secs.max(1))
+            .filter(|(t, _)| **t < full_secs.max(first_sec + 1) && **t >= first_sec)
             .map(|(t, s)| (*t, s))
             .collect();
         let first_active = slots
@@ -741,7 +775,13 @@ impl FinalReport {
                 }
             })
             .collect();
-        let active_integral: f64 = agg.timeline.values().map(|s| s.active_streams).sum();
+        // Stream-seconds since the reset of the statistics (all of them without one),
+        // over the same span as `secs`.
+        let active_integral: f64 = agg
+            .timeline
+            .iter()
+            .map(|(t, s)| s.active_streams * share_since(*t, agg.stats_since_s))
+            .sum();
         FinalReport {
             schema: SCHEMA_ID.to_string(),
             scenario: info.scenario.clone(),
@@ -838,6 +878,75 @@ mod tests {
         assert_eq!(arrivals_due(&ten, two_s, 1_500_000), 20);
         // Arrival 23 (due at 2.3 s) was still fired: 0..=23 are due.
         assert_eq!(arrivals_due(&ten, two_s, 2_300_000), 24);
+    }
+
+    /// 20 s: 10 req/s with 6 streams open, then 4 req/s with 2 open; the statistics
+    /// reset at 10 s, and second 9's report arrives just after the reset. Every rate,
+    /// average and due count covers the 10 s since the reset.
+    #[test]
+    fn figures_after_a_reset_divide_by_the_time_since_it() {
+        let tick = |at: i64, requests: u64, open: f64| {
+            let mut r = second(at, requests, 5);
+            r.active_streams = Some(v1::Gauge {
+                last: open as i64,
+                max: open as i64,
+                time_avg: open,
+            });
+            r.dropped_iterations = 1;
+            r
+        };
+        let mut agg = Aggregator::new(1);
+        for at in 0..9 {
+            agg.merge(&tick(at, 10, 6.0));
+        }
+        agg.reset_stats(10.0);
+        for at in 9..20 {
+            let (n, open) = if at < 10 { (10, 6.0) } else { (4, 2.0) };
+            agg.merge(&tick(at, n, open));
+        }
+        let info = RunInfo {
+            scenario: "t".into(),
+            host: None,
+            users: 0,
+            spawn_rate: 0.0,
+            arrival: Some(barrage_common::scenario::Arrival {
+                schedule: barrage_common::arrival::Schedule::constant(5.0),
+                max_in_flight: 10,
+            }),
+            events_per_request: Default::default(),
+        };
+        let r = FinalReport::from_aggregator(&agg, &info, Duration::from_secs(20));
+        assert_eq!(r.aggregated.requests, 40, "only the seconds since the reset");
+        assert!((r.aggregated.rps - 4.0).abs() < 1e-9, "req/s {}", r.aggregated.rps);
+        assert!(
+            (r.qps.avg - 4.0).abs() < 1e-9 && (r.qps.max - 4.0).abs() < 1e-9,
+            "{:?}",
+            r.qps
+        );
+        assert!(
+            (r.connections.avg_active - 2.0).abs() < 1e-9,
+            "avg active {}",
+            r.connections.avg_active
+        );
+        let arrivals = r.arrivals.expect("open model");
+        // 5/s: 100 due in the run, 50 of them before the reset.
+        assert_eq!((arrivals.due, arrivals.dropped), (50, 10));
+
+        // A reset within a second: that second counts for its share after the reset.
+        let mut agg = Aggregator::new(1);
+        for at in 0..4 {
+            agg.merge(&tick(at, 1, if at < 2 { 10.0 } else { 4.0 }));
+            if at == 1 {
+                agg.reset_stats(1.5);
+            }
+        }
+        let r = FinalReport::from_aggregator(&agg, &info, Duration::from_secs(4));
+        // (0.5 x 10 + 4 + 4) stream-seconds over 2.5 s.
+        assert!(
+            (r.connections.avg_active - 13.0 / 2.5).abs() < 1e-9,
+            "{}",
+            r.connections.avg_active
+        );
     }
 
     #[test]

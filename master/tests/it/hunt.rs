@@ -26,8 +26,9 @@ fn hunt_args(load: barrage_master::cli::LoadArgs, slos: &[&str], max: u32) -> Hu
         arrival: false,
         workers: None,
         expect_workers: None,
-        master_bind_host: "127.0.0.1".into(),
+        master_bind_host: Some("127.0.0.1".into()),
         master_bind_port: 0,
+        allow_unauthenticated_workers: false,
     }
 }
 

@@ -29,3 +29,4 @@ mod tls;
 mod tools;
 mod web;
 mod webui;
+mod worker_port;

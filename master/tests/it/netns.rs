@@ -273,7 +273,9 @@ impl Procs {
             .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_barrage")])
             .args(args)
             .env("DIFY_API_KEY", KEY)
-            .env_remove("BARRAGE_CLUSTER_TOKEN")
+            // Master and workers on other namespaces: the worker port binds beyond
+            // loopback, which needs a token.
+            .env("BARRAGE_CLUSTER_TOKEN", "netns-test-token")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -351,6 +351,8 @@ impl Session {
             rss_bytes: 48 << 20,
             applied_command_seq: self.applied_cmd,
             sched_lag_p99_us: 250,
+            busiest_thread_cpu_percent: 12.5,
+            load_threads: 1,
         }
     }
 
@@ -391,6 +393,8 @@ impl Session {
             sched_lag_p99_us: 250,
             dropped_iterations: 0,
             last_arrival_due_us: 0,
+            busiest_thread_cpu_percent: 12.5,
+            load_threads: 1,
         };
         self.next_seq += 1;
         self.last_report_end_us = end;
