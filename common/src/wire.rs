@@ -27,6 +27,8 @@ pub fn endpoint_to_proto(endpoint: &Endpoint, s: &EndpointStats) -> v1::Endpoint
                 detail: detail.clone(),
                 count: e.count,
                 sample: e.sample.clone(),
+                first_seen_unix_ms: e.first_seen_unix_ms,
+                last_seen_unix_ms: e.last_seen_unix_ms,
             })
             .collect()
     };
@@ -133,6 +135,7 @@ pub fn endpoint_from_proto_sparse(d: &v1::EndpointDelta) -> Result<(Endpoint, En
             if e.sample.is_empty() {
                 e.sample = f.sample.clone();
             }
+            e.seen(f.first_seen_unix_ms, f.last_seen_unix_ms);
         }
         Ok(map)
     };
