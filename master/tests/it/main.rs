@@ -16,6 +16,7 @@ mod faults;
 mod html;
 mod hunt;
 mod inputs;
+mod locust;
 mod netns;
 mod prometheus;
 mod proxy;
