@@ -398,6 +398,27 @@ pub struct FailureEntry {
     pub count: u64,
     /// One example message (secrets redacted by the recorder).
     pub sample: String,
+    /// When the pair was first and last recorded, unix ms (0: not known, a report from
+    /// a worker before these fields). Locust's `_failures.csv` has them.
+    pub first_seen_unix_ms: u64,
+    pub last_seen_unix_ms: u64,
+}
+
+impl FailureEntry {
+    /// Widens the seen span to cover `first..=last` (0s are unknown and ignored).
+    pub fn seen(&mut self, first: u64, last: u64) {
+        if first != 0 && (self.first_seen_unix_ms == 0 || first < self.first_seen_unix_ms) {
+            self.first_seen_unix_ms = first;
+        }
+        self.last_seen_unix_ms = self.last_seen_unix_ms.max(last);
+    }
+}
+
+/// Now, unix ms: when a failure or outcome is recorded.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Key of a failure or outcome: (kind, detail), e.g. ("http_status", "503").
@@ -441,8 +462,9 @@ impl EndpointStats {
         self.histograms[metric as usize].as_ref()
     }
 
-    /// HTTP 429 answers, failures and declared outcomes alike: Dify's two kinds, a
-    /// plain `http_status 429`, and an expected 429.
+    /// HTTP 429 answers, failures and declared outcomes alike: Dify's two kinds (the app
+    /// limit also when dify-api 1.14.1 answers it 400), a plain `http_status 429`, and
+    /// an expected 429.
     pub fn status_429(&self) -> u64 {
         self.failure_kinds
             .iter()
@@ -543,22 +565,24 @@ fn bounded_sample(sample: String) -> String {
 
 fn bump(map: &mut BTreeMap<OutcomeKey, FailureEntry>, kind: &str, detail: &str, sample: impl FnOnce() -> String) {
     let detail = bounds::clip_name(detail, bounds::MAX_DETAIL);
+    let now = unix_ms();
     if let Some(e) = map
         .iter_mut()
         .find(|((k, d), _)| k == kind && d == detail)
         .map(|(_, e)| e)
     {
         e.count += 1;
+        e.seen(now, now);
         return;
     }
     if map.len() >= MAX_OUTCOME_KEYS {
         let other = (kind.to_string(), OTHER_DETAIL.to_string());
-        map.entry(other)
-            .or_insert_with(|| FailureEntry {
-                count: 0,
-                sample: bounded_sample(sample()),
-            })
-            .count += 1;
+        let e = map.entry(other).or_insert_with(|| FailureEntry {
+            sample: bounded_sample(sample()),
+            ..FailureEntry::default()
+        });
+        e.count += 1;
+        e.seen(now, now);
         return;
     }
     map.insert(
@@ -566,6 +590,8 @@ fn bump(map: &mut BTreeMap<OutcomeKey, FailureEntry>, kind: &str, detail: &str, 
         FailureEntry {
             count: 1,
             sample: bounded_sample(sample()),
+            first_seen_unix_ms: now,
+            last_seen_unix_ms: now,
         },
     );
 }
@@ -579,10 +605,11 @@ fn merge_outcomes(into: &mut BTreeMap<OutcomeKey, FailureEntry>, from: &BTreeMap
             k.clone()
         };
         let e = into.entry(key).or_insert_with(|| FailureEntry {
-            count: 0,
             sample: bounds::clip(&v.sample, bounds::MAX_SAMPLE).into_owned(),
+            ..FailureEntry::default()
         });
         e.count = e.count.saturating_add(v.count);
+        e.seen(v.first_seen_unix_ms, v.last_seen_unix_ms);
     }
 }
 
@@ -734,6 +761,34 @@ mod tests {
         s.fail(failure::CONNECT, "refused", || "connection refused".into());
         assert_eq!(s.failures, 3);
         assert_eq!(s.failure_kinds[&("http_status".into(), "503".into())].count, 2);
+    }
+
+    #[test]
+    fn failures_keep_when_they_were_first_and_last_seen_through_merges() {
+        let entry = |first, last| FailureEntry {
+            count: 1,
+            sample: "s".into(),
+            first_seen_unix_ms: first,
+            last_seen_unix_ms: last,
+        };
+        let key: OutcomeKey = ("http_status".into(), "503".into());
+        let mut total = EndpointStats::default();
+        for (first, last) in [(0, 0), (2_000, 3_000), (1_000, 1_500), (0, 0), (2_500, 4_000)] {
+            let mut delta = EndpointStats::default();
+            delta.failure_kinds.insert(key.clone(), entry(first, last));
+            total.merge(&delta);
+        }
+        let e = &total.failure_kinds[&key];
+        // Min of the known firsts, max of the lasts; a 0 (an older worker) is unknown.
+        assert_eq!((e.count, e.first_seen_unix_ms, e.last_seen_unix_ms), (5, 1_000, 4_000));
+
+        let before = unix_ms();
+        let mut s = EndpointStats::default();
+        s.fail(failure::CONNECT, "refused", || "refused".into());
+        s.fail(failure::CONNECT, "refused", || "refused".into());
+        let e = &s.failure_kinds[&(failure::CONNECT.into(), "refused".into())];
+        assert!(before <= e.first_seen_unix_ms && e.first_seen_unix_ms <= e.last_seen_unix_ms);
+        assert!(e.last_seen_unix_ms <= unix_ms());
     }
 
     proptest! {

@@ -39,6 +39,11 @@ pub struct SavedOutcome {
     pub detail: String,
     pub count: u64,
     pub sample: String,
+    /// Unix ms; absent (0) in files saved before we kept them.
+    #[serde(default)]
+    pub first_seen_unix_ms: u64,
+    #[serde(default)]
+    pub last_seen_unix_ms: u64,
 }
 
 fn save_outcomes(map: &BTreeMap<OutcomeKey, FailureEntry>) -> Vec<SavedOutcome> {
@@ -48,6 +53,8 @@ fn save_outcomes(map: &BTreeMap<OutcomeKey, FailureEntry>) -> Vec<SavedOutcome> 
             detail: detail.clone(),
             count: e.count,
             sample: e.sample.clone(),
+            first_seen_unix_ms: e.first_seen_unix_ms,
+            last_seen_unix_ms: e.last_seen_unix_ms,
         })
         .collect()
 }
@@ -60,6 +67,7 @@ fn load_outcomes(list: &[SavedOutcome]) -> BTreeMap<OutcomeKey, FailureEntry> {
         if e.sample.is_empty() {
             e.sample = o.sample.clone();
         }
+        e.seen(o.first_seen_unix_ms, o.last_seen_unix_ms);
     }
     map
 }

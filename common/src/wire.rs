@@ -31,6 +31,8 @@ pub fn endpoint_to_proto(endpoint: &Endpoint, s: &EndpointStats) -> v1::Endpoint
                 detail: detail.clone(),
                 count: e.count,
                 sample: e.sample.clone(),
+                first_seen_unix_ms: e.first_seen_unix_ms,
+                last_seen_unix_ms: e.last_seen_unix_ms,
             })
             .collect()
     };
@@ -194,6 +196,7 @@ fn bounded_outcomes(list: &[v1::FailureCount], clipped: &mut u64) -> BTreeMap<Ou
         if e.sample.is_empty() {
             e.sample = sample.into_owned();
         }
+        e.seen(f.first_seen_unix_ms, f.last_seen_unix_ms);
     }
     map
 }

@@ -704,6 +704,7 @@ fn failure_counts() -> impl Strategy<Value = Vec<v1::FailureCount>> {
             detail: detail.into(),
             count,
             sample,
+            ..Default::default()
         });
     prop::collection::vec(one, 0..4)
 }

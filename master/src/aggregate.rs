@@ -96,7 +96,8 @@ pub struct Slot {
     pub worker_cpu_max: f64,
     /// Worst worker timer lag (p99 of a report) in the second, µs.
     pub sched_lag_max_us: u64,
-    /// HTTP 429 answers in the second, failures and declared outcomes alike.
+    /// HTTP 429 answers in the second, failures and declared outcomes alike, and the app
+    /// concurrency limit in any status (`EndpointStats::status_429`).
     pub status_429: u64,
     /// Open model: arrivals dropped at the in-flight cap in the second.
     pub dropped_iterations: u64,

@@ -9,6 +9,7 @@ use http::HeaderMap;
 
 use crate::envelope::ApiError;
 use crate::fault::Fault;
+use crate::version::DifyVersion;
 
 /// CLI/config for the mock; derives [`clap::Args`] so the master's CLI can
 /// `#[command(flatten)]` it. Listening address and logging belong to the caller.
@@ -31,7 +32,8 @@ pub struct MockConfig {
     #[arg(long, env = "BARRAGE_MOCK_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Dify's APP_MAX_ACTIVE_REQUESTS: with this many runs in flight (streams open plus
-    /// blocking calls unanswered), a new one gets 429 `too_many_requests`. 0 = unlimited.
+    /// blocking calls unanswered), a new one is refused "Too many requests" (the form
+    /// depends on --dify-version). 0 = unlimited.
     #[arg(long, default_value_t = 0)]
     pub max_active: u64,
     /// A dify-api pod's SERVER_WORKER_CONNECTIONS: serve at most this many TCP connections
@@ -55,6 +57,12 @@ pub struct MockConfig {
     /// Length in bytes of the `data:` line a giant-event fault sends.
     #[arg(long, default_value_t = 2 << 20)]
     pub giant_bytes: u64,
+    /// The dify-api release to answer as (sent as `X-Version`). 1.14.1 and later refuse
+    /// a run over --max-active with HTTP 400 `invalid_param` "Too many requests...", as
+    /// the real 1.14.1 does; an earlier version (e.g. 1.13.0) with 429
+    /// `too_many_requests`.
+    #[arg(long, default_value_t = DifyVersion::V1_14_1)]
+    pub dify_version: DifyVersion,
 }
 
 impl Default for MockConfig {
@@ -73,6 +81,7 @@ impl Default for MockConfig {
             fault: Fault::None,
             fault_after: 2,
             giant_bytes: 2 << 20,
+            dify_version: DifyVersion::V1_14_1,
         }
     }
 }
@@ -92,6 +101,7 @@ impl fmt::Debug for MockConfig {
             .field("fault", &self.fault)
             .field("fault_after", &self.fault_after)
             .field("giant_bytes", &self.giant_bytes)
+            .field("dify_version", &self.dify_version)
             .finish()
     }
 }
@@ -351,6 +361,8 @@ mod tests {
             "0",
             "--giant-bytes",
             "4096",
+            "--dify-version",
+            "1.13.0",
         ])
         .mock;
         assert_eq!((cfg.max_active, cfg.max_connections), (3, 10));
@@ -358,12 +370,14 @@ mod tests {
         assert_eq!(cfg.chat_mode, ChatMode::AdvancedChat);
         assert_eq!(cfg.fault, Fault::Http(503));
         assert_eq!((cfg.fault_after, cfg.giant_bytes), (0, 4096));
+        assert_eq!(cfg.dify_version, DifyVersion::new(1, 13, 0));
         let b = Behaviour::resolve(&cfg, &Overrides::default());
         assert_eq!(
             (b.fault, b.chat_mode, b.app_mode),
             (Fault::Http(503), ChatMode::AdvancedChat, None)
         );
         assert!(Cli::try_parse_from(["mock", "--fault", "boom"]).is_err());
+        assert!(Cli::try_parse_from(["mock", "--dify-version", "latest"]).is_err());
     }
 
     #[test]

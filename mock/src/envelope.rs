@@ -3,12 +3,12 @@
 
 use std::borrow::Cow;
 
-use axum::Json;
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
+use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 
 use crate::outcome::{Outcome, Tally};
+use crate::version::DifyVersion;
 
 /// One Dify error answer. Handlers return `Result<_, ApiError>` so the HTTP status,
 /// Dify's `code` and the body can never disagree.
@@ -17,13 +17,18 @@ pub struct ApiError {
     status: StatusCode,
     code: Cow<'static, str>,
     message: String,
+    /// How a client should count it: by status and code, except where Dify answers a
+    /// limit in another status's clothes (the app limit as 400 `invalid_param`).
+    outcome: Outcome,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        let code = code.into();
         Self {
+            outcome: Outcome::of_status(status, &code),
             status,
-            code: code.into(),
+            code,
             message: message.into(),
         }
     }
@@ -62,16 +67,22 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "completion_request_error", message)
     }
 
-    /// 429 `too_many_requests`: the app already has `max` requests in flight. Dify's
-    /// `AppInvokeQuotaExceededError` (`APP_MAX_ACTIVE_REQUESTS`), word for word.
-    pub fn too_many_requests(app_id: &str, max: u64) -> Self {
-        Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_requests",
-            format!(
-                "Too many requests. Please try again later. The current maximum concurrent requests allowed for {app_id} is {max}."
-            ),
-        )
+    /// The app already has `max` requests in flight: Dify's
+    /// `AppInvokeQuotaExceededError` (`APP_MAX_ACTIVE_REQUESTS`), word for word. dify-api
+    /// 1.14.1 answers it 400 `invalid_param` (its `ValueError` handler catches it
+    /// first), earlier versions as we knew them 429 `too_many_requests`; a client should
+    /// count both as [`Outcome::TooManyRequests`].
+    pub fn too_many_requests(version: DifyVersion, app_id: &str, max: u64) -> Self {
+        let message = format!(
+            "Too many requests. Please try again later. The current maximum concurrent requests allowed for {app_id} is {max}."
+        );
+        let mut err = if version.app_limit_is_400() {
+            Self::invalid_param(message)
+        } else {
+            Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
+        };
+        err.outcome = Outcome::TooManyRequests;
+        err
     }
 
     /// 429 `rate_limit_error`: Dify's answer when the workspace's plan quota is spent.
@@ -81,7 +92,7 @@ impl ApiError {
 
     /// What a client that reads this answer should count it as.
     pub fn outcome(&self) -> Outcome {
-        Outcome::of_status(self.status, &self.code)
+        self.outcome
     }
 
     #[cfg(test)]
@@ -101,6 +112,8 @@ impl ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// As Flask's `jsonify` writes it in dify-api: compact, keys in this order, a
+    /// trailing newline, `Content-Type: application/json`.
     fn into_response(self) -> Response {
         let outcome = self.outcome();
         let body = json!({
@@ -108,7 +121,10 @@ impl IntoResponse for ApiError {
             "message": self.message,
             "status": self.status.as_u16(),
         });
-        let mut response = (self.status, Json(body)).into_response();
+        let mut bytes = body.to_string().into_bytes();
+        bytes.push(b'\n');
+        let content_type = [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+        let mut response = (self.status, content_type, bytes).into_response();
         response.extensions_mut().insert(Tally::Now(outcome));
         response
     }
@@ -128,6 +144,22 @@ mod tests {
         assert_eq!(
             value,
             json!({"code": "invalid_param", "message": "user is required", "status": 400})
+        );
+    }
+
+    #[test]
+    fn the_app_limit_takes_the_versions_form_and_one_outcome() {
+        let new = ApiError::too_many_requests(DifyVersion::V1_14_1, "app", 2);
+        assert_eq!((new.status(), new.code()), (StatusCode::BAD_REQUEST, "invalid_param"));
+        let old = ApiError::too_many_requests(DifyVersion::new(1, 13, 0), "app", 2);
+        assert_eq!(
+            (old.status(), old.code()),
+            (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
+        );
+        assert_eq!(new.message(), old.message());
+        assert_eq!(
+            (new.outcome(), old.outcome()),
+            (Outcome::TooManyRequests, Outcome::TooManyRequests)
         );
     }
 }

@@ -43,9 +43,11 @@
 //! # Limits
 //!
 //! - `--max-active N` (Dify's `APP_MAX_ACTIVE_REQUESTS`): with N runs in flight
-//!   (streams open, blocking calls unanswered), a new run gets 429 `too_many_requests`,
-//!   `"Too many requests. Please try again later. The current maximum concurrent
-//!   requests allowed for {app_id} is {N}."`.
+//!   (streams open, blocking calls unanswered), a new run gets `"Too many requests.
+//!   Please try again later. The current maximum concurrent requests allowed for
+//!   {app_id} is {N}."`: as HTTP 400 `invalid_param`, as dify-api 1.14.1 answers it
+//!   (`--dify-version`, the default), or as 429 `too_many_requests` for an earlier
+//!   `--dify-version`. Either way its [`Outcome`] is `too_many_requests`.
 //! - `--max-connections N` (a pod's `SERVER_WORKER_CONNECTIONS`): at most N TCP
 //!   connections are served at once; later ones are accepted but wait unread, queued,
 //!   until one closes.
@@ -120,6 +122,7 @@ mod sse;
 mod state;
 mod tasks;
 mod truth;
+mod version;
 mod workflow;
 
 pub use config::{
@@ -131,3 +134,4 @@ pub use outcome::Outcome;
 pub use server::{router, run};
 pub use state::MockState;
 pub use truth::GroundTruth;
+pub use version::DifyVersion;

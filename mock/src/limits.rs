@@ -1,7 +1,8 @@
 //! The per-app concurrency limit, Dify's `APP_MAX_ACTIVE_REQUESTS`: [`ActiveLimit`]
 //! hands out an [`ActiveSlot`] per run in flight (stream open or blocking call not yet
-//! answered) and refuses one past the maximum, which the caller answers with 429
-//! `too_many_requests`. Dify counts both modes the same way (its `RateLimit` wraps every
+//! answered) and refuses one past the maximum, which the caller answers "Too many
+//! requests" (400 `invalid_param` as dify-api 1.14.1, or 429 `too_many_requests`, by
+//! `--dify-version`). Dify counts both modes the same way (its `RateLimit` wraps every
 //! generate call), and so does the mock.
 
 use std::sync::Arc;

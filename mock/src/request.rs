@@ -105,8 +105,8 @@ impl<B: Payload> ApiCall<B> {
     /// Accepts a run on a `route` of the given kind, or answers it with Dify's envelope,
     /// in dify-api's order: 401 for the key; 400 for overrides, body or an app of the
     /// wrong mode (413 if oversized); an injected `http-<code>` or `rate-limit` fault
-    /// (where Dify's billing check would answer); then 429 `too_many_requests` if
-    /// `--max-active` runs are already in flight.
+    /// (where Dify's billing check would answer); then "Too many requests" (400 or
+    /// 429 by `--dify-version`) if `--max-active` runs are already in flight.
     pub async fn accept(state: &MockState, request: Request, route: TaskKind) -> Result<Self, ApiError> {
         let (body, received) = accept_body::<B>(state, request).await?;
         let behaviour = Behaviour::resolve(state.config(), &received.overrides);
@@ -136,7 +136,7 @@ impl<B: Payload> ApiCall<B> {
         let limit = state.active_limit();
         let slot = limit
             .try_acquire()
-            .ok_or_else(|| ApiError::too_many_requests(state.app_id(), limit.max()))?;
+            .ok_or_else(|| ApiError::too_many_requests(state.config().dify_version, state.app_id(), limit.max()))?;
         Ok(Self {
             arrival: received.arrival,
             behaviour,

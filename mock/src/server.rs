@@ -50,6 +50,7 @@ pub async fn run(
         jitter = ?cfg.jitter,
         chat_mode = cfg.chat_mode.name(),
         fault = %cfg.fault,
+        dify_version = %cfg.dify_version,
         "mock dify-api listening"
     );
     // SSE events are small writes; without TCP_NODELAY, Nagle's algorithm would hold
@@ -93,7 +94,16 @@ pub fn router(state: MockState) -> Router {
         .route("/_mock/reset", post(reset).fallback(method_not_allowed))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), count))
+        .layer(middleware::map_response_with_state(state.clone(), stamp_version))
         .with_state(state)
+}
+
+/// `X-Version`, which dify-api puts on every answer: the `--dify-version` we answer as.
+async fn stamp_version(State(state): State<MockState>, mut response: Response) -> Response {
+    if let Ok(value) = http::HeaderValue::from_str(&state.config().dify_version.to_string()) {
+        response.headers_mut().insert("x-version", value);
+    }
+    response
 }
 
 /// Routes that are the mock's own, not dify-api's, and so never counted.

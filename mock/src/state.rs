@@ -75,7 +75,7 @@ impl MockState {
         &self.workflow_id
     }
 
-    /// The app id this mock names in its 429 `too_many_requests` message (random per
+    /// The app id this mock names in its "Too many requests" message (random per
     /// mock, as `app_model.id` is per Dify app).
     pub fn app_id(&self) -> &str {
         &self.app_id

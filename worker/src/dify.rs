@@ -250,11 +250,16 @@ impl<'a> Judge<'a> {
         match self.app {
             Some(DifyApp::Workflow) => match data.and_then(|d| d.status.as_deref()) {
                 Some("succeeded") => Ok(()),
-                Some(other) => Err(Failure::new(
-                    failure::TERMINAL_STATUS,
-                    other,
-                    format!("workflow {other}"),
-                )),
+                Some(other) => {
+                    // Dify's own words (a failed Code node's traceback), as a stream's
+                    // `workflow_finished` carries them; the recorder bounds the sample.
+                    let why = data.and_then(|d| d.error.as_deref()).unwrap_or("");
+                    Err(Failure::new(
+                        failure::TERMINAL_STATUS,
+                        other,
+                        format!("workflow {other}: {why}"),
+                    ))
+                }
                 None => Err(Failure::new(
                     failure::BAD_RESPONSE,
                     "no_status",
@@ -289,6 +294,7 @@ pub fn http_failure(status: u16, body: &[u8]) -> Failure {
     match (status, code) {
         (429, "rate_limit_error") => Failure::new(failure::RATE_LIMIT_ERROR, "429", message),
         (429, _) => Failure::new(failure::TOO_MANY_REQUESTS, "429", message),
+        (400, "invalid_param") if is_app_limit(&message) => Failure::new(failure::TOO_MANY_REQUESTS, "400", message),
         _ => {
             let detail = if code.is_empty() {
                 status.to_string()
@@ -298,6 +304,16 @@ pub fn http_failure(status: u16, body: &[u8]) -> Failure {
             Failure::new(failure::HTTP_STATUS, detail, format!("HTTP {status}: {message}"))
         }
     }
+}
+
+/// Dify's app concurrency limit (`max_active_requests`, `APP_MAX_ACTIVE_REQUESTS`) by
+/// its message. dify-api 1.14.1 answers it as 400 `invalid_param`, because its
+/// `ValueError` handler catches the quota error first: `{"code":"invalid_param",
+/// "message":"Too many requests. Please try again later. The current maximum concurrent
+/// requests allowed for <app id> is 2.","status":400}`. The message is all that tells
+/// it from a bad parameter.
+fn is_app_limit(message: &str) -> bool {
+    message.starts_with("Too many requests.")
 }
 
 fn truncate(s: &str) -> String {
@@ -469,6 +485,28 @@ mod tests {
     }
 
     #[test]
+    fn app_concurrency_limit_is_too_many_requests_as_400_or_429() {
+        // dify-api 1.14.1's answer, byte for byte (a captured transcript).
+        let limit_400 = b"{\"code\":\"invalid_param\",\"message\":\"Too many requests. Please try again later. The current maximum concurrent requests allowed for 37957544-7b8d-4d76-ac4d-078b07336c03 is 2.\",\"status\":400}\n";
+        let f = http_failure(400, limit_400);
+        assert_eq!((f.kind, f.detail.as_str()), (failure::TOO_MANY_REQUESTS, "400"));
+        assert!(f.message.contains("maximum concurrent requests"), "{}", f.message);
+        // The older form, 429 `too_many_requests`, is the same limit.
+        let limit_429 =
+            br#"{"code":"too_many_requests","message":"Too many requests. Please try again later.","status":429}"#;
+        let f = http_failure(429, limit_429);
+        assert_eq!((f.kind, f.detail.as_str()), (failure::TOO_MANY_REQUESTS, "429"));
+        // Another 400 `invalid_param` stays a plain HTTP status failure.
+        let f = http_failure(
+            400,
+            br#"{"code":"invalid_param","message":"Too many files","status":400}"#,
+        );
+        assert_eq!((f.kind, f.detail.as_str()), (failure::HTTP_STATUS, "400 invalid_param"));
+        let f = http_failure(502, b"<html>bad gateway</html>");
+        assert_eq!(f.detail, "502");
+    }
+
+    #[test]
     fn blocking_answers() {
         let j = Judge::new(spec(Some(DifyApp::Workflow), None));
         let mut f = Facts::default();
@@ -495,6 +533,25 @@ mod tests {
         assert_eq!(
             chat.on_blocking(b"nope", &mut f).unwrap_err().kind,
             failure::INVALID_JSON
+        );
+    }
+
+    #[test]
+    fn a_failed_blocking_run_carries_difys_error_text() {
+        let j = Judge::new(spec(Some(DifyApp::Workflow), None));
+        // As dify-api 1.14.1 answers a failed Code node: HTTP 200, the traceback in
+        // `data.error`; a long one, since real tracebacks are kilobytes.
+        let tail = "x".repeat(6_000);
+        let body = format!(
+            r#"{{"task_id":"t","data":{{"status":"failed","outputs":{{}},"error":"Traceback (most recent call last):\nValueError: {tail}\n","elapsed_time":0.1}}}}"#
+        );
+        let f = j.on_blocking(body.as_bytes(), &mut Facts::default()).unwrap_err();
+        assert_eq!((f.kind, f.detail.as_str()), (failure::TERMINAL_STATUS, "failed"));
+        let head: String = f.message.chars().take(80).collect();
+        assert!(f.message.contains("ValueError: xxx"), "{head}");
+        assert!(
+            f.message.ends_with(&format!("{tail}\n")),
+            "the whole text, not a prefix"
         );
     }
 }

@@ -92,8 +92,8 @@ pub const HISTORY_COLUMNS: [&str; 24] = [
     "Total Average Content Size",
 ];
 
-/// `StatsCSV.failures_columns`.
-pub const FAILURES_COLUMNS: [&str; 4] = ["Method", "Name", "Error", "Occurrences"];
+/// `StatsCSV.failures_columns` (Locust 2.47).
+pub const FAILURES_COLUMNS: [&str; 6] = ["Method", "Name", "Error", "Occurrences", "First Seen", "Last Seen"];
 
 /// `StatsCSV.exceptions_columns`.
 pub const EXCEPTIONS_COLUMNS: [&str; 4] = ["Count", "Message", "Traceback", "Nodes"];
@@ -539,7 +539,23 @@ fn failure_record(f: &FailureRow) -> Vec<String> {
     } else {
         format!("{what}: {}", f.sample)
     };
-    vec![f.method.clone(), f.name.clone(), error, f.count.to_string()]
+    vec![
+        f.method.clone(),
+        f.name.clone(),
+        error,
+        f.count.to_string(),
+        seen(f.first_seen_unix_ms),
+        seen(f.last_seen_unix_ms),
+    ]
+}
+
+/// First Seen / Last Seen as Locust's `format_utc_timestamp` writes them: whole
+/// seconds, UTC, `2026-12-03T09:42:35Z`; empty when not known.
+fn seen(unix_ms: Option<u64>) -> String {
+    unix_ms.map_or_else(String::new, |ms| {
+        let at = UNIX_EPOCH + Duration::from_secs(ms / 1000);
+        humantime::format_rfc3339_seconds(at).to_string()
+    })
 }
 
 fn sse_record(started_unix: f64, p: &TimelinePoint) -> Vec<String> {
@@ -691,6 +707,8 @@ mod tests {
             detail: "503".into(),
             count: 9,
             sample: "HTTP 503: busy, try later".into(),
+            first_seen_unix_ms: Some(1_796_290_955_999),
+            last_seen_unix_ms: None,
         };
         assert_eq!(
             failure_record(&f),
@@ -698,7 +716,10 @@ mod tests {
                 "POST",
                 "/v1/chat-messages",
                 "http_status 503: HTTP 503: busy, try later",
-                "9"
+                "9",
+                // Cut to the second, as Locust's int(unix_timestamp); empty when unknown.
+                "2026-12-03T09:42:35Z",
+                ""
             ]
         );
     }
@@ -710,13 +731,20 @@ mod tests {
         write_file(
             &path,
             &FAILURES_COLUMNS,
-            &[vec!["GET".into(), "/a,b".into(), "say \"hi\"".into(), "1".into()]],
+            &[vec![
+                "GET".into(),
+                "/a,b".into(),
+                "say \"hi\"".into(),
+                "1".into(),
+                String::new(),
+                String::new(),
+            ]],
         )
         .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             text,
-            "Method,Name,Error,Occurrences\r\nGET,\"/a,b\",\"say \"\"hi\"\"\",1\r\n"
+            "Method,Name,Error,Occurrences,First Seen,Last Seen\r\nGET,\"/a,b\",\"say \"\"hi\"\"\",1,,\r\n"
         );
         // Errors name the file.
         let missing = dir.path().join("no/such/dir/x.csv");

@@ -379,6 +379,12 @@ pub struct FailureRow {
     pub detail: String,
     pub count: u64,
     pub sample: String,
+    /// When the pair was first and last recorded, unix ms (as Locust's `_failures.csv`
+    /// First Seen / Last Seen); null when not known (workers or files from before).
+    #[serde(default)]
+    pub first_seen_unix_ms: Option<u64>,
+    #[serde(default)]
+    pub last_seen_unix_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -700,6 +706,8 @@ impl FinalReport {
                             detail: detail.clone(),
                             count: e.count,
                             sample: e.sample.clone(),
+                            first_seen_unix_ms: (e.first_seen_unix_ms != 0).then_some(e.first_seen_unix_ms),
+                            last_seen_unix_ms: (e.last_seen_unix_ms != 0).then_some(e.last_seen_unix_ms),
                         });
                     }
                 }

@@ -63,7 +63,8 @@ const LOCUST_STATS_HISTORY: [&str; 24] = [
     "Total Max Response Time",
     "Total Average Content Size",
 ];
-const LOCUST_FAILURES: [&str; 4] = ["Method", "Name", "Error", "Occurrences"];
+/// Locust 2.47 added First Seen / Last Seen (`format_utc_timestamp`: UTC, whole seconds).
+const LOCUST_FAILURES: [&str; 6] = ["Method", "Name", "Error", "Occurrences", "First Seen", "Last Seen"];
 const LOCUST_EXCEPTIONS: [&str; 4] = ["Count", "Message", "Traceback", "Nodes"];
 /// Ours.
 const SSE: [&str; 7] = [
@@ -221,6 +222,18 @@ async fn csv_files_have_locusts_columns_and_the_targets_counts() {
         assert_eq!((row[0].as_str(), row[1].as_str()), (f.method.as_str(), f.name.as_str()));
         assert_eq!(count(&row[3]), f.count);
         assert!(row[2].starts_with(&format!("{} {}", f.kind, f.detail)), "{row:?}");
+        // First and last seen: the report's, to the second, within the run.
+        let second = |v: &str| {
+            humantime::parse_rfc3339(v)
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+        };
+        let (first, last) = (second(&row[4]), second(&row[5]));
+        assert_eq!(Some(first), f.first_seen_unix_ms.map(|ms| ms / 1000), "{row:?}");
+        assert_eq!(Some(last), f.last_seen_unix_ms.map(|ms| ms / 1000), "{row:?}");
+        assert!(before <= first && first <= last && last <= before + 30, "{row:?}");
     }
     let occurrences: u64 = failures.iter().map(|r| count(&r[3])).sum();
     assert_eq!(occurrences, report.aggregated.failures);

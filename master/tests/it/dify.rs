@@ -120,10 +120,23 @@ async fn every_injected_fault_is_classified_and_counted_once() {
     assert_eq!(r.aggregated.rate_limit_errors, outcome("rate_limit_error"));
 }
 
+/// dify-api 1.14.1 answers its app concurrency limit 400 `invalid_param` "Too many
+/// requests...", earlier versions 429 `too_many_requests`: both are the app's limit, with
+/// the mock's count of refusals on the nose, and never an `http_status` failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn app_concurrency_limit_is_its_own_outcome_and_server_figures_match() {
+async fn app_concurrency_limit_is_too_many_requests_in_either_status_and_server_figures_match() {
+    for (version, status) in [
+        (barrage_mock::DifyVersion::V1_14_1, "400"),
+        (barrage_mock::DifyVersion::new(1, 13, 0), "429"),
+    ] {
+        app_concurrency_limit_as(version, status).await;
+    }
+}
+
+async fn app_concurrency_limit_as(version: barrage_mock::DifyVersion, status: &str) {
     let mut cfg = sse_mock_config(20, 3, 10);
     cfg.max_active = 2;
+    cfg.dify_version = version;
     let mock = mock(cfg).await;
     let load = load_args(mock.addr, 6, 100.0, Duration::from_secs(3));
     let m = master(setup(
@@ -141,13 +154,18 @@ async fn app_concurrency_limit_is_its_own_outcome_and_server_figures_match() {
     let truth = mock.state.ground_truth();
     let wf = endpoint(&r, "/v1/workflows/run");
     let too_many = truth.outcomes.get("too_many_requests").copied().unwrap_or(0);
-    assert!(too_many > 0, "the limit never triggered: {truth:?}");
-    assert_eq!(r.aggregated.too_many_requests, too_many);
+    assert!(too_many > 0, "{version}: the limit never triggered: {truth:?}");
+    assert_eq!(truth.http_statuses.get(status).copied(), Some(too_many), "{version}");
+    assert_eq!(r.aggregated.too_many_requests, too_many, "{version}");
+    let by_kind = failures(&r, "/v1/workflows/run");
     assert_eq!(
-        failures(&r, "/v1/workflows/run")
-            .get(&("too_many_requests".into(), "429".into()))
-            .copied(),
-        Some(wf.too_many_requests)
+        by_kind.get(&("too_many_requests".into(), status.into())).copied(),
+        Some(wf.too_many_requests),
+        "{version}: {by_kind:?}"
+    );
+    assert!(
+        by_kind.keys().all(|(k, _)| k == "too_many_requests"),
+        "{version}: {by_kind:?}"
     );
     // Server-side figures: tokens and elapsed_time of every workflow_finished we read.
     assert_eq!(wf.total_tokens, truth.workflow_total_tokens);

@@ -17,6 +17,7 @@ mod html;
 mod hunt;
 mod inputs;
 mod integrity;
+mod locust;
 mod netns;
 mod prometheus;
 mod proxy;

@@ -1,10 +1,11 @@
 //! The two capacity limits of a dify-api pod: runs in flight per app (`--max-active`,
-//! answered 429) and TCP connections served at once (`--max-connections`, queued).
+//! answered 400 as dify-api 1.14.1 does, or 429 for an earlier `--dify-version`) and TCP
+//! connections served at once (`--max-connections`, queued).
 
 use http::Method;
 use serde_json::{Value, json};
 
-use barrage_mock::{MockConfig, Outcome};
+use barrage_mock::{DifyVersion, MockConfig, Outcome};
 
 use crate::support::{Mock, assert_one_outcome_per_request, fast_config, send_to};
 
@@ -20,10 +21,40 @@ fn blocking() -> Value {
     json!({"inputs": {}, "response_mode": "blocking", "user": "u"})
 }
 
+/// dify-api 1.14.1's answer to a run over `max_active_requests` = 2, as captured from
+/// the real server (headers `HTTP/1.1 400 BAD REQUEST`, `Content-Type: application/json`,
+/// `Content-Length: 188`, `X-Version: 1.14.1`); `{app_id}` is the app's id.
+const LIMIT_400_BODY: &str = "{\"code\":\"invalid_param\",\"message\":\"Too many requests. Please try again later. The current maximum concurrent requests allowed for {app_id} is 2.\",\"status\":400}\n";
+
 #[tokio::test]
-async fn max_active_answers_too_many_requests() {
+async fn max_active_answers_as_dify_1_14_1_does_byte_for_byte() {
     let mock = Mock::start(MockConfig {
         max_active: 2,
+        ..fast_config()
+    })
+    .await;
+    let _first = mock.post(RUN, &HELD, streaming()).await.into_sse();
+    let _second = mock.post(RUN, &HELD, streaming()).await.into_sse();
+    for body in [streaming(), blocking()] {
+        let response = mock.post(RUN, &[], body).await;
+        assert_eq!(response.status(), 400);
+        assert_eq!(response.header("content-type"), "application/json");
+        assert_eq!(response.header("x-version"), "1.14.1");
+        let want = LIMIT_400_BODY.replace("{app_id}", mock.state.app_id());
+        assert_eq!(String::from_utf8(response.bytes().await).unwrap(), want);
+    }
+    let truth = mock.truth();
+    // The status is 400, but a client that reads it right counts the app's limit.
+    assert_eq!(truth.outcome(Outcome::TooManyRequests), 2);
+    assert_eq!(truth.outcome(Outcome::Http4xx), 0);
+    assert_eq!(truth.http_statuses["400"], 2);
+}
+
+#[tokio::test]
+async fn max_active_answers_too_many_requests_before_1_14_1() {
+    let mock = Mock::start(MockConfig {
+        max_active: 2,
+        dify_version: DifyVersion::new(1, 13, 0),
         ..fast_config()
     })
     .await;

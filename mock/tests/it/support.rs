@@ -140,6 +140,11 @@ impl Response {
         self.response.headers().get(name).map_or("", |v| v.to_str().unwrap())
     }
 
+    /// Reads the whole body, byte for byte.
+    pub async fn bytes(self) -> Vec<u8> {
+        self.response.into_body().collect().await.unwrap().to_bytes().to_vec()
+    }
+
     /// Reads the whole body as JSON.
     pub async fn json(self) -> (Value, usize) {
         let bytes = self.response.into_body().collect().await.unwrap().to_bytes();
