@@ -957,6 +957,7 @@ mod tests {
             detail: "failed".repeat(100),
             count: 2,
             sample: "Traceback (most recent call last):\n".repeat(300),
+            ..Default::default()
         }];
         r.endpoints[0].events_by_type = (0..500)
             .map(|i| v1::EventCount {
