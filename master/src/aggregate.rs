@@ -170,6 +170,10 @@ pub struct WorkerProgress {
     pub sched_lag_max_at_s: i64,
 }
 
+/// Most target addresses whose users the aggregator keeps (a hostile worker cannot
+/// grow the map without bound).
+const MAX_PEER_USERS: usize = 256;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Merge {
     /// Counted; acknowledge up to `acked`.
@@ -187,6 +191,8 @@ pub struct Aggregator {
     pub timeline: BTreeMap<i64, Slot>,
     /// Per target address, when workers spread users over a host's addresses.
     pub peers: BTreeMap<(EndpointKey, String), Totals>,
+    /// Per target address: each worker's peak users pinned to it (`Report.peer_users`).
+    pub peer_users: BTreeMap<String, BTreeMap<String, i64>>,
     pub workers: HashMap<String, WorkerProgress>,
     pub rejected: u64,
     /// Open model: arrivals the workers dropped at their in-flight cap.
@@ -366,6 +372,22 @@ impl Aggregator {
             progress.sched_lag_max_at_s = r.interval_start_us / 1_000_000;
         }
         let acked = progress.acked;
+        // Users per replica: what does not fit a sane address or gauge is skipped.
+        for u in r.peer_users.iter().take(MAX_PEER_USERS) {
+            if u.peer.is_empty() || u.peer.len() > 256 || u.max < 0 {
+                continue;
+            }
+            if !self.peer_users.contains_key(&u.peer) && self.peer_users.len() >= MAX_PEER_USERS {
+                continue;
+            }
+            let peak = self
+                .peer_users
+                .entry(u.peer.clone())
+                .or_default()
+                .entry(r.worker_id.clone())
+                .or_default();
+            *peak = (*peak).max(u.max);
+        }
 
         let second = r.interval_start_us / 1_000_000;
         let endpoint_seconds = self.endpoint_seconds;
@@ -476,8 +498,16 @@ impl Aggregator {
         all
     }
 
+    /// Peak users pinned to `peer`: the sum of each worker's peak.
+    pub fn users_on(&self, peer: &str) -> u64 {
+        self.peer_users
+            .get(peer)
+            .map_or(0, |w| w.values().map(|&n| n.max(0) as u64).sum())
+    }
+
     /// Forgets everything counted so far (web UI "reset stats", later issues).
     pub fn reset(&mut self) {
+        self.peer_users.clear();
         self.dropped_iterations = 0;
         self.last_arrival_due_us = 0;
         self.endpoints.clear();

@@ -143,9 +143,12 @@ impl Dispatcher {
         self.in_flight.fetch_add(1, SeqCst);
         let queue = &self.queues[class];
         if queue.idle.load(SeqCst) == 0 && self.vus[class] < cap {
+            // Open model: placed by their index among this worker's users of the class.
+            let slot = self.vus[class] as u64;
             self.vus[class] += 1;
             let q = queue.clone();
-            self.factory.spawn(class, move |ctx, rng| user::serve(ctx, rng, q));
+            self.factory
+                .spawn(class, slot, move |ctx, rng| user::serve(ctx, rng, q));
         }
         let _ = self.senders[class].send(Ticket { intended: due });
     }

@@ -391,6 +391,7 @@ impl Session {
             sched_lag_p99_us: 250,
             dropped_iterations: 0,
             last_arrival_due_us: 0,
+            peer_users: Vec::new(),
         };
         self.next_seq += 1;
         self.last_report_end_us = end;
