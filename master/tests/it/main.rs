@@ -19,6 +19,7 @@ mod inputs;
 mod netns;
 mod prometheus;
 mod proxy;
+mod replicas;
 mod secrets;
 mod shapes;
 mod signals;

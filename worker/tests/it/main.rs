@@ -4,8 +4,10 @@
 //! - [`drive`]: running an [`barrage_worker::runner::Engine`] without a master.
 //! - [`hostile`]: each way a target can misbehave, and the failure kind it becomes.
 //! - [`memory`]: 1,000 concurrent hostile streams from one engine stay within a memory bound.
+//! - [`resolve`]: target hosts looked up once and on the refresh interval, never per connection.
 
 mod drive;
 mod hostile;
 mod memory;
+mod resolve;
 mod server;
