@@ -37,9 +37,12 @@ pub enum Metric {
     /// The server's own `elapsed_time` of `workflow_finished` (Dify), for comparison
     /// with what the client saw.
     ServerElapsed = 7,
+    /// Like `ResponseTime`, for successful requests only; recorded where requests are
+    /// split by replica, so a dead replica's instant failures do not make it look fast.
+    ResponseTimeOk = 8,
 }
 
-pub const METRIC_COUNT: usize = 8;
+pub const METRIC_COUNT: usize = 9;
 
 impl Metric {
     pub const ALL: [Metric; METRIC_COUNT] = [
@@ -51,6 +54,7 @@ impl Metric {
         Metric::EventGap,
         Metric::ChunkGap,
         Metric::ServerElapsed,
+        Metric::ResponseTimeOk,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +67,7 @@ impl Metric {
             Metric::EventGap => "event_gap",
             Metric::ChunkGap => "chunk_gap",
             Metric::ServerElapsed => "server_elapsed",
+            Metric::ResponseTimeOk => "response_time_ok",
         }
     }
 

@@ -299,6 +299,18 @@ pub struct Limits {
     /// Accept any TLS certificate from https targets (self-signed clusters).
     #[serde(default)]
     pub tls_insecure: bool,
+    /// How often a worker looks its target hosts up again (Kubernetes Services change:
+    /// a restarted pod has a new IP). Never inside a request: users connect to the
+    /// addresses of the last lookup.
+    #[serde(with = "micros", default = "default_dns_refresh")]
+    pub dns_refresh: Duration,
+}
+
+/// The default of [`Limits::dns_refresh`].
+pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(30);
+
+fn default_dns_refresh() -> Duration {
+    DEFAULT_DNS_REFRESH
 }
 
 impl Default for Limits {
@@ -307,6 +319,7 @@ impl Default for Limits {
             sse_max_event_bytes: 1 << 20,
             connect_timeout: Duration::from_secs(10),
             tls_insecure: false,
+            dns_refresh: DEFAULT_DNS_REFRESH,
         }
     }
 }

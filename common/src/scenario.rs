@@ -165,6 +165,7 @@ struct RawLimits {
     sse_max_event_bytes: Option<i64>,
     connect_timeout: Option<String>,
     tls_insecure: Option<bool>,
+    dns_refresh: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -361,6 +362,17 @@ fn validate(raw: RawScenario, file: &str, base: &Path, env: &dyn Fn(&str) -> Opt
     limits.tls_insecure = raw.limits.tls_insecure.unwrap_or(false);
     if let Some(t) = raw.limits.connect_timeout.as_deref() {
         limits.connect_timeout = duration::parse(t).map_err(|m| err("limits.connect_timeout", m))?;
+    }
+    if let Some(t) = raw.limits.dns_refresh.as_deref() {
+        limits.dns_refresh = duration::parse(t)
+            .and_then(|d| {
+                if d.is_zero() {
+                    Err("a refresh interval must be above 0".to_string())
+                } else {
+                    Ok(d)
+                }
+            })
+            .map_err(|m| err("limits.dns_refresh", m))?;
     }
 
     let mut resolve = BTreeMap::new();

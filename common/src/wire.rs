@@ -61,6 +61,7 @@ pub fn endpoint_to_proto(endpoint: &Endpoint, s: &EndpointStats) -> v1::Endpoint
         total_tokens: s.total_tokens,
         histograms: Metric::ALL
             .iter()
+            .filter(|m| **m != Metric::ResponseTimeOk)
             .filter_map(|m| {
                 s.histogram(*m).filter(|h| !h.is_empty()).map(|h| v1::Histogram {
                     metric: m.as_str().to_string(),
@@ -69,6 +70,12 @@ pub fn endpoint_to_proto(endpoint: &Endpoint, s: &EndpointStats) -> v1::Endpoint
             })
             .collect(),
         peer: String::new(),
+        // Its own field: a master that does not know it ignores it.
+        response_time_ok_hdr_v2: s
+            .histogram(Metric::ResponseTimeOk)
+            .filter(|h| !h.is_empty())
+            .map(encode_histogram)
+            .unwrap_or_default(),
     }
 }
 
@@ -139,6 +146,10 @@ pub fn endpoint_from_proto_sparse(
         let metric = Metric::parse(&h.metric)
             .ok_or_else(|| bad(format!("unknown metric `{}`", bounds::clip_name(&h.metric, 40))))?;
         buckets[metric as usize] = Some(decode_buckets(&h.metric, &h.hdr_v2)?);
+    }
+    if !d.response_time_ok_hdr_v2.is_empty() {
+        let metric = Metric::ResponseTimeOk;
+        buckets[metric as usize] = Some(decode_buckets(metric.as_str(), &d.response_time_ok_hdr_v2)?);
     }
     let mut events_by_type = std::collections::BTreeMap::new();
     for e in &d.events_by_type {
@@ -235,6 +246,22 @@ mod tests {
             back.histogram(Metric::Ttfe).unwrap().max(),
             s.histogram(Metric::Ttfe).unwrap().max()
         );
+    }
+
+    #[test]
+    fn success_latency_travels_apart_from_the_histograms() {
+        let mut s = EndpointStats {
+            requests: 1,
+            ..Default::default()
+        };
+        s.record(Metric::ResponseTime, 700);
+        s.record(Metric::ResponseTimeOk, 700);
+        let d = endpoint_to_proto(&endpoint(), &s);
+        // A master that does not know the metric would refuse it in `histograms`.
+        assert!(d.histograms.iter().all(|h| h.metric != "response_time_ok"));
+        assert!(!d.response_time_ok_hdr_v2.is_empty());
+        let (_, back) = endpoint_from_proto(&d).unwrap();
+        assert_eq!(back.histogram(Metric::ResponseTimeOk).unwrap().len(), 1);
     }
 
     #[test]

@@ -755,6 +755,7 @@ fn delta() -> impl Strategy<Value = v1::EndpointDelta> {
                 total_tokens,
                 histograms,
                 peer,
+                response_time_ok_hdr_v2: Default::default(),
             },
         )
 }

@@ -502,18 +502,28 @@
     const rows = arr(r.replicas).filter(obj);
     if (!rows.length) return null;
     return [
-      note('Per target address, when the host resolved to several (a headless Service) or [resolve] listed several.'),
+      note('Per target address, when the host resolved to several (a headless Service) or [resolve] listed several; every address has a row, zero included. Response times are of successful requests only, beside the failures by kind.'),
       table(
         [
           { key: 'peer', label: 'Address', cell: (x) => h('code', null, String(x.peer)) },
           { key: 'method', label: 'Method', cell: (x) => String(x.method || '') },
           { key: 'name', label: 'Name', cell: (x) => String(x.name || '') },
+          { key: 'users', label: 'Users', num: true, cell: (x) => count(x.users) },
           { key: 'requests', label: '# reqs', num: true, cell: (x) => count(x.requests) },
           { key: 'failures', label: '# fails', num: true, cell: (x) => count(x.failures) },
           { key: 'rps', label: 'req/s', num: true, cell: (x) => rate(x.rps) },
-          { key: 'rt50', label: 'RT p50', num: true, cell: (x) => pctl(x.response_time_ms, 'p50') },
-          { key: 'rt95', label: 'RT p95', num: true, cell: (x) => pctl(x.response_time_ms, 'p95') },
+          { key: 'ok50', label: 'OK RT p50', num: true, cell: (x) => pctl(x.response_time_ok_ms, 'p50') },
+          { key: 'ok95', label: 'OK RT p95', num: true, cell: (x) => pctl(x.response_time_ok_ms, 'p95') },
           { key: 'ttfe50', label: 'TTFE p50', num: true, cell: (x) => pctl(x.ttfe_ms, 'p50') },
+          {
+            key: 'kinds',
+            label: 'Failures by kind',
+            cell: (x) =>
+              arr(x.failure_kinds)
+                .filter(obj)
+                .map((k) => [k.kind, k.detail, count(k.count)].filter((v) => v !== '' && v != null).join(' '))
+                .join(', '),
+          },
         ],
         rows,
         { id: 'replicas-table' }

@@ -210,6 +210,10 @@ pub struct WorkerProgress {
     pub sched_lag_max_at_s: i64,
 }
 
+/// Most target addresses whose users the aggregator keeps (a hostile worker cannot
+/// grow the map without bound).
+const MAX_PEER_USERS: usize = 256;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Merge {
     /// Counted; acknowledge up to `acked`.
@@ -230,6 +234,8 @@ pub struct Aggregator {
     pub timeline: BTreeMap<i64, Slot>,
     /// Per target address, when workers spread users over a host's addresses.
     pub peers: BTreeMap<(EndpointKey, String), Totals>,
+    /// Per target address: each worker's peak users pinned to it (`Report.peer_users`).
+    pub peer_users: BTreeMap<String, BTreeMap<String, i64>>,
     pub workers: HashMap<String, WorkerProgress>,
     /// Whole reports that could not be used (see [`Merge::Rejected`]): lost data.
     pub lost_reports: u64,
@@ -552,6 +558,24 @@ impl Aggregator {
         if !before_reset {
             self.dropped_iterations += r.dropped_iterations.min(barrage_common::wire::MAX_COUNT);
         }
+        // Users per replica: what does not fit a sane address or gauge is skipped.
+        for u in r.peer_users.iter().take(MAX_PEER_USERS) {
+            if u.peer.is_empty() || u.peer.len() > 256 || u.max < 0 {
+                self.clipped += 1;
+                continue;
+            }
+            if !self.peer_users.contains_key(&u.peer) && self.peer_users.len() >= MAX_PEER_USERS {
+                self.clipped += 1;
+                continue;
+            }
+            let peak = self
+                .peer_users
+                .entry(u.peer.clone())
+                .or_default()
+                .entry(r.worker_id.clone())
+                .or_default();
+            *peak = (*peak).max(u.max);
+        }
         if !placed {
             // Counts kept, time unknown: totals only.
             for (endpoint, stats, buckets, peer) in decoded {
@@ -687,8 +711,16 @@ impl Aggregator {
         all
     }
 
+    /// Peak users pinned to `peer`: the sum of each worker's peak.
+    pub fn users_on(&self, peer: &str) -> u64 {
+        self.peer_users
+            .get(peer)
+            .map_or(0, |w| w.values().map(|&n| n.max(0) as u64).sum())
+    }
+
     /// Forgets everything counted so far (web UI "reset stats", later issues).
     pub fn reset(&mut self) {
+        self.peer_users.clear();
         self.dropped_iterations = 0;
         self.last_arrival_due_us = 0;
         self.endpoints.clear();

@@ -553,7 +553,15 @@ fn rebalance(cluster: &Cluster, cfg: &RunConfig, load: &Load) {
     let p = partition_totals(&totals, spawn_rate, &weights);
     reg.command_seq += 1;
     let seq = reg.command_seq;
+    // Per class, the cluster-wide index of each worker's first user: the users of the
+    // workers before it. Workers place users on replicas by it, so the spread over a
+    // host's addresses is even whatever the number of workers.
+    let mut first_user = vec![0u64; cfg.classes.len()];
     for (i, id) in ids.iter().enumerate() {
+        let firsts = first_user.clone();
+        for (f, &n) in first_user.iter_mut().zip(&p.matrix[i]) {
+            *f += u64::from(n);
+        }
         let assign = v1::Assign {
             epoch: cluster.epoch,
             command_seq: seq,
@@ -561,9 +569,11 @@ fn rebalance(cluster: &Cluster, cfg: &RunConfig, load: &Load) {
                 .classes
                 .iter()
                 .zip(&p.matrix[i])
-                .map(|((name, _, _), &users)| v1::ClassTarget {
+                .zip(&firsts)
+                .map(|(((name, _, _), &users), &first_user)| v1::ClassTarget {
                     class_name: name.clone(),
                     users,
+                    first_user,
                 })
                 .collect(),
             spawn_rate: p.spawn_rates[i],

@@ -59,6 +59,9 @@ pub(crate) struct Dispatcher {
     in_flight: Arc<AtomicUsize>,
     /// Which class each arrival is, cycling: the classes interleaved by weight.
     class_cycle: Vec<usize>,
+    /// Per class: users created so far, each one's index among this worker's users of
+    /// the class (its replica placement).
+    spawned: Vec<u64>,
 }
 
 impl Dispatcher {
@@ -77,6 +80,7 @@ impl Dispatcher {
         let weights: Vec<u32> = factory.plan.classes.iter().map(|c| c.weight).collect();
         Dispatcher {
             class_cycle: interleave(&weights),
+            spawned: vec![0; queues.len()],
             factory,
             rx,
             origin,
@@ -151,9 +155,12 @@ impl Dispatcher {
             // No idle user: a new one, with this ticket as its first. A user is always
             // counted idle or in flight (see `user::serve`), so with none idle every
             // user of the class holds a ticket, and users stay within the cap.
+            // Open model: placed by its index among this worker's users of the class.
+            let slot = self.spawned[class];
+            self.spawned[class] += 1;
             let q = queue.clone();
             self.factory
-                .spawn(class, move |ctx, rng| user::serve(ctx, rng, q, ticket));
+                .spawn(class, slot, move |ctx, rng| user::serve(ctx, rng, q, ticket));
         }
     }
 }

@@ -18,6 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use tracing::{debug, info, warn};
 
+use barrage_common::metrics::EndpointStats;
 use barrage_common::plan::RunPlan;
 use barrage_common::wire::endpoint_to_proto;
 use barrage_proto::v1::{self, master_message::Kind as MKind, worker_message::Kind as WKind};
@@ -615,9 +616,11 @@ async fn handle(
                 s.engine = Some(engine);
             }
             let mut users = vec![0u32; s.plan.classes.len()];
+            let mut first_users = vec![0u64; s.plan.classes.len()];
             for t in &a.classes {
                 if let Some(i) = s.plan.classes.iter().position(|c| c.name == t.class_name) {
                     users[i] = t.users;
+                    first_users[i] = t.first_user;
                 }
             }
             info!(
@@ -627,6 +630,7 @@ async fn handle(
                 "new target"
             );
             if let Some(engine) = &s.engine {
+                engine.set_first_users(&first_users);
                 engine.set_targets(Targets {
                     users,
                     spawn_rate: a.spawn_rate,
@@ -850,20 +854,7 @@ impl Session {
         final_: bool,
     ) -> v1::Report {
         let rec = engine.recorder();
-        let stats = rec.take();
-        let peers = rec.peers();
-        let endpoints = stats
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| !s.is_empty() || !s.outcomes.is_empty())
-            .map(|(i, s)| {
-                let mut d = endpoint_to_proto(&self.plan.endpoints[i / peers], s);
-                if let Some(addr) = engine.peers().get(i % peers).filter(|_| peers > 1) {
-                    d.peer = addr.to_string();
-                }
-                d
-            })
-            .collect();
+        let endpoints = replica_rows(&self.plan, engine, rec.take());
         let gauge = |g: GaugeInterval| {
             Some(v1::Gauge {
                 last: g.last,
@@ -888,6 +879,16 @@ impl Session {
         report.sched_lag_p99_us = lag.take_p99_us();
         report.dropped_iterations = rec.dropped.swap(0, std::sync::atomic::Ordering::SeqCst);
         report.last_arrival_due_us = rec.last_due_us.swap(0, std::sync::atomic::Ordering::SeqCst);
+        report.peer_users = engine
+            .placement()
+            .take_users()
+            .into_iter()
+            .map(|(addr, last, max)| v1::PeerUsers {
+                peer: addr.to_string(),
+                last,
+                max,
+            })
+            .collect();
         report
     }
 
@@ -954,6 +955,49 @@ impl Session {
             }
         }
     }
+}
+
+/// An interval's endpoint deltas from the recorder's slots (slot 0: no address; slot
+/// `p + 1`: peer `p`), each labelled with its address where the host is split by
+/// replica. Every split address of a class's host gets a row for each endpoint of the
+/// class even without a request: a replica that got nothing is a finding.
+fn replica_rows(plan: &RunPlan, engine: &Engine, stats: Vec<EndpointStats>) -> Vec<v1::EndpointDelta> {
+    let endpoints = engine.recorder().endpoints();
+    let labels = engine.placement().labels();
+    let label = |slot: usize| slot.checked_sub(1).and_then(|p| labels.get(p).copied().flatten());
+    let mut due: std::collections::BTreeSet<(usize, usize)> = std::collections::BTreeSet::new();
+    for (class, peers) in plan.classes.iter().zip(engine.placement().class_split_peers()) {
+        for task in class.tasks.iter().chain(&class.on_start) {
+            due.extend(peers.iter().map(|p| (p + 1, task.endpoint)));
+        }
+    }
+    let mut out = Vec::new();
+    for (i, mut s) in stats.into_iter().enumerate() {
+        let (slot, endpoint) = (i / endpoints, i % endpoints);
+        let Some(meta) = plan.endpoints.get(endpoint) else {
+            continue;
+        };
+        let peer = label(slot);
+        let zero_row = due.remove(&(slot, endpoint));
+        if s.is_empty() && s.outcomes.is_empty() && !zero_row {
+            continue;
+        }
+        if peer.is_none() {
+            // The success-only latency is a per-replica figure.
+            s.histograms[barrage_common::metrics::Metric::ResponseTimeOk as usize] = None;
+        }
+        let mut d = endpoint_to_proto(meta, &s);
+        d.peer = peer.map(|a| a.to_string()).unwrap_or_default();
+        out.push(d);
+    }
+    for (slot, endpoint) in due {
+        if let (Some(meta), Some(peer)) = (plan.endpoints.get(endpoint), label(slot)) {
+            let mut d = endpoint_to_proto(meta, &EndpointStats::default());
+            d.peer = peer.to_string();
+            out.push(d);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod cores;
 pub mod dify;
 pub mod error;
 pub mod http;
+pub mod placement;
 pub mod recorder;
 pub mod runner;
 pub mod sse;

@@ -14,10 +14,10 @@ use std::time::Instant;
 use barrage_common::metrics::EndpointStats;
 
 pub struct Recorder {
-    /// Per shard: one `EndpointStats` per (endpoint, peer), endpoint-major.
+    /// Per shard: one `EndpointStats` per (peer slot, endpoint), slot-major, grown on
+    /// demand as addresses appear (at most [`crate::placement::MAX_PEERS`] + 1 slots).
     shards: Box<[Mutex<Vec<EndpointStats>>]>,
     endpoints: usize,
-    peers: usize,
     pub active_streams: Gauge,
     pub users: Gauge,
     /// Open model: arrivals not started because the in-flight cap was reached.
@@ -28,17 +28,16 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// `endpoints` = the plan's endpoint count; `peers` = target addresses recorded
-    /// apart (1 = no split); `shards` = how many locks to spread over.
-    pub fn new(endpoints: usize, peers: usize, shards: usize, origin: Instant) -> Self {
-        let peers = peers.max(1);
+    /// `endpoints` = the plan's endpoint count; `shards` = how many locks to spread
+    /// over.
+    pub fn new(endpoints: usize, shards: usize, origin: Instant) -> Self {
+        let endpoints = endpoints.max(1);
         let shards = (0..shards.max(1))
-            .map(|_| Mutex::new(vec![EndpointStats::default(); endpoints * peers]))
+            .map(|_| Mutex::new(vec![EndpointStats::default(); endpoints]))
             .collect();
         Recorder {
             shards,
             endpoints,
-            peers,
             active_streams: Gauge::new(origin),
             users: Gauge::new(origin),
             dropped: std::sync::atomic::AtomicU64::new(0),
@@ -46,29 +45,39 @@ impl Recorder {
         }
     }
 
-    pub fn peers(&self) -> usize {
-        self.peers
+    pub fn endpoints(&self) -> usize {
+        self.endpoints
     }
 
-    /// Runs `f` on the stats of (`endpoint`, `peer`) in the shard of user `user`.
-    pub fn with<R>(&self, user: usize, endpoint: usize, peer: usize, f: impl FnOnce(&mut EndpointStats) -> R) -> R {
+    /// Runs `f` on the stats of (`endpoint`, `slot`) in the shard of user `user`.
+    /// Slot 0 = no address (the host did not resolve); slot `p + 1` = peer `p` of the
+    /// engine's [`crate::placement::Placement`].
+    pub fn with<R>(&self, user: usize, endpoint: usize, slot: usize, f: impl FnOnce(&mut EndpointStats) -> R) -> R {
         let shard = &self.shards[user % self.shards.len()];
         // A poisoned shard means a panic mid-update elsewhere; the counts are still
         // plain numbers, so keep recording rather than lose the run.
         let mut guard = shard.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard[endpoint * self.peers + peer.min(self.peers - 1)])
+        let slot = slot.min(crate::placement::MAX_PEERS);
+        let at = slot * self.endpoints + endpoint;
+        if guard.len() <= at {
+            guard.resize((slot + 1) * self.endpoints, EndpointStats::default());
+        }
+        f(&mut guard[at])
     }
 
     /// Takes everything recorded since the previous call, merged across shards;
-    /// index `endpoint * peers() + peer`.
+    /// index `slot * endpoints() + endpoint`.
     pub fn take(&self) -> Vec<EndpointStats> {
-        let slots = self.endpoints * self.peers;
-        let mut out = vec![EndpointStats::default(); slots];
+        let mut out: Vec<EndpointStats> = Vec::new();
         for shard in self.shards.iter() {
             let taken = {
                 let mut guard = shard.lock().unwrap_or_else(|p| p.into_inner());
-                std::mem::replace(&mut *guard, vec![EndpointStats::default(); slots])
+                let len = guard.len();
+                std::mem::replace(&mut *guard, vec![EndpointStats::default(); len])
             };
+            if out.len() < taken.len() {
+                out.resize(taken.len(), EndpointStats::default());
+            }
             for (into, from) in out.iter_mut().zip(&taken) {
                 if !from.is_empty() || !from.outcomes.is_empty() {
                     into.merge(from);
@@ -188,7 +197,7 @@ mod tests {
 
     #[test]
     fn shards_merge_on_take_and_reset() {
-        let r = Recorder::new(2, 1, 4, Instant::now());
+        let r = Recorder::new(2, 4, Instant::now());
         for user in 0..10 {
             r.with(user, 1, 0, |s| {
                 s.requests += 1;
@@ -200,6 +209,11 @@ mod tests {
         assert_eq!(taken[1].requests, 10);
         assert_eq!(taken[1].histogram(Metric::ResponseTime).unwrap().len(), 10);
         assert_eq!(r.take()[1].requests, 0, "take resets");
+        // A peer slot appears when first used.
+        r.with(3, 0, 2, |s| s.requests += 1);
+        let taken = r.take();
+        assert_eq!(taken.len(), 6);
+        assert_eq!(taken[2 * 2].requests, 1);
     }
 
     #[test]

@@ -7,7 +7,6 @@
 //! timer fires. The class chosen next is the one furthest below its target in
 //! proportion, which keeps the class mix right during the ramp, not just at its end.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +20,7 @@ use barrage_common::plan::RunPlan;
 
 use crate::cores::LoadThreads;
 use crate::http::Target;
+use crate::placement::{Placement, Resolve, Seat, SystemResolver};
 use crate::recorder::Recorder;
 use crate::user::{self, UserCtx};
 
@@ -34,8 +34,8 @@ pub struct Targets {
 }
 
 pub struct Engine {
-    /// Target addresses recorded apart (empty = one target address per host).
-    peers: Vec<SocketAddr>,
+    /// Target addresses and which user goes to which.
+    placement: Arc<Placement>,
     targets: watch::Sender<Targets>,
     /// Open model: this worker's share of the arrival schedule (None = closed model).
     arrivals: watch::Sender<Option<crate::arrivals::ArrivalPlan>>,
@@ -81,18 +81,33 @@ const SHARDS_PER_THREAD: usize = 8;
 
 impl Engine {
     /// Starts an engine with no users on `threads` load threads (0 = one per core; see
-    /// [`crate::cores`]). `host` overrides the plan's default host.
-    ///
-    /// Each target host is resolved once here: when it has several addresses (a
-    /// headless Service), users are spread over them and recorded per address, so the
-    /// report shows each replica. A host that does not resolve yet is resolved again
-    /// by every connection (its failures are counted then).
+    /// [`crate::cores`]). `host` overrides the plan's default host. Hosts are looked
+    /// up with the system resolver; see [`Engine::start_with`].
     pub async fn start(
         plan: Arc<RunPlan>,
         host: Option<&str>,
         worker_index: u32,
         origin: Instant,
         threads: usize,
+    ) -> Result<Engine, String> {
+        Self::start_with(plan, host, worker_index, origin, threads, Arc::new(SystemResolver)).await
+    }
+
+    /// [`Engine::start`] with the resolver to look hosts up with.
+    ///
+    /// Each target host is looked up here and again every `limits.dns_refresh` (see
+    /// [`crate::placement`]), never by a connection: when it has several addresses (a
+    /// headless Service) or a `[resolve]` entry, users are spread over them by their
+    /// cluster-wide index and recorded per address, so the report shows each replica.
+    /// A host that does not resolve yet fails its users' requests as `connect dns`
+    /// until a lookup finds it.
+    pub async fn start_with(
+        plan: Arc<RunPlan>,
+        host: Option<&str>,
+        worker_index: u32,
+        origin: Instant,
+        threads: usize,
+        resolver: Arc<dyn Resolve>,
     ) -> Result<Engine, String> {
         let mut targets = Vec::new();
         let mut tls = None;
@@ -108,26 +123,14 @@ impl Engine {
             }
             targets.push(Arc::new(Target::parse(url, tls.as_ref())?));
         }
-        let mut peers: Vec<SocketAddr> = Vec::new();
-        let mut class_peers: Vec<Vec<usize>> = Vec::new();
-        for target in &targets {
-            let fixed = plan.resolve.get(&target.host);
-            let addrs = match fixed {
-                Some(addrs) => addrs.clone(),
-                None => target.resolve_all().await.unwrap_or_default(),
-            };
-            let mut mine = Vec::new();
-            if addrs.len() > 1 || fixed.is_some() {
-                for a in addrs {
-                    let i = peers.iter().position(|p| *p == a).unwrap_or_else(|| {
-                        peers.push(a);
-                        peers.len() - 1
-                    });
-                    mine.push(i);
-                }
-            }
-            class_peers.push(mine);
-        }
+        let placement = Arc::new(Placement::new(
+            targets
+                .iter()
+                .map(|t| (t.host.clone(), t.port, plan.resolve.get(&t.host).cloned()))
+                .collect(),
+        ));
+        let unresolved = placement.refresh(resolver.as_ref()).await;
+        let dns_refresh = plan.limits.dns_refresh;
         let threads = if threads == 0 {
             crate::cores::default_threads()
         } else {
@@ -136,7 +139,6 @@ impl Engine {
         let load = LoadThreads::start(threads).map_err(|e| format!("cannot start {threads} load threads: {e}"))?;
         let recorder = Arc::new(Recorder::new(
             plan.endpoints.len(),
-            peers.len().max(1),
             load.len() * SHARDS_PER_THREAD,
             origin,
         ));
@@ -146,7 +148,7 @@ impl Engine {
         });
         let (arrivals_tx, arrivals_rx) = watch::channel(None);
         let engine = Engine {
-            peers: peers.clone(),
+            placement: placement.clone(),
             targets: tx,
             arrivals: arrivals_tx,
             recorder: recorder.clone(),
@@ -161,8 +163,7 @@ impl Engine {
         let factory = Arc::new(Factory {
             plan,
             hosts: targets,
-            class_peers,
-            peer_addrs: peers,
+            placement: placement.clone(),
             secrets,
             worker_index,
             recorder,
@@ -180,12 +181,25 @@ impl Engine {
         let dispatcher = crate::arrivals::Dispatcher::new(factory, arrivals_rx, origin);
         engine.ctl.tracker.spawn(dispatcher.run());
         engine.ctl.tracker.spawn(spawner.run());
+        engine.ctl.tracker.spawn(crate::placement::refresh_loop(
+            placement,
+            resolver,
+            dns_refresh,
+            unresolved,
+            engine.ctl.stopping.clone(),
+        ));
         Ok(engine)
     }
 
-    /// The addresses the recorder's peer slots stand for (empty = no split).
-    pub fn peers(&self) -> &[SocketAddr] {
-        &self.peers
+    /// The target addresses and the users' places on them.
+    pub fn placement(&self) -> &Arc<Placement> {
+        &self.placement
+    }
+
+    /// Sets each class's cluster-wide index of this worker's first user
+    /// (`ClassTarget.first_user`); users move at their next request.
+    pub fn set_first_users(&self, first: &[u64]) {
+        self.placement.set_first_users(first);
     }
 
     /// The load threads' kernel ids (to measure each one's CPU).
@@ -247,9 +261,7 @@ struct Live {
 pub(crate) struct Factory {
     pub(crate) plan: Arc<RunPlan>,
     hosts: Vec<Arc<Target>>,
-    /// Per class: indices into `peer_addrs` of its host's addresses (empty = no split).
-    class_peers: Vec<Vec<usize>>,
-    peer_addrs: Vec<SocketAddr>,
+    placement: Arc<Placement>,
     secrets: Arc<Vec<String>>,
     worker_index: u32,
     pub(crate) recorder: Arc<Recorder>,
@@ -263,8 +275,9 @@ pub(crate) struct Factory {
 
 impl Factory {
     /// Starts a user of `class` on its load thread: `body` gets its context and RNG.
-    /// Returns the token that stops it alone.
-    pub(crate) fn spawn<F, Fut>(&self, class: usize, body: F) -> CancellationToken
+    /// `slot` is its index among this worker's users of the class (what places it on
+    /// a replica). Returns the token that stops it alone.
+    pub(crate) fn spawn<F, Fut>(&self, class: usize, slot: u64, body: F) -> CancellationToken
     where
         F: FnOnce(UserCtx, SmallRng) -> Fut,
         Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -277,13 +290,7 @@ impl Factory {
             id,
             worker_index: self.worker_index,
             target: self.hosts[class].clone(),
-            peer: {
-                let mine = &self.class_peers[class];
-                (!mine.is_empty()).then(|| {
-                    let i = mine[id % mine.len()];
-                    (i, self.peer_addrs[i])
-                })
-            },
+            seat: user::SeatCell::new(self.placement.clone(), Seat::new(&self.placement, class, slot)),
             recorder: self.recorder.clone(),
             secrets: self.secrets.clone(),
             stopping: self.stopping.clone(),
@@ -368,7 +375,9 @@ impl Spawner {
     }
 
     fn start_user(&mut self, class: usize) {
-        let cancel = self.factory.spawn(class, user::run);
+        // Users stop newest first, so the live ones of a class hold slots 0..len.
+        let slot = self.live[class].len() as u64;
+        let cancel = self.factory.spawn(class, slot, user::run);
         self.live[class].push(Live { cancel });
     }
 }

@@ -2,6 +2,7 @@
 //! connection, and records every outcome. A failed request is data (counted by kind),
 //! never control flow. Stream verdicts come from [`crate::dify::Judge`].
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use barrage_common::plan::{
 
 use crate::dify::{Facts, Judge, Step, http_failure};
 use crate::http::{Conn, Failure, Outgoing, Target};
+use crate::placement::{Pick, Placement, Seat};
 use crate::recorder::{GaugeGuard, Recorder};
 use crate::sse::{SseError, SseParser};
 
@@ -33,9 +35,9 @@ pub struct UserCtx {
     pub id: usize,
     pub worker_index: u32,
     pub target: Arc<Target>,
-    /// The address this user connects to when the host has several (spread over
-    /// replicas), and its index in the recorder's peer dimension.
-    pub peer: Option<(usize, std::net::SocketAddr)>,
+    /// The address this user connects to (re-read before each request) and its slot
+    /// in the recorder.
+    pub seat: SeatCell,
     pub recorder: Arc<Recorder>,
     /// Every secret of the plan, for redacting what a target sends back.
     pub secrets: Arc<Vec<String>>,
@@ -72,14 +74,65 @@ struct UserState {
     body_buf: String,
 }
 
-impl UserCtx {
-    /// Records into this user's shard, in its peer's slot.
-    fn record<R>(&self, endpoint: usize, f: impl FnOnce(&mut EndpointStats) -> R) -> R {
-        self.recorder.with(self.id, endpoint, self.peer.map_or(0, |p| p.0), f)
+/// A user's [`Seat`] with the engine's placement: the address of its requests.
+///
+/// A per-user `std::sync::Mutex` (only its own task takes it, once per request), and
+/// the recorder slot of the current address as an atomic for the many `record` calls.
+pub struct SeatCell {
+    placement: Arc<Placement>,
+    seat: Mutex<Seat>,
+    /// Recorder slot of the current pick: peer + 1, or 0 when unresolved.
+    slot: AtomicUsize,
+}
+
+impl SeatCell {
+    pub fn new(placement: Arc<Placement>, seat: Seat) -> SeatCell {
+        let slot = slot_of(seat.pick());
+        SeatCell {
+            placement,
+            seat: Mutex::new(seat),
+            slot: AtomicUsize::new(slot),
+        }
     }
 
-    fn pinned(&self) -> Option<std::net::SocketAddr> {
-        self.peer.map(|p| p.1)
+    /// Re-reads the placement; true when the address changed (drop the connection).
+    fn refresh(&self) -> bool {
+        let mut seat = self.seat.lock().unwrap_or_else(|p| p.into_inner());
+        let (pick, moved) = seat.current(&self.placement);
+        self.slot.store(slot_of(pick), Ordering::Relaxed);
+        moved
+    }
+
+    /// Where to connect: the pinned address, or the lookup failure to count.
+    fn address(&self) -> Result<std::net::SocketAddr, Failure> {
+        match self.seat.lock().unwrap_or_else(|p| p.into_inner()).pick() {
+            Pick::Peer(_, a) => Ok(*a),
+            Pick::Unresolved(message) => Err(Failure::new(failure::CONNECT, "dns", message.clone())),
+        }
+    }
+}
+
+impl Drop for SeatCell {
+    fn drop(&mut self) {
+        self.seat
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .leave(&self.placement);
+    }
+}
+
+fn slot_of(pick: &Pick) -> usize {
+    match pick {
+        Pick::Peer(p, _) => p + 1,
+        Pick::Unresolved(_) => 0,
+    }
+}
+
+impl UserCtx {
+    /// Records into this user's shard, in its address's slot.
+    fn record<R>(&self, endpoint: usize, f: impl FnOnce(&mut EndpointStats) -> R) -> R {
+        self.recorder
+            .with(self.id, endpoint, self.seat.slot.load(Ordering::Relaxed), f)
     }
 }
 
@@ -142,6 +195,11 @@ impl Me {
         let Me {
             conn, state, live_task, ..
         } = self;
+        // The addresses or this user's place changed: move before the request, so
+        // its connect is to the new address and it is recorded there.
+        if ctx.seat.refresh() {
+            conn.reset();
+        }
         tokio::select! {
             biased;
             _ = ctx.cancel.cancelled() => {
@@ -348,12 +406,12 @@ fn stop_dify_task(ctx: &UserCtx, task: &Task, live_task: &Mutex<Option<String>>,
     }
     req.finish(body.as_bytes());
     let target = ctx.target.clone();
-    let pinned = ctx.pinned();
+    let Ok(pinned) = ctx.seat.address() else { return };
     let connect_timeout = ctx.plan.limits.connect_timeout;
     // Detached and bounded: the run is ending and nobody waits for the answer.
     ctx.background.spawn(async move {
         let _ = tokio::time::timeout(Duration::from_secs(5), async move {
-            if conn.ready(&target, pinned, connect_timeout).await.is_ok() && conn.send().await.is_ok() {
+            if conn.ready(&target, Some(pinned), connect_timeout).await.is_ok() && conn.send().await.is_ok() {
                 let _ = conn.drain().await;
             }
         })
@@ -559,6 +617,9 @@ async fn execute(
         }
         match result {
             Ok(()) => {
+                // Per replica, beside the failures by kind: a dead replica's instant
+                // refusals must not make it look fast (dropped from unsplit rows).
+                s.record(Metric::ResponseTimeOk, micros(elapsed));
                 if let Some(code) = sample.expected_status {
                     s.outcome(failure::EXPECTED_STATUS, &code.to_string(), || {
                         format!("HTTP {code} (expected)")
@@ -680,7 +741,9 @@ async fn exchange(
 ) -> Result<(), Failure> {
     render_request(ctx, task, state, rng, conn.outgoing())?;
     let connect_timeout = ctx.plan.limits.connect_timeout;
-    sample.connected = conn.ready(&ctx.target, ctx.pinned(), connect_timeout).await?;
+    // Always a pinned address from the last lookup: no DNS inside the request's clock.
+    let addr = ctx.seat.address()?;
+    sample.connected = conn.ready(&ctx.target, Some(addr), connect_timeout).await?;
     // The first event's deadline counts from here: an open-model arrival that started
     // late has its wait in its latency (from `start`), not cut from its timeout.
     let mut sent = Instant::now();
@@ -690,7 +753,7 @@ async fn exchange(
             // (its idle timeout racing ours): our connection's mistake, not the
             // target's failure. Once more on a fresh one; counted as a retry.
             sample.retried = true;
-            sample.connected = conn.ready(&ctx.target, ctx.pinned(), connect_timeout).await?;
+            sample.connected = conn.ready(&ctx.target, Some(addr), connect_timeout).await?;
             sent = Instant::now();
             conn.send().await?
         }

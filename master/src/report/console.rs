@@ -431,27 +431,37 @@ pub fn render_final(r: &FinalReport) -> String {
         }
     }
     if !r.replicas.is_empty() {
-        let _ = writeln!(out, "\nPer replica (target address)");
         let _ = writeln!(
             out,
-            "{:<24} {:<6} {:<30} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}",
-            "address", "Type", "Name", "# reqs", "# fails", "req/s", "rt p50", "rt p95", "ttfe p50"
+            "\nPer replica (target address; latency of successful requests, failures by kind)"
+        );
+        let _ = writeln!(
+            out,
+            "{:<24} {:<6} {:<30} {:>6} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}  failures by kind",
+            "address", "Type", "Name", "users", "# reqs", "# fails", "req/s", "ok p50", "ok p95", "ttfe p50"
         );
         for x in &r.replicas {
             let q =
                 |p: &Option<Percentiles>, f: fn(&Percentiles) -> f64| p.as_ref().map_or("-".into(), |p| fmt_ms(f(p)));
+            let kinds: Vec<String> = x
+                .failure_kinds
+                .iter()
+                .map(|k| format!("{} {} {}", k.kind, k.detail, k.count).replace("  ", " "))
+                .collect();
             let _ = writeln!(
                 out,
-                "{:<24} {:<6} {:<30} {:>8} {:>8} {:>8.2} {:>9} {:>9} {:>9}",
+                "{:<24} {:<6} {:<30} {:>6} {:>8} {:>8} {:>8.2} {:>9} {:>9} {:>9}  {}",
                 x.peer,
                 x.method,
                 truncate(&x.name, 30),
+                x.users,
                 x.requests,
                 x.failures,
                 x.rps,
-                q(&x.response_time_ms, |p| p.p50),
-                q(&x.response_time_ms, |p| p.p95),
-                q(&x.ttfe_ms, |p| p.p50)
+                q(&x.response_time_ok_ms, |p| p.p50),
+                q(&x.response_time_ok_ms, |p| p.p95),
+                q(&x.ttfe_ms, |p| p.p50),
+                kinds.join(", ")
             );
         }
     }

@@ -392,11 +392,29 @@ pub struct ReplicaRow {
     pub peer: String,
     pub method: String,
     pub name: String,
+    /// Peak users pinned to this address (sum of each worker's peak; the same on each
+    /// of the address's rows).
+    #[serde(default)]
+    pub users: u64,
     pub requests: u64,
     pub failures: u64,
     pub rps: f64,
+    /// Every request, failures included.
     pub response_time_ms: Option<Percentiles>,
+    /// Successful requests only: a dead replica fails fast and must not look fast.
+    #[serde(default)]
+    pub response_time_ok_ms: Option<Percentiles>,
     pub ttfe_ms: Option<Percentiles>,
+    /// This address's failures by (kind, detail).
+    #[serde(default)]
+    pub failure_kinds: Vec<ReplicaFailure>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaFailure {
+    pub kind: String,
+    pub detail: String,
+    pub count: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -834,11 +852,22 @@ impl FinalReport {
                     peer: peer.clone(),
                     method: k.method.clone(),
                     name: k.name.clone(),
+                    users: agg.users_on(peer),
                     requests: s.requests,
                     failures: s.failures,
                     rps: s.requests as f64 / secs,
                     response_time_ms: s.histogram(Metric::ResponseTime).and_then(Percentiles::from_us),
+                    response_time_ok_ms: s.histogram(Metric::ResponseTimeOk).and_then(Percentiles::from_us),
                     ttfe_ms: s.histogram(Metric::Ttfe).and_then(Percentiles::from_us),
+                    failure_kinds: s
+                        .failure_kinds
+                        .iter()
+                        .map(|((kind, detail), e)| ReplicaFailure {
+                            kind: kind.clone(),
+                            detail: detail.clone(),
+                            count: e.count,
+                        })
+                        .collect(),
                 })
                 .collect(),
             workers: Vec::new(),

@@ -21,6 +21,7 @@ mod locust;
 mod netns;
 mod prometheus;
 mod proxy;
+mod replicas;
 mod secrets;
 mod shapes;
 mod signals;

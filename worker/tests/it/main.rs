@@ -8,11 +8,13 @@
 //!   close racing a request, failed but clean streams) never count as target failures.
 //! - [`timings`]: where a stream's clocks start and stop.
 //! - [`open_model`]: a burst of arrivals, each with a user of its own, within the cap.
+//! - [`resolve`]: target hosts looked up once and on the refresh interval, never per connection.
 
 mod drive;
 mod hostile;
 mod keepalive;
 mod memory;
 mod open_model;
+mod resolve;
 mod server;
 mod timings;

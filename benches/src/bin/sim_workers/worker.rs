@@ -395,6 +395,7 @@ impl Session {
             last_arrival_due_us: 0,
             busiest_thread_cpu_percent: 12.5,
             load_threads: 1,
+            peer_users: Vec::new(),
         };
         self.next_seq += 1;
         self.last_report_end_us = end;
