@@ -292,3 +292,129 @@ async fn a_run_that_reports_no_request_exits_3() {
     );
     assert_eq!(outcome.exit_code, 3);
 }
+
+/// One request as a target written here saw it: when, from which worker (the
+/// `X-Worker` header), on which client port.
+#[derive(Debug, Clone)]
+struct Seen {
+    at: std::time::Instant,
+    worker: String,
+    port: u16,
+}
+
+/// A plain HTTP target that logs every request it answered.
+async fn logging_target() -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<Seen>>>) {
+    use axum::extract::ConnectInfo;
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let into = log.clone();
+    let app = axum::Router::new().route(
+        "/work",
+        axum::routing::get(
+            move |ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, headers: axum::http::HeaderMap| {
+                let log = into.clone();
+                async move {
+                    let worker = headers
+                        .get("x-worker")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    log.lock().unwrap().push(Seen {
+                        at: std::time::Instant::now(),
+                        worker,
+                        port: peer.port(),
+                    });
+                    "ok"
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
+    (addr, log)
+}
+
+/// A worker process frozen longer than the liveness timeout (SIGSTOP, as a VM pause or
+/// a stuck runtime does) is declared lost and fenced on its still-open stream. After
+/// SIGCONT it stops its load within a second (its old connections carry nothing
+/// more), hands in what it recorded, and joins again; the target's own count equals
+/// ours, and the run is complete. Before: it kept its users and its reports were
+/// merged while the others ran its share too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_worker_is_fenced_stops_its_load_and_is_counted_once() {
+    let (target, log) = logging_target().await;
+    let scenario = r#"
+[[users]]
+name = "Plain"
+wait = "constant(0.05)"
+[[users.tasks]]
+name = "/work"
+path = "/work"
+headers = { X-Worker = "{{worker}}" }
+"#;
+    let mut load = load_args(target, 4, 100.0, Duration::from_secs(12));
+    load.heartbeat_liveness = Duration::from_secs(2);
+    let m = master(setup(scenario, &load, 2)).await;
+    let steady = worker(m.addr, "steady");
+    let mut frozen = std::process::Command::new(env!("CARGO_BIN_EXE_barrage"))
+        .args(["worker", "--master", &m.addr.to_string(), "--worker-id", "frozen"])
+        .args(["--give-up-after", "20s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = frozen.id().to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success();
+        assert!(ok, "kill {sig} {pid}");
+    };
+    assert!(eventually(Duration::from_secs(10), || reports_of(&m.cluster, "frozen") >= 2).await);
+    let index = m.cluster.registry().workers["frozen"].index.to_string();
+    signal("-STOP");
+    let stopped_at = std::time::Instant::now();
+    let lost = || m.cluster.registry().workers["frozen"].lost;
+    assert!(eventually(Duration::from_secs(8), lost).await, "never declared lost");
+    // Past the declaration, still frozen: the others carry its share now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    signal("-CONT");
+    let continued_at = std::time::Instant::now();
+    let outcome = m.run.await.unwrap().unwrap();
+    let _ = steady.await;
+    let _ = frozen.wait();
+    let r = &outcome.report;
+    let seen = log.lock().unwrap().clone();
+    let old_ports: std::collections::BTreeSet<u16> = seen
+        .iter()
+        .filter(|s| s.worker == index && s.at < stopped_at)
+        .map(|s| s.port)
+        .collect();
+    assert!(!old_ports.is_empty(), "the frozen worker sent nothing before its pause");
+    let late: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.at > continued_at + Duration::from_secs(1) && old_ports.contains(&s.port))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "{} requests on the fenced session's connections more than 1 s after SIGCONT",
+        late.len()
+    );
+    assert_eq!(
+        r.aggregated.requests,
+        seen.len() as u64,
+        "requests: ours vs the target's log; {:?}",
+        r.completeness
+    );
+    assert!(r.completeness.is_complete(), "{:?}", r.completeness);
+    assert!(
+        r.events.iter().any(|e| e.contains("frozen lost") && e.contains("fenced")),
+        "{:?}",
+        r.events
+    );
+    assert_eq!(outcome.exit_code, 0, "{:?}", r.failures);
+}

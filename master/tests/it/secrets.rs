@@ -204,7 +204,8 @@ async fn canary_never_leaves(scenario: &'static str, secret_var: &'static str) {
     let (run, validate) = tokio::task::spawn_blocking(move || {
         let run = barrage(secret_var)
             .args(["run", "-f", &file_arg, "-H", &host, "-u", "2", "-r", "10", "-t", "2s"])
-            .args(["--workers", "1", "--json", &json_arg])
+            // Headless: the two tests run at once and would race for the web UI's port.
+            .args(["--workers", "1", "--headless", "--json", &json_arg])
             .output()
             .unwrap();
         let validate = barrage(secret_var)
