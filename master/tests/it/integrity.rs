@@ -386,6 +386,12 @@ headers = { X-Worker = "{{worker}}" }
     let continued_at = std::time::Instant::now();
     let outcome = m.run.await.unwrap().unwrap();
     let _ = steady.await;
+    // A fenced worker leaves by itself once the run is over; one that never heard of
+    // its fence would run on, so the wait is bounded.
+    let exited = eventually(Duration::from_secs(30), || frozen.try_wait().unwrap().is_some()).await;
+    if !exited {
+        let _ = frozen.kill();
+    }
     let _ = frozen.wait();
     let r = &outcome.report;
     let seen = log.lock().unwrap().clone();
