@@ -13,6 +13,7 @@ mod deploy;
 mod dify;
 mod examples;
 mod faults;
+mod hostile_worker;
 mod html;
 mod hunt;
 mod inputs;
