@@ -20,6 +20,7 @@ mod inputs;
 mod integrity;
 mod locust;
 mod netns;
+mod nginx;
 mod prometheus;
 mod proxy;
 mod replicas;
