@@ -301,7 +301,7 @@ fn hostile() -> impl Strategy<Value = Hostile> {
             prop_oneof![4 => Just(Seq::Next), 1 => any::<u64>().prop_map(Seq::Any)],
         ),
         (prop::bool::weighted(0.9), any::<u64>(), interval),
-        ([gauge.clone(), gauge], (any::<f64>(), any::<f64>(), any::<u32>())),
+        ([gauge, gauge], (any::<f64>(), any::<f64>(), any::<u32>())),
         (any::<u64>(), any::<u64>(), any::<u64>(), any::<i64>()),
         prop::bool::weighted(0.05),
         prop::collection::vec((text(), any::<i64>(), any::<i64>()), 0..300),
