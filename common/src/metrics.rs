@@ -104,6 +104,29 @@ pub mod failure {
     pub const CANCELLED: &str = "cancelled_at_stop";
     /// Not a failure: a status the task declared as expected (`expect = [200, 429]`).
     pub const EXPECTED_STATUS: &str = "expected_status";
+
+    /// Every kind above: past the key cap, only these keep a `(kind, (other))` key of
+    /// their own when merging (a peer's invented kinds fold into one key).
+    pub const ALL: [&str; 18] = [
+        CONNECT,
+        HTTP_STATUS,
+        TIMEOUT,
+        FIRST_EVENT_TIMEOUT,
+        READ_TIMEOUT,
+        IO,
+        STREAM_CLOSED,
+        ERROR_EVENT,
+        TERMINAL_STATUS,
+        EVENT_TOO_LARGE,
+        INVALID_JSON,
+        TOO_MANY_REQUESTS,
+        RATE_LIMIT_ERROR,
+        BAD_RESPONSE,
+        REQUEST,
+        CHECK,
+        CANCELLED,
+        EXPECTED_STATUS,
+    ];
 }
 
 /// A new empty histogram with Barrage's precision.
@@ -604,8 +627,15 @@ fn bump(map: &mut BTreeMap<OutcomeKey, FailureEntry>, kind: &str, detail: &str, 
 fn merge_outcomes(into: &mut BTreeMap<OutcomeKey, FailureEntry>, from: &BTreeMap<OutcomeKey, FailureEntry>) {
     for (k, v) in from {
         // Past the cap, new pairs fold into (kind, "(other)"), as when recording.
+        // A kind no worker reports (a hostile peer's) folds into one `((other), (other))`
+        // key instead, or every invented kind would add a key past the cap.
         let key = if into.len() >= MAX_OUTCOME_KEYS && !into.contains_key(k) {
-            (k.0.clone(), OTHER_DETAIL.to_string())
+            let kind = if failure::ALL.contains(&k.0.as_str()) {
+                k.0.clone()
+            } else {
+                OTHER_DETAIL.to_string()
+            };
+            (kind, OTHER_DETAIL.to_string())
         } else {
             k.clone()
         };

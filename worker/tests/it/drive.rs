@@ -60,6 +60,18 @@ kind = "{kind}"
 /// then stops gracefully, so every request in flight ends with its own outcome (the
 /// grace outlasts the longest task timeout). Returns everything recorded.
 pub async fn drive(plan: Arc<RunPlan>, host: &str, users: u32, requests: u64) -> EndpointStats {
+    drive_inspecting(plan, host, users, requests, |_| {}).await
+}
+
+/// Like [`drive`], showing `inspect` each endpoint's delta as the recorder hands it
+/// over (what a report would carry), before it is merged into the total.
+pub async fn drive_inspecting(
+    plan: Arc<RunPlan>,
+    host: &str,
+    users: u32,
+    requests: u64,
+    mut inspect: impl FnMut(&EndpointStats),
+) -> EndpointStats {
     watch_panics();
     let grace = plan
         .classes
@@ -80,10 +92,14 @@ pub async fn drive(plan: Arc<RunPlan>, host: &str, users: u32, requests: u64) ->
     let deadline = Instant::now() + PROGRESS_DEADLINE;
     while total.requests < requests && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
-        merge_into(&mut total, engine.recorder().take());
+        let taken = engine.recorder().take();
+        taken.iter().for_each(&mut inspect);
+        merge_into(&mut total, taken);
     }
     engine.stop(grace).await;
-    merge_into(&mut total, engine.recorder().take());
+    let taken = engine.recorder().take();
+    taken.iter().for_each(&mut inspect);
+    merge_into(&mut total, taken);
     assert!(
         total.requests >= requests,
         "only {} of {requests} requests completed in {PROGRESS_DEADLINE:?}: {:?}",

@@ -8,6 +8,8 @@
 //!   close racing a request, failed but clean streams) never count as target failures.
 //! - [`timings`]: where a stream's clocks start and stop.
 //! - [`open_model`]: a burst of arrivals, each with a user of its own, within the cap.
+//! - [`random_target`]: a target answering at random (statuses, Dify event sequences, errors
+//!   up to 1 MB, any event names, resets): our outcomes sum to what it served, within bounds.
 //! - [`resolve`]: target hosts looked up once and on the refresh interval, never per connection.
 
 mod drive;
@@ -15,6 +17,7 @@ mod hostile;
 mod keepalive;
 mod memory;
 mod open_model;
+mod random_target;
 mod resolve;
 mod server;
 mod timings;
