@@ -371,7 +371,11 @@ headers = { X-Worker = "{{worker}}" }
         .unwrap();
     let pid = frozen.id().to_string();
     let signal = |sig: &str| {
-        let ok = std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success();
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "kill {sig} {pid}");
     };
     assert!(eventually(Duration::from_secs(10), || reports_of(&m.cluster, "frozen") >= 2).await);
@@ -403,11 +407,13 @@ headers = { X-Worker = "{{worker}}" }
     assert!(!old_ports.is_empty(), "the frozen worker sent nothing before its pause");
     let late: Vec<&Seen> = seen
         .iter()
-        .filter(|s| s.at > continued_at + Duration::from_secs(1) && old_ports.contains(&s.port))
+        // It must stop within a second of reading its fence; the fence reaches it as it
+        // wakes, and half a second more covers a busy machine's scheduling.
+        .filter(|s| s.at > continued_at + Duration::from_millis(1500) && old_ports.contains(&s.port))
         .collect();
     assert!(
         late.is_empty(),
-        "{} requests on the fenced session's connections more than 1 s after SIGCONT",
+        "{} requests on the fenced session's connections more than 1.5 s after SIGCONT",
         late.len()
     );
     assert_eq!(
@@ -418,7 +424,9 @@ headers = { X-Worker = "{{worker}}" }
     );
     assert!(r.completeness.is_complete(), "{:?}", r.completeness);
     assert!(
-        r.events.iter().any(|e| e.contains("frozen lost") && e.contains("fenced")),
+        r.events
+            .iter()
+            .any(|e| e.contains("frozen lost") && e.contains("fenced")),
         "{:?}",
         r.events
     );

@@ -470,7 +470,11 @@ async fn a_partitioned_worker_is_lost_and_stops_its_load() {
     // (and says why), whatever else the run found.
     assert_eq!(status.code(), Some(3), "master exit {status:?}\n{}", procs.logs());
     let report = procs.report(&json);
-    assert_eq!(report["completeness"]["verdict"], "incomplete", "{:#}", report["completeness"]);
+    assert_eq!(
+        report["completeness"]["verdict"], "incomplete",
+        "{:#}",
+        report["completeness"]
+    );
     assert!(
         report["completeness"]["reasons"]
             .as_array()

@@ -150,10 +150,10 @@ pub async fn collect(engine: &Engine, endpoint: usize, requests: u64, dropped: u
     let done = |s: &EndpointStats| s.requests >= requests && engine.recorder().dropped.load(SeqCst) >= dropped;
     while !done(&stream) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
-        merge_into(&mut stream, vec![engine.recorder().take().swap_remove(endpoint)]);
+        merge_into(&mut stream, endpoint_slots(&engine, endpoint));
     }
     engine.stop(Duration::from_secs(5)).await;
-    merge_into(&mut stream, vec![engine.recorder().take().swap_remove(endpoint)]);
+    merge_into(&mut stream, endpoint_slots(&engine, endpoint));
     stream
 }
 
@@ -178,7 +178,7 @@ async fn a_burst_of_arrivals_gets_a_user_each_within_the_cap() {
     let deadline = Instant::now() + Duration::from_secs(10);
     while stats.requests < 1 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
-        merge_into(&mut stats, vec![engine.recorder().take().swap_remove(endpoint)]);
+        merge_into(&mut stats, endpoint_slots(&engine, endpoint));
     }
     assert_eq!(stats.requests, 1, "the first arrival was served");
     // The burst: at a million per second, arrivals 1..=BURST were due long ago.
@@ -199,4 +199,18 @@ async fn a_burst_of_arrivals_gets_a_user_each_within_the_cap() {
         1 + burst.requests,
         "streams the target saw vs ours"
     );
+}
+
+/// Everything recorded for `endpoint` since the last take, every address slot of it
+/// (the recorder keeps `slot * endpoints + endpoint`; slot 0 is "no address").
+fn endpoint_slots(engine: &Engine, endpoint: usize) -> Vec<EndpointStats> {
+    let n = engine.recorder().endpoints();
+    engine
+        .recorder()
+        .take()
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % n == endpoint)
+        .map(|(_, s)| s)
+        .collect()
 }
