@@ -150,10 +150,10 @@ pub async fn collect(engine: &Engine, endpoint: usize, requests: u64, dropped: u
     let done = |s: &EndpointStats| s.requests >= requests && engine.recorder().dropped.load(SeqCst) >= dropped;
     while !done(&stream) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
-        merge_into(&mut stream, endpoint_slots(&engine, endpoint));
+        merge_into(&mut stream, endpoint_slots(engine, endpoint));
     }
     engine.stop(Duration::from_secs(5)).await;
-    merge_into(&mut stream, endpoint_slots(&engine, endpoint));
+    merge_into(&mut stream, endpoint_slots(engine, endpoint));
     stream
 }
 
