@@ -1,5 +1,5 @@
 //! Our `--csv` files against the ones Locust itself writes today. Locust (pinned in
-//! `master/tests/locust/venv.py`, installed once into `target/locust-venv`) runs
+//! `master/tests/locust/install_locust.py`, installed once into `target/locust-venv`) runs
 //! `master/tests/locust/locustfile.py` headless for 3 s against a target written here;
 //! Barrage runs the same two requests against another. Then, file by file
 //! (`_stats.csv`, `_stats_history.csv`, `_failures.csv`, `_exceptions.csv`): the same
@@ -46,7 +46,7 @@ async fn target() -> (std::net::SocketAddr, Arc<AtomicU64>) {
 
 /// The venv's python with the pinned Locust, installing it once (Err: why not).
 fn locust_python() -> Result<PathBuf, String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/locust/venv.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/locust/install_locust.py");
     let out = std::process::Command::new("python3")
         .arg(&script)
         .stdin(Stdio::null())
