@@ -940,21 +940,32 @@ impl Session {
         else {
             return;
         };
-        let from = *sent_upto;
-        for report in self.outbox.iter().filter(|r| r.seq > from) {
-            match tx.try_send(wrap_report(report.clone())) {
-                Ok(()) => *sent_upto = report.seq,
-                Err(mpsc::error::TrySendError::Full(_)) => return,
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    *link = Link::Down {
-                        retry_at: Instant::now(),
-                        backoff: Duration::from_millis(200),
-                    };
-                    return;
-                }
-            }
+        if send_pending(&self.outbox, tx, sent_upto).is_err() {
+            *link = Link::Down {
+                retry_at: Instant::now(),
+                backoff: Duration::from_millis(200),
+            };
         }
     }
+}
+
+/// Sends the reports of `outbox` above `sent_upto`, in order, while `tx` has room,
+/// moving `sent_upto` to the last one sent; stops (to go on later) at a full queue.
+/// Err when the link is closed.
+fn send_pending(
+    outbox: &VecDeque<v1::Report>,
+    tx: &mpsc::Sender<v1::WorkerMessage>,
+    sent_upto: &mut u64,
+) -> std::result::Result<(), ()> {
+    let from = *sent_upto;
+    for report in outbox.iter().filter(|r| r.seq > from) {
+        match tx.try_send(wrap_report(report.clone())) {
+            Ok(()) => *sent_upto = report.seq,
+            Err(mpsc::error::TrySendError::Full(_)) => return Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(()),
+        }
+    }
+    Ok(())
 }
 
 /// An interval's endpoint deltas from the recorder's slots (slot 0: no address; slot
@@ -1014,6 +1025,42 @@ mod tests {
         // A master that lies (negative run time) cannot put the origin in the future.
         let grid = ReportGrid::new(now, -5, Duration::from_secs(1));
         assert_eq!((grid.origin, grid.elapsed_us), (now, 0));
+    }
+
+    /// A backlog larger than the link's queue (after a long disconnect) goes out whole,
+    /// in order, as the queue drains: before, the resend stopped at the first full
+    /// queue and the rest waited for the next reconnect.
+    #[test]
+    fn a_backlog_larger_than_the_queue_is_sent_whole_and_in_order() {
+        let outbox: VecDeque<v1::Report> = (1..=10)
+            .map(|seq| v1::Report {
+                seq,
+                ..Default::default()
+            })
+            .collect();
+        let (tx, mut rx) = mpsc::channel(3);
+        let mut sent_upto = 0;
+        let mut received = Vec::new();
+        for _ in 0..10 {
+            send_pending(&outbox, &tx, &mut sent_upto).unwrap();
+            while let Ok(m) = rx.try_recv() {
+                if let Some(WKind::Report(r)) = m.kind {
+                    received.push(r.seq);
+                }
+            }
+        }
+        assert_eq!(received, (1..=10).collect::<Vec<_>>());
+        assert_eq!(sent_upto, 10);
+        drop(rx);
+        let mut more = outbox.clone();
+        more.push_back(v1::Report {
+            seq: 11,
+            ..Default::default()
+        });
+        assert!(
+            send_pending(&more, &tx, &mut sent_upto).is_err(),
+            "a closed link says so"
+        );
     }
 
     #[test]
