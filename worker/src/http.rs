@@ -92,21 +92,6 @@ impl Target {
         })
     }
 
-    /// Every address the host resolves to (a headless Service gives one per pod).
-    pub async fn resolve_all(&self) -> Result<Vec<SocketAddr>, Failure> {
-        let host = self.host.trim_start_matches('[').trim_end_matches(']');
-        let addrs = tokio::net::lookup_host((host, self.port))
-            .await
-            .map_err(|e| Failure::new(failure::CONNECT, "dns", format!("resolving {}: {e}", self.host)))?;
-        let mut out: Vec<SocketAddr> = Vec::new();
-        for a in addrs {
-            if !out.contains(&a) {
-                out.push(a);
-            }
-        }
-        Ok(out)
-    }
-
     async fn resolve(&self) -> Result<SocketAddr, Failure> {
         let host = self.host.trim_start_matches('[').trim_end_matches(']');
         let mut addrs = tokio::net::lookup_host((host, self.port))
