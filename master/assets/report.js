@@ -204,6 +204,8 @@
   /** The run's verdict, as a badge. */
   function verdict(r) {
     if (isRunning(r)) return badge('running', 'live');
+    // Figures that miss data come first: nothing else they say can be trusted whole.
+    if (obj(r.completeness) && r.completeness.verdict === 'incomplete') return badge('data incomplete', 'fail');
     const failed = arr(r.thresholds).filter((t) => obj(t) && t.passed === false).length;
     if (failed) return badge(failed + ' threshold' + (failed > 1 ? 's' : '') + ' failed', 'fail');
     const agg = obj(r.aggregated) || {};

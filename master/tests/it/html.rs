@@ -419,3 +419,27 @@ fn html_report_tolerates_missing_and_null_fields() {
         page.screenshot();
     }
 }
+
+/// An incomplete run's page says so first: the verdict badge and a callout listing
+/// each reason (as text: a reason may quote a worker id).
+#[test]
+fn html_report_of_an_incomplete_run_says_so_first() {
+    let report = json!({"schema": "barrage.report.v1", "scenario": "s", "stop_reason": "run time reached",
+        "aggregated": {"requests": 12, "failures": 0}, "timeline": [],
+        "completeness": {"verdict": "incomplete", "clipped": 0,
+                         "reasons": ["worker <b>w2</b> was lost: what it did after 4.0s of the run never arrived"]}});
+    let Some(page) = open("html_incomplete", &report) else {
+        return;
+    };
+    page.assert_no_problems();
+    assert_eq!(
+        page.eval("document.querySelector('.verdict').textContent"),
+        json!("data incomplete")
+    );
+    let callout = page.eval("document.querySelector('#incomplete').textContent");
+    assert!(
+        callout.as_str().unwrap().contains("worker <b>w2</b> was lost"),
+        "{callout}"
+    );
+    page.screenshot();
+}
