@@ -999,7 +999,8 @@ fn validate_command(args: ValidateArgs) -> anyhow::Result<u8> {
 }
 
 /// `barrage report --compare BASE NEW`: exit code 0 without a regression, 1 with one,
-/// 2 when a file is missing, not JSON or not a report (or --json cannot be written).
+/// 2 when a file is missing, not JSON or not a report (or --json cannot be written), 3
+/// when either run's data is incomplete.
 fn report_command(args: crate::cli::ReportArgs) -> anyhow::Result<u8> {
     if let Some(file) = &args.file {
         return render_saved(file, &args);
@@ -1022,6 +1023,20 @@ fn report_command(args: crate::cli::ReportArgs) -> anyhow::Result<u8> {
             "{} figure(s) regressed beyond the tolerances (exit code {code})",
             comparison.regressions
         );
+    }
+    // A comparison with a run whose data is incomplete proves nothing either way.
+    let incomplete: Vec<String> = [base, new]
+        .into_iter()
+        .filter_map(|f| json::read(f).ok().map(|r| (f, r)))
+        .filter(|(_, r)| !r.completeness.is_complete())
+        .map(|(f, r)| format!("{}: {}", f.display(), r.completeness.reasons.join("; ")))
+        .collect();
+    if !incomplete.is_empty() {
+        eprintln!(
+            "error: a compared run's data is incomplete, so the comparison cannot gate (exit code {EXIT_CLUSTER}): {}",
+            incomplete.join(" | ")
+        );
+        return Ok(EXIT_CLUSTER);
     }
     Ok(code)
 }

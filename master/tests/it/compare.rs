@@ -184,3 +184,27 @@ async fn files_that_are_not_reports_are_usage_errors() {
     let out = barrage_report(vec!["--compare".into(), report.display().to_string()]).await;
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A comparison with a run whose data is incomplete cannot gate a release: exit 3,
+/// naming the file and why, whatever the figures say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comparing_with_an_incomplete_run_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.json");
+    run_to_json(5, base.clone()).await;
+    let mut report: serde_json::Value = serde_json::from_slice(&std::fs::read(&base).unwrap()).unwrap();
+    assert_eq!(report["completeness"]["verdict"], "complete");
+    report["completeness"] = serde_json::json!({"verdict": "incomplete", "clipped": 0,
+        "reasons": ["worker w2 was lost: what it did after 1.0s of the run never arrived"]});
+    let new = dir.path().join("new.json");
+    std::fs::write(&new, report.to_string()).unwrap();
+    let same = barrage_report(compare_args(&base, &base, &[])).await;
+    assert_eq!(same.status.code(), Some(0), "{}", String::from_utf8_lossy(&same.stderr));
+    let out = barrage_report(compare_args(&base, &new, &[])).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("new.json") && stderr.contains("worker w2 was lost"),
+        "{stderr}"
+    );
+}
