@@ -250,9 +250,10 @@ pub struct Aggregator {
     /// Data known lost for good (a worker written off before its data arrived), one
     /// line each, for the report's verdict.
     pub lost_data: Vec<String>,
-    /// The endpoints of the plan: a delta for any other is refused, never allocated
-    /// (empty: not checked).
-    planned: BTreeSet<(String, String)>,
+    /// The endpoints of the plan, name -> methods: a delta for any other is refused,
+    /// never allocated (empty: not checked). Keyed by name so a lookup borrows the
+    /// delta's strings instead of copying them for every delta of every report.
+    planned: BTreeMap<String, Vec<String>>,
     /// The run's start on this machine, to refuse intervals far beyond the run clock.
     run_start: Option<std::time::Instant>,
     /// Open model: arrivals the workers dropped at their in-flight cap.
@@ -302,10 +303,13 @@ impl Aggregator {
 
     /// Refuse deltas of endpoints the plan does not have (name and method).
     pub fn plan_endpoints<'a>(&mut self, endpoints: impl IntoIterator<Item = (&'a str, &'a str)>) {
-        self.planned = endpoints
-            .into_iter()
-            .map(|(n, m)| (n.to_string(), m.to_string()))
-            .collect();
+        self.planned.clear();
+        for (name, method) in endpoints {
+            self.planned
+                .entry(name.to_string())
+                .or_default()
+                .push(method.to_string());
+        }
     }
 
     /// The run started at `at` (this machine's clock): intervals ending far beyond the
@@ -490,7 +494,12 @@ impl Aggregator {
         // Field by field: what cannot be used is refused and counted, the rest kept.
         let mut decoded = Vec::with_capacity(r.endpoints.len());
         for d in &r.endpoints {
-            if !self.planned.is_empty() && !self.planned.contains(&(d.name.clone(), d.method.clone())) {
+            let planned = self.planned.is_empty()
+                || self
+                    .planned
+                    .get(d.name.as_str())
+                    .is_some_and(|methods| methods.iter().any(|m| *m == d.method));
+            if !planned {
                 self.refused_deltas += 1;
                 self.refused_requests = self
                     .refused_requests

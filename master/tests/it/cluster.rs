@@ -267,29 +267,14 @@ async fn hostile_peers_do_not_corrupt_the_totals() {
         let _ = s.write_all(junk).await;
     }
 
-    // A peer that joins properly, then lies.
-    let mut client = v1::coordinator_client::CoordinatorClient::connect(format!("http://{}", m.addr))
-        .await
-        .unwrap();
-    let hello = v1::WorkerMessage {
-        kind: Some(v1::worker_message::Kind::Hello(v1::Hello {
-            protocol_version: barrage_proto::PROTOCOL_VERSION,
-            worker_id: "liar".into(),
-            cpu_cores: 1,
-            ..Default::default()
-        })),
-    };
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tx.send(hello).await.unwrap();
-    let mut replies = client
-        .join(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    let epoch = match replies.next().await.unwrap().unwrap().kind {
-        Some(v1::master_message::Kind::Welcome(w)) => w.epoch,
-        other => panic!("{other:?}"),
-    };
+    // A peer that joins properly, then lies. Its answers stay open (`_replies`) while
+    // it sends, so the master reads every lie.
+    let FakeWorker {
+        tx,
+        replies: _replies,
+        epoch,
+        ..
+    } = FakeWorker::join(m.addr, "liar").await;
     let endpoint = |requests: u64, failures: u64, hist: Vec<u8>| v1::EndpointDelta {
         name: "/v1/workflows/run".into(),
         method: "POST".into(),

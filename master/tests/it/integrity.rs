@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::response::IntoResponse;
-use tokio_stream::StreamExt;
 
 use barrage_master::report::FinalReport;
 use barrage_proto::v1;
@@ -151,71 +150,6 @@ async fn good_runs_beside_long_errors_all_count() {
     assert_eq!(r.aggregated.failures, failed, "failures: ours vs the target's");
     assert!(r.completeness.is_complete(), "{:?}", r.completeness);
     assert_eq!(code, 1);
-}
-
-/// A peer that joins properly and sends what it likes, reading the master's answers.
-struct FakeWorker {
-    tx: tokio::sync::mpsc::Sender<v1::WorkerMessage>,
-    replies: tonic::Streaming<v1::MasterMessage>,
-    epoch: u64,
-}
-
-impl FakeWorker {
-    async fn join(master: std::net::SocketAddr, id: &str) -> FakeWorker {
-        let mut client = v1::coordinator_client::CoordinatorClient::connect(format!("http://{master}"))
-            .await
-            .unwrap();
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        tx.send(v1::WorkerMessage {
-            kind: Some(v1::worker_message::Kind::Hello(v1::Hello {
-                protocol_version: barrage_proto::PROTOCOL_VERSION,
-                worker_id: id.into(),
-                cpu_cores: 1,
-                instance: 7,
-                ..Default::default()
-            })),
-        })
-        .await
-        .unwrap();
-        let mut replies = client
-            .join(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
-        let epoch = match replies.next().await.unwrap().unwrap().kind {
-            Some(v1::master_message::Kind::Welcome(w)) => w.epoch,
-            other => panic!("{other:?}"),
-        };
-        FakeWorker { tx, replies, epoch }
-    }
-
-    async fn report(&self, mut r: v1::Report) {
-        r.worker_id = "fake".into();
-        r.epoch = self.epoch;
-        self.tx
-            .send(v1::WorkerMessage {
-                kind: Some(v1::worker_message::Kind::Report(r)),
-            })
-            .await
-            .unwrap();
-    }
-
-    /// Waits for an Ack of at least `seq` (skipping other messages); false on timeout.
-    async fn acked(&mut self, seq: u64) -> bool {
-        let wait = async {
-            while let Some(Ok(m)) = self.replies.next().await {
-                if let Some(v1::master_message::Kind::Ack(a)) = m.kind
-                    && a.acked_seq >= seq
-                {
-                    return true;
-                }
-            }
-            false
-        };
-        tokio::time::timeout(Duration::from_secs(10), wait)
-            .await
-            .unwrap_or(false)
-    }
 }
 
 /// A report the master cannot use in part (an endpoint the plan does not have) is

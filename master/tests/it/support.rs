@@ -8,7 +8,9 @@ use barrage_master::app::{self, MasterSetup, Outcome};
 use barrage_master::cli::LoadArgs;
 use barrage_master::cluster::Cluster;
 use barrage_mock::{MockConfig, MockState};
+use barrage_proto::v1;
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 pub const KEY: &str = "app-test-key";
@@ -261,4 +263,77 @@ pub async fn ui_master(target: SocketAddr, token: &str) -> (Master, SocketAddr, 
     let w = worker(m.addr, "w");
     assert!(eventually(Duration::from_secs(10), || std::net::TcpStream::connect(web).is_ok()).await);
     (m, web, w)
+}
+
+/// A peer that joins properly and sends what it likes, reading the master's answers.
+pub struct FakeWorker {
+    pub id: String,
+    pub tx: tokio::sync::mpsc::Sender<v1::WorkerMessage>,
+    pub replies: tonic::Streaming<v1::MasterMessage>,
+    pub epoch: u64,
+}
+
+impl FakeWorker {
+    /// Joins `master` as worker `id`, past its Welcome.
+    pub async fn join(master: std::net::SocketAddr, id: &str) -> FakeWorker {
+        let mut client = v1::coordinator_client::CoordinatorClient::connect(format!("http://{master}"))
+            .await
+            .unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tx.send(v1::WorkerMessage {
+            kind: Some(v1::worker_message::Kind::Hello(v1::Hello {
+                protocol_version: barrage_proto::PROTOCOL_VERSION,
+                worker_id: id.into(),
+                cpu_cores: 1,
+                instance: 7,
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap();
+        let mut replies = client
+            .join(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let epoch = match replies.next().await.unwrap().unwrap().kind {
+            Some(v1::master_message::Kind::Welcome(w)) => w.epoch,
+            other => panic!("{other:?}"),
+        };
+        FakeWorker {
+            id: id.into(),
+            tx,
+            replies,
+            epoch,
+        }
+    }
+
+    /// Sends `r` as this worker's report of this epoch.
+    pub async fn report(&self, mut r: v1::Report) {
+        r.worker_id = self.id.clone();
+        r.epoch = self.epoch;
+        self.tx
+            .send(v1::WorkerMessage {
+                kind: Some(v1::worker_message::Kind::Report(r)),
+            })
+            .await
+            .unwrap();
+    }
+
+    /// Waits for an Ack of at least `seq` (skipping other messages); false on timeout.
+    pub async fn acked(&mut self, seq: u64) -> bool {
+        let wait = async {
+            while let Some(Ok(m)) = self.replies.next().await {
+                if let Some(v1::master_message::Kind::Ack(a)) = m.kind
+                    && a.acked_seq >= seq
+                {
+                    return true;
+                }
+            }
+            false
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .unwrap_or(false)
+    }
 }
