@@ -498,7 +498,7 @@ impl Aggregator {
                 || self
                     .planned
                     .get(d.name.as_str())
-                    .is_some_and(|methods| methods.iter().any(|m| *m == d.method));
+                    .is_some_and(|methods| methods.contains(&d.method));
             if !planned {
                 self.refused_deltas += 1;
                 self.refused_requests = self
