@@ -12,6 +12,7 @@ mod csv;
 mod deploy;
 mod dify;
 mod examples;
+mod golden;
 mod faults;
 mod hostile_worker;
 mod html;
