@@ -8,7 +8,6 @@
 //! incomplete data (a report lost, a worker written off before its data arrived, no
 //! request in a run meant to send load); 130 interrupted.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,39 +23,18 @@ use barrage_common::plan::RunPlan;
 use barrage_common::scenario::{self, Scenario};
 use barrage_common::shape::Shape;
 use barrage_common::threshold::Threshold;
-use barrage_proto::v1::coordinator_server::CoordinatorServer;
 
 use crate::cli::{Cli, Command, DemoArgs, HuntArgs, LoadArgs, MasterArgs, MockArgs, RunArgs, ValidateArgs, WorkerArgs};
-use crate::cluster::{Cluster, ClusterOptions, Service};
-use crate::controller::{self, RunConfig, RunError};
-use crate::report::{FinalReport, RunInfo, console, json};
+use crate::cluster::ClusterOptions;
+use crate::controller::RunConfig;
+use crate::exit::{EXIT_CLUSTER, EXIT_FAILURES, Failure};
+use crate::report::{RunInfo, console, json};
+use crate::serve::{Outcome, serve_and_run};
+use crate::signals::{shutdown_signal, signal};
 use crate::thresholds::Thresholds;
 
 /// Largest gRPC message either way (the worker's client uses the same).
 pub const MAX_MESSAGE: usize = barrage_proto::MAX_MESSAGE;
-
-pub const EXIT_FAILURES: u8 = 1;
-pub const EXIT_USAGE: u8 = 2;
-pub const EXIT_CLUSTER: u8 = 3;
-/// Interrupted before the run started (the shell's convention for SIGINT).
-pub const EXIT_INTERRUPTED: u8 = 130;
-
-/// An error with the exit code it maps to.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct Failure {
-    pub code: u8,
-    pub message: String,
-}
-
-impl Failure {
-    fn usage(e: impl std::fmt::Display) -> Self {
-        Failure {
-            code: EXIT_USAGE,
-            message: e.to_string(),
-        }
-    }
-}
 
 pub fn main(cli: Cli) -> ExitCode {
     barrage_common::telemetry::init(match &cli.command {
@@ -92,40 +70,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Hunt(args) => hunt_command(args).await,
         Command::Report(args) => report_command(args),
     }
-}
-
-/// Resolves after the first SIGINT or SIGTERM.
-pub async fn signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// The first SIGINT/SIGTERM starts a graceful stop; a second one exits at once.
-pub async fn shutdown_signal() {
-    signal().await;
-    eprintln!("stopping: collecting final reports (signal again to exit at once)");
-    tokio::spawn(async {
-        signal().await;
-        eprintln!("second signal: exiting now");
-        std::process::exit(130);
-    });
 }
 
 fn web_setup(load: &LoadArgs) -> Result<Option<(SocketAddr, crate::web::WebConfig)>, Failure> {
@@ -189,7 +133,7 @@ pub fn cluster_token() -> Result<Option<String>, Failure> {
     Ok(env_lookup("BARRAGE_CLUSTER_TOKEN").filter(|t| !t.is_empty()))
 }
 
-fn env_lookup(name: &str) -> Option<String> {
+pub fn env_lookup(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
@@ -435,208 +379,6 @@ fn check_plan_size(plan: &RunPlan) -> Result<(), Failure> {
         )));
     }
     Ok(())
-}
-
-/// The result of a master run.
-#[derive(Debug)]
-pub struct Outcome {
-    pub report: FinalReport,
-    pub exit_code: u8,
-}
-
-/// Serves the coordinator on `listener` and runs the load test to the end.
-pub async fn serve_and_run(
-    setup: MasterSetup,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<Outcome> {
-    let cluster = new_cluster(&setup);
-    serve_cluster(cluster, setup, listener, shutdown).await
-}
-
-/// The cluster a setup describes (tests create it first to observe the run).
-pub fn new_cluster(setup: &MasterSetup) -> Arc<Cluster> {
-    let cluster = Cluster::new(&setup.plan, setup.opts.clone());
-    if setup.csv.as_ref().is_some_and(|c| c.full_history()) {
-        cluster.aggregator().keep_endpoint_seconds();
-    }
-    if let Some(w) = setup.run.thresholds.longest_window() {
-        // Trailing windows read per-second histograms: keep them that long, plus the
-        // seconds whose reports are still arriving.
-        cluster.aggregator().keep_histograms_for(w.as_secs() as i64 + 5);
-    }
-    if let Some(h) = &setup.run.hunt
-        && let Ok(h) = h.lock()
-    {
-        // A step is judged on its own seconds, up to a few seconds after it ends.
-        cluster
-            .aggregator()
-            .keep_histograms_for(h.step_time().as_secs() as i64 + 10);
-    }
-    cluster
-}
-
-/// [`serve_and_run`] on a cluster the caller holds.
-pub async fn serve_cluster(
-    cluster: Arc<Cluster>,
-    setup: MasterSetup,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<Outcome> {
-    let stop_server = CancellationToken::new();
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = {
-        let stop = stop_server.clone();
-        let service = CoordinatorServer::new(Service {
-            cluster: cluster.clone(),
-        })
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(tls) = &cluster.opts.tls {
-            let mut config = tonic::transport::ServerTlsConfig::new()
-                .identity(tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem));
-            if let Some(ca) = &tls.client_ca_pem {
-                config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
-            }
-            builder = builder
-                .tls_config(config)
-                .map_err(|e| Failure::usage(format!("TLS for the worker port: {e}")))?;
-        }
-        tokio::spawn(async move {
-            builder
-                .add_service(service)
-                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                .await
-        })
-    };
-    // The web API (unless headless): its stop joins the signals as a way to end the run.
-    let web_stop = CancellationToken::new();
-    let web_done = CancellationToken::new();
-    let web_quit = CancellationToken::new();
-    // The web API ends with this function, however it returns.
-    let _web_guard = web_done.clone().drop_guard();
-    if let Some((addr, cfg)) = &setup.web {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding the web API on {addr}"))?;
-        if env_lookup("BARRAGE_WEB_TOKEN").is_none() {
-            info!(token = %cfg.token, "web API token for POST calls (set BARRAGE_WEB_TOKEN to choose it)");
-        }
-        info!(url = %format!("http://{}/api/stats", listener.local_addr()?), "web API listening");
-        tokio::spawn(crate::web::serve(
-            listener,
-            cluster.clone(),
-            setup.info.clone(),
-            cfg.clone(),
-            crate::web::Controls {
-                stop: web_stop.clone(),
-                quit: web_quit.clone(),
-                done: web_done.clone(),
-                start_from_ui: setup.run.start_from_ui,
-            },
-        ));
-    }
-    let shutdown = {
-        let web_stop = web_stop.clone();
-        async move {
-            tokio::select! {
-                _ = shutdown => {}
-                _ = web_stop.cancelled() => {}
-            }
-        }
-    };
-    let result = controller::run(cluster.clone(), setup.run.clone(), shutdown).await;
-    // Give workers a moment to read their final ack before the server goes away.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    stop_server.cancel();
-    // Close every worker stream, then give the server a moment to end; it must not
-    // outlive the run (a worker on a silent stream would wait for it).
-    for w in cluster.registry().workers.values_mut() {
-        w.tx = None;
-    }
-    let abort = server.abort_handle();
-    if tokio::time::timeout(Duration::from_secs(2), server).await.is_err() {
-        abort.abort();
-    }
-    let summary = result.map_err(|e| {
-        let code = match e {
-            RunError::Interrupted => EXIT_INTERRUPTED,
-            _ => EXIT_CLUSTER,
-        };
-        anyhow::Error::new(Failure {
-            code,
-            message: e.to_string(),
-        })
-    })?;
-    let mut report = FinalReport::build(&cluster, &cluster.run_info(&setup.info), &summary);
-    report.thresholds = setup.run.thresholds.verdicts(&cluster.aggregator(), summary.duration);
-    report.hunt = setup.run.hunt.as_ref().and_then(|h| h.lock().ok().map(|h| h.report()));
-    if let (Some(figures), Some(a)) = (&mut report.arrivals, &summary.arrival) {
-        // The schedule as it ran, rate changes (hunt, web API) included.
-        let end = setup.run.run_time.map_or(summary.duration, |t| t.min(summary.duration));
-        *figures = crate::report::ArrivalFigures::new(a, end, &cluster.aggregator());
-    }
-    if let Some(at_abort) = &summary.threshold_abort
-        && let Some(row) = report.thresholds.iter_mut().find(|r| r.threshold == at_abort.threshold)
-    {
-        // It failed during the run and stopped it: that verdict stands, whatever the
-        // figures of the shortened run say now.
-        row.passed = false;
-        row.shown = format!("{} (failed during the run: {})", row.shown, at_abort.shown);
-    }
-    if setup.print_report {
-        print!("{}", console::render_final(&report));
-    }
-    if let Some(path) = &setup.json {
-        json::write(&report, path)?;
-        info!(path = %path.display(), "JSON report written");
-    }
-    if let Some(path) = &setup.html {
-        crate::report::html::write(&json::to_json(&report), path)?;
-        info!(path = %path.display(), "HTML report written");
-    }
-    if let Some(csv) = &setup.csv {
-        csv.write_final(&report)?;
-    }
-    cluster.set_final_report(report.clone());
-    if setup.run.start_from_ui
-        && let Some((addr, _)) = &setup.web
-    {
-        eprintln!("the run is over; the web UI at http://{addr}/ keeps its downloads until Ctrl-C");
-        tokio::select! {
-            _ = signal() => {}
-            _ = web_quit.cancelled() => {}
-        }
-    }
-    let failed_thresholds: Vec<&str> = report
-        .thresholds
-        .iter()
-        .filter(|t| !t.passed)
-        .map(|t| t.threshold.as_str())
-        .collect();
-    let exit_code = if let Some(why) = &summary.aborted {
-        eprintln!("error: {why} (exit code {EXIT_CLUSTER})");
-        EXIT_CLUSTER
-    } else if !report.completeness.is_complete() {
-        // Figures that miss data must not pass a gate, whatever they say.
-        eprintln!(
-            "error: the run's data is incomplete: {} (exit code {EXIT_CLUSTER})",
-            report.completeness.reasons.join("; ")
-        );
-        EXIT_CLUSTER
-    } else if !failed_thresholds.is_empty() {
-        eprintln!(
-            "thresholds failed: {} (exit code {EXIT_FAILURES})",
-            failed_thresholds.join("; ")
-        );
-        EXIT_FAILURES
-    } else if report.aggregated.failures > 0 {
-        setup.exit_code_on_error
-    } else {
-        0
-    };
-    Ok(Outcome { report, exit_code })
 }
 
 /// Where the worker port listens: `--master-bind-host` under the bind policy

@@ -170,7 +170,11 @@ impl Comparison {
 
     /// 0 without a regression, 1 (as a failed threshold) with one.
     pub fn exit_code(&self) -> u8 {
-        if self.regressed() { crate::app::EXIT_FAILURES } else { 0 }
+        if self.regressed() {
+            crate::exit::EXIT_FAILURES
+        } else {
+            0
+        }
     }
 }
 

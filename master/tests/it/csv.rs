@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use barrage_master::app::Outcome;
+use barrage_master::serve::Outcome;
 
 use crate::support::*;
 

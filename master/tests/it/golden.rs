@@ -47,9 +47,7 @@ fn check(name: &str, actual: &[u8], mismatches: &mut Vec<String>) {
 
 fn barrage() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_barrage"));
-    cmd.current_dir(repo())
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1");
+    cmd.current_dir(repo()).env_remove("RUST_LOG").env("NO_COLOR", "1");
     cmd
 }
 
@@ -95,10 +93,18 @@ fn saved_runs_render_byte_for_byte_as_before() {
         .unwrap();
     check("compare.txt", &result.stdout, &mut mismatches);
     check("compare.stderr.txt", &result.stderr, &mut mismatches);
-    check("compare.code.txt", format!("{:?}\n", result.status.code()).as_bytes(), &mut mismatches);
+    check(
+        "compare.code.txt",
+        format!("{:?}\n", result.status.code()).as_bytes(),
+        &mut mismatches,
+    );
     check("compare.json", &std::fs::read(&json).unwrap(), &mut mismatches);
 
-    assert!(mismatches.is_empty(), "golden outputs changed:\n{}", mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "golden outputs changed:\n{}",
+        mismatches.join("\n")
+    );
 }
 
 #[test]
@@ -129,5 +135,9 @@ fn validate_prints_every_example_as_before() {
         text.extend_from_slice(format!("--- exit {:?}\n", result.status.code()).as_bytes());
         check(&format!("validate-{name}.txt"), &text, &mut mismatches);
     }
-    assert!(mismatches.is_empty(), "golden outputs changed:\n{}", mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "golden outputs changed:\n{}",
+        mismatches.join("\n")
+    );
 }

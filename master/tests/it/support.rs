@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use barrage_master::app::{self, MasterSetup, Outcome};
+use barrage_master::app::MasterSetup;
 use barrage_master::cli::LoadArgs;
 use barrage_master::cluster::Cluster;
+use barrage_master::serve::Outcome;
 use barrage_mock::{MockConfig, MockState};
 use barrage_proto::v1;
 use tokio::net::TcpListener;
@@ -144,8 +145,8 @@ pub struct Master {
 pub async fn master(setup: MasterSetup) -> Master {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let cluster = app::new_cluster(&setup);
-    let run = tokio::spawn(app::serve_cluster(
+    let cluster = barrage_master::serve::new_cluster(&setup);
+    let run = tokio::spawn(barrage_master::serve::serve_cluster(
         cluster.clone(),
         setup,
         listener,

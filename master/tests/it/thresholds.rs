@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use barrage_master::app::Outcome;
+use barrage_master::serve::Outcome;
 
 use crate::support::*;
 
