@@ -804,6 +804,19 @@ fn totals_into(
         .merge(stats, buckets);
 }
 
+/// The `events_per_request` of a stats row in a (name, method) map of those that are
+/// not 1.
+pub fn events_per_request_of(map: &std::collections::BTreeMap<(String, String), u32>, k: &EndpointKey) -> u32 {
+    map.get(&(k.name.clone(), k.method.clone())).copied().unwrap_or(1)
+}
+
+/// Successful requests x `events_per_request`. Expected non-2xx outcomes (a declared
+/// 429) carry no business events.
+pub fn business_events(s: &EndpointStats, epr: u32) -> u64 {
+    let expected: u64 = s.outcomes.values().map(|e| e.count).sum();
+    s.requests.saturating_sub(s.failures).saturating_sub(expected) * u64::from(epr)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -146,6 +146,26 @@ pub struct Registry {
     pub events: Vec<(Duration, String)>,
 }
 
+impl Registry {
+    /// The workers and events as the final report shows them.
+    pub fn roster(&self) -> crate::report::Roster {
+        crate::report::Roster {
+            workers: self
+                .workers
+                .values()
+                .map(|w| crate::report::RosterWorker {
+                    id: w.id.clone(),
+                    index: w.index,
+                    hostname: w.hostname.clone(),
+                    cores: w.cores,
+                    lost: w.lost,
+                })
+                .collect(),
+            events: self.events.clone(),
+        }
+    }
+}
+
 pub struct Cluster {
     pub epoch: u64,
     plan_json: Vec<u8>,

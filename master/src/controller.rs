@@ -13,8 +13,8 @@ use barrage_proto::v1::{self, master_message::Kind as MKind};
 use crate::cluster::{Cluster, Phase};
 use crate::hunt::{Action, Hunt};
 use crate::partition::{class_totals, partition_totals};
-use crate::report::console;
-use crate::thresholds::{ThresholdRow, Thresholds};
+use crate::report::{RunSummary, console};
+use crate::thresholds::Thresholds;
 use barrage_common::shape::Shape;
 
 #[derive(Debug, Clone)]
@@ -75,22 +75,6 @@ pub enum RunError {
     AllWorkersLost,
     #[error("interrupted before the run started")]
     Interrupted,
-}
-
-/// How the run ended, for the report.
-#[derive(Debug, Clone)]
-pub struct RunSummary {
-    pub duration: Duration,
-    pub stop_reason: String,
-    /// Workers whose final report never arrived (lost or timed out).
-    pub missing_finals: Vec<String>,
-    /// Why the run ended as a cluster error (exit code 3): a worker lost under
-    /// `--on-worker-loss abort`, or every worker lost.
-    pub aborted: Option<String>,
-    /// The `abort_on_fail` threshold that stopped the run, as it stood then.
-    pub threshold_abort: Option<ThresholdRow>,
-    /// The open model's schedule as it ended (rate changes included).
-    pub arrival: Option<barrage_common::scenario::Arrival>,
 }
 
 const TICK: Duration = Duration::from_millis(250);
@@ -303,7 +287,8 @@ pub async fn run(
             && now >= next_history_row
         {
             next_history_row += Duration::from_secs(1);
-            csv.history_row(&cluster, now.duration_since(start));
+            let users = cluster.live_users();
+            csv.history_row(&cluster.aggregator(), users, now.duration_since(start));
         }
         if let (Some(at), Some(every)) = (next_console, cfg.console_every)
             && now >= at
@@ -312,7 +297,8 @@ pub async fn run(
             if cfg.progress_line {
                 console::clear_progress();
             }
-            console::print_live(&cluster, now.duration_since(start), every);
+            let users = cluster.live_users();
+            console::print_live(&cluster.aggregator(), users, now.duration_since(start), every);
         }
         if cfg.progress_line && now >= next_progress {
             next_progress += Duration::from_secs(1);
@@ -323,7 +309,14 @@ pub async fn run(
                 }
                 None => console::Target::Users(0, 0.0),
             };
-            console::print_progress(&cluster, now.duration_since(start), cfg.run_time, target);
+            let users = cluster.live_users();
+            console::print_progress(
+                &cluster.aggregator(),
+                users,
+                now.duration_since(start),
+                cfg.run_time,
+                target,
+            );
         }
         // Wake at the next stage change rather than up to a tick after it.
         let elapsed = now.duration_since(start);

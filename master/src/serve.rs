@@ -152,7 +152,9 @@ pub async fn serve_cluster(
             message: e.to_string(),
         })
     })?;
-    let mut report = FinalReport::build(&cluster, &cluster.run_info(&setup.info), &summary);
+    let info = cluster.run_info(&setup.info);
+    let roster = cluster.registry().roster();
+    let mut report = FinalReport::build(&cluster.aggregator(), &roster, &info, &summary);
     report.thresholds = setup.run.thresholds.verdicts(&cluster.aggregator(), summary.duration);
     report.hunt = setup.run.hunt.as_ref().and_then(|h| h.lock().ok().map(|h| h.report()));
     if let (Some(figures), Some(a)) = (&mut report.arrivals, &summary.arrival) {

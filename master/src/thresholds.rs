@@ -105,8 +105,8 @@ impl Thresholds {
                 let events: u64 = rows
                     .iter()
                     .map(|(k, s)| {
-                        let epr = crate::report::events_per_request_of(&self.events_per_request, k);
-                        crate::report::business_events(s, epr)
+                        let epr = crate::aggregate::events_per_request_of(&self.events_per_request, k);
+                        crate::aggregate::business_events(s, epr)
                     })
                     .sum();
                 Some(events as f64 / secs)

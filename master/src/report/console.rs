@@ -9,7 +9,7 @@ use std::time::Duration;
 use barrage_common::metrics::{EndpointStats, Metric};
 
 use super::{EndpointRow, FinalReport, Percentiles};
-use crate::cluster::Cluster;
+use crate::aggregate::Aggregator;
 
 const RULE: &str = "============================================================";
 
@@ -31,11 +31,9 @@ pub fn clear_progress() {
 }
 
 /// Redraws the progress line in place (stdout is a terminal).
-pub fn print_progress(cluster: &Cluster, elapsed: Duration, run_time: Option<Duration>, target: Target) {
+pub fn print_progress(agg: &Aggregator, users: u32, elapsed: Duration, run_time: Option<Duration>, target: Target) {
     use std::io::Write;
-    let users = cluster.live_users();
     let (rps, errors) = {
-        let agg = cluster.aggregator();
         // The last complete second.
         let last = agg.timeline.get(&(elapsed.as_secs() as i64 - 1));
         let all = agg.aggregated();
@@ -94,14 +92,13 @@ pub fn progress_line(
     format!("{time} | {load} | {rps} req/s | {error_pct:.2} % errors")
 }
 
-pub fn print_live(cluster: &Cluster, elapsed: Duration, window: Duration) {
-    print!("{}", live_view(cluster, elapsed, window));
+pub fn print_live(agg: &Aggregator, users: u32, elapsed: Duration, window: Duration) {
+    print!("{}", live_view(agg, users, elapsed, window));
 }
 
-pub fn live_view(cluster: &Cluster, elapsed: Duration, window: Duration) -> String {
-    // The registry first, released before the aggregator is taken: never both at once.
-    let users = cluster.live_users();
-    let agg = cluster.aggregator();
+/// The live view at `elapsed` over the last `window` of complete seconds, with `users`
+/// running cluster-wide.
+pub fn live_view(agg: &Aggregator, users: u32, elapsed: Duration, window: Duration) -> String {
     let all = agg.aggregated();
     // The last `window` of complete seconds (the current second is still arriving).
     let now_s = elapsed.as_secs() as i64;

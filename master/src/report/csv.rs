@@ -32,7 +32,7 @@ use tracing::{info, warn};
 use barrage_common::metrics::{Accum, EndpointStats, Metric};
 
 use super::{FailureRow, FinalReport, TimelinePoint};
-use crate::cluster::Cluster;
+use crate::aggregate::Aggregator;
 
 /// Locust's `PERCENTILES_TO_REPORT`.
 pub const PERCENTILES: [f64; 11] = [0.50, 0.66, 0.75, 0.80, 0.90, 0.95, 0.98, 0.99, 0.999, 0.9999, 1.0];
@@ -313,17 +313,14 @@ impl Csv {
 
     /// Appends the history rows for `elapsed` into the run (the endpoints' with
     /// `--csv-full-history`, then `Aggregated`) and flushes them.
-    pub fn history_row(&self, cluster: &Cluster, elapsed: Duration) {
+    pub fn history_row(&self, agg: &Aggregator, users: u32, elapsed: Duration) {
         if self.lock().out.is_none() {
             return;
         }
-        // One lock at a time: the registry, then the aggregator, then the file.
-        let users = cluster.live_users();
         let to = elapsed.as_secs() as i64 - REPORT_LAG_S;
         let from = (to - WINDOW_S).max(0);
         let unix = unix_now() as i64;
         let rows = {
-            let agg = cluster.aggregator();
             let window = agg.window(from, to.max(from));
             let mut rows = Vec::new();
             let all = if self.full_history {

@@ -18,9 +18,48 @@ use barrage_common::metrics::{EndpointStats, Metric, failure};
 use barrage_common::plan::TaskKindTag;
 use barrage_common::saved::SavedStats;
 
-use crate::aggregate::Aggregator;
-use crate::cluster::Cluster;
-use crate::controller::RunSummary;
+use crate::aggregate::{Aggregator, business_events, events_per_request_of};
+
+/// How the run ended, for the report.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub duration: Duration,
+    pub stop_reason: String,
+    /// Workers whose final report never arrived (lost or timed out).
+    pub missing_finals: Vec<String>,
+    /// Why the run ended as a cluster error (exit code 3): a worker lost under
+    /// `--on-worker-loss abort`, or every worker lost.
+    pub aborted: Option<String>,
+    /// The `abort_on_fail` threshold that stopped the run, as it stood then.
+    pub threshold_abort: Option<crate::thresholds::ThresholdRow>,
+    /// The open model's schedule as it ended (rate changes included).
+    pub arrival: Option<barrage_common::scenario::Arrival>,
+}
+
+/// The cluster as the report shows it: who took part and what happened, copied out of
+/// the registry at the end of the run (the report does not reach into the cluster).
+#[derive(Debug, Clone, Default)]
+pub struct Roster {
+    /// Every worker that joined, lost ones included.
+    pub workers: Vec<RosterWorker>,
+    /// Cluster events (joins, losses, rebalances, web commands) at their run time.
+    pub events: Vec<(Duration, String)>,
+}
+
+/// One worker of the [`Roster`].
+#[derive(Debug, Clone)]
+pub struct RosterWorker {
+    /// The worker's id (`HOSTNAME-PID-RANDOM` unless set).
+    pub id: String,
+    /// Its place in join order, the cluster-wide index its users are numbered from.
+    pub index: u32,
+    /// The host it said it runs on.
+    pub hostname: String,
+    /// CPU cores it said it has.
+    pub cores: u32,
+    /// Written off (silent past the liveness timeout, or replaced).
+    pub lost: bool,
+}
 
 pub const SCHEMA_ID: &str = "barrage.report.v1";
 
@@ -475,15 +514,6 @@ impl RunInfo {
     }
 }
 
-/// The `events_per_request` of a stats row in a (name, method) map of those that are
-/// not 1.
-pub fn events_per_request_of(
-    map: &std::collections::BTreeMap<(String, String), u32>,
-    k: &crate::aggregate::EndpointKey,
-) -> u32 {
-    map.get(&(k.name.clone(), k.method.clone())).copied().unwrap_or(1)
-}
-
 impl ArrivalFigures {
     /// The figures of `arrival` (its schedule as it ran) over a run of `duration`, with
     /// what the workers reported.
@@ -557,13 +587,6 @@ fn count_kind(s: &EndpointStats, kind: &str) -> u64 {
         .sum()
 }
 
-/// Successful requests x `events_per_request`. Expected non-2xx outcomes (a declared
-/// 429) carry no business events.
-pub fn business_events(s: &EndpointStats, epr: u32) -> u64 {
-    let expected: u64 = s.outcomes.values().map(|e| e.count).sum();
-    s.requests.saturating_sub(s.failures).saturating_sub(expected) * u64::from(epr)
-}
-
 fn kind_name(kind: TaskKindTag) -> &'static str {
     match kind {
         TaskKindTag::Http => "http",
@@ -614,14 +637,12 @@ fn row(kind: &str, method: &str, name: &str, s: &EndpointStats, secs: f64, epr: 
 }
 
 impl FinalReport {
-    pub fn build(cluster: &Cluster, info: &RunInfo, summary: &RunSummary) -> FinalReport {
-        let agg = cluster.aggregator();
-        let mut report = Self::from_aggregator(&agg, info, summary.duration).with_merged(&agg, info);
+    pub fn build(agg: &Aggregator, roster: &Roster, info: &RunInfo, summary: &RunSummary) -> FinalReport {
+        let mut report = Self::from_aggregator(agg, info, summary.duration).with_merged(agg, info);
         report.stop_reason = summary.stop_reason.clone();
-        let reg = cluster.registry();
-        report.workers = reg
+        report.workers = roster
             .workers
-            .values()
+            .iter()
             .map(|w| {
                 let p = agg.workers.get(&w.id);
                 WorkerRow {
@@ -640,7 +661,7 @@ impl FinalReport {
             })
             .collect();
         report.workers.sort_by_key(|w| w.index);
-        report.events = reg
+        report.events = roster
             .events
             .iter()
             .map(|(t, e)| format!("{:>7.1}s {e}", t.as_secs_f64()))
@@ -658,7 +679,7 @@ impl FinalReport {
                 report.warnings.push(warning);
             }
         }
-        let written_off = reg.workers.values().filter(|w| w.lost).map(|w| w.id.as_str());
+        let written_off = roster.workers.iter().filter(|w| w.lost).map(|w| w.id.as_str());
         let mut lost = agg.data_loss(written_off);
         for id in &summary.missing_finals {
             lost.push(format!(
