@@ -85,8 +85,10 @@ fn saved_runs_render_byte_for_byte_as_before() {
     let json = out.path().join("compare.json");
     let result = barrage()
         .args(["report", "--compare"])
-        .arg(dir().join("workflow-run.json"))
-        .arg(dir().join("hunt.json"))
+        // Relative to the repository (the command's working directory): the output
+        // names the files, and must not depend on where the checkout lives.
+        .arg("master/tests/golden/workflow-run.json")
+        .arg("master/tests/golden/hunt.json")
         .arg("--json")
         .arg(&json)
         .output()
