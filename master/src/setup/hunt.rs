@@ -87,7 +87,7 @@ pub fn hunt_setup(args: &HuntArgs, scenario: Scenario, workers: u32) -> Result<M
 }
 
 /// The mean pause between a user's tasks, over the classes by weight (Little's law).
-fn mean_wait(plan: &RunPlan) -> Duration {
+pub(super) fn mean_wait(plan: &RunPlan) -> Duration {
     let weighted: Vec<(f64, f64)> = plan
         .classes
         .iter()
