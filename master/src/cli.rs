@@ -426,12 +426,12 @@ pub struct ReportArgs {
     /// A regression: a latency percentile (response time, TTFE) up, or req/s (business
     /// events/s) down, by more than this many percent. Latencies under 1 ms must also
     /// move by more than 1 ms.
-    #[arg(long, value_name = "PCT", default_value_t = crate::compare::DEFAULT_TOLERANCE_PCT,
-          value_parser = crate::compare::parse_tolerance)]
+    #[arg(long, value_name = "PCT", default_value_t = crate::report::compare::DEFAULT_TOLERANCE_PCT,
+          value_parser = crate::report::compare::parse_tolerance)]
     pub tolerance: f64,
     /// A regression: the failure ratio up by more than this many percentage points.
-    #[arg(long, value_name = "PP", default_value_t = crate::compare::DEFAULT_TOLERANCE_ERRORS_PP,
-          value_parser = crate::compare::parse_tolerance)]
+    #[arg(long, value_name = "PP", default_value_t = crate::report::compare::DEFAULT_TOLERANCE_ERRORS_PP,
+          value_parser = crate::report::compare::parse_tolerance)]
     pub tolerance_errors: f64,
     /// Write the comparison as JSON (rows with figure, base, new, change, verdict).
     #[arg(long, value_name = "FILE", requires = "compare")]

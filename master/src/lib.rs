@@ -7,7 +7,6 @@ pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
-pub mod compare;
 pub mod controller;
 pub mod exit;
 pub mod hunt;

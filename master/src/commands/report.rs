@@ -1,6 +1,6 @@
 //! `barrage report`: a saved run (a file written by `--json`) rendered again (console,
 //! and HTML / CSV on request), or two saved runs compared as a CI regression gate
-//! ([`crate::compare`]).
+//! ([`crate::report::compare`]).
 
 use std::path::Path;
 
@@ -18,14 +18,14 @@ pub(super) fn command(args: ReportArgs) -> anyhow::Result<u8> {
     let [base, new] = args.compare.as_slice() else {
         return Err(Failure::usage("--compare takes two files: BASE.json NEW.json").into());
     };
-    let tolerances = crate::compare::Tolerances {
+    let tolerances = crate::report::compare::Tolerances {
         pct: args.tolerance,
         errors_pp: args.tolerance_errors,
     };
-    let comparison = crate::compare::compare_files(base, new, tolerances).map_err(Failure::usage)?;
-    print!("{}", crate::compare::render(&comparison));
+    let comparison = crate::report::compare::compare_files(base, new, tolerances).map_err(Failure::usage)?;
+    print!("{}", crate::report::compare::render(&comparison));
     if let Some(path) = &args.json {
-        crate::compare::write_json(&comparison, path).map_err(Failure::usage)?;
+        crate::report::compare::write_json(&comparison, path).map_err(Failure::usage)?;
     }
     let code = comparison.exit_code();
     if code != 0 {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use barrage_master::compare::{self, Tolerances, Verdict};
+use barrage_master::report::compare::{self, Tolerances, Verdict};
 
 use crate::support::*;
 

@@ -1,4 +1,4 @@
-//! `barrage report --compare BASE.json NEW.json`: two saved `--json` reports
+//! The engine of `barrage report --compare BASE.json NEW.json`: two saved `--json` reports
 //! (`barrage.report.v1`) side by side, per endpoint (matched by method + name) and for
 //! the aggregated row, with a verdict per figure for CI regression gates.
 //!
@@ -9,8 +9,9 @@
 //! sub-millisecond latencies fails no gate). A figure missing from either file is shown
 //! as `-` and not judged; a row in only one file is listed, not judged.
 //!
-//! The reports are read as plain JSON ([`serde_json::Value`]): every figure is looked
-//! up, none is assumed, and nothing here panics on a malformed file.
+//! The reports are read as plain JSON ([`serde_json::Value`], loaded by
+//! [`super::json::load`]): every figure is looked up, none is assumed, and nothing here
+//! panics on a malformed file.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -178,28 +179,10 @@ impl Comparison {
     }
 }
 
-/// Reads a `--json` report; the message names the file.
-pub fn load(path: &Path) -> Result<Value, String> {
-    let shown = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
-    let value: Value = serde_json::from_str(&text).map_err(|e| format!("{shown}: not JSON: {e}"))?;
-    match value.get("schema").and_then(Value::as_str) {
-        Some(crate::report::SCHEMA_ID) => Ok(value),
-        Some(other) => Err(format!(
-            "{shown}: not a Barrage report: schema `{other}`, expected `{}` (a file written by --json)",
-            crate::report::SCHEMA_ID
-        )),
-        None => Err(format!(
-            "{shown}: not a Barrage report: no `schema` field `{}` (a file written by --json)",
-            crate::report::SCHEMA_ID
-        )),
-    }
-}
-
 /// Loads both files and compares them.
 pub fn compare_files(base: &Path, new: &Path, tol: Tolerances) -> Result<Comparison, String> {
-    let b = load(base)?;
-    let n = load(new)?;
+    let b = super::json::load(base)?;
+    let n = super::json::load(new)?;
     Ok(compare(
         &b,
         &n,
