@@ -8,11 +8,13 @@ use serde_json::Value;
 
 use super::{FinalReport, SCHEMA_ID};
 
+/// The final report as a JSON value, the shape of the committed schema.
 pub fn to_json(report: &FinalReport) -> serde_json::Value {
     // The report holds only plain numbers and strings: serialization cannot fail.
     serde_json::to_value(report).unwrap_or(serde_json::Value::Null)
 }
 
+/// Writes the final report to `path` as pretty-printed JSON (`--json FILE`).
 pub fn write(report: &FinalReport, path: &Path) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(&to_json(report))?;
     std::fs::write(path, text).with_context(|| format!("writing the JSON report to {}", path.display()))

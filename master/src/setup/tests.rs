@@ -64,7 +64,8 @@ fn scenario(text: &str) -> Scenario {
     scenario::parse_str(text, config::FileFormat::Toml, "test.toml", &|_: &str| None).unwrap()
 }
 
-/// `barrage COMMAND -f test.toml --headless FLAGS..`, parsed by the real parser.
+/// `barrage COMMAND -f test.toml --headless FLAGS..`, parsed by the real parser (which
+/// also reads `BARRAGE_RUN_*` variables: the tables assume none is set).
 fn parse(command: &str, flags: &[&str]) -> Command {
     let argv = ["barrage", command, "-f", "test.toml", "--headless"]
         .into_iter()
@@ -145,16 +146,44 @@ fn assert_message(got: &str, want: &str, case: &str) {
     }
 }
 
-#[test]
-fn users_spawn_rate_and_run_time_come_from_flags_then_preset_then_scenario() {
-    let open = |start: f64, stages: usize, in_flight: u32, run_time: Option<u64>| Load {
+/// Under the open model: no users, `start` iterations per second, `stages` rate stages.
+const fn open(start: f64, stages: usize, in_flight: u32, run_time: Option<u64>) -> Load {
+    Load {
         users: 0,
         spawn_rate: 2.0,
         run_time,
         stages: Vec::new(),
         arrival: Some((start, stages, in_flight)),
-    };
-    let cases: Vec<(&str, &str, &[&str], Load)> = vec![
+    }
+}
+
+/// Each case (name, scenario, flags, load model) resolves to its load model, and the
+/// report's description of the run agrees.
+fn check_loads(cases: Vec<(&str, &str, &[&str], Load)>) {
+    for (name, text, flags, want) in cases {
+        let setup = resolve(text, flags).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(load_of(&setup), want, "{name}: {flags:?}");
+        assert_eq!(
+            (setup.info.users, setup.info.spawn_rate, setup.info.arrival.is_some()),
+            (want.users, want.spawn_rate, want.arrival.is_some()),
+            "{name}: the report describes the run that runs"
+        );
+    }
+}
+
+/// Each case (name, scenario, flags, message) is a usage error with that message.
+fn check_errors(cases: &[(&str, &str, &[&str], &str)]) {
+    for (name, text, flags, want) in cases {
+        match resolve(text, flags) {
+            Ok(_) => panic!("{name}: {flags:?} resolved"),
+            Err(got) => assert_message(&got, want, &format!("{name}: {flags:?}")),
+        }
+    }
+}
+
+#[test]
+fn users_spawn_rate_and_run_time_come_from_flags_then_preset_then_scenario() {
+    check_loads(vec![
         ("the scenario's [run]", FILE, &[], constant(5, 2.0, Some(30))),
         (
             "-u, -r and -t over [run]",
@@ -219,6 +248,12 @@ fn users_spawn_rate_and_run_time_come_from_flags_then_preset_then_scenario() {
             &[],
             constant(1, 1.0, None),
         ),
+    ]);
+}
+
+#[test]
+fn the_open_model_comes_from_flags_or_a_preset_unless_users_are_asked_for() {
+    check_loads(vec![
         (
             "--arrival-rate: no users, no end",
             BARE,
@@ -264,23 +299,14 @@ fn users_spawn_rate_and_run_time_come_from_flags_then_preset_then_scenario() {
                 ..constant(4, 2.0, Some(30))
             },
         ),
-    ];
-    for (name, text, flags, want) in cases {
-        let setup = resolve(text, flags).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(load_of(&setup), want, "{name}: {flags:?}");
-        assert_eq!(
-            (setup.info.users, setup.info.spawn_rate, setup.info.arrival.is_some()),
-            (want.users, want.spawn_rate, want.arrival.is_some()),
-            "{name}: the report describes the run that runs"
-        );
-    }
+    ]);
 }
 
 #[test]
-fn bad_combinations_are_usage_errors_that_name_the_flag() {
+fn load_flags_that_contradict_each_other_are_usage_errors() {
     let open_and_closed = "--arrival-rate / --arrival-stage (the open model) replace -u and --stage; give one or the \
                            other";
-    let cases: &[(&str, &str, &[&str], &str)] = &[
+    check_errors(&[
         (
             "--arrival-rate with -u",
             FILE,
@@ -335,6 +361,12 @@ fn bad_combinations_are_usage_errors_that_name_the_flag() {
             &["--heartbeat-liveness", "1s"],
             "--heartbeat-liveness 1s: must be at least 2s (two heartbeats)",
         ),
+    ]);
+}
+
+#[test]
+fn bad_hosts_thresholds_classes_tags_and_tls_are_usage_errors() {
+    check_errors(&[
         (
             "a host that is not a URL",
             FILE,
@@ -389,13 +421,7 @@ fn bad_combinations_are_usage_errors_that_name_the_flag() {
             &["--tls-cert", "/nonexistent/c.pem", "--tls-key", "k.pem"],
             "--tls-cert /nonexistent/c.pem: cannot read: No such file or directory (os error 2)",
         ),
-    ];
-    for (name, text, flags, want) in cases {
-        match resolve(text, flags) {
-            Ok(_) => panic!("{name}: {flags:?} resolved"),
-            Err(got) => assert_message(&got, want, &format!("{name}: {flags:?}")),
-        }
-    }
+    ]);
 }
 
 #[test]
