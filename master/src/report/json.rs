@@ -1,5 +1,6 @@
 //! `--json FILE`: the final report as JSON, in the shape of the committed schema
-//! `master/schema/report.schema.json` (checked by a test).
+//! `master/schema/report.schema.json` (checked by a test), and such a saved file read
+//! back, for `barrage report` and its `--compare`.
 
 use std::path::Path;
 
