@@ -75,29 +75,11 @@ impl MasterSetup {
         expect_workers: u32,
         max_wait: Option<Duration>,
     ) -> Result<Self, Failure> {
-        let host = load
-            .host
-            .as_deref()
-            .map(scenario::check_host)
-            .transpose()
-            .map_err(|m| Failure::usage(format!("--host: {m}")))?;
+        let host = flag_host(load)?;
         let model = LoadModel::resolve(load, &scenario)?;
         check_liveness(load.heartbeat_liveness)?;
-        if host.is_none() && scenario.plan.host.is_none() && scenario.plan.classes.iter().any(|c| c.host.is_none()) {
-            return Err(Failure::usage(format!(
-                "{}: no target host; pass -H/--host http://HOST:PORT or set `host` in the scenario",
-                scenario.plan.source
-            )));
-        }
-        let mut plan = scenario.plan;
-        plan.limits.tls_insecure |= load.insecure;
-        scenario::select_classes(&mut plan, &load.classes).map_err(Failure::usage)?;
-        let thresholds = Thresholds {
-            list: thresholds::merged(load, scenario.thresholds, &plan)?,
-            events_per_request: thresholds::events_per_request(&plan),
-        };
-        scenario::filter_tags(&mut plan, &load.tags, &load.exclude_tags).map_err(Failure::usage)?;
-        check_plan_size(&plan)?;
+        check_some_host(host.as_deref(), &scenario.plan)?;
+        let (plan, thresholds) = plan_and_thresholds(load, scenario)?;
         let csv = load
             .csv
             .clone()
@@ -111,17 +93,28 @@ impl MasterSetup {
             events_per_request: thresholds.events_per_request.clone(),
         };
         let run = RunConfig {
+            users: model.users,
+            spawn_rate: model.spawn_rate,
+            shape: model.shape,
+            arrival: model.arrival,
+            run_time: model.run_time,
             expect_workers,
             expect_workers_max_wait: max_wait,
+            stop_timeout: load.stop_timeout,
+            liveness_timeout: load.heartbeat_liveness,
             host,
+            start_from_ui: load.start_from_ui,
+            progress_line: !load.only_summary && std::io::IsTerminal::is_terminal(&std::io::stdout()),
+            console_every: (!load.only_summary).then_some(Duration::from_secs(5)),
             classes: plan
                 .classes
                 .iter()
                 .map(|c| (c.name.clone(), c.weight, c.fixed_count))
                 .collect(),
+            on_worker_loss: load.on_worker_loss,
+            hunt: None,
             csv_history: csv.clone(),
             thresholds: Arc::new(thresholds),
-            ..run_config(load, model)
         };
         let opts = ClusterOptions {
             tls: server_tls(load)?,
@@ -144,29 +137,40 @@ impl MasterSetup {
     }
 }
 
-/// The controller's settings that come from the flags and the load model alone; the
-/// plan's classes, the host, the workers and the thresholds are left for the caller.
-fn run_config(load: &LoadArgs, model: LoadModel) -> RunConfig {
-    RunConfig {
-        users: model.users,
-        spawn_rate: model.spawn_rate,
-        shape: model.shape,
-        arrival: model.arrival,
-        run_time: model.run_time,
-        expect_workers: 0,
-        expect_workers_max_wait: None,
-        stop_timeout: load.stop_timeout,
-        liveness_timeout: load.heartbeat_liveness,
-        host: None,
-        start_from_ui: load.start_from_ui,
-        progress_line: !load.only_summary && std::io::IsTerminal::is_terminal(&std::io::stdout()),
-        console_every: (!load.only_summary).then_some(Duration::from_secs(5)),
-        classes: Vec::new(),
-        on_worker_loss: load.on_worker_loss,
-        hunt: None,
-        csv_history: None,
-        thresholds: Arc::default(),
+/// `-H/--host`, checked to be `http(s)://host:port` without a path (a trailing `/`
+/// dropped); None without the flag.
+fn flag_host(load: &LoadArgs) -> Result<Option<String>, Failure> {
+    load.host
+        .as_deref()
+        .map(scenario::check_host)
+        .transpose()
+        .map_err(|m| Failure::usage(format!("--host: {m}")))
+}
+
+/// Every user class needs a target: `-H`, the scenario's `host`, or its own `host`.
+fn check_some_host(flag_host: Option<&str>, plan: &RunPlan) -> Result<(), Failure> {
+    if flag_host.is_none() && plan.host.is_none() && plan.classes.iter().any(|c| c.host.is_none()) {
+        return Err(Failure::usage(format!(
+            "{}: no target host; pass -H/--host http://HOST:PORT or set `host` in the scenario",
+            plan.source
+        )));
     }
+    Ok(())
+}
+
+/// The plan as workers receive it (`--insecure`, the classes named on the command line,
+/// `--tags`/`--exclude-tags`, at most a gRPC message), and the thresholds judged on it.
+fn plan_and_thresholds(load: &LoadArgs, scenario: Scenario) -> Result<(RunPlan, Thresholds), Failure> {
+    let mut plan = scenario.plan;
+    plan.limits.tls_insecure |= load.insecure;
+    scenario::select_classes(&mut plan, &load.classes).map_err(Failure::usage)?;
+    let thresholds = Thresholds {
+        list: thresholds::merged(load, scenario.thresholds, &plan)?,
+        events_per_request: thresholds::events_per_request(&plan),
+    };
+    scenario::filter_tags(&mut plan, &load.tags, &load.exclude_tags).map_err(Failure::usage)?;
+    check_plan_size(&plan)?;
+    Ok((plan, thresholds))
 }
 
 /// Workers send a heartbeat and a report every second: a worker silent for less than
