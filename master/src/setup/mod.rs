@@ -22,14 +22,14 @@ use credentials::{cluster_token, server_tls, web_setup};
 use load_model::LoadModel;
 
 pub(crate) mod credentials;
-mod hunt;
+mod hunt_setup;
 mod load_model;
 #[cfg(test)]
 mod tests;
-mod thresholds;
+mod threshold_flags;
 
 pub use credentials::env_lookup;
-pub use hunt::hunt_setup;
+pub use hunt_setup::hunt_setup;
 
 /// Largest gRPC message either way on the worker port, in bytes (the worker's client
 /// uses the same).
@@ -165,8 +165,8 @@ fn plan_and_thresholds(load: &LoadArgs, scenario: Scenario) -> Result<(RunPlan, 
     plan.limits.tls_insecure |= load.insecure;
     scenario::select_classes(&mut plan, &load.classes).map_err(Failure::usage)?;
     let thresholds = Thresholds {
-        list: thresholds::merged(load, scenario.thresholds, &plan)?,
-        events_per_request: thresholds::events_per_request(&plan),
+        list: threshold_flags::merged(load, scenario.thresholds, &plan)?,
+        events_per_request: threshold_flags::events_per_request(&plan),
     };
     scenario::filter_tags(&mut plan, &load.tags, &load.exclude_tags).map_err(Failure::usage)?;
     check_plan_size(&plan)?;

@@ -604,6 +604,6 @@ path = "/c"
         (two, Duration::from_millis(1250)),
     ];
     for (text, want) in cases {
-        assert_eq!(hunt::mean_wait(&scenario(text).plan), *want);
+        assert_eq!(hunt_setup::mean_wait(&scenario(text).plan), *want);
     }
 }
