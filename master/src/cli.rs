@@ -20,11 +20,14 @@ that partitions users exactly, merges HDR histograms from every worker and repor
 cluster-wide figures: requests, failures by kind, TTFE/TTFT, events/s, active streams.\n\n\
 Try `barrage demo` first: it runs a whole cluster against a built-in Dify double."
 )]
+/// The `barrage` command line.
 pub struct Cli {
+    /// The subcommand and its flags.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The subcommands of `barrage`, one file each in [`crate::commands`].
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Mock target + master + 2 worker processes on loopback, 20 s, live console and report.
@@ -236,8 +239,10 @@ pub struct LoadArgs {
     pub master_timeout: Duration,
 }
 
+/// `barrage master`'s flags.
 #[derive(Debug, Args)]
 pub struct MasterArgs {
+    /// The run's settings.
     #[command(flatten)]
     pub load: LoadArgs,
     /// Workers to wait for before starting.
@@ -260,8 +265,10 @@ pub struct MasterArgs {
     pub allow_unauthenticated_workers: bool,
 }
 
+/// `barrage hunt`'s flags.
 #[derive(Debug, Args)]
 pub struct HuntArgs {
+    /// The run's settings (hunt sets the load itself).
     #[command(flatten)]
     pub load: LoadArgs,
     /// Users of the first step.
@@ -320,8 +327,10 @@ pub struct HuntArgs {
     pub allow_unauthenticated_workers: bool,
 }
 
+/// `barrage run`'s flags.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// The run's settings.
     #[command(flatten)]
     pub load: LoadArgs,
     /// Local worker processes to start [default: number of CPU cores].
@@ -329,6 +338,7 @@ pub struct RunArgs {
     pub workers: Option<u32>,
 }
 
+/// `barrage worker`'s flags.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
     /// Master address, HOST:PORT.
@@ -363,6 +373,7 @@ pub struct WorkerArgs {
     pub give_up_after: Option<Duration>,
 }
 
+/// `barrage demo`'s flags.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Concurrent users.
@@ -385,15 +396,18 @@ pub struct DemoArgs {
     pub html: Option<PathBuf>,
 }
 
+/// `barrage mock`'s flags.
 #[derive(Debug, Args)]
 pub struct MockArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:5001")]
     pub listen: SocketAddr,
+    /// The double's behaviour: delays, chunks, faults, API key.
     #[command(flatten)]
     pub config: barrage_mock::MockConfig,
 }
 
+/// `barrage validate`'s flags.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     /// Scenario file to check.
@@ -401,6 +415,7 @@ pub struct ValidateArgs {
     pub scenario: PathBuf,
 }
 
+/// `barrage report`'s flags.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// A saved result (a file written by --json) to render again: the console report,
@@ -426,12 +441,12 @@ pub struct ReportArgs {
     /// A regression: a latency percentile (response time, TTFE) up, or req/s (business
     /// events/s) down, by more than this many percent. Latencies under 1 ms must also
     /// move by more than 1 ms.
-    #[arg(long, value_name = "PCT", default_value_t = crate::compare::DEFAULT_TOLERANCE_PCT,
-          value_parser = crate::compare::parse_tolerance)]
+    #[arg(long, value_name = "PCT", default_value_t = crate::report::compare::DEFAULT_TOLERANCE_PCT,
+          value_parser = crate::report::compare::parse_tolerance)]
     pub tolerance: f64,
     /// A regression: the failure ratio up by more than this many percentage points.
-    #[arg(long, value_name = "PP", default_value_t = crate::compare::DEFAULT_TOLERANCE_ERRORS_PP,
-          value_parser = crate::compare::parse_tolerance)]
+    #[arg(long, value_name = "PP", default_value_t = crate::report::compare::DEFAULT_TOLERANCE_ERRORS_PP,
+          value_parser = crate::report::compare::parse_tolerance)]
     pub tolerance_errors: f64,
     /// Write the comparison as JSON (rows with figure, base, new, change, verdict).
     #[arg(long, value_name = "FILE", requires = "compare")]

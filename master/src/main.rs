@@ -1,8 +1,8 @@
-//! `barrage`: parse, then hand over to [`barrage_master::app`].
+//! `barrage`: parse, then hand over to [`barrage_master::commands`].
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = barrage_master::cli::Cli::parse();
-    barrage_master::app::main(cli)
+    barrage_master::commands::main(cli)
 }

@@ -13,11 +13,11 @@ use tracing::info;
 
 use barrage_proto::v1::coordinator_server::CoordinatorServer;
 
-use crate::app::{MAX_MESSAGE, MasterSetup, env_lookup};
 use crate::cluster::{Cluster, Service};
 use crate::controller::{self, RunError};
 use crate::exit::{EXIT_CLUSTER, EXIT_FAILURES, EXIT_INTERRUPTED, Failure};
 use crate::report::{FinalReport, console, json};
+use crate::setup::{MAX_MESSAGE, MasterSetup, env_lookup};
 use crate::signals::signal;
 
 /// The result of a master run.

@@ -58,6 +58,7 @@ pub fn render(report: &serde_json::Value) -> String {
     page
 }
 
+/// Writes [`render`]'s page for `report` (the JSON of a final report) to `path`.
 pub fn write(report: &serde_json::Value, path: &Path) -> anyhow::Result<()> {
     std::fs::write(path, render(report)).with_context(|| format!("writing the HTML report to {}", path.display()))
 }
@@ -73,6 +74,7 @@ fn embed_json(value: &serde_json::Value) -> String {
         .replace('<', "\\u003c")
 }
 
+/// `s` safe as HTML text or a quoted attribute value: `& < > " '` as entities.
 pub fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {

@@ -4,6 +4,7 @@
 //! Every figure comes from merged HDR histograms or exact counters; percentiles are
 //! exact to the histograms' 3 significant digits, never rounded to two like Locust.
 
+pub mod compare;
 pub mod console;
 pub mod csv;
 pub mod html;

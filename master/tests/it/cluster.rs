@@ -355,7 +355,7 @@ async fn hostile_peers_do_not_corrupt_the_totals() {
     // An oversized message: refused by the size limit, not decoded.
     let huge = v1::WorkerMessage {
         kind: Some(v1::worker_message::Kind::Goodbye(v1::Goodbye {
-            reason: "x".repeat(barrage_master::app::MAX_MESSAGE + 1),
+            reason: "x".repeat(barrage_master::setup::MAX_MESSAGE + 1),
         })),
     };
     let _ = tx.send(huge).await;

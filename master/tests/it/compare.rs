@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use barrage_master::compare::{self, Tolerances, Verdict};
+use barrage_master::report::compare::{self, Tolerances, Verdict};
 
 use crate::support::*;
 
@@ -34,7 +34,7 @@ async fn run_to_json(first_event_ms: u64, path: PathBuf) {
     assert_eq!(out.report.aggregated.failures, 0);
 }
 
-pub async fn barrage_report(args: Vec<String>) -> Output {
+pub(crate) async fn barrage_report(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_barrage"))
             .arg("report")

@@ -295,7 +295,7 @@ json = { email = "{{accounts.email}}", password = "{{accounts.password}}" }
     .unwrap();
     let scenario = barrage_common::scenario::load(&dir.path().join("s.toml"), &env).unwrap();
     let load = load_args(addr, 2, 100.0, Duration::from_secs(2));
-    let mut s = barrage_master::app::MasterSetup::resolve(&load, scenario, 1, Some(Duration::from_secs(20))).unwrap();
+    let mut s = barrage_master::setup::MasterSetup::resolve(&load, scenario, 1, Some(Duration::from_secs(20))).unwrap();
     s.print_report = false;
     let r = run_with_one_worker(s).await;
     assert_eq!(

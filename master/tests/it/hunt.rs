@@ -35,7 +35,7 @@ fn hunt_args(load: barrage_master::cli::LoadArgs, slos: &[&str], max: u32) -> Hu
 /// Runs a hunt with one in-process worker; its report and exit code.
 async fn hunt(args: &HuntArgs, scenario: &str) -> (HuntReport, barrage_master::report::FinalReport, u8) {
     let parsed = barrage_common::scenario::parse_str(scenario, config::FileFormat::Toml, "hunt.toml", &env).unwrap();
-    let mut setup = barrage_master::app::hunt_setup(args, parsed, 1).unwrap();
+    let mut setup = barrage_master::setup::hunt_setup(args, parsed, 1).unwrap();
     setup.print_report = false;
     let m = master(setup).await;
     let w = worker(m.addr, "w");

@@ -91,8 +91,9 @@ struct FileCase {
     expect: Vec<String>,
 }
 
-fn file_cases() -> Vec<FileCase> {
-    let text = |what, new: String, expect: &[&str]| FileCase {
+/// A bad `bad.toml` holding `new`; the error names the file and each of `expect`.
+fn text(what: &'static str, new: String, expect: &[&str]) -> FileCase {
+    FileCase {
         what,
         name: "bad.toml",
         content: Content::Text(new),
@@ -100,13 +101,18 @@ fn file_cases() -> Vec<FileCase> {
             .chain(expect.iter().copied())
             .map(str::to_string)
             .collect(),
-    };
-    let toml_error = edit(GOOD, "spawn_rate = 10", "spawn_rate = = 10");
-    let toml_line = line_of(&toml_error, "spawn_rate = =");
-    let unclosed = edit(GOOD, "[[users.tasks]]", "[[users.tasks]");
-    let unclosed_line = line_of(&unclosed, "[[users.tasks]");
-    let yaml_error = edit(GOOD_YAML, "  spawn_rate: 10", "   spawn_rate: 10");
-    let yaml_line = line_of(&yaml_error, "   spawn_rate");
+    }
+}
+
+/// Every bad scenario file: bad fields and values, then bad syntax and bad files.
+fn file_cases() -> Vec<FileCase> {
+    let mut cases = field_cases();
+    cases.extend(syntax_and_file_cases());
+    cases
+}
+
+/// Well-formed files with a field or value the scenario does not allow.
+fn field_cases() -> Vec<FileCase> {
     vec![
         text(
             "unknown field in a task",
@@ -205,6 +211,18 @@ fn file_cases() -> Vec<FileCase> {
             edit(GOOD, "spawn_rate = 10", "spawn_rate = -1"),
             &["run.spawn_rate:", "-1 is not a spawn rate"],
         ),
+    ]
+}
+
+/// Files that do not parse, cannot be read, or are not scenario files at all.
+fn syntax_and_file_cases() -> Vec<FileCase> {
+    let toml_error = edit(GOOD, "spawn_rate = 10", "spawn_rate = = 10");
+    let toml_line = line_of(&toml_error, "spawn_rate = =");
+    let unclosed = edit(GOOD, "[[users.tasks]]", "[[users.tasks]");
+    let unclosed_line = line_of(&unclosed, "[[users.tasks]");
+    let yaml_error = edit(GOOD_YAML, "  spawn_rate: 10", "   spawn_rate: 10");
+    let yaml_line = line_of(&yaml_error, "   spawn_rate");
+    vec![
         text(
             "TOML syntax error",
             toml_error,
@@ -316,6 +334,253 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()
 }
 
+/// `barrage run` on the good scenario `g` against `host`: `-t 2s` when `timed`, one
+/// local worker, then `extra`.
+fn run_args(g: &str, host: &str, timed: bool, extra: &[&str]) -> Vec<String> {
+    let mut args = strings(&["run", "--headless", "-f", g, "-H", host]);
+    if timed {
+        args.extend(strings(&["-t", "2s"]));
+    }
+    args.extend(strings(&["--workers", "1"]));
+    args.extend(strings(extra));
+    args
+}
+
+/// `barrage hunt` on the good scenario `g` against `host` with one local worker, then `extra`.
+fn hunt_args(g: &str, host: &str, extra: &[&str]) -> Vec<String> {
+    let mut args = strings(&["hunt", "-f", g, "-H", host, "--workers", "1"]);
+    args.extend(strings(extra));
+    args
+}
+
+/// A bad command line: (what, arguments, parts the `error:` line must hold).
+type FlagCase = (&'static str, Vec<String>, &'static [&'static str]);
+
+/// `barrage run`'s flags that our setup refuses, after clap has parsed them.
+fn run_flag_cases(g: &str, host: &str) -> Vec<FlagCase> {
+    let run_flags = |extra: &[&str]| run_args(g, host, true, extra);
+    let run_untimed = |extra: &[&str]| run_args(g, host, false, extra);
+    vec![
+        (
+            "spawn rate 0",
+            run_flags(&["-r", "0"]),
+            &["--spawn-rate", "0 is not a spawn rate"],
+        ),
+        (
+            "unknown preset",
+            run_untimed(&["--preset", "heavy"]),
+            &["--preset heavy", "has no [presets]"],
+        ),
+        (
+            "bad threshold",
+            run_flags(&["--threshold", "p95(ttfx) < 1s"]),
+            &["--threshold", "`ttfx` is not a latency", "expected e.g."],
+        ),
+        (
+            "threshold on a row that does not exist",
+            run_flags(&["--threshold-abort", "p95(ttfe){name=/v1/chat} < 1s"]),
+            &["{name=/v1/chat}", "the rows are /v1/workflows/run"],
+        ),
+        (
+            "stage and users",
+            run_untimed(&["--stage", "1s:5", "-u", "3"]),
+            &["--stage sets the users over time"],
+        ),
+        (
+            "arrival rate with users",
+            run_untimed(&["--arrival-rate", "5", "-u", "3"]),
+            &["the open model", "replace -u"],
+        ),
+        (
+            "in-flight cap without arrivals",
+            run_untimed(&["--max-in-flight", "5"]),
+            &["--max-in-flight caps the open model"],
+        ),
+        (
+            "unknown user class",
+            run_flags(&["Workflow", "Chat"]),
+            &["no user class `Chat`", "it has Workflow"],
+        ),
+        (
+            "spawn rate NaN",
+            run_flags(&["-r", "NaN"]),
+            &["--spawn-rate", "NaN is not a spawn rate"],
+        ),
+        (
+            "ftp host",
+            strings(&[
+                "run",
+                "--headless",
+                "-f",
+                g,
+                "-H",
+                "ftp://x",
+                "-t",
+                "2s",
+                "--workers",
+                "1",
+            ]),
+            &["--host", "\"ftp://x\" is not a target"],
+        ),
+        (
+            "host with a path",
+            strings(&[
+                "run",
+                "--headless",
+                "-f",
+                g,
+                "-H",
+                &format!("{host}/v1"),
+                "-t",
+                "2s",
+                "--workers",
+                "1",
+            ]),
+            &["--host", "without a path"],
+        ),
+        (
+            "liveness below two heartbeats",
+            run_flags(&["--heartbeat-liveness", "1s"]),
+            &["--heartbeat-liveness", "at least 2s"],
+        ),
+    ]
+}
+
+/// `barrage hunt`'s flags that its setup refuses.
+fn hunt_flag_cases(g: &str, host: &str) -> Vec<FlagCase> {
+    vec![
+        (
+            "hunt SLO with a window",
+            hunt_args(g, host, &["--slo", "p95(ttfe)[60s] < 1s"]),
+            &["--slo p95(ttfe)[60s] < 1s", "without [window]"],
+        ),
+        (
+            "hunt max below start",
+            hunt_args(g, host, &["--slo", "error_rate < 1%", "--start", "50", "--max", "20"]),
+            &["--max 20: below --start 50"],
+        ),
+        ("hunt without an SLO", hunt_args(g, host, &[]), &["--slo"]),
+        (
+            "hunt with -u",
+            hunt_args(g, host, &["--slo", "error_rate < 1%", "-u", "5"]),
+            &["hunt sets the load itself"],
+        ),
+        (
+            "hunt started from the UI",
+            hunt_args(g, host, &["--slo", "error_rate < 1%", "--start-from-ui"]),
+            &["--start-from-ui is for runs started from the web UI"],
+        ),
+    ]
+}
+
+/// Flag values and command lines clap refuses before our code runs.
+fn clap_flag_cases(g: &str, host: &str) -> Vec<FlagCase> {
+    let run_flags = |extra: &[&str]| run_args(g, host, true, extra);
+    let run_untimed = |extra: &[&str]| run_args(g, host, false, extra);
+    vec![
+        (
+            "bad stage",
+            run_untimed(&["--stage", "1m"]),
+            &["--stage", "DURATION:USERS"],
+        ),
+        (
+            "start from the UI and headless",
+            run_untimed(&["--start-from-ui"]),
+            &["--start-from-ui", "--headless"],
+        ),
+        (
+            "bad arrival stage",
+            run_untimed(&["--arrival-stage", "1m"]),
+            &["--arrival-stage", "DURATION:RATE"],
+        ),
+        ("spawn rate abc", run_flags(&["-r", "abc"]), &["'abc'", "--spawn-rate"]),
+        (
+            "run time soon",
+            strings(&["run", "--headless", "-f", g, "-H", host, "-t", "soon", "--workers", "1"]),
+            &["'soon'", "--run-time", "is not a duration"],
+        ),
+        (
+            "run time too long for a Duration",
+            strings(&["run", "--headless", "-f", g, "-H", host, "-t", "1e20", "--workers", "1"]),
+            &["'1e20'", "--run-time"],
+        ),
+        ("negative users", run_flags(&["--users=-3"]), &["'-3'", "--users"]),
+        (
+            // clap takes `-3` for a flag: the message names the value, not --users.
+            "negative users, short flag",
+            run_flags(&["-u", "-3"]),
+            &["'-3'"],
+        ),
+        ("users abc", run_flags(&["-u", "abc"]), &["'abc'", "--users"]),
+        (
+            "unknown worker-loss policy",
+            run_flags(&["--on-worker-loss", "panic"]),
+            &["'panic'", "--on-worker-loss"],
+        ),
+        (
+            "unknown flag",
+            strings(&["run", "--headless", "-f", g, "-H", host, "-t", "2s", "--bogus"]),
+            &["'--bogus'"],
+        ),
+        (
+            "no scenario",
+            strings(&["run", "-H", host, "-t", "2s"]),
+            &["required", "--scenario"],
+        ),
+        ("no scenario to validate", strings(&["validate"]), &["--scenario"]),
+        ("unknown command", strings(&["frobnicate"]), &["'frobnicate'"]),
+    ]
+}
+
+/// Runs every bad scenario file, flag and `BARRAGE_RUN_*` value against `host` (the good
+/// scenario at `good`, files written under `dir`); the failed checks, described.
+fn usage_error_failures(dir: &Path, good: &str, host: &str) -> Vec<String> {
+    let mut failed = Vec::new();
+    // Scenario files: through `validate` and through `run` (which must stop
+    // before starting a worker).
+    for case in file_cases() {
+        let path = write(dir, &case);
+        let file = path.to_str().unwrap();
+        for args in [
+            strings(&["validate", "-f", file]),
+            strings(&[
+                "run",
+                "--headless",
+                "-f",
+                file,
+                "-H",
+                host,
+                "-t",
+                "2s",
+                "--workers",
+                "1",
+            ]),
+        ] {
+            failed.extend(check_usage_error(case.what, &args, &run(&args), &case.expect).err());
+        }
+    }
+
+    // Flags (ours, after clap) and clap's own usage errors: exit 2 as well.
+    let mut flag_cases = run_flag_cases(good, host);
+    flag_cases.extend(hunt_flag_cases(good, host));
+    flag_cases.extend(clap_flag_cases(good, host));
+    for (what, args, expect) in flag_cases {
+        failed.extend(check_usage_error(what, &args, &run(&args), &strings(expect)).err());
+    }
+
+    // The same layer through the environment: BARRAGE_RUN_* are the flags' values.
+    for (var, value, expect) in [
+        ("BARRAGE_RUN_SPAWN_RATE", "abc", ["'abc'", "--spawn-rate"]),
+        ("BARRAGE_RUN_USERS", "ten", ["'ten'", "--users"]),
+        ("BARRAGE_RUN_RUN_TIME", "soon", ["'soon'", "--run-time"]),
+    ] {
+        let args = strings(&["run", "--headless", "-f", good, "-H", host, "--workers", "1"]);
+        let out = barrage().args(&args).env(var, value).output().unwrap();
+        failed.extend(check_usage_error(&format!("{var}={value}"), &args, &out, &strings(&expect)).err());
+    }
+    failed
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_scenarios_and_flags_are_named_exit_2_and_send_nothing() {
     let mock = mock(sse_mock_config(5, 1, 5)).await;
@@ -330,291 +595,7 @@ async fn bad_scenarios_and_flags_are_named_exit_2_and_send_nothing() {
         let host = host.clone();
         let good_arg = good_arg.clone();
         let dir = dir.path().to_path_buf();
-        move || {
-            let mut failed = Vec::new();
-            // Scenario files: through `validate` and through `run` (which must stop
-            // before starting a worker).
-            for case in file_cases() {
-                let path = write(&dir, &case);
-                let file = path.to_str().unwrap();
-                for args in [
-                    strings(&["validate", "-f", file]),
-                    strings(&[
-                        "run",
-                        "--headless",
-                        "-f",
-                        file,
-                        "-H",
-                        &host,
-                        "-t",
-                        "2s",
-                        "--workers",
-                        "1",
-                    ]),
-                ] {
-                    failed.extend(check_usage_error(case.what, &args, &run(&args), &case.expect).err());
-                }
-            }
-
-            // Flags (ours, after clap) and clap's own usage errors: exit 2 as well.
-            let g = good_arg.as_str();
-            // `barrage run` on the good scenario against the mock, then the flags under test.
-            let base = |timed: bool, extra: &[&str]| {
-                let mut args = strings(&["run", "--headless", "-f", g, "-H", &host]);
-                if timed {
-                    args.extend(strings(&["-t", "2s"]));
-                }
-                args.extend(strings(&["--workers", "1"]));
-                args.extend(strings(extra));
-                args
-            };
-            let run_flags = |extra: &[&str]| base(true, extra);
-            let run_untimed = |extra: &[&str]| base(false, extra);
-            let flag_cases: Vec<(&str, Vec<String>, &[&str])> = vec![
-                (
-                    "spawn rate 0",
-                    run_flags(&["-r", "0"]),
-                    &["--spawn-rate", "0 is not a spawn rate"],
-                ),
-                (
-                    "unknown preset",
-                    run_untimed(&["--preset", "heavy"]),
-                    &["--preset heavy", "has no [presets]"],
-                ),
-                (
-                    "bad threshold",
-                    run_flags(&["--threshold", "p95(ttfx) < 1s"]),
-                    &["--threshold", "`ttfx` is not a latency", "expected e.g."],
-                ),
-                (
-                    "threshold on a row that does not exist",
-                    run_flags(&["--threshold-abort", "p95(ttfe){name=/v1/chat} < 1s"]),
-                    &["{name=/v1/chat}", "the rows are /v1/workflows/run"],
-                ),
-                (
-                    "bad stage",
-                    run_untimed(&["--stage", "1m"]),
-                    &["--stage", "DURATION:USERS"],
-                ),
-                (
-                    "stage and users",
-                    run_untimed(&["--stage", "1s:5", "-u", "3"]),
-                    &["--stage sets the users over time"],
-                ),
-                (
-                    "hunt SLO with a window",
-                    strings(&[
-                        "hunt",
-                        "-f",
-                        g,
-                        "-H",
-                        &host,
-                        "--workers",
-                        "1",
-                        "--slo",
-                        "p95(ttfe)[60s] < 1s",
-                    ]),
-                    &["--slo p95(ttfe)[60s] < 1s", "without [window]"],
-                ),
-                (
-                    "hunt max below start",
-                    strings(&[
-                        "hunt",
-                        "-f",
-                        g,
-                        "-H",
-                        &host,
-                        "--workers",
-                        "1",
-                        "--slo",
-                        "error_rate < 1%",
-                        "--start",
-                        "50",
-                        "--max",
-                        "20",
-                    ]),
-                    &["--max 20: below --start 50"],
-                ),
-                (
-                    "hunt without an SLO",
-                    strings(&["hunt", "-f", g, "-H", &host, "--workers", "1"]),
-                    &["--slo"],
-                ),
-                (
-                    "hunt with -u",
-                    strings(&[
-                        "hunt",
-                        "-f",
-                        g,
-                        "-H",
-                        &host,
-                        "--workers",
-                        "1",
-                        "--slo",
-                        "error_rate < 1%",
-                        "-u",
-                        "5",
-                    ]),
-                    &["hunt sets the load itself"],
-                ),
-                (
-                    "hunt started from the UI",
-                    strings(&[
-                        "hunt",
-                        "-f",
-                        g,
-                        "-H",
-                        &host,
-                        "--workers",
-                        "1",
-                        "--slo",
-                        "error_rate < 1%",
-                        "--start-from-ui",
-                    ]),
-                    &["--start-from-ui is for runs started from the web UI"],
-                ),
-                (
-                    "start from the UI and headless",
-                    run_untimed(&["--start-from-ui"]),
-                    &["--start-from-ui", "--headless"],
-                ),
-                (
-                    "arrival rate with users",
-                    run_untimed(&["--arrival-rate", "5", "-u", "3"]),
-                    &["the open model", "replace -u"],
-                ),
-                (
-                    "in-flight cap without arrivals",
-                    run_untimed(&["--max-in-flight", "5"]),
-                    &["--max-in-flight caps the open model"],
-                ),
-                (
-                    "bad arrival stage",
-                    run_untimed(&["--arrival-stage", "1m"]),
-                    &["--arrival-stage", "DURATION:RATE"],
-                ),
-                (
-                    "unknown user class",
-                    run_flags(&["Workflow", "Chat"]),
-                    &["no user class `Chat`", "it has Workflow"],
-                ),
-                ("spawn rate abc", run_flags(&["-r", "abc"]), &["'abc'", "--spawn-rate"]),
-                (
-                    "spawn rate NaN",
-                    run_flags(&["-r", "NaN"]),
-                    &["--spawn-rate", "NaN is not a spawn rate"],
-                ),
-                (
-                    "run time soon",
-                    strings(&[
-                        "run",
-                        "--headless",
-                        "-f",
-                        g,
-                        "-H",
-                        &host,
-                        "-t",
-                        "soon",
-                        "--workers",
-                        "1",
-                    ]),
-                    &["'soon'", "--run-time", "is not a duration"],
-                ),
-                (
-                    "run time too long for a Duration",
-                    strings(&[
-                        "run",
-                        "--headless",
-                        "-f",
-                        g,
-                        "-H",
-                        &host,
-                        "-t",
-                        "1e20",
-                        "--workers",
-                        "1",
-                    ]),
-                    &["'1e20'", "--run-time"],
-                ),
-                (
-                    "ftp host",
-                    strings(&[
-                        "run",
-                        "--headless",
-                        "-f",
-                        g,
-                        "-H",
-                        "ftp://x",
-                        "-t",
-                        "2s",
-                        "--workers",
-                        "1",
-                    ]),
-                    &["--host", "\"ftp://x\" is not a target"],
-                ),
-                (
-                    "host with a path",
-                    strings(&[
-                        "run",
-                        "--headless",
-                        "-f",
-                        g,
-                        "-H",
-                        &format!("{host}/v1"),
-                        "-t",
-                        "2s",
-                        "--workers",
-                        "1",
-                    ]),
-                    &["--host", "without a path"],
-                ),
-                (
-                    "liveness below two heartbeats",
-                    run_flags(&["--heartbeat-liveness", "1s"]),
-                    &["--heartbeat-liveness", "at least 2s"],
-                ),
-                ("negative users", run_flags(&["--users=-3"]), &["'-3'", "--users"]),
-                (
-                    // clap takes `-3` for a flag: the message names the value, not --users.
-                    "negative users, short flag",
-                    run_flags(&["-u", "-3"]),
-                    &["'-3'"],
-                ),
-                ("users abc", run_flags(&["-u", "abc"]), &["'abc'", "--users"]),
-                (
-                    "unknown worker-loss policy",
-                    run_flags(&["--on-worker-loss", "panic"]),
-                    &["'panic'", "--on-worker-loss"],
-                ),
-                (
-                    "unknown flag",
-                    strings(&["run", "--headless", "-f", g, "-H", &host, "-t", "2s", "--bogus"]),
-                    &["'--bogus'"],
-                ),
-                (
-                    "no scenario",
-                    strings(&["run", "-H", &host, "-t", "2s"]),
-                    &["required", "--scenario"],
-                ),
-                ("no scenario to validate", strings(&["validate"]), &["--scenario"]),
-                ("unknown command", strings(&["frobnicate"]), &["'frobnicate'"]),
-            ];
-            for (what, args, expect) in flag_cases {
-                failed.extend(check_usage_error(what, &args, &run(&args), &strings(expect)).err());
-            }
-
-            // The same layer through the environment: BARRAGE_RUN_* are the flags' values.
-            for (var, value, expect) in [
-                ("BARRAGE_RUN_SPAWN_RATE", "abc", ["'abc'", "--spawn-rate"]),
-                ("BARRAGE_RUN_USERS", "ten", ["'ten'", "--users"]),
-                ("BARRAGE_RUN_RUN_TIME", "soon", ["'soon'", "--run-time"]),
-            ] {
-                let args = strings(&["run", "--headless", "-f", g, "-H", &host, "--workers", "1"]);
-                let out = barrage().args(&args).env(var, value).output().unwrap();
-                failed.extend(check_usage_error(&format!("{var}={value}"), &args, &out, &strings(&expect)).err());
-            }
-            failed
-        }
+        move || usage_error_failures(&dir, &good_arg, &host)
     })
     .await
     .unwrap();

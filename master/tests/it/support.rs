@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use barrage_master::app::MasterSetup;
 use barrage_master::cli::LoadArgs;
 use barrage_master::cluster::Cluster;
 use barrage_master::serve::Outcome;
+use barrage_master::setup::MasterSetup;
 use barrage_mock::{MockConfig, MockState};
 use barrage_proto::v1;
 use tokio::net::TcpListener;

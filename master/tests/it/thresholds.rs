@@ -8,7 +8,7 @@ use barrage_master::serve::Outcome;
 use crate::support::*;
 
 /// Runs `setup` with one in-process worker; the whole outcome (report and exit code).
-async fn outcome(setup: barrage_master::app::MasterSetup) -> Outcome {
+async fn outcome(setup: barrage_master::setup::MasterSetup) -> Outcome {
     let m = master(setup).await;
     let w = worker(m.addr, "w");
     let out = m.run.await.unwrap().unwrap();

@@ -1,6 +1,6 @@
-//! `barrage validate`: the normalised plan as text, every default filled in, every
-//! secret as `***`. What a reader checks before sending load: who runs, what each user
-//! sends and how often, what counts as success.
+//! `barrage validate -f SCENARIO`: loads a scenario and prints the normalised plan as
+//! text, every default filled in, every secret as `***`. What a reader checks before
+//! sending load: who runs, what each user sends and how often, what counts as success.
 
 use std::fmt::Write;
 
@@ -8,8 +8,18 @@ use barrage_common::duration::format as dur;
 use barrage_common::plan::{Capture, CheckRule, ConnectionPolicy, PoolMode, RunPlan, Task, TaskKind, TaskOrder, Wait};
 use barrage_common::scenario::{RunDefaults, Scenario};
 
-/// The whole scenario, normalised.
-pub fn scenario(s: &Scenario) -> String {
+use crate::cli::ValidateArgs;
+use crate::setup::{env_lookup, load_scenario};
+
+/// Runs `barrage validate`: exit code 0 with the plan printed, or a usage error (2).
+pub(super) fn command(args: ValidateArgs) -> anyhow::Result<u8> {
+    let scenario = load_scenario(&args.scenario, &env_lookup)?;
+    print!("{}", describe(&scenario));
+    Ok(0)
+}
+
+/// The whole scenario, normalised: the text `barrage validate` prints.
+pub(crate) fn describe(s: &Scenario) -> String {
     let plan = &s.plan;
     let mut out = String::new();
     let _ = writeln!(out, "{}: valid", plan.source);

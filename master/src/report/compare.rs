@@ -1,4 +1,4 @@
-//! `barrage report --compare BASE.json NEW.json`: two saved `--json` reports
+//! The engine of `barrage report --compare BASE.json NEW.json`: two saved `--json` reports
 //! (`barrage.report.v1`) side by side, per endpoint (matched by method + name) and for
 //! the aggregated row, with a verdict per figure for CI regression gates.
 //!
@@ -9,8 +9,9 @@
 //! sub-millisecond latencies fails no gate). A figure missing from either file is shown
 //! as `-` and not judged; a row in only one file is listed, not judged.
 //!
-//! The reports are read as plain JSON ([`serde_json::Value`]): every figure is looked
-//! up, none is assumed, and nothing here panics on a malformed file.
+//! The reports are read as plain JSON ([`serde_json::Value`], loaded by
+//! [`super::json::load`]): every figure is looked up, none is assumed, and nothing here
+//! panics on a malformed file.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -60,11 +61,15 @@ pub fn parse_tolerance(s: &str) -> Result<f64, String> {
     }
 }
 
+/// What the comparison says of one figure (written as `snake_case` in `--json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    /// Within the tolerances.
     Ok,
+    /// Improved beyond the tolerances.
     Better,
+    /// Worse beyond the tolerances: the comparison exits 1.
     Regressed,
     /// The row (endpoint) is only in the base report: not judged.
     OnlyInBase,
@@ -117,16 +122,22 @@ const FIGURES: &[(&str, &str, Kind)] = &[
 pub struct Row {
     /// `METHOD name`, or `Aggregated`.
     pub row: String,
+    /// The HTTP method of the endpoint row; empty for `Aggregated`.
     pub method: String,
+    /// The stats row's name (`name` in the scenario); `Aggregated` for the total row.
     pub name: String,
     /// The figure's path in an endpoint row of the report, e.g. `ttfe_ms.p50`.
     pub figure: &'static str,
+    /// The figure in the base report; None when missing there.
     pub base: Option<f64>,
+    /// The figure in the new report; None when missing there.
     pub new: Option<f64>,
     /// Relative change in percent, or for `failure_ratio` the absolute change in
     /// percentage points (`change_unit`); null when not computable (base 0, a side missing).
     pub change: Option<f64>,
+    /// `%` for a relative change, `pp` for percentage points.
     pub change_unit: &'static str,
+    /// What the change means against the tolerances.
     pub verdict: Verdict,
 }
 
@@ -143,19 +154,30 @@ impl Row {
 /// One report file, as much of it as the comparison needs.
 #[derive(Debug, Clone, Serialize)]
 pub struct Source {
+    /// The file as named on the command line.
     pub path: String,
+    /// The report's `scenario` (its scenario file); None when missing.
     pub scenario: Option<String>,
+    /// The run's length in seconds; None when missing.
     pub duration_s: Option<f64>,
 }
 
+/// Two reports compared: every judged figure and the totals, as `--json` writes it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
+    /// [`SCHEMA_ID`].
     pub schema: &'static str,
+    /// The baseline report.
     pub base: Source,
+    /// The report judged against the baseline.
     pub new: Source,
+    /// `--tolerance`, in percent.
     pub tolerance_pct: f64,
+    /// `--tolerance-errors`, in percentage points.
     pub tolerance_errors_pp: f64,
+    /// [`LATENCY_SLACK_MS`]: latencies under it must also move by more than it.
     pub latency_slack_ms: f64,
+    /// Every figure of every row, in table order; the aggregated row last.
     pub rows: Vec<Row>,
     /// Figures judged `regressed`.
     pub regressions: usize,
@@ -164,6 +186,7 @@ pub struct Comparison {
 }
 
 impl Comparison {
+    /// Whether any figure regressed beyond the tolerances.
     pub fn regressed(&self) -> bool {
         self.regressions > 0
     }
@@ -178,28 +201,10 @@ impl Comparison {
     }
 }
 
-/// Reads a `--json` report; the message names the file.
-pub fn load(path: &Path) -> Result<Value, String> {
-    let shown = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
-    let value: Value = serde_json::from_str(&text).map_err(|e| format!("{shown}: not JSON: {e}"))?;
-    match value.get("schema").and_then(Value::as_str) {
-        Some(crate::report::SCHEMA_ID) => Ok(value),
-        Some(other) => Err(format!(
-            "{shown}: not a Barrage report: schema `{other}`, expected `{}` (a file written by --json)",
-            crate::report::SCHEMA_ID
-        )),
-        None => Err(format!(
-            "{shown}: not a Barrage report: no `schema` field `{}` (a file written by --json)",
-            crate::report::SCHEMA_ID
-        )),
-    }
-}
-
 /// Loads both files and compares them.
 pub fn compare_files(base: &Path, new: &Path, tol: Tolerances) -> Result<Comparison, String> {
-    let b = load(base)?;
-    let n = load(new)?;
+    let b = super::json::load(base)?;
+    let n = super::json::load(new)?;
     Ok(compare(
         &b,
         &n,
