@@ -149,7 +149,7 @@ async fn a_worker_restarted_under_its_id_counts_from_its_first_report() {
     let load = load_args(mock.addr, 2, 100.0, Duration::from_secs(6));
     let m = master(setup(&workflow_scenario("constant(0.05)"), &load, 1)).await;
     let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_barrage"))
+        barrage()
             .args(["worker", "--master", &m.addr.to_string(), "--worker-id", "pod-0"])
             .args(["--give-up-after", "10s"])
             .stdout(std::process::Stdio::null())

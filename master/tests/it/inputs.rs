@@ -7,15 +7,10 @@ use std::process::{Command, Output};
 
 use crate::support::*;
 
-fn barrage() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_barrage"));
-    // Flags read BARRAGE_* variables (BARRAGE_RUN_USERS, ...): the cases must not depend
-    // on the environment the suite runs in.
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("BARRAGE_") {
-            cmd.env_remove(name);
-        }
-    }
+/// [`barrage`] with the scenarios' key set and the default log level: the cases check
+/// the exact stderr.
+fn barrage_with_key() -> Command {
+    let mut cmd = barrage();
     cmd.env("DIFY_API_KEY", KEY).env_remove("RUST_LOG");
     cmd
 }
@@ -309,7 +304,7 @@ fn check_usage_error(what: &str, args: &[String], out: &Output, expect: &[String
 }
 
 fn run(args: &[String]) -> Output {
-    barrage().args(args).output().unwrap()
+    barrage_with_key().args(args).output().unwrap()
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
@@ -610,7 +605,7 @@ async fn bad_scenarios_and_flags_are_named_exit_2_and_send_nothing() {
                 ("BARRAGE_RUN_RUN_TIME", "soon", ["'soon'", "--run-time"]),
             ] {
                 let args = strings(&["run", "--headless", "-f", g, "-H", &host, "--workers", "1"]);
-                let out = barrage().args(&args).env(var, value).output().unwrap();
+                let out = barrage_with_key().args(&args).env(var, value).output().unwrap();
                 failed.extend(check_usage_error(&format!("{var}={value}"), &args, &out, &strings(&expect)).err());
             }
             failed
@@ -633,7 +628,7 @@ async fn bad_scenarios_and_flags_are_named_exit_2_and_send_nothing() {
     // The control: the same invocation with nothing broken does reach the mock, so the
     // zero above means something.
     let out = tokio::task::spawn_blocking(move || {
-        barrage()
+        barrage_with_key()
             .args([
                 "run",
                 "--headless",

@@ -72,7 +72,7 @@ impl Drop for Slot {
 pub fn chromium() -> Result<PathBuf, String> {
     static CHROMIUM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     CHROMIUM
-        .get_or_init(|| crate::tools::debian_tool("chromium", &CANDIDATES))
+        .get_or_init(|| crate::support::tools::debian_tool("chromium", &CANDIDATES))
         .clone()
 }
 
@@ -89,7 +89,7 @@ pub fn artifacts_dir() -> PathBuf {
 /// A headless Chromium with one tab for test `name`; None when there is no Chromium
 /// and `CI` is not set (the test should return: it is skipped, and says so).
 pub fn launch(name: &str) -> Option<Page> {
-    let path = crate::tools::required("browser test", name, chromium())?;
+    let path = crate::support::tools::required("browser test", name, chromium())?;
     Some(Page::launch(name, &path).unwrap_or_else(|e| panic!("launching {}: {e:#}", path.display())))
 }
 

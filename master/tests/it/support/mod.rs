@@ -1,6 +1,14 @@
-//! Shared set-up: a mock target, a scenario, a master, in-process workers.
+//! Shared set-up: a mock target, a scenario, a master, in-process workers, the
+//! `barrage` binary as a command and free loopback ports. Harnesses with a concern of
+//! their own live beside it: [`proxy`] (a TCP proxy to cut or freeze), [`tools`]
+//! (Debian packages some tests install) and [`browser`] (headless Chromium).
+
+pub(crate) mod browser;
+pub(crate) mod proxy;
+pub(crate) mod tools;
 
 use std::net::SocketAddr;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -194,6 +202,24 @@ pub fn free_addr() -> SocketAddr {
         .unwrap()
         .local_addr()
         .unwrap()
+}
+
+/// A free loopback port, for a `barrage` process a test starts on 127.0.0.1.
+pub(crate) fn free_port() -> u16 {
+    free_addr().port()
+}
+
+/// The `barrage` binary built for this test run, as a command. Flags read `BARRAGE_*`
+/// variables (`BARRAGE_RUN_USERS`, ...), so none is passed on: a test does not depend on
+/// the environment the suite runs in, and sets the ones it means.
+pub(crate) fn barrage() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_barrage"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("BARRAGE_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
 }
 
 /// One HTTP/1.1 request over a fresh connection: `headers` are extra header lines
