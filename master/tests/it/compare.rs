@@ -34,7 +34,7 @@ async fn run_to_json(first_event_ms: u64, path: PathBuf) {
     assert_eq!(out.report.aggregated.failures, 0);
 }
 
-pub async fn barrage_report(args: Vec<String>) -> Output {
+pub(crate) async fn barrage_report(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || barrage().arg("report").args(args).output().unwrap())
         .await
         .unwrap()
