@@ -22,7 +22,7 @@ pub(crate) struct AgentChat {
 }
 
 impl AgentChat {
-    pub fn new(message: ChatMessage) -> Self {
+    pub(crate) fn new(message: ChatMessage) -> Self {
         Self {
             message,
             thought_id: ids::uuid(),

@@ -72,23 +72,23 @@ impl ChatMessage {
         }
     }
 
-    pub fn chunks(&self) -> u64 {
+    pub(crate) fn chunks(&self) -> u64 {
         u64::from(self.call.behaviour.chunks)
     }
 
-    pub fn fault(&self) -> Fault {
+    pub(crate) fn fault(&self) -> Fault {
         self.call.behaviour.fault
     }
 
     /// The next answer piece; counts it as sent.
-    pub fn next_piece(&mut self) -> String {
+    pub(crate) fn next_piece(&mut self) -> String {
         let piece = answer::chunk(self.pieces_sent);
         self.pieces_sent += 1;
         piece
     }
 
     /// Dify's `metadata`, with the usage of the pieces sent so far.
-    pub fn metadata(&self) -> Value {
+    pub(crate) fn metadata(&self) -> Value {
         let latency = self.call.arrival.elapsed().as_secs_f64();
         json!({
             "usage": answer::usage(self.pieces_sent, latency),
@@ -97,7 +97,7 @@ impl ChatMessage {
     }
 
     /// The ids every chat event carries: `task_id`, `message_id`, `conversation_id`.
-    pub fn ids(&self) -> Map<String, Value> {
+    pub(crate) fn ids(&self) -> Map<String, Value> {
         Map::from_iter([
             ("task_id".to_owned(), json!(self.task_id)),
             ("message_id".to_owned(), json!(self.message_id)),
@@ -106,7 +106,7 @@ impl ChatMessage {
     }
 
     /// `{event, id, task_id, message_id, conversation_id, ...fields}`.
-    pub fn wrap(&self, event: &str, fields: Value) -> Value {
+    pub(crate) fn wrap(&self, event: &str, fields: Value) -> Value {
         let mut value = Map::from_iter([
             ("event".to_owned(), json!(event)),
             ("id".to_owned(), json!(self.message_id)),
@@ -119,12 +119,12 @@ impl ChatMessage {
     }
 
     /// `message_end`, reporting the usage of the pieces sent.
-    pub fn message_end(&self) -> Value {
+    pub(crate) fn message_end(&self) -> Value {
         self.wrap("message_end", json!({ "metadata": self.metadata(), "files": [] }))
     }
 
     /// Dify's `event: error`, which ends a stream in place of its terminal event.
-    pub fn error(&self) -> Value {
+    pub(crate) fn error(&self) -> Value {
         json!({
             "event": "error",
             "task_id": self.task_id,

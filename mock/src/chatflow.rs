@@ -35,7 +35,7 @@ pub(crate) struct Chatflow {
 }
 
 impl Chatflow {
-    pub fn new(message: ChatMessage, workflow_id: &str) -> Self {
+    pub(crate) fn new(message: ChatMessage, workflow_id: &str) -> Self {
         let run = RunEvents::new(
             workflow_id.to_owned(),
             message.task_id.clone(),

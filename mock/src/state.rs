@@ -33,6 +33,7 @@ pub struct MockState {
 }
 
 impl MockState {
+    /// A mock serving `cfg`, its counters at zero, with a fresh workflow id and app id.
     pub fn new(cfg: MockConfig) -> Self {
         Self {
             active: ActiveLimit::new(cfg.max_active),
@@ -45,6 +46,7 @@ impl MockState {
         }
     }
 
+    /// The configuration it serves (per-request headers may override it).
     pub fn config(&self) -> &MockConfig {
         &self.cfg
     }

@@ -52,7 +52,7 @@ impl Tasks {
     }
 
     /// Registers a running task; it is unregistered when the handle is dropped.
-    pub fn register(self: &Arc<Self>, task_id: &str, kind: TaskKind, user: &str) -> TaskHandle {
+    pub(crate) fn register(self: &Arc<Self>, task_id: &str, kind: TaskKind, user: &str) -> TaskHandle {
         let stop = CancellationToken::new();
         self.shard(task_id).insert(
             task_id.to_owned(),
@@ -70,7 +70,7 @@ impl Tasks {
     }
 
     /// Signals the task to stop if it is running, of `kind`, and `user`'s.
-    pub fn stop(&self, task_id: &str, kind: TaskKind, user: &str) {
+    pub(crate) fn stop(&self, task_id: &str, kind: TaskKind, user: &str) {
         if let Some(entry) = self.shard(task_id).get(task_id)
             && entry.kind == kind
             && entry.user == user
@@ -89,7 +89,7 @@ pub(crate) struct TaskHandle {
 
 impl TaskHandle {
     /// Resolves once a stop has been asked for.
-    pub async fn stopped(&self) {
+    pub(crate) async fn stopped(&self) {
         self.stop.cancelled().await;
     }
 }

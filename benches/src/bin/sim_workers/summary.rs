@@ -79,7 +79,7 @@ impl Phases {
 }
 
 /// Prints the result block; true when the run was complete and the totals agree.
-pub fn print(args: &Args, o: &Observed) -> bool {
+pub(crate) fn print(args: &Args, o: &Observed) -> bool {
     let s = &o.shared;
     let times = s.times();
     let welcomed = s.welcomed.load(Ordering::Relaxed);
