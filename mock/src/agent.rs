@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::chat::ChatMessage;
+use crate::chat_message::ChatMessage;
 use crate::fault::Fault;
 use crate::ids;
 use crate::outcome::Outcome;
@@ -22,7 +22,7 @@ pub(crate) struct AgentChat {
 }
 
 impl AgentChat {
-    pub fn new(message: ChatMessage) -> Self {
+    pub(crate) fn new(message: ChatMessage) -> Self {
         Self {
             message,
             thought_id: ids::uuid(),
@@ -98,7 +98,7 @@ impl Script for AgentChat {
 mod tests {
     use super::*;
     use crate::answer;
-    use crate::chat::tests::{message, names, play};
+    use crate::chat_message::tests::{message, names, play};
 
     #[test]
     fn thought_messages_thought_end() {

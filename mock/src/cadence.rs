@@ -21,7 +21,7 @@ pub(crate) struct Cadence {
 impl Cadence {
     /// Schedules the next frame after the one just due: on the grid (plus `extra`)
     /// while writes keep up; a full interval after now once they fall behind.
-    pub fn advance(&mut self, extra: Duration) {
+    pub(crate) fn advance(&mut self, extra: Duration) {
         self.due = next_due(self.due, Instant::now(), self.interval.saturating_add(extra));
     }
 }

@@ -17,7 +17,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::answer;
-use crate::chat::ChatMessage;
+use crate::chat_message::ChatMessage;
 use crate::fault::Fault;
 use crate::outcome::Outcome;
 use crate::run::{Node, RunEvents, RunStatus};
@@ -35,7 +35,7 @@ pub(crate) struct Chatflow {
 }
 
 impl Chatflow {
-    pub fn new(message: ChatMessage, workflow_id: &str) -> Self {
+    pub(crate) fn new(message: ChatMessage, workflow_id: &str) -> Self {
         let run = RunEvents::new(
             workflow_id.to_owned(),
             message.task_id.clone(),
@@ -137,7 +137,7 @@ impl Script for Chatflow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::tests::{message, names, play};
+    use crate::chat_message::tests::{message, names, play};
 
     #[test]
     fn sequence_matches_dify() {

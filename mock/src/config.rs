@@ -132,7 +132,7 @@ impl ChatMode {
 /// The app a request claims to call (X-Mock-App-Mode), checked against the route as
 /// dify-api checks the key's app against it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppMode {
+pub(crate) enum AppMode {
     Workflow,
     Chat(ChatMode),
 }
@@ -183,7 +183,7 @@ const MAX_GIANT_BYTES: u64 = 1 << 30;
 
 /// What one request asked for through `X-Mock-*` headers; `None` means "use the config".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Overrides {
+pub(crate) struct Overrides {
     pub first_event_delay: Option<Duration>,
     pub chunks: Option<u32>,
     pub chunk_interval: Option<Duration>,
@@ -198,7 +198,7 @@ pub struct Overrides {
 impl Overrides {
     /// Reads the `X-Mock-*` headers; a malformed value is the client's mistake and
     /// becomes a 400 naming the header, never a silent default.
-    pub fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
         Ok(Self {
             first_event_delay: millis(headers, FIRST_EVENT_DELAY_HEADER)?,
             chunks: number(headers, CHUNKS_HEADER, MAX_HEADER_CHUNKS)?,
@@ -229,7 +229,7 @@ impl Overrides {
 
 /// The effective knobs for one request: the config, with that request's overrides applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Behaviour {
+pub(crate) struct Behaviour {
     pub first_event_delay: Duration,
     pub chunks: u32,
     pub chunk_interval: Duration,
@@ -246,7 +246,7 @@ pub struct Behaviour {
 }
 
 impl Behaviour {
-    pub fn resolve(cfg: &MockConfig, overrides: &Overrides) -> Self {
+    pub(crate) fn resolve(cfg: &MockConfig, overrides: &Overrides) -> Self {
         let ping_interval = overrides.ping_interval.unwrap_or(cfg.ping_interval);
         let chat_mode = match overrides.app_mode {
             Some(AppMode::Chat(mode)) => mode,
@@ -268,7 +268,7 @@ impl Behaviour {
 
     /// How long a blocking call takes: as long as the stream would take to deliver its
     /// last chunk, `first_event_delay + chunks * (chunk_interval + jitter draw)`.
-    pub fn blocking_duration(&self) -> Duration {
+    pub(crate) fn blocking_duration(&self) -> Duration {
         let intervals = self.chunk_interval.saturating_mul(self.chunks);
         let jitter = if self.jitter.is_zero() {
             Duration::ZERO
@@ -279,7 +279,7 @@ impl Behaviour {
     }
 
     /// One draw of the jitter: uniform in `0..=jitter`, in whole microseconds.
-    pub fn jitter_draw(&self) -> Duration {
+    pub(crate) fn jitter_draw(&self) -> Duration {
         if self.jitter.is_zero() {
             return Duration::ZERO;
         }

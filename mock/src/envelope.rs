@@ -13,7 +13,7 @@ use crate::version::DifyVersion;
 /// One Dify error answer. Handlers return `Result<_, ApiError>` so the HTTP status,
 /// Dify's `code` and the body can never disagree.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     code: Cow<'static, str>,
     message: String,
@@ -23,7 +23,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         let code = code.into();
         Self {
             outcome: Outcome::of_status(status, &code),
@@ -34,17 +34,17 @@ impl ApiError {
     }
 
     /// 400 `invalid_param`: Dify's answer to a body or argument it cannot accept.
-    pub fn invalid_param(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid_param(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_param", message)
     }
 
     /// 401 `unauthorized`, with one of Dify's messages for a missing or wrong key.
-    pub fn unauthorized(message: impl Into<String>) -> Self {
+    pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 
     /// 404 `not_found`, Werkzeug's wording, as dify-api sends it for unknown URLs.
-    pub fn not_found() -> Self {
+    pub(crate) fn not_found() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -53,7 +53,7 @@ impl ApiError {
     }
 
     /// 405 `method_not_allowed`, for a known URL asked with the wrong method.
-    pub fn method_not_allowed() -> Self {
+    pub(crate) fn method_not_allowed() -> Self {
         Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -63,7 +63,7 @@ impl ApiError {
 
     /// 400 `completion_request_error`: Dify's answer when the model provider fails
     /// a blocking call.
-    pub fn completion_request_error(message: impl Into<String>) -> Self {
+    pub(crate) fn completion_request_error(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "completion_request_error", message)
     }
 
@@ -72,7 +72,7 @@ impl ApiError {
     /// 1.14.1 answers it 400 `invalid_param` (its `ValueError` handler catches it
     /// first), earlier versions as we knew them 429 `too_many_requests`; a client should
     /// count both as [`Outcome::TooManyRequests`].
-    pub fn too_many_requests(version: DifyVersion, app_id: &str, max: u64) -> Self {
+    pub(crate) fn too_many_requests(version: DifyVersion, app_id: &str, max: u64) -> Self {
         let message = format!(
             "Too many requests. Please try again later. The current maximum concurrent requests allowed for {app_id} is {max}."
         );
@@ -86,27 +86,27 @@ impl ApiError {
     }
 
     /// 429 `rate_limit_error`: Dify's answer when the workspace's plan quota is spent.
-    pub fn rate_limit_error() -> Self {
+    pub(crate) fn rate_limit_error() -> Self {
         Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "Rate Limit Error")
     }
 
     /// What a client that reads this answer should count it as.
-    pub fn outcome(&self) -> Outcome {
+    pub(crate) fn outcome(&self) -> Outcome {
         self.outcome
     }
 
     #[cfg(test)]
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         self.status
     }
 
     #[cfg(test)]
-    pub fn code(&self) -> &str {
+    pub(crate) fn code(&self) -> &str {
         &self.code
     }
 
     #[cfg(test)]
-    pub fn message(&self) -> &str {
+    pub(crate) fn message(&self) -> &str {
         &self.message
     }
 }

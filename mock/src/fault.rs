@@ -48,7 +48,7 @@ pub enum Fault {
 }
 
 /// What `--fault`/`X-Mock-Fault` accept, for error messages.
-pub const FAULT_NAMES: &str =
+pub(crate) const FAULT_NAMES: &str =
     "none, failed, error, stopped, rate-limit, reset, stall, giant-event, malformed-json or http-<400..599>";
 
 impl FromStr for Fault {

@@ -19,7 +19,7 @@ pub(crate) struct StreamGuard {
 }
 
 impl StreamGuard {
-    pub fn start(counters: Arc<Counters>) -> Self {
+    pub(crate) fn start(counters: Arc<Counters>) -> Self {
         counters.stream_opened();
         Self {
             counters,
@@ -28,13 +28,13 @@ impl StreamGuard {
         }
     }
 
-    pub fn counters(&self) -> &Counters {
+    pub(crate) fn counters(&self) -> &Counters {
         &self.counters
     }
 
     /// Records the stream's outcome, unless one already was (an injected fault that was
     /// delivered decides it, whatever happens after).
-    pub fn record(&mut self, outcome: Outcome) {
+    pub(crate) fn record(&mut self, outcome: Outcome) {
         if !self.recorded {
             self.recorded = true;
             self.counters.outcome(outcome);
@@ -43,13 +43,13 @@ impl StreamGuard {
 
     /// The terminal event, which reads as `outcome`, has been handed to the transport.
     /// Idempotent.
-    pub fn complete(&mut self, outcome: Outcome) {
+    pub(crate) fn complete(&mut self, outcome: Outcome) {
         self.record(outcome);
         self.close(StreamEnd::Completed);
     }
 
     /// The mock broke the stream off on purpose.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.record(Outcome::Reset);
         self.close(StreamEnd::Reset);
     }

@@ -4,7 +4,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A random version-4 UUID in its hyphenated form, as Dify's ids are.
-pub fn uuid() -> String {
+pub(crate) fn uuid() -> String {
     let mut n: u128 = rand::random();
     // Version 4 in bits 76..80 and the RFC 4122 variant (0b10) in bits 62..64.
     n = (n & !(0xf << 76)) | (0x4 << 76);
@@ -21,7 +21,7 @@ pub fn uuid() -> String {
 }
 
 /// Seconds since the Unix epoch; 0 if the clock is set before 1970.
-pub fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 

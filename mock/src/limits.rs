@@ -16,20 +16,20 @@ pub(crate) struct ActiveLimit {
 }
 
 impl ActiveLimit {
-    pub fn new(max: u64) -> Arc<Self> {
+    pub(crate) fn new(max: u64) -> Arc<Self> {
         Arc::new(Self {
             max,
             active: AtomicU64::new(0),
         })
     }
 
-    pub fn max(&self) -> u64 {
+    pub(crate) fn max(&self) -> u64 {
         self.max
     }
 
     /// A slot for one more run, or `None` if `max` are already in flight. A
     /// compare-and-swap, so concurrent callers can never overshoot the maximum.
-    pub fn try_acquire(self: &Arc<Self>) -> Option<ActiveSlot> {
+    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<ActiveSlot> {
         let unlimited = self.max == 0;
         self.active
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |active| {

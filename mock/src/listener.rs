@@ -35,7 +35,7 @@ pub(crate) struct CappedListener<L: Listener> {
 
 impl<L: Listener> CappedListener<L> {
     /// `max` = 0 means no cap (still counted).
-    pub fn new(inner: L, max: usize, counters: Arc<Counters>) -> Self {
+    pub(crate) fn new(inner: L, max: usize, counters: Arc<Counters>) -> Self {
         let permits = if max == 0 { Semaphore::MAX_PERMITS } else { max };
         Self {
             inner,

@@ -111,7 +111,7 @@ impl fmt::Display for Outcome {
 pub(crate) enum Tally {
     /// Record this outcome when the response leaves the handler.
     Now(Outcome),
-    /// A stream: its [`crate::truth::StreamGuard`] records the outcome when it ends.
+    /// A stream: its [`crate::guard::StreamGuard`] records the outcome when it ends.
     Later,
 }
 

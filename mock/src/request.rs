@@ -107,7 +107,7 @@ impl<B: Payload> ApiCall<B> {
     /// wrong mode (413 if oversized); an injected `http-<code>` or `rate-limit` fault
     /// (where Dify's billing check would answer); then "Too many requests" (400 or
     /// 429 by `--dify-version`) if `--max-active` runs are already in flight.
-    pub async fn accept(state: &MockState, request: Request, route: TaskKind) -> Result<Self, ApiError> {
+    pub(crate) async fn accept(state: &MockState, request: Request, route: TaskKind) -> Result<Self, ApiError> {
         let (body, received) = accept_body::<B>(state, request).await?;
         let behaviour = Behaviour::resolve(state.config(), &received.overrides);
         match (route, behaviour.app_mode) {

@@ -62,7 +62,7 @@ impl RunStatus {
         }
     }
 
-    pub fn outcome(self) -> Outcome {
+    pub(crate) fn outcome(self) -> Outcome {
         match self {
             RunStatus::Succeeded => Outcome::Succeeded,
             RunStatus::Failed => Outcome::FailedStatus,
@@ -91,7 +91,7 @@ pub(crate) struct RunEvents {
 
 impl RunEvents {
     /// A run of `workflow_id` whose second node is `last` (End or Answer).
-    pub fn new(workflow_id: String, task_id: String, arrival: Instant, last: Node) -> Self {
+    pub(crate) fn new(workflow_id: String, task_id: String, arrival: Instant, last: Node) -> Self {
         Self {
             task_id,
             run_id: ids::uuid(),
@@ -105,13 +105,13 @@ impl RunEvents {
     }
 
     /// Seconds since the request arrived, truncated to whole microseconds.
-    pub fn elapsed(&self) -> f64 {
+    pub(crate) fn elapsed(&self) -> f64 {
         let micros = u64::try_from(self.arrival.elapsed().as_micros()).unwrap_or(u64::MAX);
         micros as f64 / 1e6
     }
 
     /// `{event, task_id, workflow_run_id, data}`, the shape of every workflow event.
-    pub fn wrap(&self, event: &str, data: Value) -> Value {
+    pub(crate) fn wrap(&self, event: &str, data: Value) -> Value {
         json!({
             "event": event,
             "task_id": self.task_id,
@@ -120,7 +120,7 @@ impl RunEvents {
         })
     }
 
-    pub fn started(&self, inputs: &Map<String, Value>) -> Value {
+    pub(crate) fn started(&self, inputs: &Map<String, Value>) -> Value {
         self.wrap(
             "workflow_started",
             json!({
@@ -135,7 +135,7 @@ impl RunEvents {
 
     /// `node_started` or, once `finished`, `node_finished` for the Start node (`first`)
     /// or the last one; `io` is the node's inputs, and its outputs once finished.
-    pub fn node(&self, first: bool, finished: bool, io: Value) -> Value {
+    pub(crate) fn node(&self, first: bool, finished: bool, io: Value) -> Value {
         let (node, node_run, index, predecessor) = if first {
             (Node::Start, &self.start_node_run, 1, Value::Null)
         } else {
@@ -168,7 +168,7 @@ impl RunEvents {
 
     /// `data` of `workflow_finished` (and of a blocking workflow answer). `outputs` are
     /// reported only for a run that succeeded, as Dify does.
-    pub fn finished(&self, status: RunStatus, outputs: Value, total_tokens: u64) -> Value {
+    pub(crate) fn finished(&self, status: RunStatus, outputs: Value, total_tokens: u64) -> Value {
         let error = match status {
             RunStatus::Succeeded => Value::Null,
             RunStatus::Failed => json!(INJECTED_FAILURE),

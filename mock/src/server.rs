@@ -25,7 +25,7 @@ use crate::outcome::{Outcome, Tally};
 use crate::request::Arrival;
 use crate::state::MockState;
 use crate::truth::{Counters, GroundTruth};
-use crate::{chat, tasks, workflow};
+use crate::{chat, stop, workflow};
 
 /// Serves the mock on `listener` until `shutdown` resolves, then stops accepting and
 /// lets in-flight requests (streams included) run to their end; stalled responses
@@ -82,12 +82,12 @@ pub fn router(state: MockState) -> Router {
         )
         .route(
             "/v1/workflows/tasks/{task_id}/stop",
-            post(tasks::stop_workflow).fallback(method_not_allowed),
+            post(stop::stop_workflow).fallback(method_not_allowed),
         )
         .route("/v1/chat-messages", post(chat::send).fallback(method_not_allowed))
         .route(
             "/v1/chat-messages/{task_id}/stop",
-            post(tasks::stop_chat).fallback(method_not_allowed),
+            post(stop::stop_chat).fallback(method_not_allowed),
         )
         .route("/health", get(health).fallback(method_not_allowed))
         .route("/_mock/stats", get(stats).fallback(method_not_allowed))
@@ -122,7 +122,7 @@ async fn count(State(state): State<MockState>, mut request: Request, next: Next)
     }
     let counters = state.counters().clone();
     counters.request();
-    let stop_call = tasks::is_stop_path(path);
+    let stop_call = stop::is_stop_path(path);
     if stop_call {
         counters.stop_requested();
     }

@@ -76,7 +76,7 @@ pub(crate) struct Playback {
 
 impl Playback {
     /// The playback of a stream starting now on `state`'s mock: counted from here on.
-    pub fn new(
+    pub(crate) fn new(
         state: &MockState,
         behaviour: Behaviour,
         arrival: Instant,

@@ -13,7 +13,7 @@ use crate::tasks::Tasks;
 use crate::truth::{Counters, GroundTruth};
 
 /// A mock's configuration and live counters. Cloning is cheap and every clone sees
-/// the same counters, so tests keep one and hand another to [`crate::run`].
+/// the same counters, so tests keep one and hand another to [`crate::run()`].
 #[derive(Clone)]
 pub struct MockState {
     cfg: Arc<MockConfig>,
@@ -27,12 +27,13 @@ pub struct MockState {
     active: Arc<ActiveLimit>,
     /// Open streams by task id, for the stop routes.
     tasks: Arc<Tasks>,
-    /// Cancelled when [`crate::run`]'s shutdown future resolves: stalled responses,
+    /// Cancelled when [`crate::run()`]'s shutdown future resolves: stalled responses,
     /// which would otherwise hold graceful shutdown forever, end then.
     shutdown: CancellationToken,
 }
 
 impl MockState {
+    /// A mock serving `cfg`, its counters at zero, with a fresh workflow id and app id.
     pub fn new(cfg: MockConfig) -> Self {
         Self {
             active: ActiveLimit::new(cfg.max_active),
@@ -45,6 +46,7 @@ impl MockState {
         }
     }
 
+    /// The configuration it serves (per-request headers may override it).
     pub fn config(&self) -> &MockConfig {
         &self.cfg
     }

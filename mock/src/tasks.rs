@@ -1,22 +1,12 @@
-//! Running tasks and stopping them: every open stream registers its `task_id` in
-//! [`Tasks`] for as long as it runs, and `POST /v1/workflows/tasks/{task_id}/stop` /
-//! `POST /v1/chat-messages/{task_id}/stop` signal it to end at once with its stopped
-//! ending. As in dify-api, the answer is always `{"result": "success"}`, also for an
-//! unknown task or another user's (which are left running).
+//! Running tasks: every open stream registers its `task_id` in [`Tasks`] for as long as
+//! it runs, so the stop routes (`crate::stop`) can signal it to end at once with its
+//! stopped ending.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use axum::Json;
-use axum::extract::{Path, Request, State};
-use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
-
-use crate::request::{Payload, accept_body, require_user};
-use crate::state::MockState;
 
 /// Which stop route may stop a task: the workflow route stops workflow runs, the chat
 /// route chat messages of any mode, as dify-api's routes check the app's mode.
@@ -62,7 +52,7 @@ impl Tasks {
     }
 
     /// Registers a running task; it is unregistered when the handle is dropped.
-    pub fn register(self: &Arc<Self>, task_id: &str, kind: TaskKind, user: &str) -> TaskHandle {
+    pub(crate) fn register(self: &Arc<Self>, task_id: &str, kind: TaskKind, user: &str) -> TaskHandle {
         let stop = CancellationToken::new();
         self.shard(task_id).insert(
             task_id.to_owned(),
@@ -80,7 +70,7 @@ impl Tasks {
     }
 
     /// Signals the task to stop if it is running, of `kind`, and `user`'s.
-    pub fn stop(&self, task_id: &str, kind: TaskKind, user: &str) {
+    pub(crate) fn stop(&self, task_id: &str, kind: TaskKind, user: &str) {
         if let Some(entry) = self.shard(task_id).get(task_id)
             && entry.kind == kind
             && entry.user == user
@@ -99,7 +89,7 @@ pub(crate) struct TaskHandle {
 
 impl TaskHandle {
     /// Resolves once a stop has been asked for.
-    pub async fn stopped(&self) {
+    pub(crate) async fn stopped(&self) {
         self.stop.cancelled().await;
     }
 }
@@ -107,53 +97,6 @@ impl TaskHandle {
 impl Drop for TaskHandle {
     fn drop(&mut self) {
         self.tasks.shard(&self.task_id).remove(&self.task_id);
-    }
-}
-
-/// Body of a stop call.
-#[derive(Debug, Deserialize)]
-pub(crate) struct StopRequest {
-    user: String,
-}
-
-impl Payload for StopRequest {
-    fn check(&self) -> Result<(), crate::envelope::ApiError> {
-        require_user(&self.user)
-    }
-}
-
-/// `POST /v1/workflows/tasks/{task_id}/stop`.
-pub(crate) async fn stop_workflow(state: State<MockState>, task_id: Path<String>, request: Request) -> Response {
-    stop(state, task_id, request, TaskKind::Workflow).await
-}
-
-/// `POST /v1/chat-messages/{task_id}/stop`.
-pub(crate) async fn stop_chat(state: State<MockState>, task_id: Path<String>, request: Request) -> Response {
-    stop(state, task_id, request, TaskKind::Chat).await
-}
-
-async fn stop(
-    State(state): State<MockState>,
-    Path(task_id): Path<String>,
-    request: Request,
-    kind: TaskKind,
-) -> Response {
-    match accept_body::<StopRequest>(&state, request).await {
-        Ok((body, _)) => {
-            state.tasks().stop(&task_id, kind, &body.user);
-            Json(json!({ "result": "success" })).into_response()
-        }
-        Err(err) => err.into_response(),
-    }
-}
-
-/// Whether `path` is one of the stop routes. The counting middleware counts these calls
-/// in `stops_requested` and never as a run's outcome, whatever their answer.
-pub(crate) fn is_stop_path(path: &str) -> bool {
-    let segments: Vec<&str> = path.split('/').collect();
-    match segments.as_slice() {
-        ["", "v1", "workflows", "tasks", id, "stop"] | ["", "v1", "chat-messages", id, "stop"] => !id.is_empty(),
-        _ => false,
     }
 }
 
@@ -175,15 +118,5 @@ mod tests {
         handle.stopped().await;
         drop(handle);
         assert!(tasks.shard("t-1").get("t-1").is_none());
-    }
-
-    #[test]
-    fn stop_paths() {
-        assert!(is_stop_path("/v1/workflows/tasks/abc/stop"));
-        assert!(is_stop_path("/v1/chat-messages/abc/stop"));
-        assert!(!is_stop_path("/v1/chat-messages//stop"));
-        assert!(!is_stop_path("/v1/chat-messages"));
-        assert!(!is_stop_path("/v1/workflows/run"));
-        assert!(!is_stop_path("/v1/workflows/tasks/a/b/stop"));
     }
 }

@@ -28,6 +28,7 @@ pub struct GroundTruth {
     pub workflow_runs: u64,
     /// `POST /v1/chat-messages` received (any app mode).
     pub chat_messages: u64,
+    /// SSE streams opened (runs answered in streaming mode).
     pub streams_started: u64,
     /// Streams whose terminal event was handed to the transport.
     pub streams_completed: u64,
@@ -42,14 +43,19 @@ pub struct GroundTruth {
     /// Task-stop calls received (`POST /v1/workflows/tasks/{id}/stop`,
     /// `POST /v1/chat-messages/{id}/stop`), whether or not they stopped anything.
     pub stops_requested: u64,
+    /// Blocking runs answered with their body (a `malformed-json` or `giant-event` one
+    /// included; error answers, resets and stalls are not).
     pub blocking_completed: u64,
     /// Every SSE event handed to the transport, pings and injected events included.
     pub events_sent: u64,
+    /// `event: ping` keep-alives sent, a part of `events_sent`.
     pub pings_sent: u64,
     /// 401 answers (bad key, or `X-Mock-Fault: http-401`), on any route.
     pub unauthorized: u64,
     /// Streams open right now (a gauge; [`crate::MockState::reset`] leaves it alone).
     pub active_streams: u64,
+    /// The most streams open at once since the last reset (which restarts it from the
+    /// streams open then).
     pub max_concurrent_streams: u64,
     /// Response body bytes handed to the transport on counted routes (headers excluded).
     pub bytes_sent: u64,
@@ -62,9 +68,11 @@ pub struct GroundTruth {
     pub connections_accepted: u64,
     /// Connections being served now (a gauge; at most `--max-connections`).
     pub active_connections: u64,
+    /// The most connections served at once since the last reset.
     pub max_concurrent_connections: u64,
     /// Connections accepted but waiting for a free slot (a gauge).
     pub queued_connections: u64,
+    /// The most connections waiting at once since the last reset.
     pub max_queued_connections: u64,
     /// Workflow results sent: `workflow_finished` events (workflows and chatflows, any
     /// status) and blocking workflow answers.
@@ -77,13 +85,17 @@ pub struct GroundTruth {
     pub message_end: u64,
     /// Sum of their `metadata.usage.total_tokens`.
     pub message_total_tokens: u64,
-    /// When each stream's first event (pings aside) was handed to the transport, in
-    /// microseconds after the request arrived: the time to first event the mock really
-    /// served, which timer granularity puts slightly past `--first-event-delay`. A
-    /// client's TTFE is this plus the loopback transit both ways.
+    /// Streams whose first event (pings aside) was timed: when it was handed to the
+    /// transport, in microseconds after the request arrived. That is the time to first
+    /// event the mock really served, which timer granularity puts slightly past
+    /// `--first-event-delay`; a client's TTFE is this plus the loopback transit both
+    /// ways. The three fields below sum those times up.
     pub first_event_count: u64,
+    /// The median of those times, in microseconds (0 when there is none).
     pub first_event_p50_us: u64,
+    /// Their 99th percentile, in microseconds (0 when there is none).
     pub first_event_p99_us: u64,
+    /// The longest of them, in microseconds (0 when there is none).
     pub first_event_max_us: u64,
 }
 
@@ -232,40 +244,40 @@ impl Counters {
         self.changed();
     }
 
-    pub fn request(&self) {
+    pub(crate) fn request(&self) {
         self.add(|c| &c.requests, 1);
     }
 
-    pub fn workflow_run(&self) {
+    pub(crate) fn workflow_run(&self) {
         self.add(|c| &c.workflow_runs, 1);
     }
 
-    pub fn chat_message(&self) {
+    pub(crate) fn chat_message(&self) {
         self.add(|c| &c.chat_messages, 1);
     }
 
-    pub fn unauthorized(&self) {
+    pub(crate) fn unauthorized(&self) {
         self.add(|c| &c.unauthorized, 1);
     }
 
-    pub fn blocking_completed(&self) {
+    pub(crate) fn blocking_completed(&self) {
         self.add(|c| &c.blocking_completed, 1);
     }
 
-    pub fn stop_requested(&self) {
+    pub(crate) fn stop_requested(&self) {
         self.add(|c| &c.stops_requested, 1);
     }
 
-    pub fn stream_stopped(&self) {
+    pub(crate) fn stream_stopped(&self) {
         self.add(|c| &c.streams_stopped, 1);
     }
 
-    pub fn bytes(&self, n: u64) {
+    pub(crate) fn bytes(&self, n: u64) {
         self.add(|c| &c.bytes_sent, n);
     }
 
     /// One SSE event (`ping` or not) of `len` bytes handed to the transport.
-    pub fn event(&self, len: usize, ping: bool) {
+    pub(crate) fn event(&self, len: usize, ping: bool) {
         bump(&self.events_sent, 1);
         if ping {
             bump(&self.pings_sent, 1);
@@ -274,42 +286,42 @@ impl Counters {
     }
 
     /// A stream's first event handed to the transport `after` its request arrived.
-    pub fn first_event(&self, after: std::time::Duration) {
+    pub(crate) fn first_event(&self, after: std::time::Duration) {
         if let Ok(mut h) = self.first_events.0.lock() {
             h.saturating_record(u64::try_from(after.as_micros()).unwrap_or(u64::MAX));
         }
     }
 
-    pub fn outcome(&self, outcome: Outcome) {
+    pub(crate) fn outcome(&self, outcome: Outcome) {
         self.outcomes.bump(outcome.index());
         self.changed();
     }
 
-    pub fn status(&self, status: http::StatusCode) {
+    pub(crate) fn status(&self, status: http::StatusCode) {
         self.statuses
             .bump(usize::from(status.as_u16().saturating_sub(FIRST_STATUS)));
         self.changed();
     }
 
     /// A workflow result reporting `elapsed_us` and `total_tokens` was sent.
-    pub fn workflow_result(&self, elapsed_us: u64, total_tokens: u64) {
+    pub(crate) fn workflow_result(&self, elapsed_us: u64, total_tokens: u64) {
         bump(&self.workflow_finished, 1);
         bump(&self.workflow_elapsed_us, elapsed_us);
         self.add(|c| &c.workflow_total_tokens, total_tokens);
     }
 
     /// A message result reporting `total_tokens` was sent.
-    pub fn message_result(&self, total_tokens: u64) {
+    pub(crate) fn message_result(&self, total_tokens: u64) {
         bump(&self.message_end, 1);
         self.add(|c| &c.message_total_tokens, total_tokens);
     }
 
-    pub fn connection_accepted(&self) {
+    pub(crate) fn connection_accepted(&self) {
         self.add(|c| &c.connections_accepted, 1);
     }
 
     /// A connection starts (`true`) or stops (`false`) waiting for a slot.
-    pub fn connection_queued(&self, queued: bool) {
+    pub(crate) fn connection_queued(&self, queued: bool) {
         if queued {
             self.queued.up()
         } else {
@@ -319,7 +331,7 @@ impl Counters {
     }
 
     /// A connection starts (`true`) or stops (`false`) being served.
-    pub fn connection_served(&self, served: bool) {
+    pub(crate) fn connection_served(&self, served: bool) {
         if served {
             self.connections.up()
         } else {
@@ -329,14 +341,14 @@ impl Counters {
     }
 
     /// A stream opened.
-    pub fn stream_opened(&self) {
+    pub(crate) fn stream_opened(&self) {
         bump(&self.streams_started, 1);
         self.streams.up();
         self.changed();
     }
 
     /// A stream closed, the way `end` says.
-    pub fn stream_closed(&self, end: StreamEnd) {
+    pub(crate) fn stream_closed(&self, end: StreamEnd) {
         let counter = match end {
             StreamEnd::Completed => &self.streams_completed,
             StreamEnd::Reset => &self.streams_reset,
@@ -347,7 +359,7 @@ impl Counters {
         self.changed();
     }
 
-    pub fn snapshot(&self) -> GroundTruth {
+    pub(crate) fn snapshot(&self) -> GroundTruth {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let (active_streams, max_concurrent_streams) = self.streams.read();
         let (active_connections, max_concurrent_connections) = self.connections.read();
@@ -396,7 +408,7 @@ impl Counters {
     /// Zeroes every counter except the gauges (open streams, served and queued
     /// connections): what they count is still there, and zeroing them would make its
     /// ends underflow them. Peaks restart from the gauges' current values.
-    pub fn reset(&self) {
+    pub(crate) fn reset(&self) {
         for counter in [
             &self.requests,
             &self.workflow_runs,
@@ -434,7 +446,7 @@ impl Counters {
 
     /// Resolves with the first snapshot satisfying `done`, re-checking after every
     /// counter update. No timeout: wrap it in `tokio::time::timeout`.
-    pub async fn wait_until(&self, mut done: impl FnMut(&GroundTruth) -> bool) -> GroundTruth {
+    pub(crate) async fn wait_until(&self, mut done: impl FnMut(&GroundTruth) -> bool) -> GroundTruth {
         let _waiting = Waiting::register(&self.waiters);
         loop {
             // Created before the check, so an update landing between the check and the

@@ -17,6 +17,7 @@ impl DifyVersion {
     /// The release whose raw answers we captured (`X-Version: 1.14.1`); the default.
     pub const V1_14_1: Self = Self::new(1, 14, 1);
 
+    /// The dify-api release `major.minor.patch`.
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
         Self { major, minor, patch }
     }

@@ -1,13 +1,8 @@
 //! The `barrage` binary as people use it: real processes, real exit codes.
 
-use std::process::Command;
 use std::time::Duration;
 
 use crate::support::*;
-
-fn barrage() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_barrage"))
-}
 
 fn examples() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")

@@ -149,7 +149,7 @@ async fn a_worker_restarted_under_its_id_counts_from_its_first_report() {
     let load = load_args(mock.addr, 2, 100.0, Duration::from_secs(6));
     let m = master(setup(&workflow_scenario("constant(0.05)"), &load, 1)).await;
     let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_barrage"))
+        barrage()
             .args(["worker", "--master", &m.addr.to_string(), "--worker-id", "pod-0"])
             .args(["--give-up-after", "10s"])
             .stdout(std::process::Stdio::null())
@@ -247,35 +247,23 @@ async fn a_cluster_token_keeps_strangers_out() {
     m.run.abort();
 }
 
-/// A peer that sends impossible reports, oversized messages or plain garbage changes
-/// nothing: the totals stay exactly what the real worker reported and the target saw.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_peers_do_not_corrupt_the_totals() {
+/// Bytes on the gRPC port at `addr` that are no gRPC: HTTP/1, noise, a cut HTTP/2 preface.
+async fn send_garbage(addr: std::net::SocketAddr) {
     use tokio::io::AsyncWriteExt;
-    let mock = mock(sse_mock_config(5, 2, 5)).await;
-    let load = load_args(mock.addr, 2, 100.0, Duration::from_secs(3));
-    let m = master(setup(&workflow_scenario("constant(0.05)"), &load, 1)).await;
-    let honest = worker(m.addr, "honest");
-
-    // Garbage on the gRPC port.
     for junk in [
         &b"GET / HTTP/1.1\r\n\r\n"[..],
         &[0xffu8; 4096][..],
         b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00",
     ] {
-        let mut s = tokio::net::TcpStream::connect(m.addr).await.unwrap();
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         let _ = s.write_all(junk).await;
     }
+}
 
-    // A peer that joins properly, then lies. Its answers stay open (`_replies`) while
-    // it sends, so the master reads every lie.
-    let FakeWorker {
-        tx,
-        replies: _replies,
-        epoch,
-        ..
-    } = FakeWorker::join(m.addr, "liar").await;
-    let endpoint = |requests: u64, failures: u64, hist: Vec<u8>| v1::EndpointDelta {
+/// A delta of the workflow row with `requests`, `failures` and, unless empty, `hist` as
+/// its TTFE histogram.
+fn lying_endpoint(requests: u64, failures: u64, hist: Vec<u8>) -> v1::EndpointDelta {
+    v1::EndpointDelta {
         name: "/v1/workflows/run".into(),
         method: "POST".into(),
         kind: v1::EndpointKind::Sse as i32,
@@ -290,14 +278,18 @@ async fn hostile_peers_do_not_corrupt_the_totals() {
             }]
         },
         ..Default::default()
-    };
-    let lies = [
+    }
+}
+
+/// The reports worker "liar" of `epoch` sends: each is impossible in one way.
+fn lies(epoch: u64) -> [v1::Report; 6] {
+    [
         // Another epoch.
         v1::Report {
             worker_id: "liar".into(),
             epoch: epoch ^ 1,
             seq: 1,
-            endpoints: vec![endpoint(1000, 0, vec![])],
+            endpoints: vec![lying_endpoint(1000, 0, vec![])],
             ..Default::default()
         },
         // Far-future sequence.
@@ -305,7 +297,7 @@ async fn hostile_peers_do_not_corrupt_the_totals() {
             worker_id: "liar".into(),
             epoch,
             seq: 1_000_000,
-            endpoints: vec![endpoint(1000, 0, vec![])],
+            endpoints: vec![lying_endpoint(1000, 0, vec![])],
             ..Default::default()
         },
         // More failures than requests.
@@ -313,7 +305,7 @@ async fn hostile_peers_do_not_corrupt_the_totals() {
             worker_id: "liar".into(),
             epoch,
             seq: 1,
-            endpoints: vec![endpoint(5, 9, vec![])],
+            endpoints: vec![lying_endpoint(5, 9, vec![])],
             ..Default::default()
         },
         // A malformed histogram.
@@ -321,7 +313,7 @@ async fn hostile_peers_do_not_corrupt_the_totals() {
             worker_id: "liar".into(),
             epoch,
             seq: 1,
-            endpoints: vec![endpoint(5, 0, vec![0x1c, 0x84, 0x93, 0x14, 1, 2, 3])],
+            endpoints: vec![lying_endpoint(5, 0, vec![0x1c, 0x84, 0x93, 0x14, 1, 2, 3])],
             ..Default::default()
         },
         // A negative gauge.
@@ -341,11 +333,33 @@ async fn hostile_peers_do_not_corrupt_the_totals() {
             worker_id: "honest".into(),
             epoch,
             seq: 99,
-            endpoints: vec![endpoint(1000, 0, vec![])],
+            endpoints: vec![lying_endpoint(1000, 0, vec![])],
             ..Default::default()
         },
-    ];
-    for lie in lies {
+    ]
+}
+
+/// A peer that sends impossible reports, oversized messages or plain garbage changes
+/// nothing: the totals stay exactly what the real worker reported and the target saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_peers_do_not_corrupt_the_totals() {
+    let mock = mock(sse_mock_config(5, 2, 5)).await;
+    let load = load_args(mock.addr, 2, 100.0, Duration::from_secs(3));
+    let m = master(setup(&workflow_scenario("constant(0.05)"), &load, 1)).await;
+    let honest = worker(m.addr, "honest");
+
+    // Garbage on the gRPC port.
+    send_garbage(m.addr).await;
+
+    // A peer that joins properly, then lies. Its answers stay open (`_replies`) while
+    // it sends, so the master reads every lie.
+    let FakeWorker {
+        tx,
+        replies: _replies,
+        epoch,
+        ..
+    } = FakeWorker::join(m.addr, "liar").await;
+    for lie in lies(epoch) {
         tx.send(v1::WorkerMessage {
             kind: Some(v1::worker_message::Kind::Report(lie)),
         })

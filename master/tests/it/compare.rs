@@ -3,7 +3,7 @@
 //! library function the command uses.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use barrage_master::report::compare::{self, Tolerances, Verdict};
@@ -35,15 +35,9 @@ async fn run_to_json(first_event_ms: u64, path: PathBuf) {
 }
 
 pub(crate) async fn barrage_report(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_barrage"))
-            .arg("report")
-            .args(args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
+    tokio::task::spawn_blocking(move || barrage().arg("report").args(args).output().unwrap())
+        .await
+        .unwrap()
 }
 
 fn compare_args(base: &Path, new: &Path, extra: &[&str]) -> Vec<String> {

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use barrage_master::report::FinalReport;
 use barrage_master::serve::Outcome;
+use barrage_mock::GroundTruth;
 
 use crate::support::*;
 
@@ -125,27 +127,9 @@ fn count(v: &str) -> u64 {
     v.parse().unwrap_or_else(|_| panic!("`{v}` is not a count"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn csv_files_have_locusts_columns_and_the_targets_counts() {
-    let mock = mock(sse_mock_config(20, 2, 5)).await;
-    let dir = tempfile::tempdir().unwrap();
-    // A folder that does not exist yet: created, as Locust does.
-    let prefix = dir.path().join("results").join("run1");
-    // 5 s: the history's current window (10 s ending 2 s back) has seconds in it.
-    let mut load = load_args(mock.addr, 5, 100.0, Duration::from_secs(5));
-    load.csv = Some(prefix.clone());
-    let before = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let out = run(&load).await.unwrap();
-    let report = &out.report;
-    let truth = mock.state.ground_truth();
-    assert!(truth.requests > 10, "{truth:?}");
-    assert_eq!(report.aggregated.requests, truth.requests);
-
-    // _stats.csv: a row per endpoint (Locust's sort: name, then method), then Aggregated.
-    let (header, rows) = read(&file(&prefix, "_stats.csv"));
+/// `_stats.csv`: a row per endpoint (Locust's sort: name, then method), then Aggregated.
+fn check_stats(prefix: &Path, report: &FinalReport, truth: &GroundTruth) {
+    let (header, rows) = read(&file(prefix, "_stats.csv"));
     assert_eq!(header, LOCUST_STATS);
     assert_eq!(rows.len(), report.endpoints.len() + 1);
     for (row, e) in rows.iter().zip(&report.endpoints) {
@@ -176,9 +160,12 @@ async fn csv_files_have_locusts_columns_and_the_targets_counts() {
     );
     assert!((num(&agg[8]) - report.aggregated.bytes_received as f64 / truth.requests as f64).abs() < 1e-9);
     assert!((num(&agg[9]) - report.aggregated.rps).abs() < 1e-9);
+}
 
-    // _stats_history.csv: an Aggregated row a second, written during the run.
-    let (header, history) = read(&file(&prefix, "_stats_history.csv"));
+/// `_stats_history.csv`: an Aggregated row a second, written during the run (which
+/// started at unix second `before`).
+fn check_history(prefix: &Path, report: &FinalReport, truth: &GroundTruth, before: u64) {
+    let (header, history) = read(&file(prefix, "_stats_history.csv"));
     assert_eq!(header, LOCUST_STATS_HISTORY);
     assert!(history.len() >= 2, "{history:?}");
     let mut last_total = 0;
@@ -213,9 +200,12 @@ async fn csv_files_have_locusts_columns_and_the_targets_counts() {
         num(&current[6]) > 0.0 && num(&current[6]) <= num(&current[16]),
         "{current:?}"
     );
+}
 
-    // _failures.csv: the report's failures, counts and all.
-    let (header, failures) = read(&file(&prefix, "_failures.csv"));
+/// `_failures.csv`: the report's failures, counts and all, seen after unix second
+/// `before`.
+fn check_failures(prefix: &Path, report: &FinalReport, before: u64) {
+    let (header, failures) = read(&file(prefix, "_failures.csv"));
     assert_eq!(header, LOCUST_FAILURES);
     assert_eq!(failures.len(), report.failures.len());
     for (row, f) in failures.iter().zip(&report.failures) {
@@ -242,14 +232,18 @@ async fn csv_files_have_locusts_columns_and_the_targets_counts() {
             .iter()
             .any(|r| r[1] == "/v1/chat-messages (503)" && r[2].contains("503"))
     );
+}
 
+/// `_exceptions.csv` (the header alone), `_sse.csv` (ours: the report's timeline), and
+/// Python's line ends.
+fn check_exceptions_and_sse(prefix: &Path, report: &FinalReport) {
     // _exceptions.csv: the header alone.
-    let (header, exceptions) = read(&file(&prefix, "_exceptions.csv"));
+    let (header, exceptions) = read(&file(prefix, "_exceptions.csv"));
     assert_eq!(header, LOCUST_EXCEPTIONS);
     assert!(exceptions.is_empty());
 
     // _sse.csv (ours): the report's timeline.
-    let (header, sse) = read(&file(&prefix, "_sse.csv"));
+    let (header, sse) = read(&file(prefix, "_sse.csv"));
     assert_eq!(header, SSE);
     assert_eq!(sse.len(), report.timeline.len());
     for (row, point) in sse.iter().zip(&report.timeline) {
@@ -263,11 +257,36 @@ async fn csv_files_have_locusts_columns_and_the_targets_counts() {
     assert_eq!(events, report.aggregated.events);
 
     // Python's csv.writer ends rows in CRLF.
-    let raw = std::fs::read_to_string(file(&prefix, "_stats.csv")).unwrap();
+    let raw = std::fs::read_to_string(file(prefix, "_stats.csv")).unwrap();
     assert!(
         raw.starts_with("Type,Name,Request Count,") && raw.contains("%\r\n"),
         "{raw}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_files_have_locusts_columns_and_the_targets_counts() {
+    let mock = mock(sse_mock_config(20, 2, 5)).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A folder that does not exist yet: created, as Locust does.
+    let prefix = dir.path().join("results").join("run1");
+    // 5 s: the history's current window (10 s ending 2 s back) has seconds in it.
+    let mut load = load_args(mock.addr, 5, 100.0, Duration::from_secs(5));
+    load.csv = Some(prefix.clone());
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let out = run(&load).await.unwrap();
+    let report = &out.report;
+    let truth = mock.state.ground_truth();
+    assert!(truth.requests > 10, "{truth:?}");
+    assert_eq!(report.aggregated.requests, truth.requests);
+
+    check_stats(&prefix, report, &truth);
+    check_history(&prefix, report, &truth, before);
+    check_failures(&prefix, report, before);
+    check_exceptions_and_sse(&prefix, report);
 }
 
 /// `--csv-full-history`: every second a row per endpoint, in `_stats.csv`'s order, then

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::proxy::Proxy;
+use crate::support::proxy::Proxy;
 use crate::support::*;
 
 /// A disconnect mid-run: workers reconnect, resend what was not acknowledged, and the
@@ -99,7 +99,7 @@ async fn a_killed_worker_process_is_noticed_and_its_users_move() {
     load.heartbeat_liveness = Duration::from_secs(2);
     let m = master(setup(&workflow_scenario("constant(0.05)"), &load, 2)).await;
     let inproc = worker(m.addr, "survivor");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_barrage"))
+    let mut child = barrage()
         .args([
             "worker",
             "--master",

@@ -10,6 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::barrage;
+
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
@@ -45,8 +47,9 @@ fn check(name: &str, actual: &[u8], mismatches: &mut Vec<String>) {
     }
 }
 
-fn barrage() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_barrage"));
+/// [`barrage`] run from the repository's root, with the default log level and no colours.
+fn barrage_in_repo() -> Command {
+    let mut cmd = barrage();
     cmd.current_dir(repo()).env_remove("RUST_LOG").env("NO_COLOR", "1");
     cmd
 }
@@ -58,7 +61,7 @@ fn saved_runs_render_byte_for_byte_as_before() {
     for run in ["workflow-run", "chat-arrivals", "hunt"] {
         let html = out.path().join(format!("{run}.html"));
         let prefix = out.path().join(run);
-        let result = barrage()
+        let result = barrage_in_repo()
             .arg("report")
             .arg(dir().join(format!("{run}.json")))
             .arg("--html")
@@ -83,7 +86,7 @@ fn saved_runs_render_byte_for_byte_as_before() {
     }
 
     let json = out.path().join("compare.json");
-    let result = barrage()
+    let result = barrage_in_repo()
         .args(["report", "--compare"])
         // Relative to the repository (the command's working directory): the output
         // names the files, and must not depend on where the checkout lives.
@@ -120,7 +123,7 @@ fn validate_prints_every_example_as_before() {
     assert!(examples.len() >= 6, "{examples:?}");
     for example in examples {
         let name = example.file_stem().unwrap().to_string_lossy().into_owned();
-        let result = barrage()
+        let result = barrage_in_repo()
             .args(["validate", "-f"])
             .arg(Path::new("examples").join(example.file_name().unwrap()))
             .env("DIFY_API_KEY", "app-golden-secret")

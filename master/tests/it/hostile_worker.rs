@@ -7,7 +7,7 @@
 //! Whatever comes, nothing panics, every map and text the aggregator keeps is bounded,
 //! every plausible report is acknowledged, and the planned endpoints' totals are exactly
 //! the sum of the valid deltas it merged: a reference the test keeps itself. (The
-//! decoder alone is fuzzed in `common/tests/fuzz.rs`.)
+//! decoder alone is fuzzed in `common/tests/wire_fuzz.rs`.)
 
 use std::collections::BTreeMap;
 

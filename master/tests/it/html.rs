@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use barrage_master::report::{html, json::to_json};
 
-use crate::browser::{self, Page};
+use crate::support::browser::{self, Page};
 use crate::support::*;
 
 /// What the hostile endpoint answers: Dify's error envelope whose message tries to end

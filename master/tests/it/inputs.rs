@@ -7,15 +7,10 @@ use std::process::{Command, Output};
 
 use crate::support::*;
 
-fn barrage() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_barrage"));
-    // Flags read BARRAGE_* variables (BARRAGE_RUN_USERS, ...): the cases must not depend
-    // on the environment the suite runs in.
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("BARRAGE_") {
-            cmd.env_remove(name);
-        }
-    }
+/// [`barrage`] with the scenarios' key set and the default log level: the cases check
+/// the exact stderr.
+fn barrage_with_key() -> Command {
+    let mut cmd = barrage();
     cmd.env("DIFY_API_KEY", KEY).env_remove("RUST_LOG");
     cmd
 }
@@ -91,12 +86,22 @@ struct FileCase {
     expect: Vec<String>,
 }
 
-/// A bad `bad.toml` holding `new`; the error names the file and each of `expect`.
-fn text(what: &'static str, new: String, expect: &[&str]) -> FileCase {
+/// Every bad scenario file: wrong fields and values, broken rules, broken syntax, and
+/// paths that are no scenario file.
+fn file_cases() -> Vec<FileCase> {
+    let mut cases = field_cases();
+    cases.extend(rule_cases());
+    cases.extend(syntax_cases());
+    cases.extend(unreadable_cases());
+    cases
+}
+
+/// `bad.toml` holding `content`; the error must name the file and each of `expect`.
+fn bad_toml(what: &'static str, content: String, expect: &[&str]) -> FileCase {
     FileCase {
         what,
         name: "bad.toml",
-        content: Content::Text(new),
+        content: Content::Text(content),
         expect: std::iter::once("bad.toml")
             .chain(expect.iter().copied())
             .map(str::to_string)
@@ -104,58 +109,58 @@ fn text(what: &'static str, new: String, expect: &[&str]) -> FileCase {
     }
 }
 
-/// Every bad scenario file: bad fields and values, then bad syntax and bad files.
-fn file_cases() -> Vec<FileCase> {
-    let mut cases = field_cases();
-    cases.extend(syntax_and_file_cases());
-    cases
-}
-
-/// Well-formed files with a field or value the scenario does not allow.
+/// Unknown fields, wrong types and values that are no duration or wait.
 fn field_cases() -> Vec<FileCase> {
     vec![
-        text(
+        bad_toml(
             "unknown field in a task",
             edit(GOOD, "timeout = \"10s\"", "timeout = \"10s\"\ntimout = \"3s\""),
             // config names the place as `users[0]tasks[0]` (no dot): check the parts.
             &["unknown field `timout`", "users[0]", "tasks[0]"],
         ),
-        text(
+        bad_toml(
             "bad preset run time",
             format!("{GOOD}\n[presets.soak]\nusers = 5\nrun_time = \"an hour\"\n"),
             &["presets.soak.run_time", "is not a duration"],
         ),
-        text(
+        bad_toml(
             "unknown top-level field",
             format!("colour = \"red\"\n{GOOD}"),
             &["unknown field `colour`"],
         ),
-        text(
+        bad_toml(
             "wrong type",
             edit(GOOD, "users = 2", "users = \"ten\""),
             &["run.users", "\"ten\"", "integer"],
         ),
-        text(
+        bad_toml(
             "bad task duration",
             edit(GOOD, "timeout = \"10s\"", "timeout = \"10 parsecs\""),
             &["users[0].tasks[0].timeout:", "is not a duration"],
         ),
-        text(
+        bad_toml(
             "run time too long for a Duration",
             edit(GOOD, "run_time = \"2s\"", "run_time = \"1e20\""),
             &["run.run_time:", "1e20"],
         ),
-        text(
+        bad_toml(
             "bad run duration",
             edit(GOOD, "run_time = \"2s\"", "run_time = \"soon\""),
             &["run.run_time:", "\"soon\" is not a duration"],
         ),
-        text(
+        bad_toml(
             "bad wait",
             edit(GOOD, "constant(0.1)", "betwen(1,3)"),
             &["users[0].wait:", "is not a wait"],
         ),
-        text(
+    ]
+}
+
+/// Values of the right type that break a rule: templates, environment variables,
+/// weights, signs.
+fn rule_cases() -> Vec<FileCase> {
+    vec![
+        bad_toml(
             "unknown template variable",
             edit(GOOD, "{{question}}", "{{questoin}}"),
             &[
@@ -164,12 +169,12 @@ fn field_cases() -> Vec<FileCase> {
                 "neither a data pool nor a builtin",
             ],
         ),
-        text(
+        bad_toml(
             "unclosed template variable",
             edit(GOOD, "Bearer ${DIFY_API_KEY}", "Bearer {{question"),
             &["users[0].tasks[0].headers.Authorization:", "unclosed `{{`"],
         ),
-        text(
+        bad_toml(
             "missing environment variable",
             edit(GOOD, "${DIFY_API_KEY}", "${BARRAGE_TEST_UNSET_7F3}"),
             &[
@@ -177,7 +182,7 @@ fn field_cases() -> Vec<FileCase> {
                 "environment variable `BARRAGE_TEST_UNSET_7F3` is not set",
             ],
         ),
-        text(
+        bad_toml(
             "missing environment variable of a pool",
             edit(
                 GOOD,
@@ -186,27 +191,27 @@ fn field_cases() -> Vec<FileCase> {
             ),
             &["data.question.env:", "`BARRAGE_TEST_UNSET_7F3` is not set"],
         ),
-        text(
+        bad_toml(
             "zero total weight",
             edit(GOOD, "weight = 1", "weight = 0"),
             &["users:", "every user class has weight 0"],
         ),
-        text(
+        bad_toml(
             "zero task weight",
             edit(GOOD, "timeout = \"10s\"", "timeout = \"10s\"\nweight = 0"),
             &["users[0].tasks:", "every task has weight 0"],
         ),
-        text(
+        bad_toml(
             "negative users",
             edit(GOOD, "users = 2", "users = -5"),
             &["run.users:", "-5 is not a user count"],
         ),
-        text(
+        bad_toml(
             "negative weight",
             edit(GOOD, "weight = 1", "weight = -1"),
             &["users[0].weight:", "-1 is not a weight"],
         ),
-        text(
+        bad_toml(
             "negative spawn rate",
             edit(GOOD, "spawn_rate = 10", "spawn_rate = -1"),
             &["run.spawn_rate:", "-1 is not a spawn rate"],
@@ -214,8 +219,8 @@ fn field_cases() -> Vec<FileCase> {
     ]
 }
 
-/// Files that do not parse, cannot be read, or are not scenario files at all.
-fn syntax_and_file_cases() -> Vec<FileCase> {
+/// TOML and YAML that do not parse (the error names the line) or do not fit.
+fn syntax_cases() -> Vec<FileCase> {
     let toml_error = edit(GOOD, "spawn_rate = 10", "spawn_rate = = 10");
     let toml_line = line_of(&toml_error, "spawn_rate = =");
     let unclosed = edit(GOOD, "[[users.tasks]]", "[[users.tasks]");
@@ -223,12 +228,12 @@ fn syntax_and_file_cases() -> Vec<FileCase> {
     let yaml_error = edit(GOOD_YAML, "  spawn_rate: 10", "   spawn_rate: 10");
     let yaml_line = line_of(&yaml_error, "   spawn_rate");
     vec![
-        text(
+        bad_toml(
             "TOML syntax error",
             toml_error,
             &["TOML parse error", &format!("line {toml_line}")],
         ),
-        text(
+        bad_toml(
             "unclosed TOML table",
             unclosed,
             &["TOML parse error", &format!("line {unclosed_line}")],
@@ -245,6 +250,13 @@ fn syntax_and_file_cases() -> Vec<FileCase> {
             content: Content::Text(edit(GOOD_YAML, "users: 2", "users: ten")),
             expect: vec!["bad.yml".into(), "run.users".into()],
         },
+    ]
+}
+
+/// Paths that hold no scenario file: bytes that are not UTF-8, a directory, nothing, an
+/// unknown extension.
+fn unreadable_cases() -> Vec<FileCase> {
+    vec![
         FileCase {
             what: "not UTF-8",
             name: "binary.toml",
@@ -327,217 +339,17 @@ fn check_usage_error(what: &str, args: &[String], out: &Output, expect: &[String
 }
 
 fn run(args: &[String]) -> Output {
-    barrage().args(args).output().unwrap()
+    barrage_with_key().args(args).output().unwrap()
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()
 }
 
-/// `barrage run` on the good scenario `g` against `host`: `-t 2s` when `timed`, one
-/// local worker, then `extra`.
-fn run_args(g: &str, host: &str, timed: bool, extra: &[&str]) -> Vec<String> {
-    let mut args = strings(&["run", "--headless", "-f", g, "-H", host]);
-    if timed {
-        args.extend(strings(&["-t", "2s"]));
-    }
-    args.extend(strings(&["--workers", "1"]));
-    args.extend(strings(extra));
-    args
-}
-
-/// `barrage hunt` on the good scenario `g` against `host` with one local worker, then `extra`.
-fn hunt_args(g: &str, host: &str, extra: &[&str]) -> Vec<String> {
-    let mut args = strings(&["hunt", "-f", g, "-H", host, "--workers", "1"]);
-    args.extend(strings(extra));
-    args
-}
-
-/// A bad command line: (what, arguments, parts the `error:` line must hold).
-type FlagCase = (&'static str, Vec<String>, &'static [&'static str]);
-
-/// `barrage run`'s flags that our setup refuses, after clap has parsed them.
-fn run_flag_cases(g: &str, host: &str) -> Vec<FlagCase> {
-    let run_flags = |extra: &[&str]| run_args(g, host, true, extra);
-    let run_untimed = |extra: &[&str]| run_args(g, host, false, extra);
-    vec![
-        (
-            "spawn rate 0",
-            run_flags(&["-r", "0"]),
-            &["--spawn-rate", "0 is not a spawn rate"],
-        ),
-        (
-            "unknown preset",
-            run_untimed(&["--preset", "heavy"]),
-            &["--preset heavy", "has no [presets]"],
-        ),
-        (
-            "bad threshold",
-            run_flags(&["--threshold", "p95(ttfx) < 1s"]),
-            &["--threshold", "`ttfx` is not a latency", "expected e.g."],
-        ),
-        (
-            "threshold on a row that does not exist",
-            run_flags(&["--threshold-abort", "p95(ttfe){name=/v1/chat} < 1s"]),
-            &["{name=/v1/chat}", "the rows are /v1/workflows/run"],
-        ),
-        (
-            "stage and users",
-            run_untimed(&["--stage", "1s:5", "-u", "3"]),
-            &["--stage sets the users over time"],
-        ),
-        (
-            "arrival rate with users",
-            run_untimed(&["--arrival-rate", "5", "-u", "3"]),
-            &["the open model", "replace -u"],
-        ),
-        (
-            "in-flight cap without arrivals",
-            run_untimed(&["--max-in-flight", "5"]),
-            &["--max-in-flight caps the open model"],
-        ),
-        (
-            "unknown user class",
-            run_flags(&["Workflow", "Chat"]),
-            &["no user class `Chat`", "it has Workflow"],
-        ),
-        (
-            "spawn rate NaN",
-            run_flags(&["-r", "NaN"]),
-            &["--spawn-rate", "NaN is not a spawn rate"],
-        ),
-        (
-            "ftp host",
-            strings(&[
-                "run",
-                "--headless",
-                "-f",
-                g,
-                "-H",
-                "ftp://x",
-                "-t",
-                "2s",
-                "--workers",
-                "1",
-            ]),
-            &["--host", "\"ftp://x\" is not a target"],
-        ),
-        (
-            "host with a path",
-            strings(&[
-                "run",
-                "--headless",
-                "-f",
-                g,
-                "-H",
-                &format!("{host}/v1"),
-                "-t",
-                "2s",
-                "--workers",
-                "1",
-            ]),
-            &["--host", "without a path"],
-        ),
-        (
-            "liveness below two heartbeats",
-            run_flags(&["--heartbeat-liveness", "1s"]),
-            &["--heartbeat-liveness", "at least 2s"],
-        ),
-    ]
-}
-
-/// `barrage hunt`'s flags that its setup refuses.
-fn hunt_flag_cases(g: &str, host: &str) -> Vec<FlagCase> {
-    vec![
-        (
-            "hunt SLO with a window",
-            hunt_args(g, host, &["--slo", "p95(ttfe)[60s] < 1s"]),
-            &["--slo p95(ttfe)[60s] < 1s", "without [window]"],
-        ),
-        (
-            "hunt max below start",
-            hunt_args(g, host, &["--slo", "error_rate < 1%", "--start", "50", "--max", "20"]),
-            &["--max 20: below --start 50"],
-        ),
-        ("hunt without an SLO", hunt_args(g, host, &[]), &["--slo"]),
-        (
-            "hunt with -u",
-            hunt_args(g, host, &["--slo", "error_rate < 1%", "-u", "5"]),
-            &["hunt sets the load itself"],
-        ),
-        (
-            "hunt started from the UI",
-            hunt_args(g, host, &["--slo", "error_rate < 1%", "--start-from-ui"]),
-            &["--start-from-ui is for runs started from the web UI"],
-        ),
-    ]
-}
-
-/// Flag values and command lines clap refuses before our code runs.
-fn clap_flag_cases(g: &str, host: &str) -> Vec<FlagCase> {
-    let run_flags = |extra: &[&str]| run_args(g, host, true, extra);
-    let run_untimed = |extra: &[&str]| run_args(g, host, false, extra);
-    vec![
-        (
-            "bad stage",
-            run_untimed(&["--stage", "1m"]),
-            &["--stage", "DURATION:USERS"],
-        ),
-        (
-            "start from the UI and headless",
-            run_untimed(&["--start-from-ui"]),
-            &["--start-from-ui", "--headless"],
-        ),
-        (
-            "bad arrival stage",
-            run_untimed(&["--arrival-stage", "1m"]),
-            &["--arrival-stage", "DURATION:RATE"],
-        ),
-        ("spawn rate abc", run_flags(&["-r", "abc"]), &["'abc'", "--spawn-rate"]),
-        (
-            "run time soon",
-            strings(&["run", "--headless", "-f", g, "-H", host, "-t", "soon", "--workers", "1"]),
-            &["'soon'", "--run-time", "is not a duration"],
-        ),
-        (
-            "run time too long for a Duration",
-            strings(&["run", "--headless", "-f", g, "-H", host, "-t", "1e20", "--workers", "1"]),
-            &["'1e20'", "--run-time"],
-        ),
-        ("negative users", run_flags(&["--users=-3"]), &["'-3'", "--users"]),
-        (
-            // clap takes `-3` for a flag: the message names the value, not --users.
-            "negative users, short flag",
-            run_flags(&["-u", "-3"]),
-            &["'-3'"],
-        ),
-        ("users abc", run_flags(&["-u", "abc"]), &["'abc'", "--users"]),
-        (
-            "unknown worker-loss policy",
-            run_flags(&["--on-worker-loss", "panic"]),
-            &["'panic'", "--on-worker-loss"],
-        ),
-        (
-            "unknown flag",
-            strings(&["run", "--headless", "-f", g, "-H", host, "-t", "2s", "--bogus"]),
-            &["'--bogus'"],
-        ),
-        (
-            "no scenario",
-            strings(&["run", "-H", host, "-t", "2s"]),
-            &["required", "--scenario"],
-        ),
-        ("no scenario to validate", strings(&["validate"]), &["--scenario"]),
-        ("unknown command", strings(&["frobnicate"]), &["'frobnicate'"]),
-    ]
-}
-
-/// Runs every bad scenario file, flag and `BARRAGE_RUN_*` value against `host` (the good
-/// scenario at `good`, files written under `dir`); the failed checks, described.
-fn usage_error_failures(dir: &Path, good: &str, host: &str) -> Vec<String> {
+/// Every scenario file case through `validate` and through `run` (which must stop before
+/// starting a worker); what failed, described.
+fn file_case_failures(dir: &Path, host: &str) -> Vec<String> {
     let mut failed = Vec::new();
-    // Scenario files: through `validate` and through `run` (which must stop
-    // before starting a worker).
     for case in file_cases() {
         let path = write(dir, &case);
         let file = path.to_str().unwrap();
@@ -559,26 +371,234 @@ fn usage_error_failures(dir: &Path, good: &str, host: &str) -> Vec<String> {
             failed.extend(check_usage_error(case.what, &args, &run(&args), &case.expect).err());
         }
     }
+    failed
+}
 
-    // Flags (ours, after clap) and clap's own usage errors: exit 2 as well.
-    let mut flag_cases = run_flag_cases(good, host);
-    flag_cases.extend(hunt_flag_cases(good, host));
-    flag_cases.extend(clap_flag_cases(good, host));
-    for (what, args, expect) in flag_cases {
+/// A bad command line, the parts its error must hold.
+type FlagCase = (&'static str, Vec<String>, &'static [&'static str]);
+
+/// Command lines on the good scenario (`-f`) against the mock (`-H`), one worker, that
+/// the flag cases break one thing of.
+struct CommandLines<'a> {
+    scenario: &'a str,
+    host: &'a str,
+}
+
+impl CommandLines<'_> {
+    /// `barrage run` against `host` for `time`, then `extra`.
+    fn run_at(&self, host: &str, time: &str, extra: &[&str]) -> Vec<String> {
+        let mut args = strings(&["run", "--headless", "-f", self.scenario, "-H", host, "-t", time]);
+        args.extend(strings(&["--workers", "1"]));
+        args.extend(strings(extra));
+        args
+    }
+
+    /// `barrage run` for 2 s, then `extra`.
+    fn run(&self, extra: &[&str]) -> Vec<String> {
+        self.run_at(self.host, "2s", extra)
+    }
+
+    /// `barrage run` without a run time, then `extra`.
+    fn run_untimed(&self, extra: &[&str]) -> Vec<String> {
+        let mut args = strings(&["run", "--headless", "-f", self.scenario, "-H", self.host]);
+        args.extend(strings(&["--workers", "1"]));
+        args.extend(strings(extra));
+        args
+    }
+
+    /// `barrage hunt`, then `extra`.
+    fn hunt(&self, extra: &[&str]) -> Vec<String> {
+        let mut args = strings(&["hunt", "-f", self.scenario, "-H", self.host, "--workers", "1"]);
+        args.extend(strings(extra));
+        args
+    }
+}
+
+/// Flags clap accepts and our checks refuse.
+fn run_flag_cases(cli: &CommandLines<'_>) -> Vec<FlagCase> {
+    vec![
+        (
+            "spawn rate 0",
+            cli.run(&["-r", "0"]),
+            &["--spawn-rate", "0 is not a spawn rate"],
+        ),
+        (
+            "unknown preset",
+            cli.run_untimed(&["--preset", "heavy"]),
+            &["--preset heavy", "has no [presets]"],
+        ),
+        (
+            "bad threshold",
+            cli.run(&["--threshold", "p95(ttfx) < 1s"]),
+            &["--threshold", "`ttfx` is not a latency", "expected e.g."],
+        ),
+        (
+            "threshold on a row that does not exist",
+            cli.run(&["--threshold-abort", "p95(ttfe){name=/v1/chat} < 1s"]),
+            &["{name=/v1/chat}", "the rows are /v1/workflows/run"],
+        ),
+        (
+            "bad stage",
+            cli.run_untimed(&["--stage", "1m"]),
+            &["--stage", "DURATION:USERS"],
+        ),
+        (
+            "stage and users",
+            cli.run_untimed(&["--stage", "1s:5", "-u", "3"]),
+            &["--stage sets the users over time"],
+        ),
+        (
+            "start from the UI and headless",
+            cli.run_untimed(&["--start-from-ui"]),
+            &["--start-from-ui", "--headless"],
+        ),
+        (
+            "arrival rate with users",
+            cli.run_untimed(&["--arrival-rate", "5", "-u", "3"]),
+            &["the open model", "replace -u"],
+        ),
+        (
+            "in-flight cap without arrivals",
+            cli.run_untimed(&["--max-in-flight", "5"]),
+            &["--max-in-flight caps the open model"],
+        ),
+        (
+            "bad arrival stage",
+            cli.run_untimed(&["--arrival-stage", "1m"]),
+            &["--arrival-stage", "DURATION:RATE"],
+        ),
+        (
+            "unknown user class",
+            cli.run(&["Workflow", "Chat"]),
+            &["no user class `Chat`", "it has Workflow"],
+        ),
+        (
+            "spawn rate NaN",
+            cli.run(&["-r", "NaN"]),
+            &["--spawn-rate", "NaN is not a spawn rate"],
+        ),
+        (
+            "ftp host",
+            cli.run_at("ftp://x", "2s", &[]),
+            &["--host", "\"ftp://x\" is not a target"],
+        ),
+        (
+            "host with a path",
+            cli.run_at(&format!("{}/v1", cli.host), "2s", &[]),
+            &["--host", "without a path"],
+        ),
+        (
+            "liveness below two heartbeats",
+            cli.run(&["--heartbeat-liveness", "1s"]),
+            &["--heartbeat-liveness", "at least 2s"],
+        ),
+    ]
+}
+
+/// `barrage hunt` flags that do not make a hunt.
+fn hunt_flag_cases(cli: &CommandLines<'_>) -> Vec<FlagCase> {
+    vec![
+        (
+            "hunt SLO with a window",
+            cli.hunt(&["--slo", "p95(ttfe)[60s] < 1s"]),
+            &["--slo p95(ttfe)[60s] < 1s", "without [window]"],
+        ),
+        (
+            "hunt max below start",
+            cli.hunt(&["--slo", "error_rate < 1%", "--start", "50", "--max", "20"]),
+            &["--max 20: below --start 50"],
+        ),
+        ("hunt without an SLO", cli.hunt(&[]), &["--slo"]),
+        (
+            "hunt with -u",
+            cli.hunt(&["--slo", "error_rate < 1%", "-u", "5"]),
+            &["hunt sets the load itself"],
+        ),
+        (
+            "hunt started from the UI",
+            cli.hunt(&["--slo", "error_rate < 1%", "--start-from-ui"]),
+            &["--start-from-ui is for runs started from the web UI"],
+        ),
+    ]
+}
+
+/// clap's own usage errors: values of the wrong type, unknown flags and commands,
+/// missing arguments.
+fn clap_flag_cases(cli: &CommandLines<'_>) -> Vec<FlagCase> {
+    let (g, host) = (cli.scenario, cli.host);
+    vec![
+        ("spawn rate abc", cli.run(&["-r", "abc"]), &["'abc'", "--spawn-rate"]),
+        (
+            "run time soon",
+            cli.run_at(host, "soon", &[]),
+            &["'soon'", "--run-time", "is not a duration"],
+        ),
+        (
+            "run time too long for a Duration",
+            cli.run_at(host, "1e20", &[]),
+            &["'1e20'", "--run-time"],
+        ),
+        ("negative users", cli.run(&["--users=-3"]), &["'-3'", "--users"]),
+        (
+            // clap takes `-3` for a flag: the message names the value, not --users.
+            "negative users, short flag",
+            cli.run(&["-u", "-3"]),
+            &["'-3'"],
+        ),
+        ("users abc", cli.run(&["-u", "abc"]), &["'abc'", "--users"]),
+        (
+            "unknown worker-loss policy",
+            cli.run(&["--on-worker-loss", "panic"]),
+            &["'panic'", "--on-worker-loss"],
+        ),
+        (
+            "unknown flag",
+            strings(&["run", "--headless", "-f", g, "-H", host, "-t", "2s", "--bogus"]),
+            &["'--bogus'"],
+        ),
+        (
+            "no scenario",
+            strings(&["run", "-H", host, "-t", "2s"]),
+            &["required", "--scenario"],
+        ),
+        ("no scenario to validate", strings(&["validate"]), &["--scenario"]),
+        ("unknown command", strings(&["frobnicate"]), &["'frobnicate'"]),
+    ]
+}
+
+/// Every flag case (ours, after clap, and clap's own usage errors: exit 2 as well), and
+/// the same layer through the environment; what failed, described.
+fn flag_case_failures(cli: &CommandLines<'_>) -> Vec<String> {
+    let mut failed = Vec::new();
+    let cases = run_flag_cases(cli)
+        .into_iter()
+        .chain(hunt_flag_cases(cli))
+        .chain(clap_flag_cases(cli));
+    for (what, args, expect) in cases {
         failed.extend(check_usage_error(what, &args, &run(&args), &strings(expect)).err());
     }
 
-    // The same layer through the environment: BARRAGE_RUN_* are the flags' values.
+    // BARRAGE_RUN_* are the flags' values.
     for (var, value, expect) in [
         ("BARRAGE_RUN_SPAWN_RATE", "abc", ["'abc'", "--spawn-rate"]),
         ("BARRAGE_RUN_USERS", "ten", ["'ten'", "--users"]),
         ("BARRAGE_RUN_RUN_TIME", "soon", ["'soon'", "--run-time"]),
     ] {
-        let args = strings(&["run", "--headless", "-f", good, "-H", host, "--workers", "1"]);
-        let out = barrage().args(&args).env(var, value).output().unwrap();
+        let args = cli.run_untimed(&[]);
+        let out = barrage_with_key().args(&args).env(var, value).output().unwrap();
         failed.extend(check_usage_error(&format!("{var}={value}"), &args, &out, &strings(&expect)).err());
     }
     failed
+}
+
+/// `barrage run` of `scenario` against `host`, 1 user for 1 s: what a good invocation
+/// does.
+fn control_run(scenario: &str, host: &str) -> Output {
+    barrage_with_key()
+        .args(["run", "--headless", "-f", scenario, "-H", host])
+        .args(["-u", "1", "-r", "100", "-t", "1s", "--workers", "1", "--only-summary"])
+        .output()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -595,7 +615,14 @@ async fn bad_scenarios_and_flags_are_named_exit_2_and_send_nothing() {
         let host = host.clone();
         let good_arg = good_arg.clone();
         let dir = dir.path().to_path_buf();
-        move || usage_error_failures(&dir, &good_arg, &host)
+        move || {
+            let mut failed = file_case_failures(&dir, &host);
+            failed.extend(flag_case_failures(&CommandLines {
+                scenario: &good_arg,
+                host: &host,
+            }));
+            failed
+        }
     })
     .await
     .unwrap();
@@ -613,30 +640,9 @@ async fn bad_scenarios_and_flags_are_named_exit_2_and_send_nothing() {
 
     // The control: the same invocation with nothing broken does reach the mock, so the
     // zero above means something.
-    let out = tokio::task::spawn_blocking(move || {
-        barrage()
-            .args([
-                "run",
-                "--headless",
-                "-f",
-                &good_arg,
-                "-H",
-                &host,
-                "-u",
-                "1",
-                "-r",
-                "100",
-                "-t",
-                "1s",
-                "--workers",
-                "1",
-                "--only-summary",
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = tokio::task::spawn_blocking(move || control_run(&good_arg, &host))
+        .await
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(mock.state.ground_truth().requests > 0, "the control run sent nothing");
 }

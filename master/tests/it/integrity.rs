@@ -296,7 +296,7 @@ headers = { X-Worker = "{{worker}}" }
     load.heartbeat_liveness = Duration::from_secs(2);
     let m = master(setup(scenario, &load, 2)).await;
     let steady = worker(m.addr, "steady");
-    let mut frozen = std::process::Command::new(env!("CARGO_BIN_EXE_barrage"))
+    let mut frozen = barrage()
         .args(["worker", "--master", &m.addr.to_string(), "--worker-id", "frozen"])
         .args(["--give-up-after", "20s"])
         .stdout(std::process::Stdio::null())

@@ -20,8 +20,8 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
+use crate::support::tools::required;
 use crate::support::*;
-use crate::tools::required;
 
 const TEST: &str = "locust::our_csv_files_match_what_locust_writes_column_by_column";
 const FILES: [&str; 4] = ["_stats.csv", "_stats_history.csv", "_failures.csv", "_exceptions.csv"];

@@ -3,7 +3,6 @@
 //! dify-api double, and every figure we report is compared with the mock's ground truth.
 
 mod arrivals;
-mod browser;
 mod cli;
 mod cluster;
 mod compare;
@@ -23,7 +22,6 @@ mod locust;
 mod netns;
 mod nginx;
 mod prometheus;
-mod proxy;
 mod replicas;
 mod secrets;
 mod shapes;
@@ -31,7 +29,6 @@ mod signals;
 mod support;
 mod thresholds;
 mod tls;
-mod tools;
 mod web;
 mod webui;
 mod worker_port;

@@ -35,7 +35,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use barrage_mock::MockState;
+use barrage_mock::{GroundTruth, MockState};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -366,6 +366,69 @@ async fn mock_on(addr: &str) -> std::io::Result<(MockState, std::net::SocketAddr
     Ok((state, bound, stop))
 }
 
+/// The last moment, watched for the master timeout and 5 s more from `cut_at`, that the
+/// mock saw load: a new request or an open stream.
+async fn last_load_seen(truth: &MockState, cut_at: Instant) -> Instant {
+    let mut last_activity = cut_at;
+    let mut seen = truth.ground_truth().requests;
+    while cut_at.elapsed() < MASTER_TIMEOUT + Duration::from_secs(5) {
+        let now = truth.ground_truth();
+        if now.requests != seen || now.active_streams > 0 {
+            seen = now.requests;
+            last_activity = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    last_activity
+}
+
+/// The master of the partition test exits 3 and its report (`json`) says why: worker
+/// "partitioned" was lost after reporting, "witness" was not, and an event says so.
+async fn assert_the_partitioned_worker_was_lost(procs: &mut Procs, json: &std::path::Path) {
+    let status = procs.wait_exit("master", Duration::from_secs(40)).await;
+    // 3: the partitioned worker's last seconds never arrived, so the data is incomplete
+    // (and says why), whatever else the run found.
+    assert_eq!(status.code(), Some(3), "master exit {status:?}\n{}", procs.logs());
+    let report = procs.report(json);
+    assert_eq!(
+        report["completeness"]["verdict"], "incomplete",
+        "{:#}",
+        report["completeness"]
+    );
+    assert!(
+        report["completeness"]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap_or("").contains("worker partitioned was lost")),
+        "{:#}",
+        report["completeness"]
+    );
+    let worker = |id: &str| {
+        report["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["id"] == id)
+            .unwrap_or_else(|| panic!("no worker {id} in {:#}", report["workers"]))
+            .clone()
+    };
+    let partitioned = worker("partitioned");
+    assert_eq!(partitioned["lost"], true, "{partitioned:#}\n{}", procs.logs());
+    assert!(partitioned["reports"].as_u64().unwrap() > 0, "{partitioned:#}");
+    assert_eq!(worker("witness")["lost"], false);
+    let events: Vec<&str> = report["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    assert!(
+        events.iter().any(|e| e.contains("partitioned") && e.contains("lost")),
+        "no loss event: {events:#?}"
+    );
+}
+
 /// Cut the link between a master and a worker: the master declares the worker lost
 /// and the worker, still able to reach the target, stops its load within its master
 /// timeout by the target's own count.
@@ -444,17 +507,7 @@ async fn a_partitioned_worker_is_lost_and_stops_its_load() {
     let (b_ns, master_ip) = (b.clone(), ctl.a.addr.clone());
     let still_connects = tokio::task::spawn_blocking(move || connects(&b_ns, &master_ip, MASTER_PORT));
 
-    // The last moment the mock saw the worker's load: a new request or an open stream.
-    let mut last_activity = cut_at;
-    let mut seen = truth.ground_truth().requests;
-    while cut_at.elapsed() < MASTER_TIMEOUT + Duration::from_secs(5) {
-        let now = truth.ground_truth();
-        if now.requests != seen || now.active_streams > 0 {
-            seen = now.requests;
-            last_activity = Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let last_activity = last_load_seen(&truth, cut_at).await;
     if still_connects.await.unwrap() {
         return skip(TEST, "static neighbour entries do not drop packets on a veth pair here");
     }
@@ -465,51 +518,44 @@ async fn a_partitioned_worker_is_lost_and_stops_its_load() {
         procs.logs()
     );
 
-    let status = procs.wait_exit("master", Duration::from_secs(40)).await;
-    // 3: the partitioned worker's last seconds never arrived, so the data is incomplete
-    // (and says why), whatever else the run found.
-    assert_eq!(status.code(), Some(3), "master exit {status:?}\n{}", procs.logs());
-    let report = procs.report(&json);
-    assert_eq!(
-        report["completeness"]["verdict"], "incomplete",
-        "{:#}",
-        report["completeness"]
-    );
-    assert!(
-        report["completeness"]["reasons"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r.as_str().unwrap_or("").contains("worker partitioned was lost")),
-        "{:#}",
-        report["completeness"]
-    );
-    let worker = |id: &str| {
-        report["workers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|w| w["id"] == id)
-            .unwrap_or_else(|| panic!("no worker {id} in {:#}", report["workers"]))
-            .clone()
-    };
-    let partitioned = worker("partitioned");
-    assert_eq!(partitioned["lost"], true, "{partitioned:#}\n{}", procs.logs());
-    assert!(partitioned["reports"].as_u64().unwrap() > 0, "{partitioned:#}");
-    assert_eq!(worker("witness")["lost"], false);
-    let events: Vec<&str> = report["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e.as_str())
-        .collect();
-    assert!(
-        events.iter().any(|e| e.contains("partitioned") && e.contains("lost")),
-        "no loss event: {events:#?}"
-    );
+    assert_the_partitioned_worker_was_lost(&mut procs, &json).await;
     eprintln!(
         "netns partition test: packets dropped by static neighbour entries; the worker's load stopped {stopped_after:?} after the partition (master timeout {MASTER_TIMEOUT:?}); the master declared it lost"
     );
+}
+
+/// The multi-host test's report (`json`) counts exactly the requests the mock served
+/// (`truth`), without a failure, with both workers' final reports and none lost; the
+/// requests reported.
+fn assert_the_report_counts_what_the_mock_served(procs: &Procs, json: &std::path::Path, truth: &GroundTruth) -> u64 {
+    let report = procs.report(json);
+    let reported = report["aggregated"]["requests"].as_u64().unwrap();
+    assert!(
+        truth.requests >= 6,
+        "too little load to judge: {truth:?}\n{}",
+        procs.logs()
+    );
+    assert_eq!(
+        reported,
+        truth.requests,
+        "requests: ours vs the mock's\n{}",
+        procs.logs()
+    );
+    assert_eq!(report["aggregated"]["failures"], 0, "{:#}", report["failures"]);
+    let ids: Vec<&str> = report["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["final_report"] == true && w["lost"] == false)
+        .filter_map(|w| w["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        2,
+        "workers with a final report, not lost: {:#}",
+        report["workers"]
+    );
+    reported
 }
 
 /// A cluster spread over four hosts, as the Helm chart's job mode or
@@ -603,34 +649,8 @@ async fn a_cluster_across_namespaces_reports_exactly_what_the_target_served() {
         let status = procs.wait_exit(id, Duration::from_secs(10)).await;
         assert_eq!(status.code(), Some(0), "{id} exit {status:?}\n{}", procs.logs());
     }
-    let report = procs.report(&json);
     let truth = truth.ground_truth();
-    let reported = report["aggregated"]["requests"].as_u64().unwrap();
-    assert!(
-        truth.requests >= 6,
-        "too little load to judge: {truth:?}\n{}",
-        procs.logs()
-    );
-    assert_eq!(
-        reported,
-        truth.requests,
-        "requests: ours vs the mock's\n{}",
-        procs.logs()
-    );
-    assert_eq!(report["aggregated"]["failures"], 0, "{:#}", report["failures"]);
-    let ids: Vec<&str> = report["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|w| w["final_report"] == true && w["lost"] == false)
-        .filter_map(|w| w["id"].as_str())
-        .collect();
-    assert_eq!(
-        ids.len(),
-        2,
-        "workers with a final report, not lost: {:#}",
-        report["workers"]
-    );
+    let reported = assert_the_report_counts_what_the_mock_served(&procs, &json, &truth);
     // The mock's answers went to each worker over that worker's own link: at least one
     // whole streamed answer (over 1 KB) each, far above the links' own chatter.
     let sent: Vec<u64> = load

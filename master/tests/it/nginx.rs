@@ -4,7 +4,7 @@
 //!
 //! nginx runs as a child process (`daemon off; master_process off;`) with its config,
 //! logs and temp files in a temp dir, on a free loopback port; it is killed when the
-//! test ends. Its packages are installed by the test when missing (see [`crate::tools`]).
+//! test ends. Its packages are installed by the test when missing (see [`crate::support::tools`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::support::tools::{debian_tool, required};
 use crate::support::{eventually, free_addr, load_args, master, setup, worker};
-use crate::tools::{debian_tool, required};
 
 /// Where Debian's echo module lands (its path moved between releases).
 const ECHO_MODULE: [&str; 2] = [

@@ -377,7 +377,7 @@ async fn with_web_auth_a_scrape_needs_the_token() {
 fn prometheus() -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
     static TOOL: std::sync::OnceLock<Result<std::path::PathBuf, String>> = std::sync::OnceLock::new();
     let server = TOOL
-        .get_or_init(|| crate::tools::debian_tool("prometheus", &["/usr/bin/prometheus"]))
+        .get_or_init(|| crate::support::tools::debian_tool("prometheus", &["/usr/bin/prometheus"]))
         .clone()?;
     Ok((server.clone(), server.with_file_name("promtool")))
 }
@@ -431,7 +431,7 @@ impl Drop for Reaped {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_scrapes_the_master_and_fills_the_dashboard() {
     let test = "a_real_prometheus_scrapes_the_master_and_fills_the_dashboard";
-    let Some((server, promtool)) = crate::tools::required("prometheus test", test, prometheus()) else {
+    let Some((server, promtool)) = crate::support::tools::required("prometheus test", test, prometheus()) else {
         return;
     };
     let mock = mock(sse_mock_config(5, 2, 5)).await;

@@ -12,6 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::support::barrage;
+
 const CANARY: &str = "canary-5e3c7";
 
 /// An HTTP/1.1 target that answers every request with 500 and the request's
@@ -170,13 +172,10 @@ headers = { Authorization = "Bearer {{key}}" }
 body = '{"inputs": {}, "response_mode": "streaming", "user": "{{user}}"}'
 "#;
 
-fn barrage(secret_var: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_barrage"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("BARRAGE_") {
-            cmd.env_remove(name);
-        }
-    }
+/// [`barrage`] with the canary in `secret_var` (and in no other secret variable) and
+/// debug logs on, so a leak would show.
+fn barrage_holding(secret_var: &str) -> Command {
+    let mut cmd = barrage();
     cmd.env_remove("DIFY_API_KEY")
         .env_remove("CANARY_KEY")
         .env(secret_var, CANARY)
@@ -202,13 +201,13 @@ async fn canary_never_leaves(scenario: &'static str, secret_var: &'static str) {
 
     let (file_arg, json_arg) = (file.to_str().unwrap().to_string(), json.to_str().unwrap().to_string());
     let (run, validate) = tokio::task::spawn_blocking(move || {
-        let run = barrage(secret_var)
+        let run = barrage_holding(secret_var)
             .args(["run", "-f", &file_arg, "-H", &host, "-u", "2", "-r", "10", "-t", "2s"])
             // Headless: the two tests run at once and would race for the web UI's port.
             .args(["--workers", "1", "--headless", "--json", &json_arg])
             .output()
             .unwrap();
-        let validate = barrage(secret_var)
+        let validate = barrage_holding(secret_var)
             .args(["validate", "-f", &file_arg])
             .output()
             .unwrap();

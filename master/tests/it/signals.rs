@@ -6,10 +6,6 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-fn barrage() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_barrage"))
-}
-
 fn example() -> String {
     format!("{}/../examples/dify-workflow.toml", env!("CARGO_MANIFEST_DIR"))
 }
@@ -42,14 +38,6 @@ fn master_command(mock: std::net::SocketAddr, port: u16, users: u32) -> Command 
     ])
     .args(["--master-bind-port", &port.to_string()]);
     cmd
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// SIGINT: stop, collect final reports, write every report, exit; the numbers hold.

@@ -58,7 +58,7 @@ async fn with_web_auth_reads_need_the_token_too() {
 
 #[test]
 fn binding_beyond_loopback_needs_web_auth() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_barrage"))
+    let out = barrage()
         .args([
             "master",
             "-f",
@@ -71,7 +71,7 @@ fn binding_beyond_loopback_needs_web_auth() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("needs --web-auth"), "{stderr}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_barrage"))
+    let out = barrage()
         .args([
             "master",
             "-f",

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::browser;
+use crate::support::browser;
 use crate::support::*;
 
 const SOON: Duration = Duration::from_secs(20);

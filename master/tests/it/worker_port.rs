@@ -10,10 +10,6 @@ use tokio::process::{Child, Command};
 
 use crate::support::*;
 
-fn free_port() -> u16 {
-    free_addr().port()
-}
-
 /// `barrage master` on `port` with `args`, without any cluster token in its
 /// environment; stderr piped (the log and the warnings).
 fn master_cmd(port: u16, args: &[&str]) -> Command {
@@ -23,7 +19,7 @@ fn master_cmd(port: u16, args: &[&str]) -> Command {
 
 /// [`master_cmd`] of the scenario file `scenario`.
 fn master_of(scenario: &str, port: u16, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_barrage"));
+    let mut cmd = Command::from(barrage());
     cmd.args([
         "master",
         "-f",

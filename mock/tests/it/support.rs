@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// Small timings keep the suite fast; every test overrides what it measures.
-pub fn fast_config() -> MockConfig {
+pub(crate) fn fast_config() -> MockConfig {
     MockConfig {
         first_event_delay: Duration::from_millis(5),
         chunks: 3,
@@ -28,7 +28,7 @@ pub fn fast_config() -> MockConfig {
 }
 
 /// A mock served in-process until dropped.
-pub struct Mock {
+pub(crate) struct Mock {
     pub state: MockState,
     pub addr: SocketAddr,
     shutdown: oneshot::Sender<()>,
@@ -36,7 +36,7 @@ pub struct Mock {
 }
 
 impl Mock {
-    pub async fn start(cfg: MockConfig) -> Self {
+    pub(crate) async fn start(cfg: MockConfig) -> Self {
         let state = MockState::new(cfg);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -53,7 +53,7 @@ impl Mock {
     }
 
     /// Shuts the server down gracefully and waits (bounded) until it has stopped.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.shutdown.send(());
         tokio::time::timeout(Duration::from_secs(3), self.server)
             .await
@@ -62,12 +62,12 @@ impl Mock {
             .unwrap();
     }
 
-    pub fn truth(&self) -> GroundTruth {
+    pub(crate) fn truth(&self) -> GroundTruth {
         self.state.ground_truth()
     }
 
     /// Waits (bounded) for the mock's counters to satisfy `done`.
-    pub async fn wait_until(&self, done: impl FnMut(&GroundTruth) -> bool) -> GroundTruth {
+    pub(crate) async fn wait_until(&self, done: impl FnMut(&GroundTruth) -> bool) -> GroundTruth {
         tokio::time::timeout(Duration::from_secs(3), self.state.wait_until(done))
             .await
             .unwrap_or_else(|_| panic!("counters never settled: {:?}", self.truth()))
@@ -75,22 +75,33 @@ impl Mock {
 
     /// Sends one request on a fresh connection and returns the response with its body
     /// unread, plus the time it was sent.
-    pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> Response {
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Response {
         send_to(self.addr, method, path, headers, body).await.unwrap()
     }
 
-    pub async fn post(&self, path: &str, headers: &[(&str, &str)], body: Value) -> Response {
+    pub(crate) async fn post(&self, path: &str, headers: &[(&str, &str)], body: Value) -> Response {
         self.send(Method::POST, path, headers, Some(body)).await
     }
 
     /// Like [`Mock::post`], but the connection may fail before a response arrives.
-    pub async fn try_post(&self, path: &str, headers: &[(&str, &str)], body: Value) -> Result<Response, hyper::Error> {
+    pub(crate) async fn try_post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Value,
+    ) -> Result<Response, hyper::Error> {
         send_to(self.addr, Method::POST, path, headers, Some(body)).await
     }
 }
 
 /// Sends one request to `addr` on a fresh connection (usable from a spawned task).
-pub async fn send_to(
+pub(crate) async fn send_to(
     addr: SocketAddr,
     method: Method,
     path: &str,
@@ -125,38 +136,38 @@ pub async fn send_to(
     })
 }
 
-pub struct Response {
+pub(crate) struct Response {
     pub sent_at: Instant,
     pub response: hyper::Response<Incoming>,
     connection: JoinHandle<()>,
 }
 
 impl Response {
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         self.response.status()
     }
 
-    pub fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.response.headers().get(name).map_or("", |v| v.to_str().unwrap())
     }
 
     /// Reads the whole body, byte for byte.
-    pub async fn bytes(self) -> Vec<u8> {
+    pub(crate) async fn bytes(self) -> Vec<u8> {
         self.response.into_body().collect().await.unwrap().to_bytes().to_vec()
     }
 
     /// Reads the whole body as JSON.
-    pub async fn json(self) -> (Value, usize) {
+    pub(crate) async fn json(self) -> (Value, usize) {
         let bytes = self.response.into_body().collect().await.unwrap().to_bytes();
         (serde_json::from_slice(&bytes).unwrap(), bytes.len())
     }
 
     /// Closes the connection without reading the body.
-    pub fn hang_up(self) {
+    pub(crate) fn hang_up(self) {
         self.connection.abort();
     }
 
-    pub fn into_sse(self) -> Sse {
+    pub(crate) fn into_sse(self) -> Sse {
         Sse {
             sent_at: self.sent_at,
             body: self.response.into_body(),
@@ -169,7 +180,7 @@ impl Response {
 
 /// One SSE event as received.
 #[derive(Debug, Clone)]
-pub struct Event {
+pub(crate) struct Event {
     /// Since the request was sent.
     pub at: Duration,
     /// `None` for a ping or data that is not JSON.
@@ -181,7 +192,7 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match (&self.data, &self.raw) {
             (Some(data), _) => data["event"].as_str().unwrap(),
             (None, Some(_)) => "<not json>",
@@ -189,7 +200,7 @@ impl Event {
         }
     }
 
-    pub fn json(&self) -> &Value {
+    pub(crate) fn json(&self) -> &Value {
         self.data
             .as_ref()
             .unwrap_or_else(|| panic!("not a JSON event: {self:?}"))
@@ -197,7 +208,7 @@ impl Event {
 }
 
 /// An SSE body being read.
-pub struct Sse {
+pub(crate) struct Sse {
     sent_at: Instant,
     body: Incoming,
     buf: Vec<u8>,
@@ -208,12 +219,12 @@ pub struct Sse {
 
 impl Sse {
     /// The next event, or `None` at the end of the body.
-    pub async fn next(&mut self) -> Option<Event> {
+    pub(crate) async fn next(&mut self) -> Option<Event> {
         self.try_next().await.unwrap()
     }
 
     /// The next event, `None` at the end of the body, or the error that broke it.
-    pub async fn try_next(&mut self) -> Result<Option<Event>, hyper::Error> {
+    pub(crate) async fn try_next(&mut self) -> Result<Option<Event>, hyper::Error> {
         loop {
             if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
                 let block: Vec<u8> = self.buf.drain(..end + 2).collect();
@@ -247,7 +258,7 @@ impl Sse {
     }
 
     /// Every event until the body ends or breaks, and the error if it broke.
-    pub async fn read_all(&mut self) -> (Vec<Event>, Option<hyper::Error>) {
+    pub(crate) async fn read_all(&mut self) -> (Vec<Event>, Option<hyper::Error>) {
         let mut events = Vec::new();
         loop {
             match self.try_next().await {
@@ -259,7 +270,7 @@ impl Sse {
     }
 
     /// Every remaining event, to the end of the body.
-    pub async fn collect(&mut self) -> Vec<Event> {
+    pub(crate) async fn collect(&mut self) -> Vec<Event> {
         let mut events = Vec::new();
         while let Some(event) = self.next().await {
             events.push(event);
@@ -269,14 +280,14 @@ impl Sse {
     }
 
     /// Hangs up: drops the body and closes the connection under it.
-    pub fn hang_up(self) {
+    pub(crate) fn hang_up(self) {
         self.connection.abort();
     }
 }
 
 /// Checks the ground truth's bookkeeping identity once traffic has settled: every
 /// counted request has exactly one outcome, except the stop calls.
-pub fn assert_one_outcome_per_request(truth: &GroundTruth) {
+pub(crate) fn assert_one_outcome_per_request(truth: &GroundTruth) {
     let outcomes: u64 = truth.outcomes.values().sum();
     assert_eq!(outcomes + truth.stops_requested, truth.requests, "{truth:#?}");
 }

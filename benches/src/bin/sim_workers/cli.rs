@@ -19,7 +19,7 @@ report the master had its report ready, and whether the report's request total e
 the fake workers reported.\n\n\
 Example: sim-workers --barrage target/release/barrage --workers 1000 --endpoints 10 --duration 30s"
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// The `barrage` binary to run as master (build it with
     /// `cargo build --release -p barrage-master`).
     #[arg(long, value_name = "PATH", default_value = "target/release/barrage")]
@@ -59,7 +59,7 @@ pub struct Args {
 impl Args {
     /// The run ends by this long after it starts, whatever happens (the master is
     /// killed and the exit code is non-zero).
-    pub fn hard_deadline(&self) -> Duration {
+    pub(crate) fn hard_deadline(&self) -> Duration {
         self.duration + Duration::from_secs(120)
     }
 }

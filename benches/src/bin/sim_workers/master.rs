@@ -26,7 +26,7 @@ method = "GET"
 path = "/"
 "#;
 
-pub struct Master {
+pub(crate) struct Master {
     child: Child,
     pub pid: u32,
     pub port: u16,
@@ -36,7 +36,7 @@ pub struct Master {
 
 impl Master {
     /// Writes the scenario into `dir` and starts `barrage master` expecting `workers`.
-    pub async fn start(barrage: &Path, dir: &Path, workers: u32, run_time: Duration) -> Result<Master> {
+    pub(crate) async fn start(barrage: &Path, dir: &Path, workers: u32, run_time: Duration) -> Result<Master> {
         if !barrage.is_file() {
             bail!(
                 "{} does not exist; build it with `cargo build --release -p barrage-master` or pass --barrage",
@@ -83,7 +83,7 @@ impl Master {
     }
 
     /// Waits until the master accepts connections on its port.
-    pub async fn wait_ready(&mut self, deadline: Instant) -> Result<()> {
+    pub(crate) async fn wait_ready(&mut self, deadline: Instant) -> Result<()> {
         loop {
             if let Some(status) = self.child.try_wait().context("checking the master process")? {
                 bail!("the master exited early ({status}); see {}", self.log.display());
@@ -102,16 +102,16 @@ impl Master {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    pub async fn wait(&mut self) -> Result<ExitStatus> {
+    pub(crate) async fn wait(&mut self) -> Result<ExitStatus> {
         self.child.wait().await.context("waiting for the master process")
     }
 
     /// Kills the master and reaps it.
-    pub async fn kill(&mut self) {
+    pub(crate) async fn kill(&mut self) {
         // An error here means it already exited.
         let _ = self.child.kill().await;
     }
@@ -125,7 +125,7 @@ fn free_port() -> Result<u16> {
 }
 
 /// The master's last log lines, for an error message.
-pub fn log_tail(log: &Path, lines: usize) -> String {
+pub(crate) fn log_tail(log: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 /// Clock ticks per second of /proc/PID/stat's times. Asked of `getconf` (sysconf
 /// would need unsafe code, which the workspace forbids); 100 is Linux's value
 /// everywhere in practice.
-pub fn clock_ticks() -> u64 {
+pub(crate) fn clock_ticks() -> u64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
         .output()
@@ -22,7 +22,7 @@ pub fn clock_ticks() -> u64 {
 
 /// One reading of one process.
 #[derive(Debug, Clone, Copy)]
-pub struct Reading {
+pub(crate) struct Reading {
     pub at: Instant,
     /// User + system time consumed since the process started.
     pub cpu: Duration,
@@ -32,7 +32,7 @@ pub struct Reading {
 }
 
 /// Reads `/proc/<pid>/stat` and `/proc/<pid>/status` (`pid` may be "self").
-pub fn read(pid: &str, ticks_per_s: u64) -> Result<Reading> {
+pub(crate) fn read(pid: &str, ticks_per_s: u64) -> Result<Reading> {
     let at = Instant::now();
     let stat =
         std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
@@ -74,14 +74,14 @@ pub fn read(pid: &str, ticks_per_s: u64) -> Result<Reading> {
 
 /// Readings of the master and of this process, taken at the same moments.
 #[derive(Debug, Default)]
-pub struct Samples {
+pub(crate) struct Samples {
     pub master: Vec<Reading>,
     pub own: Vec<Reading>,
 }
 
 /// Samples once a second until `stop` fires (or is dropped); a reading that fails
 /// (the master has exited) is skipped.
-pub async fn sample(master_pid: u32, ticks_per_s: u64, mut stop: oneshot::Receiver<()>) -> Samples {
+pub(crate) async fn sample(master_pid: u32, ticks_per_s: u64, mut stop: oneshot::Receiver<()>) -> Samples {
     let pid = master_pid.to_string();
     let mut samples = Samples::default();
     let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -101,7 +101,7 @@ pub async fn sample(master_pid: u32, ticks_per_s: u64, mut stop: oneshot::Receiv
 
 /// CPU used over `[from, to]` as percent of one core, from the first reading at or
 /// after `from` to the last at or before `to` (None if fewer than two fall inside).
-pub fn cpu_percent(readings: &[Reading], from: Instant, to: Instant) -> Option<(f64, Duration)> {
+pub(crate) fn cpu_percent(readings: &[Reading], from: Instant, to: Instant) -> Option<(f64, Duration)> {
     let first = readings.iter().find(|r| r.at >= from)?;
     let last = readings.iter().rev().find(|r| r.at <= to)?;
     let wall = last.at.checked_duration_since(first.at)?;

@@ -13,7 +13,7 @@ use barrage_proto::v1;
 
 /// The endpoints of one report interval and their totals (for the exactness check).
 #[derive(Debug, Clone)]
-pub struct Template {
+pub(crate) struct Template {
     pub endpoints: Vec<v1::EndpointDelta>,
     pub requests: u64,
     pub failures: u64,
@@ -35,7 +35,7 @@ fn endpoint(i: usize) -> Endpoint {
 }
 
 /// `count` different templates of `endpoints` endpoints each, reproducible from `seed`.
-pub fn build(count: usize, endpoints: usize, seed: u64) -> Vec<Template> {
+pub(crate) fn build(count: usize, endpoints: usize, seed: u64) -> Vec<Template> {
     let mut rng = StdRng::seed_from_u64(seed);
     (0..count)
         .map(|_| {

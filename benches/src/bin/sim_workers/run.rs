@@ -20,7 +20,7 @@ use crate::reports::{self, Template};
 use crate::worker::{self, Shared, Spec};
 
 /// Everything observed in one run, for the summary.
-pub struct Observed {
+pub(crate) struct Observed {
     pub connections: usize,
     pub launched: Instant,
     /// When the master process ended, and how.
@@ -36,7 +36,7 @@ pub struct Observed {
 }
 
 /// Runs the whole measurement; the master never outlives it.
-pub async fn run(args: &Args) -> Result<Observed> {
+pub(crate) async fn run(args: &Args) -> Result<Observed> {
     let dir = match &args.dir {
         Some(d) => d.clone(),
         None => {

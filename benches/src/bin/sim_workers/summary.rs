@@ -1,5 +1,6 @@
 //! The result block: what the master cost and whether its report is exact.
 
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use tokio::time::Instant;
 use crate::cli::Args;
 use crate::procfs::{Reading, cpu_percent};
 use crate::run::Observed;
+use crate::worker::{Shared, Times};
 
 /// Steady state starts this long after every worker got its first Assign.
 const WARM_UP: Duration = Duration::from_secs(5);
@@ -55,20 +57,55 @@ fn cpu_line(readings: &[Reading], from: Option<Instant>, to: Option<Instant>) ->
     }
 }
 
+/// The phases of a run the CPU figures are measured over.
+struct Phases {
+    /// Steady state: from [`WARM_UP`] after the last worker started ...
+    steady_from: Option<Instant>,
+    /// ... to the Stop (or to the master's exit, when it ended the run without one).
+    steady_to: Option<Instant>,
+    /// When the master process exited.
+    master_end: Option<Instant>,
+}
+
+impl Phases {
+    fn of(o: &Observed, times: &Times) -> Self {
+        let master_end = o.master_exit.map(|(at, _)| at);
+        Self {
+            steady_from: times.all_assigned.map(|t| t + WARM_UP),
+            steady_to: times.first_stop.or(master_end),
+            master_end,
+        }
+    }
+}
+
 /// Prints the result block; true when the run was complete and the totals agree.
-pub fn print(args: &Args, o: &Observed) -> bool {
+pub(crate) fn print(args: &Args, o: &Observed) -> bool {
     let s = &o.shared;
     let times = s.times();
     let welcomed = s.welcomed.load(Ordering::Relaxed);
     let finals_acked = s.finals_acked.load(Ordering::Relaxed);
-    let requests_sent = s.requests_sent.load(Ordering::Relaxed);
-    let failures_sent = s.failures_sent.load(Ordering::Relaxed);
+    let phases = Phases::of(o, &times);
+
+    print_traffic(args, o, &times);
+    let peak = print_master_cost(o, &phases);
+    print_final_timings(o, &times);
+    let mut ok = welcomed == args.workers as usize && finals_acked == args.workers as usize && o.errors.is_empty();
+    let totals = read_totals(o);
+    if let Some(path) = &args.json_out {
+        write_figures(path, args, o, (&times, &phases), peak, &totals);
+    }
+    ok &= print_exactness(s, totals);
+    print_errors(o);
+    println!("files                    {}", o.dir.display());
+    ok
+}
+
+/// The heading, the workers connected, the reports sent and what one holds.
+fn print_traffic(args: &Args, o: &Observed, times: &Times) {
+    let s = &o.shared;
+    let welcomed = s.welcomed.load(Ordering::Relaxed);
+    let finals_acked = s.finals_acked.load(Ordering::Relaxed);
     let reports_sent = s.reports_sent.load(Ordering::Relaxed);
-    let master_end = o.master_exit.map(|(at, _)| at);
-    // Steady state: from WARM_UP after the last worker started to the Stop (or to the
-    // master's exit, when it ended the run without one).
-    let steady_from = times.all_assigned.map(|t| t + WARM_UP);
-    let steady_to = times.first_stop.or(master_end);
     let hist_bytes = o.templates.iter().map(|t| t.histogram_bytes).sum::<usize>() / o.templates.len().max(1);
     let req_per_report = o.templates.iter().map(|t| t.requests).sum::<u64>() / o.templates.len().max(1) as u64;
 
@@ -96,6 +133,16 @@ pub fn print(args: &Args, o: &Observed) -> bool {
         hist_bytes as f64 / 1e3,
         o.templates.len()
     );
+}
+
+/// The master's CPU by phase, its memory, and the simulator's own CPU; the master's
+/// peak resident memory in bytes.
+fn print_master_cost(o: &Observed, phases: &Phases) -> u64 {
+    let Phases {
+        steady_from,
+        steady_to,
+        master_end,
+    } = *phases;
     println!(
         "master CPU, steady state {}",
         cpu_line(&o.samples.master, steady_from, steady_to)
@@ -124,6 +171,12 @@ pub fn print(args: &Args, o: &Observed) -> bool {
         "simulator CPU, steady    {}",
         cpu_line(&o.samples.own, steady_from, steady_to)
     );
+    peak
+}
+
+/// How long the master took to write its report and exit after the last final report,
+/// and from the Stop to the last final report's Ack.
+fn print_final_timings(o: &Observed, times: &Times) {
     let ready = match (times.last_final_sent, o.json_seen) {
         (Some(sent), Some(seen)) => ms(seen.saturating_duration_since(sent)),
         _ => "n/a".into(),
@@ -148,35 +201,49 @@ pub fn print(args: &Args, o: &Observed) -> bool {
     println!("final report ready after {ready} (last final report sent -> JSON file appeared)");
     println!("master exited after      {exited}");
     println!("stop to last final ack   {stop_to_final}");
-    let mut ok = welcomed == args.workers as usize && finals_acked == args.workers as usize && o.errors.is_empty();
-    let totals = read_totals(o);
-    if let Some(path) = &args.json_out {
-        let steady = match (steady_from, steady_to) {
-            (Some(from), Some(to)) => cpu_percent(&o.samples.master, from.into_std(), to.into_std()).map(|(p, _)| p),
-            _ => None,
-        };
-        let ready_ms = match (times.last_final_sent, o.json_seen) {
-            (Some(sent), Some(seen)) => Some(seen.saturating_duration_since(sent).as_secs_f64() * 1e3),
-            _ => None,
-        };
-        let figures = serde_json::json!({
-            "workers": args.workers,
-            "endpoints": args.endpoints,
-            "workers_connected": welcomed,
-            "reports_sent": reports_sent,
-            "reports_acked": s.reports_acked.load(Ordering::Relaxed),
-            "finals_acked": finals_acked,
-            "master_cpu_percent": steady,
-            "master_peak_rss_mib": peak as f64 / (1024.0 * 1024.0),
-            "final_report_ms": ready_ms,
-            "requests_sent": requests_sent,
-            "requests_reported": totals.as_ref().ok().map(|t| t.requests),
-            "worker_errors": o.errors.len(),
-        });
-        if let Err(e) = std::fs::write(path, figures.to_string()) {
-            println!("cannot write {}: {e}", path.display());
-        }
+}
+
+/// `--json-out`: the run's figures as one JSON object, for benches/RESULTS.md.
+fn write_figures(
+    path: &Path,
+    args: &Args,
+    o: &Observed,
+    (times, phases): (&Times, &Phases),
+    peak: u64,
+    totals: &Result<ReportTotals>,
+) {
+    let s = &o.shared;
+    let steady = match (phases.steady_from, phases.steady_to) {
+        (Some(from), Some(to)) => cpu_percent(&o.samples.master, from.into_std(), to.into_std()).map(|(p, _)| p),
+        _ => None,
+    };
+    let ready_ms = match (times.last_final_sent, o.json_seen) {
+        (Some(sent), Some(seen)) => Some(seen.saturating_duration_since(sent).as_secs_f64() * 1e3),
+        _ => None,
+    };
+    let figures = serde_json::json!({
+        "workers": args.workers,
+        "endpoints": args.endpoints,
+        "workers_connected": s.welcomed.load(Ordering::Relaxed),
+        "reports_sent": s.reports_sent.load(Ordering::Relaxed),
+        "reports_acked": s.reports_acked.load(Ordering::Relaxed),
+        "finals_acked": s.finals_acked.load(Ordering::Relaxed),
+        "master_cpu_percent": steady,
+        "master_peak_rss_mib": peak as f64 / (1024.0 * 1024.0),
+        "final_report_ms": ready_ms,
+        "requests_sent": s.requests_sent.load(Ordering::Relaxed),
+        "requests_reported": totals.as_ref().ok().map(|t| t.requests),
+        "worker_errors": o.errors.len(),
+    });
+    if let Err(e) = std::fs::write(path, figures.to_string()) {
+        println!("cannot write {}: {e}", path.display());
     }
+}
+
+/// What the fake workers sent against the report's totals; true when they agree.
+fn print_exactness(s: &Shared, totals: Result<ReportTotals>) -> bool {
+    let requests_sent = s.requests_sent.load(Ordering::Relaxed);
+    let failures_sent = s.failures_sent.load(Ordering::Relaxed);
     match totals {
         Ok(t) => {
             let verdict = |a: u64, b: u64| if a == b { "equal" } else { "DIFFERENT" };
@@ -193,13 +260,17 @@ pub fn print(args: &Args, o: &Observed) -> bool {
                 t.endpoints
             );
             println!("master's stop reason     {}", t.stop_reason);
-            ok &= t.requests == requests_sent && t.failures == failures_sent;
+            t.requests == requests_sent && t.failures == failures_sent
         }
         Err(e) => {
             println!("exactness                cannot check: {e:#}");
-            ok = false;
+            false
         }
     }
+}
+
+/// How many worker errors, and up to five distinct ones.
+fn print_errors(o: &Observed) {
     println!("worker errors            {}", o.errors.len());
     let mut distinct: Vec<&String> = o.errors.iter().collect();
     distinct.sort();
@@ -207,6 +278,4 @@ pub fn print(args: &Args, o: &Observed) -> bool {
     for e in distinct.iter().take(5) {
         println!("    {e}");
     }
-    println!("files                    {}", o.dir.display());
-    ok
 }

@@ -33,7 +33,7 @@ const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Counters of all fake workers, read by the run while it lasts and at the end.
 #[derive(Debug, Default)]
-pub struct Shared {
+pub(crate) struct Shared {
     pub welcomed: AtomicUsize,
     /// Workers that received their first Assign (the run has started for them).
     pub assigned: AtomicUsize,
@@ -51,7 +51,7 @@ pub struct Shared {
 
 /// Moments of the run, as the fake workers saw them.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Times {
+pub(crate) struct Times {
     /// The last worker received its first Assign: every worker is running.
     pub all_assigned: Option<Instant>,
     pub first_stop: Option<Instant>,
@@ -67,13 +67,13 @@ impl Shared {
         f(&mut t);
     }
 
-    pub fn times(&self) -> Times {
+    pub(crate) fn times(&self) -> Times {
         *self.times.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 /// What one fake worker needs.
-pub struct Spec {
+pub(crate) struct Spec {
     pub index: u32,
     /// How many fake workers there are (to notice the last one to start).
     pub total: u32,
@@ -116,7 +116,7 @@ struct Session {
 }
 
 /// Runs one fake worker to the acknowledgement of its final report.
-pub async fn run(spec: Spec) -> Result<()> {
+pub(crate) async fn run(spec: Spec) -> Result<()> {
     let shared = spec.shared.clone();
     let result = join_and_follow(spec).await;
     if result.is_err() {

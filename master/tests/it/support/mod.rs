@@ -1,6 +1,14 @@
-//! Shared set-up: a mock target, a scenario, a master, in-process workers.
+//! Shared set-up: a mock target, a scenario, a master, in-process workers, the
+//! `barrage` binary as a command and free loopback ports. Harnesses with a concern of
+//! their own live beside it: [`proxy`] (a TCP proxy to cut or freeze), [`tools`]
+//! (Debian packages some tests install) and [`browser`] (headless Chromium).
+
+pub(crate) mod browser;
+pub(crate) mod proxy;
+pub(crate) mod tools;
 
 use std::net::SocketAddr;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,9 +22,9 @@ use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-pub const KEY: &str = "app-test-key";
+pub(crate) const KEY: &str = "app-test-key";
 
-pub struct Mock {
+pub(crate) struct Mock {
     pub state: MockState,
     pub addr: SocketAddr,
     stop: CancellationToken,
@@ -28,7 +36,7 @@ impl Drop for Mock {
     }
 }
 
-pub async fn mock(cfg: MockConfig) -> Mock {
+pub(crate) async fn mock(cfg: MockConfig) -> Mock {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let state = MockState::new(cfg);
@@ -42,7 +50,7 @@ pub async fn mock(cfg: MockConfig) -> Mock {
 }
 
 /// Runs `setup` to its end with one in-process worker; the final report.
-pub async fn run_with_one_worker(setup: MasterSetup) -> barrage_master::report::FinalReport {
+pub(crate) async fn run_with_one_worker(setup: MasterSetup) -> barrage_master::report::FinalReport {
     let m = master(setup).await;
     let w = worker(m.addr, "w");
     let report = m.run.await.unwrap().unwrap().report;
@@ -51,14 +59,14 @@ pub async fn run_with_one_worker(setup: MasterSetup) -> barrage_master::report::
 }
 
 /// Serves `app` on a free loopback port for the rest of the test; returns the address.
-pub async fn serve(app: axum::Router) -> SocketAddr {
+pub(crate) async fn serve(app: axum::Router) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     addr
 }
 
-pub fn sse_mock_config(first_event_ms: u64, chunks: u32, interval_ms: u64) -> MockConfig {
+pub(crate) fn sse_mock_config(first_event_ms: u64, chunks: u32, interval_ms: u64) -> MockConfig {
     MockConfig {
         first_event_delay: Duration::from_millis(first_event_ms),
         chunks,
@@ -69,7 +77,7 @@ pub fn sse_mock_config(first_event_ms: u64, chunks: u32, interval_ms: u64) -> Mo
 }
 
 /// A workflow scenario like examples/dify-workflow.toml with a chosen wait.
-pub fn workflow_scenario(wait: &str) -> String {
+pub(crate) fn workflow_scenario(wait: &str) -> String {
     format!(
         r#"
 [data.question]
@@ -100,11 +108,11 @@ body = '{{"inputs": {{}}, "query": "{{{{question}}}}", "response_mode": "blockin
     )
 }
 
-pub fn env(name: &str) -> Option<String> {
+pub(crate) fn env(name: &str) -> Option<String> {
     (name == "DIFY_API_KEY").then(|| KEY.to_string())
 }
 
-pub fn load_args(host: SocketAddr, users: u32, rate: f64, run_time: Duration) -> LoadArgs {
+pub(crate) fn load_args(host: SocketAddr, users: u32, rate: f64, run_time: Duration) -> LoadArgs {
     LoadArgs {
         host: Some(format!("http://{host}")),
         users: Some(users),
@@ -117,12 +125,12 @@ pub fn load_args(host: SocketAddr, users: u32, rate: f64, run_time: Duration) ->
     }
 }
 
-pub fn setup(scenario_text: &str, load: &LoadArgs, workers: u32) -> MasterSetup {
+pub(crate) fn setup(scenario_text: &str, load: &LoadArgs, workers: u32) -> MasterSetup {
     setup_with_env(scenario_text, load, workers, &env)
 }
 
 /// [`setup`] with the scenario's `${NAME}` variables read from `env`.
-pub fn setup_with_env(
+pub(crate) fn setup_with_env(
     scenario_text: &str,
     load: &LoadArgs,
     workers: u32,
@@ -136,13 +144,13 @@ pub fn setup_with_env(
 }
 
 /// A master serving on 127.0.0.1:0, running in the background.
-pub struct Master {
+pub(crate) struct Master {
     pub addr: SocketAddr,
     pub cluster: Arc<Cluster>,
     pub run: tokio::task::JoinHandle<anyhow::Result<Outcome>>,
 }
 
-pub async fn master(setup: MasterSetup) -> Master {
+pub(crate) async fn master(setup: MasterSetup) -> Master {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cluster = barrage_master::serve::new_cluster(&setup);
@@ -156,10 +164,10 @@ pub async fn master(setup: MasterSetup) -> Master {
 }
 
 /// An in-process worker, running until its run ends.
-pub type WorkerTask = tokio::task::JoinHandle<barrage_worker::Result<barrage_worker::Exit>>;
+pub(crate) type WorkerTask = tokio::task::JoinHandle<barrage_worker::Result<barrage_worker::Exit>>;
 
 /// An in-process worker joining `master`; it runs until the run ends.
-pub fn worker(master: SocketAddr, id: &str) -> WorkerTask {
+pub(crate) fn worker(master: SocketAddr, id: &str) -> WorkerTask {
     let mut cfg = barrage_worker::WorkerConfig::new(master.to_string());
     cfg.worker_id = id.to_string();
     cfg.give_up_after = Some(Duration::from_secs(30));
@@ -167,17 +175,17 @@ pub fn worker(master: SocketAddr, id: &str) -> WorkerTask {
 }
 
 /// The users a worker last said it runs (None: not known to the master).
-pub fn users_of(cluster: &Cluster, id: &str) -> Option<u32> {
+pub(crate) fn users_of(cluster: &Cluster, id: &str) -> Option<u32> {
     cluster.registry().workers.get(id).map(|w| w.heartbeat.users)
 }
 
 /// How many reports of a worker the master has merged.
-pub fn reports_of(cluster: &Cluster, id: &str) -> u64 {
+pub(crate) fn reports_of(cluster: &Cluster, id: &str) -> u64 {
     cluster.aggregator().workers.get(id).map_or(0, |p| p.reports)
 }
 
 /// Polls `check` every 20 ms until it holds or `limit` passes.
-pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+pub(crate) async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
         if check() {
@@ -189,16 +197,40 @@ pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> boo
 }
 
 /// A free loopback address, for a server a test starts itself (the web API).
-pub fn free_addr() -> SocketAddr {
+pub(crate) fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
 }
 
+/// A free loopback port, for a `barrage` process a test starts on 127.0.0.1.
+pub(crate) fn free_port() -> u16 {
+    free_addr().port()
+}
+
+/// The `barrage` binary built for this test run, as a command. Flags read `BARRAGE_*`
+/// variables (`BARRAGE_RUN_USERS`, ...), so none is passed on: a test does not depend on
+/// the environment the suite runs in, and sets the ones it means.
+pub(crate) fn barrage() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_barrage"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("BARRAGE_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
 /// One HTTP/1.1 request over a fresh connection: `headers` are extra header lines
 /// (each ending in CRLF). Returns (status, head in lower case, body).
-pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &str, body: &str) -> (u16, String, String) {
+pub(crate) async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let req = format!(
@@ -214,12 +246,12 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &str, bod
 }
 
 /// The web API's token header line, when there is a token.
-pub fn token_header(token: Option<&str>) -> String {
+pub(crate) fn token_header(token: Option<&str>) -> String {
     token.map(|t| format!("x-barrage-token: {t}\r\n")).unwrap_or_default()
 }
 
 /// Turns on the web API of `s` on a free loopback port with this token; its address.
-pub fn with_web(s: &mut MasterSetup, token: &str, auth_all: bool) -> SocketAddr {
+pub(crate) fn with_web(s: &mut MasterSetup, token: &str, auth_all: bool) -> SocketAddr {
     let web = free_addr();
     s.web = Some((
         web,
@@ -233,7 +265,7 @@ pub fn with_web(s: &mut MasterSetup, token: &str, auth_all: bool) -> SocketAddr 
 
 /// A running workflow test against `target` with its web API on (this token), one
 /// worker in, returned once requests flow: the master, its web address, the worker.
-pub async fn web_run(
+pub(crate) async fn web_run(
     target: SocketAddr,
     users: u32,
     run_time: Duration,
@@ -255,7 +287,7 @@ pub async fn web_run(
 /// A master that waits for a start from its web UI (`--start-from-ui`, this token),
 /// its flags offering 9 users against `target`, and one worker joining it: the
 /// master, its web address and the worker.
-pub async fn ui_master(target: SocketAddr, token: &str) -> (Master, SocketAddr, WorkerTask) {
+pub(crate) async fn ui_master(target: SocketAddr, token: &str) -> (Master, SocketAddr, WorkerTask) {
     let mut load = load_args(target, 9, 100.0, Duration::from_secs(600));
     load.start_from_ui = true;
     let mut s = setup(&workflow_scenario("constant(0.05)"), &load, 1);
@@ -267,7 +299,7 @@ pub async fn ui_master(target: SocketAddr, token: &str) -> (Master, SocketAddr, 
 }
 
 /// A peer that joins properly and sends what it likes, reading the master's answers.
-pub struct FakeWorker {
+pub(crate) struct FakeWorker {
     pub id: String,
     pub tx: tokio::sync::mpsc::Sender<v1::WorkerMessage>,
     pub replies: tonic::Streaming<v1::MasterMessage>,
@@ -276,7 +308,7 @@ pub struct FakeWorker {
 
 impl FakeWorker {
     /// Joins `master` as worker `id`, past its Welcome.
-    pub async fn join(master: std::net::SocketAddr, id: &str) -> FakeWorker {
+    pub(crate) async fn join(master: std::net::SocketAddr, id: &str) -> FakeWorker {
         let mut client = v1::coordinator_client::CoordinatorClient::connect(format!("http://{master}"))
             .await
             .unwrap();
@@ -310,7 +342,7 @@ impl FakeWorker {
     }
 
     /// Sends `r` as this worker's report of this epoch.
-    pub async fn report(&self, mut r: v1::Report) {
+    pub(crate) async fn report(&self, mut r: v1::Report) {
         r.worker_id = self.id.clone();
         r.epoch = self.epoch;
         self.tx
@@ -322,7 +354,7 @@ impl FakeWorker {
     }
 
     /// Waits for an Ack of at least `seq` (skipping other messages); false on timeout.
-    pub async fn acked(&mut self, seq: u64) -> bool {
+    pub(crate) async fn acked(&mut self, seq: u64) -> bool {
         let wait = async {
             while let Some(Ok(m)) = self.replies.next().await {
                 if let Some(v1::master_message::Kind::Ack(a)) = m.kind

@@ -69,15 +69,15 @@ impl Drop for Slot {
 }
 
 /// The Chromium binary; installed with apt-get the first time it is needed (root only).
-pub fn chromium() -> Result<PathBuf, String> {
+pub(crate) fn chromium() -> Result<PathBuf, String> {
     static CHROMIUM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     CHROMIUM
-        .get_or_init(|| crate::tools::debian_tool("chromium", &CANDIDATES))
+        .get_or_init(|| crate::support::tools::debian_tool("chromium", &CANDIDATES))
         .clone()
 }
 
 /// `target/browser-artifacts`, created: screenshots land there.
-pub fn artifacts_dir() -> PathBuf {
+pub(crate) fn artifacts_dir() -> PathBuf {
     let target = option_env!("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
@@ -88,13 +88,13 @@ pub fn artifacts_dir() -> PathBuf {
 
 /// A headless Chromium with one tab for test `name`; None when there is no Chromium
 /// and `CI` is not set (the test should return: it is skipped, and says so).
-pub fn launch(name: &str) -> Option<Page> {
-    let path = crate::tools::required("browser test", name, chromium())?;
+pub(crate) fn launch(name: &str) -> Option<Page> {
+    let path = crate::support::tools::required("browser test", name, chromium())?;
     Some(Page::launch(name, &path).unwrap_or_else(|e| panic!("launching {}: {e:#}", path.display())))
 }
 
 /// One tab of a headless Chromium, recording what went wrong in the page.
-pub struct Page {
+pub(crate) struct Page {
     name: String,
     tab: Arc<Tab>,
     /// Console errors, uncaught exceptions and error log entries, as they came.
@@ -165,7 +165,7 @@ impl Page {
     }
 
     /// Opens `url` (http://127.0.0.1:..., file://...) and waits for it to load.
-    pub fn goto(&self, url: &str) {
+    pub(crate) fn goto(&self, url: &str) {
         self.tab
             .navigate_to(url)
             .and_then(|t| t.wait_until_navigated())
@@ -173,7 +173,7 @@ impl Page {
     }
 
     /// Opens a local file.
-    pub fn goto_file(&self, path: &Path) {
+    pub(crate) fn goto_file(&self, path: &Path) {
         let path = path
             .canonicalize()
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -182,13 +182,13 @@ impl Page {
 
     /// Evaluates the JavaScript expression `js` (a promise is awaited) and returns its
     /// value as JSON (undefined is null). A throw fails the test with the JS error.
-    pub fn eval(&self, js: &str) -> Value {
+    pub(crate) fn eval(&self, js: &str) -> Value {
         self.try_eval(js)
             .unwrap_or_else(|e| panic!("{}: evaluating `{js}`: {e}", self.name))
     }
 
     /// [`Page::eval`], with the JS error as Err instead of a panic.
-    pub fn try_eval(&self, js: &str) -> Result<Value, String> {
+    pub(crate) fn try_eval(&self, js: &str) -> Result<Value, String> {
         // The expression's own exception is caught here, so it is not reported as an
         // uncaught one of the page.
         let wrapped = format!(
@@ -210,7 +210,7 @@ impl Page {
 
     /// Polls the expression `condition` every 50 ms until it is truthy; fails the test
     /// after `limit`, naming the condition and the page's problems so far.
-    pub fn wait_for(&self, condition: &str, limit: Duration) {
+    pub(crate) fn wait_for(&self, condition: &str, limit: Duration) {
         let deadline = Instant::now() + limit;
         loop {
             let last = self.try_eval(&format!("!!({condition})"));
@@ -231,7 +231,7 @@ impl Page {
 
     /// Clicks the first element matching the CSS `selector` (as a user would: the
     /// element's `click()`, which fires the same handlers).
-    pub fn click(&self, selector: &str) {
+    pub(crate) fn click(&self, selector: &str) {
         let sel = serde_json::to_string(selector).unwrap();
         self.eval(&format!(
             "(() => {{ const e = document.querySelector({sel}); if (!e) throw new Error('no element ' + {sel}); e.click(); return true; }})()"
@@ -239,7 +239,7 @@ impl Page {
     }
 
     /// Sets the value of the input matching `selector` and fires `input` and `change`.
-    pub fn fill(&self, selector: &str, value: &str) {
+    pub(crate) fn fill(&self, selector: &str, value: &str) {
         let (sel, val) = (
             serde_json::to_string(selector).unwrap(),
             serde_json::to_string(value).unwrap(),
@@ -253,12 +253,12 @@ impl Page {
 
     /// Console errors (`console.error`, `console.assert`), uncaught exceptions and
     /// error log entries (a resource that failed to load, a CSP violation) so far.
-    pub fn problems(&self) -> Vec<String> {
+    pub(crate) fn problems(&self) -> Vec<String> {
         self.problems.lock().unwrap().clone()
     }
 
     /// Fails the test (after a screenshot) if the page had any problem.
-    pub fn assert_no_problems(&self) {
+    pub(crate) fn assert_no_problems(&self) {
         let problems = self.problems();
         if !problems.is_empty() {
             self.screenshot();
@@ -267,12 +267,12 @@ impl Page {
     }
 
     /// Every URL the page requested since the browser started.
-    pub fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
     }
 
     /// [`Page::screenshot`] of one stage of a test: `<test name>-<stage>.png`.
-    pub fn screenshot_stage(&self, stage: &str) -> PathBuf {
+    pub(crate) fn screenshot_stage(&self, stage: &str) -> PathBuf {
         let path = self.screenshot();
         let staged = artifacts_dir().join(format!("{}-{stage}.png", self.name));
         std::fs::rename(&path, &staged).unwrap_or_else(|e| panic!("renaming {}: {e}", path.display()));
@@ -281,7 +281,7 @@ impl Page {
 
     /// A PNG of the whole page (beyond the window) in
     /// `target/browser-artifacts/<test name>.png`; its path.
-    pub fn screenshot(&self) -> PathBuf {
+    pub(crate) fn screenshot(&self) -> PathBuf {
         let size = self
             .try_eval("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
             .unwrap_or_default();
@@ -312,7 +312,7 @@ impl Page {
     }
 
     /// The tab itself, for what this harness does not wrap.
-    pub fn tab(&self) -> &Arc<Tab> {
+    pub(crate) fn tab(&self) -> &Arc<Tab> {
         &self.tab
     }
 }

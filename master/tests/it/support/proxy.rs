@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-pub struct Proxy {
+pub(crate) struct Proxy {
     pub addr: SocketAddr,
     frozen: Arc<AtomicBool>,
     /// Bumped to close every connection open at that moment.
@@ -18,7 +18,7 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub async fn start(upstream: SocketAddr) -> Proxy {
+    pub(crate) async fn start(upstream: SocketAddr) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let frozen = Arc::new(AtomicBool::new(false));
@@ -40,11 +40,11 @@ impl Proxy {
     }
 
     /// Closes every connection now (a transient disconnect); new ones are accepted.
-    pub fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.cuts.send_modify(|g| *g += 1);
     }
 
-    pub fn freeze(&self, on: bool) {
+    pub(crate) fn freeze(&self, on: bool) {
         self.frozen.store(on, Ordering::SeqCst);
     }
 }

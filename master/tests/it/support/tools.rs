@@ -15,7 +15,7 @@ static APT: Mutex<()> = Mutex::new(());
 /// The first of `candidates` that exists; else installs Debian's `package` (root
 /// only) and looks again. Err says why there is none. Callers keep the result in a
 /// `OnceLock`, so a package is installed once per test process.
-pub fn debian_tool(package: &str, candidates: &[&str]) -> Result<PathBuf, String> {
+pub(crate) fn debian_tool(package: &str, candidates: &[&str]) -> Result<PathBuf, String> {
     let find = || candidates.iter().map(PathBuf::from).find(|p| p.is_file());
     if let Some(path) = find() {
         return Ok(path);
@@ -46,7 +46,7 @@ pub fn debian_tool(package: &str, candidates: &[&str]) -> Result<PathBuf, String
 }
 
 /// The tool, or None after a visible SKIPPED notice; a panic when `CI` is set.
-pub fn required<T>(what: &str, test: &str, tool: Result<T, String>) -> Option<T> {
+pub(crate) fn required<T>(what: &str, test: &str, tool: Result<T, String>) -> Option<T> {
     match tool {
         Ok(path) => Some(path),
         Err(reason) if std::env::var_os("CI").is_some() => {
