@@ -8,11 +8,8 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use barrage_proto::v1::{self, master_message::Kind as MKind};
-
-use crate::cluster::{Cluster, Phase};
+use crate::cluster::{Cluster, Phase, Targets};
 use crate::hunt::{Action, Hunt};
-use crate::partition::{class_totals, partition_totals};
 use crate::report::{RunSummary, console};
 use crate::thresholds::Thresholds;
 use barrage_common::shape::Shape;
@@ -91,7 +88,7 @@ pub async fn run(
     // Workers that joined early hear from us while they wait for the others.
     let mut next_wait_heartbeat = Instant::now();
     loop {
-        let joined = cluster.registry().workers.values().filter(|w| w.tx.is_some()).count();
+        let joined = cluster.registry().connected();
         if joined != announced {
             info!(joined, expected = cfg.expect_workers, "waiting for workers");
             announced = joined;
@@ -117,7 +114,7 @@ pub async fn run(
             && let Some(max) = cfg.expect_workers_max_wait
             && wait_start.elapsed() >= max
         {
-            cluster.registry().phase = Phase::Done;
+            cluster.registry().set_phase(Phase::Done);
             return Err(RunError::NotEnoughWorkers {
                 joined,
                 expected: cfg.expect_workers,
@@ -125,14 +122,14 @@ pub async fn run(
             });
         }
         if Instant::now() >= next_wait_heartbeat {
-            next_wait_heartbeat = Instant::now() + cluster.opts.heartbeat_interval;
-            send_heartbeats(&cluster, Duration::ZERO);
+            next_wait_heartbeat = Instant::now() + cluster.opts().heartbeat_interval;
+            cluster.registry().heartbeat(Duration::ZERO);
         }
         tokio::select! {
-            _ = cluster.changed.notified() => {}
+            _ = cluster.changed().notified() => {}
             _ = tokio::time::sleep(TICK) => {}
             _ = &mut shutdown => {
-                cluster.registry().phase = Phase::Done;
+                cluster.registry().set_phase(Phase::Done);
                 return Err(RunError::Interrupted);
             }
         }
@@ -141,9 +138,7 @@ pub async fn run(
     // 2. Start.
     let start = Instant::now();
     {
-        let mut reg = cluster.registry();
-        reg.phase = Phase::Running;
-        reg.run_start = Some(start);
+        cluster.registry().start_run(start);
     }
     cluster.aggregator().start_clock(start);
     info!(users = cfg.users, spawn_rate = cfg.spawn_rate, run_time = ?cfg.run_time, "run started");
@@ -175,7 +170,7 @@ pub async fn run(
             stop_reason = format!("run time of {} reached", barrage_common::duration::format(rt));
             break;
         }
-        let lost = declare_lost(&cluster, cfg.liveness_timeout);
+        let lost = cluster.declare_lost(cfg.liveness_timeout);
         if let Some(id) = lost.first()
             && cfg.on_worker_loss == WorkerLossPolicy::Abort
         {
@@ -183,13 +178,13 @@ pub async fn run(
             aborted = Some(format!("worker {id} was lost and --on-worker-loss is abort"));
             break;
         }
-        let membership = cluster.registry().membership;
+        let membership = cluster.registry().membership();
         if !lost.is_empty() && cfg.on_worker_loss == WorkerLossPolicy::Continue {
             // Keep the others' targets: the lost users are not replaced.
             balanced_at = membership;
         }
         // With no worker left the run cannot go on; the report is still written.
-        if cluster.registry().workers.values().all(|w| w.lost) {
+        if cluster.registry().all_lost() {
             stop_reason = "every worker was lost".to_string();
             aborted = Some(RunError::AllWorkersLost.to_string());
             break;
@@ -256,15 +251,15 @@ pub async fn run(
                     Load::Arrivals(a) => format!("{:.2} arrivals/s", a.schedule.rate_at(elapsed.as_secs_f64() + 0.01)),
                 };
                 info!(target = %what, "{why}: new target");
-                cluster.registry().events.push((elapsed, format!("{why}: {what}")));
+                cluster.registry().note_event_at(elapsed, format!("{why}: {what}"));
             }
             balanced_at = membership;
             rebalance(&cluster, &cfg, &target);
             sent_target = Some(target);
         }
         if now >= next_heartbeat {
-            next_heartbeat = now + cluster.opts.heartbeat_interval;
-            send_heartbeats(&cluster, now.duration_since(start));
+            next_heartbeat = now + cluster.opts().heartbeat_interval;
+            cluster.registry().heartbeat(now.duration_since(start));
         }
         if watch_thresholds && now >= next_threshold_check {
             next_threshold_check = now + Duration::from_secs(1);
@@ -327,7 +322,7 @@ pub async fn run(
             .map_or(TICK, |at| (at - elapsed).min(TICK));
         tokio::select! {
             _ = tokio::time::sleep(nap) => {}
-            _ = cluster.changed.notified() => {}
+            _ = cluster.changed().notified() => {}
             _ = &mut shutdown => {
                 stop_reason = cluster.stop_requested().unwrap_or_else(|| "interrupted (Ctrl-C / SIGTERM)".to_string());
                 break;
@@ -341,25 +336,7 @@ pub async fn run(
         console::clear_progress();
     }
     info!(reason = %stop_reason, "stopping the run; collecting final reports");
-    let expecting: Vec<String> = {
-        let mut reg = cluster.registry();
-        reg.phase = Phase::Stopping;
-        reg.command_seq += 1;
-        let stop = v1::Stop {
-            epoch: cluster.epoch,
-            command_seq: reg.command_seq,
-            stop_timeout_ms: cfg.stop_timeout.as_millis() as u64,
-            reason: stop_reason.clone(),
-            exit: true,
-        };
-        reg.stop = Some(stop.clone());
-        let mut ids = Vec::new();
-        for w in reg.workers.values_mut().filter(|w| !w.lost) {
-            w.send(MKind::Stop(stop.clone()));
-            ids.push(w.id.clone());
-        }
-        ids
-    };
+    let expecting = cluster.registry().stop(cfg.stop_timeout, &stop_reason);
     // Users get stop_timeout to finish; then a report interval and some slack.
     let deadline = Instant::now() + cfg.stop_timeout + Duration::from_secs(5);
     // Heartbeats on their own interval: this loop wakes on every final report, and a
@@ -367,43 +344,24 @@ pub async fn run(
     // their queues and lost their final acks in the simulated-worker benchmark).
     let mut next_heartbeat = Instant::now();
     let missing_finals = loop {
-        let (missing, closing) = {
-            let agg = cluster.aggregator();
-            let reg = cluster.registry();
-            let missing: Vec<String> = expecting
-                .iter()
-                .filter(|id| !agg.workers.get(*id).is_some_and(|p| p.final_seen))
-                .filter(|id| reg.workers.get(*id).is_some_and(|w| !w.lost))
-                .cloned()
-                .collect();
-            // Fenced workers still talking may yet hand in their closing report.
-            let closing = reg.workers.values().any(|w| {
-                w.lost
-                    && w.last_seen.elapsed() < cfg.liveness_timeout
-                    && agg
-                        .workers
-                        .get(&w.id)
-                        .is_some_and(|p| p.fenced && p.had_load && !p.final_seen)
-            });
-            (missing, closing)
-        };
+        let (missing, closing) = final_reports_due(&cluster, &expecting, cfg.liveness_timeout);
         if (missing.is_empty() && !closing) || Instant::now() >= deadline {
             break missing;
         }
-        declare_lost(&cluster, cfg.liveness_timeout);
+        cluster.declare_lost(cfg.liveness_timeout);
         if Instant::now() >= next_heartbeat {
-            next_heartbeat = Instant::now() + cluster.opts.heartbeat_interval;
-            send_heartbeats(&cluster, duration);
+            next_heartbeat = Instant::now() + cluster.opts().heartbeat_interval;
+            cluster.registry().heartbeat(duration);
         }
         tokio::select! {
-            _ = cluster.changed.notified() => {}
+            _ = cluster.changed().notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
     };
     if !missing_finals.is_empty() {
         warn!(workers = ?missing_finals, "no final report from some workers; their last interval is missing");
     }
-    cluster.registry().phase = Phase::Done;
+    cluster.registry().set_phase(Phase::Done);
     Ok(RunSummary {
         arrival,
         aborted,
@@ -414,76 +372,29 @@ pub async fn run(
     })
 }
 
-/// One heartbeat to every connected worker.
-fn send_heartbeats(cluster: &Cluster, elapsed: Duration) {
-    let hb = v1::MasterHeartbeat {
-        epoch: cluster.epoch,
-        run_elapsed_us: micros(elapsed),
+/// The workers asked to stop whose final report is still due (not lost meanwhile),
+/// and whether a fenced worker still talking may yet hand in its closing report.
+fn final_reports_due(cluster: &Cluster, expecting: &[String], liveness: Duration) -> (Vec<String>, bool) {
+    // Copied out of the registry, then the aggregator is read: never both locks.
+    let (active, talking) = {
+        let reg = cluster.registry();
+        (reg.active_ids(), reg.lost_but_talking(liveness))
     };
-    for w in cluster.registry().workers.values_mut().filter(|w| w.tx.is_some()) {
-        w.send(MKind::Heartbeat(hb));
-    }
+    let agg = cluster.aggregator();
+    let missing = expecting
+        .iter()
+        .filter(|id| !agg.workers.get(*id).is_some_and(|p| p.final_seen))
+        .filter(|id| active.contains(id))
+        .cloned()
+        .collect();
+    let closing = talking.iter().any(|id| {
+        agg.workers
+            .get(id)
+            .is_some_and(|p| p.fenced && p.had_load && !p.final_seen)
+    });
+    (missing, closing)
 }
 
-fn micros(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-}
-
-/// Marks workers silent or disconnected for longer than `timeout` as lost; returns
-/// their ids.
-fn declare_lost(cluster: &Cluster, timeout: Duration) -> Vec<String> {
-    let mut lost = Vec::new();
-    {
-        let mut reg = cluster.registry();
-        for w in reg.workers.values_mut().filter(|w| !w.lost) {
-            let silent = w.last_seen.elapsed();
-            let gone = w.disconnected_at.is_some_and(|d| d.elapsed() >= timeout);
-            if gone || silent >= timeout {
-                // Its session ends here: on a stream still open (a paused process),
-                // Fence makes it stop its load and hand in what it holds; nothing it
-                // sends after that counts, and its share goes to the others.
-                w.send(MKind::Fence(v1::Fence {
-                    epoch: cluster.epoch,
-                    reason: format!("declared lost after {silent:.1?} of silence"),
-                    close: true,
-                }));
-                let had_load = w.last_assign.is_some() || w.heartbeat.users > 0;
-                w.lost = true;
-                w.tx = None;
-                w.last_assign = None;
-                lost.push((w.id.clone(), silent, had_load));
-            }
-        }
-    }
-    if lost.is_empty() {
-        return Vec::new();
-    }
-    // The aggregator is locked after the registry is released (never both at once here).
-    let covered: Vec<f64> = {
-        let mut agg = cluster.aggregator();
-        for (id, _, had_load) in &lost {
-            agg.fence(id, *had_load);
-        }
-        lost.iter()
-            .map(|(id, _, _)| agg.workers.get(id).map_or(0.0, |p| p.last_interval_end_us as f64 / 1e6))
-            .collect()
-    };
-    let mut reg = cluster.registry();
-    let elapsed = reg.run_start.map_or(Duration::ZERO, |s| s.elapsed());
-    for ((id, silent, _), covered) in lost.iter().zip(covered) {
-        warn!(worker = %id, silent = ?silent, "worker lost");
-        reg.events.push((
-            elapsed,
-            format!(
-                "worker {id} lost after {silent:.1?} of silence and fenced: its figures count up to {covered:.1}s of the run (its last merged report), plus what it hands in when it closes its session"
-            ),
-        ));
-        reg.membership += 1;
-    }
-    lost.into_iter().map(|(id, _, _)| id).collect()
-}
-
-/// Sends every active worker its absolute targets (nothing when none is left).
 /// What the workers are to run: users (and their spawn rate), or arrivals.
 #[derive(Debug, Clone, PartialEq)]
 enum Load {
@@ -491,93 +402,18 @@ enum Load {
     Arrivals(barrage_common::scenario::Arrival),
 }
 
+/// Sends every active worker its absolute targets (nothing when none is left).
 fn rebalance(cluster: &Cluster, cfg: &RunConfig, load: &Load) {
     let (users, spawn_rate, arrival) = match load {
         Load::Users(users, rate) => (*users, *rate, None),
         Load::Arrivals(a) => (0, cfg.spawn_rate, Some(a)),
     };
-    match arrival {
-        None => cluster.set_target(users, spawn_rate),
-        Some(a) => cluster.set_target(0, a.schedule.rate_at(cluster.run_elapsed().as_secs_f64())),
-    }
-    let mut reg = cluster.registry();
-    let elapsed = reg.run_start.map_or(Duration::ZERO, |s| s.elapsed());
-    let ids: Vec<String> = reg
-        .workers
-        .values()
-        .filter(|w| w.is_active())
-        .map(|w| w.id.clone())
-        .collect();
-    if ids.is_empty() {
-        return;
-    }
-    let weights: Vec<u32> = ids.iter().map(|id| reg.workers[id].capacity()).collect();
-    // Open model: each worker its segment of the arrivals and its share of the cap,
-    // from the arrival due now on (a re-split after a join or a loss).
-    let arrival_shares: Option<Vec<v1::ArrivalShare>> = arrival.map(|a| {
-        let from_index = a.schedule.cumulative(elapsed.as_secs_f64()).ceil().max(0.0) as u64;
-        let caps = crate::partition::apportion(a.max_in_flight, &weights);
-        barrage_common::arrival::Segment::split(&weights)
-            .into_iter()
-            .zip(caps)
-            .map(|(seg, cap)| v1::ArrivalShare {
-                segment_start_num: seg.start,
-                segment_end_num: seg.end,
-                segment_den: seg.den,
-                rate_per_s: a.schedule.start_rate,
-                max_in_flight: cap.max(1),
-                stages: a
-                    .schedule
-                    .stages
-                    .iter()
-                    .map(|s| v1::RateStage {
-                        duration_us: micros(s.duration),
-                        rate_per_s: s.rate,
-                    })
-                    .collect(),
-                from_index,
-                until_us: cfg.run_time.map_or(0, micros),
-            })
-            .collect()
+    cluster.registry().assign(&Targets {
+        users,
+        spawn_rate,
+        arrival,
+        classes: &cfg.classes,
+        host: cfg.host.as_deref().unwrap_or_default(),
+        run_time: cfg.run_time,
     });
-    let class_weights: Vec<u32> = cfg.classes.iter().map(|(_, w, _)| *w).collect();
-    let fixed: Vec<Option<u32>> = cfg.classes.iter().map(|(_, _, f)| *f).collect();
-    let totals = class_totals(users, &class_weights, &fixed);
-    let p = partition_totals(&totals, spawn_rate, &weights);
-    reg.command_seq += 1;
-    let seq = reg.command_seq;
-    // Per class, the cluster-wide index of each worker's first user: the users of the
-    // workers before it. Workers place users on replicas by it, so the spread over a
-    // host's addresses is even whatever the number of workers.
-    let mut first_user = vec![0u64; cfg.classes.len()];
-    for (i, id) in ids.iter().enumerate() {
-        let firsts = first_user.clone();
-        for (f, &n) in first_user.iter_mut().zip(&p.matrix[i]) {
-            *f += u64::from(n);
-        }
-        let assign = v1::Assign {
-            epoch: cluster.epoch,
-            command_seq: seq,
-            classes: cfg
-                .classes
-                .iter()
-                .zip(&p.matrix[i])
-                .zip(&firsts)
-                .map(|(((name, _, _), &users), &first_user)| v1::ClassTarget {
-                    class_name: name.clone(),
-                    users,
-                    first_user,
-                })
-                .collect(),
-            spawn_rate: p.spawn_rates[i],
-            run_elapsed_us: micros(elapsed),
-            arrival: arrival_shares.as_ref().map(|s| s[i].clone()),
-            host: cfg.host.clone().unwrap_or_default(),
-        };
-        if let Some(w) = reg.workers.get_mut(id) {
-            w.last_assign = Some(assign.clone());
-            w.send(MKind::Assign(assign));
-        }
-    }
-    info!(workers = ids.len(), seq, "targets sent");
 }

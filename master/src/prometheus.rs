@@ -78,12 +78,12 @@ impl Snapshot {
     }
 
     fn read_registry(&mut self, reg: &Registry) {
-        for w in reg.workers.values() {
-            if w.lost {
+        for w in reg.workers() {
+            if w.is_lost() {
                 self.workers_lost += 1;
             } else {
                 self.workers_connected += 1;
-                self.users += u64::from(w.heartbeat.users);
+                self.users += u64::from(w.users());
             }
         }
     }

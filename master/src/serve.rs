@@ -70,13 +70,11 @@ pub async fn serve_cluster(
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = {
         let stop = stop_server.clone();
-        let service = CoordinatorServer::new(Service {
-            cluster: cluster.clone(),
-        })
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
+        let service = CoordinatorServer::new(Service::new(cluster.clone()))
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
         let mut builder = tonic::transport::Server::builder();
-        if let Some(tls) = &cluster.opts.tls {
+        if let Some(tls) = &cluster.opts().tls {
             let mut config = tonic::transport::ServerTlsConfig::new()
                 .identity(tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem));
             if let Some(ca) = &tls.client_ca_pem {
@@ -135,9 +133,7 @@ pub async fn serve_cluster(
     stop_server.cancel();
     // Close every worker stream, then give the server a moment to end; it must not
     // outlive the run (a worker on a silent stream would wait for it).
-    for w in cluster.registry().workers.values_mut() {
-        w.tx = None;
-    }
+    cluster.registry().close_streams();
     let abort = server.abort_handle();
     if tokio::time::timeout(Duration::from_secs(2), server).await.is_err() {
         abort.abort();

@@ -169,21 +169,20 @@ async fn run_state(State(state): State<AppState>, headers: HeaderMap) -> Respons
     let (phase, members) = {
         let reg = c.registry();
         let members: Vec<_> = reg
-            .workers
-            .values()
+            .workers()
             .map(|w| {
                 (
-                    w.id.clone(),
-                    w.index,
-                    w.hostname.clone(),
-                    w.cores,
-                    w.lost,
-                    w.tx.is_some(),
-                    w.heartbeat.users,
+                    w.id().to_string(),
+                    w.index(),
+                    w.hostname().to_string(),
+                    w.cores(),
+                    w.is_lost(),
+                    w.is_connected(),
+                    w.users(),
                 )
             })
             .collect();
-        (reg.phase, members)
+        (reg.phase(), members)
     };
     let phase = match (phase, c.final_report().is_some()) {
         (_, true) | (Phase::Done, _) => "done",
@@ -231,9 +230,9 @@ async fn run_state(State(state): State<AppState>, headers: HeaderMap) -> Respons
         "scenario": info.scenario,
         "host": info.host,
         // The load in force (changed by POST /api/target), else the run's as asked.
-        "users": c.target().filter(|_| info.arrival.is_none()).map_or(info.users, |t| t.0),
-        "spawn_rate": c.target().filter(|_| info.arrival.is_none()).map_or(info.spawn_rate, |t| t.1),
-        "arrival_rate": c.target().filter(|_| info.arrival.is_some()).map(|t| t.1),
+        "users": c.registry().target().filter(|_| info.arrival.is_none()).map_or(info.users, |t| t.0),
+        "spawn_rate": c.registry().target().filter(|_| info.arrival.is_none()).map_or(info.spawn_rate, |t| t.1),
+        "arrival_rate": c.registry().target().filter(|_| info.arrival.is_some()).map(|t| t.1),
         "open_model": info.arrival.is_some(),
         "live_users": live_users,
         "elapsed_s": elapsed.as_secs_f64(),
@@ -308,6 +307,7 @@ async fn reset_stats(State(state): State<AppState>, headers: HeaderMap) -> Respo
     state.cluster.aggregator().reset_stats(at);
     state
         .cluster
+        .registry()
         .note_event(format!("statistics reset from the web API at {at:.0} s"));
     (StatusCode::ACCEPTED, Json(serde_json::json!({"reset_at_s": at}))).into_response()
 }

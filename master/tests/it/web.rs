@@ -157,7 +157,7 @@ async fn a_run_started_from_the_web_api_runs_what_it_was_asked() {
     let mock = mock(sse_mock_config(5, 2, 5)).await;
     let (m, web, w) = ui_master(mock.addr, "tok").await;
     assert!(
-        eventually(Duration::from_secs(10), || m.cluster.registry().workers.len() == 1).await,
+        eventually(Duration::from_secs(10), || m.cluster.registry().len() == 1).await,
         "the worker joins"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
