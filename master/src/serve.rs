@@ -91,8 +91,10 @@ pub async fn serve_cluster(
                 .await
         })
     };
-    // The web API (unless headless): its stop joins the signals as a way to end the run.
-    let web_stop = CancellationToken::new();
+    // The web API (unless headless) steers the controller over these, and gets the
+    // final report once written.
+    let (steering, steered) = crate::controller::steering::channel();
+    let (report_tx, report_rx) = tokio::sync::watch::channel(None);
     let web_done = CancellationToken::new();
     let web_quit = CancellationToken::new();
     // The web API ends with this function, however it returns.
@@ -111,23 +113,15 @@ pub async fn serve_cluster(
             setup.info.clone(),
             cfg.clone(),
             crate::web::Controls {
-                stop: web_stop.clone(),
+                steering: steering.clone(),
+                report: report_rx,
                 quit: web_quit.clone(),
                 done: web_done.clone(),
                 start_from_ui: setup.run.start_from_ui,
             },
         ));
     }
-    let shutdown = {
-        let web_stop = web_stop.clone();
-        async move {
-            tokio::select! {
-                _ = shutdown => {}
-                _ = web_stop.cancelled() => {}
-            }
-        }
-    };
-    let result = controller::run(cluster.clone(), setup.run.clone(), shutdown).await;
+    let result = controller::run(cluster.clone(), setup.run.clone(), steered, shutdown).await;
     // Give workers a moment to read their final ack before the server goes away.
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop_server.cancel();
@@ -148,7 +142,7 @@ pub async fn serve_cluster(
             message: e.to_string(),
         })
     })?;
-    let info = cluster.run_info(&setup.info);
+    let info = steering.run_info(&setup.info);
     let roster = cluster.registry().roster();
     let mut report = FinalReport::build(&cluster.aggregator(), &roster, &info, &summary);
     report.thresholds = setup.run.thresholds.verdicts(&cluster.aggregator(), summary.duration);
@@ -180,7 +174,7 @@ pub async fn serve_cluster(
     if let Some(csv) = &setup.csv {
         csv.write_final(&report)?;
     }
-    cluster.set_final_report(report.clone());
+    report_tx.send_replace(Some(Arc::new(report.clone())));
     if setup.run.start_from_ui
         && let Some((addr, _)) = &setup.web
     {

@@ -19,9 +19,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{Cluster, Phase, Start};
+use crate::cluster::{Cluster, Phase};
+use crate::controller::{Retarget, Start, Steering};
 use crate::report::{FinalReport, RunInfo};
 
 /// Header carrying the token.
@@ -53,11 +55,14 @@ pub fn check_bind(addr: &SocketAddr, auth: bool) -> Result<(), String> {
 }
 
 #[derive(Clone)]
-pub(crate) struct AppState {
+struct AppState {
     cluster: Arc<Cluster>,
     info: RunInfo,
-    pub(crate) cfg: WebConfig,
-    stop: CancellationToken,
+    cfg: WebConfig,
+    /// Start, retarget and stop go to the controller through this.
+    steering: Steering,
+    /// The final report once written, for the downloads (None while the run lasts).
+    report: watch::Receiver<Option<Arc<FinalReport>>>,
     /// `--start-from-ui`: POST /api/start starts the run...
     start_from_ui: bool,
     /// ...and POST /api/stop after it ends closes the master.
@@ -65,10 +70,13 @@ pub(crate) struct AppState {
 }
 
 /// How the web API and the run steer each other.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Controls {
-    /// Cancelled by `POST /api/stop` during the run.
-    pub stop: CancellationToken,
+    /// `POST /api/start`, `/api/target` and `/api/stop` during the run go to the
+    /// controller through this.
+    pub steering: Steering,
+    /// The final report once written (the master publishes it).
+    pub report: watch::Receiver<Option<Arc<FinalReport>>>,
     /// Cancelled by `POST /api/stop` after the run (`--start-from-ui`).
     pub quit: CancellationToken,
     /// The server ends when this is cancelled.
@@ -90,12 +98,13 @@ pub async fn serve(
         cluster,
         info,
         cfg,
-        stop: controls.stop,
+        steering: controls.steering,
+        report: controls.report,
         start_from_ui: controls.start_from_ui,
         quit: controls.quit,
     };
     let app = Router::new()
-        .route("/", get(crate::ui::page))
+        .route("/", get(page))
         .route("/api/stats", get(stats))
         .route("/api/state", get(run_state))
         .route("/api/start", post(start_run))
@@ -108,6 +117,11 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(done.cancelled_owned())
         .await
+}
+
+/// `GET /`: the web UI's page ([`crate::ui`]).
+async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    crate::ui::page(&headers, &state.cfg.token, state.cfg.auth_all)
 }
 
 fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
@@ -138,7 +152,7 @@ async fn stats(State(state): State<AppState>, headers: HeaderMap) -> Response {
 /// The final report once the run is over, else the run so far.
 /// `merged`: with the rows' histograms (for saved files), or without (the live view).
 fn live_report(state: &AppState, merged: bool) -> FinalReport {
-    if let Some(done) = state.cluster.final_report() {
+    if let Some(done) = state.report.borrow().clone() {
         let mut report = (*done).clone();
         if !merged {
             report.merged.clear();
@@ -146,7 +160,7 @@ fn live_report(state: &AppState, merged: bool) -> FinalReport {
         return report;
     }
     let elapsed = state.cluster.run_elapsed().max(Duration::from_millis(1));
-    let info = state.cluster.run_info(&state.info);
+    let info = state.steering.run_info(&state.info);
     let agg = state.cluster.aggregator();
     let mut report = FinalReport::from_aggregator(&agg, &info, elapsed);
     if merged {
@@ -162,7 +176,7 @@ async fn run_state(State(state): State<AppState>, headers: HeaderMap) -> Respons
         return unauthorized();
     }
     let c = &state.cluster;
-    let info = c.run_info(&state.info);
+    let info = state.steering.run_info(&state.info);
     let elapsed = c.run_elapsed();
     let live_users = c.live_users();
     // The registry, copied and released before the aggregator is taken: never both.
@@ -184,7 +198,7 @@ async fn run_state(State(state): State<AppState>, headers: HeaderMap) -> Respons
             .collect();
         (reg.phase(), members)
     };
-    let phase = match (phase, c.final_report().is_some()) {
+    let phase = match (phase, state.report.borrow().is_some()) {
         (_, true) | (Phase::Done, _) => "done",
         (Phase::Waiting, _) => "waiting",
         (Phase::Running, _) => "running",
@@ -285,7 +299,7 @@ async fn start_run(State(state): State<AppState>, headers: HeaderMap, body: axum
     {
         return bad(StatusCode::BAD_REQUEST, format!("host {host:?}: {e}"));
     }
-    if !state.cluster.request_start(s.clone()) {
+    if !state.steering.start(s.clone()).await {
         return bad(StatusCode::CONFLICT, "the run has already been started".into());
     }
     (StatusCode::ACCEPTED, Json(serde_json::json!({"starting": s}))).into_response()
@@ -296,7 +310,7 @@ async fn reset_stats(State(state): State<AppState>, headers: HeaderMap) -> Respo
     if !authorized(&state, &headers) {
         return unauthorized();
     }
-    if state.cluster.final_report().is_some() {
+    if state.report.borrow().is_some() {
         return (
             StatusCode::CONFLICT,
             Json(serde_json::json!({"error": "the run is over"})),
@@ -385,7 +399,7 @@ async fn retarget(State(state): State<AppState>, headers: HeaderMap, body: axum:
         return unauthorized();
     }
     let bad = |why: String| (StatusCode::BAD_REQUEST, Json(serde_json::json!({"error": why}))).into_response();
-    let r: crate::cluster::Retarget = match serde_json::from_slice(&body) {
+    let r: Retarget = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
             return bad(format!(
@@ -393,7 +407,7 @@ async fn retarget(State(state): State<AppState>, headers: HeaderMap, body: axum:
             ));
         }
     };
-    let open = state.cluster.run_info(&state.info).arrival.is_some();
+    let open = state.steering.run_info(&state.info).arrival.is_some();
     if open && (r.users.is_some() || r.spawn_rate.is_some()) {
         return bad("this run is the open model: change its arrival_rate".into());
     }
@@ -408,7 +422,7 @@ async fn retarget(State(state): State<AppState>, headers: HeaderMap, body: axum:
     {
         return bad(format!("{rate} is not a rate; expected a number above 0"));
     }
-    state.cluster.request_retarget(r);
+    state.steering.retarget(r);
     (StatusCode::ACCEPTED, Json(serde_json::json!({"accepted": r}))).into_response()
 }
 
@@ -416,12 +430,11 @@ async fn stop_run(State(state): State<AppState>, headers: HeaderMap) -> Response
     if !authorized(&state, &headers) {
         return unauthorized();
     }
-    if state.cluster.final_report().is_some() {
+    if state.report.borrow().is_some() {
         // The run is over (the UI stayed up for its downloads): close the master.
         state.quit.cancel();
         return (StatusCode::ACCEPTED, Json(serde_json::json!({"closing": true}))).into_response();
     }
-    state.cluster.request_stop("stopped from the web API");
-    state.stop.cancel();
+    state.steering.stop("stopped from the web API");
     (StatusCode::ACCEPTED, Json(serde_json::json!({"stopping": true}))).into_response()
 }

@@ -9,8 +9,11 @@
 //! Lock discipline: `Cluster` holds the registry behind a `std::sync::Mutex` and the
 //! [`Aggregator`] behind another (never held across `.await`), so merging a report
 //! never waits on registry work. Never hold the registry and the aggregator at once:
-//! copy what is needed out of one, release it, then take the other. The controller
-//! ([`crate::controller`]) decides targets and drives the run through these.
+//! copy what is needed out of one, release it, then take the other. These two are the
+//! only locks: they guard state every worker session writes and the controller, the
+//! web API and `/metrics` read. The controller ([`crate::controller`]) decides
+//! targets and drives the run through them; the web API steers the controller over a
+//! channel ([`crate::controller::steering`]), not through the cluster.
 
 pub mod admission;
 pub mod registry;
@@ -91,44 +94,6 @@ pub struct Cluster {
     aggregator: Mutex<Aggregator>,
     /// Wakes the controller on membership changes and final reports.
     changed: Notify,
-    /// Why the run was asked to stop (the web API), for the report.
-    stop_request: Mutex<Option<String>>,
-    /// A new target asked for during the run (the web API), taken by the controller.
-    retarget: Mutex<Option<Retarget>>,
-    /// `--start-from-ui`: the start asked for (web API), taken by the controller...
-    start: Mutex<Option<Start>>,
-    /// ...and what the run was started with, for the reports.
-    started_with: Mutex<Option<Start>>,
-    /// The final report once written, for the web UI's downloads.
-    final_report: Mutex<Option<Arc<crate::report::FinalReport>>>,
-}
-
-/// A start from the web UI (`--start-from-ui`): users and spawn rate (a constant-users
-/// run, as in Locust), and optionally another host and a run time.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Start {
-    /// Users to run, cluster-wide.
-    pub users: u32,
-    /// Users started per second.
-    pub spawn_rate: f64,
-    /// Another target host than the scenario's.
-    pub host: Option<String>,
-    /// Seconds; none runs until stopped.
-    pub run_time_s: Option<f64>,
-}
-
-/// A change of load asked for during the run: users and spawn rate (closed model) or
-/// the arrival rate (open model). It replaces any shape from then on.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Retarget {
-    /// New users cluster-wide (None = keep).
-    pub users: Option<u32>,
-    /// New spawn rate, users/s (None = keep).
-    pub spawn_rate: Option<f64>,
-    /// New arrival rate, arrivals/s (open model only).
-    pub arrival_rate: Option<f64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -151,11 +116,6 @@ impl Cluster {
             registry: Mutex::new(Registry::new(epoch)),
             aggregator: Mutex::new(aggregator),
             changed: Notify::new(),
-            stop_request: Mutex::new(None),
-            retarget: Mutex::new(None),
-            start: Mutex::new(None),
-            started_with: Mutex::new(None),
-            final_report: Mutex::new(None),
         })
     }
 
@@ -182,71 +142,6 @@ impl Cluster {
     /// Notified on membership changes, disconnects and final reports.
     pub(crate) fn changed(&self) -> &Notify {
         &self.changed
-    }
-
-    /// Records why the run should stop (the caller then triggers the shutdown).
-    pub fn request_stop(&self, reason: &str) {
-        *lock(&self.stop_request) = Some(reason.to_string());
-    }
-
-    /// Why the run was asked to stop, if it was (the web API).
-    pub fn stop_requested(&self) -> Option<String> {
-        lock(&self.stop_request).clone()
-    }
-
-    /// Asks the controller for a new target (applied within a tick).
-    pub fn request_retarget(&self, r: Retarget) {
-        *lock(&self.retarget) = Some(r);
-        self.changed.notify_one();
-    }
-
-    /// Takes the new target asked for, if any.
-    pub fn take_retarget(&self) -> Option<Retarget> {
-        lock(&self.retarget).take()
-    }
-
-    /// Asks the controller to start the run (`--start-from-ui`); false when a start
-    /// was already asked for.
-    pub fn request_start(&self, s: Start) -> bool {
-        let mut start = lock(&self.start);
-        if start.is_some() || lock(&self.started_with).is_some() {
-            return false;
-        }
-        *start = Some(s);
-        drop(start);
-        self.changed.notify_one();
-        true
-    }
-
-    /// Takes the start asked for, remembering it for the reports.
-    pub fn take_start(&self) -> Option<Start> {
-        let s = lock(&self.start).take()?;
-        *lock(&self.started_with) = Some(s.clone());
-        Some(s)
-    }
-
-    /// The run as asked for: `base` with a web UI start's users, rate and host.
-    pub fn run_info(&self, base: &crate::report::RunInfo) -> crate::report::RunInfo {
-        let mut info = base.clone();
-        if let Some(s) = lock(&self.started_with).as_ref() {
-            info.users = s.users;
-            info.spawn_rate = s.spawn_rate;
-            info.arrival = None;
-            if let Some(host) = &s.host {
-                info.host = Some(host.clone());
-            }
-        }
-        info
-    }
-
-    /// Keeps the final report for the web UI's downloads.
-    pub fn set_final_report(&self, report: crate::report::FinalReport) {
-        *lock(&self.final_report) = Some(Arc::new(report));
-    }
-
-    /// The final report once written.
-    pub fn final_report(&self) -> Option<Arc<crate::report::FinalReport>> {
-        lock(&self.final_report).clone()
     }
 
     /// Users running now: the sum of each live worker's last heartbeat.
