@@ -29,6 +29,7 @@ use crate::report::{FinalReport, RunInfo};
 /// Header carrying the token.
 pub const TOKEN_HEADER: &str = "x-barrage-token";
 
+/// How the web API is protected: its token, and whether reads need it too.
 #[derive(Clone)]
 pub struct WebConfig {
     /// The token POST calls (and, with `auth_all`, every call) must carry.
