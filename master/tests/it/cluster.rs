@@ -247,34 +247,10 @@ async fn a_cluster_token_keeps_strangers_out() {
     m.run.abort();
 }
 
-/// A peer that sends impossible reports, oversized messages or plain garbage changes
-/// nothing: the totals stay exactly what the real worker reported and the target saw.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_peers_do_not_corrupt_the_totals() {
-    use tokio::io::AsyncWriteExt;
-    let mock = mock(sse_mock_config(5, 2, 5)).await;
-    let load = load_args(mock.addr, 2, 100.0, Duration::from_secs(3));
-    let m = master(setup(&workflow_scenario("constant(0.05)"), &load, 1)).await;
-    let honest = worker(m.addr, "honest");
-
-    // Garbage on the gRPC port.
-    for junk in [
-        &b"GET / HTTP/1.1\r\n\r\n"[..],
-        &[0xffu8; 4096][..],
-        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00",
-    ] {
-        let mut s = tokio::net::TcpStream::connect(m.addr).await.unwrap();
-        let _ = s.write_all(junk).await;
-    }
-
-    // A peer that joins properly, then lies. Its answers stay open (`_replies`) while
-    // it sends, so the master reads every lie.
-    let FakeWorker {
-        tx,
-        replies: _replies,
-        epoch,
-        ..
-    } = FakeWorker::join(m.addr, "liar").await;
+/// Reports a joined peer ("liar", of run `epoch`) must not get counted: another
+/// epoch, a far-future seq, more failures than requests, a malformed histogram, a
+/// negative gauge, and someone else's id.
+fn lies(epoch: u64) -> [v1::Report; 6] {
     let endpoint = |requests: u64, failures: u64, hist: Vec<u8>| v1::EndpointDelta {
         name: "/v1/workflows/run".into(),
         method: "POST".into(),
@@ -291,7 +267,7 @@ async fn hostile_peers_do_not_corrupt_the_totals() {
         },
         ..Default::default()
     };
-    let lies = [
+    [
         // Another epoch.
         v1::Report {
             worker_id: "liar".into(),
@@ -344,8 +320,38 @@ async fn hostile_peers_do_not_corrupt_the_totals() {
             endpoints: vec![endpoint(1000, 0, vec![])],
             ..Default::default()
         },
-    ];
-    for lie in lies {
+    ]
+}
+
+/// A peer that sends impossible reports, oversized messages or plain garbage changes
+/// nothing: the totals stay exactly what the real worker reported and the target saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_peers_do_not_corrupt_the_totals() {
+    use tokio::io::AsyncWriteExt;
+    let mock = mock(sse_mock_config(5, 2, 5)).await;
+    let load = load_args(mock.addr, 2, 100.0, Duration::from_secs(3));
+    let m = master(setup(&workflow_scenario("constant(0.05)"), &load, 1)).await;
+    let honest = worker(m.addr, "honest");
+
+    // Garbage on the gRPC port.
+    for junk in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        &[0xffu8; 4096][..],
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00",
+    ] {
+        let mut s = tokio::net::TcpStream::connect(m.addr).await.unwrap();
+        let _ = s.write_all(junk).await;
+    }
+
+    // A peer that joins properly, then lies. Its answers stay open (`_replies`) while
+    // it sends, so the master reads every lie.
+    let FakeWorker {
+        tx,
+        replies: _replies,
+        epoch,
+        ..
+    } = FakeWorker::join(m.addr, "liar").await;
+    for lie in lies(epoch) {
         tx.send(v1::WorkerMessage {
             kind: Some(v1::worker_message::Kind::Report(lie)),
         })
