@@ -12,7 +12,8 @@ use tracing::info;
 use barrage_proto::v1::{self, master_message::Kind as MKind};
 use barrage_proto::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
-use super::registry::{Phase, Registry, WorkerEntry};
+use super::registry::{Phase, Registry};
+use super::worker::WorkerEntry;
 use super::{Cluster, Outbound};
 
 /// The build this master is, as hellos and refusals name it.

@@ -1,5 +1,6 @@
 //! The cluster: the workers of one run and the service they join.
 //!
+//! - [`worker`]: one worker as the master knows it, across its reconnects.
 //! - [`registry`]: who is in the run, the run's phase and clock, and the commands the
 //!   master sends (it alone numbers them: `assign`, `stop`, fencing the lost).
 //! - [`admission`]: who may join from a hello, and who must be fenced first.
@@ -18,6 +19,7 @@
 pub mod admission;
 pub mod registry;
 pub mod service;
+pub mod worker;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -29,8 +31,9 @@ use barrage_proto::v1;
 
 use crate::aggregate::Aggregator;
 
-pub use registry::{Phase, Registry, Targets, WorkerEntry};
+pub use registry::{Phase, Registry, Targets};
 pub use service::Service;
+pub use worker::WorkerEntry;
 
 /// The sending half of one worker's stream.
 pub type Outbound = mpsc::Sender<Result<v1::MasterMessage, Status>>;

@@ -6,12 +6,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::error::TrySendError;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use barrage_proto::v1::{self, master_message::Kind as MKind};
 
-use super::Outbound;
+use super::worker::WorkerEntry;
 use crate::partition::{apportion, class_totals, partition_totals};
 
 /// Where the run is: the controller moves it forward; admission reads it.
@@ -25,122 +24,6 @@ pub enum Phase {
     Stopping,
     /// Over: no worker is admitted any more.
     Done,
-}
-
-/// One worker (one `--worker-id`) as the master knows it, across its reconnects.
-#[derive(Debug)]
-pub struct WorkerEntry {
-    pub(super) id: String,
-    /// Its number in the run, in order of first join (`Welcome.worker_index`).
-    pub(super) index: u32,
-    pub(super) hostname: String,
-    pub(super) cores: u32,
-    /// `--weight` (0 = not given: its cores are its weight).
-    pub(super) weight: u32,
-    /// The process behind the id (`Hello.pid`, `Hello.instance`; 0 = not sent).
-    pub(super) pid: u32,
-    pub(super) instance: u64,
-    /// Its stream, while connected.
-    pub(super) tx: Option<Outbound>,
-    /// Identifies the current connection, so an old stream's end does not mark a
-    /// newer one as disconnected.
-    pub(super) conn: u64,
-    pub(super) disconnected_at: Option<Instant>,
-    /// Written off (declared lost): its share went to the others.
-    pub(super) lost: bool,
-    pub(super) last_seen: Instant,
-    pub(super) heartbeat: v1::WorkerHeartbeat,
-    /// The last Assign sent, resent verbatim after a reconnect.
-    pub(super) last_assign: Option<v1::Assign>,
-}
-
-impl WorkerEntry {
-    /// A worker that said hello for the first time, as the registry's `index`-th.
-    pub(super) fn new(hello: &v1::Hello, index: u32) -> WorkerEntry {
-        WorkerEntry {
-            id: hello.worker_id.clone(),
-            index,
-            hostname: hello.hostname.clone(),
-            cores: hello.cpu_cores,
-            weight: hello.weight,
-            pid: hello.pid,
-            instance: hello.instance,
-            tx: None,
-            conn: 0,
-            disconnected_at: None,
-            lost: false,
-            last_seen: Instant::now(),
-            heartbeat: v1::WorkerHeartbeat::default(),
-            last_assign: None,
-        }
-    }
-
-    /// Its `--worker-id`.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    /// Its number in the run, in order of first join.
-    pub fn index(&self) -> u32 {
-        self.index
-    }
-
-    /// The host name it gave in its hello.
-    pub fn hostname(&self) -> &str {
-        &self.hostname
-    }
-
-    /// The CPU cores it reported in its hello.
-    pub fn cores(&self) -> u32 {
-        self.cores
-    }
-
-    /// Written off (declared lost) during this run.
-    pub fn is_lost(&self) -> bool {
-        self.lost
-    }
-
-    /// Its stream is open now.
-    pub fn is_connected(&self) -> bool {
-        self.tx.is_some()
-    }
-
-    /// The users it said it runs in its latest heartbeat.
-    pub fn users(&self) -> u32 {
-        self.heartbeat.users
-    }
-
-    /// The last assignment sent to it (None once written off or before the run).
-    pub fn last_assign(&self) -> Option<&v1::Assign> {
-        self.last_assign.as_ref()
-    }
-
-    /// Capacity used for partitioning: --weight if given, else cores.
-    fn capacity(&self) -> u32 {
-        if self.weight > 0 {
-            self.weight
-        } else {
-            self.cores.max(1)
-        }
-    }
-
-    /// Queues a message on its stream; a full queue (it is not reading) or a closed
-    /// stream disconnects it rather than block the master.
-    pub(super) fn send(&mut self, kind: MKind) {
-        if let Some(tx) = &self.tx
-            && let Err(e) = tx.try_send(Ok(v1::MasterMessage { kind: Some(kind) }))
-        {
-            match e {
-                TrySendError::Full(_) => {
-                    warn!(worker = %self.id, "worker queue full (it is not reading): disconnecting it")
-                }
-                // It left (or its stream broke): nothing to warn about here.
-                TrySendError::Closed(_) => debug!(worker = %self.id, "worker stream closed"),
-            }
-            self.tx = None;
-            self.disconnected_at.get_or_insert_with(Instant::now);
-        }
-    }
 }
 
 /// A worker just written off by [`Registry::write_off_silent`].
@@ -551,4 +434,95 @@ fn arrival_shares(
 /// A duration in whole µs, as the protocol carries run times.
 pub(crate) fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    type Inbox = mpsc::Receiver<Result<v1::MasterMessage, tonic::Status>>;
+
+    /// A connected worker of `cores` cores in `reg`; its inbox.
+    fn join(reg: &mut Registry, id: &str, cores: u32) -> Inbox {
+        let hello = v1::Hello {
+            worker_id: id.into(),
+            cpu_cores: cores,
+            ..Default::default()
+        };
+        let (tx, rx) = mpsc::channel(8);
+        let mut w = WorkerEntry::new(&hello, reg.next_index);
+        w.tx = Some(tx);
+        reg.next_index += 1;
+        reg.workers.insert(id.into(), w);
+        rx
+    }
+
+    fn next(inbox: &mut Inbox) -> MKind {
+        inbox.try_recv().unwrap().unwrap().kind.unwrap()
+    }
+
+    #[test]
+    fn assign_splits_by_capacity_under_one_command_seq_and_stop_takes_the_next() {
+        let mut reg = Registry::new(7);
+        let mut a = join(&mut reg, "a", 1);
+        let mut b = join(&mut reg, "b", 3);
+        let classes = vec![("chat".to_string(), 1, None)];
+        reg.assign(&Targets {
+            users: 8,
+            spawn_rate: 4.0,
+            arrival: None,
+            classes: &classes,
+            host: "",
+            run_time: None,
+        });
+        let (MKind::Assign(x), MKind::Assign(y)) = (next(&mut a), next(&mut b)) else {
+            panic!("an Assign each")
+        };
+        assert_eq!((x.epoch, x.command_seq, y.command_seq), (7, 1, 1));
+        assert_eq!((x.classes[0].users, y.classes[0].users), (2, 6), "1:3 by cores");
+        assert_eq!((x.classes[0].first_user, y.classes[0].first_user), (0, 2));
+        assert!((x.spawn_rate + y.spawn_rate - 4.0).abs() < 1e-9);
+        assert_eq!(reg.target(), Some((8, 4.0)));
+        assert_eq!(reg.worker("b").unwrap().last_assign(), Some(&y));
+
+        assert_eq!(reg.stop(Duration::from_secs(3), "done"), ["a", "b"]);
+        assert_eq!(reg.phase(), Phase::Stopping);
+        let MKind::Stop(stop) = next(&mut a) else {
+            panic!("a Stop")
+        };
+        assert_eq!(
+            (stop.command_seq, stop.stop_timeout_ms, stop.reason.as_str()),
+            (2, 3000, "done")
+        );
+        // A reconnecting worker gets its assignment and the stop again, verbatim.
+        let _ = next(&mut b);
+        reg.resend_commands("b");
+        assert!(matches!(next(&mut b), MKind::Assign(again) if again == y));
+        assert!(matches!(next(&mut b), MKind::Stop(again) if again == stop));
+    }
+
+    #[test]
+    fn a_silent_worker_is_fenced_written_off_and_its_loss_noted() {
+        let mut reg = Registry::new(7);
+        let mut a = join(&mut reg, "a", 1);
+        let _b = join(&mut reg, "b", 1);
+        reg.workers.get_mut("a").unwrap().last_seen = Instant::now() - Duration::from_secs(10);
+        let lost = reg.write_off_silent(Duration::from_secs(5));
+        assert_eq!(lost.len(), 1);
+        assert_eq!((lost[0].id.as_str(), lost[0].had_load), ("a", false));
+        let MKind::Fence(fence) = next(&mut a) else {
+            panic!("a Fence")
+        };
+        assert!(fence.close && fence.epoch == 7, "{fence:?}");
+        let w = reg.worker("a").unwrap();
+        assert!(w.is_lost() && !w.is_connected());
+        let before = reg.membership();
+        reg.note_losses(&lost, &[1.5]);
+        assert_eq!(reg.membership(), before + 1);
+        assert!(reg.events[0].1.contains("worker a lost") && reg.events[0].1.contains("up to 1.5s"));
+        assert_eq!(reg.active_ids(), ["b"]);
+        assert!(!reg.all_lost());
+        assert!(reg.write_off_silent(Duration::from_secs(5)).is_empty(), "once");
+    }
 }

@@ -163,3 +163,113 @@ impl Load {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use barrage_common::shape::Stage;
+
+    fn cfg(shape: Option<Shape>) -> RunConfig {
+        RunConfig {
+            users: 10,
+            spawn_rate: 2.0,
+            shape,
+            arrival: None,
+            run_time: None,
+            expect_workers: 1,
+            expect_workers_max_wait: None,
+            stop_timeout: Duration::from_secs(1),
+            liveness_timeout: Duration::from_secs(5),
+            host: None,
+            start_from_ui: false,
+            console_every: None,
+            progress_line: false,
+            classes: vec![("a".into(), 1, None)],
+            on_worker_loss: super::super::WorkerLossPolicy::Rebalance,
+            thresholds: Arc::default(),
+            hunt: None,
+            csv_history: None,
+        }
+    }
+
+    fn two_stages() -> Shape {
+        Shape {
+            stages: vec![
+                Stage {
+                    duration: Duration::from_secs(10),
+                    users: 4,
+                    spawn_rate: Some(1.0),
+                },
+                Stage {
+                    duration: Duration::from_secs(10),
+                    users: 8,
+                    spawn_rate: Some(3.0),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn what_runs_now_comes_from_the_constant_load_or_the_shape() {
+        let constant = LoadSource::new(&cfg(None));
+        assert_eq!(constant.at(Duration::from_secs(99)), Load::Users(10, 2.0));
+        assert_eq!(constant.next_change_after(Duration::ZERO), None);
+        let shaped = LoadSource::new(&cfg(Some(two_stages())));
+        assert_eq!(shaped.at(Duration::from_secs(1)), Load::Users(4, 1.0));
+        assert_eq!(shaped.at(Duration::from_secs(11)), Load::Users(8, 3.0));
+        assert_eq!(
+            shaped.next_change_after(Duration::from_secs(1)),
+            Some(Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn a_retarget_replaces_the_shape_and_keeps_what_it_does_not_name() {
+        let mut load = LoadSource::new(&cfg(Some(two_stages())));
+        let running = load.at(Duration::from_secs(1));
+        let why = load.retarget(
+            Retarget {
+                users: Some(20),
+                spawn_rate: None,
+                arrival_rate: None,
+            },
+            Duration::from_secs(1),
+            Some(&running),
+        );
+        assert_eq!(why, "web API");
+        // The rate in force (the first stage's) stays; the shape no longer applies.
+        assert_eq!(load.at(Duration::from_secs(15)), Load::Users(20, 1.0));
+        load.retarget(
+            Retarget {
+                users: None,
+                spawn_rate: Some(5.0),
+                arrival_rate: None,
+            },
+            Duration::from_secs(2),
+            Some(&Load::Users(20, 1.0)),
+        );
+        assert_eq!(load.at(Duration::from_secs(15)), Load::Users(20, 5.0));
+    }
+
+    #[test]
+    fn a_start_from_the_web_ui_runs_its_users_whatever_the_file_said() {
+        let start = Start {
+            users: 3,
+            spawn_rate: 100.0,
+            host: None,
+            run_time_s: Some(2.0),
+        };
+        let load = LoadSource::started_from_ui(&cfg(Some(two_stages())), &start);
+        assert_eq!(load.at(Duration::from_secs(15)), Load::Users(3, 100.0));
+        assert_eq!((load.users(), load.spawn_rate()), (3, 100.0));
+        assert!(load.into_arrival().is_none());
+    }
+
+    #[test]
+    fn a_load_in_words_names_users_and_rate() {
+        assert_eq!(
+            Load::Users(5, 1.5).describe(Duration::ZERO),
+            "5 users at 1.5000 users/s"
+        );
+    }
+}
