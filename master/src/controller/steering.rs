@@ -125,3 +125,65 @@ impl Steered {
         self.started.send_replace(Some(start.clone()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(users: u32, host: Option<&str>) -> Start {
+        Start {
+            users,
+            spawn_rate: 5.0,
+            host: host.map(str::to_string),
+            run_time_s: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_start_is_answered_by_the_controller_and_refused_once_it_is_gone() {
+        let (steering, mut steered) = channel();
+        let asked = tokio::spawn({
+            let steering = steering.clone();
+            async move { steering.start(start(3, None)).await }
+        });
+        let Some(Command::Start(s, answer)) = steered.commands.recv().await else {
+            panic!("a start")
+        };
+        assert_eq!(s.users, 3);
+        answer.send(true).unwrap();
+        assert!(asked.await.unwrap());
+        steering.retarget(Retarget {
+            users: Some(4),
+            spawn_rate: None,
+            arrival_rate: None,
+        });
+        steering.stop("why");
+        assert!(matches!(steered.commands.recv().await, Some(Command::Retarget(r)) if r.users == Some(4)));
+        assert!(matches!(steered.commands.recv().await, Some(Command::Stop(why)) if why == "why"));
+        drop(steered);
+        assert!(!steering.start(start(3, None)).await, "no controller: no start");
+        steering.stop("nobody listens");
+    }
+
+    #[test]
+    fn the_run_info_shows_the_web_start_once_published() {
+        let (steering, steered) = channel();
+        let base = RunInfo {
+            scenario: "s.toml".into(),
+            users: 10,
+            spawn_rate: 1.0,
+            host: Some("http://file".into()),
+            arrival: None,
+            events_per_request: Default::default(),
+        };
+        assert_eq!(steering.run_info(&base).users, 10);
+        steered.started(&start(3, Some("http://ui")));
+        let info = steering.run_info(&base);
+        assert_eq!(
+            (info.users, info.spawn_rate, info.host.as_deref()),
+            (3, 5.0, Some("http://ui"))
+        );
+        drop(steered);
+        assert_eq!(steering.run_info(&base).users, 3, "kept after the controller ends");
+    }
+}
