@@ -227,3 +227,113 @@ fn fence_for(epoch: u64, closing: bool) -> v1::Fence {
         close: closing,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    const EPOCH: u64 = 7;
+
+    fn hello(id: &str, instance: u64, resume_epoch: u64) -> v1::Hello {
+        v1::Hello {
+            worker_id: id.into(),
+            protocol_version: PROTOCOL_VERSION,
+            instance,
+            resume_epoch,
+            cpu_cores: 2,
+            ..Default::default()
+        }
+    }
+
+    fn stream() -> (Outbound, mpsc::Receiver<Result<v1::MasterMessage, tonic::Status>>) {
+        mpsc::channel(8)
+    }
+
+    #[test]
+    fn a_hello_needs_a_known_protocol_and_a_usable_id() {
+        assert!(check_hello(&hello("w", 1, 0)).is_ok());
+        let mut newer = hello("w", 1, 0);
+        newer.protocol_version = PROTOCOL_VERSION + 1;
+        let refused = check_hello(&newer).unwrap_err();
+        assert_eq!(refused.reason, v1::RefuseReason::Version as i32);
+        assert!(refused.message.contains("unknown build"), "{}", refused.message);
+        let refused = check_hello(&hello("", 1, 0)).unwrap_err();
+        assert_eq!(refused.reason, v1::RefuseReason::BadHello as i32);
+        assert!(check_hello(&hello(&"x".repeat(257), 1, 0)).is_err());
+    }
+
+    #[test]
+    fn joins_resumes_and_replacements_move_the_membership_as_they_should() {
+        let mut reg = Registry::new(EPOCH);
+        let (tx, _rx) = stream();
+        let (conn, ret) = enter(&mut reg, &hello("w", 1, 0), tx, EPOCH, false, false);
+        assert_eq!((conn, ret.resumed, ret.fence), (1, false, false));
+        assert_eq!((reg.membership(), reg.worker("w").unwrap().index()), (1, 0));
+
+        // The same process back on a new stream: resumed, nothing else moves.
+        let (tx, _rx2) = stream();
+        let (conn, ret) = enter(&mut reg, &hello("w", 1, EPOCH), tx, EPOCH, false, false);
+        assert_eq!((conn, ret.resumed, ret.fence), (2, true, false));
+        assert_eq!(reg.membership(), 1);
+
+        // Another process under the id while it is connected: refused...
+        let refused = check_id(&reg, &hello("w", 2, 0)).unwrap_err();
+        assert_eq!(refused.reason, v1::RefuseReason::DuplicateId as i32);
+        // ...and once it is gone, it replaces it, under the same index.
+        reg.workers.get_mut("w").unwrap().tx = None;
+        assert_eq!(check_id(&reg, &hello("w", 2, 0)), Ok(true));
+        let (tx, _rx3) = stream();
+        reg.set_phase(Phase::Running);
+        let (_, ret) = enter(&mut reg, &hello("w", 2, 0), tx, EPOCH, false, true);
+        assert!(ret.replaced && !ret.resumed);
+        assert_eq!((reg.membership(), reg.worker("w").unwrap().index()), (2, 0));
+        assert!(
+            reg.events[0].1.contains("came back as a new process"),
+            "{:?}",
+            reg.events
+        );
+    }
+
+    #[test]
+    fn a_written_off_worker_is_fenced_when_it_returns() {
+        let mut reg = Registry::new(EPOCH);
+        let (tx, _rx) = stream();
+        enter(&mut reg, &hello("w", 1, 0), tx, EPOCH, false, false);
+        reg.workers.get_mut("w").unwrap().lost = true;
+
+        // With its session still open (unclosed): fenced to close it, still lost.
+        let (tx, mut rx) = stream();
+        let (_, ret) = enter(&mut reg, &hello("w", 1, EPOCH), tx, EPOCH, true, false);
+        assert!(ret.closing && ret.fence && !ret.returning_lost);
+        assert!(reg.worker("w").unwrap().is_lost());
+        let Some(MKind::Fence(f)) = rx.try_recv().unwrap().unwrap().kind else {
+            panic!("a Fence")
+        };
+        assert!(f.close);
+
+        // Once closed, it comes back for a new session: fenced off its old
+        // assignment, and in the run again.
+        let (tx, mut rx) = stream();
+        let (_, ret) = enter(&mut reg, &hello("w", 1, EPOCH), tx, EPOCH, false, false);
+        assert!(ret.returning_lost && ret.fence && !ret.closing);
+        assert!(!reg.worker("w").unwrap().is_lost());
+        let Some(MKind::Fence(f)) = rx.try_recv().unwrap().unwrap().kind else {
+            panic!("a Fence")
+        };
+        assert!(!f.close);
+    }
+
+    #[test]
+    fn a_finished_run_takes_nobody_and_a_stopping_one_only_its_own() {
+        let mut reg = Registry::new(EPOCH);
+        let (tx, _rx) = stream();
+        enter(&mut reg, &hello("w", 1, 0), tx, EPOCH, false, false);
+        reg.set_phase(Phase::Stopping);
+        assert!(check_open(&reg, &hello("w", 1, EPOCH), EPOCH).is_ok());
+        assert!(check_open(&reg, &hello("new", 1, 0), EPOCH).is_err());
+        reg.set_phase(Phase::Done);
+        let refused = check_open(&reg, &hello("w", 1, EPOCH), EPOCH).unwrap_err();
+        assert_eq!(refused.reason, v1::RefuseReason::Full as i32);
+    }
+}
