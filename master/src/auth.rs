@@ -16,6 +16,7 @@ pub fn token_matches(given: Option<&str>, expected: &str) -> bool {
 /// Interface of the worker port when the operator names none: every interface when
 /// workers must authenticate, else loopback only.
 pub const OPEN_BIND: &str = "0.0.0.0";
+/// Interface of the worker port when workers need not authenticate: this machine only.
 pub const LOOPBACK_BIND: &str = "127.0.0.1";
 
 /// How the worker port may be bound.

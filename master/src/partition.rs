@@ -35,7 +35,9 @@ pub fn apportion(total: u32, weights: &[u32]) -> Vec<u32> {
 /// Per-worker targets: `matrix[worker][class]` users and each worker's spawn rate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Partition {
+    /// Users per worker (rows, in worker order) and class (columns, in plan order).
     pub matrix: Vec<Vec<u32>>,
+    /// Each worker's spawn rate, users/s; they sum to the cluster's.
     pub spawn_rates: Vec<f64>,
 }
 

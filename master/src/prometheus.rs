@@ -46,21 +46,32 @@ const REPORT_LAG_S: i64 = 2;
 /// Everything one scrape shows, copied out under the locks and rendered after.
 #[derive(Debug, Default)]
 pub struct Snapshot {
+    /// Run time at the scrape (zero before the start).
     pub elapsed: Duration,
     /// Sum of the users in the latest heartbeat of each worker not lost.
     pub users: u64,
+    /// Workers in the run (not written off), connected or briefly not.
     pub workers_connected: u64,
+    /// Workers declared lost.
     pub workers_lost: u64,
+    /// Open SSE streams, time-averaged over the newest complete second.
     pub active_streams: f64,
+    /// Open model: arrivals not started because of the in-flight cap, run total.
     pub dropped_iterations: u64,
+    /// Every endpoint's totals, in the aggregator's order.
     pub endpoints: Vec<EndpointSnapshot>,
 }
 
+/// One endpoint's totals at the scrape.
 #[derive(Debug)]
 pub struct EndpointSnapshot {
+    /// HTTP method, the `method` label.
     pub method: String,
+    /// Endpoint name, the `name` label.
     pub name: String,
+    /// HTTP or SSE: only SSE endpoints get a TTFE histogram.
     pub kind: TaskKindTag,
+    /// The merged totals since the start (or the last reset).
     pub stats: EndpointStats,
 }
 
@@ -78,12 +89,12 @@ impl Snapshot {
     }
 
     fn read_registry(&mut self, reg: &Registry) {
-        for w in reg.workers.values() {
-            if w.lost {
+        for w in reg.workers() {
+            if w.is_lost() {
                 self.workers_lost += 1;
             } else {
                 self.workers_connected += 1;
-                self.users += u64::from(w.heartbeat.users);
+                self.users += u64::from(w.users());
             }
         }
     }
@@ -196,6 +207,14 @@ fn ep(e: &EndpointSnapshot) -> [(&'static str, &str); 2] {
 /// Renders a snapshot in the text format 0.0.4.
 pub fn render_snapshot(snap: &Snapshot) -> String {
     let mut o = Out(String::with_capacity(4096 + snap.endpoints.len() * 4096));
+    counters(&mut o, snap);
+    gauges(&mut o, snap);
+    histograms(&mut o, &snap.endpoints);
+    o.0
+}
+
+/// The counter families: per endpoint, per failure kind, and cluster-wide.
+fn counters(o: &mut Out, snap: &Snapshot) {
     let eps = &snap.endpoints;
 
     type Pick = fn(&EndpointStats) -> u64;
@@ -260,7 +279,10 @@ pub fn render_snapshot(snap: &Snapshot) -> String {
         "Open model: arrivals not started because the in-flight cap was reached.",
     );
     o.sample("barrage_dropped_iterations_total", &[], snap.dropped_iterations);
+}
 
+/// The gauge families: users, streams, workers, run time.
+fn gauges(o: &mut Out, snap: &Snapshot) {
     o.family(
         "barrage_users",
         "gauge",
@@ -286,7 +308,10 @@ pub fn render_snapshot(snap: &Snapshot) -> String {
         "Seconds since the run started (0 before it starts).",
     );
     o.sample("barrage_run_elapsed_seconds", &[], float(snap.elapsed.as_secs_f64()));
+}
 
+/// The histogram families: response time for every endpoint, TTFE for SSE ones.
+fn histograms(o: &mut Out, eps: &[EndpointSnapshot]) {
     for (name, help, metric, only_sse) in [
         (
             "barrage_response_time_seconds",
@@ -317,7 +342,6 @@ pub fn render_snapshot(snap: &Snapshot) -> String {
             o.sample(&format!("{name}_count"), &[m, n], total);
         }
     }
-    o.0
 }
 
 #[cfg(test)]

@@ -8,22 +8,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use barrage_proto::v1::coordinator_server::CoordinatorServer;
 
 use crate::cluster::{Cluster, Service};
+use crate::controller::steering::Steering;
 use crate::controller::{self, RunError};
 use crate::exit::{EXIT_CLUSTER, EXIT_FAILURES, EXIT_INTERRUPTED, Failure};
-use crate::report::{FinalReport, console, json};
+use crate::report::{FinalReport, RunSummary, console, json};
 use crate::setup::{MAX_MESSAGE, MasterSetup, env_lookup};
 use crate::signals::signal;
 
 /// The result of a master run.
 #[derive(Debug)]
 pub struct Outcome {
+    /// The final report, as printed and written.
     pub report: FinalReport,
+    /// The process exit code the run earned (0, or a failure's code).
     pub exit_code: u8,
 }
 
@@ -67,81 +72,27 @@ pub async fn serve_cluster(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<Outcome> {
     let stop_server = CancellationToken::new();
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = {
-        let stop = stop_server.clone();
-        let service = CoordinatorServer::new(Service {
-            cluster: cluster.clone(),
-        })
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(tls) = &cluster.opts.tls {
-            let mut config = tonic::transport::ServerTlsConfig::new()
-                .identity(tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem));
-            if let Some(ca) = &tls.client_ca_pem {
-                config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
-            }
-            builder = builder
-                .tls_config(config)
-                .map_err(|e| Failure::usage(format!("TLS for the worker port: {e}")))?;
-        }
-        tokio::spawn(async move {
-            builder
-                .add_service(service)
-                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                .await
-        })
-    };
-    // The web API (unless headless): its stop joins the signals as a way to end the run.
-    let web_stop = CancellationToken::new();
+    let server = spawn_coordinator(&cluster, listener, stop_server.clone())?;
+    // The web API (unless headless) steers the controller over these, and gets the
+    // final report once written.
+    let (steering, steered) = crate::controller::steering::channel();
+    let (report_tx, report_rx) = watch::channel(None);
     let web_done = CancellationToken::new();
     let web_quit = CancellationToken::new();
     // The web API ends with this function, however it returns.
     let _web_guard = web_done.clone().drop_guard();
     if let Some((addr, cfg)) = &setup.web {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding the web API on {addr}"))?;
-        if env_lookup("BARRAGE_WEB_TOKEN").is_none() {
-            info!(token = %cfg.token, "web API token for POST calls (set BARRAGE_WEB_TOKEN to choose it)");
-        }
-        info!(url = %format!("http://{}/api/stats", listener.local_addr()?), "web API listening");
-        tokio::spawn(crate::web::serve(
-            listener,
-            cluster.clone(),
-            setup.info.clone(),
-            cfg.clone(),
-            crate::web::Controls {
-                stop: web_stop.clone(),
-                quit: web_quit.clone(),
-                done: web_done.clone(),
-                start_from_ui: setup.run.start_from_ui,
-            },
-        ));
+        let controls = crate::web::Controls {
+            steering: steering.clone(),
+            report: report_rx,
+            quit: web_quit.clone(),
+            done: web_done.clone(),
+            start_from_ui: setup.run.start_from_ui,
+        };
+        start_web(&cluster, &setup, *addr, cfg, controls).await?;
     }
-    let shutdown = {
-        let web_stop = web_stop.clone();
-        async move {
-            tokio::select! {
-                _ = shutdown => {}
-                _ = web_stop.cancelled() => {}
-            }
-        }
-    };
-    let result = controller::run(cluster.clone(), setup.run.clone(), shutdown).await;
-    // Give workers a moment to read their final ack before the server goes away.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    stop_server.cancel();
-    // Close every worker stream, then give the server a moment to end; it must not
-    // outlive the run (a worker on a silent stream would wait for it).
-    for w in cluster.registry().workers.values_mut() {
-        w.tx = None;
-    }
-    let abort = server.abort_handle();
-    if tokio::time::timeout(Duration::from_secs(2), server).await.is_err() {
-        abort.abort();
-    }
+    let result = controller::run(cluster.clone(), setup.run.clone(), steered, shutdown).await;
+    stop_coordinator(&cluster, server, stop_server).await;
     let summary = result.map_err(|e| {
         let code = match e {
             RunError::Interrupted => EXIT_INTERRUPTED,
@@ -152,9 +103,100 @@ pub async fn serve_cluster(
             message: e.to_string(),
         })
     })?;
-    let info = cluster.run_info(&setup.info);
+    let report = final_report(&cluster, &setup, &steering, &summary);
+    write_outputs(&setup, &report)?;
+    report_tx.send_replace(Some(Arc::new(report.clone())));
+    if setup.run.start_from_ui
+        && let Some((addr, _)) = &setup.web
+    {
+        eprintln!("the run is over; the web UI at http://{addr}/ keeps its downloads until Ctrl-C");
+        tokio::select! {
+            _ = signal() => {}
+            _ = web_quit.cancelled() => {}
+        }
+    }
+    let exit_code = exit_code(&setup, &summary, &report);
+    Ok(Outcome { report, exit_code })
+}
+
+/// The coordinator's gRPC server on `listener` (TLS when the cluster has it), until
+/// `stop` is cancelled.
+fn spawn_coordinator(
+    cluster: &Arc<Cluster>,
+    listener: TcpListener,
+    stop: CancellationToken,
+) -> Result<JoinHandle<Result<(), tonic::transport::Error>>, Failure> {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let service = CoordinatorServer::new(Service::new(cluster.clone()))
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &cluster.opts().tls {
+        let mut config = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem));
+        if let Some(ca) = &tls.client_ca_pem {
+            config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+        }
+        builder = builder
+            .tls_config(config)
+            .map_err(|e| Failure::usage(format!("TLS for the worker port: {e}")))?;
+    }
+    Ok(tokio::spawn(async move {
+        builder
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+            .await
+    }))
+}
+
+/// Binds and serves the web API on `addr`.
+async fn start_web(
+    cluster: &Arc<Cluster>,
+    setup: &MasterSetup,
+    addr: std::net::SocketAddr,
+    cfg: &crate::web::WebConfig,
+    controls: crate::web::Controls,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the web API on {addr}"))?;
+    if env_lookup("BARRAGE_WEB_TOKEN").is_none() {
+        info!(token = %cfg.token, "web API token for POST calls (set BARRAGE_WEB_TOKEN to choose it)");
+    }
+    info!(url = %format!("http://{}/api/stats", listener.local_addr()?), "web API listening");
+    tokio::spawn(crate::web::serve(
+        listener,
+        cluster.clone(),
+        setup.info.clone(),
+        cfg.clone(),
+        controls,
+    ));
+    Ok(())
+}
+
+/// Ends the coordinator once the run is over.
+async fn stop_coordinator(
+    cluster: &Cluster,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    stop: CancellationToken,
+) {
+    // Give workers a moment to read their final ack before the server goes away.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.cancel();
+    // Close every worker stream, then give the server a moment to end; it must not
+    // outlive the run (a worker on a silent stream would wait for it).
+    cluster.registry().close_streams();
+    let abort = server.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(2), server).await.is_err() {
+        abort.abort();
+    }
+}
+
+/// The final report of the run: the aggregate, the roster, the verdicts.
+fn final_report(cluster: &Cluster, setup: &MasterSetup, steering: &Steering, summary: &RunSummary) -> FinalReport {
+    let info = steering.run_info(&setup.info);
     let roster = cluster.registry().roster();
-    let mut report = FinalReport::build(&cluster.aggregator(), &roster, &info, &summary);
+    let mut report = FinalReport::build(&cluster.aggregator(), &roster, &info, summary);
     report.thresholds = setup.run.thresholds.verdicts(&cluster.aggregator(), summary.duration);
     report.hunt = setup.run.hunt.as_ref().and_then(|h| h.lock().ok().map(|h| h.report()));
     if let (Some(figures), Some(a)) = (&mut report.arrivals, &summary.arrival) {
@@ -170,37 +212,37 @@ pub async fn serve_cluster(
         row.passed = false;
         row.shown = format!("{} (failed during the run: {})", row.shown, at_abort.shown);
     }
+    report
+}
+
+/// Prints and writes the report where the setup asks.
+fn write_outputs(setup: &MasterSetup, report: &FinalReport) -> anyhow::Result<()> {
     if setup.print_report {
-        print!("{}", console::render_final(&report));
+        print!("{}", console::render_final(report));
     }
     if let Some(path) = &setup.json {
-        json::write(&report, path)?;
+        json::write(report, path)?;
         info!(path = %path.display(), "JSON report written");
     }
     if let Some(path) = &setup.html {
-        crate::report::html::write(&json::to_json(&report), path)?;
+        crate::report::html::write(&json::to_json(report), path)?;
         info!(path = %path.display(), "HTML report written");
     }
     if let Some(csv) = &setup.csv {
-        csv.write_final(&report)?;
+        csv.write_final(report)?;
     }
-    cluster.set_final_report(report.clone());
-    if setup.run.start_from_ui
-        && let Some((addr, _)) = &setup.web
-    {
-        eprintln!("the run is over; the web UI at http://{addr}/ keeps its downloads until Ctrl-C");
-        tokio::select! {
-            _ = signal() => {}
-            _ = web_quit.cancelled() => {}
-        }
-    }
+    Ok(())
+}
+
+/// The exit code the run earned, saying why on stderr when it is not 0.
+fn exit_code(setup: &MasterSetup, summary: &RunSummary, report: &FinalReport) -> u8 {
     let failed_thresholds: Vec<&str> = report
         .thresholds
         .iter()
         .filter(|t| !t.passed)
         .map(|t| t.threshold.as_str())
         .collect();
-    let exit_code = if let Some(why) = &summary.aborted {
+    if let Some(why) = &summary.aborted {
         eprintln!("error: {why} (exit code {EXIT_CLUSTER})");
         EXIT_CLUSTER
     } else if !report.completeness.is_complete() {
@@ -220,6 +262,5 @@ pub async fn serve_cluster(
         setup.exit_code_on_error
     } else {
         0
-    };
-    Ok(Outcome { report, exit_code })
+    }
 }

@@ -9,12 +9,10 @@
 //! `[::1]`), so a DNS-rebinding page on another name gets no token. Otherwise the user
 //! pastes the token once.
 
-use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::report::html::{CHART_JS, CSS, REPORT_JS, escape_html};
-use crate::web::AppState;
 
 const UI_JS: &str = include_str!("../assets/ui.js");
 
@@ -44,14 +42,15 @@ const UI_CSS: &str = r#"
 section.ui-workers { padding: 0 1rem; }
 "#;
 
-/// `GET /`: the page.
-pub(crate) async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// `GET /`: the page, for a web API whose POST calls take `token` (`auth_all`:
+/// every call does, `--web-auth`).
+pub(crate) fn page(headers: &HeaderMap, token: &str, auth_all: bool) -> Response {
     let loopback_name = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name))
         .is_some_and(|name| matches!(name, "127.0.0.1" | "localhost" | "[::1]"));
-    let token = (!state.cfg.auth_all && loopback_name).then_some(state.cfg.token.as_str());
+    let token = (!auth_all && loopback_name).then_some(token);
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),

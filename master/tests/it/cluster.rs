@@ -69,7 +69,7 @@ async fn a_worker_joining_mid_run_takes_its_share() {
     let users = |id: &str| users_of(&m.cluster, id);
     let assigned_of = |id: &str| {
         let reg = m.cluster.registry();
-        reg.workers.get(id).and_then(|w| w.last_assign.clone()).map(|a| {
+        reg.worker(id).and_then(|w| w.last_assign().cloned()).map(|a| {
             a.classes
                 .iter()
                 .map(|c| (c.class_name.clone(), c.users))
@@ -164,7 +164,7 @@ async fn a_worker_restarted_under_its_id_counts_from_its_first_report() {
     // The master has seen the stream end, and not yet written the worker off (5 s).
     let disconnected = || {
         let reg = m.cluster.registry();
-        reg.workers.get("pod-0").is_some_and(|w| w.tx.is_none() && !w.lost)
+        reg.worker("pod-0").is_some_and(|w| !w.is_connected() && !w.is_lost())
     };
     assert!(eventually(Duration::from_secs(3), disconnected).await);
     // Nothing reaches the target now, and the old process will report nothing more:
@@ -219,7 +219,7 @@ async fn an_incompatible_worker_is_refused_with_both_versions() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     // It never joined: the registry does not know it.
-    assert!(m.cluster.registry().workers.is_empty());
+    assert!(m.cluster.registry().is_empty());
     m.run.abort();
 }
 
@@ -243,7 +243,7 @@ async fn a_cluster_token_keeps_strangers_out() {
     };
     let status = client.join(tokio_stream::iter([hello])).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
-    assert!(m.cluster.registry().workers.is_empty());
+    assert!(m.cluster.registry().is_empty());
     m.run.abort();
 }
 

@@ -65,7 +65,7 @@ async fn a_worker_lost_in_a_partition_is_fenced_when_it_returns() {
         "no rebalance: {:?}",
         users("steady")
     );
-    assert!(m.cluster.registry().workers["partitioned"].lost);
+    assert!(m.cluster.registry().worker("partitioned").unwrap().is_lost());
     proxy.freeze(false);
     proxy.cut();
     // It comes back, is fenced, rejoins, and the users are split again.
@@ -153,9 +153,8 @@ async fn on_worker_loss_abort_stops_the_run_with_exit_code_3() {
         eventually(Duration::from_secs(5), || m
             .cluster
             .registry()
-            .workers
-            .values()
-            .filter(|w| w.heartbeat.users == 1)
+            .workers()
+            .filter(|w| w.users() == 1)
             .count()
             == 2)
         .await

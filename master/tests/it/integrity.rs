@@ -313,10 +313,10 @@ headers = { X-Worker = "{{worker}}" }
         assert!(ok, "kill {sig} {pid}");
     };
     assert!(eventually(Duration::from_secs(10), || reports_of(&m.cluster, "frozen") >= 2).await);
-    let index = m.cluster.registry().workers["frozen"].index.to_string();
+    let index = m.cluster.registry().worker("frozen").unwrap().index().to_string();
     signal("-STOP");
     let stopped_at = std::time::Instant::now();
-    let lost = || m.cluster.registry().workers["frozen"].lost;
+    let lost = || m.cluster.registry().worker("frozen").unwrap().is_lost();
     assert!(eventually(Duration::from_secs(8), lost).await, "never declared lost");
     // Past the declaration, still frozen: the others carry its share now.
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -185,7 +185,7 @@ async fn a_wrong_token_is_refused_with_a_clear_message() {
         !stderr.contains("wrong-token") && !stderr.contains("right-token"),
         "a token was printed: {stderr}"
     );
-    assert!(m.cluster.registry().workers.is_empty());
+    assert!(m.cluster.registry().is_empty());
     m.run.abort();
 }
 

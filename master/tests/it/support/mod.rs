@@ -176,7 +176,7 @@ pub(crate) fn worker(master: SocketAddr, id: &str) -> WorkerTask {
 
 /// The users a worker last said it runs (None: not known to the master).
 pub(crate) fn users_of(cluster: &Cluster, id: &str) -> Option<u32> {
-    cluster.registry().workers.get(id).map(|w| w.heartbeat.users)
+    cluster.registry().worker(id).map(|w| w.users())
 }
 
 /// How many reports of a worker the master has merged.
