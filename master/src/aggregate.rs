@@ -742,7 +742,7 @@ impl Aggregator {
 /// Reports made up for unit tests.
 #[cfg(test)]
 pub(crate) mod testing {
-    use barrage_common::metrics::EndpointStats;
+    use barrage_common::metrics::{EndpointStats, Metric};
     use barrage_common::plan::{Endpoint, TaskKindTag};
     use barrage_common::wire::endpoint_to_proto;
     use barrage_proto::v1;
@@ -771,6 +771,19 @@ pub(crate) mod testing {
             endpoints: vec![endpoint_to_proto(&ep, stats)],
             ..Default::default()
         }
+    }
+
+    /// One second of a worker: `requests` to `POST /x` answered in `rt_ms` each, as
+    /// report number `at + 1` for second `at`.
+    pub(crate) fn requests_at(at: i64, requests: u64, rt_ms: u64) -> v1::Report {
+        let mut s = EndpointStats {
+            requests,
+            ..Default::default()
+        };
+        for _ in 0..requests {
+            s.record(Metric::ResponseTime, rt_ms * 1000);
+        }
+        one_second(1, at as u64 + 1, at, "/x", TaskKindTag::Http, &s)
     }
 }
 
