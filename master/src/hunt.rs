@@ -13,13 +13,8 @@ use barrage_common::metrics::Metric;
 use barrage_common::threshold::{Stat, Threshold};
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::Aggregator;
+use crate::aggregate::{Aggregator, LAG_SATURATED_US, REPORT_LAG, cpu_saturated};
 use crate::thresholds::{holds, window_value};
-
-/// Seconds after a step's end before its figures are complete (reports in flight).
-const REPORT_LAG_S: u64 = 2;
-/// Timer lag (p99) above this, µs: the same.
-const LAG_SATURATED_US: u64 = 5_000;
 
 #[derive(Debug, Clone)]
 pub struct HuntConfig {
@@ -72,7 +67,8 @@ impl HuntConfig {
     /// The longest the search can take: every step, every bisection round, their lags.
     pub fn bound(&self) -> Duration {
         let steps = (self.max.saturating_sub(self.start)).div_ceil(self.step) + 1;
-        let each = self.step_time + Duration::from_secs(REPORT_LAG_S + 1);
+        // A step, its reports in flight, and a second to judge it.
+        let each = self.step_time + REPORT_LAG + Duration::from_secs(1);
         each * (steps + self.bisect + 1)
     }
 }
@@ -110,7 +106,7 @@ pub struct StepResult {
 
 impl StepResult {
     fn generator_saturated(&self) -> bool {
-        crate::aggregate::cpu_saturated(self.worker_cpu_max) || self.sched_lag_max_ms * 1000.0 > LAG_SATURATED_US as f64
+        cpu_saturated(self.worker_cpu_max) || self.sched_lag_max_ms * 1000.0 > LAG_SATURATED_US as f64
     }
 }
 
@@ -215,7 +211,8 @@ impl Hunt {
         // Judge every pending step whose seconds are complete, in order.
         while let Some(&(level, start, in_bisection)) = self.pending.first() {
             let end = start + self.cfg.step_time;
-            if elapsed < end + Duration::from_secs(REPORT_LAG_S) {
+            // Its figures are complete once its reports are in.
+            if elapsed < end + REPORT_LAG {
                 break;
             }
             self.pending.remove(0);

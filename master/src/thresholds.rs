@@ -34,9 +34,6 @@ pub struct Thresholds {
     pub events_per_request: BTreeMap<(String, String), u32>,
 }
 
-/// How long a report may take to arrive: the newest seconds are not yet complete.
-const REPORT_LAG_S: i64 = 2;
-
 impl Thresholds {
     /// The longest trailing window, for the aggregator's histogram retention.
     pub fn longest_window(&self) -> Option<Duration> {
@@ -59,7 +56,7 @@ impl Thresholds {
     /// Windows are judged on complete seconds only, and not before the run is one
     /// window old; no data is not a failure yet.
     pub fn first_abort(&self, agg: &Aggregator, elapsed: Duration) -> Option<ThresholdRow> {
-        let end = elapsed.as_secs() as i64 - REPORT_LAG_S;
+        let end = agg.complete_end(elapsed);
         self.list
             .iter()
             .filter(|t| t.abort_on_fail)

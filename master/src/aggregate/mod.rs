@@ -19,14 +19,15 @@ pub mod totals;
 pub(crate) mod testing;
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use barrage_common::metrics::EndpointStats;
 use barrage_common::plan::TaskKindTag;
 
 pub use merge::Merge;
-pub use progress::{CPU_SATURATED_PERCENT, WorkerProgress, cpu_saturated, saturation_cpu};
+pub use progress::{CPU_SATURATED_PERCENT, LAG_SATURATED_US, WorkerProgress, cpu_saturated, saturation_cpu};
 use timeline::OPEN_SLOTS;
-pub use timeline::{EndpointSecond, Slot, SlotSummary, Window};
+pub use timeline::{EndpointSecond, REPORT_LAG, Slot, SlotSummary, Window};
 pub use totals::{EndpointKey, EndpointTotals, MAX_PEER_ROWS, Totals, business_events, events_per_request_of};
 
 /// The cluster's merged figures for one run (epoch): totals per stats row and per
@@ -194,6 +195,12 @@ impl Aggregator {
     /// Keeps per-second histograms for at least `seconds` behind the newest report.
     pub fn keep_histograms_for(&mut self, seconds: i64) {
         self.keep_histograms_s = self.keep_histograms_s.max(seconds).max(OPEN_SLOTS);
+    }
+
+    /// The end (exclusive) of the timeline's complete seconds `elapsed` into the run:
+    /// every second before it has all its reports in ([`REPORT_LAG`] after it ended).
+    pub fn complete_end(&self, elapsed: Duration) -> i64 {
+        elapsed.as_secs() as i64 - REPORT_LAG.as_secs() as i64
     }
 
     /// The timeline seconds `from..to` (run clock) summed.

@@ -4,6 +4,11 @@
 
 use std::collections::BTreeSet;
 
+/// Timer lateness (p99 per interval), µs, above which a worker's latency figures
+/// include the generator's own delay: the report warns, and a hunt's step is not a
+/// valid limit.
+pub const LAG_SATURATED_US: u64 = 5_000;
+
 /// Above this a load thread (one event loop) is saturated: its users wait for it.
 pub const CPU_SATURATED_PERCENT: f64 = 90.0;
 

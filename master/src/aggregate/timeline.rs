@@ -4,12 +4,18 @@
 //! to a [`SlotSummary`].
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
 use barrage_common::metrics::Accum;
 
 use super::totals::EndpointKey;
+
+/// How long a worker's report may take to arrive: a second of the timeline is
+/// complete this long after it ends. The CSV history, live thresholds and the hunt
+/// judge only complete seconds ([`super::Aggregator::complete_end`]).
+pub const REPORT_LAG: Duration = Duration::from_secs(2);
 
 /// Slots older than this (seconds behind the newest) are compacted to summaries.
 pub(crate) const OPEN_SLOTS: i64 = 15;

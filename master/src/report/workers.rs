@@ -5,11 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::run::Roster;
-use crate::aggregate::{Aggregator, cpu_saturated};
-
-/// Timer lateness (p99 per interval) above which the report warns that latencies
-/// include the generator's own delay.
-const LAG_WARNING_US: u64 = 5_000;
+use crate::aggregate::{Aggregator, LAG_SATURATED_US, cpu_saturated};
 
 /// One worker of the run, as the report's workers table shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,7 +67,7 @@ pub(crate) fn worker_rows(agg: &Aggregator, roster: &Roster) -> Vec<WorkerRow> {
 pub(crate) fn generator_warnings(agg: &Aggregator, workers: &[WorkerRow]) -> Vec<String> {
     let mut warnings = Vec::new();
     for w in workers {
-        if let Some(p) = agg.workers.get(&w.id).filter(|p| p.sched_lag_max_us > LAG_WARNING_US) {
+        if let Some(p) = agg.workers.get(&w.id).filter(|p| p.sched_lag_max_us > LAG_SATURATED_US) {
             warnings.push(format!(
                 "worker {}: its timers ran up to {:.1} ms late (p99, around {}s of the run): latency figures include generator delay there",
                 w.id,

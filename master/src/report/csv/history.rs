@@ -16,10 +16,9 @@ use super::records::{avg_content_size, percentiles, response_times, times};
 use crate::aggregate::Aggregator;
 
 /// Locust's current rates and percentiles cover 10 seconds ending 2 seconds before
-/// the newest (`StatsEntry.current_rps`); 2 s is also our report lag, so the window's
-/// seconds are complete.
+/// the newest (`StatsEntry.current_rps`); 2 s is also our report lag
+/// ([`crate::aggregate::REPORT_LAG`]), so the window's seconds are complete.
 const WINDOW_S: i64 = 10;
-const REPORT_LAG_S: i64 = 2;
 
 /// The history file while the run goes on, shared by the controller's copy of the
 /// [`super::Csv`] and the final write's.
@@ -109,7 +108,7 @@ fn unix_now() -> f64 {
 /// The history rows for `elapsed` into the run, `users` running: with `full_history`
 /// one per endpoint (its window's percentiles) before `Aggregated`.
 pub(crate) fn history_rows(agg: &Aggregator, users: u32, elapsed: Duration, full_history: bool) -> Vec<Vec<String>> {
-    let to = elapsed.as_secs() as i64 - REPORT_LAG_S;
+    let to = agg.complete_end(elapsed);
     let from = (to - WINDOW_S).max(0);
     let unix = unix_now() as i64;
     let window = agg.window(from, to.max(from));
