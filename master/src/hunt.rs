@@ -73,6 +73,46 @@ impl HuntConfig {
     }
 }
 
+/// A judged step's verdict, saved as `ok`, `slo` or `stall`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StepVerdict {
+    /// Every SLO held and throughput grew.
+    Ok,
+    /// An SLO broke (see [`StepResult::broken`]).
+    Slo,
+    /// Every SLO held, but throughput stopped growing with the level (`--stall`).
+    Stall,
+}
+
+/// What a hunt's level counts, saved as `users` or `arrivals/s`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum HuntLevel {
+    /// Users (the closed model).
+    #[default]
+    #[serde(rename = "users")]
+    Users,
+    /// Arrivals per second (the open model, `--arrival`).
+    #[serde(rename = "arrivals/s")]
+    ArrivalsPerSecond,
+}
+
+impl HuntLevel {
+    /// The unit as saved and printed (`users`, `arrivals/s`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HuntLevel::Users => "users",
+            HuntLevel::ArrivalsPerSecond => "arrivals/s",
+        }
+    }
+}
+
+impl std::fmt::Display for HuntLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One judged step.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StepResult {
@@ -97,8 +137,8 @@ pub struct StepResult {
     /// saturation figure, `aggregate::saturation_cpu`).
     pub worker_cpu_max: f64,
     pub sched_lag_max_ms: f64,
-    /// "ok", "slo", "stall"
-    pub verdict: String,
+    /// Whether the step met every SLO, broke one, or stalled.
+    pub verdict: StepVerdict,
     /// The SLOs that broke, with what was seen: `p95(ttfe) < 500ms: 812.00ms`.
     pub broken: Vec<String>,
     pub bisecting: bool,
@@ -113,8 +153,8 @@ impl StepResult {
 /// The search's outcome, for the report.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct HuntReport {
-    /// What a step's level counts: "users", or "arrivals/s" (`--arrival`).
-    pub level: String,
+    /// What a step's level counts: users, or arrivals per second (`--arrival`).
+    pub level: HuntLevel,
     /// Each judged step; `users` is the step's level (arrivals/s with `--arrival`).
     pub steps: Vec<StepResult>,
     /// The highest level that met every SLO (None: not even the first step did).
@@ -178,8 +218,12 @@ impl Hunt {
     }
 
     /// What a level counts.
-    fn unit(&self) -> &'static str {
-        if self.cfg.rate_mode { "arrivals/s" } else { "users" }
+    fn unit(&self) -> HuntLevel {
+        if self.cfg.rate_mode {
+            HuntLevel::ArrivalsPerSecond
+        } else {
+            HuntLevel::Users
+        }
     }
 
     pub fn step_time(&self) -> Duration {
@@ -217,8 +261,8 @@ impl Hunt {
             }
             self.pending.remove(0);
             let result = self.judge(level, start, in_bisection, agg);
-            let good = result.verdict == "ok";
-            let verdict = result.verdict.clone();
+            let verdict = result.verdict;
+            let good = verdict == StepVerdict::Ok;
             self.results.push(result);
             match self.phase {
                 Phase::Climbing if good && level >= self.cfg.max => {
@@ -233,7 +277,7 @@ impl Hunt {
                     // The first bad level: stop, or bisect below it.
                     self.pending.clear();
                     let good_level = self.last_good();
-                    let why = if verdict == "stall" {
+                    let why = if verdict == StepVerdict::Stall {
                         format!("throughput stopped growing at {level} {}", self.unit())
                     } else {
                         format!("an SLO broke at {level} {}", self.unit())
@@ -253,7 +297,7 @@ impl Hunt {
                     mut bad,
                     rounds_left,
                 } => {
-                    if good_result(&verdict) {
+                    if verdict == StepVerdict::Ok {
                         good = Some(level);
                     } else {
                         bad = level;
@@ -289,7 +333,11 @@ impl Hunt {
     }
 
     fn last_good(&self) -> Option<u32> {
-        self.results.iter().filter(|r| r.verdict == "ok").map(|r| r.users).max()
+        self.results
+            .iter()
+            .filter(|r| r.verdict == StepVerdict::Ok)
+            .map(|r| r.users)
+            .max()
     }
 
     fn judge(&self, users: u32, start: Duration, bisecting: bool, agg: &Aggregator) -> StepResult {
@@ -338,13 +386,12 @@ impl Hunt {
             worker_cpu_max: w.worker_cpu_max,
             sched_lag_max_ms: w.sched_lag_max_us as f64 / 1000.0,
             verdict: if !broken.is_empty() {
-                "slo"
+                StepVerdict::Slo
             } else if stalled {
-                "stall"
+                StepVerdict::Stall
             } else {
-                "ok"
-            }
-            .into(),
+                StepVerdict::Ok
+            },
             broken,
             bisecting,
         }
@@ -358,34 +405,34 @@ impl Hunt {
         self.results
             .iter()
             .rev()
-            .filter(|r| r.verdict == "ok" && !r.bisecting)
+            .filter(|r| r.verdict == StepVerdict::Ok && !r.bisecting)
             .find(|r| f64::from(users) >= f64::from(r.users) * (1.0 + more_users / 100.0))
             .is_some_and(|r| rps < r.rps * (1.0 + more_rps / 100.0))
     }
 
     /// The outcome so far (complete once the run has ended).
     pub fn report(&self) -> HuntReport {
-        let good: Vec<&StepResult> = self.results.iter().filter(|r| r.verdict == "ok").collect();
+        let good: Vec<&StepResult> = self.results.iter().filter(|r| r.verdict == StepVerdict::Ok).collect();
         let best_good = good.iter().max_by_key(|r| r.users).copied();
         let first_bad = self
             .results
             .iter()
-            .filter(|r| r.verdict != "ok")
+            .filter(|r| r.verdict != StepVerdict::Ok)
             .min_by_key(|r| r.users);
         let knee = self
             .results
             .iter()
-            .any(|r| r.verdict == "stall")
+            .any(|r| r.verdict == StepVerdict::Stall)
             .then(|| {
                 self.results
                     .iter()
-                    .filter(|r| r.verdict != "slo")
+                    .filter(|r| r.verdict != StepVerdict::Slo)
                     .max_by(|a, b| a.rps.total_cmp(&b.rps))
                     .map(|r| r.users)
             })
             .flatten();
         let broke_first = first_bad.map(|r| {
-            if r.verdict == "stall" {
+            if r.verdict == StepVerdict::Stall {
                 format!(
                     "throughput stopped growing: {:.1} req/s at {} {}",
                     r.rps,
@@ -415,7 +462,7 @@ impl Hunt {
             })
             .collect();
         HuntReport {
-            level: if self.cfg.rate_mode { "arrivals/s" } else { "users" }.into(),
+            level: self.unit(),
             sustainable_users: best_good.map(|r| r.users),
             sustainable_rps: best_good.map(|r| r.rps),
             first_bad_users: first_bad.map(|r| r.users),
@@ -437,6 +484,28 @@ impl Hunt {
     }
 }
 
-fn good_result(verdict: &str) -> bool {
-    verdict == "ok"
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Saved reports (and the HTML report's script) read these strings.
+    #[test]
+    fn verdicts_and_levels_are_saved_as_before() {
+        for (verdict, text) in [
+            (StepVerdict::Ok, "\"ok\""),
+            (StepVerdict::Slo, "\"slo\""),
+            (StepVerdict::Stall, "\"stall\""),
+        ] {
+            assert_eq!(serde_json::to_string(&verdict).unwrap(), text);
+            assert_eq!(serde_json::from_str::<StepVerdict>(text).unwrap(), verdict);
+        }
+        for (level, text) in [
+            (HuntLevel::Users, "\"users\""),
+            (HuntLevel::ArrivalsPerSecond, "\"arrivals/s\""),
+        ] {
+            assert_eq!(serde_json::to_string(&level).unwrap(), text);
+            assert_eq!(serde_json::from_str::<HuntLevel>(text).unwrap(), level);
+            assert_eq!(format!("\"{level}\""), text, "printed as saved");
+        }
+    }
 }

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::{RULE, fmt_ms, truncate};
-use crate::hunt::HuntReport;
+use crate::hunt::{HuntLevel, HuntReport, StepVerdict};
 use crate::report::model::FinalReport;
 use crate::report::rows::{EndpointRow, Percentiles};
 
@@ -400,13 +400,16 @@ fn hunt(out: &mut String, h: &HuntReport) {
     let _ = writeln!(
         out,
         "\nBreaking-point hunt (each step judged after its warm-up)\n| {} | req/s | events/s | TTFE p50 | TTFE p95 | TTFE p99 | RT p95 | Errors | 429s | Little req/s | Busiest thread CPU | Verdict |\n|---|---|---|---|---|---|---|---|---|---|---|---|",
-        if h.level == "users" { "Users" } else { "Arrivals/s" }
+        match h.level {
+            HuntLevel::Users => "Users",
+            HuntLevel::ArrivalsPerSecond => "Arrivals/s",
+        }
     );
     for s in &h.steps {
-        let verdict = match s.verdict.as_str() {
-            "slo" => format!("SLO broken: {}", s.broken.join("; ")),
-            "stall" => "throughput stalled".to_string(),
-            _ => "ok".to_string(),
+        let verdict = match s.verdict {
+            StepVerdict::Slo => format!("SLO broken: {}", s.broken.join("; ")),
+            StepVerdict::Stall => "throughput stalled".to_string(),
+            StepVerdict::Ok => "ok".to_string(),
         };
         let _ = writeln!(
             out,
