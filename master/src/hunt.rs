@@ -16,14 +16,20 @@ use serde::{Deserialize, Serialize};
 use crate::aggregate::{Aggregator, LAG_SATURATED_US, REPORT_LAG, cpu_saturated};
 use crate::thresholds::{holds, window_value};
 
+/// `barrage hunt`'s settings, from its flags.
 #[derive(Debug, Clone)]
 pub struct HuntConfig {
+    /// The first level (`--start`).
     pub start: u32,
+    /// How much each climbing step adds (`--step`).
     pub step: u32,
+    /// How long each step runs (`--step-time`).
     pub step_time: Duration,
     /// The first part of each step that is not judged (users starting, caches warming).
     pub warmup: Duration,
+    /// The highest level tried (`--max`).
     pub max: u32,
+    /// What a step must meet (`--slo`), whole-cluster figures without a window.
     pub slos: Vec<Threshold>,
     /// (users up by at least this %, throughput up by less than this %): a stall.
     pub stall: Option<(f64, f64)>,
@@ -116,31 +122,46 @@ impl std::fmt::Display for HuntLevel {
 /// One judged step.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StepResult {
+    /// The step's level: users, or arrivals per second (see [`HuntReport::level`]).
     pub users: u32,
     /// The seconds judged, run clock: [from, to).
     pub from_s: i64,
+    /// See `from_s`.
     pub to_s: i64,
+    /// Users running on average over the judged seconds.
     pub users_avg: f64,
+    /// Requests per second.
     pub rps: f64,
+    /// SSE events per second.
     pub events_per_s: f64,
+    /// Failed requests / requests (a fraction).
     pub error_rate: f64,
+    /// HTTP 429 answers in the judged seconds.
     pub status_429: u64,
+    /// Time to first event, median, ms (None without streams).
     pub ttfe_p50_ms: Option<f64>,
+    /// Time to first event, 95th percentile, ms.
     pub ttfe_p95_ms: Option<f64>,
+    /// Time to first event, 99th percentile, ms.
     pub ttfe_p99_ms: Option<f64>,
+    /// Response time, median, ms (None without requests).
     pub response_time_p50_ms: Option<f64>,
+    /// Response time, 95th percentile, ms.
     pub response_time_p95_ms: Option<f64>,
+    /// Response time, mean, ms.
     pub response_time_avg_ms: Option<f64>,
     /// users / (mean response time + mean wait): the throughput Little's law expects.
     pub little_rps: Option<f64>,
     /// The busiest load thread of any worker, CPU percent of one core (the
     /// saturation figure, `aggregate::saturation_cpu`).
     pub worker_cpu_max: f64,
+    /// The worst worker timer lag (p99 of a report) in the judged seconds, ms.
     pub sched_lag_max_ms: f64,
     /// Whether the step met every SLO, broke one, or stalled.
     pub verdict: StepVerdict,
     /// The SLOs that broke, with what was seen: `p95(ttfe) < 500ms: 812.00ms`.
     pub broken: Vec<String>,
+    /// Run while bisecting (never judged as a stall).
     pub bisecting: bool,
 }
 
@@ -159,6 +180,7 @@ pub struct HuntReport {
     pub steps: Vec<StepResult>,
     /// The highest level that met every SLO (None: not even the first step did).
     pub sustainable_users: Option<u32>,
+    /// The req/s of that level's step.
     pub sustainable_rps: Option<f64>,
     /// The first level that broke an SLO.
     pub first_bad_users: Option<u32>,
@@ -173,6 +195,7 @@ pub struct HuntReport {
     /// False when a worker was saturated during a deciding step: the limit found may be
     /// the generator's.
     pub valid: bool,
+    /// Why the result is valid or not, in words (which worker was saturated, where).
     pub validity: String,
 }
 
@@ -189,10 +212,14 @@ enum Phase {
 /// What the controller should do now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    /// Run this level (users, or arrivals per second).
     Users(u32),
+    /// The search is over: stop the run, for this reason.
     Stop(String),
 }
 
+/// The search in progress: the step running, the steps waiting to be judged, and the
+/// results so far.
 #[derive(Debug)]
 pub struct Hunt {
     cfg: HuntConfig,
@@ -206,6 +233,7 @@ pub struct Hunt {
 }
 
 impl Hunt {
+    /// A search starting at `cfg.start`, climbing.
     pub fn new(cfg: HuntConfig) -> Hunt {
         Hunt {
             current: (cfg.start.max(1).min(cfg.max), Duration::ZERO),
@@ -226,6 +254,7 @@ impl Hunt {
         }
     }
 
+    /// How long each step runs.
     pub fn step_time(&self) -> Duration {
         self.cfg.step_time
     }

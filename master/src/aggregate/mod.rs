@@ -34,19 +34,24 @@ pub use totals::{EndpointKey, EndpointTotals, MAX_PEER_ROWS, Totals, business_ev
 /// target address, the per-second timeline, and what each worker has delivered.
 #[derive(Debug, Default)]
 pub struct Aggregator {
+    /// The run's epoch: reports of any other are refused.
     pub epoch: u64,
+    /// The totals per stats row, since the last reset of the statistics.
     pub endpoints: BTreeMap<EndpointKey, EndpointTotals>,
+    /// Every second of the run clock that reports were placed in.
     pub timeline: BTreeMap<i64, Slot>,
     /// Per target address, when workers spread users over a host's addresses.
     pub peers: BTreeMap<(EndpointKey, String), Totals>,
     /// Per target address: each worker's peak users pinned to it (`Report.peer_users`).
     pub peer_users: BTreeMap<String, BTreeMap<String, i64>>,
+    /// What each worker (by id) has delivered, and its load.
     pub workers: HashMap<String, WorkerProgress>,
     /// Whole reports that could not be used (see [`Merge::Rejected`]): lost data.
     pub lost_reports: u64,
     /// Endpoint deltas refused inside usable reports (an endpoint the plan does not
     /// have, impossible counts), and the requests they claimed: lost data.
     pub refused_deltas: u64,
+    /// See `refused_deltas`.
     pub refused_requests: u64,
     /// Fields refused or clipped without losing a count: texts cut to their bounds,
     /// keys folded into `(other)`, non-finite or negative gauges, intervals outside
@@ -79,6 +84,7 @@ pub struct Aggregator {
 }
 
 impl Aggregator {
+    /// An empty aggregate for the run of `epoch`.
     pub fn new(epoch: u64) -> Self {
         Aggregator {
             epoch,
@@ -232,7 +238,6 @@ impl Aggregator {
         self.compacted_below = below;
     }
 
-    /// Everything merged into one row (Locust's "Aggregated").
     /// Starts the totals again (the web UI's "reset statistics", as in Locust): the
     /// tables and rates count from `at_s` (reports of intervals that ended by then,
     /// still arriving, go to the timeline only); the per-second timeline and what
@@ -244,6 +249,7 @@ impl Aggregator {
         self.stats_since_s = at_s;
     }
 
+    /// Everything merged into one row (Locust's "Aggregated").
     pub fn aggregated(&self) -> EndpointStats {
         let mut all = EndpointStats::default();
         for t in self.endpoints.values() {

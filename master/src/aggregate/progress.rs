@@ -34,28 +34,37 @@ pub fn cpu_saturated(thread_percent: f64) -> bool {
 /// What a worker has delivered.
 #[derive(Debug, Clone, Default)]
 pub struct WorkerProgress {
+    /// The run (epoch) its reports belong to.
     pub epoch: u64,
     /// Every seq <= acked has been merged.
     pub acked: u64,
     /// Merged seqs above `acked` (out of order).
     pub(super) above: BTreeSet<u64>,
+    /// Reports merged from it.
     pub reports: u64,
+    /// Its final (closing) report arrived.
     pub final_seen: bool,
     /// Declared lost and sent Fence: its reports still count until its closing
     /// (final) one, none after.
     pub fenced: bool,
     /// It was given load or reported some: if its data stops short, data is lost.
     pub had_load: bool,
+    /// The end of the latest interval it reported, run clock, µs.
     pub last_interval_end_us: i64,
     /// Process CPU, percent of one core (all threads: may exceed 100).
     pub cpu_percent: f64,
+    /// The highest process CPU it reported, percent of one core.
     pub cpu_max: f64,
     /// The saturation figure ([`saturation_cpu`]), latest and highest.
     pub thread_cpu_percent: f64,
+    /// See `thread_cpu_percent`.
     pub thread_cpu_max: f64,
+    /// Resident memory in its latest report, bytes.
     pub rss_bytes: u64,
+    /// Its timers' lateness (p99) in its latest report, µs.
     pub sched_lag_p99_us: u64,
     /// Worst per-interval lag p99, and the run second it was seen in.
     pub sched_lag_max_us: u64,
+    /// See `sched_lag_max_us`.
     pub sched_lag_max_at_s: i64,
 }

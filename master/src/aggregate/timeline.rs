@@ -23,19 +23,26 @@ pub(crate) const OPEN_SLOTS: i64 = 15;
 /// One second of the cluster timeline.
 #[derive(Debug, Clone, Default)]
 pub struct Slot {
+    /// Requests whose interval started in the second, every row.
     pub requests: u64,
+    /// Of which failed.
     pub failures: u64,
+    /// SSE events received.
     pub events: u64,
+    /// Streams opened.
     pub streams_started: u64,
+    /// Connections opened.
     pub connections_opened: u64,
+    /// Response body bytes received.
     pub bytes: u64,
-    /// Sum over workers of their time-averaged users / active streams.
+    /// Sum over workers of their time-averaged users.
     pub users: f64,
+    /// Sum over workers of their time-averaged active streams.
     pub active_streams: f64,
     /// Sum over workers of their peak active streams within the second.
     pub active_streams_max: i64,
     /// Highest saturation figure of any worker in the second: its busiest load
-    /// thread's CPU percent ([`saturation_cpu`]).
+    /// thread's CPU percent ([`super::saturation_cpu`]).
     pub worker_cpu_max: f64,
     /// Worst worker timer lag (p99 of a report) in the second, µs.
     pub sched_lag_max_us: u64,
@@ -44,6 +51,7 @@ pub struct Slot {
     pub status_429: u64,
     /// Open model: arrivals dropped at the in-flight cap in the second.
     pub dropped_iterations: u64,
+    /// Reports merged into the second (one per worker, more after a late resend).
     pub reports: u32,
     /// Times to first event of the second, while the slot is open.
     pub(super) ttfe: Option<Accum>,
@@ -52,28 +60,42 @@ pub struct Slot {
     /// Filled when the slot is compacted (or on demand).
     pub summary: Option<SlotSummary>,
     /// Each endpoint's share of the second, kept only when asked for
-    /// ([`Aggregator::keep_endpoint_seconds`]) and only while the slot is open.
+    /// ([`super::Aggregator::keep_endpoint_seconds`]) and only while the slot is open.
     pub(super) endpoints: BTreeMap<EndpointKey, EndpointSecond>,
 }
 
 /// One endpoint's requests, failures and response times within some seconds.
 #[derive(Debug, Clone, Default)]
 pub struct EndpointSecond {
+    /// Requests of the endpoint in those seconds.
     pub requests: u64,
+    /// Of which failed.
     pub failures: u64,
+    /// Their response times (µs buckets).
     pub response_time: Accum,
 }
 
+/// A second's latency figures, µs, kept once its histograms are dropped (0 where the
+/// second had none).
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct SlotSummary {
+    /// Mean time to first event.
     pub ttfe_mean_us: f64,
+    /// Median time to first event.
     pub ttfe_p50_us: u64,
+    /// 95th percentile of the time to first event.
     pub ttfe_p95_us: u64,
+    /// 99th percentile of the time to first event.
     pub ttfe_p99_us: u64,
+    /// Streams with a first event in the second.
     pub ttfe_count: u64,
+    /// Mean response time.
     pub rt_mean_us: f64,
+    /// Median response time.
     pub rt_p50_us: u64,
+    /// 95th percentile of the response time.
     pub rt_p95_us: u64,
+    /// 99th percentile of the response time.
     pub rt_p99_us: u64,
 }
 
@@ -109,17 +131,27 @@ impl Slot {
 /// The timeline's sums over a span of seconds: what trailing-window thresholds see.
 #[derive(Debug, Default)]
 pub struct Window {
+    /// Seconds in the span (rates divide by it).
     pub seconds: i64,
+    /// Requests in the span.
     pub requests: u64,
+    /// Of which failed.
     pub failures: u64,
+    /// SSE events received.
     pub events: u64,
+    /// HTTP 429 answers (see [`Slot::status_429`]).
     pub status_429: u64,
+    /// Open model: arrivals dropped at the in-flight cap.
     pub dropped_iterations: u64,
-    /// Time-averaged users (mean over the seconds), highest worker CPU and timer lag.
+    /// Time-averaged users (mean over the seconds).
     pub users: f64,
+    /// Highest saturation figure of any worker in the span, percent of one core.
     pub worker_cpu_max: f64,
+    /// Worst worker timer lag (p99 of a report) in the span, µs.
     pub sched_lag_max_us: u64,
+    /// Times to first event of the open seconds (µs buckets).
     pub ttfe: Accum,
+    /// Response times of the open seconds (µs buckets).
     pub response_time: Accum,
     /// False when a second in the span had already dropped its histograms.
     pub complete: bool,

@@ -169,7 +169,7 @@ struct HistoryLine<'a> {
 /// A `_stats_history.csv` row: `_stats_history_data_rows` for one entry. Rates over
 /// the window's `seconds` as `f"{x:2f}"` (six decimals); percentiles `N/A` until the
 /// row has requests, `0` when its window has none.
-fn history_record(unix: i64, users: u32, seconds: i64, line: &HistoryLine) -> Vec<String> {
+fn history_record(unix: i64, users: u32, seconds: i64, line: &HistoryLine<'_>) -> Vec<String> {
     let seconds = seconds.max(1) as f64;
     let all = line.total;
     let h = response_times(all);
