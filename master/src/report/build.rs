@@ -15,10 +15,10 @@ use super::arrivals::ArrivalFigures;
 use super::completeness::Completeness;
 use super::drift::drift;
 use super::model::{
-    Bucket, Connections, Distributions, FailureRow, FinalReport, MaxAvgMin, MergedRow, Qps, ReplicaFailure, ReplicaRow,
-    SCHEMA_ID, TimelinePoint,
+    Bucket, Connections, Distributions, FailureRow, FinalReport, MaxAvgMin, Qps, ReplicaFailure, ReplicaRow, SCHEMA_ID,
+    TimelinePoint,
 };
-use super::rows::{EndpointRow, Percentiles, aggregated_row, kind_name, row};
+use super::rows::{EndpointRow, MergedRow, Percentiles, aggregated_row, kind_name, row};
 use super::run::{Roster, RunInfo, RunSummary};
 use super::workers::{generator_warnings, worker_rows};
 use crate::aggregate::{Aggregator, Slot};

@@ -28,9 +28,9 @@ pub use arrivals::ArrivalFigures;
 pub use completeness::{Completeness, Verdict};
 pub use drift::{Drift, DriftRow};
 pub use model::{
-    Bucket, Connections, Distributions, FailureRow, FinalReport, MaxAvgMin, MergedRow, Qps, ReplicaFailure, ReplicaRow,
-    SCHEMA_ID, TimelinePoint,
+    Bucket, Connections, Distributions, FailureRow, FinalReport, MaxAvgMin, Qps, ReplicaFailure, ReplicaRow, SCHEMA_ID,
+    TimelinePoint,
 };
-pub use rows::{EndpointRow, Percentiles, Recomputed, rows_from_merged};
+pub use rows::{EndpointRow, MergedRow, Percentiles, Recomputed, rows_from_merged};
 pub use run::{Roster, RosterWorker, RunInfo, RunSummary};
 pub use workers::{WorkerRow, saturation_warning};

@@ -4,12 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use barrage_common::saved::SavedStats;
-
 use super::arrivals::ArrivalFigures;
 use super::completeness::Completeness;
 use super::drift::Drift;
-use super::rows::{EndpointRow, Percentiles};
+use super::rows::{EndpointRow, MergedRow, Percentiles};
 use super::workers::WorkerRow;
 use crate::hunt::HuntReport;
 use crate::thresholds::ThresholdRow;
@@ -84,21 +82,6 @@ pub struct FinalReport {
     /// The merged data the tables come from: each row's counters and HDR histograms,
     /// so a saved result can be re-rendered or merged again (`barrage report`).
     pub merged: Vec<MergedRow>,
-}
-
-/// One stats row's merged data, as saved.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MergedRow {
-    /// `http` or `sse`.
-    pub kind: String,
-    /// The HTTP method of the row.
-    pub method: String,
-    /// The row's name (the task's `name`, or its path).
-    pub name: String,
-    /// Business events one successful request carries.
-    pub events_per_request: u32,
-    /// Its counters and HDR histograms, as saved files hold them.
-    pub stats: SavedStats,
 }
 
 /// The run's latency distributions in log buckets (five per decade, from 0.1 ms), for

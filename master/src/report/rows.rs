@@ -1,6 +1,6 @@
 //! The report's stats rows ([`EndpointRow`], [`Percentiles`]): one per endpoint and
 //! method, and `Aggregated`, computed from merged stats the same way for a live run and
-//! for a saved one re-rendered ([`rows_from_merged`]).
+//! for a saved one re-rendered from the [`MergedRow`]s it carries ([`rows_from_merged`]).
 
 use std::collections::BTreeMap;
 
@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use barrage_common::metrics::{EndpointStats, Metric, failure};
 use barrage_common::plan::TaskKindTag;
+use barrage_common::saved::SavedStats;
 
-use super::model::MergedRow;
 use crate::aggregate::business_events;
 
 /// One stats row of the report (an endpoint and method, or `Aggregated`): its counts,
@@ -188,6 +188,21 @@ pub(crate) fn row(kind: &str, method: &str, name: &str, s: &EndpointStats, secs:
         business_events,
         business_events_per_s: business_events as f64 / secs,
     }
+}
+
+/// One stats row's merged data, as saved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MergedRow {
+    /// `http` or `sse`.
+    pub kind: String,
+    /// The HTTP method of the row.
+    pub method: String,
+    /// The row's name (the task's `name`, or its path).
+    pub name: String,
+    /// Business events one successful request carries.
+    pub events_per_request: u32,
+    /// Its counters and HDR histograms, as saved files hold them.
+    pub stats: SavedStats,
 }
 
 /// The endpoint rows and the Aggregated row of saved merged data, computed the way a
