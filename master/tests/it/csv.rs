@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use barrage_master::report::FinalReport;
 use barrage_master::serve::Outcome;
 
 use crate::support::*;
@@ -144,130 +145,10 @@ async fn csv_files_have_locusts_columns_and_the_targets_counts() {
     assert!(truth.requests > 10, "{truth:?}");
     assert_eq!(report.aggregated.requests, truth.requests);
 
-    // _stats.csv: a row per endpoint (Locust's sort: name, then method), then Aggregated.
-    let (header, rows) = read(&file(&prefix, "_stats.csv"));
-    assert_eq!(header, LOCUST_STATS);
-    assert_eq!(rows.len(), report.endpoints.len() + 1);
-    for (row, e) in rows.iter().zip(&report.endpoints) {
-        assert_eq!((row[0].as_str(), row[1].as_str()), (e.method.as_str(), e.name.as_str()));
-        assert_eq!((count(&row[2]), count(&row[3])), (e.requests, e.failures), "{row:?}");
-        // Every figure is a plain number (pandas reads it as one).
-        for v in &row[4..] {
-            num(v);
-        }
-        let (min, median, max) = (num(&row[6]), num(&row[4]), num(&row[7]));
-        assert!(min <= median && median <= max, "{row:?}");
-        assert_eq!(num(&row[21]), max, "100% is the max");
-    }
-    let agg = rows.last().unwrap();
-    assert_eq!((agg[0].as_str(), agg[1].as_str()), ("", "Aggregated"));
-    assert_eq!(
-        count(&agg[2]),
-        truth.requests,
-        "Aggregated Request Count is what the target received"
-    );
-    assert_eq!(count(&agg[3]), report.aggregated.failures);
-    assert!(count(&agg[3]) > 0, "the 503 class fails");
-    let p = report.aggregated.response_time_ms.unwrap();
-    assert_eq!(
-        (num(&agg[4]), num(&agg[7])),
-        (p.p50, p.max),
-        "exact HDR values, not rounded"
-    );
-    assert!((num(&agg[8]) - report.aggregated.bytes_received as f64 / truth.requests as f64).abs() < 1e-9);
-    assert!((num(&agg[9]) - report.aggregated.rps).abs() < 1e-9);
-
-    // _stats_history.csv: an Aggregated row a second, written during the run.
-    let (header, history) = read(&file(&prefix, "_stats_history.csv"));
-    assert_eq!(header, LOCUST_STATS_HISTORY);
-    assert!(history.len() >= 2, "{history:?}");
-    let mut last_total = 0;
-    for row in &history {
-        assert_eq!((row[2].as_str(), row[3].as_str()), ("", "Aggregated"));
-        let ts = count(&row[0]);
-        assert!(ts >= before && ts <= before + 30, "unix seconds: {ts}");
-        count(&row[1]);
-        // Locust writes the rates as f"{x:2f}": six decimals.
-        assert!(row[4].split('.').nth(1).is_some_and(|d| d.len() == 6), "{row:?}");
-        let total = count(&row[17]);
-        assert!(total >= last_total, "totals only grow: {history:?}");
-        last_total = total;
-        for v in &row[6..17] {
-            assert!(v == "N/A" && total == 0 || total > 0 && num(v) >= 0.0, "{row:?}");
-        }
-    }
-    assert!(last_total <= truth.requests, "{last_total} > {}", truth.requests);
-    assert!(last_total > 0, "the run's requests show in the history: {history:?}");
-    assert!(
-        history.iter().any(|r| count(&r[1]) == 5),
-        "the users in the history: {history:?}"
-    );
-    // The current window's rate, once it has complete seconds (percentiles are the
-    // run's so far, as Locust writes them).
-    let current = history
-        .iter()
-        .find(|r| num(&r[4]) > 0.0)
-        .unwrap_or_else(|| panic!("{history:?}"));
-    assert!(num(&current[4]) <= report.aggregated.rps * 2.0, "{current:?}");
-    assert!(
-        num(&current[6]) > 0.0 && num(&current[6]) <= num(&current[16]),
-        "{current:?}"
-    );
-
-    // _failures.csv: the report's failures, counts and all.
-    let (header, failures) = read(&file(&prefix, "_failures.csv"));
-    assert_eq!(header, LOCUST_FAILURES);
-    assert_eq!(failures.len(), report.failures.len());
-    for (row, f) in failures.iter().zip(&report.failures) {
-        assert_eq!((row[0].as_str(), row[1].as_str()), (f.method.as_str(), f.name.as_str()));
-        assert_eq!(count(&row[3]), f.count);
-        assert!(row[2].starts_with(&format!("{} {}", f.kind, f.detail)), "{row:?}");
-        // First and last seen: the report's, to the second, within the run.
-        let second = |v: &str| {
-            humantime::parse_rfc3339(v)
-                .unwrap()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs()
-        };
-        let (first, last) = (second(&row[4]), second(&row[5]));
-        assert_eq!(Some(first), f.first_seen_unix_ms.map(|ms| ms / 1000), "{row:?}");
-        assert_eq!(Some(last), f.last_seen_unix_ms.map(|ms| ms / 1000), "{row:?}");
-        assert!(before <= first && first <= last && last <= before + 30, "{row:?}");
-    }
-    let occurrences: u64 = failures.iter().map(|r| count(&r[3])).sum();
-    assert_eq!(occurrences, report.aggregated.failures);
-    assert!(
-        failures
-            .iter()
-            .any(|r| r[1] == "/v1/chat-messages (503)" && r[2].contains("503"))
-    );
-
-    // _exceptions.csv: the header alone.
-    let (header, exceptions) = read(&file(&prefix, "_exceptions.csv"));
-    assert_eq!(header, LOCUST_EXCEPTIONS);
-    assert!(exceptions.is_empty());
-
-    // _sse.csv (ours): the report's timeline.
-    let (header, sse) = read(&file(&prefix, "_sse.csv"));
-    assert_eq!(header, SSE);
-    assert_eq!(sse.len(), report.timeline.len());
-    for (row, point) in sse.iter().zip(&report.timeline) {
-        assert_eq!(count(&row[1]) as i64, point.t);
-        assert_eq!(
-            (count(&row[3]), count(&row[4])),
-            (point.streams_per_s, point.events_per_s)
-        );
-    }
-    let events: u64 = sse.iter().map(|r| count(&r[4])).sum();
-    assert_eq!(events, report.aggregated.events);
-
-    // Python's csv.writer ends rows in CRLF.
-    let raw = std::fs::read_to_string(file(&prefix, "_stats.csv")).unwrap();
-    assert!(
-        raw.starts_with("Type,Name,Request Count,") && raw.contains("%\r\n"),
-        "{raw}"
-    );
+    check_stats_file(&prefix, report, truth.requests);
+    check_history_file(&prefix, report, truth.requests, before);
+    check_failures_file(&prefix, report, before);
+    check_exceptions_and_sse_files(&prefix, report);
 }
 
 /// `--csv-full-history`: every second a row per endpoint, in `_stats.csv`'s order, then
@@ -345,6 +226,144 @@ async fn full_history_has_a_row_per_endpoint_adding_up_to_aggregated() {
         "{last:?}"
     );
     assert!(total(broken) > 0, "{last:?}");
+}
+
+/// `_stats.csv` of a run whose target received `received` requests.
+fn check_stats_file(prefix: &Path, report: &FinalReport, received: u64) {
+    // _stats.csv: a row per endpoint (Locust's sort: name, then method), then Aggregated.
+    let (header, rows) = read(&file(prefix, "_stats.csv"));
+    assert_eq!(header, LOCUST_STATS);
+    assert_eq!(rows.len(), report.endpoints.len() + 1);
+    for (row, e) in rows.iter().zip(&report.endpoints) {
+        assert_eq!((row[0].as_str(), row[1].as_str()), (e.method.as_str(), e.name.as_str()));
+        assert_eq!((count(&row[2]), count(&row[3])), (e.requests, e.failures), "{row:?}");
+        // Every figure is a plain number (pandas reads it as one).
+        for v in &row[4..] {
+            num(v);
+        }
+        let (min, median, max) = (num(&row[6]), num(&row[4]), num(&row[7]));
+        assert!(min <= median && median <= max, "{row:?}");
+        assert_eq!(num(&row[21]), max, "100% is the max");
+    }
+    let agg = rows.last().unwrap();
+    assert_eq!((agg[0].as_str(), agg[1].as_str()), ("", "Aggregated"));
+    assert_eq!(
+        count(&agg[2]),
+        received,
+        "Aggregated Request Count is what the target received"
+    );
+    assert_eq!(count(&agg[3]), report.aggregated.failures);
+    assert!(count(&agg[3]) > 0, "the 503 class fails");
+    let p = report.aggregated.response_time_ms.unwrap();
+    assert_eq!(
+        (num(&agg[4]), num(&agg[7])),
+        (p.p50, p.max),
+        "exact HDR values, not rounded"
+    );
+    assert!((num(&agg[8]) - report.aggregated.bytes_received as f64 / received as f64).abs() < 1e-9);
+    assert!((num(&agg[9]) - report.aggregated.rps).abs() < 1e-9);
+}
+
+/// `_stats_history.csv` of a run started at unix second `before` whose target received
+/// `received` requests.
+fn check_history_file(prefix: &Path, report: &FinalReport, received: u64, before: u64) {
+    // _stats_history.csv: an Aggregated row a second, written during the run.
+    let (header, history) = read(&file(prefix, "_stats_history.csv"));
+    assert_eq!(header, LOCUST_STATS_HISTORY);
+    assert!(history.len() >= 2, "{history:?}");
+    let mut last_total = 0;
+    for row in &history {
+        assert_eq!((row[2].as_str(), row[3].as_str()), ("", "Aggregated"));
+        let ts = count(&row[0]);
+        assert!(ts >= before && ts <= before + 30, "unix seconds: {ts}");
+        count(&row[1]);
+        // Locust writes the rates as f"{x:2f}": six decimals.
+        assert!(row[4].split('.').nth(1).is_some_and(|d| d.len() == 6), "{row:?}");
+        let total = count(&row[17]);
+        assert!(total >= last_total, "totals only grow: {history:?}");
+        last_total = total;
+        for v in &row[6..17] {
+            assert!(v == "N/A" && total == 0 || total > 0 && num(v) >= 0.0, "{row:?}");
+        }
+    }
+    assert!(last_total <= received, "{last_total} > {}", received);
+    assert!(last_total > 0, "the run's requests show in the history: {history:?}");
+    assert!(
+        history.iter().any(|r| count(&r[1]) == 5),
+        "the users in the history: {history:?}"
+    );
+    // The current window's rate, once it has complete seconds (percentiles are the
+    // run's so far, as Locust writes them).
+    let current = history
+        .iter()
+        .find(|r| num(&r[4]) > 0.0)
+        .unwrap_or_else(|| panic!("{history:?}"));
+    assert!(num(&current[4]) <= report.aggregated.rps * 2.0, "{current:?}");
+    assert!(
+        num(&current[6]) > 0.0 && num(&current[6]) <= num(&current[16]),
+        "{current:?}"
+    );
+}
+
+/// `_failures.csv` of a run started at unix second `before`.
+fn check_failures_file(prefix: &Path, report: &FinalReport, before: u64) {
+    // _failures.csv: the report's failures, counts and all.
+    let (header, failures) = read(&file(prefix, "_failures.csv"));
+    assert_eq!(header, LOCUST_FAILURES);
+    assert_eq!(failures.len(), report.failures.len());
+    for (row, f) in failures.iter().zip(&report.failures) {
+        assert_eq!((row[0].as_str(), row[1].as_str()), (f.method.as_str(), f.name.as_str()));
+        assert_eq!(count(&row[3]), f.count);
+        assert!(row[2].starts_with(&format!("{} {}", f.kind, f.detail)), "{row:?}");
+        // First and last seen: the report's, to the second, within the run.
+        let second = |v: &str| {
+            humantime::parse_rfc3339(v)
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+        };
+        let (first, last) = (second(&row[4]), second(&row[5]));
+        assert_eq!(Some(first), f.first_seen_unix_ms.map(|ms| ms / 1000), "{row:?}");
+        assert_eq!(Some(last), f.last_seen_unix_ms.map(|ms| ms / 1000), "{row:?}");
+        assert!(before <= first && first <= last && last <= before + 30, "{row:?}");
+    }
+    let occurrences: u64 = failures.iter().map(|r| count(&r[3])).sum();
+    assert_eq!(occurrences, report.aggregated.failures);
+    assert!(
+        failures
+            .iter()
+            .any(|r| r[1] == "/v1/chat-messages (503)" && r[2].contains("503"))
+    );
+}
+
+/// `_exceptions.csv`, `_sse.csv`, and the files' CRLF line ends.
+fn check_exceptions_and_sse_files(prefix: &Path, report: &FinalReport) {
+    // _exceptions.csv: the header alone.
+    let (header, exceptions) = read(&file(prefix, "_exceptions.csv"));
+    assert_eq!(header, LOCUST_EXCEPTIONS);
+    assert!(exceptions.is_empty());
+
+    // _sse.csv (ours): the report's timeline.
+    let (header, sse) = read(&file(prefix, "_sse.csv"));
+    assert_eq!(header, SSE);
+    assert_eq!(sse.len(), report.timeline.len());
+    for (row, point) in sse.iter().zip(&report.timeline) {
+        assert_eq!(count(&row[1]) as i64, point.t);
+        assert_eq!(
+            (count(&row[3]), count(&row[4])),
+            (point.streams_per_s, point.events_per_s)
+        );
+    }
+    let events: u64 = sse.iter().map(|r| count(&r[4])).sum();
+    assert_eq!(events, report.aggregated.events);
+
+    // Python's csv.writer ends rows in CRLF.
+    let raw = std::fs::read_to_string(file(prefix, "_stats.csv")).unwrap();
+    assert!(
+        raw.starts_with("Type,Name,Request Count,") && raw.contains("%\r\n"),
+        "{raw}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
