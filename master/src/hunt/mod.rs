@@ -6,198 +6,22 @@
 //! judged on its own seconds of the timeline (after its warm-up), once those seconds'
 //! reports are in; while a climbing step is judged the next one already runs, so the
 //! search costs no idle time. Only SLOs a window can compute are accepted.
+//!
+//! The search is here; its settings in [`config`], what it found in [`outcome`].
+
+pub mod config;
+pub mod outcome;
 
 use std::time::Duration;
 
 use barrage_common::metrics::Metric;
-use barrage_common::threshold::{Stat, Threshold};
-use serde::{Deserialize, Serialize};
+use barrage_common::threshold::Stat;
 
-use crate::aggregate::{Aggregator, LAG_SATURATED_US, REPORT_LAG, cpu_saturated};
+pub use config::HuntConfig;
+pub use outcome::{HuntLevel, HuntReport, StepResult, StepVerdict};
+
+use crate::aggregate::{Aggregator, REPORT_LAG};
 use crate::thresholds::{holds, window_value};
-
-/// `barrage hunt`'s settings, from its flags.
-#[derive(Debug, Clone)]
-pub struct HuntConfig {
-    /// The first level (`--start`).
-    pub start: u32,
-    /// How much each climbing step adds (`--step`).
-    pub step: u32,
-    /// How long each step runs (`--step-time`).
-    pub step_time: Duration,
-    /// The first part of each step that is not judged (users starting, caches warming).
-    pub warmup: Duration,
-    /// The highest level tried (`--max`).
-    pub max: u32,
-    /// What a step must meet (`--slo`), whole-cluster figures without a window.
-    pub slos: Vec<Threshold>,
-    /// (users up by at least this %, throughput up by less than this %): a stall.
-    pub stall: Option<(f64, f64)>,
-    /// Rounds of bisection between the last good and the first bad level.
-    pub bisect: u32,
-    /// The mean pause between a user's requests (its class's wait), for Little's law.
-    pub mean_wait: Duration,
-    /// Levels are arrivals per second (the open model), not users.
-    pub rate_mode: bool,
-}
-
-impl HuntConfig {
-    /// Checks the settings; the message names the flag.
-    pub fn check(&self) -> Result<(), String> {
-        if self.step_time < Duration::from_secs(2) {
-            return Err("--step-time: at least 2s (a step is judged on whole seconds)".into());
-        }
-        if self.warmup + Duration::from_secs(1) > self.step_time {
-            return Err("--warmup: leave at least 1s of each step to judge".into());
-        }
-        if self.max < self.start.max(1) {
-            return Err(format!("--max {}: below --start {}", self.max, self.start));
-        }
-        if self.step == 0 {
-            return Err("--step: at least 1 user".into());
-        }
-        if self.slos.is_empty() {
-            return Err("--slo: give at least one, e.g. --slo 'p95(ttfe) < 500ms' --slo 'error_rate < 1%'".into());
-        }
-        for slo in &self.slos {
-            if slo.window.is_some() || slo.endpoint.is_some() || !slo.stat.windowable() {
-                return Err(format!(
-                    "--slo {}: a hunt judges each step's own seconds, so an SLO is a whole-cluster figure without [window] or {{name}}: response_time / ttfe statistics, error_rate, rps, events_per_s",
-                    slo.text
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// The longest the search can take: every step, every bisection round, their lags.
-    pub fn bound(&self) -> Duration {
-        let steps = (self.max.saturating_sub(self.start)).div_ceil(self.step) + 1;
-        // A step, its reports in flight, and a second to judge it.
-        let each = self.step_time + REPORT_LAG + Duration::from_secs(1);
-        each * (steps + self.bisect + 1)
-    }
-}
-
-/// A judged step's verdict, saved as `ok`, `slo` or `stall`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum StepVerdict {
-    /// Every SLO held and throughput grew.
-    Ok,
-    /// An SLO broke (see [`StepResult::broken`]).
-    Slo,
-    /// Every SLO held, but throughput stopped growing with the level (`--stall`).
-    Stall,
-}
-
-/// What a hunt's level counts, saved as `users` or `arrivals/s`.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub enum HuntLevel {
-    /// Users (the closed model).
-    #[default]
-    #[serde(rename = "users")]
-    Users,
-    /// Arrivals per second (the open model, `--arrival`).
-    #[serde(rename = "arrivals/s")]
-    ArrivalsPerSecond,
-}
-
-impl HuntLevel {
-    /// The unit as saved and printed (`users`, `arrivals/s`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HuntLevel::Users => "users",
-            HuntLevel::ArrivalsPerSecond => "arrivals/s",
-        }
-    }
-}
-
-impl std::fmt::Display for HuntLevel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One judged step.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StepResult {
-    /// The step's level: users, or arrivals per second (see [`HuntReport::level`]).
-    pub users: u32,
-    /// The seconds judged, run clock: [from, to).
-    pub from_s: i64,
-    /// See `from_s`.
-    pub to_s: i64,
-    /// Users running on average over the judged seconds.
-    pub users_avg: f64,
-    /// Requests per second.
-    pub rps: f64,
-    /// SSE events per second.
-    pub events_per_s: f64,
-    /// Failed requests / requests (a fraction).
-    pub error_rate: f64,
-    /// HTTP 429 answers in the judged seconds.
-    pub status_429: u64,
-    /// Time to first event, median, ms (None without streams).
-    pub ttfe_p50_ms: Option<f64>,
-    /// Time to first event, 95th percentile, ms.
-    pub ttfe_p95_ms: Option<f64>,
-    /// Time to first event, 99th percentile, ms.
-    pub ttfe_p99_ms: Option<f64>,
-    /// Response time, median, ms (None without requests).
-    pub response_time_p50_ms: Option<f64>,
-    /// Response time, 95th percentile, ms.
-    pub response_time_p95_ms: Option<f64>,
-    /// Response time, mean, ms.
-    pub response_time_avg_ms: Option<f64>,
-    /// users / (mean response time + mean wait): the throughput Little's law expects.
-    pub little_rps: Option<f64>,
-    /// The busiest load thread of any worker, CPU percent of one core (the
-    /// saturation figure, `aggregate::saturation_cpu`).
-    pub worker_cpu_max: f64,
-    /// The worst worker timer lag (p99 of a report) in the judged seconds, ms.
-    pub sched_lag_max_ms: f64,
-    /// Whether the step met every SLO, broke one, or stalled.
-    pub verdict: StepVerdict,
-    /// The SLOs that broke, with what was seen: `p95(ttfe) < 500ms: 812.00ms`.
-    pub broken: Vec<String>,
-    /// Run while bisecting (never judged as a stall).
-    pub bisecting: bool,
-}
-
-impl StepResult {
-    fn generator_saturated(&self) -> bool {
-        cpu_saturated(self.worker_cpu_max) || self.sched_lag_max_ms * 1000.0 > LAG_SATURATED_US as f64
-    }
-}
-
-/// The search's outcome, for the report.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-pub struct HuntReport {
-    /// What a step's level counts: users, or arrivals per second (`--arrival`).
-    pub level: HuntLevel,
-    /// Each judged step; `users` is the step's level (arrivals/s with `--arrival`).
-    pub steps: Vec<StepResult>,
-    /// The highest level that met every SLO (None: not even the first step did).
-    pub sustainable_users: Option<u32>,
-    /// The req/s of that level's step.
-    pub sustainable_rps: Option<f64>,
-    /// The first level that broke an SLO.
-    pub first_bad_users: Option<u32>,
-    /// Where throughput peaked before it stopped growing (a stall), if it did.
-    pub knee_users: Option<u32>,
-    /// What broke first, in words: "error_rate < 1%: 12.500% (429s: 310)".
-    pub broke_first: Option<String>,
-    /// Why the search ended.
-    pub ended: String,
-    /// Little's law at the sustainable level: observed / expected throughput.
-    pub little_ratio: Option<f64>,
-    /// False when a worker was saturated during a deciding step: the limit found may be
-    /// the generator's.
-    pub valid: bool,
-    /// Why the result is valid or not, in words (which worker was saturated, where).
-    pub validity: String,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
@@ -509,32 +333,6 @@ impl Hunt {
                 )
             },
             steps: self.results.clone(),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Saved reports (and the HTML report's script) read these strings.
-    #[test]
-    fn verdicts_and_levels_are_saved_as_before() {
-        for (verdict, text) in [
-            (StepVerdict::Ok, "\"ok\""),
-            (StepVerdict::Slo, "\"slo\""),
-            (StepVerdict::Stall, "\"stall\""),
-        ] {
-            assert_eq!(serde_json::to_string(&verdict).unwrap(), text);
-            assert_eq!(serde_json::from_str::<StepVerdict>(text).unwrap(), verdict);
-        }
-        for (level, text) in [
-            (HuntLevel::Users, "\"users\""),
-            (HuntLevel::ArrivalsPerSecond, "\"arrivals/s\""),
-        ] {
-            assert_eq!(serde_json::to_string(&level).unwrap(), text);
-            assert_eq!(serde_json::from_str::<HuntLevel>(text).unwrap(), level);
-            assert_eq!(format!("\"{level}\""), text, "printed as saved");
         }
     }
 }
