@@ -19,6 +19,7 @@
 //! One difference from Locust, on purpose: times are exact HDR values in milliseconds
 //! (3 significant digits), not rounded to two digits and cut to integers. The window
 //! is placed by the workers' own interval times (Locust's by when requests were
+//! logged), so a late report still lands in its second.
 //!
 //! The files: [`columns`] (names and headers), [`records`] (the rows written after the
 //! run), [`history`] (the file written during it), [`files`] (writing one).
