@@ -17,25 +17,26 @@ use crate::aggregate::{Aggregator, Window};
 /// One threshold's verdict, as the report shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ThresholdRow {
+    /// The threshold as written in the scenario or on the command line.
     pub threshold: String,
     /// In the threshold's base unit (µs, a fraction, per second); None = no data.
     pub observed: Option<f64>,
     /// The observed value in the threshold's own unit, or "no data".
     pub shown: String,
+    /// Whether it held (no data never does).
     pub passed: bool,
+    /// Whether failing it stops the run at once.
     pub abort_on_fail: bool,
 }
 
 /// The run's thresholds and what evaluating them needs from the plan.
 #[derive(Debug, Clone, Default)]
 pub struct Thresholds {
+    /// Every threshold of the run, in the order given.
     pub list: Vec<Threshold>,
     /// `events_per_request` by stats row (name, method), where not 1.
     pub events_per_request: BTreeMap<(String, String), u32>,
 }
-
-/// How long a report may take to arrive: the newest seconds are not yet complete.
-const REPORT_LAG_S: i64 = 2;
 
 impl Thresholds {
     /// The longest trailing window, for the aggregator's histogram retention.
@@ -59,7 +60,7 @@ impl Thresholds {
     /// Windows are judged on complete seconds only, and not before the run is one
     /// window old; no data is not a failure yet.
     pub fn first_abort(&self, agg: &Aggregator, elapsed: Duration) -> Option<ThresholdRow> {
-        let end = elapsed.as_secs() as i64 - REPORT_LAG_S;
+        let end = agg.complete_end(elapsed);
         self.list
             .iter()
             .filter(|t| t.abort_on_fail)

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use barrage_master::cli::HuntArgs;
-use barrage_master::hunt::HuntReport;
+use barrage_master::hunt::{HuntLevel, HuntReport, StepVerdict};
 
 use crate::support::*;
 
@@ -82,8 +82,17 @@ async fn hunt_finds_the_concurrency_limit_and_blames_the_429s() {
     let mut args = hunt_args(load, &["error_rate < 1%", "p95(ttfe) < 500ms"], 200);
     args.start = 15;
     let (h, report, code) = hunt(&args, &workflows()).await;
-    let levels: Vec<(u32, &str)> = h.steps.iter().map(|s| (s.users, s.verdict.as_str())).collect();
-    assert_eq!(levels, [(15, "ok"), (25, "ok"), (35, "ok"), (45, "slo")], "{h:#?}");
+    let levels: Vec<(u32, StepVerdict)> = h.steps.iter().map(|s| (s.users, s.verdict)).collect();
+    assert_eq!(
+        levels,
+        [
+            (15, StepVerdict::Ok),
+            (25, StepVerdict::Ok),
+            (35, StepVerdict::Ok),
+            (45, StepVerdict::Slo)
+        ],
+        "{h:#?}"
+    );
     assert_eq!(h.sustainable_users, Some(35));
     assert_eq!(h.first_bad_users, Some(45));
     let cause = h.broke_first.as_deref().unwrap();
@@ -181,9 +190,9 @@ async fn the_arrival_rate_hunt_finds_the_rate_the_target_refuses() {
     args.start = 30;
     args.step = 220;
     let (h, report, _) = hunt(&args, &workflows()).await;
-    assert_eq!(h.level, "arrivals/s");
-    let levels: Vec<(u32, &str)> = h.steps.iter().map(|s| (s.users, s.verdict.as_str())).collect();
-    assert_eq!(levels, [(30, "ok"), (250, "slo")], "{h:#?}");
+    assert_eq!(h.level, HuntLevel::ArrivalsPerSecond);
+    let levels: Vec<(u32, StepVerdict)> = h.steps.iter().map(|s| (s.users, s.verdict)).collect();
+    assert_eq!(levels, [(30, StepVerdict::Ok), (250, StepVerdict::Slo)], "{h:#?}");
     assert_eq!((h.sustainable_users, h.first_bad_users), (Some(30), Some(250)));
     // Virtual users the worker needed: at least rate x time in system (Little's law);
     // they are kept once created, so a busy second can leave a few more, but nowhere

@@ -6,139 +6,22 @@
 //! judged on its own seconds of the timeline (after its warm-up), once those seconds'
 //! reports are in; while a climbing step is judged the next one already runs, so the
 //! search costs no idle time. Only SLOs a window can compute are accepted.
+//!
+//! The search is here; its settings in [`config`], what it found in [`outcome`].
+
+pub mod config;
+pub mod outcome;
 
 use std::time::Duration;
 
 use barrage_common::metrics::Metric;
-use barrage_common::threshold::{Stat, Threshold};
-use serde::{Deserialize, Serialize};
+use barrage_common::threshold::Stat;
 
-use crate::aggregate::Aggregator;
+pub use config::HuntConfig;
+pub use outcome::{HuntLevel, HuntReport, StepResult, StepVerdict};
+
+use crate::aggregate::{Aggregator, REPORT_LAG};
 use crate::thresholds::{holds, window_value};
-
-/// Seconds after a step's end before its figures are complete (reports in flight).
-const REPORT_LAG_S: u64 = 2;
-/// Timer lag (p99) above this, µs: the same.
-const LAG_SATURATED_US: u64 = 5_000;
-
-#[derive(Debug, Clone)]
-pub struct HuntConfig {
-    pub start: u32,
-    pub step: u32,
-    pub step_time: Duration,
-    /// The first part of each step that is not judged (users starting, caches warming).
-    pub warmup: Duration,
-    pub max: u32,
-    pub slos: Vec<Threshold>,
-    /// (users up by at least this %, throughput up by less than this %): a stall.
-    pub stall: Option<(f64, f64)>,
-    /// Rounds of bisection between the last good and the first bad level.
-    pub bisect: u32,
-    /// The mean pause between a user's requests (its class's wait), for Little's law.
-    pub mean_wait: Duration,
-    /// Levels are arrivals per second (the open model), not users.
-    pub rate_mode: bool,
-}
-
-impl HuntConfig {
-    /// Checks the settings; the message names the flag.
-    pub fn check(&self) -> Result<(), String> {
-        if self.step_time < Duration::from_secs(2) {
-            return Err("--step-time: at least 2s (a step is judged on whole seconds)".into());
-        }
-        if self.warmup + Duration::from_secs(1) > self.step_time {
-            return Err("--warmup: leave at least 1s of each step to judge".into());
-        }
-        if self.max < self.start.max(1) {
-            return Err(format!("--max {}: below --start {}", self.max, self.start));
-        }
-        if self.step == 0 {
-            return Err("--step: at least 1 user".into());
-        }
-        if self.slos.is_empty() {
-            return Err("--slo: give at least one, e.g. --slo 'p95(ttfe) < 500ms' --slo 'error_rate < 1%'".into());
-        }
-        for slo in &self.slos {
-            if slo.window.is_some() || slo.endpoint.is_some() || !slo.stat.windowable() {
-                return Err(format!(
-                    "--slo {}: a hunt judges each step's own seconds, so an SLO is a whole-cluster figure without [window] or {{name}}: response_time / ttfe statistics, error_rate, rps, events_per_s",
-                    slo.text
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// The longest the search can take: every step, every bisection round, their lags.
-    pub fn bound(&self) -> Duration {
-        let steps = (self.max.saturating_sub(self.start)).div_ceil(self.step) + 1;
-        let each = self.step_time + Duration::from_secs(REPORT_LAG_S + 1);
-        each * (steps + self.bisect + 1)
-    }
-}
-
-/// One judged step.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StepResult {
-    pub users: u32,
-    /// The seconds judged, run clock: [from, to).
-    pub from_s: i64,
-    pub to_s: i64,
-    pub users_avg: f64,
-    pub rps: f64,
-    pub events_per_s: f64,
-    pub error_rate: f64,
-    pub status_429: u64,
-    pub ttfe_p50_ms: Option<f64>,
-    pub ttfe_p95_ms: Option<f64>,
-    pub ttfe_p99_ms: Option<f64>,
-    pub response_time_p50_ms: Option<f64>,
-    pub response_time_p95_ms: Option<f64>,
-    pub response_time_avg_ms: Option<f64>,
-    /// users / (mean response time + mean wait): the throughput Little's law expects.
-    pub little_rps: Option<f64>,
-    /// The busiest load thread of any worker, CPU percent of one core (the
-    /// saturation figure, `aggregate::saturation_cpu`).
-    pub worker_cpu_max: f64,
-    pub sched_lag_max_ms: f64,
-    /// "ok", "slo", "stall"
-    pub verdict: String,
-    /// The SLOs that broke, with what was seen: `p95(ttfe) < 500ms: 812.00ms`.
-    pub broken: Vec<String>,
-    pub bisecting: bool,
-}
-
-impl StepResult {
-    fn generator_saturated(&self) -> bool {
-        crate::aggregate::cpu_saturated(self.worker_cpu_max) || self.sched_lag_max_ms * 1000.0 > LAG_SATURATED_US as f64
-    }
-}
-
-/// The search's outcome, for the report.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-pub struct HuntReport {
-    /// What a step's level counts: "users", or "arrivals/s" (`--arrival`).
-    pub level: String,
-    /// Each judged step; `users` is the step's level (arrivals/s with `--arrival`).
-    pub steps: Vec<StepResult>,
-    /// The highest level that met every SLO (None: not even the first step did).
-    pub sustainable_users: Option<u32>,
-    pub sustainable_rps: Option<f64>,
-    /// The first level that broke an SLO.
-    pub first_bad_users: Option<u32>,
-    /// Where throughput peaked before it stopped growing (a stall), if it did.
-    pub knee_users: Option<u32>,
-    /// What broke first, in words: "error_rate < 1%: 12.500% (429s: 310)".
-    pub broke_first: Option<String>,
-    /// Why the search ended.
-    pub ended: String,
-    /// Little's law at the sustainable level: observed / expected throughput.
-    pub little_ratio: Option<f64>,
-    /// False when a worker was saturated during a deciding step: the limit found may be
-    /// the generator's.
-    pub valid: bool,
-    pub validity: String,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
@@ -153,10 +36,14 @@ enum Phase {
 /// What the controller should do now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    /// Run this level (users, or arrivals per second).
     Users(u32),
+    /// The search is over: stop the run, for this reason.
     Stop(String),
 }
 
+/// The search in progress: the step running, the steps waiting to be judged, and the
+/// results so far.
 #[derive(Debug)]
 pub struct Hunt {
     cfg: HuntConfig,
@@ -170,6 +57,7 @@ pub struct Hunt {
 }
 
 impl Hunt {
+    /// A search starting at `cfg.start`, climbing.
     pub fn new(cfg: HuntConfig) -> Hunt {
         Hunt {
             current: (cfg.start.max(1).min(cfg.max), Duration::ZERO),
@@ -182,10 +70,15 @@ impl Hunt {
     }
 
     /// What a level counts.
-    fn unit(&self) -> &'static str {
-        if self.cfg.rate_mode { "arrivals/s" } else { "users" }
+    fn unit(&self) -> HuntLevel {
+        if self.cfg.rate_mode {
+            HuntLevel::ArrivalsPerSecond
+        } else {
+            HuntLevel::Users
+        }
     }
 
+    /// How long each step runs.
     pub fn step_time(&self) -> Duration {
         self.cfg.step_time
     }
@@ -215,13 +108,14 @@ impl Hunt {
         // Judge every pending step whose seconds are complete, in order.
         while let Some(&(level, start, in_bisection)) = self.pending.first() {
             let end = start + self.cfg.step_time;
-            if elapsed < end + Duration::from_secs(REPORT_LAG_S) {
+            // Its figures are complete once its reports are in.
+            if elapsed < end + REPORT_LAG {
                 break;
             }
             self.pending.remove(0);
             let result = self.judge(level, start, in_bisection, agg);
-            let good = result.verdict == "ok";
-            let verdict = result.verdict.clone();
+            let verdict = result.verdict;
+            let good = verdict == StepVerdict::Ok;
             self.results.push(result);
             match self.phase {
                 Phase::Climbing if good && level >= self.cfg.max => {
@@ -236,7 +130,7 @@ impl Hunt {
                     // The first bad level: stop, or bisect below it.
                     self.pending.clear();
                     let good_level = self.last_good();
-                    let why = if verdict == "stall" {
+                    let why = if verdict == StepVerdict::Stall {
                         format!("throughput stopped growing at {level} {}", self.unit())
                     } else {
                         format!("an SLO broke at {level} {}", self.unit())
@@ -256,7 +150,7 @@ impl Hunt {
                     mut bad,
                     rounds_left,
                 } => {
-                    if good_result(&verdict) {
+                    if verdict == StepVerdict::Ok {
                         good = Some(level);
                     } else {
                         bad = level;
@@ -292,7 +186,11 @@ impl Hunt {
     }
 
     fn last_good(&self) -> Option<u32> {
-        self.results.iter().filter(|r| r.verdict == "ok").map(|r| r.users).max()
+        self.results
+            .iter()
+            .filter(|r| r.verdict == StepVerdict::Ok)
+            .map(|r| r.users)
+            .max()
     }
 
     fn judge(&self, users: u32, start: Duration, bisecting: bool, agg: &Aggregator) -> StepResult {
@@ -341,13 +239,12 @@ impl Hunt {
             worker_cpu_max: w.worker_cpu_max,
             sched_lag_max_ms: w.sched_lag_max_us as f64 / 1000.0,
             verdict: if !broken.is_empty() {
-                "slo"
+                StepVerdict::Slo
             } else if stalled {
-                "stall"
+                StepVerdict::Stall
             } else {
-                "ok"
-            }
-            .into(),
+                StepVerdict::Ok
+            },
             broken,
             bisecting,
         }
@@ -361,34 +258,34 @@ impl Hunt {
         self.results
             .iter()
             .rev()
-            .filter(|r| r.verdict == "ok" && !r.bisecting)
+            .filter(|r| r.verdict == StepVerdict::Ok && !r.bisecting)
             .find(|r| f64::from(users) >= f64::from(r.users) * (1.0 + more_users / 100.0))
             .is_some_and(|r| rps < r.rps * (1.0 + more_rps / 100.0))
     }
 
     /// The outcome so far (complete once the run has ended).
     pub fn report(&self) -> HuntReport {
-        let good: Vec<&StepResult> = self.results.iter().filter(|r| r.verdict == "ok").collect();
+        let good: Vec<&StepResult> = self.results.iter().filter(|r| r.verdict == StepVerdict::Ok).collect();
         let best_good = good.iter().max_by_key(|r| r.users).copied();
         let first_bad = self
             .results
             .iter()
-            .filter(|r| r.verdict != "ok")
+            .filter(|r| r.verdict != StepVerdict::Ok)
             .min_by_key(|r| r.users);
         let knee = self
             .results
             .iter()
-            .any(|r| r.verdict == "stall")
+            .any(|r| r.verdict == StepVerdict::Stall)
             .then(|| {
                 self.results
                     .iter()
-                    .filter(|r| r.verdict != "slo")
+                    .filter(|r| r.verdict != StepVerdict::Slo)
                     .max_by(|a, b| a.rps.total_cmp(&b.rps))
                     .map(|r| r.users)
             })
             .flatten();
         let broke_first = first_bad.map(|r| {
-            if r.verdict == "stall" {
+            if r.verdict == StepVerdict::Stall {
                 format!(
                     "throughput stopped growing: {:.1} req/s at {} {}",
                     r.rps,
@@ -418,7 +315,7 @@ impl Hunt {
             })
             .collect();
         HuntReport {
-            level: if self.cfg.rate_mode { "arrivals/s" } else { "users" }.into(),
+            level: self.unit(),
             sustainable_users: best_good.map(|r| r.users),
             sustainable_rps: best_good.map(|r| r.rps),
             first_bad_users: first_bad.map(|r| r.users),
@@ -438,8 +335,4 @@ impl Hunt {
             steps: self.results.clone(),
         }
     }
-}
-
-fn good_result(verdict: &str) -> bool {
-    verdict == "ok"
 }

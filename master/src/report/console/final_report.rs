@@ -1,228 +1,39 @@
-//! Text rendering: the live view every few seconds (Dify's stress-suite box and a
-//! Locust-style table) and the final report (per-endpoint table, percentiles, the four
-//! tables of Dify's published benchmark, failures, workers). Plain text, no colours:
-//! it reads the same in a terminal, a CI log and a Kubernetes pod log.
+//! The final report as text ([`render_final`]): the request table, percentiles, the
+//! SSE and Dify benchmark tables, failures, replicas, workers, the hunt, drift,
+//! thresholds and the verdict, one function per section in the order printed.
 
 use std::fmt::Write;
-use std::time::Duration;
 
-use barrage_common::metrics::{EndpointStats, Metric};
+use super::{RULE, fmt_ms, truncate};
+use crate::hunt::{HuntLevel, HuntReport, StepVerdict};
+use crate::report::model::FinalReport;
+use crate::report::rows::{EndpointRow, Percentiles};
 
-use super::{EndpointRow, FinalReport, Percentiles};
-use crate::aggregate::Aggregator;
-
-const RULE: &str = "============================================================";
-
-/// Prints the live view for the window that just ended.
-/// What the run is heading for, for the progress line.
-#[derive(Debug, Clone, Copy)]
-pub enum Target {
-    /// Users and spawn rate (closed model).
-    Users(u32, f64),
-    /// Arrivals per second now (open model).
-    Rate(f64),
-}
-
-/// Erases the progress line (before other output, and at the end).
-pub fn clear_progress() {
-    use std::io::Write;
-    print!("\r\x1b[2K");
-    let _ = std::io::stdout().flush();
-}
-
-/// Redraws the progress line in place (stdout is a terminal).
-pub fn print_progress(agg: &Aggregator, users: u32, elapsed: Duration, run_time: Option<Duration>, target: Target) {
-    use std::io::Write;
-    let (rps, errors) = {
-        // The last complete second.
-        let last = agg.timeline.get(&(elapsed.as_secs() as i64 - 1));
-        let all = agg.aggregated();
-        let errors = if all.requests > 0 {
-            all.failures as f64 * 100.0 / all.requests as f64
-        } else {
-            0.0
-        };
-        (last.map_or(0, |s| s.requests), errors)
-    };
-    print!(
-        "\r\x1b[2K{}",
-        progress_line(elapsed, run_time, users, target, rps, errors)
-    );
-    let _ = std::io::stdout().flush();
-}
-
-/// `[#####-----] 0:42 / 2:00, 1:18 left | users 37 -> 50 at 10/s | 152 req/s | 0.00 % errors`
-pub fn progress_line(
-    elapsed: Duration,
-    run_time: Option<Duration>,
-    users: u32,
-    target: Target,
-    rps: u64,
-    error_pct: f64,
-) -> String {
-    let clock = |d: Duration| {
-        let s = d.as_secs();
-        if s >= 3600 {
-            format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-        } else {
-            format!("{}:{:02}", s / 60, s % 60)
-        }
-    };
-    let time = match run_time {
-        Some(total) => {
-            const WIDTH: usize = 20;
-            let done = (elapsed.as_secs_f64() / total.as_secs_f64().max(1e-3)).clamp(0.0, 1.0);
-            let filled = (done * WIDTH as f64).round() as usize;
-            format!(
-                "[{}{}] {} / {}, {} left",
-                "#".repeat(filled),
-                "-".repeat(WIDTH - filled),
-                clock(elapsed),
-                clock(total),
-                clock(total.saturating_sub(elapsed))
-            )
-        }
-        None => format!("{} (until stopped)", clock(elapsed)),
-    };
-    let load = match target {
-        Target::Users(goal, rate) if goal != users => format!("users {users} -> {goal} at {rate}/s"),
-        Target::Users(..) => format!("users {users}"),
-        Target::Rate(r) => format!("{r:.1} arrivals/s, users {users}"),
-    };
-    format!("{time} | {load} | {rps} req/s | {error_pct:.2} % errors")
-}
-
-pub fn print_live(agg: &Aggregator, users: u32, elapsed: Duration, window: Duration) {
-    print!("{}", live_view(agg, users, elapsed, window));
-}
-
-/// The live view at `elapsed` over the last `window` of complete seconds, with `users`
-/// running cluster-wide.
-pub fn live_view(agg: &Aggregator, users: u32, elapsed: Duration, window: Duration) -> String {
-    let all = agg.aggregated();
-    // The last `window` of complete seconds (the current second is still arriving).
-    let now_s = elapsed.as_secs() as i64;
-    let from = now_s - window.as_secs().max(1) as i64;
-    let slots: Vec<_> = agg.timeline.range(from..now_s).map(|(_, s)| s).collect();
-    let secs = window.as_secs_f64().max(1.0);
-    let streams: u64 = slots.iter().map(|s| s.streams_started).sum();
-    let events: u64 = slots.iter().map(|s| s.events).sum();
-    let (ttfe_sum, ttfe_n) = slots.iter().fold((0.0, 0u64), |(sum, n), s| {
-        let x = s.summary();
-        (sum + x.ttfe_mean_us * x.ttfe_count as f64, n + x.ttfe_count)
-    });
-    let active = agg
-        .timeline
-        .range(..now_s)
-        .next_back()
-        .map_or(0.0, |(_, s)| s.active_streams);
-    let mut out = String::new();
-    let _ = writeln!(out, "\n{RULE}");
-    let _ = writeln!(
-        out,
-        "SSE Metrics | Active: {:>4.0} | Total Conn: {:>6} | Events: {:>8}",
-        active, all.streams_started, all.events
-    );
-    let ttfe = if ttfe_n > 0 {
-        format!("{:.0}ms", ttfe_sum / ttfe_n as f64 / 1000.0)
-    } else {
-        "-".into()
-    };
-    let _ = writeln!(
-        out,
-        "Rates: {:.1} conn/s | {:.1} events/s | TTFE: {ttfe}",
-        streams as f64 / secs,
-        events as f64 / secs
-    );
-    let _ = writeln!(out, "Elapsed: {:.0}s | Users: {users}", elapsed.as_secs_f64());
-    let _ = writeln!(out, "{RULE}");
-    let stats: Vec<(String, String, EndpointStats)> = agg
-        .endpoints
-        .iter()
-        .map(|(k, t)| (k.method.clone(), k.name.clone(), t.stats()))
-        .collect();
-    let rows: Vec<(String, String, &EndpointStats)> = stats.iter().map(|(m, n, s)| (m.clone(), n.clone(), s)).collect();
-    out.push_str(&locust_table(&rows, &all, elapsed.as_secs_f64()));
-    out
-}
-
-/// Locust's request table: Type, Name, # reqs, # fails, Avg/Min/Max/Med, req/s, failures/s.
-fn locust_table(rows: &[(String, String, &EndpointStats)], all: &EndpointStats, secs: f64) -> String {
-    let secs = secs.max(1e-3);
-    let mut out = String::new();
-    let header = format!(
-        "{:<8} {:<30} {:>8} {:>14} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>11}",
-        "Type", "Name", "# reqs", "# fails", "Avg", "Min", "Max", "Med", "req/s", "failures/s"
-    );
-    let sep = "-".repeat(header.len());
-    let _ = writeln!(out, "{header}\n{sep}");
-    let line = |method: &str, name: &str, s: &EndpointStats| {
-        let h = s.histogram(Metric::ResponseTime).filter(|h| !h.is_empty());
-        let ms = |f: &dyn Fn(&hdrhistogram::Histogram<u64>) -> f64| {
-            h.map_or("-".to_string(), |h| format!("{:.0}", f(h) / 1000.0))
-        };
-        let pct = if s.requests > 0 {
-            s.failures as f64 * 100.0 / s.requests as f64
-        } else {
-            0.0
-        };
-        format!(
-            "{:<8} {:<30} {:>8} {:>14} | {:>8} {:>8} {:>8} {:>8} | {:>8.2} {:>11.2}\n",
-            method,
-            truncate(name, 30),
-            s.requests,
-            format!("{}({:.2}%)", s.failures, pct),
-            ms(&|h| h.mean()),
-            ms(&|h| h.min() as f64),
-            ms(&|h| h.max() as f64),
-            ms(&|h| h.value_at_quantile(0.5) as f64),
-            s.requests as f64 / secs,
-            s.failures as f64 / secs
-        )
-    };
-    for (method, name, s) in rows {
-        out.push_str(&line(method, name, s));
-    }
-    let _ = writeln!(out, "{sep}");
-    out.push_str(&line("", "Aggregated", all));
-    out
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        s.chars().take(n - 1).collect::<String>() + "…"
-    }
-}
-
-fn fmt_ms(x: f64) -> String {
-    if x >= 100.0 {
-        format!("{x:.0}")
-    } else {
-        format!("{x:.2}")
-    }
-}
-
-fn pct_row(p: &Option<Percentiles>) -> String {
-    match p {
-        None => "-".into(),
-        Some(p) => format!(
-            "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            fmt_ms(p.p50),
-            fmt_ms(p.p90),
-            fmt_ms(p.p95),
-            fmt_ms(p.p99),
-            fmt_ms(p.p999),
-            fmt_ms(p.max),
-            p.count
-        ),
-    }
-}
-
-/// The whole final report as text.
+/// The whole final report as text, section by section.
 pub fn render_final(r: &FinalReport) -> String {
     let mut out = String::new();
+    title(&mut out, r);
+    requests_table(&mut out, r);
+    response_time_percentiles(&mut out, r);
+    sse_tables(&mut out, r);
+    business_events(&mut out, r);
+    dify_tables(&mut out, r);
+    failures(&mut out, r);
+    replicas(&mut out, r);
+    workers(&mut out, r);
+    if let Some(h) = &r.hunt {
+        hunt(&mut out, h);
+    }
+    drift(&mut out, r);
+    arrivals(&mut out, r);
+    thresholds(&mut out, r);
+    verdict(&mut out, r);
+    let _ = writeln!(out, "{RULE}");
+    out
+}
+
+/// The title rule with the run's length, stop reason and load, and the scenario.
+fn title(out: &mut String, r: &FinalReport) {
     let load = match &r.arrivals {
         Some(a) if a.stages.is_empty() => format!("{} arrivals/s, at most {} in flight", a.start_rate, a.max_in_flight),
         Some(a) => format!(
@@ -244,6 +55,10 @@ pub fn render_final(r: &FinalReport) -> String {
         r.scenario,
         r.host.as_deref().unwrap_or("(from scenario)")
     );
+}
+
+/// Locust's request table: one line per row, then Aggregated.
+fn requests_table(out: &mut String, r: &FinalReport) {
     // Locust-style table from the rows.
     let mut header = String::new();
     let _ = writeln!(
@@ -277,7 +92,10 @@ pub fn render_final(r: &FinalReport) -> String {
     }
     let _ = writeln!(out, "{sep}");
     out.push_str(&line(&r.aggregated));
+}
 
+/// Response time percentiles of every row and Aggregated.
+fn response_time_percentiles(out: &mut String, r: &FinalReport) {
     let _ = writeln!(out, "\nResponse time percentiles (ms, exact to 3 significant digits)");
     let _ = writeln!(
         out,
@@ -293,6 +111,10 @@ pub fn render_final(r: &FinalReport) -> String {
             pct_row(&e.response_time_ms)
         );
     }
+}
+
+/// The SSE rows' TTFE percentiles and stream figures (nothing without SSE rows).
+fn sse_tables(out: &mut String, r: &FinalReport) {
     let sse: Vec<&EndpointRow> = r.endpoints.iter().filter(|e| e.kind == "sse").collect();
     if !sse.is_empty() {
         let _ = writeln!(out, "\nTTFE percentiles (ms, request start to first non-ping event)");
@@ -339,7 +161,10 @@ pub fn render_final(r: &FinalReport) -> String {
             );
         }
     }
+}
 
+/// Business events per row, when a row carries more than one per request.
+fn business_events(out: &mut String, r: &FinalReport) {
     // Batch endpoints (events_per_request > 1): throughput in business events, as
     // `RPS_single x 1 + RPS_batch x N`.
     if r.endpoints.iter().any(|e| e.events_per_request != 1) {
@@ -355,6 +180,11 @@ pub fn render_final(r: &FinalReport) -> String {
             );
         }
     }
+}
+
+/// The four tables of Dify's published benchmark: event throughput, TTFE,
+/// connections and QPS.
+fn dify_tables(out: &mut String, r: &FinalReport) {
     let _ = writeln!(out, "\nEvent Throughput (events/s)\n| Max | Avg | Min |\n|---|---|---|");
     let et = r.event_throughput;
     let _ = writeln!(out, "| {:.1} | {:.2} | {:.1} |", et.max, et.avg, et.min);
@@ -393,7 +223,10 @@ pub fn render_final(r: &FinalReport) -> String {
         "\nQPS\n| Max QPS | Avg QPS | Avg Duration (ms) |\n|---|---|---|\n| {:.1} | {:.2} | {:.2} |",
         q.max, q.avg, q.avg_duration_ms
     );
+}
 
+/// Failures, then declared outcomes (not failures), by row, kind and detail.
+fn failures(out: &mut String, r: &FinalReport) {
     if !r.failures.is_empty() {
         let _ = writeln!(
             out,
@@ -427,6 +260,10 @@ pub fn render_final(r: &FinalReport) -> String {
             );
         }
     }
+}
+
+/// Per target address, when the host resolved to several.
+fn replicas(out: &mut String, r: &FinalReport) {
     if !r.replicas.is_empty() {
         let _ = writeln!(
             out,
@@ -462,6 +299,10 @@ pub fn render_final(r: &FinalReport) -> String {
             );
         }
     }
+}
+
+/// The workers table, then the cluster events.
+fn workers(out: &mut String, r: &FinalReport) {
     let _ = writeln!(
         out,
         "\nWorkers\n{:<4} {:<32} {:<16} {:>5} {:>8} {:>6} {:>8} {:>10} {:>9} {:>9}",
@@ -490,9 +331,10 @@ pub fn render_final(r: &FinalReport) -> String {
             let _ = writeln!(out, "{e}");
         }
     }
-    if let Some(h) = &r.hunt {
-        render_hunt(&mut out, h);
-    }
+}
+
+/// The soak drift table: the early third against the late one.
+fn drift(out: &mut String, r: &FinalReport) {
     if let Some(d) = &r.drift {
         let _ = writeln!(
             out,
@@ -508,6 +350,10 @@ pub fn render_final(r: &FinalReport) -> String {
             );
         }
     }
+}
+
+/// The open model's due, started and dropped arrivals.
+fn arrivals(out: &mut String, r: &FinalReport) {
     if let Some(a) = &r.arrivals {
         let _ = writeln!(
             out,
@@ -515,6 +361,10 @@ pub fn render_final(r: &FinalReport) -> String {
             a.due, r.aggregated.requests, a.dropped, a.max_in_flight
         );
     }
+}
+
+/// Each threshold with what was observed and its verdict.
+fn thresholds(out: &mut String, r: &FinalReport) {
     if !r.thresholds.is_empty() {
         let _ = writeln!(out, "\nThresholds\n| Threshold | Observed | Verdict |\n|---|---|---|");
         for t in &r.thresholds {
@@ -526,6 +376,10 @@ pub fn render_final(r: &FinalReport) -> String {
             let _ = writeln!(out, "| {} | {} | {verdict} |", t.threshold, t.shown);
         }
     }
+}
+
+/// Warnings, and why the data is incomplete when it is.
+fn verdict(out: &mut String, r: &FinalReport) {
     for w in &r.warnings {
         let _ = writeln!(out, "WARNING: {w}");
     }
@@ -538,22 +392,24 @@ pub fn render_final(r: &FinalReport) -> String {
             let _ = writeln!(out, "  - {why}");
         }
     }
-    let _ = writeln!(out, "{RULE}");
-    out
 }
 
-fn render_hunt(out: &mut String, h: &crate::hunt::HuntReport) {
+/// The breaking-point hunt: each step, the capacity found and what broke first.
+fn hunt(out: &mut String, h: &HuntReport) {
     let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
     let _ = writeln!(
         out,
         "\nBreaking-point hunt (each step judged after its warm-up)\n| {} | req/s | events/s | TTFE p50 | TTFE p95 | TTFE p99 | RT p95 | Errors | 429s | Little req/s | Busiest thread CPU | Verdict |\n|---|---|---|---|---|---|---|---|---|---|---|---|",
-        if h.level == "users" { "Users" } else { "Arrivals/s" }
+        match h.level {
+            HuntLevel::Users => "Users",
+            HuntLevel::ArrivalsPerSecond => "Arrivals/s",
+        }
     );
     for s in &h.steps {
-        let verdict = match s.verdict.as_str() {
-            "slo" => format!("SLO broken: {}", s.broken.join("; ")),
-            "stall" => "throughput stalled".to_string(),
-            _ => "ok".to_string(),
+        let verdict = match s.verdict {
+            StepVerdict::Slo => format!("SLO broken: {}", s.broken.join("; ")),
+            StepVerdict::Stall => "throughput stalled".to_string(),
+            StepVerdict::Ok => "ok".to_string(),
         };
         let _ = writeln!(
             out,
@@ -598,37 +454,19 @@ fn render_hunt(out: &mut String, h: &crate::hunt::HuntReport) {
     let _ = writeln!(out, "Generators: {}", h.validity);
 }
 
-#[cfg(test)]
-mod progress_tests {
-    use super::*;
-
-    #[test]
-    fn the_progress_line_shows_time_left_the_ramp_and_the_rate() {
-        let line = progress_line(
-            Duration::from_secs(42),
-            Some(Duration::from_secs(120)),
-            37,
-            Target::Users(50, 10.0),
-            152,
-            0.5,
-        );
-        assert_eq!(
-            line,
-            "[#######-------------] 0:42 / 2:00, 1:18 left | users 37 -> 50 at 10/s | 152 req/s | 0.50 % errors"
-        );
-        let line = progress_line(Duration::from_secs(3725), None, 50, Target::Users(50, 10.0), 0, 0.0);
-        assert_eq!(line, "1:02:05 (until stopped) | users 50 | 0 req/s | 0.00 % errors");
-        let line = progress_line(
-            Duration::from_secs(200),
-            Some(Duration::from_secs(100)),
-            3,
-            Target::Rate(12.0),
-            12,
-            0.0,
-        );
-        assert!(
-            line.starts_with("[####################] 3:20 / 1:40, 0:00 left | 12.0 arrivals/s, users 3"),
-            "{line}"
-        );
+/// A row of percentiles (50 % to 100 %) and the count, or `-` without values.
+fn pct_row(p: &Option<Percentiles>) -> String {
+    match p {
+        None => "-".into(),
+        Some(p) => format!(
+            "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            fmt_ms(p.p50),
+            fmt_ms(p.p90),
+            fmt_ms(p.p95),
+            fmt_ms(p.p99),
+            fmt_ms(p.p999),
+            fmt_ms(p.max),
+            p.count
+        ),
     }
 }

@@ -1,0 +1,45 @@
+//! Reports made up for unit tests: one worker's second of figures as the wire carries it.
+
+use barrage_common::metrics::{EndpointStats, Metric};
+use barrage_common::plan::{Endpoint, TaskKindTag};
+use barrage_common::wire::endpoint_to_proto;
+use barrage_proto::v1;
+
+/// Worker `w`'s report number `seq` for second `at` of the run: `stats` as the one
+/// endpoint `POST name`.
+pub(crate) fn one_second(
+    epoch: u64,
+    seq: u64,
+    at: i64,
+    name: &str,
+    kind: TaskKindTag,
+    stats: &EndpointStats,
+) -> v1::Report {
+    let ep = Endpoint {
+        name: name.into(),
+        method: "POST".into(),
+        kind,
+    };
+    v1::Report {
+        worker_id: "w".into(),
+        epoch,
+        seq,
+        interval_start_us: at * 1_000_000,
+        interval_end_us: (at + 1) * 1_000_000,
+        endpoints: vec![endpoint_to_proto(&ep, stats)],
+        ..Default::default()
+    }
+}
+
+/// One second of a worker: `requests` to `POST /x` answered in `rt_ms` each, as
+/// report number `at + 1` for second `at`.
+pub(crate) fn requests_at(at: i64, requests: u64, rt_ms: u64) -> v1::Report {
+    let mut s = EndpointStats {
+        requests,
+        ..Default::default()
+    };
+    for _ in 0..requests {
+        s.record(Metric::ResponseTime, rt_ms * 1000);
+    }
+    one_second(1, at as u64 + 1, at, "/x", TaskKindTag::Http, &s)
+}

@@ -1,0 +1,154 @@
+//! What a hunt found, as saved in the report ([`HuntReport`]): each judged step
+//! ([`StepResult`]) with its verdict, and the capacity, knee and validity.
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::{LAG_SATURATED_US, cpu_saturated};
+
+/// A judged step's verdict, saved as `ok`, `slo` or `stall`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StepVerdict {
+    /// Every SLO held and throughput grew.
+    Ok,
+    /// An SLO broke (see [`StepResult::broken`]).
+    Slo,
+    /// Every SLO held, but throughput stopped growing with the level (`--stall`).
+    Stall,
+}
+
+/// What a hunt's level counts, saved as `users` or `arrivals/s`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum HuntLevel {
+    /// Users (the closed model).
+    #[default]
+    #[serde(rename = "users")]
+    Users,
+    /// Arrivals per second (the open model, `--arrival`).
+    #[serde(rename = "arrivals/s")]
+    ArrivalsPerSecond,
+}
+
+impl HuntLevel {
+    /// The unit as saved and printed (`users`, `arrivals/s`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HuntLevel::Users => "users",
+            HuntLevel::ArrivalsPerSecond => "arrivals/s",
+        }
+    }
+}
+
+impl std::fmt::Display for HuntLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One judged step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepResult {
+    /// The step's level: users, or arrivals per second (see [`HuntReport::level`]).
+    pub users: u32,
+    /// The seconds judged, run clock: [from, to).
+    pub from_s: i64,
+    /// See `from_s`.
+    pub to_s: i64,
+    /// Users running on average over the judged seconds.
+    pub users_avg: f64,
+    /// Requests per second.
+    pub rps: f64,
+    /// SSE events per second.
+    pub events_per_s: f64,
+    /// Failed requests / requests (a fraction).
+    pub error_rate: f64,
+    /// HTTP 429 answers in the judged seconds.
+    pub status_429: u64,
+    /// Time to first event, median, ms (None without streams).
+    pub ttfe_p50_ms: Option<f64>,
+    /// Time to first event, 95th percentile, ms.
+    pub ttfe_p95_ms: Option<f64>,
+    /// Time to first event, 99th percentile, ms.
+    pub ttfe_p99_ms: Option<f64>,
+    /// Response time, median, ms (None without requests).
+    pub response_time_p50_ms: Option<f64>,
+    /// Response time, 95th percentile, ms.
+    pub response_time_p95_ms: Option<f64>,
+    /// Response time, mean, ms.
+    pub response_time_avg_ms: Option<f64>,
+    /// users / (mean response time + mean wait): the throughput Little's law expects.
+    pub little_rps: Option<f64>,
+    /// The busiest load thread of any worker, CPU percent of one core (the
+    /// saturation figure, `aggregate::saturation_cpu`).
+    pub worker_cpu_max: f64,
+    /// The worst worker timer lag (p99 of a report) in the judged seconds, ms.
+    pub sched_lag_max_ms: f64,
+    /// Whether the step met every SLO, broke one, or stalled.
+    pub verdict: StepVerdict,
+    /// The SLOs that broke, with what was seen: `p95(ttfe) < 500ms: 812.00ms`.
+    pub broken: Vec<String>,
+    /// Run while bisecting (never judged as a stall).
+    pub bisecting: bool,
+}
+
+impl StepResult {
+    /// A worker was saturated (CPU or timer lag) in the step: its figures may be the
+    /// generator's limit, not the target's.
+    pub(crate) fn generator_saturated(&self) -> bool {
+        cpu_saturated(self.worker_cpu_max) || self.sched_lag_max_ms * 1000.0 > LAG_SATURATED_US as f64
+    }
+}
+
+/// The search's outcome, for the report.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct HuntReport {
+    /// What a step's level counts: users, or arrivals per second (`--arrival`).
+    pub level: HuntLevel,
+    /// Each judged step; `users` is the step's level (arrivals/s with `--arrival`).
+    pub steps: Vec<StepResult>,
+    /// The highest level that met every SLO (None: not even the first step did).
+    pub sustainable_users: Option<u32>,
+    /// The req/s of that level's step.
+    pub sustainable_rps: Option<f64>,
+    /// The first level that broke an SLO.
+    pub first_bad_users: Option<u32>,
+    /// Where throughput peaked before it stopped growing (a stall), if it did.
+    pub knee_users: Option<u32>,
+    /// What broke first, in words: "error_rate < 1%: 12.500% (429s: 310)".
+    pub broke_first: Option<String>,
+    /// Why the search ended.
+    pub ended: String,
+    /// Little's law at the sustainable level: observed / expected throughput.
+    pub little_ratio: Option<f64>,
+    /// False when a worker was saturated during a deciding step: the limit found may be
+    /// the generator's.
+    pub valid: bool,
+    /// Why the result is valid or not, in words (which worker was saturated, where).
+    pub validity: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Saved reports (and the HTML report's script) read these strings.
+    #[test]
+    fn verdicts_and_levels_are_saved_as_before() {
+        for (verdict, text) in [
+            (StepVerdict::Ok, "\"ok\""),
+            (StepVerdict::Slo, "\"slo\""),
+            (StepVerdict::Stall, "\"stall\""),
+        ] {
+            assert_eq!(serde_json::to_string(&verdict).unwrap(), text);
+            assert_eq!(serde_json::from_str::<StepVerdict>(text).unwrap(), verdict);
+        }
+        for (level, text) in [
+            (HuntLevel::Users, "\"users\""),
+            (HuntLevel::ArrivalsPerSecond, "\"arrivals/s\""),
+        ] {
+            assert_eq!(serde_json::to_string(&level).unwrap(), text);
+            assert_eq!(serde_json::from_str::<HuntLevel>(text).unwrap(), level);
+            assert_eq!(format!("\"{level}\""), text, "printed as saved");
+        }
+    }
+}
