@@ -39,10 +39,6 @@ const BOUNDS_US: [u64; 13] = [
     60_000_000,
 ];
 
-/// Seconds the timeline is read behind the run clock: reports for a second are all in
-/// by then (the thresholds use the same lag).
-const REPORT_LAG_S: i64 = 2;
-
 /// Everything one scrape shows, copied out under the locks and rendered after.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -100,7 +96,9 @@ impl Snapshot {
     }
 
     fn read_aggregator(&mut self, agg: &Aggregator) {
-        let complete = self.elapsed.as_secs() as i64 - REPORT_LAG_S;
+        // The gauges of the latest second at the report-lag boundary (the aggregator's
+        // one rule for which seconds have all their reports in).
+        let complete = agg.complete_end(self.elapsed);
         self.active_streams = agg
             .timeline
             .range(..=complete)
