@@ -81,9 +81,7 @@ pub fn endpoint_to_proto(endpoint: &Endpoint, s: &EndpointStats) -> v1::Endpoint
 
 /// Longest endpoint name accepted from a peer (a planned name is never longer).
 const MAX_TEXT: usize = 1024;
-/// Largest count accepted in one delta (2^40, about 10^12 per second): far above any
-/// real interval, and low enough that merging can never overflow a u64.
-pub const MAX_COUNT: u64 = 1 << 40;
+pub use crate::bounds::MAX_COUNT;
 
 /// Decodes one endpoint delta, rejecting impossible content (texts past the bounds
 /// are clipped, see [`endpoint_from_proto_sparse`]).
