@@ -136,6 +136,7 @@ impl TryFrom<&SavedStats> for EndpointStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::FailureKind;
 
     fn sample() -> EndpointStats {
         let mut s = EndpointStats {
@@ -147,8 +148,8 @@ mod tests {
             s.record(Metric::ResponseTime, us);
         }
         s.record(Metric::Ttfe, 12_500);
-        s.fail("http_status", "503", || "Service Unavailable".into());
-        s.outcome("expected_status", "429", || "Too Many Requests".into());
+        s.fail(FailureKind::HttpStatus, "503", || "Service Unavailable".into());
+        s.outcome(FailureKind::ExpectedStatus, "429", || "Too Many Requests".into());
         s.count_event("message");
         s
     }

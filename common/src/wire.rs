@@ -213,7 +213,7 @@ fn bounded_outcomes(list: &[v1::FailureCount], clipped: &mut u64) -> BTreeMap<Ou
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::failure;
+    use crate::metrics::FailureKind;
 
     fn endpoint() -> Endpoint {
         Endpoint {
@@ -231,7 +231,7 @@ mod tests {
             retries: 2,
             ..Default::default()
         };
-        s.fail(failure::STREAM_CLOSED, "", || "closed".into());
+        s.fail(FailureKind::StreamClosed, "", || "closed".into());
         s.count_event("text_chunk");
         s.record(Metric::Ttfe, 50_000);
         let (ep, back) = endpoint_from_proto(&endpoint_to_proto(&endpoint(), &s)).unwrap();

@@ -5,17 +5,18 @@
 //! `EndpointDelta`, see [`crate::wire`]), and the master merges them.
 //!
 //! - `metric`: the histograms recorded ([`Metric`]) and their names.
-//! - `failure`: the failure kinds a worker reports.
+//! - `failure_kind`: the failure kinds a worker reports ([`FailureKind`]).
 //! - `histogram`: Barrage's histogram parameters, V2 encoding and the checked decoder.
 //! - `outcomes`: failures and outcomes by (kind, detail), bounded.
 //! - `stats`: [`EndpointStats`], recording and merging.
 
-pub mod failure;
+mod failure_kind;
 mod histogram;
 mod metric;
 mod outcomes;
 mod stats;
 
+pub use failure_kind::{FailureKind, UnknownFailureKind};
 pub use histogram::{
     Accum, Buckets, MAX_DECODED_US, MAX_TRACKABLE_US, SIGFIG, decode_buckets, decode_histogram, encode_histogram,
     new_histogram,

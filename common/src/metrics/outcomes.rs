@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::failure;
+use super::failure_kind::FailureKind;
 use crate::bounds;
 
 /// What is kept of one (kind, detail) pair: how often, when, and one example.
@@ -99,7 +99,7 @@ pub(super) fn merge_outcomes(into: &mut BTreeMap<OutcomeKey, FailureEntry>, from
         // A kind no worker reports (a hostile peer's) folds into one `((other), (other))`
         // key instead, or every invented kind would add a key past the cap.
         let key = if into.len() >= MAX_OUTCOME_KEYS && !into.contains_key(k) {
-            let kind = if failure::ALL.contains(&k.0.as_str()) {
+            let kind = if FailureKind::parse(&k.0).is_some() {
                 k.0.clone()
             } else {
                 OTHER_DETAIL.to_string()

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
-use super::failure;
+use super::failure_kind::FailureKind;
 use super::histogram::{MAX_TRACKABLE_US, new_histogram};
 use super::metric::{METRIC_COUNT, Metric};
 use super::outcomes::{FailureEntry, OutcomeKey, bump, merge_outcomes};
@@ -59,10 +59,10 @@ impl EndpointStats {
             .iter()
             .chain(&self.outcomes)
             .filter(|((kind, detail), _)| {
-                kind == failure::TOO_MANY_REQUESTS
-                    || kind == failure::RATE_LIMIT_ERROR
-                    || (kind == failure::EXPECTED_STATUS && detail == "429")
-                    || (kind == failure::HTTP_STATUS && detail.starts_with("429"))
+                kind == FailureKind::TooManyRequests.as_str()
+                    || kind == FailureKind::RateLimitError.as_str()
+                    || (kind == FailureKind::ExpectedStatus.as_str() && detail == "429")
+                    || (kind == FailureKind::HttpStatus.as_str() && detail.starts_with("429"))
             })
             .map(|(_, e)| e.count)
             .sum()
@@ -70,14 +70,14 @@ impl EndpointStats {
 
     /// Counts a failure. `detail` and the sample (made only for a new key) come from the
     /// target: redact them first, then they are bounded here ([`crate::bounds`]).
-    pub fn fail(&mut self, kind: &str, detail: &str, sample: impl FnOnce() -> String) {
+    pub fn fail(&mut self, kind: FailureKind, detail: &str, sample: impl FnOnce() -> String) {
         self.failures += 1;
-        bump(&mut self.failure_kinds, kind, detail, sample);
+        bump(&mut self.failure_kinds, kind.as_str(), detail, sample);
     }
 
     /// Counts an outcome that is not a failure; bounded as [`Self::fail`].
-    pub fn outcome(&mut self, kind: &str, detail: &str, sample: impl FnOnce() -> String) {
-        bump(&mut self.outcomes, kind, detail, sample);
+    pub fn outcome(&mut self, kind: FailureKind, detail: &str, sample: impl FnOnce() -> String) {
+        bump(&mut self.outcomes, kind.as_str(), detail, sample);
     }
 
     /// Counts one event under its type, bounded: names cut to
@@ -147,9 +147,9 @@ mod tests {
     #[test]
     fn failures_group_by_kind_and_detail() {
         let mut s = EndpointStats::default();
-        s.fail(failure::HTTP_STATUS, "503", || "503 Service Unavailable".into());
-        s.fail(failure::HTTP_STATUS, "503", || unreachable!("sample taken once"));
-        s.fail(failure::CONNECT, "refused", || "connection refused".into());
+        s.fail(FailureKind::HttpStatus, "503", || "503 Service Unavailable".into());
+        s.fail(FailureKind::HttpStatus, "503", || unreachable!("sample taken once"));
+        s.fail(FailureKind::Connect, "refused", || "connection refused".into());
         assert_eq!(s.failures, 3);
         assert_eq!(s.failure_kinds[&("http_status".into(), "503".into())].count, 2);
     }
@@ -175,9 +175,9 @@ mod tests {
 
         let before = unix_ms();
         let mut s = EndpointStats::default();
-        s.fail(failure::CONNECT, "refused", || "refused".into());
-        s.fail(failure::CONNECT, "refused", || "refused".into());
-        let e = &s.failure_kinds[&(failure::CONNECT.into(), "refused".into())];
+        s.fail(FailureKind::Connect, "refused", || "refused".into());
+        s.fail(FailureKind::Connect, "refused", || "refused".into());
+        let e = &s.failure_kinds[&(FailureKind::Connect.as_str().into(), "refused".into())];
         assert!(before <= e.first_seen_unix_ms && e.first_seen_unix_ms <= e.last_seen_unix_ms);
         assert!(e.last_seen_unix_ms <= unix_ms());
     }
