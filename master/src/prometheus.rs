@@ -323,7 +323,7 @@ pub fn render_snapshot(snap: &Snapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use barrage_common::metrics::failure;
+    use barrage_common::metrics::FailureKind;
     use barrage_common::metrics::new_histogram;
 
     #[test]
@@ -379,9 +379,9 @@ mod tests {
             stats.record(Metric::ResponseTime, ms * 1000);
         }
         stats.record(Metric::Ttfe, 2000);
-        stats.fail(failure::HTTP_STATUS, "429", || "429".into());
-        stats.fail(failure::HTTP_STATUS, "500", || "500".into());
-        stats.fail(failure::IO, "reset", || "reset".into());
+        stats.fail(FailureKind::HttpStatus, "429", || "429".into());
+        stats.fail(FailureKind::HttpStatus, "500", || "500".into());
+        stats.fail(FailureKind::Io, "reset", || "reset".into());
         let snap = Snapshot {
             elapsed: Duration::from_millis(2500),
             users: 4,

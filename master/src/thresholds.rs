@@ -180,7 +180,9 @@ mod tests {
             ..Default::default()
         };
         for _ in 0..failures {
-            s.fail("http_status", "500", || "HTTP 500".into());
+            s.fail(barrage_common::metrics::FailureKind::HttpStatus, "500", || {
+                "HTTP 500".into()
+            });
         }
         for _ in 0..requests {
             s.record(Metric::ResponseTime, rt_ms * 1000);

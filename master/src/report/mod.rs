@@ -14,7 +14,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use barrage_common::metrics::{EndpointStats, Metric, failure};
+use barrage_common::metrics::{EndpointStats, FailureKind, Metric};
 use barrage_common::plan::TaskKindTag;
 use barrage_common::saved::SavedStats;
 
@@ -548,11 +548,11 @@ pub fn saturation_warning(w: &WorkerRow) -> Option<String> {
 }
 
 /// Failures plus declared outcomes of one kind (a 429 may be either).
-fn count_kind(s: &EndpointStats, kind: &str) -> u64 {
+fn count_kind(s: &EndpointStats, kind: FailureKind) -> u64 {
     s.failure_kinds
         .iter()
         .chain(&s.outcomes)
-        .filter(|((k, _), _)| k == kind)
+        .filter(|((k, _), _)| k == kind.as_str())
         .map(|(_, e)| e.count)
         .sum()
 }
@@ -595,8 +595,8 @@ fn row(kind: &str, method: &str, name: &str, s: &EndpointStats, secs: f64, epr: 
         event_gap_ms: pct(Metric::EventGap),
         chunk_gap_ms: pct(Metric::ChunkGap),
         server_elapsed_ms: pct(Metric::ServerElapsed),
-        too_many_requests: count_kind(s, failure::TOO_MANY_REQUESTS),
-        rate_limit_errors: count_kind(s, failure::RATE_LIMIT_ERROR),
+        too_many_requests: count_kind(s, FailureKind::TooManyRequests),
+        rate_limit_errors: count_kind(s, FailureKind::RateLimitError),
         pings: s.events_by_type.get("ping").copied().unwrap_or(0),
         tokens_per_s: s.total_tokens as f64 / secs,
         streams_started: s.streams_started,

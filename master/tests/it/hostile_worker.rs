@@ -15,7 +15,7 @@ use proptest::prelude::*;
 
 use barrage_common::bounds::{MAX_DETAIL, MAX_EVENT_TYPE, MAX_EVENT_TYPES, MAX_SAMPLE};
 use barrage_common::metrics::{
-    EndpointStats, FailureEntry, MAX_OUTCOME_KEYS, Metric, encode_histogram, failure, new_histogram,
+    EndpointStats, FailureEntry, FailureKind, MAX_OUTCOME_KEYS, Metric, encode_histogram, new_histogram,
 };
 use barrage_common::plan::{Endpoint, TaskKindTag};
 use barrage_common::wire::{MAX_COUNT, endpoint_to_proto};
@@ -448,7 +448,7 @@ fn assert_bounded(a: &Aggregator) -> Result<(), TestCaseError> {
         prop_assert!(peer.len() <= MAX_PEER, "a {}-byte peer row", peer.len());
         for map in [&s.failure_kinds, &s.outcomes] {
             // Past the cap, one `(kind, (other))` per kind a worker reports, one for the rest.
-            let cap = MAX_OUTCOME_KEYS + failure::ALL.len() + 1;
+            let cap = MAX_OUTCOME_KEYS + FailureKind::ALL.len() + 1;
             prop_assert!(map.len() <= cap, "{} failure keys", map.len());
             for ((kind, detail), e) in map {
                 prop_assert!(kind.len() <= MAX_DETAIL && detail.len() <= MAX_DETAIL);

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use barrage_common::metrics::{EndpointStats, failure};
+use barrage_common::metrics::{EndpointStats, FailureKind};
 use barrage_common::plan::RunPlan;
 
 use crate::drive::{drive, kinds, plan};
@@ -296,7 +296,7 @@ async fn a_fresh_connection_or_a_begun_answer_is_never_retried() {
             "requests the target read vs requests we counted"
         );
         assert!(
-            stats.failure_kinds.keys().all(|(k, _)| k == failure::IO),
+            stats.failure_kinds.keys().all(|(k, _)| k == FailureKind::Io.as_str()),
             "{:?}",
             kinds(&stats)
         );
@@ -337,7 +337,7 @@ async fn a_failed_verdict_on_a_cleanly_ended_stream_keeps_the_connection() {
         stats
             .failure_kinds
             .keys()
-            .all(|(k, _)| k == failure::TERMINAL_STATUS || k == failure::ERROR_EVENT),
+            .all(|(k, _)| k == FailureKind::TerminalStatus.as_str() || k == FailureKind::ErrorEvent.as_str()),
         "{:?}",
         kinds(&stats)
     );

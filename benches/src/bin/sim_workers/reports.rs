@@ -6,7 +6,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use barrage_common::metrics::{EndpointStats, Metric, failure};
+use barrage_common::metrics::{EndpointStats, FailureKind, Metric};
 use barrage_common::plan::{Endpoint, TaskKindTag};
 use barrage_common::wire::endpoint_to_proto;
 use barrage_proto::v1;
@@ -73,9 +73,9 @@ fn maybe_fail(rng: &mut StdRng, s: &mut EndpointStats) {
         return;
     }
     match rng.random_range(0..3) {
-        0 => s.fail(failure::HTTP_STATUS, "503", || "HTTP 503 Service Unavailable".into()),
-        1 => s.fail(failure::TIMEOUT, "", || "no response within 30s".into()),
-        _ => s.fail(failure::CONNECT, "refused", || "connection refused".into()),
+        0 => s.fail(FailureKind::HttpStatus, "503", || "HTTP 503 Service Unavailable".into()),
+        1 => s.fail(FailureKind::Timeout, "", || "no response within 30s".into()),
+        _ => s.fail(FailureKind::Connect, "refused", || "connection refused".into()),
     }
 }
 
