@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
+use super::counts::Counts;
 use super::failure_kind::FailureKind;
 use super::histogram::{MAX_TRACKABLE_US, new_histogram};
 use super::metric::{METRIC_COUNT, Metric};
@@ -16,24 +17,18 @@ use crate::bounds;
 /// Everything recorded for one endpoint over some span (an interval or a whole run).
 #[derive(Debug, Clone, Default)]
 pub struct EndpointStats {
-    pub requests: u64,
-    pub failures: u64,
+    /// The plain counters: requests, failures, bytes, connections, streams, events.
+    pub counts: Counts,
+    /// Failures by (kind, detail): their counts add up to `counts.failures`.
     pub failure_kinds: BTreeMap<OutcomeKey, FailureEntry>,
     /// Outcomes that are not failures but not plain successes either (expected
     /// statuses, cancelled at stop).
     pub outcomes: BTreeMap<OutcomeKey, FailureEntry>,
-    pub bytes_received: u64,
-    pub connections_opened: u64,
-    /// Requests sent a second time, on a fresh connection, because the kept-alive one
-    /// was closed by the server before any byte of an answer (its idle timeout racing
-    /// the request). Neither requests nor failures: the client's own connection
-    /// handling, counted so that it shows.
-    pub retries: u64,
-    pub streams_started: u64,
-    pub streams_completed: u64,
-    pub events: u64,
+    /// SSE events by their type (`message`, `workflow_finished`), bounded (see
+    /// [`EndpointStats::count_event`]).
     pub events_by_type: BTreeMap<String, u64>,
-    pub total_tokens: u64,
+    /// One histogram per [`Metric`] (indexed by `metric as usize`), µs; `None` until
+    /// a value is recorded.
     pub histograms: [Option<Histogram<u64>>; METRIC_COUNT],
 }
 
@@ -47,6 +42,7 @@ impl EndpointStats {
         let _ = h.record(micros.clamp(1, MAX_TRACKABLE_US));
     }
 
+    /// The histogram of `metric`, if a value was recorded.
     pub fn histogram(&self, metric: Metric) -> Option<&Histogram<u64>> {
         self.histograms[metric as usize].as_ref()
     }
@@ -71,7 +67,7 @@ impl EndpointStats {
     /// Counts a failure. `detail` and the sample (made only for a new key) come from the
     /// target: redact them first, then they are bounded here ([`crate::bounds`]).
     pub fn fail(&mut self, kind: FailureKind, detail: &str, sample: impl FnOnce() -> String) {
-        self.failures += 1;
+        self.counts.failures += 1;
         bump(&mut self.failure_kinds, kind.as_str(), detail, sample);
     }
 
@@ -84,26 +80,18 @@ impl EndpointStats {
     /// [`bounds::MAX_EVENT_TYPE`] bytes, and past [`bounds::MAX_EVENT_TYPES`] types
     /// the rest count under [`bounds::OTHER`].
     pub fn count_event(&mut self, event_type: &str) {
-        self.events += 1;
+        self.counts.events += 1;
         add_event_type(&mut self.events_by_type, event_type, 1);
     }
 
     /// Adds `other` into `self`. Exact: counts add, histograms merge bucket by bucket.
     pub fn merge(&mut self, other: &EndpointStats) {
-        self.requests += other.requests;
-        self.failures += other.failures;
+        self.counts.add(&other.counts);
         merge_outcomes(&mut self.failure_kinds, &other.failure_kinds);
         merge_outcomes(&mut self.outcomes, &other.outcomes);
-        self.bytes_received += other.bytes_received;
-        self.connections_opened += other.connections_opened;
-        self.retries += other.retries;
-        self.streams_started += other.streams_started;
-        self.streams_completed += other.streams_completed;
-        self.events += other.events;
         for (k, v) in &other.events_by_type {
             add_event_type(&mut self.events_by_type, k, *v);
         }
-        self.total_tokens += other.total_tokens;
         for (mine, theirs) in self.histograms.iter_mut().zip(&other.histograms) {
             if let Some(theirs) = theirs {
                 let mine = mine.get_or_insert_with(new_histogram);
@@ -113,13 +101,16 @@ impl EndpointStats {
         }
     }
 
+    /// Whether nothing worth a report row was recorded: no request, connection, retry,
+    /// event, stream, byte or histogram.
     pub fn is_empty(&self) -> bool {
-        self.requests == 0
-            && self.connections_opened == 0
-            && self.retries == 0
-            && self.events == 0
-            && self.streams_started == 0
-            && self.bytes_received == 0
+        let c = &self.counts;
+        c.requests == 0
+            && c.connections_opened == 0
+            && c.retries == 0
+            && c.events == 0
+            && c.streams_started == 0
+            && c.bytes_received == 0
             && self.histograms.iter().all(Option::is_none)
     }
 }
@@ -150,7 +141,7 @@ mod tests {
         s.fail(FailureKind::HttpStatus, "503", || "503 Service Unavailable".into());
         s.fail(FailureKind::HttpStatus, "503", || unreachable!("sample taken once"));
         s.fail(FailureKind::Connect, "refused", || "connection refused".into());
-        assert_eq!(s.failures, 3);
+        assert_eq!(s.counts.failures, 3);
         assert_eq!(s.failure_kinds[&("http_status".into(), "503".into())].count, 2);
     }
 
@@ -190,14 +181,14 @@ mod tests {
             let mut whole = EndpointStats::default();
             let (mut a, mut b) = (EndpointStats::default(), EndpointStats::default());
             for (i, v) in values.iter().enumerate() {
-                whole.requests += 1;
+                whole.counts.requests += 1;
                 whole.record(Metric::Ttfe, *v);
                 let part = if i < split { &mut a } else { &mut b };
-                part.requests += 1;
+                part.counts.requests += 1;
                 part.record(Metric::Ttfe, *v);
             }
             a.merge(&b);
-            prop_assert_eq!(a.requests, whole.requests);
+            prop_assert_eq!(a.counts.requests, whole.counts.requests);
             let (ha, hw) = (a.histogram(Metric::Ttfe).unwrap(), whole.histogram(Metric::Ttfe).unwrap());
             for q in [0.0, 0.5, 0.9, 0.99, 1.0] {
                 prop_assert_eq!(ha.value_at_quantile(q), hw.value_at_quantile(q));
