@@ -609,12 +609,12 @@ impl Aggregator {
         let last_due = r.last_arrival_due_us.min(r.interval_end_us);
         self.last_arrival_due_us = self.last_arrival_due_us.max(last_due);
         for (endpoint, stats, buckets, peer) in decoded {
-            slot.requests += stats.requests;
-            slot.failures += stats.failures;
-            slot.events += stats.events;
-            slot.streams_started += stats.streams_started;
-            slot.connections_opened += stats.connections_opened;
-            slot.bytes += stats.bytes_received;
+            slot.requests += stats.counts.requests;
+            slot.failures += stats.counts.failures;
+            slot.events += stats.counts.events;
+            slot.streams_started += stats.counts.streams_started;
+            slot.connections_opened += stats.counts.connections_opened;
+            slot.bytes += stats.counts.bytes_received;
             slot.status_429 += stats.status_429();
             if slot.summary.is_none() {
                 for (metric, into) in [
@@ -632,8 +632,8 @@ impl Aggregator {
             };
             if endpoint_seconds && slot.summary.is_none() {
                 let e = slot.endpoints.entry(key.clone()).or_default();
-                e.requests += stats.requests;
-                e.failures += stats.failures;
+                e.requests += stats.counts.requests;
+                e.failures += stats.counts.failures;
                 if let Some(b) = &buckets[Metric::ResponseTime as usize] {
                     e.response_time.add(b);
                 }
@@ -810,7 +810,10 @@ mod tests {
 
     fn report(seq: u64, start_s: i64, requests: u64) -> v1::Report {
         let mut s = EndpointStats {
-            requests,
+            counts: barrage_common::metrics::Counts {
+                requests,
+                ..Default::default()
+            },
             ..Default::default()
         };
         s.record(Metric::ResponseTime, 1000);
@@ -827,7 +830,7 @@ mod tests {
         assert_eq!(a.merge(&report(3, 2, 5)), Merge::Duplicate { acked: 1 });
         assert_eq!(a.merge(&report(2, 1, 5)), Merge::Merged { acked: 3 });
         assert_eq!(a.merge(&report(1, 0, 5)), Merge::Duplicate { acked: 3 });
-        assert_eq!(a.aggregated().requests, 15);
+        assert_eq!(a.aggregated().counts.requests, 15);
         assert_eq!(a.timeline.len(), 3);
         assert_eq!(a.timeline[&2].requests, 5, "placed by interval, not arrival");
     }
@@ -906,7 +909,7 @@ mod tests {
         // A late report for a compacted second still counts (not its percentiles).
         a.merge(&report(41, 0, 3));
         assert_eq!(a.timeline[&0].requests, 5);
-        assert_eq!(a.aggregated().requests, 83);
+        assert_eq!(a.aggregated().counts.requests, 83);
     }
 
     #[test]
@@ -941,7 +944,7 @@ mod tests {
         wrong_epoch.epoch = 8;
         assert!(matches!(a.merge(&wrong_epoch), Merge::Rejected { .. }));
         assert!(matches!(a.merge(&report(50_000, 0, 5)), Merge::Rejected { .. }));
-        assert_eq!(a.aggregated().requests, 0);
+        assert_eq!(a.aggregated().counts.requests, 0);
         assert_eq!(a.acked("w1"), 0);
         assert_eq!(a.lost_reports, 2);
         assert_eq!(a.data_loss([]).len(), 1, "{:?}", a.data_loss([]));
@@ -960,7 +963,7 @@ mod tests {
             Merge::Merged { acked: 1 },
             "acknowledged: the outbox drains"
         );
-        assert_eq!(a.aggregated().requests, 5, "the good delta counts");
+        assert_eq!(a.aggregated().counts.requests, 5, "the good delta counts");
         assert_eq!((a.refused_deltas, a.refused_requests), (1, 5));
         assert!(!a.data_loss([]).is_empty(), "a refused delta is lost data");
     }
@@ -977,7 +980,7 @@ mod tests {
         }
         assert_eq!(a.merge(&r), Merge::Merged { acked: 1 });
         assert_eq!(a.endpoints.len(), 1);
-        assert_eq!(a.aggregated().requests, 5);
+        assert_eq!(a.aggregated().counts.requests, 5);
         assert_eq!((a.refused_deltas, a.refused_requests), (1000, 5000));
     }
 
@@ -1010,7 +1013,7 @@ mod tests {
         r.endpoints[0].peer = "9".repeat(300);
         assert_eq!(a.merge(&r), Merge::Merged { acked: 1 });
         let s = a.aggregated();
-        assert_eq!((s.requests, s.failures, s.events), (5, 2, 500));
+        assert_eq!((s.counts.requests, s.counts.failures, s.counts.events), (5, 2, 500));
         assert_eq!(s.events_by_type.values().sum::<u64>(), 500);
         assert!(s.events_by_type.len() <= barrage_common::bounds::MAX_EVENT_TYPES + 1);
         assert!(
@@ -1032,7 +1035,7 @@ mod tests {
         a.start_clock(std::time::Instant::now());
         let far = report(1, 10_000_000, 5);
         assert_eq!(a.merge(&far), Merge::Merged { acked: 1 });
-        assert_eq!(a.aggregated().requests, 5);
+        assert_eq!(a.aggregated().counts.requests, 5);
         assert!(a.timeline.is_empty());
         assert_eq!(a.clipped, 1);
     }
@@ -1048,7 +1051,7 @@ mod tests {
         assert_eq!(a.merge(&closing), Merge::Merged { acked: 2 });
         assert!(a.data_loss(["w1"]).is_empty(), "its closing report arrived");
         assert!(matches!(a.merge(&report(3, 2, 4)), Merge::Rejected { acked: 3, .. }));
-        assert_eq!(a.aggregated().requests, 8);
+        assert_eq!(a.aggregated().counts.requests, 8);
         assert_eq!(a.lost_reports, 1);
     }
 
@@ -1071,6 +1074,6 @@ mod tests {
         a.merge(&report(1, 0, 5));
         a.forget("w1", "was replaced by a new process");
         assert_eq!(a.data_loss([]).len(), 1);
-        assert_eq!(a.aggregated().requests, 5, "what it delivered stays counted");
+        assert_eq!(a.aggregated().counts.requests, 5, "what it delivered stays counted");
     }
 }

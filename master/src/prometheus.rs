@@ -203,17 +203,17 @@ pub fn render_snapshot(snap: &Snapshot) -> String {
         (
             "barrage_requests_total",
             "Requests completed, per endpoint (failures and requests cut short at stop included).",
-            |s| s.requests,
+            |s| s.counts.requests,
         ),
         (
             "barrage_events_total",
             "SSE events received, per endpoint (pings included).",
-            |s| s.events,
+            |s| s.counts.events,
         ),
         (
             "barrage_bytes_received_total",
             "Response bytes received, per endpoint.",
-            |s| s.bytes_received,
+            |s| s.counts.bytes_received,
         ),
         (
             "barrage_status_429_total",
@@ -252,7 +252,7 @@ pub fn render_snapshot(snap: &Snapshot) -> String {
     o.sample(
         "barrage_streams_started_total",
         &[],
-        eps.iter().map(|e| e.stats.streams_started).sum::<u64>(),
+        eps.iter().map(|e| e.stats.counts.streams_started).sum::<u64>(),
     );
     o.family(
         "barrage_dropped_iterations_total",
@@ -370,9 +370,12 @@ mod tests {
     #[test]
     fn every_family_has_help_and_type_and_a_histogram_ends_at_its_count() {
         let mut stats = EndpointStats {
-            requests: 3,
-            events: 12,
-            streams_started: 3,
+            counts: barrage_common::metrics::Counts {
+                requests: 3,
+                events: 12,
+                streams_started: 3,
+                ..Default::default()
+            },
             ..Default::default()
         };
         for ms in [3, 40, 700] {
@@ -444,7 +447,10 @@ mod tests {
         let mut agg = Aggregator::new(1);
         for at in 0..6i64 {
             let mut s = EndpointStats {
-                requests: 2,
+                counts: barrage_common::metrics::Counts {
+                    requests: 2,
+                    ..Default::default()
+                },
                 ..Default::default()
             };
             s.record(Metric::ResponseTime, 20_000);

@@ -204,7 +204,7 @@ impl Me {
             biased;
             _ = ctx.cancel.cancelled() => {
                 ctx.record(task.endpoint, |s| {
-                    s.requests += 1;
+                    s.counts.requests += 1;
                     s.outcome(FailureKind::Cancelled, "", || "in flight when the run stopped".into());
                 });
                 stop_dify_task(ctx, task, live_task, state.last_auth.as_deref());
@@ -592,14 +592,14 @@ async fn execute(
     }
     let elapsed = sample.end.unwrap_or_else(|| start.elapsed());
     ctx.record(task.endpoint, |s: &mut EndpointStats| {
-        s.requests += 1;
-        s.bytes_received += sample.bytes;
-        s.total_tokens += sample.tokens;
+        s.counts.requests += 1;
+        s.counts.bytes_received += sample.bytes;
+        s.counts.total_tokens += sample.tokens;
         if sample.connected {
-            s.connections_opened += 1;
+            s.counts.connections_opened += 1;
         }
         if sample.retried {
-            s.retries += 1;
+            s.counts.retries += 1;
         }
         s.record(Metric::ResponseTime, micros(elapsed));
         for (metric, value) in [
@@ -813,7 +813,7 @@ async fn exchange(
     };
     let headers_at = Instant::now();
     let _open = GaugeGuard::new(&ctx.recorder.active_streams);
-    ctx.record(task.endpoint, |s| s.streams_started += 1);
+    ctx.record(task.endpoint, |s| s.counts.streams_started += 1);
     let outcome = read_stream(ctx, task, spec, conn, start, sent, sample, live_task).await;
     // To the verdict, like the response time: what is drained after it is not the
     // stream's duration (a target's trailing pings would otherwise lengthen it).
@@ -825,7 +825,7 @@ async fn exchange(
         conn.reset();
     }
     if outcome.is_ok() {
-        ctx.record(task.endpoint, |s| s.streams_completed += 1);
+        ctx.record(task.endpoint, |s| s.counts.streams_completed += 1);
     }
     outcome
 }

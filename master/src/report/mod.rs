@@ -561,7 +561,11 @@ fn count_kind(s: &EndpointStats, kind: FailureKind) -> u64 {
 /// 429) carry no business events.
 pub fn business_events(s: &EndpointStats, epr: u32) -> u64 {
     let expected: u64 = s.outcomes.values().map(|e| e.count).sum();
-    s.requests.saturating_sub(s.failures).saturating_sub(expected) * u64::from(epr)
+    s.counts
+        .requests
+        .saturating_sub(s.counts.failures)
+        .saturating_sub(expected)
+        * u64::from(epr)
 }
 
 fn kind_name(kind: TaskKindTag) -> &'static str {
@@ -578,15 +582,15 @@ fn row(kind: &str, method: &str, name: &str, s: &EndpointStats, secs: f64, epr: 
         kind: kind.to_string(),
         method: method.to_string(),
         name: name.to_string(),
-        requests: s.requests,
-        failures: s.failures,
-        failure_ratio: if s.requests > 0 {
-            s.failures as f64 / s.requests as f64
+        requests: s.counts.requests,
+        failures: s.counts.failures,
+        failure_ratio: if s.counts.requests > 0 {
+            s.counts.failures as f64 / s.counts.requests as f64
         } else {
             0.0
         },
-        rps: s.requests as f64 / secs,
-        failures_per_s: s.failures as f64 / secs,
+        rps: s.counts.requests as f64 / secs,
+        failures_per_s: s.counts.failures as f64 / secs,
         response_time_ms: pct(Metric::ResponseTime),
         ttfe_ms: pct(Metric::Ttfe),
         ttft_ms: pct(Metric::Ttft),
@@ -598,15 +602,15 @@ fn row(kind: &str, method: &str, name: &str, s: &EndpointStats, secs: f64, epr: 
         too_many_requests: count_kind(s, FailureKind::TooManyRequests),
         rate_limit_errors: count_kind(s, FailureKind::RateLimitError),
         pings: s.events_by_type.get("ping").copied().unwrap_or(0),
-        tokens_per_s: s.total_tokens as f64 / secs,
-        streams_started: s.streams_started,
-        streams_completed: s.streams_completed,
-        events: s.events,
+        tokens_per_s: s.counts.total_tokens as f64 / secs,
+        streams_started: s.counts.streams_started,
+        streams_completed: s.counts.streams_completed,
+        events: s.counts.events,
         events_by_type: s.events_by_type.clone(),
-        bytes_received: s.bytes_received,
-        connections_opened: s.connections_opened,
-        retries: s.retries,
-        total_tokens: s.total_tokens,
+        bytes_received: s.counts.bytes_received,
+        connections_opened: s.counts.connections_opened,
+        retries: s.counts.retries,
+        total_tokens: s.counts.total_tokens,
         events_per_request: epr,
         business_events,
         business_events_per_s: business_events as f64 / secs,
@@ -776,8 +780,8 @@ impl FinalReport {
                 },
             }
         };
-        let event_throughput = max_avg_min(&|s| s.events as f64, all.events as f64);
-        let rps = max_avg_min(&|s| s.requests as f64, all.requests as f64);
+        let event_throughput = max_avg_min(&|s| s.events as f64, all.counts.events as f64);
+        let rps = max_avg_min(&|s| s.requests as f64, all.counts.requests as f64);
         let timeline = agg
             .timeline
             .iter()
@@ -833,9 +837,9 @@ impl FinalReport {
             connections: Connections {
                 max_concurrent: agg.timeline.values().map(|s| s.active_streams_max).max().unwrap_or(0),
                 avg_active: active_integral / secs,
-                total_streams: all.streams_started,
-                connections_opened: all.connections_opened,
-                retries: all.retries,
+                total_streams: all.counts.streams_started,
+                connections_opened: all.counts.connections_opened,
+                retries: all.counts.retries,
             },
             qps: Qps {
                 max: rps.max,
@@ -853,9 +857,9 @@ impl FinalReport {
                     method: k.method.clone(),
                     name: k.name.clone(),
                     users: agg.users_on(peer),
-                    requests: s.requests,
-                    failures: s.failures,
-                    rps: s.requests as f64 / secs,
+                    requests: s.counts.requests,
+                    failures: s.counts.failures,
+                    rps: s.counts.requests as f64 / secs,
                     response_time_ms: s.histogram(Metric::ResponseTime).and_then(Percentiles::from_us),
                     response_time_ok_ms: s.histogram(Metric::ResponseTimeOk).and_then(Percentiles::from_us),
                     ttfe_ms: s.histogram(Metric::Ttfe).and_then(Percentiles::from_us),
@@ -897,7 +901,10 @@ mod tests {
     /// One second of a worker: `requests` answered in `rt_ms` each.
     fn second(at: i64, requests: u64, rt_ms: u64) -> v1::Report {
         let mut s = EndpointStats {
-            requests,
+            counts: barrage_common::metrics::Counts {
+                requests,
+                ..Default::default()
+            },
             ..Default::default()
         };
         for _ in 0..requests {

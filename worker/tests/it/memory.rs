@@ -141,7 +141,7 @@ async fn measure() {
         LIMIT / 1024,
     );
     assert_eq!(open, i64::from(STREAMS), "every stream was open at once");
-    assert_eq!(stats.failures, 0, "no stream failed: {:?}", kinds(&stats));
+    assert_eq!(stats.counts.failures, 0, "no stream failed: {:?}", kinds(&stats));
     let cancelled = stats.outcomes.get(&(FailureKind::Cancelled.to_string(), String::new()));
     assert_eq!(
         cancelled.map(|c| c.count),

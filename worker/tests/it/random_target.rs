@@ -286,7 +286,10 @@ async fn check(answers: Vec<Answer>) {
     assert_bounded(&stats);
 
     let served = server.requests();
-    assert_eq!(served, stats.requests, "requests the target saw vs requests we counted");
+    assert_eq!(
+        served, stats.counts.requests,
+        "requests the target saw vs requests we counted"
+    );
     let (mut failures, mut outcomes) = (BTreeMap::<String, u64>::new(), BTreeMap::<String, u64>::new());
     let (mut successes, mut events, mut events_maybe) = (0u64, 0u64, 0u64);
     for n in 0..served {
@@ -312,20 +315,20 @@ async fn check(answers: Vec<Answer>) {
     assert_eq!(counted_outcomes, outcomes, "outcomes by kind");
     assert_eq!(
         counted_failures.values().sum::<u64>(),
-        stats.failures,
+        stats.counts.failures,
         "the failure kinds sum to the failures"
     );
-    let counted_successes = stats.requests - stats.failures - counted_outcomes.values().sum::<u64>();
+    let counted_successes = stats.counts.requests - stats.counts.failures - counted_outcomes.values().sum::<u64>();
     assert_eq!(
         counted_successes, successes,
         "successes + failures + outcomes == requests"
     );
     let counted_events: u64 = stats.events_by_type.values().sum();
-    assert_eq!(counted_events, stats.events, "events by type sum to events");
+    assert_eq!(counted_events, stats.counts.events, "events by type sum to events");
     assert!(
-        (events..=events + events_maybe).contains(&stats.events),
+        (events..=events + events_maybe).contains(&stats.counts.events),
         "events: counted {}, sent {events} in complete responses and {events_maybe} in reset ones",
-        stats.events
+        stats.counts.events
     );
 }
 
