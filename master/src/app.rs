@@ -209,7 +209,7 @@ impl MasterSetup {
         }
         let arrival = if flag_arrival {
             Some(scenario::Arrival {
-                schedule: barrage_common::arrival::Schedule {
+                schedule: barrage_common::arrival_schedule::Schedule {
                     start_rate: load.arrival_rate.unwrap_or(0.0),
                     stages: load.arrival_stage.clone(),
                 },
@@ -607,7 +607,7 @@ pub fn hunt_setup(args: &HuntArgs, scenario: Scenario, workers: u32) -> Result<M
     setup.run.shape = None;
     if args.arrival {
         let a = scenario::Arrival {
-            schedule: barrage_common::arrival::Schedule::constant(f64::from(args.start.max(1))),
+            schedule: barrage_common::arrival_schedule::Schedule::constant(f64::from(args.start.max(1))),
             max_in_flight: args.load.max_in_flight.unwrap_or(scenario::DEFAULT_MAX_IN_FLIGHT),
         };
         setup.run.users = 0;

@@ -524,7 +524,7 @@ fn rebalance(cluster: &Cluster, cfg: &RunConfig, load: &Load) {
     let arrival_shares: Option<Vec<v1::ArrivalShare>> = arrival.map(|a| {
         let from_index = a.schedule.cumulative(elapsed.as_secs_f64()).ceil().max(0.0) as u64;
         let caps = crate::partition::apportion(a.max_in_flight, &weights);
-        barrage_common::arrival::Segment::split(&weights)
+        barrage_common::arrival_schedule::Segment::split(&weights)
             .into_iter()
             .zip(caps)
             .map(|(seg, cap)| v1::ArrivalShare {

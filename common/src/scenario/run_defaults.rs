@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::raw::{RawRateStage, RawRun};
 use super::values::check_rate;
-use crate::arrival::{RateStage, Schedule};
+use crate::arrival_schedule::{RateStage, Schedule};
 use crate::duration;
 use crate::error::{Error, Result};
 use crate::shape::{Shape, Stage};

@@ -508,7 +508,7 @@ impl ArrivalFigures {
 /// any a worker still started or dropped after it (the Stop takes a moment to reach
 /// the workers), so started + dropped never exceed it. Arrival `i` is due when the
 /// rate's integral reaches `i`.
-fn arrivals_due(schedule: &barrage_common::arrival::Schedule, duration: Duration, last_due_us: i64) -> u64 {
+fn arrivals_due(schedule: &barrage_common::arrival_schedule::Schedule, duration: Duration, last_due_us: i64) -> u64 {
     let by_stop = schedule.cumulative(duration.as_secs_f64()).ceil().max(0.0) as u64;
     if last_due_us <= 0 {
         return by_stop;
@@ -522,7 +522,7 @@ fn arrivals_due(schedule: &barrage_common::arrival::Schedule, duration: Duration
 /// Arrivals due before `since_s` (a "reset statistics"): the started and dropped counts
 /// start again there, so the due count does too. Arrival `i` is due when the integral
 /// reaches `i`, so those before are the integral rounded up.
-fn arrivals_before(schedule: &barrage_common::arrival::Schedule, since_s: f64) -> u64 {
+fn arrivals_before(schedule: &barrage_common::arrival_schedule::Schedule, since_s: f64) -> u64 {
     if since_s <= 0.0 {
         return 0;
     }
@@ -915,7 +915,7 @@ mod tests {
 
     #[test]
     fn arrivals_due_cover_those_fired_after_the_stop() {
-        let ten = barrage_common::arrival::Schedule::constant(10.0);
+        let ten = barrage_common::arrival_schedule::Schedule::constant(10.0);
         let two_s = Duration::from_secs(2);
         // Arrivals 0..=19 are due before 2 s.
         assert_eq!(arrivals_due(&ten, two_s, 0), 20);
@@ -954,7 +954,7 @@ mod tests {
             users: 0,
             spawn_rate: 0.0,
             arrival: Some(barrage_common::scenario::Arrival {
-                schedule: barrage_common::arrival::Schedule::constant(5.0),
+                schedule: barrage_common::arrival_schedule::Schedule::constant(5.0),
                 max_in_flight: 10,
             }),
             events_per_request: Default::default(),

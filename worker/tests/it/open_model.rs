@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use barrage_common::arrival::{Schedule, Segment};
+use barrage_common::arrival_schedule::{Schedule, Segment};
 use barrage_common::metrics::EndpointStats;
 use barrage_common::plan::RunPlan;
 use barrage_worker::arrivals::ArrivalPlan;
