@@ -35,6 +35,10 @@ pub use run_defaults::{Arrival, DEFAULT_MAX_IN_FLIGHT, RunDefaults};
 pub use selection::{filter_tags, select_classes};
 pub use values::{check_host, check_rate, parse_wait};
 
+/// Builds the error of a field (its path, e.g. `run.users`) from a message: every
+/// section's checks report through one, so each message names file and field alike.
+type FieldErr<'a> = &'a dyn Fn(&str, String) -> Error;
+
 /// A loaded scenario: the plan plus the run settings the file suggests.
 #[derive(Debug, Clone)]
 pub struct Scenario {

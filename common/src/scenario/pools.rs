@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::FieldErr;
 use super::raw::RawPool;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::plan::{Pool, PoolMode};
 use crate::template::BUILTIN_VARS;
 
@@ -15,7 +16,7 @@ pub(super) fn pools(
     data: BTreeMap<String, RawPool>,
     base: &Path,
     env: &dyn Fn(&str) -> Option<String>,
-    err: &dyn Fn(&str, String) -> Error,
+    err: FieldErr<'_>,
 ) -> Result<BTreeMap<String, Pool>> {
     let mut pools = BTreeMap::new();
     let mut row_groups = 0u32;
@@ -79,7 +80,7 @@ fn entries(
     field: &str,
     base: &Path,
     env: &dyn Fn(&str) -> Option<String>,
-    err: &dyn Fn(&str, String) -> Error,
+    err: FieldErr<'_>,
 ) -> Result<Vec<String>> {
     match (pool.values, pool.file, pool.env) {
         (Some(values), None, None) => Ok(values),

@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::raw::{RawRateStage, RawRun};
+use super::FieldErr;
+use super::raw::RawRun;
 use super::values::check_rate;
 use crate::arrival_schedule::{RateStage, Schedule};
 use crate::duration;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::shape::{Shape, Stage};
 
 /// `[run]` section: defaults for `-u`, `-r`, `-t` that flags override.
@@ -54,9 +55,6 @@ impl RunDefaults {
         }
     }
 }
-
-/// Builds the error of a field path (`run.users`) and message.
-type FieldErr<'a> = &'a dyn Fn(&str, String) -> Error;
 
 /// Every `[presets.NAME]`, checked like `[run]`; names are letters, digits, `_`, `-`.
 pub(super) fn presets(raw: &BTreeMap<String, RawRun>, err: FieldErr<'_>) -> Result<BTreeMap<String, RunDefaults>> {
@@ -131,7 +129,15 @@ fn arrival(raw: &RawRun, at: &str, err: FieldErr<'_>) -> Result<Arrival> {
     let start_rate = check("arrival_rate", raw.arrival_rate.unwrap_or(0.0))?;
     let mut stages = Vec::new();
     for (i, s) in raw.arrival_stages.iter().flatten().enumerate() {
-        stages.push(rate_stage(i, s, at, err, &check)?);
+        let name = field(&format!("arrival_stages[{i}].duration"));
+        let duration = duration::parse(&s.duration).map_err(|m| err(&name, m))?;
+        if duration.is_zero() {
+            return Err(err(&name, "a stage lasts more than 0".into()));
+        }
+        stages.push(RateStage {
+            duration,
+            rate: check(&format!("arrival_stages[{i}].rate"), s.rate)?,
+        });
     }
     let max_in_flight = match raw.max_in_flight {
         None => DEFAULT_MAX_IN_FLIGHT,
@@ -146,25 +152,6 @@ fn arrival(raw: &RawRun, at: &str, err: FieldErr<'_>) -> Result<Arrival> {
     Ok(Arrival {
         schedule: Schedule { start_rate, stages },
         max_in_flight,
-    })
-}
-
-/// `arrival_stages[i]`: a duration above 0 and the rate it ramps to.
-fn rate_stage(
-    i: usize,
-    s: &RawRateStage,
-    at: &str,
-    err: FieldErr<'_>,
-    check: &dyn Fn(&str, f64) -> Result<f64>,
-) -> Result<RateStage> {
-    let name = format!("arrival_stages[{i}].duration");
-    let duration = duration::parse(&s.duration).map_err(|m| err(&format!("{at}.{name}"), m))?;
-    if duration.is_zero() {
-        return Err(err(&format!("{at}.{name}"), "a stage lasts more than 0".into()));
-    }
-    Ok(RateStage {
-        duration,
-        rate: check(&format!("arrival_stages[{i}].rate"), s.rate)?,
     })
 }
 

@@ -8,13 +8,13 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use super::Scenario;
 use super::endpoints::Endpoints;
 use super::pools::pools;
 use super::raw::{RawClass, RawLimits, RawScenario, RawThreshold};
 use super::run_defaults::{presets, run_defaults};
 use super::task::{Vars, task};
 use super::values::{check_host, check_weight, parse_wait};
+use super::{FieldErr, Scenario};
 use crate::duration;
 use crate::error::{Error, Result};
 use crate::plan::{Endpoint, Limits, PLAN_FORMAT, Pool, RunPlan, TaskOrder, UserClass, Wait};
@@ -59,7 +59,7 @@ pub(super) fn scenario(
 }
 
 /// `thresholds = [...]`: each an expression, or a table adding `abort_on_fail`.
-fn thresholds(raw: &[RawThreshold], err: &dyn Fn(&str, String) -> Error) -> Result<Vec<Threshold>> {
+fn thresholds(raw: &[RawThreshold], err: FieldErr<'_>) -> Result<Vec<Threshold>> {
     raw.iter()
         .enumerate()
         .map(|(i, t)| {
@@ -75,7 +75,7 @@ fn thresholds(raw: &[RawThreshold], err: &dyn Fn(&str, String) -> Error) -> Resu
 }
 
 /// `[limits]`: the defaults of [`Limits`] with what the file sets.
-fn limits(raw: &RawLimits, err: &dyn Fn(&str, String) -> Error) -> Result<Limits> {
+fn limits(raw: &RawLimits, err: FieldErr<'_>) -> Result<Limits> {
     let mut limits = Limits::default();
     if let Some(bytes) = raw.sse_max_event_bytes {
         limits.sse_max_event_bytes = usize::try_from(bytes).ok().filter(|b| *b >= 64).ok_or_else(|| {
@@ -104,10 +104,7 @@ fn limits(raw: &RawLimits, err: &dyn Fn(&str, String) -> Error) -> Result<Limits
 }
 
 /// `[resolve]`: host names pinned to IP:PORT addresses, at least one each.
-fn resolve(
-    raw: BTreeMap<String, Vec<String>>,
-    err: &dyn Fn(&str, String) -> Error,
-) -> Result<BTreeMap<String, Vec<SocketAddr>>> {
+fn resolve(raw: BTreeMap<String, Vec<String>>, err: FieldErr<'_>) -> Result<BTreeMap<String, Vec<SocketAddr>>> {
     let mut resolve = BTreeMap::new();
     for (host, addrs) in raw {
         let field = format!("resolve.{host}");
