@@ -7,7 +7,7 @@
 //! environment < flags by the caller.
 //!
 //! - `raw`: the file as written (serde structs) and reading its text.
-//! - `validate`: the pass over the sections, in file order.
+//! - `validate`: the pass over the sections, in a fixed order.
 //! - `run_defaults`: `[run]` and `[presets.NAME]`: users, shapes, the open model.
 //! - `pools`: `[data.NAME]` data pools.
 //! - `task`: one task: request, kind, captures, checks.

@@ -1,6 +1,6 @@
-//! The one pass from the file as written ([`RawScenario`]) to a [`Scenario`]: each
-//! section in file order (host, run and presets, thresholds, limits, resolve, data
-//! pools, user classes), so the first error reported is the first one in the file.
+//! The one pass from the file as written ([`RawScenario`]) to a [`Scenario`]: the
+//! sections in a fixed order (host, run and presets, thresholds, limits, resolve, data
+//! pools, user classes), stopping at the first error, which is the one reported.
 //! Every error names the field path (`users[0].tasks[1].wait`) and what was expected.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
