@@ -58,7 +58,10 @@ fn histograms(c: &mut Criterion) {
         kind: TaskKindTag::Sse,
     };
     let mut stats = EndpointStats {
-        requests: 1000,
+        counts: barrage_common::metrics::Counts {
+            requests: 1000,
+            ..Default::default()
+        },
         ..Default::default()
     };
     for i in 0..1000u64 {
@@ -92,7 +95,7 @@ fn histograms(c: &mut Criterion) {
             let mut requests = 0;
             for _ in 0..1000 {
                 if let Ok((_, counters, buckets)) = endpoint_from_proto_sparse(black_box(&delta), &mut 0) {
-                    requests += counters.requests;
+                    requests += counters.counts.requests;
                     for (into, b) in hists.iter_mut().zip(&buckets) {
                         if let Some(b) = b {
                             into.add(b);
@@ -113,7 +116,7 @@ fn histograms(c: &mut Criterion) {
             for s in &decoded {
                 total.merge(s);
             }
-            total.requests
+            total.counts.requests
         })
     });
     g.finish();

@@ -17,6 +17,10 @@ pub const MAX_DETAIL: usize = 64;
 pub const MAX_EVENT_TYPE: usize = 64;
 /// Distinct event types kept per endpoint; the rest are counted under [`OTHER`].
 pub const MAX_EVENT_TYPES: usize = 64;
+/// Largest count accepted in one delta or histogram bucket from a peer (2^40, about
+/// 10^12 per second): far above any real interval, and low enough that merging can
+/// never overflow a u64.
+pub const MAX_COUNT: u64 = 1 << 40;
 /// The name that stands for every key past a cap (event types, failure details,
 /// peers).
 pub const OTHER: &str = "(other)";

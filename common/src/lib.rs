@@ -2,13 +2,22 @@
 //!
 //! - [`scenario`]: the scenario file as written (TOML/YAML through the `config` crate)
 //!   and its validation into a [`plan::RunPlan`], the one typed form both sides use.
+//! - [`plan`]: the validated plan every worker runs (classes, tasks, pools, limits).
 //! - [`template`]: request templates (`{{question}}`, `{{user}}`, `${ENV}` secrets).
-//! - [`metrics`]: metric names and the HDR histogram codec used on the wire.
+//! - [`shape`]: load shapes of the closed model (users over time).
+//! - [`arrival_schedule`]: the open model's arrival rate over time, and each worker's
+//!   segment of its arrivals.
+//! - [`threshold`]: pass/fail criteria (`p95(ttfe) < 500ms`) and their grammar.
+//! - [`metrics`]: metric names, failure kinds, counters, the HDR histogram codec and
+//!   [`metrics::EndpointStats`].
 //! - [`wire`]: conversions between protocol messages and domain types.
+//! - [`saved`]: `EndpointStats` as saved to disk and read back.
 //! - [`bounds`]: how much of what a target or a peer sends may enter a report.
+//! - [`duration`]: durations as people write them, and their serde form.
+//! - [`error`]: the domain layer's errors.
 //! - [`telemetry`]: `tracing` set-up shared by every role.
 
-pub mod arrival;
+pub mod arrival_schedule;
 pub mod bounds;
 pub mod duration;
 pub mod error;

@@ -13,18 +13,22 @@ use crate::template::Template;
 /// Bumped when the plan's JSON changes incompatibly.
 pub const PLAN_FORMAT: u32 = 1;
 
+/// The whole plan of a run, as the workers receive it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunPlan {
+    /// [`PLAN_FORMAT`] of the master that built it; a worker refuses another.
     pub format: u32,
     /// Scenario file the plan came from, for messages.
     pub source: String,
     /// Default target (`http://host:port`), overridden by `-H/--host`.
     pub host: Option<String>,
+    /// The user classes (`[[users]]`), in file order.
     pub classes: Vec<UserClass>,
     /// Data pools by name, used as `{{name}}` in templates.
     pub pools: BTreeMap<String, Pool>,
     /// Stats entries; `Task::endpoint` indexes this list.
     pub endpoints: Vec<Endpoint>,
+    /// `[limits]`: bounds and timeouts of the workers' HTTP client.
     pub limits: Limits,
     /// Fixed addresses for host names (like curl's --resolve): users are spread over
     /// them and recorded per address, as for a host that resolves to several.
@@ -35,7 +39,9 @@ pub struct RunPlan {
 /// A list of values a template draws from.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 pub struct Pool {
+    /// The values, in file order (never printed when `secret`).
     pub entries: Vec<String>,
+    /// How a request picks one.
     pub mode: PoolMode,
     /// Entries came from environment variables (API keys): never printed.
     pub secret: bool,
@@ -71,19 +77,26 @@ pub enum PoolMode {
     PerUser,
 }
 
+/// One `[[users]]` class: how its virtual users behave.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserClass {
+    /// Unique name (`User1`, ... when the file gives none); selectable on the command line.
     pub name: String,
+    /// Share of the (non-fixed) users this class gets, relative to the others; 0 = none.
     pub weight: u32,
     /// Exactly this many users cluster-wide, placed before the weighted classes.
     #[serde(default)]
     pub fixed_count: Option<u32>,
+    /// Time between a user's tasks.
     pub wait: Wait,
+    /// This class's own target; it wins over `-H` and the plan's host.
     pub host: Option<String>,
+    /// How each user picks its next task.
     pub order: TaskOrder,
     /// Run once per user, in order, before the task loop.
     #[serde(default)]
     pub on_start: Vec<Task>,
+    /// The task loop; at least one task has a weight above 0.
     pub tasks: Vec<Task>,
 }
 
@@ -101,26 +114,38 @@ pub enum TaskOrder {
 /// One stats row: requests with the same name and method are counted together.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Endpoint {
+    /// The task's `name`, or its path with secrets redacted.
     pub name: String,
+    /// HTTP method, upper case.
     pub method: String,
+    /// Plain HTTP or a stream: which report columns apply.
     pub kind: TaskKindTag,
 }
 
+/// A task kind without its settings: what a stats row (and the wire) needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskKindTag {
+    /// A request and its whole answer.
     Http,
+    /// A Server-Sent Events stream (`kind = "sse"` or `"dify"`).
     Sse,
 }
 
+/// One validated task: the request a user sends and how its answer is judged.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Task {
+    /// Its stats row's name (see [`Endpoint::name`]).
     pub name: String,
     /// Index into `RunPlan::endpoints`.
     pub endpoint: usize,
+    /// HTTP method, upper case.
     pub method: String,
+    /// Request path and query, starting with `/`.
     pub path: Template,
+    /// Request headers: lower-case name and value template.
     pub headers: Vec<(String, Template)>,
+    /// Request body, if any (`body` or `json`).
     pub body: Option<Template>,
     /// The body came from a `json` table: values rendered into it are JSON-escaped.
     #[serde(default)]
@@ -129,13 +154,16 @@ pub struct Task {
     /// report's business-event throughput counts them. Same for every task of a row.
     #[serde(default = "one")]
     pub events_per_request: u32,
+    /// How often the task is picked relative to its class's others; 0 = never.
     pub weight: u32,
     /// Whole-request timeout (for SSE: the whole stream).
     #[serde(with = "micros")]
     pub timeout: Duration,
     /// Status codes that count as success; empty = any 2xx.
     pub expect: Vec<u16>,
+    /// Plain HTTP or a stream, with the stream's settings.
     pub kind: TaskKind,
+    /// Whether the user's connection is kept between requests.
     pub connection: ConnectionPolicy,
     /// Selected with `--tags` / `--exclude-tags`.
     #[serde(default)]
@@ -152,10 +180,13 @@ pub struct Task {
 /// One named assertion on a response body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
+    /// Names the failure (`check` kind, this detail) when the rule does not hold.
     pub name: String,
+    /// What must hold.
     pub rule: CheckRule,
 }
 
+/// What a [`Check`] asserts about a response body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckRule {
@@ -164,8 +195,11 @@ pub enum CheckRule {
     /// The body is JSON and the value at the pointer is `text` if a string, else
     /// `value`: `text` read as JSON (`true`, `3`), parsed once at validation.
     JsonEquals {
+        /// JSON pointer into the body (`/data/status`).
         pointer: String,
+        /// The expected value as written.
         text: String,
+        /// `text` parsed as JSON, when it is JSON.
         value: Option<serde_json::Value>,
     },
     /// The body (its first 256 KiB) contains this text.
@@ -192,14 +226,18 @@ pub enum ConnectionPolicy {
     PerRequest,
 }
 
+/// How a task's answer is read and judged.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum TaskKind {
+    /// A request and its whole answer, judged by status (and checks).
     Http,
+    /// A Server-Sent Events stream, read to its end or terminal event.
     Sse(SseSpec),
 }
 
 impl TaskKind {
+    /// The kind without its settings.
     pub fn tag(&self) -> TaskKindTag {
         match self {
             TaskKind::Http => TaskKindTag::Http,
@@ -208,6 +246,7 @@ impl TaskKind {
     }
 }
 
+/// How a stream is judged: its end, its timeouts, Dify's rules.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SseSpec {
     /// The event type that ends a successful stream (Dify workflows:
@@ -223,8 +262,10 @@ pub struct SseSpec {
     pub dify: Option<DifySpec>,
 }
 
+/// Dify's rules for a stream (`kind = "dify"`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DifySpec {
+    /// The app type, which decides the terminal events.
     pub app: DifyApp,
     /// Chat apps: start a new conversation after this many turns (0 = every request).
     pub conversation_turns: u32,
@@ -249,6 +290,7 @@ pub enum DifyApp {
 }
 
 impl DifyApp {
+    /// The app type `app = "..."` names, with Dify's own aliases (`advanced-chat`).
     pub fn parse(s: &str) -> Option<DifyApp> {
         match s {
             "workflow" => Some(DifyApp::Workflow),
@@ -279,6 +321,7 @@ impl DifyApp {
     }
 }
 
+/// Time a user leaves between its tasks (`wait = "between(1, 3)"`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Wait {
@@ -290,10 +333,12 @@ pub enum Wait {
     Pacing(#[serde(with = "micros")] Duration),
 }
 
+/// `[limits]`: bounds and timeouts of the workers' HTTP client.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Limits {
     /// Largest SSE line or event accepted before the stream fails `event_too_large`.
     pub sse_max_event_bytes: usize,
+    /// Longest a TCP connect (and TLS handshake) may take: failure `connect`.
     #[serde(with = "micros")]
     pub connect_timeout: Duration,
     /// Accept any TLS certificate from https targets (self-signed clusters).
@@ -342,11 +387,13 @@ impl RunPlan {
         out
     }
 
+    /// The plan as JSON, as `Welcome` carries it to the workers.
     pub fn to_json(&self) -> Vec<u8> {
         // Serializing plain data structs with string keys cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
     }
 
+    /// Reads a plan sent by the master, refusing another [`PLAN_FORMAT`].
     pub fn from_json(bytes: &[u8]) -> crate::Result<Self> {
         let plan: RunPlan = serde_json::from_slice(bytes)
             .map_err(|e| crate::Error::Protocol(format!("run plan does not decode: {e}")))?;

@@ -11,37 +11,40 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::metrics::{EndpointStats, FailureEntry, Metric, OutcomeKey, decode_histogram, encode_histogram};
+use crate::metrics::{Counts, EndpointStats, FailureEntry, Metric, OutcomeKey, decode_histogram, encode_histogram};
 
+/// One endpoint's [`EndpointStats`] as saved: the counters as top-level numbers, the
+/// outcome maps as lists, the histograms as base64 text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedStats {
-    pub requests: u64,
-    pub failures: u64,
+    /// The counters, flattened: `"requests": 3` and so on at this object's top level.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Failures by (kind, detail), as in `EndpointStats::failure_kinds`.
     pub failure_kinds: Vec<SavedOutcome>,
+    /// Outcomes that are not failures, as in `EndpointStats::outcomes`.
     pub outcomes: Vec<SavedOutcome>,
-    pub bytes_received: u64,
-    pub connections_opened: u64,
-    /// Absent in files saved before retries were counted.
-    #[serde(default)]
-    pub retries: u64,
-    pub streams_started: u64,
-    pub streams_completed: u64,
-    pub events: u64,
+    /// SSE events by type.
     pub events_by_type: BTreeMap<String, u64>,
-    pub total_tokens: u64,
     /// Metric name (`response_time`, `ttfe`, ...) to base64 HdrHistogram V2, in µs.
     pub histograms: BTreeMap<String, String>,
 }
 
+/// One (kind, detail) pair of a saved outcome map, with its [`FailureEntry`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedOutcome {
+    /// The failure kind as its string (`http_status`); a peer's unknown kind stays as sent.
     pub kind: String,
+    /// The status, error code or I/O error class (`503`).
     pub detail: String,
+    /// How many times the pair was recorded.
     pub count: u64,
+    /// One example message, bounded.
     pub sample: String,
     /// Unix ms; absent (0) in files saved before we kept them.
     #[serde(default)]
     pub first_seen_unix_ms: u64,
+    /// Unix ms of the last time; absent (0) in files saved before we kept them.
     #[serde(default)]
     pub last_seen_unix_ms: u64,
 }
@@ -82,18 +85,10 @@ impl From<&EndpointStats> for SavedStats {
             })
             .collect();
         SavedStats {
-            requests: s.requests,
-            failures: s.failures,
+            counts: s.counts,
             failure_kinds: save_outcomes(&s.failure_kinds),
             outcomes: save_outcomes(&s.outcomes),
-            bytes_received: s.bytes_received,
-            connections_opened: s.connections_opened,
-            retries: s.retries,
-            streams_started: s.streams_started,
-            streams_completed: s.streams_completed,
-            events: s.events,
             events_by_type: s.events_by_type.clone(),
-            total_tokens: s.total_tokens,
             histograms,
         }
     }
@@ -104,18 +99,10 @@ impl TryFrom<&SavedStats> for EndpointStats {
 
     fn try_from(s: &SavedStats) -> Result<Self> {
         let mut stats = EndpointStats {
-            requests: s.requests,
-            failures: s.failures,
+            counts: s.counts,
             failure_kinds: load_outcomes(&s.failure_kinds),
             outcomes: load_outcomes(&s.outcomes),
-            bytes_received: s.bytes_received,
-            connections_opened: s.connections_opened,
-            retries: s.retries,
-            streams_started: s.streams_started,
-            streams_completed: s.streams_completed,
-            events: s.events,
             events_by_type: s.events_by_type.clone(),
-            total_tokens: s.total_tokens,
             ..EndpointStats::default()
         };
         for (name, text) in &s.histograms {
@@ -136,19 +123,23 @@ impl TryFrom<&SavedStats> for EndpointStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::FailureKind;
 
     fn sample() -> EndpointStats {
         let mut s = EndpointStats {
-            requests: 3,
-            bytes_received: 900,
+            counts: Counts {
+                requests: 3,
+                bytes_received: 900,
+                ..Counts::default()
+            },
             ..EndpointStats::default()
         };
         for us in [1_000, 52_345, 7_000_000] {
             s.record(Metric::ResponseTime, us);
         }
         s.record(Metric::Ttfe, 12_500);
-        s.fail("http_status", "503", || "Service Unavailable".into());
-        s.outcome("expected_status", "429", || "Too Many Requests".into());
+        s.fail(FailureKind::HttpStatus, "503", || "Service Unavailable".into());
+        s.outcome(FailureKind::ExpectedStatus, "429", || "Too Many Requests".into());
         s.count_event("message");
         s
     }
@@ -158,7 +149,8 @@ mod tests {
         let s = sample();
         let json = serde_json::to_string(&SavedStats::from(&s)).unwrap();
         let back = EndpointStats::try_from(&serde_json::from_str::<SavedStats>(&json).unwrap()).unwrap();
-        assert_eq!(back.requests, 3);
+        assert_eq!(back.counts.requests, 3);
+        assert_eq!(back.counts, s.counts);
         assert_eq!(back.failure_kinds, s.failure_kinds);
         assert_eq!(back.outcomes, s.outcomes);
         assert_eq!(back.events_by_type, s.events_by_type);
@@ -169,6 +161,22 @@ mod tests {
         let mut twice = back.clone();
         twice.merge(&s);
         assert_eq!(twice.histogram(Metric::ResponseTime).unwrap().len(), 6);
+    }
+
+    /// The counters stay top-level numbers of the saved object, as in files saved
+    /// before they were one struct; `retries` may be absent.
+    #[test]
+    fn counters_are_saved_as_top_level_numbers() {
+        let v = serde_json::to_value(SavedStats::from(&sample())).unwrap();
+        assert_eq!(
+            (v["requests"].as_u64(), v["bytes_received"].as_u64()),
+            (Some(3), Some(900))
+        );
+        assert!(v.get("counts").is_none());
+        let mut old = v.clone();
+        old.as_object_mut().unwrap().remove("retries");
+        let back: SavedStats = serde_json::from_value(old).unwrap();
+        assert_eq!((back.counts.retries, back.counts.requests), (0, 3));
     }
 
     #[test]

@@ -11,7 +11,9 @@ use std::time::Duration;
 /// One stage of a shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stage {
+    /// How long the stage lasts.
     pub duration: Duration,
+    /// Users the cluster moves towards during the stage.
     pub users: u32,
     /// Users started (or stopped) per second, cluster-wide; None = ramp over the stage.
     pub spawn_rate: Option<f64>,
@@ -20,13 +22,16 @@ pub struct Stage {
 /// A whole shape: its stages, in order.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Shape {
+    /// The stages, run one after the other.
     pub stages: Vec<Stage>,
 }
 
 /// What the cluster should run at one moment.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Target {
+    /// Users the cluster should be running (or ramping to).
     pub users: u32,
+    /// Users started (or stopped) per second, cluster-wide, to get there.
     pub spawn_rate: f64,
     /// Index of the stage in force (the last one once the shape is over).
     pub stage: usize,

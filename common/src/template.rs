@@ -15,6 +15,8 @@ pub const BUILTIN_VARS: &[&str] = &["user", "iteration", "worker", "conversation
 /// What a secret looks like in every printable output.
 pub const REDACTED: &str = "***";
 
+/// A text with `{{var}}` placeholders and resolved `${NAME}` secrets, parsed once and
+/// rendered per request; its secrets print as [`REDACTED`].
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Template {
     parts: Vec<Part>,

@@ -16,11 +16,13 @@ use crate::metrics::Metric;
 pub struct Threshold {
     /// The expression as written (trimmed): how reports name it.
     pub text: String,
+    /// What is measured.
     pub stat: Stat,
     /// `{name=...}`: one stats row (every method of that name) instead of the whole run.
     pub endpoint: Option<String>,
     /// `[60s]`: only the trailing window of the run, not all of it.
     pub window: Option<Duration>,
+    /// How the measured value must compare with `limit` to pass.
     pub op: Op,
     /// In base units: µs for latencies, a fraction for `error_rate`, per second for rates.
     pub limit: f64,
@@ -33,8 +35,11 @@ pub struct Threshold {
 pub enum Stat {
     /// `p95(ttfe)`, `p99.9(response_time)`, `med(...)` = p50; the quantile in (0, 100].
     Percentile(f64, Metric),
+    /// `avg(metric)`: the mean.
     Avg(Metric),
+    /// `min(metric)`: the lowest value.
     Min(Metric),
+    /// `max(metric)`: the highest value.
     Max(Metric),
     /// Failed requests / requests.
     ErrorRate,
@@ -44,7 +49,9 @@ pub enum Stat {
     EventsPerS,
     /// Successful requests x `events_per_request`, per second.
     BusinessEventsPerS,
+    /// `requests`: requests sent.
     Requests,
+    /// `failures`: failed requests.
     Failures,
     /// Open model: arrivals dropped at the in-flight cap.
     Dropped,
@@ -74,15 +81,21 @@ impl Stat {
     }
 }
 
+/// The comparison of a threshold: the measured value on the left, the limit on the right.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
+    /// `<`
     Lt,
+    /// `<=`
     Le,
+    /// `>`
     Gt,
+    /// `>=`
     Ge,
 }
 
 impl Op {
+    /// Whether `observed` passes against `limit`.
     pub fn holds(self, observed: f64, limit: f64) -> bool {
         match self {
             Op::Lt => observed < limit,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use crate::bounds;
 use crate::error::{Error, Result};
 use crate::metrics::{
-    Buckets, EndpointStats, FailureEntry, MAX_OUTCOME_KEYS, METRIC_COUNT, Metric, OutcomeKey, add_event_type,
+    Buckets, Counts, EndpointStats, FailureEntry, MAX_OUTCOME_KEYS, METRIC_COUNT, Metric, OutcomeKey, add_event_type,
     decode_buckets, encode_histogram,
 };
 use crate::plan::{Endpoint, TaskKindTag};
@@ -36,20 +36,12 @@ pub fn endpoint_to_proto(endpoint: &Endpoint, s: &EndpointStats) -> v1::Endpoint
             })
             .collect()
     };
-    v1::EndpointDelta {
+    let mut delta = v1::EndpointDelta {
         name: endpoint.name.clone(),
         method: endpoint.method.clone(),
         kind: v1::EndpointKind::from(endpoint.kind) as i32,
-        requests: s.requests,
-        failures: s.failures,
         failure_kinds: outcomes(&s.failure_kinds),
         expected_outcomes: outcomes(&s.outcomes),
-        bytes_received: s.bytes_received,
-        connections_opened: s.connections_opened,
-        retries: s.retries,
-        streams_started: s.streams_started,
-        streams_completed: s.streams_completed,
-        events: s.events,
         events_by_type: s
             .events_by_type
             .iter()
@@ -58,7 +50,6 @@ pub fn endpoint_to_proto(endpoint: &Endpoint, s: &EndpointStats) -> v1::Endpoint
                 count: *n,
             })
             .collect(),
-        total_tokens: s.total_tokens,
         histograms: Metric::ALL
             .iter()
             .filter(|m| **m != Metric::ResponseTimeOk)
@@ -76,14 +67,43 @@ pub fn endpoint_to_proto(endpoint: &Endpoint, s: &EndpointStats) -> v1::Endpoint
             .filter(|h| !h.is_empty())
             .map(encode_histogram)
             .unwrap_or_default(),
+        ..v1::EndpointDelta::default()
+    };
+    put_counts(&s.counts, &mut delta);
+    delta
+}
+
+/// Writes the counters into the delta's fields of the same names.
+fn put_counts(c: &Counts, d: &mut v1::EndpointDelta) {
+    d.requests = c.requests;
+    d.failures = c.failures;
+    d.bytes_received = c.bytes_received;
+    d.connections_opened = c.connections_opened;
+    d.retries = c.retries;
+    d.streams_started = c.streams_started;
+    d.streams_completed = c.streams_completed;
+    d.events = c.events;
+    d.total_tokens = c.total_tokens;
+}
+
+/// The counters a delta carries, as sent (unchecked).
+fn counts_of(d: &v1::EndpointDelta) -> Counts {
+    Counts {
+        requests: d.requests,
+        failures: d.failures,
+        bytes_received: d.bytes_received,
+        connections_opened: d.connections_opened,
+        retries: d.retries,
+        streams_started: d.streams_started,
+        streams_completed: d.streams_completed,
+        events: d.events,
+        total_tokens: d.total_tokens,
     }
 }
 
 /// Longest endpoint name accepted from a peer (a planned name is never longer).
 const MAX_TEXT: usize = 1024;
-/// Largest count accepted in one delta (2^40, about 10^12 per second): far above any
-/// real interval, and low enough that merging can never overflow a u64.
-pub const MAX_COUNT: u64 = 1 << 40;
+pub use crate::bounds::MAX_COUNT;
 
 /// Decodes one endpoint delta, rejecting impossible content (texts past the bounds
 /// are clipped, see [`endpoint_from_proto_sparse`]).
@@ -119,26 +139,24 @@ pub fn endpoint_from_proto_sparse(
         Ok(v1::EndpointKind::Sse) => TaskKindTag::Sse,
         _ => return Err(bad(format!("unknown kind {}", d.kind))),
     };
-    if d.failures > d.requests {
+    let counts = counts_of(d);
+    if counts.failures > counts.requests {
         return Err(bad(format!("{} failures out of {} requests", d.failures, d.requests)));
     }
-    let counts = [
-        d.requests,
-        d.bytes_received,
-        d.connections_opened,
-        d.retries,
-        d.streams_started,
-        d.streams_completed,
-        d.events,
-        d.total_tokens,
-    ];
+    // `failures` is at most `requests` here: checking it too changes no verdict.
     let listed = d.failure_kinds.iter().chain(&d.expected_outcomes).map(|f| f.count);
     let typed = d.events_by_type.iter().map(|e| e.count);
-    if counts.into_iter().chain(listed).chain(typed).any(|c| c > MAX_COUNT) {
+    if counts
+        .each()
+        .into_iter()
+        .chain(listed)
+        .chain(typed)
+        .any(|c| c > MAX_COUNT)
+    {
         return Err(bad(format!("a count above {MAX_COUNT}")));
     }
     let failure_kinds = bounded_outcomes(&d.failure_kinds, clipped);
-    if failure_kinds.values().map(|e| e.count).sum::<u64>() != d.failures {
+    if failure_kinds.values().map(|e| e.count).sum::<u64>() != counts.failures {
         return Err(bad("failure kinds do not add up to the failure count".into()));
     }
     let mut buckets: DeltaBuckets = Default::default();
@@ -167,18 +185,10 @@ pub fn endpoint_from_proto_sparse(
             kind,
         },
         EndpointStats {
-            requests: d.requests,
-            failures: d.failures,
+            counts,
             failure_kinds,
             outcomes: bounded_outcomes(&d.expected_outcomes, clipped),
-            bytes_received: d.bytes_received,
-            connections_opened: d.connections_opened,
-            retries: d.retries,
-            streams_started: d.streams_started,
-            streams_completed: d.streams_completed,
-            events: d.events,
             events_by_type,
-            total_tokens: d.total_tokens,
             histograms: Default::default(),
         },
         buckets,
@@ -215,7 +225,7 @@ fn bounded_outcomes(list: &[v1::FailureCount], clipped: &mut u64) -> BTreeMap<Ou
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::failure;
+    use crate::metrics::FailureKind;
 
     fn endpoint() -> Endpoint {
         Endpoint {
@@ -228,19 +238,23 @@ mod tests {
     #[test]
     fn endpoint_stats_roundtrip() {
         let mut s = EndpointStats {
-            requests: 3,
-            streams_started: 3,
-            retries: 2,
+            counts: Counts {
+                requests: 3,
+                streams_started: 3,
+                retries: 2,
+                ..Default::default()
+            },
             ..Default::default()
         };
-        s.fail(failure::STREAM_CLOSED, "", || "closed".into());
+        s.fail(FailureKind::StreamClosed, "", || "closed".into());
         s.count_event("text_chunk");
         s.record(Metric::Ttfe, 50_000);
         let (ep, back) = endpoint_from_proto(&endpoint_to_proto(&endpoint(), &s)).unwrap();
         assert_eq!(ep, endpoint());
-        assert_eq!(back.requests, 3);
-        assert_eq!(back.failures, 1);
-        assert_eq!(back.retries, 2);
+        assert_eq!(back.counts.requests, 3);
+        assert_eq!(back.counts.failures, 1);
+        assert_eq!(back.counts.retries, 2);
+        assert_eq!(back.counts, s.counts);
         assert_eq!(back.events_by_type["text_chunk"], 1);
         assert_eq!(
             back.histogram(Metric::Ttfe).unwrap().max(),
@@ -251,7 +265,10 @@ mod tests {
     #[test]
     fn success_latency_travels_apart_from_the_histograms() {
         let mut s = EndpointStats {
-            requests: 1,
+            counts: Counts {
+                requests: 1,
+                ..Default::default()
+            },
             ..Default::default()
         };
         s.record(Metric::ResponseTime, 700);
@@ -269,7 +286,10 @@ mod tests {
         let mut d = endpoint_to_proto(
             &endpoint(),
             &EndpointStats {
-                requests: 1,
+                counts: Counts {
+                    requests: 1,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         );

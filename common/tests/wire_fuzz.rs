@@ -251,13 +251,13 @@ fn check_delta(d: &v1::EndpointDelta) -> Result<(), TestCaseError> {
     match decoded {
         Ok((endpoint, s)) => {
             prop_assert!(!endpoint.name.is_empty() && endpoint.name.len() <= 1024);
-            prop_assert!(s.failures <= s.requests);
+            prop_assert!(s.counts.failures <= s.counts.requests);
             // Summed without wrapping: a delta whose kinds add up only modulo 2^64 is a lie.
             let kinds: u128 = d.failure_kinds.iter().map(|f| u128::from(f.count)).sum();
             prop_assert_eq!(kinds, u128::from(d.failures));
             prop_assert_eq!(
                 s.failure_kinds.values().map(|e| u128::from(e.count)).sum::<u128>(),
-                u128::from(s.failures)
+                u128::from(s.counts.failures)
             );
             for h in s.histograms.iter().flatten() {
                 prop_assert!(h.max() <= MAX_DECODED_US, "a histogram with max {} µs", h.max());
@@ -340,7 +340,7 @@ proptest! {
     fn whatever_a_worker_records_survives_the_wire(
         values in prop::collection::vec(prop_oneof![1u64..MAX_TRACKABLE_US, Just(MAX_TRACKABLE_US), any::<u64>()], 1..20),
     ) {
-        let mut s = EndpointStats { requests: 1, ..Default::default() };
+        let mut s = EndpointStats { counts: barrage_common::metrics::Counts { requests: 1, ..Default::default() }, ..Default::default() };
         for v in &values {
             s.record(Metric::ServerElapsed, *v);
         }

@@ -54,7 +54,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     duration::parse(s)
 }
 
-fn parse_rate_stage(s: &str) -> Result<barrage_common::arrival::RateStage, String> {
+fn parse_rate_stage(s: &str) -> Result<barrage_common::arrival_schedule::RateStage, String> {
     let (d, r) = s
         .split_once(':')
         .ok_or("expected DURATION:RATE, e.g. 1m:100 (the rate reached at the end of 1m)")?;
@@ -66,7 +66,7 @@ fn parse_rate_stage(s: &str) -> Result<barrage_common::arrival::RateStage, Strin
     if !(rate.is_finite() && rate >= 0.0) {
         return Err(format!("`{r}` is not an arrival rate; expected 0 or more per second"));
     }
-    Ok(barrage_common::arrival::RateStage { duration, rate })
+    Ok(barrage_common::arrival_schedule::RateStage { duration, rate })
 }
 
 fn parse_stage(s: &str) -> Result<barrage_common::shape::Stage, String> {
@@ -143,7 +143,7 @@ pub struct LoadArgs {
     /// Open model, repeatable: DURATION:RATE, the rate ramping linearly to RATE over
     /// DURATION (e.g. --arrival-stage 1m:100 --arrival-stage 5m:100).
     #[arg(long, value_name = "DUR:RATE", value_parser = parse_rate_stage)]
-    pub arrival_stage: Vec<barrage_common::arrival::RateStage>,
+    pub arrival_stage: Vec<barrage_common::arrival_schedule::RateStage>,
     /// Open model: iterations in flight at most, cluster-wide; an arrival beyond is
     /// dropped and counted, never delayed [default: 1000].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]

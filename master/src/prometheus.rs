@@ -220,17 +220,17 @@ fn counters(o: &mut Out, snap: &Snapshot) {
         (
             "barrage_requests_total",
             "Requests completed, per endpoint (failures and requests cut short at stop included).",
-            |s| s.requests,
+            |s| s.counts.requests,
         ),
         (
             "barrage_events_total",
             "SSE events received, per endpoint (pings included).",
-            |s| s.events,
+            |s| s.counts.events,
         ),
         (
             "barrage_bytes_received_total",
             "Response bytes received, per endpoint.",
-            |s| s.bytes_received,
+            |s| s.counts.bytes_received,
         ),
         (
             "barrage_status_429_total",
@@ -269,7 +269,7 @@ fn counters(o: &mut Out, snap: &Snapshot) {
     o.sample(
         "barrage_streams_started_total",
         &[],
-        eps.iter().map(|e| e.stats.streams_started).sum::<u64>(),
+        eps.iter().map(|e| e.stats.counts.streams_started).sum::<u64>(),
     );
     o.family(
         "barrage_dropped_iterations_total",
@@ -345,7 +345,7 @@ fn histograms(o: &mut Out, eps: &[EndpointSnapshot]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use barrage_common::metrics::failure;
+    use barrage_common::metrics::FailureKind;
     use barrage_common::metrics::new_histogram;
 
     #[test]
@@ -392,18 +392,21 @@ mod tests {
     #[test]
     fn every_family_has_help_and_type_and_a_histogram_ends_at_its_count() {
         let mut stats = EndpointStats {
-            requests: 3,
-            events: 12,
-            streams_started: 3,
+            counts: barrage_common::metrics::Counts {
+                requests: 3,
+                events: 12,
+                streams_started: 3,
+                ..Default::default()
+            },
             ..Default::default()
         };
         for ms in [3, 40, 700] {
             stats.record(Metric::ResponseTime, ms * 1000);
         }
         stats.record(Metric::Ttfe, 2000);
-        stats.fail(failure::HTTP_STATUS, "429", || "429".into());
-        stats.fail(failure::HTTP_STATUS, "500", || "500".into());
-        stats.fail(failure::IO, "reset", || "reset".into());
+        stats.fail(FailureKind::HttpStatus, "429", || "429".into());
+        stats.fail(FailureKind::HttpStatus, "500", || "500".into());
+        stats.fail(FailureKind::Io, "reset", || "reset".into());
         let snap = Snapshot {
             elapsed: Duration::from_millis(2500),
             users: 4,
@@ -466,7 +469,10 @@ mod tests {
         let mut agg = Aggregator::new(1);
         for at in 0..6i64 {
             let mut s = EndpointStats {
-                requests: 2,
+                counts: barrage_common::metrics::Counts {
+                    requests: 2,
+                    ..Default::default()
+                },
                 ..Default::default()
             };
             s.record(Metric::ResponseTime, 20_000);

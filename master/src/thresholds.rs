@@ -95,11 +95,13 @@ impl Thresholds {
         let hist = |m: Metric| all.histogram(m).filter(|h| !h.is_empty());
         match t.stat {
             Stat::Percentile(_, m) | Stat::Avg(m) | Stat::Min(m) | Stat::Max(m) => hist(m).map(|h| latency(t.stat, h)),
-            Stat::ErrorRate => (all.requests > 0).then(|| all.failures as f64 / all.requests as f64),
-            Stat::Rps => Some(all.requests as f64 / secs),
-            Stat::EventsPerS => Some(all.events as f64 / secs),
-            Stat::Requests => Some(all.requests as f64),
-            Stat::Failures => Some(all.failures as f64),
+            Stat::ErrorRate => {
+                (all.counts.requests > 0).then(|| all.counts.failures as f64 / all.counts.requests as f64)
+            }
+            Stat::Rps => Some(all.counts.requests as f64 / secs),
+            Stat::EventsPerS => Some(all.counts.events as f64 / secs),
+            Stat::Requests => Some(all.counts.requests as f64),
+            Stat::Failures => Some(all.counts.failures as f64),
             // Not per row: arrivals are dropped before they pick a task.
             Stat::Dropped => t.endpoint.is_none().then_some(agg.dropped_iterations as f64),
             Stat::BusinessEventsPerS => {
@@ -176,12 +178,17 @@ mod tests {
     /// their first events in `rt_ms / 2`), `failures` of them failed.
     fn second(seq: u64, at: i64, name: &str, requests: u64, failures: u64, rt_ms: u64) -> v1::Report {
         let mut s = EndpointStats {
-            requests,
-            events: requests * 3,
+            counts: barrage_common::metrics::Counts {
+                requests,
+                events: requests * 3,
+                ..Default::default()
+            },
             ..Default::default()
         };
         for _ in 0..failures {
-            s.fail("http_status", "500", || "HTTP 500".into());
+            s.fail(barrage_common::metrics::FailureKind::HttpStatus, "500", || {
+                "HTTP 500".into()
+            });
         }
         for _ in 0..requests {
             s.record(Metric::ResponseTime, rt_ms * 1000);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use barrage_common::arrival::{RateStage, Schedule, Segment};
+use barrage_common::arrival_schedule::{RateStage, Schedule, Segment};
 use barrage_proto::v1;
 
 use crate::runner::Factory;

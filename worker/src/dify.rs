@@ -12,7 +12,7 @@
 
 use serde::Deserialize;
 
-use barrage_common::metrics::failure;
+use barrage_common::metrics::FailureKind;
 use barrage_common::plan::{DifyApp, SseSpec};
 
 use crate::http::Failure;
@@ -132,7 +132,7 @@ impl<'a> Judge<'a> {
             Err(e) if self.app.is_some() => {
                 let sample: String = ev.data.chars().take(120).collect();
                 return Step::Done(Err(Failure::new(
-                    failure::INVALID_JSON,
+                    FailureKind::InvalidJson,
                     "",
                     format!("event data is not JSON ({e}): {sample}"),
                 )));
@@ -160,7 +160,7 @@ impl<'a> Judge<'a> {
         facts.tokens = head.total_tokens();
         if ty == "error" {
             let code = head.code.as_deref().unwrap_or("unknown");
-            return Step::Done(Err(Failure::new(failure::ERROR_EVENT, code, truncate(ev.data))));
+            return Step::Done(Err(Failure::new(FailureKind::ErrorEvent, code, truncate(ev.data))));
         }
         let status = data.and_then(|d| d.status.as_deref());
         let terminal_status = |what: &str| match status {
@@ -168,7 +168,7 @@ impl<'a> Judge<'a> {
             Some(other) => {
                 let why = data.and_then(|d| d.error.as_deref()).unwrap_or("");
                 Err(Failure::new(
-                    failure::TERMINAL_STATUS,
+                    FailureKind::TerminalStatus,
                     other,
                     format!("{what} with status {other}: {why}"),
                 ))
@@ -226,7 +226,7 @@ impl<'a> Judge<'a> {
             },
         };
         Err(Failure::new(
-            failure::STREAM_CLOSED,
+            FailureKind::StreamClosed,
             "",
             format!("stream ended before `{missing}`"),
         ))
@@ -236,7 +236,7 @@ impl<'a> Judge<'a> {
     pub fn on_blocking(&self, body: &[u8], facts: &mut Facts) -> Result<(), Failure> {
         let head: Head<'_> = serde_json::from_slice(body).map_err(|e| {
             Failure::new(
-                failure::INVALID_JSON,
+                FailureKind::InvalidJson,
                 "",
                 format!("blocking answer is not JSON ({e}): {}", truncate_bytes(body)),
             )
@@ -255,20 +255,20 @@ impl<'a> Judge<'a> {
                     // `workflow_finished` carries them; the recorder bounds the sample.
                     let why = data.and_then(|d| d.error.as_deref()).unwrap_or("");
                     Err(Failure::new(
-                        failure::TERMINAL_STATUS,
+                        FailureKind::TerminalStatus,
                         other,
                         format!("workflow {other}: {why}"),
                     ))
                 }
                 None => Err(Failure::new(
-                    failure::BAD_RESPONSE,
+                    FailureKind::BadResponse,
                     "no_status",
                     "blocking answer without data.status",
                 )),
             },
             _ if head.answer.is_some() => Ok(()),
             _ => Err(Failure::new(
-                failure::BAD_RESPONSE,
+                FailureKind::BadResponse,
                 "no_answer",
                 "blocking answer without `answer`",
             )),
@@ -292,16 +292,16 @@ pub fn http_failure(status: u16, body: &[u8]) -> Failure {
         .and_then(|e| e.message.as_deref())
         .map_or_else(|| truncate_bytes(body), str::to_string);
     match (status, code) {
-        (429, "rate_limit_error") => Failure::new(failure::RATE_LIMIT_ERROR, "429", message),
-        (429, _) => Failure::new(failure::TOO_MANY_REQUESTS, "429", message),
-        (400, "invalid_param") if is_app_limit(&message) => Failure::new(failure::TOO_MANY_REQUESTS, "400", message),
+        (429, "rate_limit_error") => Failure::new(FailureKind::RateLimitError, "429", message),
+        (429, _) => Failure::new(FailureKind::TooManyRequests, "429", message),
+        (400, "invalid_param") if is_app_limit(&message) => Failure::new(FailureKind::TooManyRequests, "400", message),
         _ => {
             let detail = if code.is_empty() {
                 status.to_string()
             } else {
                 format!("{status} {code}")
             };
-            Failure::new(failure::HTTP_STATUS, detail, format!("HTTP {status}: {message}"))
+            Failure::new(FailureKind::HttpStatus, detail, format!("HTTP {status}: {message}"))
         }
     }
 }
@@ -389,7 +389,7 @@ mod tests {
             let data = format!(r#"{{"event":"workflow_finished","data":{{"status":"{status}","error":"boom"}}}}"#);
             let (v, _) = judge(Some(DifyApp::Workflow), None, &[("message", &data)]);
             let f = v.unwrap().unwrap_err();
-            assert_eq!((f.kind, f.detail.as_str()), (failure::TERMINAL_STATUS, status));
+            assert_eq!((f.kind, f.detail.as_str()), (FailureKind::TerminalStatus, status));
         }
     }
 
@@ -409,7 +409,7 @@ mod tests {
         let f = v.unwrap().unwrap_err();
         assert_eq!(
             (f.kind, f.detail.as_str()),
-            (failure::ERROR_EVENT, "provider_quota_exceeded")
+            (FailureKind::ErrorEvent, "provider_quota_exceeded")
         );
     }
 
@@ -436,13 +436,13 @@ mod tests {
         let mut f = Facts::default();
         assert_eq!(j.on_event(&ev("ping", ""), &mut f), Step::Continue);
         assert!(f.is_ping);
-        assert_eq!(j.on_end().unwrap_err().kind, failure::STREAM_CLOSED);
+        assert_eq!(j.on_end().unwrap_err().kind, FailureKind::StreamClosed);
     }
 
     #[test]
     fn invalid_json_fails_dify_streams_only() {
         let (v, _) = judge(Some(DifyApp::Workflow), None, &[("message", "{not json")]);
-        assert_eq!(v.unwrap().unwrap_err().kind, failure::INVALID_JSON);
+        assert_eq!(v.unwrap().unwrap_err().kind, FailureKind::InvalidJson);
         let (v, f) = judge(None, None, &[("update", "plain text")]);
         assert_eq!(v, None);
         assert_eq!(f.event_type, "update");
@@ -468,17 +468,20 @@ mod tests {
             429,
             br#"{"code":"too_many_requests","message":"Too many requests","status":429}"#,
         );
-        assert_eq!(f.kind, failure::TOO_MANY_REQUESTS);
+        assert_eq!(f.kind, FailureKind::TooManyRequests);
         let f = http_failure(
             429,
             br#"{"code":"rate_limit_error","message":"Rate Limit Error","status":429}"#,
         );
-        assert_eq!(f.kind, failure::RATE_LIMIT_ERROR);
+        assert_eq!(f.kind, FailureKind::RateLimitError);
         let f = http_failure(
             400,
             br#"{"code":"invalid_param","message":"query is required","status":400}"#,
         );
-        assert_eq!((f.kind, f.detail.as_str()), (failure::HTTP_STATUS, "400 invalid_param"));
+        assert_eq!(
+            (f.kind, f.detail.as_str()),
+            (FailureKind::HttpStatus, "400 invalid_param")
+        );
         assert!(f.message.contains("query is required"));
         let f = http_failure(502, b"<html>bad gateway</html>");
         assert_eq!(f.detail, "502");
@@ -489,19 +492,22 @@ mod tests {
         // dify-api 1.14.1's answer, byte for byte (a captured transcript).
         let limit_400 = b"{\"code\":\"invalid_param\",\"message\":\"Too many requests. Please try again later. The current maximum concurrent requests allowed for 37957544-7b8d-4d76-ac4d-078b07336c03 is 2.\",\"status\":400}\n";
         let f = http_failure(400, limit_400);
-        assert_eq!((f.kind, f.detail.as_str()), (failure::TOO_MANY_REQUESTS, "400"));
+        assert_eq!((f.kind, f.detail.as_str()), (FailureKind::TooManyRequests, "400"));
         assert!(f.message.contains("maximum concurrent requests"), "{}", f.message);
         // The older form, 429 `too_many_requests`, is the same limit.
         let limit_429 =
             br#"{"code":"too_many_requests","message":"Too many requests. Please try again later.","status":429}"#;
         let f = http_failure(429, limit_429);
-        assert_eq!((f.kind, f.detail.as_str()), (failure::TOO_MANY_REQUESTS, "429"));
+        assert_eq!((f.kind, f.detail.as_str()), (FailureKind::TooManyRequests, "429"));
         // Another 400 `invalid_param` stays a plain HTTP status failure.
         let f = http_failure(
             400,
             br#"{"code":"invalid_param","message":"Too many files","status":400}"#,
         );
-        assert_eq!((f.kind, f.detail.as_str()), (failure::HTTP_STATUS, "400 invalid_param"));
+        assert_eq!(
+            (f.kind, f.detail.as_str()),
+            (FailureKind::HttpStatus, "400 invalid_param")
+        );
         let f = http_failure(502, b"<html>bad gateway</html>");
         assert_eq!(f.detail, "502");
     }
@@ -522,7 +528,7 @@ mod tests {
             j.on_blocking(br#"{"data":{"status":"failed"}}"#, &mut f)
                 .unwrap_err()
                 .kind,
-            failure::TERMINAL_STATUS
+            FailureKind::TerminalStatus
         );
         let chat = Judge::new(spec(Some(DifyApp::Chat), None));
         assert_eq!(
@@ -532,7 +538,7 @@ mod tests {
         assert_eq!(f.conversation_id.as_deref(), Some("c1"));
         assert_eq!(
             chat.on_blocking(b"nope", &mut f).unwrap_err().kind,
-            failure::INVALID_JSON
+            FailureKind::InvalidJson
         );
     }
 
@@ -546,7 +552,7 @@ mod tests {
             r#"{{"task_id":"t","data":{{"status":"failed","outputs":{{}},"error":"Traceback (most recent call last):\nValueError: {tail}\n","elapsed_time":0.1}}}}"#
         );
         let f = j.on_blocking(body.as_bytes(), &mut Facts::default()).unwrap_err();
-        assert_eq!((f.kind, f.detail.as_str()), (failure::TERMINAL_STATUS, "failed"));
+        assert_eq!((f.kind, f.detail.as_str()), (FailureKind::TerminalStatus, "failed"));
         let head: String = f.message.chars().take(80).collect();
         assert!(f.message.contains("ValueError: xxx"), "{head}");
         assert!(

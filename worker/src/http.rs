@@ -13,18 +13,18 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use barrage_common::metrics::failure;
+use barrage_common::metrics::FailureKind;
 
 /// Why a request failed, before the response was classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    pub kind: &'static str,
+    pub kind: FailureKind,
     pub detail: String,
     pub message: String,
 }
 
 impl Failure {
-    pub fn new(kind: &'static str, detail: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(kind: FailureKind, detail: impl Into<String>, message: impl Into<String>) -> Self {
         Failure {
             kind,
             detail: detail.into(),
@@ -96,10 +96,14 @@ impl Target {
         let host = self.host.trim_start_matches('[').trim_end_matches(']');
         let mut addrs = tokio::net::lookup_host((host, self.port))
             .await
-            .map_err(|e| Failure::new(failure::CONNECT, "dns", format!("resolving {}: {e}", self.host)))?;
-        addrs
-            .next()
-            .ok_or_else(|| Failure::new(failure::CONNECT, "dns", format!("{} resolves to no address", self.host)))
+            .map_err(|e| Failure::new(FailureKind::Connect, "dns", format!("resolving {}: {e}", self.host)))?;
+        addrs.next().ok_or_else(|| {
+            Failure::new(
+                FailureKind::Connect,
+                "dns",
+                format!("{} resolves to no address", self.host),
+            )
+        })
     }
 }
 
@@ -269,7 +273,7 @@ fn is_token(b: u8) -> bool {
 
 fn build_failure(message: String) -> Failure {
     Failure::new(
-        failure::REQUEST,
+        FailureKind::Request,
         "build",
         format!("request could not be built: {message}"),
     )
@@ -359,12 +363,18 @@ impl Conn {
             .await
             .map_err(|_| {
                 Failure::new(
-                    failure::CONNECT,
+                    FailureKind::Connect,
                     "timeout",
                     format!("connecting to {addr} took over {connect_timeout:?}"),
                 )
             })?
-            .map_err(|e| Failure::new(failure::CONNECT, io_detail(&e), format!("connecting to {addr}: {e}")))?;
+            .map_err(|e| {
+                Failure::new(
+                    FailureKind::Connect,
+                    io_detail(&e),
+                    format!("connecting to {addr}: {e}"),
+                )
+            })?;
         let _ = stream.set_nodelay(true);
         let stream = match &target.tls {
             None => Stream::Plain(stream),
@@ -374,8 +384,14 @@ impl Conn {
                     tokio_rustls::TlsConnector::from(config.clone()).connect(name.clone(), stream),
                 )
                 .await
-                .map_err(|_| Failure::new(failure::CONNECT, "tls", format!("TLS handshake with {addr} timed out")))?
-                .map_err(|e| Failure::new(failure::CONNECT, "tls", format!("TLS handshake with {addr}: {e}")))?;
+                .map_err(|_| {
+                    Failure::new(
+                        FailureKind::Connect,
+                        "tls",
+                        format!("TLS handshake with {addr} timed out"),
+                    )
+                })?
+                .map_err(|e| Failure::new(FailureKind::Connect, "tls", format!("TLS handshake with {addr}: {e}")))?;
                 Stream::Tls(Box::new(tls))
             }
         };
@@ -399,7 +415,7 @@ impl Conn {
     pub async fn send(&mut self) -> Result<(http::StatusCode, http::HeaderMap), Failure> {
         self.retryable = false;
         if self.io.is_none() {
-            return Err(Failure::new(failure::REQUEST, "no_connection", "no connection"));
+            return Err(Failure::new(FailureKind::Request, "no_connection", "no connection"));
         }
         self.body = Body::Done;
         let written = match &mut self.io {
@@ -420,13 +436,13 @@ impl Conn {
             match parsed {
                 Err(message) => {
                     self.reset();
-                    return Err(Failure::new(failure::IO, "parse", message));
+                    return Err(Failure::new(FailureKind::Io, "parse", message));
                 }
                 Ok(None) => {
                     if self.buf.len() > MAX_HEAD {
                         self.reset();
                         return Err(Failure::new(
-                            failure::IO,
+                            FailureKind::Io,
                             "parse",
                             format!("response head larger than {MAX_HEAD} bytes"),
                         ));
@@ -437,7 +453,7 @@ impl Conn {
                         self.reset();
                         return Err(read.err().unwrap_or_else(|| {
                             Failure::new(
-                                failure::IO,
+                                FailureKind::Io,
                                 "incomplete_message",
                                 "connection closed before the response head was complete",
                             )
@@ -456,7 +472,7 @@ impl Conn {
                         Ok(body) => body,
                         Err(message) => {
                             self.reset();
-                            return Err(Failure::new(failure::IO, "parse", message));
+                            return Err(Failure::new(FailureKind::Io, "parse", message));
                         }
                     };
                     if self.body == Body::UntilClose || head.status == http::StatusCode::SWITCHING_PROTOCOLS {
@@ -540,7 +556,7 @@ impl Conn {
                             return Err(incomplete("the body ended inside its chunked framing"));
                         }
                     }
-                    Err(message) => return Err(Failure::new(failure::IO, "parse", message)),
+                    Err(message) => return Err(Failure::new(FailureKind::Io, "parse", message)),
                 },
             }
         }
@@ -744,7 +760,7 @@ fn has_token(headers: &http::HeaderMap, token: &str) -> bool {
 }
 
 fn incomplete(message: &str) -> Failure {
-    Failure::new(failure::IO, "incomplete_message", message)
+    Failure::new(FailureKind::Io, "incomplete_message", message)
 }
 
 fn io_failure(e: &std::io::Error, doing: &str) -> Failure {
@@ -755,7 +771,7 @@ fn io_failure(e: &std::io::Error, doing: &str) -> Failure {
         TimedOut => "timeout",
         _ => "other",
     };
-    Failure::new(failure::IO, detail, format!("{doing}: {e}"))
+    Failure::new(FailureKind::Io, detail, format!("{doing}: {e}"))
 }
 
 fn io_detail(e: &std::io::Error) -> &'static str {

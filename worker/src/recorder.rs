@@ -200,20 +200,20 @@ mod tests {
         let r = Recorder::new(2, 4, Instant::now());
         for user in 0..10 {
             r.with(user, 1, 0, |s| {
-                s.requests += 1;
+                s.counts.requests += 1;
                 s.record(Metric::ResponseTime, 1000 + user as u64);
             });
         }
         let taken = r.take();
-        assert_eq!(taken[0].requests, 0);
-        assert_eq!(taken[1].requests, 10);
+        assert_eq!(taken[0].counts.requests, 0);
+        assert_eq!(taken[1].counts.requests, 10);
         assert_eq!(taken[1].histogram(Metric::ResponseTime).unwrap().len(), 10);
-        assert_eq!(r.take()[1].requests, 0, "take resets");
+        assert_eq!(r.take()[1].counts.requests, 0, "take resets");
         // A peer slot appears when first used.
-        r.with(3, 0, 2, |s| s.requests += 1);
+        r.with(3, 0, 2, |s| s.counts.requests += 1);
         let taken = r.take();
         assert_eq!(taken.len(), 6);
-        assert_eq!(taken[2 * 2].requests, 1);
+        assert_eq!(taken[2 * 2].counts.requests, 1);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use rand::Rng;
 use rand::rngs::SmallRng;
 use tokio_util::sync::CancellationToken;
 
-use barrage_common::metrics::{EndpointStats, Metric, failure};
+use barrage_common::metrics::{EndpointStats, FailureKind, Metric};
 use barrage_common::plan::{
     Capture, CheckRule, ConnectionPolicy, PoolMode, RunPlan, SseSpec, Task, TaskKind, TaskOrder, UserClass, Wait,
 };
@@ -107,7 +107,7 @@ impl SeatCell {
     fn address(&self) -> Result<std::net::SocketAddr, Failure> {
         match self.seat.lock().unwrap_or_else(|p| p.into_inner()).pick() {
             Pick::Peer(_, a) => Ok(*a),
-            Pick::Unresolved(message) => Err(Failure::new(failure::CONNECT, "dns", message.clone())),
+            Pick::Unresolved(message) => Err(Failure::new(FailureKind::Connect, "dns", message.clone())),
         }
     }
 }
@@ -204,8 +204,8 @@ impl Me {
             biased;
             _ = ctx.cancel.cancelled() => {
                 ctx.record(task.endpoint, |s| {
-                    s.requests += 1;
-                    s.outcome(failure::CANCELLED, "", || "in flight when the run stopped".into());
+                    s.counts.requests += 1;
+                    s.outcome(FailureKind::Cancelled, "", || "in flight when the run stopped".into());
                 });
                 stop_dify_task(ctx, task, live_task, state.last_auth.as_deref());
                 false
@@ -571,7 +571,7 @@ async fn execute(
         Err(_) => {
             conn.reset();
             Err(Failure::new(
-                failure::TIMEOUT,
+                FailureKind::Timeout,
                 "",
                 format!("no complete response within {:?}", task.timeout),
             ))
@@ -592,14 +592,14 @@ async fn execute(
     }
     let elapsed = sample.end.unwrap_or_else(|| start.elapsed());
     ctx.record(task.endpoint, |s: &mut EndpointStats| {
-        s.requests += 1;
-        s.bytes_received += sample.bytes;
-        s.total_tokens += sample.tokens;
+        s.counts.requests += 1;
+        s.counts.bytes_received += sample.bytes;
+        s.counts.total_tokens += sample.tokens;
         if sample.connected {
-            s.connections_opened += 1;
+            s.counts.connections_opened += 1;
         }
         if sample.retried {
-            s.retries += 1;
+            s.counts.retries += 1;
         }
         s.record(Metric::ResponseTime, micros(elapsed));
         for (metric, value) in [
@@ -621,7 +621,7 @@ async fn execute(
                 // refusals must not make it look fast (dropped from unsplit rows).
                 s.record(Metric::ResponseTimeOk, micros(elapsed));
                 if let Some(code) = sample.expected_status {
-                    s.outcome(failure::EXPECTED_STATUS, &code.to_string(), || {
+                    s.outcome(FailureKind::ExpectedStatus, &code.to_string(), || {
                         format!("HTTP {code} (expected)")
                     });
                 }
@@ -690,7 +690,7 @@ fn run_checks(task: &Task, body: &[u8]) -> Result<(), Failure> {
                 CheckRule::BodyContains(t) => format!("the body does not contain {t:?}"),
             };
             return Err(Failure::new(
-                failure::CHECK,
+                FailureKind::Check,
                 check.name.clone(),
                 format!("check `{}` failed: {what}", check.name),
             ));
@@ -813,7 +813,7 @@ async fn exchange(
     };
     let headers_at = Instant::now();
     let _open = GaugeGuard::new(&ctx.recorder.active_streams);
-    ctx.record(task.endpoint, |s| s.streams_started += 1);
+    ctx.record(task.endpoint, |s| s.counts.streams_started += 1);
     let outcome = read_stream(ctx, task, spec, conn, start, sent, sample, live_task).await;
     // To the verdict, like the response time: what is drained after it is not the
     // stream's duration (a target's trailing pings would otherwise lengthen it).
@@ -825,7 +825,7 @@ async fn exchange(
         conn.reset();
     }
     if outcome.is_ok() {
-        ctx.record(task.endpoint, |s| s.streams_completed += 1);
+        ctx.record(task.endpoint, |s| s.counts.streams_completed += 1);
     }
     outcome
 }
@@ -909,7 +909,7 @@ async fn follow_stream(
                 if sample.ttfe.is_none() {
                     let within = spec.first_event_timeout;
                     return Err(Failure::new(
-                        failure::FIRST_EVENT_TIMEOUT,
+                        FailureKind::FirstEventTimeout,
                         "",
                         format!("no first event within {within:?}"),
                     ));
@@ -917,7 +917,7 @@ async fn follow_stream(
                 let due = last_read + spec.read_timeout;
                 if tokio::time::Instant::now() >= due {
                     let silence = spec.read_timeout;
-                    return Err(Failure::new(failure::READ_TIMEOUT, "", format!("nothing read for {silence:?}")));
+                    return Err(Failure::new(FailureKind::ReadTimeout, "", format!("nothing read for {silence:?}")));
                 }
                 deadline.as_mut().reset(due);
                 continue;
@@ -975,7 +975,7 @@ async fn follow_stream(
         }
         if let Err(SseError::EventTooLarge { limit }) = fed {
             return Err(Failure::new(
-                failure::EVENT_TOO_LARGE,
+                FailureKind::EventTooLarge,
                 "",
                 format!("an event or line exceeded {limit} bytes"),
             ));

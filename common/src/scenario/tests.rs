@@ -1,4 +1,7 @@
+use std::time::Duration;
+
 use super::*;
+use crate::plan::{DifyApp, PoolMode, SseSpec, TaskKind, TaskOrder, Wait};
 
 fn env(name: &str) -> Option<String> {
     (name == "DIFY_API_KEY").then(|| "app-secret".to_string())

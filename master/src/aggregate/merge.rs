@@ -245,12 +245,12 @@ impl Aggregator {
         let last_due = r.last_arrival_due_us.min(r.interval_end_us);
         self.last_arrival_due_us = self.last_arrival_due_us.max(last_due);
         for (endpoint, stats, buckets, peer) in decoded {
-            slot.requests += stats.requests;
-            slot.failures += stats.failures;
-            slot.events += stats.events;
-            slot.streams_started += stats.streams_started;
-            slot.connections_opened += stats.connections_opened;
-            slot.bytes += stats.bytes_received;
+            slot.requests += stats.counts.requests;
+            slot.failures += stats.counts.failures;
+            slot.events += stats.counts.events;
+            slot.streams_started += stats.counts.streams_started;
+            slot.connections_opened += stats.counts.connections_opened;
+            slot.bytes += stats.counts.bytes_received;
             slot.status_429 += stats.status_429();
             if slot.summary.is_none() {
                 for (metric, into) in [
@@ -268,8 +268,8 @@ impl Aggregator {
             };
             if endpoint_seconds && slot.summary.is_none() {
                 let e = slot.endpoints.entry(key.clone()).or_default();
-                e.requests += stats.requests;
-                e.failures += stats.failures;
+                e.requests += stats.counts.requests;
+                e.failures += stats.counts.failures;
                 if let Some(b) = &buckets[Metric::ResponseTime as usize] {
                     e.response_time.add(b);
                 }

@@ -35,7 +35,10 @@ pub(crate) fn one_second(
 /// report number `at + 1` for second `at`.
 pub(crate) fn requests_at(at: i64, requests: u64, rt_ms: u64) -> v1::Report {
     let mut s = EndpointStats {
-        requests,
+        counts: barrage_common::metrics::Counts {
+            requests,
+            ..Default::default()
+        },
         ..Default::default()
     };
     for _ in 0..requests {

@@ -5,7 +5,10 @@ use barrage_proto::v1;
 
 fn report(seq: u64, start_s: i64, requests: u64) -> v1::Report {
     let mut s = EndpointStats {
-        requests,
+        counts: barrage_common::metrics::Counts {
+            requests,
+            ..Default::default()
+        },
         ..Default::default()
     };
     s.record(Metric::ResponseTime, 1000);
@@ -22,7 +25,7 @@ fn each_seq_counts_once_in_any_order() {
     assert_eq!(a.merge(&report(3, 2, 5)), Merge::Duplicate { acked: 1 });
     assert_eq!(a.merge(&report(2, 1, 5)), Merge::Merged { acked: 3 });
     assert_eq!(a.merge(&report(1, 0, 5)), Merge::Duplicate { acked: 3 });
-    assert_eq!(a.aggregated().requests, 15);
+    assert_eq!(a.aggregated().counts.requests, 15);
     assert_eq!(a.timeline.len(), 3);
     assert_eq!(a.timeline[&2].requests, 5, "placed by interval, not arrival");
 }
@@ -101,7 +104,7 @@ fn old_slots_shrink_to_summaries_and_keep_their_figures() {
     // A late report for a compacted second still counts (not its percentiles).
     a.merge(&report(41, 0, 3));
     assert_eq!(a.timeline[&0].requests, 5);
-    assert_eq!(a.aggregated().requests, 83);
+    assert_eq!(a.aggregated().counts.requests, 83);
 }
 
 #[test]
@@ -136,7 +139,7 @@ fn unusable_reports_count_nothing_and_are_lost_data() {
     wrong_epoch.epoch = 8;
     assert!(matches!(a.merge(&wrong_epoch), Merge::Rejected { .. }));
     assert!(matches!(a.merge(&report(50_000, 0, 5)), Merge::Rejected { .. }));
-    assert_eq!(a.aggregated().requests, 0);
+    assert_eq!(a.aggregated().counts.requests, 0);
     assert_eq!(a.acked("w1"), 0);
     assert_eq!(a.lost_reports, 2);
     assert_eq!(a.data_loss([]).len(), 1, "{:?}", a.data_loss([]));
@@ -155,7 +158,7 @@ fn an_impossible_delta_is_refused_and_acknowledged_the_rest_of_its_report_counts
         Merge::Merged { acked: 1 },
         "acknowledged: the outbox drains"
     );
-    assert_eq!(a.aggregated().requests, 5, "the good delta counts");
+    assert_eq!(a.aggregated().counts.requests, 5, "the good delta counts");
     assert_eq!((a.refused_deltas, a.refused_requests), (1, 5));
     assert!(!a.data_loss([]).is_empty(), "a refused delta is lost data");
 }
@@ -172,7 +175,7 @@ fn endpoints_the_plan_does_not_have_are_refused_never_stored() {
     }
     assert_eq!(a.merge(&r), Merge::Merged { acked: 1 });
     assert_eq!(a.endpoints.len(), 1);
-    assert_eq!(a.aggregated().requests, 5);
+    assert_eq!(a.aggregated().counts.requests, 5);
     assert_eq!((a.refused_deltas, a.refused_requests), (1000, 5000));
 }
 
@@ -205,7 +208,7 @@ fn odd_fields_are_clipped_and_every_count_kept() {
     r.endpoints[0].peer = "9".repeat(300);
     assert_eq!(a.merge(&r), Merge::Merged { acked: 1 });
     let s = a.aggregated();
-    assert_eq!((s.requests, s.failures, s.events), (5, 2, 500));
+    assert_eq!((s.counts.requests, s.counts.failures, s.counts.events), (5, 2, 500));
     assert_eq!(s.events_by_type.values().sum::<u64>(), 500);
     assert!(s.events_by_type.len() <= barrage_common::bounds::MAX_EVENT_TYPES + 1);
     assert!(
@@ -227,7 +230,7 @@ fn an_interval_far_beyond_the_run_clock_counts_but_is_not_placed() {
     a.start_clock(std::time::Instant::now());
     let far = report(1, 10_000_000, 5);
     assert_eq!(a.merge(&far), Merge::Merged { acked: 1 });
-    assert_eq!(a.aggregated().requests, 5);
+    assert_eq!(a.aggregated().counts.requests, 5);
     assert!(a.timeline.is_empty());
     assert_eq!(a.clipped, 1);
 }
@@ -243,7 +246,7 @@ fn a_fenced_session_counts_until_its_closing_report_and_nothing_after() {
     assert_eq!(a.merge(&closing), Merge::Merged { acked: 2 });
     assert!(a.data_loss(["w1"]).is_empty(), "its closing report arrived");
     assert!(matches!(a.merge(&report(3, 2, 4)), Merge::Rejected { acked: 3, .. }));
-    assert_eq!(a.aggregated().requests, 8);
+    assert_eq!(a.aggregated().counts.requests, 8);
     assert_eq!(a.lost_reports, 1);
 }
 
@@ -266,5 +269,5 @@ fn forgetting_a_worker_that_never_closed_is_lost_data() {
     a.merge(&report(1, 0, 5));
     a.forget("w1", "was replaced by a new process");
     assert_eq!(a.data_loss([]).len(), 1);
-    assert_eq!(a.aggregated().requests, 5, "what it delivered stays counted");
+    assert_eq!(a.aggregated().counts.requests, 5, "what it delivered stays counted");
 }

@@ -111,5 +111,9 @@ pub fn events_per_request_of(map: &BTreeMap<(String, String), u32>, k: &Endpoint
 /// 429) carry no business events.
 pub fn business_events(s: &EndpointStats, epr: u32) -> u64 {
     let expected: u64 = s.outcomes.values().map(|e| e.count).sum();
-    s.requests.saturating_sub(s.failures).saturating_sub(expected) * u64::from(epr)
+    s.counts
+        .requests
+        .saturating_sub(s.counts.failures)
+        .saturating_sub(expected)
+        * u64::from(epr)
 }

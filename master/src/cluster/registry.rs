@@ -407,7 +407,7 @@ fn arrival_shares(
 ) -> Vec<v1::ArrivalShare> {
     let from_index = a.schedule.cumulative(elapsed.as_secs_f64()).ceil().max(0.0) as u64;
     let caps = apportion(a.max_in_flight, weights);
-    barrage_common::arrival::Segment::split(weights)
+    barrage_common::arrival_schedule::Segment::split(weights)
         .into_iter()
         .zip(caps)
         .map(|(seg, cap)| v1::ArrivalShare {

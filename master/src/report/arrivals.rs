@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use barrage_common::arrival::Schedule;
+use barrage_common::arrival_schedule::Schedule;
 use barrage_common::scenario::Arrival;
 
 use crate::aggregate::Aggregator;

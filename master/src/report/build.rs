@@ -83,8 +83,8 @@ impl FinalReport {
         let outcomes = failure_rows(agg, |s| &s.outcomes);
         failures.sort_by_key(|f| std::cmp::Reverse(f.count));
         let steady = steady_seconds(agg, duration);
-        let event_throughput = max_avg_min(&steady, |s| s.events as f64, all.events as f64, secs);
-        let rps = max_avg_min(&steady, |s| s.requests as f64, all.requests as f64, secs);
+        let event_throughput = max_avg_min(&steady, |s| s.events as f64, all.counts.events as f64, secs);
+        let rps = max_avg_min(&steady, |s| s.requests as f64, all.counts.requests as f64, secs);
         FinalReport {
             schema: SCHEMA_ID.to_string(),
             scenario: info.scenario.clone(),
@@ -217,9 +217,9 @@ fn connections(agg: &Aggregator, all: &EndpointStats, secs: f64) -> Connections 
     Connections {
         max_concurrent: agg.timeline.values().map(|s| s.active_streams_max).max().unwrap_or(0),
         avg_active: active_integral / secs,
-        total_streams: all.streams_started,
-        connections_opened: all.connections_opened,
-        retries: all.retries,
+        total_streams: all.counts.streams_started,
+        connections_opened: all.counts.connections_opened,
+        retries: all.counts.retries,
     }
 }
 
@@ -264,9 +264,9 @@ fn replica_rows(agg: &Aggregator, secs: f64) -> Vec<ReplicaRow> {
             method: k.method.clone(),
             name: k.name.clone(),
             users: agg.users_on(peer),
-            requests: s.requests,
-            failures: s.failures,
-            rps: s.requests as f64 / secs,
+            requests: s.counts.requests,
+            failures: s.counts.failures,
+            rps: s.counts.requests as f64 / secs,
             response_time_ms: s.histogram(Metric::ResponseTime).and_then(Percentiles::from_us),
             response_time_ok_ms: s.histogram(Metric::ResponseTimeOk).and_then(Percentiles::from_us),
             ttfe_ms: s.histogram(Metric::Ttfe).and_then(Percentiles::from_us),
@@ -333,7 +333,7 @@ mod tests {
             users: 0,
             spawn_rate: 0.0,
             arrival: Some(barrage_common::scenario::Arrival {
-                schedule: barrage_common::arrival::Schedule::constant(5.0),
+                schedule: barrage_common::arrival_schedule::Schedule::constant(5.0),
                 max_in_flight: 10,
             }),
             events_per_request: Default::default(),

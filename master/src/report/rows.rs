@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use barrage_common::metrics::{EndpointStats, Metric, failure};
+use barrage_common::metrics::{EndpointStats, FailureKind, Metric};
 use barrage_common::plan::TaskKindTag;
 use barrage_common::saved::SavedStats;
 
@@ -129,11 +129,11 @@ impl Percentiles {
 }
 
 /// Failures plus declared outcomes of one kind (a 429 may be either).
-fn count_kind(s: &EndpointStats, kind: &str) -> u64 {
+fn count_kind(s: &EndpointStats, kind: FailureKind) -> u64 {
     s.failure_kinds
         .iter()
         .chain(&s.outcomes)
-        .filter(|((k, _), _)| k == kind)
+        .filter(|((k, _), _)| k == kind.as_str())
         .map(|(_, e)| e.count)
         .sum()
 }
@@ -155,15 +155,15 @@ pub(crate) fn row(kind: &str, method: &str, name: &str, s: &EndpointStats, secs:
         kind: kind.to_string(),
         method: method.to_string(),
         name: name.to_string(),
-        requests: s.requests,
-        failures: s.failures,
-        failure_ratio: if s.requests > 0 {
-            s.failures as f64 / s.requests as f64
+        requests: s.counts.requests,
+        failures: s.counts.failures,
+        failure_ratio: if s.counts.requests > 0 {
+            s.counts.failures as f64 / s.counts.requests as f64
         } else {
             0.0
         },
-        rps: s.requests as f64 / secs,
-        failures_per_s: s.failures as f64 / secs,
+        rps: s.counts.requests as f64 / secs,
+        failures_per_s: s.counts.failures as f64 / secs,
         response_time_ms: pct(Metric::ResponseTime),
         ttfe_ms: pct(Metric::Ttfe),
         ttft_ms: pct(Metric::Ttft),
@@ -172,18 +172,18 @@ pub(crate) fn row(kind: &str, method: &str, name: &str, s: &EndpointStats, secs:
         event_gap_ms: pct(Metric::EventGap),
         chunk_gap_ms: pct(Metric::ChunkGap),
         server_elapsed_ms: pct(Metric::ServerElapsed),
-        too_many_requests: count_kind(s, failure::TOO_MANY_REQUESTS),
-        rate_limit_errors: count_kind(s, failure::RATE_LIMIT_ERROR),
+        too_many_requests: count_kind(s, FailureKind::TooManyRequests),
+        rate_limit_errors: count_kind(s, FailureKind::RateLimitError),
         pings: s.events_by_type.get("ping").copied().unwrap_or(0),
-        tokens_per_s: s.total_tokens as f64 / secs,
-        streams_started: s.streams_started,
-        streams_completed: s.streams_completed,
-        events: s.events,
+        tokens_per_s: s.counts.total_tokens as f64 / secs,
+        streams_started: s.counts.streams_started,
+        streams_completed: s.counts.streams_completed,
+        events: s.counts.events,
         events_by_type: s.events_by_type.clone(),
-        bytes_received: s.bytes_received,
-        connections_opened: s.connections_opened,
-        retries: s.retries,
-        total_tokens: s.total_tokens,
+        bytes_received: s.counts.bytes_received,
+        connections_opened: s.counts.connections_opened,
+        retries: s.counts.retries,
+        total_tokens: s.counts.total_tokens,
         events_per_request: epr,
         business_events,
         business_events_per_s: business_events as f64 / secs,

@@ -70,7 +70,7 @@ pub fn hunt_setup(args: &HuntArgs, scenario: Scenario, workers: u32) -> Result<M
     setup.run.shape = None;
     if args.arrival {
         let a = scenario::Arrival {
-            schedule: barrage_common::arrival::Schedule::constant(f64::from(args.start.max(1))),
+            schedule: barrage_common::arrival_schedule::Schedule::constant(f64::from(args.start.max(1))),
             max_in_flight: args.load.max_in_flight.unwrap_or(scenario::DEFAULT_MAX_IN_FLIGHT),
         };
         setup.run.users = 0;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use barrage_common::arrival::Schedule;
+use barrage_common::arrival_schedule::Schedule;
 use barrage_common::scenario::{self, Arrival, RunDefaults, Scenario};
 use barrage_common::shape::Shape;
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use barrage_common::arrival::RateStage;
+use barrage_common::arrival_schedule::RateStage;
 
 use crate::support::*;
 

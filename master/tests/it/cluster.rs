@@ -170,7 +170,7 @@ async fn a_worker_restarted_under_its_id_counts_from_its_first_report() {
     // Nothing reaches the target now, and the old process will report nothing more:
     // from here on, both counts grow by the new process's requests alone.
     let before = mock.state.ground_truth().requests;
-    let counted = m.cluster.aggregator().aggregated().requests;
+    let counted = m.cluster.aggregator().aggregated().counts.requests;
     let mut new = spawn();
     let outcome = m.run.await.unwrap().unwrap();
     let _ = new.wait();

@@ -15,7 +15,7 @@ use proptest::prelude::*;
 
 use barrage_common::bounds::{MAX_DETAIL, MAX_EVENT_TYPE, MAX_EVENT_TYPES, MAX_SAMPLE};
 use barrage_common::metrics::{
-    EndpointStats, FailureEntry, MAX_OUTCOME_KEYS, Metric, encode_histogram, failure, new_histogram,
+    EndpointStats, FailureEntry, FailureKind, MAX_OUTCOME_KEYS, Metric, encode_histogram, new_histogram,
 };
 use barrage_common::plan::{Endpoint, TaskKindTag};
 use barrage_common::wire::{MAX_COUNT, endpoint_to_proto};
@@ -103,11 +103,14 @@ impl Valid {
                 .count += e.count;
         }
         let mut s = EndpointStats {
-            requests: sum(&self.failures) + sum(&self.outcomes) + self.extra_requests,
-            failures: sum(&self.failures),
+            counts: barrage_common::metrics::Counts {
+                requests: sum(&self.failures) + sum(&self.outcomes) + self.extra_requests,
+                failures: sum(&self.failures),
+                events: self.events.iter().map(|e| e.1).sum(),
+                ..Default::default()
+            },
             failure_kinds,
             outcomes,
-            events: self.events.iter().map(|e| e.1).sum(),
             events_by_type: self.events.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             ..EndpointStats::default()
         };
@@ -351,7 +354,10 @@ impl Hostile {
             kind: TaskKindTag::Http,
         };
         let one = EndpointStats {
-            requests: 1,
+            counts: barrage_common::metrics::Counts {
+                requests: 1,
+                ..Default::default()
+            },
             ..EndpointStats::default()
         };
         (0..n)
@@ -411,8 +417,8 @@ type Reference = BTreeMap<&'static str, (u64, u64)>;
 fn add(reference: &mut Reference, valid: &Valid) {
     let s = valid.stats();
     let e = reference.entry(PLANNED[valid.endpoint].0).or_default();
-    e.0 += s.requests;
-    e.1 += s.failures;
+    e.0 += s.counts.requests;
+    e.1 += s.counts.failures;
 }
 
 /// Every map the aggregator keeps is within its cap, every text within its bound.
@@ -448,7 +454,7 @@ fn assert_bounded(a: &Aggregator) -> Result<(), TestCaseError> {
         prop_assert!(peer.len() <= MAX_PEER, "a {}-byte peer row", peer.len());
         for map in [&s.failure_kinds, &s.outcomes] {
             // Past the cap, one `(kind, (other))` per kind a worker reports, one for the rest.
-            let cap = MAX_OUTCOME_KEYS + failure::ALL.len() + 1;
+            let cap = MAX_OUTCOME_KEYS + FailureKind::ALL.len() + 1;
             prop_assert!(map.len() <= cap, "{} failure keys", map.len());
             for ((kind, detail), e) in map {
                 prop_assert!(kind.len() <= MAX_DETAIL && detail.len() <= MAX_DETAIL);
@@ -505,7 +511,7 @@ fn play(reports: Vec<Hostile>) -> Result<(), TestCaseError> {
             if refused == garbage {
                 add(&mut reference, odd);
             } else {
-                let claimed = odd.stats().requests;
+                let claimed = odd.stats().counts.requests;
                 refused_requests = refused_requests.saturating_add(claimed);
             }
         }
@@ -517,7 +523,7 @@ fn play(reports: Vec<Hostile>) -> Result<(), TestCaseError> {
         .filter_map(|(k, t)| {
             let name = PLANNED.iter().find(|p| p.0 == k.name)?.0;
             let c = &t.totals.counters;
-            Some((name, (c.requests, c.failures)))
+            Some((name, (c.counts.requests, c.counts.failures)))
         })
         .filter(|(_, counts)| *counts != (0, 0))
         .collect();

@@ -272,7 +272,7 @@ async fn metrics_of_a_running_test_are_well_formed_monotonic_and_within_ground_t
     let w = worker(m.addr, "w");
     let both = || {
         let agg = m.cluster.aggregator();
-        agg.endpoints.len() == 2 && agg.endpoints.values().all(|e| e.totals.counters.requests > 0)
+        agg.endpoints.len() == 2 && agg.endpoints.values().all(|e| e.totals.counters.counts.requests > 0)
     };
     assert!(
         eventually(Duration::from_secs(10), both).await,

@@ -252,7 +252,12 @@ async fn resetting_the_statistics_counts_from_the_reset() {
     let mock = mock(sse_mock_config(5, 2, 5)).await;
     let (m, web, w) = web_run(mock.addr, 2, Duration::from_secs(4), "tok").await;
     assert!(
-        eventually(Duration::from_secs(10), || m.cluster.aggregator().aggregated().requests
+        eventually(Duration::from_secs(10), || m
+            .cluster
+            .aggregator()
+            .aggregated()
+            .counts
+            .requests
             > 5)
         .await
     );

@@ -72,7 +72,7 @@ async fn https_verifies_certificates_by_default() {
         .unwrap_err();
     assert_eq!(
         (err.kind, err.detail.as_str()),
-        (failure::CONNECT, "tls"),
+        (FailureKind::Connect, "tls"),
         "{}",
         err.message
     );
@@ -108,7 +108,7 @@ async fn refused_connection_is_a_named_failure() {
         .ready(&target, None, Duration::from_secs(1))
         .await
         .unwrap_err();
-    assert_eq!((err.kind, err.detail.as_str()), (failure::CONNECT, "refused"));
+    assert_eq!((err.kind, err.detail.as_str()), (FailureKind::Connect, "refused"));
 }
 
 /// A server that writes `response` in pieces cut at `cuts`, then closes (or holds).
@@ -240,7 +240,7 @@ fn malformed_answers_are_named_failures() {
         let f = run(exchange(vec![resp.to_vec()], "GET")).unwrap_err();
         (f.kind, f.detail)
     };
-    let parse = (failure::IO, "parse".to_string());
+    let parse = (FailureKind::Io, "parse".to_string());
     assert_eq!(fail(b"HTTP/1.1 200 OK\r\ncontent-length: 5, 6\r\n\r\n"), parse);
     assert_eq!(fail(b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n"), parse);
     assert_eq!(
@@ -284,7 +284,7 @@ fn a_close_before_the_end_is_incomplete() {
         let f = closed(resp).unwrap_err();
         assert_eq!(
             (f.kind, f.detail.as_str()),
-            (failure::IO, "incomplete_message"),
+            (FailureKind::Io, "incomplete_message"),
             "{resp:?}"
         );
     }
@@ -316,14 +316,18 @@ fn nothing_rendered_can_split_a_request() {
     let mut out = Outgoing::default();
     for target in ["/a b", "/a\r\nX: y", "relative", "/caf\u{e9}", ""] {
         let f = out.start("GET", target).unwrap_err();
-        assert_eq!((f.kind, f.detail.as_str()), (failure::REQUEST, "build"), "{target:?}");
+        assert_eq!(
+            (f.kind, f.detail.as_str()),
+            (FailureKind::Request, "build"),
+            "{target:?}"
+        );
     }
     out.start("GET", "/").unwrap();
     for (name, value) in [("x", "a\r\nInjected: 1"), ("x", "nul\0"), ("bad name", "v"), ("", "v")] {
         let f = out.header(name, value).unwrap_err();
         assert_eq!(
             (f.kind, f.detail.as_str()),
-            (failure::REQUEST, "build"),
+            (FailureKind::Request, "build"),
             "{name:?}: {value:?}"
         );
     }

@@ -90,7 +90,7 @@ pub async fn drive_inspecting(
     });
     let mut total = EndpointStats::default();
     let deadline = Instant::now() + PROGRESS_DEADLINE;
-    while total.requests < requests && Instant::now() < deadline {
+    while total.counts.requests < requests && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
         let taken = engine.recorder().take();
         taken.iter().for_each(&mut inspect);
@@ -101,9 +101,9 @@ pub async fn drive_inspecting(
     taken.iter().for_each(&mut inspect);
     merge_into(&mut total, taken);
     assert!(
-        total.requests >= requests,
+        total.counts.requests >= requests,
         "only {} of {requests} requests completed in {PROGRESS_DEADLINE:?}: {:?}",
-        total.requests,
+        total.counts.requests,
         kinds(&total)
     );
     assert_eq!(engine_panics(), 0, "something panicked outside the test code");
@@ -130,8 +130,11 @@ pub fn assert_all_failed_as(stats: &EndpointStats, kind: &str) -> BTreeMap<Strin
         .iter()
         .map(|((k, d), e)| format!("{k}/{d} x{}: {}", e.count, e.sample))
         .collect();
-    assert!(stats.requests > 0);
-    assert_eq!(stats.failures, stats.requests, "every request fails: {samples:#?}");
+    assert!(stats.counts.requests > 0);
+    assert_eq!(
+        stats.counts.failures, stats.counts.requests,
+        "every request fails: {samples:#?}"
+    );
     assert!(stats.outcomes.is_empty(), "other outcomes: {:?}", stats.outcomes);
     assert!(
         stats.failure_kinds.keys().all(|(k, _)| k == kind),

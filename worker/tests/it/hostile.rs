@@ -68,12 +68,12 @@ async fn against(
     let stats = drive(plan_with(limits, kind, task), &server.url(), users, requests).await;
     assert_eq!(
         server.requests(),
-        stats.requests,
+        stats.counts.requests,
         "{kind}: requests the target saw vs requests we counted"
     );
     assert_eq!(
         server.connections(),
-        stats.connections_opened,
+        stats.counts.connections_opened,
         "{kind}: connections the target accepted vs connections we counted"
     );
     (stats, server)
@@ -95,7 +95,7 @@ async fn a_closed_port_is_connect_refused() {
         let stats = drive(plan(kind, ""), &host, 2, 10).await;
         let details = assert_all_failed_as(&stats, "connect");
         assert_eq!(details.into_keys().collect::<Vec<_>>(), ["refused"], "{kind}");
-        assert_eq!(stats.connections_opened, 0);
+        assert_eq!(stats.counts.connections_opened, 0);
     }
 }
 
@@ -186,7 +186,10 @@ async fn a_trickle_after_the_first_event_is_bounded_by_the_task_timeout() {
         .await;
         assert_all_failed_as(&stats, "timeout");
         let ttfe = stats.histogram(Metric::Ttfe).map_or(0, |h| h.len());
-        assert_eq!(ttfe, stats.requests, "{kind}: the first event arrived every time");
+        assert_eq!(
+            ttfe, stats.counts.requests,
+            "{kind}: the first event arrived every time"
+        );
         let (min, max) = response_times(&stats);
         assert!(
             min >= 699 && max < 700 + 500,
@@ -249,7 +252,10 @@ async fn an_endless_stream_times_out() {
         assert!(min >= 699 && max < 700 + 500, "{kind}: {min}..{max} ms");
         if kind != "http" {
             let pings = stats.events_by_type.get("ping").copied().unwrap_or(0);
-            assert!(pings >= stats.requests * 5, "{kind}: pings were counted: {pings}");
+            assert!(
+                pings >= stats.counts.requests * 5,
+                "{kind}: pings were counted: {pings}"
+            );
         }
     }))
     .await;
@@ -296,7 +302,7 @@ async fn a_10_mb_line_is_event_too_large_without_reading_it_all() {
             })
             .await;
             assert_all_failed_as(&stats, "event_too_large");
-            let per_request = stats.bytes_received / stats.requests;
+            let per_request = stats.counts.bytes_received / stats.counts.requests;
             assert!(
                 per_request < 2 * DEFAULT_MAX_EVENT_BYTES as u64,
                 "{kind}: read {per_request} bytes per request of a {TEN_MB}-byte line"
@@ -319,9 +325,17 @@ async fn invalid_utf8_is_events_for_sse_and_invalid_json_for_dify() {
             ))]
         })
         .await;
-        assert_eq!((stats.failures, stats.outcomes.len()), (0, 0), "{:?}", kinds(&stats));
-        assert_eq!(stats.events, 2 * stats.requests);
-        assert_eq!(stats.events_by_type.get("\u{FFFD}(").copied(), Some(stats.requests));
+        assert_eq!(
+            (stats.counts.failures, stats.outcomes.len()),
+            (0, 0),
+            "{:?}",
+            kinds(&stats)
+        );
+        assert_eq!(stats.counts.events, 2 * stats.counts.requests);
+        assert_eq!(
+            stats.events_by_type.get("\u{FFFD}(").copied(),
+            Some(stats.counts.requests)
+        );
     };
     let dify_garbage = async {
         let body = b"data: \xff\xfe{\"event\": \"workflow_started\"\n\n";
@@ -348,8 +362,16 @@ async fn invalid_utf8_is_events_for_sse_and_invalid_json_for_dify() {
             ))]
         })
         .await;
-        assert_eq!((stats.failures, stats.outcomes.len()), (0, 0), "{:?}", kinds(&stats));
-        assert_eq!(stats.events_by_type.get("text_chunk").copied(), Some(stats.requests));
+        assert_eq!(
+            (stats.counts.failures, stats.outcomes.len()),
+            (0, 0),
+            "{:?}",
+            kinds(&stats)
+        );
+        assert_eq!(
+            stats.events_by_type.get("text_chunk").copied(),
+            Some(stats.counts.requests)
+        );
     };
     tokio::join!(sse, dify_garbage, dify_in_string);
 }
@@ -393,10 +415,14 @@ async fn redirects_are_http_status_and_never_followed() {
         })
         .await;
         let details = assert_all_failed_as(&stats, "http_status");
-        assert_eq!(details, BTreeMap::from([("302".to_string(), stats.requests)]), "{kind}");
+        assert_eq!(
+            details,
+            BTreeMap::from([("302".to_string(), stats.counts.requests)]),
+            "{kind}"
+        );
         assert_eq!(server.hits("/elsewhere"), 0, "{kind}: the redirect was not followed");
         assert_eq!(
-            stats.connections_opened,
+            stats.counts.connections_opened,
             u64::from(users),
             "{kind}: a 302 keeps the connection"
         );
@@ -431,13 +457,13 @@ async fn informational_heads_before_the_answer_are_skipped() {
             let answer = Bytes::from(answer);
             let (stats, _) = against(kind, "", "", 2, 10, move |_| vec![Step::Send(answer.clone())]).await;
             assert_eq!(
-                (stats.failures, stats.outcomes.len()),
+                (stats.counts.failures, stats.outcomes.len()),
                 (0, 0),
                 "{kind} x{heads}: {:?}",
                 kinds(&stats)
             );
             if kind == "sse" {
-                assert_eq!(stats.events_by_type.get("hello").copied(), Some(stats.requests));
+                assert_eq!(stats.events_by_type.get("hello").copied(), Some(stats.counts.requests));
             }
         })
     });
@@ -484,7 +510,7 @@ async fn a_status_storm_is_counted_exactly() {
             })
             .collect();
         assert_eq!(kinds(&stats), want, "{kind}");
-        assert_eq!(stats.failures, total);
+        assert_eq!(stats.counts.failures, total);
         assert_eq!(server.hits("/elsewhere"), 0);
     }))
     .await;

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use barrage_common::metrics::{EndpointStats, failure};
+use barrage_common::metrics::{EndpointStats, FailureKind};
 use barrage_common::plan::RunPlan;
 
 use crate::drive::{drive, kinds, plan};
@@ -212,15 +212,15 @@ fn url(tls: bool, addr: SocketAddr) -> String {
 /// connection it accepted we opened.
 #[track_caller]
 fn assert_matches_target(stats: &EndpointStats, counts: &Counts, what: &str) {
-    assert_eq!(stats.failures, 0, "{what}: no failures: {:?}", kinds(stats));
+    assert_eq!(stats.counts.failures, 0, "{what}: no failures: {:?}", kinds(stats));
     assert_eq!(
         counts.served.load(SeqCst),
-        stats.requests,
+        stats.counts.requests,
         "{what}: requests the target answered vs requests we counted"
     );
     assert_eq!(
         counts.connections.load(SeqCst),
-        stats.connections_opened,
+        stats.counts.connections_opened,
         "{what}: connections the target accepted vs connections we counted"
     );
 }
@@ -242,7 +242,7 @@ async fn an_idle_timeout_shorter_than_the_wait_costs_no_request() {
             "{what}: the target did close idle connections"
         );
         assert_eq!(
-            stats.retries, 0,
+            stats.counts.retries, 0,
             "{what}: the closed connection is seen before the request is written, not retried"
         );
     }
@@ -263,7 +263,7 @@ async fn a_kept_alive_connection_closed_before_any_answer_is_retried_once() {
         let closed = counts.unanswered.load(SeqCst);
         assert!(closed >= 3, "{what}: the target closed {closed} reused connections");
         assert_eq!(
-            stats.retries, closed,
+            stats.counts.retries, closed,
             "{what}: one retry per request the target dropped"
         );
     }
@@ -283,20 +283,20 @@ async fn a_fresh_connection_or_a_begun_answer_is_never_retried() {
         let stats = drive(get_plan("constant(0)"), &url(false, addr), 1, 6).await;
         accept.abort();
         let unanswered = counts.unanswered.load(SeqCst);
-        assert_eq!(stats.retries, 0, "first request: {first}");
+        assert_eq!(stats.counts.retries, 0, "first request: {first}");
         assert_eq!(
-            stats.failures,
+            stats.counts.failures,
             unanswered,
             "every dropped request is a failure: {:?}",
             kinds(&stats)
         );
         assert_eq!(
             counts.served.load(SeqCst) + unanswered,
-            stats.requests,
+            stats.counts.requests,
             "requests the target read vs requests we counted"
         );
         assert!(
-            stats.failure_kinds.keys().all(|(k, _)| k == failure::IO),
+            stats.failure_kinds.keys().all(|(k, _)| k == FailureKind::Io.as_str()),
             "{:?}",
             kinds(&stats)
         );
@@ -332,16 +332,25 @@ async fn a_failed_verdict_on_a_cleanly_ended_stream_keeps_the_connection() {
     })
     .await;
     let stats = drive(plan("dify", ""), &server.url(), 1, 6).await;
-    assert_eq!(stats.failures, stats.requests, "every run failed: {:?}", kinds(&stats));
+    assert_eq!(
+        stats.counts.failures,
+        stats.counts.requests,
+        "every run failed: {:?}",
+        kinds(&stats)
+    );
     assert!(
         stats
             .failure_kinds
             .keys()
-            .all(|(k, _)| k == failure::TERMINAL_STATUS || k == failure::ERROR_EVENT),
+            .all(|(k, _)| k == FailureKind::TerminalStatus.as_str() || k == FailureKind::ErrorEvent.as_str()),
         "{:?}",
         kinds(&stats)
     );
-    assert_eq!(server.requests(), stats.requests, "requests the target saw vs ours");
+    assert_eq!(
+        server.requests(),
+        stats.counts.requests,
+        "requests the target saw vs ours"
+    );
     assert_eq!(server.connections(), 1, "the target accepted one connection");
-    assert_eq!(stats.connections_opened, 1, "we opened one connection");
+    assert_eq!(stats.counts.connections_opened, 1, "we opened one connection");
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use barrage_common::metrics::{EndpointStats, failure};
+use barrage_common::metrics::{EndpointStats, FailureKind};
 use barrage_worker::runner::{Engine, Targets};
 
 use crate::drive::{engine_panics, kinds, merge_into, plan_with, watch_panics};
@@ -141,8 +141,8 @@ async fn measure() {
         LIMIT / 1024,
     );
     assert_eq!(open, i64::from(STREAMS), "every stream was open at once");
-    assert_eq!(stats.failures, 0, "no stream failed: {:?}", kinds(&stats));
-    let cancelled = stats.outcomes.get(&(failure::CANCELLED.to_string(), String::new()));
+    assert_eq!(stats.counts.failures, 0, "no stream failed: {:?}", kinds(&stats));
+    let cancelled = stats.outcomes.get(&(FailureKind::Cancelled.to_string(), String::new()));
     assert_eq!(
         cancelled.map(|c| c.count),
         Some(u64::from(STREAMS)),

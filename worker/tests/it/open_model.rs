@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use barrage_common::arrival::{Schedule, Segment};
+use barrage_common::arrival_schedule::{Schedule, Segment};
 use barrage_common::metrics::EndpointStats;
 use barrage_common::plan::RunPlan;
 use barrage_worker::arrivals::ArrivalPlan;
@@ -147,7 +147,7 @@ pub fn arrivals(rate: f64, from: u64, until: Duration, max_in_flight: u32) -> Ar
 pub async fn collect(engine: &Engine, endpoint: usize, requests: u64, dropped: u64) -> EndpointStats {
     let mut stream = EndpointStats::default();
     let deadline = Instant::now() + Duration::from_secs(20);
-    let done = |s: &EndpointStats| s.requests >= requests && engine.recorder().dropped.load(SeqCst) >= dropped;
+    let done = |s: &EndpointStats| s.counts.requests >= requests && engine.recorder().dropped.load(SeqCst) >= dropped;
     while !done(&stream) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
         merge_into(&mut stream, endpoint_slots(engine, endpoint));
@@ -176,19 +176,19 @@ async fn a_burst_of_arrivals_gets_a_user_each_within_the_cap() {
     engine.set_arrivals(Some(arrivals(1.0, 0, Duration::from_millis(500), CAP as u32)));
     let mut stats = EndpointStats::default();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while stats.requests < 1 && Instant::now() < deadline {
+    while stats.counts.requests < 1 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
         merge_into(&mut stats, endpoint_slots(&engine, endpoint));
     }
-    assert_eq!(stats.requests, 1, "the first arrival was served");
+    assert_eq!(stats.counts.requests, 1, "the first arrival was served");
     // The burst: at a million per second, arrivals 1..=BURST were due long ago.
     target.hold.store(true, SeqCst);
     let until = Duration::from_secs_f64((BURST + 1) as f64 / 1e6);
     engine.set_arrivals(Some(arrivals(1e6, 1, until, CAP as u32)));
     let burst = collect(&engine, endpoint, CAP, BURST - CAP).await;
     let dropped = engine.recorder().dropped.load(SeqCst);
-    assert_eq!(burst.requests + dropped, BURST, "started + dropped = due");
-    assert_eq!(burst.failures, 0, "{:?}", kinds(&burst));
+    assert_eq!(burst.counts.requests + dropped, BURST, "started + dropped = due");
+    assert_eq!(burst.counts.failures, 0, "{:?}", kinds(&burst));
     assert_eq!(
         target.most_held.load(SeqCst),
         CAP,
@@ -196,7 +196,7 @@ async fn a_burst_of_arrivals_gets_a_user_each_within_the_cap() {
     );
     assert_eq!(
         target.streams.load(SeqCst),
-        1 + burst.requests,
+        1 + burst.counts.requests,
         "streams the target saw vs ours"
     );
 }

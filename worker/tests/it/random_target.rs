@@ -15,7 +15,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use barrage_common::bounds::{MAX_EVENT_TYPE, MAX_EVENT_TYPES, MAX_SAMPLE};
-use barrage_common::metrics::{EndpointStats, failure};
+use barrage_common::metrics::{EndpointStats, FailureKind};
 
 use crate::drive::{drive_inspecting, kinds, plan_with};
 use crate::server::{Hostile, Script, Step, send};
@@ -64,7 +64,7 @@ enum Answer {
 /// What we must have counted for one answer.
 struct Expected {
     /// `None` for a success; else (failure or outcome kind, is it an outcome).
-    outcome: Option<(&'static str, bool)>,
+    outcome: Option<(FailureKind, bool)>,
     /// Events the client certainly received (all that were sent, unless reset).
     events: usize,
     /// Events sent but possibly lost to a reset.
@@ -131,9 +131,9 @@ fn script(answer: &Answer) -> (Script, Expected) {
                 body.len()
             );
             let outcome = match code {
-                400 | 429 => (failure::TOO_MANY_REQUESTS, false),
-                503 => (failure::EXPECTED_STATUS, true),
-                _ => (failure::HTTP_STATUS, false),
+                400 | 429 => (FailureKind::TooManyRequests, false),
+                503 => (FailureKind::ExpectedStatus, true),
+                _ => (FailureKind::HttpStatus, false),
             };
             let expected = Expected {
                 outcome: Some(outcome),
@@ -169,17 +169,17 @@ fn script(answer: &Answer) -> (Script, Expected) {
                         r#"{{"event":"workflow_finished","task_id":"t1","data":{{"status":"failed","error":"Traceback (most recent call last):\n{}"}}}}"#,
                         error_text(*len)
                     )),
-                    Some((failure::TERMINAL_STATUS, false)),
+                    Some((FailureKind::TerminalStatus, false)),
                 ),
                 End::ErrorEvent => (
                     Some(
                         r#"{"event":"error","task_id":"t1","status":400,"code":"invalid_param","message":"boom"}"#
                             .to_string(),
                     ),
-                    Some((failure::ERROR_EVENT, false)),
+                    Some((FailureKind::ErrorEvent, false)),
                 ),
-                End::Reset => (None, Some((failure::IO, false))),
-                End::CleanClose => (None, Some((failure::STREAM_CLOSED, false))),
+                End::Reset => (None, Some((FailureKind::Io, false))),
+                End::CleanClose => (None, Some((FailureKind::StreamClosed, false))),
             };
             if let Some(t) = &terminal {
                 body.push_str(&event(t));
@@ -286,7 +286,10 @@ async fn check(answers: Vec<Answer>) {
     assert_bounded(&stats);
 
     let served = server.requests();
-    assert_eq!(served, stats.requests, "requests the target saw vs requests we counted");
+    assert_eq!(
+        served, stats.counts.requests,
+        "requests the target saw vs requests we counted"
+    );
     let (mut failures, mut outcomes) = (BTreeMap::<String, u64>::new(), BTreeMap::<String, u64>::new());
     let (mut successes, mut events, mut events_maybe) = (0u64, 0u64, 0u64);
     for n in 0..served {
@@ -312,20 +315,20 @@ async fn check(answers: Vec<Answer>) {
     assert_eq!(counted_outcomes, outcomes, "outcomes by kind");
     assert_eq!(
         counted_failures.values().sum::<u64>(),
-        stats.failures,
+        stats.counts.failures,
         "the failure kinds sum to the failures"
     );
-    let counted_successes = stats.requests - stats.failures - counted_outcomes.values().sum::<u64>();
+    let counted_successes = stats.counts.requests - stats.counts.failures - counted_outcomes.values().sum::<u64>();
     assert_eq!(
         counted_successes, successes,
         "successes + failures + outcomes == requests"
     );
     let counted_events: u64 = stats.events_by_type.values().sum();
-    assert_eq!(counted_events, stats.events, "events by type sum to events");
+    assert_eq!(counted_events, stats.counts.events, "events by type sum to events");
     assert!(
-        (events..=events + events_maybe).contains(&stats.events),
+        (events..=events + events_maybe).contains(&stats.counts.events),
         "events: counted {}, sent {events} in complete responses and {events_maybe} in reset ones",
-        stats.events
+        stats.counts.events
     );
 }
 

@@ -86,7 +86,12 @@ async fn hosts_are_looked_up_once_per_engine_not_per_connection() {
     let served = until(|| target.connections() >= 40).await;
     engine.stop(Duration::from_secs(5)).await;
     assert!(served, "only {} connections", target.connections());
-    let recorded: u64 = engine.recorder().take().iter().map(|s| s.connections_opened).sum();
+    let recorded: u64 = engine
+        .recorder()
+        .take()
+        .iter()
+        .map(|s| s.counts.connections_opened)
+        .sum();
     assert!(recorded >= 40, "{recorded} connections recorded");
     assert_eq!(
         resolver.lookups(),

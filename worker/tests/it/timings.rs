@@ -30,7 +30,7 @@ async fn stream_duration_ends_at_the_verdict_not_after_trailing_pings() {
     })
     .await;
     let stats = drive(plan("dify", ""), &server.url(), 1, 2).await;
-    assert_eq!(stats.failures, 0, "{:?}", kinds(&stats));
+    assert_eq!(stats.counts.failures, 0, "{:?}", kinds(&stats));
     let max = |m: Metric| stats.histogram(m).expect("recorded").max();
     // Headers to verdict is within request start to verdict.
     assert!(
@@ -57,11 +57,11 @@ async fn a_late_arrival_gets_its_whole_first_event_timeout_from_the_send() {
     // Arrivals 0 and 1, due at 0 s and 1 s.
     engine.set_arrivals(Some(arrivals(1.0, 0, Duration::from_millis(1500), 10)));
     let stats = collect(&engine, endpoint, 2, 0).await;
-    assert_eq!(stats.requests, 2, "{:?}", kinds(&stats));
-    assert_eq!(stats.failures, 0, "{:?}", kinds(&stats));
+    assert_eq!(stats.counts.requests, 2, "{:?}", kinds(&stats));
+    assert_eq!(stats.counts.failures, 0, "{:?}", kinds(&stats));
     assert_eq!(
         target.streams.load(SeqCst),
-        stats.requests,
+        stats.counts.requests,
         "streams the target served vs ours"
     );
     // Timed from the due time: the late start is in the latency.

@@ -6,7 +6,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use barrage_common::metrics::{EndpointStats, Metric, failure};
+use barrage_common::metrics::{EndpointStats, FailureKind, Metric};
 use barrage_common::plan::{Endpoint, TaskKindTag};
 use barrage_common::wire::endpoint_to_proto;
 use barrage_proto::v1;
@@ -73,9 +73,9 @@ fn maybe_fail(rng: &mut StdRng, s: &mut EndpointStats) {
         return;
     }
     match rng.random_range(0..3) {
-        0 => s.fail(failure::HTTP_STATUS, "503", || "HTTP 503 Service Unavailable".into()),
-        1 => s.fail(failure::TIMEOUT, "", || "no response within 30s".into()),
-        _ => s.fail(failure::CONNECT, "refused", || "connection refused".into()),
+        0 => s.fail(FailureKind::HttpStatus, "503", || "HTTP 503 Service Unavailable".into()),
+        1 => s.fail(FailureKind::Timeout, "", || "no response within 30s".into()),
+        _ => s.fail(FailureKind::Connect, "refused", || "connection refused".into()),
     }
 }
 
@@ -84,14 +84,14 @@ fn http_second(rng: &mut StdRng) -> EndpointStats {
     let mut s = EndpointStats::default();
     let requests = rng.random_range(20..=200u64);
     for _ in 0..requests {
-        s.requests += 1;
+        s.counts.requests += 1;
         let rt = lognormal_us(rng, 50.0, 0.5);
         s.record(Metric::ResponseTime, rt);
         s.record(Metric::TimeToHeaders, rt * 9 / 10);
-        s.bytes_received += rng.random_range(500..4000);
+        s.counts.bytes_received += rng.random_range(500..4000);
         maybe_fail(rng, &mut s);
     }
-    s.connections_opened = rng.random_range(0..3);
+    s.counts.connections_opened = rng.random_range(0..3);
     s
 }
 
@@ -108,8 +108,8 @@ fn sse_second(rng: &mut StdRng) -> EndpointStats {
     let mut s = EndpointStats::default();
     let streams = rng.random_range(20..=80u64);
     for _ in 0..streams {
-        s.requests += 1;
-        s.streams_started += 1;
+        s.counts.requests += 1;
+        s.counts.streams_started += 1;
         let headers = lognormal_us(rng, 20.0, 0.4);
         let ttfe = headers + lognormal_us(rng, 300.0, 0.5);
         let ttft = ttfe + lognormal_us(rng, 100.0, 0.5);
@@ -130,15 +130,15 @@ fn sse_second(rng: &mut StdRng) -> EndpointStats {
             }
         }
         s.count_event("workflow_finished");
-        s.bytes_received += events * rng.random_range(100..400);
-        s.total_tokens += rng.random_range(100..500);
-        let before = s.failures;
+        s.counts.bytes_received += events * rng.random_range(100..400);
+        s.counts.total_tokens += rng.random_range(100..500);
+        let before = s.counts.failures;
         maybe_fail(rng, &mut s);
-        if s.failures == before {
-            s.streams_completed += 1;
+        if s.counts.failures == before {
+            s.counts.streams_completed += 1;
         }
     }
-    s.connections_opened = rng.random_range(0..3);
+    s.counts.connections_opened = rng.random_range(0..3);
     s
 }
 
@@ -155,10 +155,10 @@ mod tests {
                 let (_, stats) = endpoint_from_proto(d).unwrap();
                 assert_eq!(
                     stats.histogram(Metric::ResponseTime).unwrap().len(),
-                    stats.requests,
+                    stats.counts.requests,
                     "one response time per request"
                 );
-                requests += stats.requests;
+                requests += stats.counts.requests;
             }
             assert_eq!(requests, t.requests);
         }

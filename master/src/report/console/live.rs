@@ -33,8 +33,8 @@ pub fn print_progress(agg: &Aggregator, users: u32, elapsed: Duration, run_time:
         // The last complete second.
         let last = agg.timeline.get(&(elapsed.as_secs() as i64 - 1));
         let all = agg.aggregated();
-        let errors = if all.requests > 0 {
-            all.failures as f64 * 100.0 / all.requests as f64
+        let errors = if all.counts.requests > 0 {
+            all.counts.failures as f64 * 100.0 / all.counts.requests as f64
         } else {
             0.0
         };
@@ -118,7 +118,7 @@ pub fn live_view(agg: &Aggregator, users: u32, elapsed: Duration, window: Durati
     let _ = writeln!(
         out,
         "SSE Metrics | Active: {:>4.0} | Total Conn: {:>6} | Events: {:>8}",
-        active, all.streams_started, all.events
+        active, all.counts.streams_started, all.counts.events
     );
     let ttfe = if ttfe_n > 0 {
         format!("{:.0}ms", ttfe_sum / ttfe_n as f64 / 1000.0)
@@ -158,8 +158,8 @@ fn locust_table(rows: &[(String, String, &EndpointStats)], all: &EndpointStats, 
         let ms = |f: &dyn Fn(&hdrhistogram::Histogram<u64>) -> f64| {
             h.map_or("-".to_string(), |h| format!("{:.0}", f(h) / 1000.0))
         };
-        let pct = if s.requests > 0 {
-            s.failures as f64 * 100.0 / s.requests as f64
+        let pct = if s.counts.requests > 0 {
+            s.counts.failures as f64 * 100.0 / s.counts.requests as f64
         } else {
             0.0
         };
@@ -167,14 +167,14 @@ fn locust_table(rows: &[(String, String, &EndpointStats)], all: &EndpointStats, 
             "{:<8} {:<30} {:>8} {:>14} | {:>8} {:>8} {:>8} {:>8} | {:>8.2} {:>11.2}\n",
             method,
             truncate(name, 30),
-            s.requests,
-            format!("{}({:.2}%)", s.failures, pct),
+            s.counts.requests,
+            format!("{}({:.2}%)", s.counts.failures, pct),
             ms(&|h| h.mean()),
             ms(&|h| h.min() as f64),
             ms(&|h| h.max() as f64),
             ms(&|h| h.value_at_quantile(0.5) as f64),
-            s.requests as f64 / secs,
-            s.failures as f64 / secs
+            s.counts.requests as f64 / secs,
+            s.counts.failures as f64 / secs
         )
     };
     for (method, name, s) in rows {

@@ -185,12 +185,12 @@ fn history_record(unix: i64, users: u32, seconds: i64, line: &HistoryLine<'_>) -
     match line.current {
         Some(current) => {
             let current = (!current.is_empty()).then(|| current.to_histogram());
-            row.extend(percentiles(all.requests, current.as_ref()));
+            row.extend(percentiles(all.counts.requests, current.as_ref()));
         }
-        None => row.extend(percentiles(all.requests, h)),
+        None => row.extend(percentiles(all.counts.requests, h)),
     }
-    row.push(all.requests.to_string());
-    row.push(all.failures.to_string());
+    row.push(all.counts.requests.to_string());
+    row.push(all.counts.failures.to_string());
     row.extend(times(h));
     row.push(avg_content_size(all));
     row
@@ -207,9 +207,12 @@ mod tests {
     /// Response times in µs: below 2048 µs HDR (3 significant digits) is exact.
     fn stats(requests: u64, failures: u64, rts_us: &[u64], bytes: u64) -> EndpointStats {
         let mut s = EndpointStats {
-            requests,
-            failures,
-            bytes_received: bytes,
+            counts: barrage_common::metrics::Counts {
+                requests,
+                failures,
+                bytes_received: bytes,
+                ..Default::default()
+            },
             ..Default::default()
         };
         for &rt in rts_us {

@@ -68,10 +68,10 @@ pub(crate) fn times(h: Option<&Histogram<u64>>) -> [String; 4] {
 
 /// Bytes received per request (0 without requests).
 pub(crate) fn avg_content_size(s: &EndpointStats) -> String {
-    if s.requests == 0 {
+    if s.counts.requests == 0 {
         "0".into()
     } else {
-        (s.bytes_received as f64 / s.requests as f64).to_string()
+        (s.counts.bytes_received as f64 / s.counts.requests as f64).to_string()
     }
 }
 
@@ -81,14 +81,14 @@ pub(crate) fn stats_record(method: &str, name: &str, s: &EndpointStats, secs: f6
     let mut row = vec![
         method.to_string(),
         name.to_string(),
-        s.requests.to_string(),
-        s.failures.to_string(),
+        s.counts.requests.to_string(),
+        s.counts.failures.to_string(),
     ];
     row.extend(times(h));
     row.push(avg_content_size(s));
-    row.push((s.requests as f64 / secs).to_string());
-    row.push((s.failures as f64 / secs).to_string());
-    row.extend(percentiles(s.requests, h));
+    row.push((s.counts.requests as f64 / secs).to_string());
+    row.push((s.counts.failures as f64 / secs).to_string());
+    row.extend(percentiles(s.counts.requests, h));
     row
 }
 
@@ -145,9 +145,12 @@ mod tests {
     /// Response times in µs: below 2048 µs HDR (3 significant digits) is exact.
     fn stats(requests: u64, failures: u64, rts_us: &[u64], bytes: u64) -> EndpointStats {
         let mut s = EndpointStats {
-            requests,
-            failures,
-            bytes_received: bytes,
+            counts: barrage_common::metrics::Counts {
+                requests,
+                failures,
+                bytes_received: bytes,
+                ..Default::default()
+            },
             ..Default::default()
         };
         for &rt in rts_us {

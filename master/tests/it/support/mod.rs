@@ -277,7 +277,12 @@ pub(crate) async fn web_run(
     let m = master(s).await;
     let w = worker(m.addr, "w");
     assert!(
-        eventually(Duration::from_secs(10), || m.cluster.aggregator().aggregated().requests
+        eventually(Duration::from_secs(10), || m
+            .cluster
+            .aggregator()
+            .aggregated()
+            .counts
+            .requests
             > 0)
         .await
     );

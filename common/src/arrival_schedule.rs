@@ -15,7 +15,9 @@ use std::time::Duration;
 /// A stage of a ramping arrival rate: the rate moves linearly to `rate` over `duration`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateStage {
+    /// How long the ramp lasts.
     pub duration: Duration,
+    /// The rate reached at its end, arrivals per second, cluster-wide.
     pub rate: f64,
 }
 
@@ -23,11 +25,14 @@ pub struct RateStage {
 /// stage its rate holds.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Schedule {
+    /// Arrivals per second at the start (`arrival_rate`).
     pub start_rate: f64,
+    /// The ramps that follow, in order (`arrival_stages`).
     pub stages: Vec<RateStage>,
 }
 
 impl Schedule {
+    /// `rate` arrivals per second for the whole run.
     pub fn constant(rate: f64) -> Schedule {
         Schedule {
             start_rate: rate,
@@ -142,8 +147,11 @@ impl Schedule {
 /// A worker's part of the arrivals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Segment {
+    /// First of the worker's shares, in `0..den`.
     pub start: u64,
+    /// End (exclusive) of the worker's shares.
     pub end: u64,
+    /// Sum of every worker's shares: the period of the assignment.
     pub den: u64,
     /// `stride(den)`, worked out once: `owns` runs for every arrival.
     stride: u64,
