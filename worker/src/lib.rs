@@ -18,7 +18,7 @@ pub mod runner;
 pub mod sse;
 pub mod sys;
 pub mod tls;
-pub mod user;
+pub(crate) mod user;
 
 pub use control::{Exit, MasterTls, ReportGrid, WorkerConfig, run};
 pub use error::{Error, Result};
