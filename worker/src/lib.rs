@@ -9,9 +9,9 @@
 pub mod arrivals;
 pub mod control;
 pub mod cores;
-pub mod dify;
+pub(crate) mod dify;
 pub mod error;
-pub mod http;
+pub(crate) mod http;
 pub mod placement;
 pub mod recorder;
 pub mod runner;
