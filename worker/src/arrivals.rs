@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use barrage_common::arrival::{RateStage, Schedule, Segment};
 use barrage_proto::v1;
 
-use crate::runner::Factory;
+use crate::factory::Factory;
 use crate::user::{self, ArrivalQueue, Ticket};
 
 /// This worker's part of the arrivals, from the master's `ArrivalShare`.

@@ -11,6 +11,7 @@ pub mod control;
 pub mod cores;
 pub(crate) mod dify;
 pub mod error;
+mod factory;
 pub(crate) mod http;
 pub mod placement;
 pub mod recorder;
