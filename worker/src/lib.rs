@@ -9,10 +9,10 @@
 pub mod arrivals;
 pub mod control;
 pub mod cores;
-pub(crate) mod dify;
 pub mod error;
 mod factory;
 pub(crate) mod http;
+pub(crate) mod judge;
 pub mod placement;
 pub mod recorder;
 pub mod runner;

@@ -10,8 +10,8 @@ use rand::rngs::SmallRng;
 use barrage_common::metrics::failure;
 use barrage_common::plan::{ConnectionPolicy, Task, TaskKind};
 
-use crate::dify::{Facts, Judge, http_failure};
 use crate::http::{Conn, Failure};
+use crate::judge::{Facts, Judge, http_failure};
 
 use super::checks::{capture_headers, capture_json, run_checks};
 use super::context::UserCtx;

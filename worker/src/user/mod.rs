@@ -1,6 +1,6 @@
 //! A virtual user: one tokio task that walks its class's tasks, owns one keep-alive
 //! connection, and records every outcome. A failed request is data (counted by kind),
-//! never control flow. Stream verdicts come from [`crate::dify::Judge`].
+//! never control flow. Stream verdicts come from [`crate::judge::Judge`].
 //!
 //! This file holds a user's life (on_start, then tasks: back to back in the closed
 //! model, one per arrival ticket in the open model); the rest by concept:

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use barrage_common::metrics::{Metric, failure};
 use barrage_common::plan::{SseSpec, Task};
 
-use crate::dify::{Facts, Judge, Step};
 use crate::http::{Conn, Failure};
+use crate::judge::{Facts, Judge, Step};
 use crate::recorder::GaugeGuard;
 use crate::sse::{SseError, SseParser};
 
