@@ -32,6 +32,8 @@ pub struct Targets {
     pub spawn_rate: f64,
 }
 
+/// This worker's load: its virtual users on the load threads, the recorder they
+/// record into, and the placement of their addresses. Dropping it cancels the users.
 pub struct Engine {
     /// Target addresses and which user goes to which.
     placement: Arc<Placement>,
@@ -211,6 +213,7 @@ impl Engine {
         self.load.handles()
     }
 
+    /// Where the users record; the reporter takes each interval from it.
     pub fn recorder(&self) -> &Arc<Recorder> {
         &self.recorder
     }
@@ -225,10 +228,12 @@ impl Engine {
         self.targets.send_replace(targets);
     }
 
+    /// Virtual users alive now.
     pub fn users(&self) -> u32 {
         u32::try_from(self.recorder.users.get().max(0)).unwrap_or(u32::MAX)
     }
 
+    /// A handle that stops the users from another task (the engine stays put).
     pub fn stop_handle(&self) -> StopHandle {
         self.ctl.clone()
     }

@@ -54,6 +54,7 @@ pub fn process_usage() -> (f64, u64) {
 pub struct CpuMeter {
     last_cpu: f64,
     last_at: Instant,
+    /// The load threads' CPU, for the busiest one's percent.
     pub threads: ThreadCpuMeter,
 }
 
