@@ -17,8 +17,8 @@ pub mod placement;
 pub mod recorder;
 pub mod runner;
 pub mod sse;
-pub mod sys;
-pub mod tls;
+pub(crate) mod sys;
+pub(crate) mod tls;
 pub(crate) mod user;
 
 pub use control::{Exit, MasterTls, ReportGrid, WorkerConfig, run};
