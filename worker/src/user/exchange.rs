@@ -18,7 +18,7 @@ use super::context::UserCtx;
 use super::render::render_request;
 use super::sample::{self, Sample};
 use super::state::{UserState, track_conversation};
-use super::stream::follow;
+use super::stream::Stream;
 
 /// Largest non-stream body we keep to judge (a blocking Dify answer, an error envelope);
 /// the rest is counted, not stored.
@@ -93,7 +93,15 @@ async fn exchange(
     match &task.kind {
         // A declared non-2xx (expect = [200, 429]) is an outcome to count, not a stream.
         TaskKind::Sse(spec) if expected && status_code.is_success() && (is_stream || spec.dify.is_none()) => {
-            follow(ctx, task, spec, conn, start, sent, sample, live_task).await
+            let stream = Stream {
+                ctx,
+                task,
+                spec,
+                start,
+                sent,
+                live_task,
+            };
+            stream.follow(conn, sample).await
         }
         _ => read_answer(task, conn, status, expected, sample).await,
     }
