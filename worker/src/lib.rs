@@ -2,8 +2,8 @@
 //!
 //! A worker joins a master over one gRPC stream ([`control`]), receives the run plan
 //! and absolute user targets, runs one tokio task per virtual user ([`runner`],
-//! [`user`]) over its own keep-alive connection ([`http`]), parses SSE incrementally
-//! ([`sse`]), records into sharded HDR histograms ([`recorder`]) and reports the delta
+//! `user`) over its own keep-alive connection (`http`), parses SSE incrementally
+//! ([`sse`]), judges every answer (`judge`), records into sharded HDR histograms ([`recorder`]) and reports the delta
 //! every second. It stops its load by itself when the master goes silent.
 
 pub mod arrivals;

@@ -7,11 +7,11 @@
 //! The session outlives connections: its unacknowledged reports are resent after
 //! a reconnect, and the master merges each (worker, seq) once.
 //!
-//! By concept: [`config`] (what a worker is started with, how it ends), [`driver`]
-//! (the loop), [`connect`] (dialing, TLS, token, Hello), [`link`] (the link's states),
-//! [`handling`] (Welcome, Assign, Ack, Stop, Fence), [`session`] (one epoch's state,
-//! heartbeats, reports), [`report`] (the report grid and per-replica rows) and
-//! [`outbox`] (unacknowledged reports, resent in order).
+//! By concept: `config` (what a worker is started with, how it ends), `driver`
+//! (the loop), `connect` (dialing, TLS, token, Hello), `link` (the link's states),
+//! `handling` (Welcome, Assign, Ack, Stop, Fence), `session` (one epoch's state,
+//! heartbeats, reports), `report` (the report grid and per-replica rows) and
+//! `outbox` (unacknowledged reports, resent in order).
 
 mod config;
 mod connect;
