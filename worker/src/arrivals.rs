@@ -12,21 +12,26 @@ use tokio::sync::{mpsc, watch};
 use barrage_common::arrival_schedule::{RateStage, Schedule, Segment};
 use barrage_proto::v1;
 
-use crate::runner::Factory;
+use crate::factory::Factory;
 use crate::user::{self, ArrivalQueue, Ticket};
 
 /// This worker's part of the arrivals, from the master's `ArrivalShare`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArrivalPlan {
+    /// The cluster-wide arrival rate over the run clock.
     pub schedule: Schedule,
+    /// Which arrivals of the schedule are this worker's (its share of every index).
     pub segment: Segment,
+    /// This worker's cap on arrivals in flight; one beyond it is dropped and counted.
     pub max_in_flight: u32,
+    /// The global arrival index this plan applies from (a re-split starts mid-run).
     pub from_index: u64,
     /// Arrivals due at or after this (run clock) are not started; None: no end.
     pub until: Option<Duration>,
 }
 
 impl ArrivalPlan {
+    /// The plan in an Assign's `ArrivalShare` (negative rates and durations clamped).
     pub fn from_proto(a: &v1::ArrivalShare) -> ArrivalPlan {
         ArrivalPlan {
             schedule: Schedule {

@@ -2,23 +2,24 @@
 //!
 //! A worker joins a master over one gRPC stream ([`control`]), receives the run plan
 //! and absolute user targets, runs one tokio task per virtual user ([`runner`],
-//! [`user`]) over its own keep-alive connection ([`http`]), parses SSE incrementally
-//! ([`sse`]), records into sharded HDR histograms ([`recorder`]) and reports the delta
+//! `user`) over its own keep-alive connection (`http`), parses SSE incrementally
+//! ([`sse`]), judges every answer (`judge`), records into sharded HDR histograms ([`recorder`]) and reports the delta
 //! every second. It stops its load by itself when the master goes silent.
 
 pub mod arrivals;
 pub mod control;
 pub mod cores;
-pub mod dify;
 pub mod error;
-pub mod http;
+mod factory;
+pub(crate) mod http;
+pub(crate) mod judge;
 pub mod placement;
 pub mod recorder;
 pub mod runner;
 pub mod sse;
-pub mod sys;
-pub mod tls;
-pub mod user;
+pub(crate) mod sys;
+pub(crate) mod tls;
+pub(crate) mod user;
 
 pub use control::{Exit, MasterTls, ReportGrid, WorkerConfig, run};
 pub use error::{Error, Result};

@@ -33,6 +33,7 @@ const EMPTY_RETRY: Duration = Duration::from_secs(1);
 
 /// A DNS lookup; [`SystemResolver`] in production, a counting fake in tests.
 pub trait Resolve: Send + Sync + 'static {
+    /// The addresses of `host` (its port is `port`), in any order.
     fn lookup(&self, host: String, port: u16)
     -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>>;
 }
@@ -142,6 +143,8 @@ impl Placement {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Bumped on every change of addresses or placement: a seat of an older
+    /// generation re-reads its pick.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
@@ -314,6 +317,8 @@ pub struct Seat {
 }
 
 impl Seat {
+    /// Seats user `slot` of `class` (its index among this worker's users of the
+    /// class) at its pick of `placement`, pinned there.
     pub fn new(placement: &Placement, class: usize, slot: u64) -> Seat {
         let (generation, pick) = placement.pick(class, slot);
         if let Pick::Peer(p, _) = pick {

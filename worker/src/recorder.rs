@@ -13,12 +13,16 @@ use std::time::Instant;
 
 use barrage_common::metrics::EndpointStats;
 
+/// This worker's counts and histograms per (replica, endpoint), and its gauges.
 pub struct Recorder {
     /// Per shard: one `EndpointStats` per (peer slot, endpoint), slot-major, grown on
     /// demand as addresses appear (at most [`crate::placement::MAX_PEERS`] + 1 slots).
     shards: Box<[Mutex<Vec<EndpointStats>>]>,
+    /// The plan's endpoint count (at least 1): the stride of a slot.
     endpoints: usize,
+    /// SSE streams being followed now (from the response head to the verdict).
     pub active_streams: Gauge,
+    /// Virtual users alive now.
     pub users: Gauge,
     /// Open model: arrivals not started because the in-flight cap was reached.
     pub dropped: std::sync::atomic::AtomicU64,
@@ -45,6 +49,7 @@ impl Recorder {
         }
     }
 
+    /// The plan's endpoint count (at least 1): [`Recorder::take`]'s stride per slot.
     pub fn endpoints(&self) -> usize {
         self.endpoints
     }
@@ -109,14 +114,19 @@ pub struct GaugeMark {
     integral: i64,
 }
 
+/// A gauge over one report interval.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct GaugeInterval {
+    /// The value at the interval's end.
     pub last: i64,
+    /// The highest value during the interval.
     pub max: i64,
+    /// The time-weighted average over the interval.
     pub time_avg: f64,
 }
 
 impl Gauge {
+    /// A gauge at 0 whose clock starts at `origin` (the run's start).
     pub fn new(origin: Instant) -> Self {
         Gauge {
             origin,
@@ -126,10 +136,12 @@ impl Gauge {
         }
     }
 
+    /// Microseconds since the origin.
     fn now_us(&self) -> i64 {
         i64::try_from(self.origin.elapsed().as_micros()).unwrap_or(i64::MAX)
     }
 
+    /// One more (a stream opened, a user started).
     pub fn inc(&self) {
         let t = self.now_us();
         self.acc.fetch_sub(t, Ordering::Relaxed);
@@ -137,16 +149,19 @@ impl Gauge {
         self.max.fetch_max(v, Ordering::Relaxed);
     }
 
+    /// One fewer.
     pub fn dec(&self) {
         let t = self.now_us();
         self.acc.fetch_add(t, Ordering::Relaxed);
         self.value.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// The value now.
     pub fn get(&self) -> i64 {
         self.value.load(Ordering::Relaxed)
     }
 
+    /// A reading now, where the next interval begins.
     pub fn mark(&self) -> GaugeMark {
         let at_us = self.now_us();
         let v = self.value.load(Ordering::Relaxed);
@@ -177,6 +192,7 @@ impl Gauge {
 pub struct GaugeGuard<'a>(&'a Gauge);
 
 impl<'a> GaugeGuard<'a> {
+    /// Raises `g` by one until the guard is dropped.
     pub fn new(g: &'a Gauge) -> Self {
         g.inc();
         GaugeGuard(g)

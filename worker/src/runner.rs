@@ -10,8 +10,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::SeedableRng;
-use rand::rngs::SmallRng;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -19,10 +17,11 @@ use tokio_util::task::TaskTracker;
 use barrage_common::plan::RunPlan;
 
 use crate::cores::LoadThreads;
+use crate::factory::Factory;
 use crate::http::Target;
-use crate::placement::{Placement, Resolve, Seat, SystemResolver};
+use crate::placement::{Placement, Resolve, SystemResolver};
 use crate::recorder::Recorder;
-use crate::user::{self, UserCtx};
+use crate::user;
 
 /// Absolute targets for this worker.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -33,6 +32,8 @@ pub struct Targets {
     pub spawn_rate: f64,
 }
 
+/// This worker's load: its virtual users on the load threads, the recorder they
+/// record into, and the placement of their addresses. Dropping it cancels the users.
 pub struct Engine {
     /// Target addresses and which user goes to which.
     placement: Arc<Placement>,
@@ -212,6 +213,7 @@ impl Engine {
         self.load.handles()
     }
 
+    /// Where the users record; the reporter takes each interval from it.
     pub fn recorder(&self) -> &Arc<Recorder> {
         &self.recorder
     }
@@ -226,10 +228,12 @@ impl Engine {
         self.targets.send_replace(targets);
     }
 
+    /// Virtual users alive now.
     pub fn users(&self) -> u32 {
         u32::try_from(self.recorder.users.get().max(0)).unwrap_or(u32::MAX)
     }
 
+    /// A handle that stops the users from another task (the engine stays put).
     pub fn stop_handle(&self) -> StopHandle {
         self.ctl.clone()
     }
@@ -254,55 +258,6 @@ impl Drop for Engine {
 
 struct Live {
     cancel: CancellationToken,
-}
-
-/// What it takes to start a user of any class; shared by the closed-model spawner and
-/// the open-model dispatcher.
-pub(crate) struct Factory {
-    pub(crate) plan: Arc<RunPlan>,
-    hosts: Vec<Arc<Target>>,
-    placement: Arc<Placement>,
-    secrets: Arc<Vec<String>>,
-    worker_index: u32,
-    pub(crate) recorder: Arc<Recorder>,
-    pub(crate) stopping: CancellationToken,
-    cancel: CancellationToken,
-    tracker: TaskTracker,
-    /// The load threads' runtimes; user `n` runs on `runtimes[n % len]`.
-    runtimes: Vec<tokio::runtime::Handle>,
-    next_id: std::sync::atomic::AtomicUsize,
-}
-
-impl Factory {
-    /// Starts a user of `class` on its load thread: `body` gets its context and RNG.
-    /// `slot` is its index among this worker's users of the class (what places it on
-    /// a replica). Returns the token that stops it alone.
-    pub(crate) fn spawn<F, Fut>(&self, class: usize, slot: u64, body: F) -> CancellationToken
-    where
-        F: FnOnce(UserCtx, SmallRng) -> Fut,
-        Fut: std::future::Future<Output = ()> + Send + 'static,
-    {
-        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let cancel = self.cancel.child_token();
-        let ctx = UserCtx {
-            plan: self.plan.clone(),
-            class,
-            id,
-            worker_index: self.worker_index,
-            target: self.hosts[class].clone(),
-            seat: user::SeatCell::new(self.placement.clone(), Seat::new(&self.placement, class, slot)),
-            recorder: self.recorder.clone(),
-            secrets: self.secrets.clone(),
-            stopping: self.stopping.clone(),
-            cancel: cancel.clone(),
-            // The spawner runs on the control runtime.
-            background: tokio::runtime::Handle::current(),
-        };
-        let runtime = &self.runtimes[id % self.runtimes.len()];
-        let rng = SmallRng::from_rng(&mut rand::rng());
-        self.tracker.spawn_on(body(ctx, rng), runtime);
-        cancel
-    }
 }
 
 struct Spawner {

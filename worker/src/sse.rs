@@ -60,9 +60,13 @@ pub struct Event<'a> {
 /// An [`Event`] that owns its strings, for tests and benches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnedEvent {
+    /// The `event` field, or `"message"` when the event had none.
     pub event_type: String,
+    /// The `data` lines joined with `"\n"`.
     pub data: String,
+    /// The last event id of the stream (see [`Event::id`]).
     pub id: Option<String>,
+    /// Some when this event's block carried a valid `retry` field.
     pub retry_ms: Option<u64>,
 }
 
@@ -80,8 +84,12 @@ impl From<Event<'_>> for OwnedEvent {
 /// Why a stream could not be parsed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SseError {
+    /// An event or a line grew past the limit (`sse_max_event_bytes`) before it ended.
     #[error("event or line larger than {limit} bytes")]
-    EventTooLarge { limit: usize },
+    EventTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
 }
 
 /// Where the parser is in the check for a leading byte order mark.

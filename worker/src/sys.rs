@@ -25,18 +25,18 @@ fn stat_cpu_seconds(path: &str) -> Option<f64> {
 
 /// The calling thread's kernel id, from the `/proc/thread-self` link
 /// (`<pid>/task/<tid>`); None off Linux.
-pub fn current_thread_id() -> Option<u32> {
+pub(crate) fn current_thread_id() -> Option<u32> {
     let link = std::fs::read_link("/proc/thread-self").ok()?;
     link.file_name()?.to_str()?.parse().ok()
 }
 
 /// CPU time (seconds) of thread `tid` of this process.
-pub fn thread_cpu_seconds(tid: u32) -> Option<f64> {
+pub(crate) fn thread_cpu_seconds(tid: u32) -> Option<f64> {
     stat_cpu_seconds(&format!("/proc/self/task/{tid}/stat"))
 }
 
 /// Reads process CPU time (seconds) and resident memory (bytes).
-pub fn process_usage() -> (f64, u64) {
+pub(crate) fn process_usage() -> (f64, u64) {
     let cpu = stat_cpu_seconds("/proc/self/stat").unwrap_or(0.0);
     let rss = std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -51,9 +51,10 @@ pub fn process_usage() -> (f64, u64) {
 
 /// CPU percent between successive calls: the process's, and (`threads`) the busiest
 /// load thread's.
-pub struct CpuMeter {
+pub(crate) struct CpuMeter {
     last_cpu: f64,
     last_at: Instant,
+    /// The load threads' CPU, for the busiest one's percent.
     pub threads: ThreadCpuMeter,
 }
 
@@ -69,7 +70,7 @@ impl Default for CpuMeter {
 
 impl CpuMeter {
     /// (cpu percent of one core since the previous call, rss bytes).
-    pub fn sample(&mut self) -> (f64, u64) {
+    pub(crate) fn sample(&mut self) -> (f64, u64) {
         let (cpu, rss) = process_usage();
         let wall = self.last_at.elapsed().as_secs_f64();
         let pct = if wall > 0.0 {
@@ -87,7 +88,7 @@ impl CpuMeter {
 /// calls. Each load thread is one event loop, so one thread near 100 % delays its
 /// users however idle the other cores are: this, not the process figure, is the
 /// saturation figure.
-pub struct ThreadCpuMeter {
+pub(crate) struct ThreadCpuMeter {
     last: HashMap<u32, f64>,
     last_at: Instant,
 }
@@ -104,7 +105,7 @@ impl Default for ThreadCpuMeter {
 impl ThreadCpuMeter {
     /// (busiest thread's percent of one core since the previous call, threads measured).
     /// A thread first seen counts from its start (its CPU time so far).
-    pub fn sample(&mut self, tids: &[u32]) -> (f64, u32) {
+    pub(crate) fn sample(&mut self, tids: &[u32]) -> (f64, u32) {
         let wall = self.last_at.elapsed().as_secs_f64();
         self.last_at = Instant::now();
         let mut busiest: f64 = 0.0;
@@ -128,7 +129,7 @@ impl ThreadCpuMeter {
 
 /// How late timers fire: a probe sleeps PERIOD repeatedly and records the overshoot.
 #[derive(Clone)]
-pub struct LagProbe {
+pub(crate) struct LagProbe {
     lags: Arc<Mutex<Histogram<u64>>>,
     stop: tokio_util::sync::CancellationToken,
 }
@@ -137,7 +138,7 @@ impl LagProbe {
     const PERIOD: Duration = Duration::from_millis(20);
 
     /// Starts the probe on the current runtime; it ends when `stop` is cancelled.
-    pub fn start(stop: tokio_util::sync::CancellationToken) -> Self {
+    pub(crate) fn start(stop: tokio_util::sync::CancellationToken) -> Self {
         let probe = LagProbe {
             lags: Arc::new(Mutex::new(barrage_common::metrics::new_histogram())),
             stop,
@@ -148,7 +149,7 @@ impl LagProbe {
 
     /// Also probes `runtime` (a load thread's), into the same figures, until the
     /// probe's `stop` is cancelled or that runtime ends.
-    pub fn watch(&self, runtime: &tokio::runtime::Handle) {
+    pub(crate) fn watch(&self, runtime: &tokio::runtime::Handle) {
         let lags = self.lags.clone();
         let stop = self.stop.clone();
         runtime.spawn(async move {
@@ -168,14 +169,14 @@ impl LagProbe {
     }
 
     /// p99 lag in µs since the last `take_p99_us`, without resetting (heartbeats).
-    pub fn peek_p99_us(&self) -> u64 {
+    pub(crate) fn peek_p99_us(&self) -> u64 {
         self.lags
             .lock()
             .map_or(0, |h| if h.is_empty() { 0 } else { h.value_at_quantile(0.99) })
     }
 
     /// p99 lag in µs since the previous call; resets.
-    pub fn take_p99_us(&self) -> u64 {
+    pub(crate) fn take_p99_us(&self) -> u64 {
         match self.lags.lock() {
             Ok(mut h) => {
                 let p = if h.is_empty() { 0 } else { h.value_at_quantile(0.99) };

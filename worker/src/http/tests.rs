@@ -1,7 +1,14 @@
 //! The client against real sockets: framing under any read split, malformed and
 //! truncated answers, keep-alive reuse, TLS.
-use super::*;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use barrage_common::metrics::FailureKind;
+
+use super::*;
 
 /// A one-shot HTTPS server with a self-signed certificate for `localhost`.
 async fn tls_server() -> SocketAddr {
@@ -162,7 +169,7 @@ async fn exchange_then(pieces: Vec<Vec<u8>>, method: &str, hold: bool) -> Result
     while let Some(piece) = conn.frame().await {
         body.extend_from_slice(&piece?);
     }
-    Ok((status.as_u16(), body, conn.io.is_some()))
+    Ok((status.as_u16(), body, conn.is_open()))
 }
 
 fn run<T>(f: impl std::future::Future<Output = T>) -> T {

@@ -21,12 +21,12 @@ const DIFY_BODY: &str = r#"body = '{"inputs": {}, "response_mode": "streaming", 
 const PROGRESS_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A one-task scenario of `kind` ("http", "sse" or "dify"); `task` adds task keys.
-pub fn plan(kind: &str, task: &str) -> Arc<RunPlan> {
+pub(crate) fn plan(kind: &str, task: &str) -> Arc<RunPlan> {
     plan_with("", kind, task)
 }
 
 /// Like [`plan`], with extra `[limits]` keys.
-pub fn plan_with(limits: &str, kind: &str, task: &str) -> Arc<RunPlan> {
+pub(crate) fn plan_with(limits: &str, kind: &str, task: &str) -> Arc<RunPlan> {
     let (method, path, body) = match kind {
         "dify" => ("POST", "/v1/workflows/run", DIFY_BODY),
         "sse" => ("GET", "/stream", ""),
@@ -59,13 +59,13 @@ kind = "{kind}"
 /// Runs `users` users against `host` until at least `requests` requests completed,
 /// then stops gracefully, so every request in flight ends with its own outcome (the
 /// grace outlasts the longest task timeout). Returns everything recorded.
-pub async fn drive(plan: Arc<RunPlan>, host: &str, users: u32, requests: u64) -> EndpointStats {
+pub(crate) async fn drive(plan: Arc<RunPlan>, host: &str, users: u32, requests: u64) -> EndpointStats {
     drive_inspecting(plan, host, users, requests, |_| {}).await
 }
 
 /// Like [`drive`], showing `inspect` each endpoint's delta as the recorder hands it
 /// over (what a report would carry), before it is merged into the total.
-pub async fn drive_inspecting(
+pub(crate) async fn drive_inspecting(
     plan: Arc<RunPlan>,
     host: &str,
     users: u32,
@@ -110,21 +110,21 @@ pub async fn drive_inspecting(
     total
 }
 
-pub fn merge_into(total: &mut EndpointStats, taken: Vec<EndpointStats>) {
+pub(crate) fn merge_into(total: &mut EndpointStats, taken: Vec<EndpointStats>) {
     for stats in &taken {
         total.merge(stats);
     }
 }
 
 /// Failure counts by (kind, detail), for assertions and their messages.
-pub fn kinds(stats: &EndpointStats) -> BTreeMap<(String, String), u64> {
+pub(crate) fn kinds(stats: &EndpointStats) -> BTreeMap<(String, String), u64> {
     stats.failure_kinds.iter().map(|(k, e)| (k.clone(), e.count)).collect()
 }
 
 /// Every request failed, every one as `kind`, and nothing else happened (no request
 /// was cut by the stop). Returns the counts by detail.
 #[track_caller]
-pub fn assert_all_failed_as(stats: &EndpointStats, kind: &str) -> BTreeMap<String, u64> {
+pub(crate) fn assert_all_failed_as(stats: &EndpointStats, kind: &str) -> BTreeMap<String, u64> {
     let samples: Vec<_> = stats
         .failure_kinds
         .iter()
@@ -150,13 +150,13 @@ pub fn assert_all_failed_as(stats: &EndpointStats, kind: &str) -> BTreeMap<Strin
 static ENGINE_PANICS: AtomicUsize = AtomicUsize::new(0);
 
 /// Panics counted by the watch since the process started.
-pub fn engine_panics() -> usize {
+pub(crate) fn engine_panics() -> usize {
     ENGINE_PANICS.load(Ordering::SeqCst)
 }
 
 /// Counts every panic not raised by the test code itself (its assertions live in
 /// `tests/it/`), then lets the default hook print it as usual.
-pub fn watch_panics() {
+pub(crate) fn watch_panics() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();

@@ -22,7 +22,7 @@ use crate::drive::{kinds, merge_into, watch_panics};
 /// an event stream whose first event comes 100 ms after the request. When `hold` is
 /// set, each `/stream` request is held until `hold_for` are held at once (or 3 s
 /// pass), so that the most it ever held shows how many ran together.
-pub struct OpenTarget {
+pub(crate) struct OpenTarget {
     pub addr: SocketAddr,
     pub streams: AtomicU64,
     held: AtomicU64,
@@ -34,7 +34,7 @@ pub struct OpenTarget {
 }
 
 impl OpenTarget {
-    pub async fn start(login_delay: Duration, hold_for: u64) -> Arc<OpenTarget> {
+    pub(crate) async fn start(login_delay: Duration, hold_for: u64) -> Arc<OpenTarget> {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let target = Arc::new(OpenTarget {
             addr: listener.local_addr().expect("address"),
@@ -101,7 +101,7 @@ impl OpenTarget {
 
 /// An open-model plan: class `Open` with an optional `/login` on_start and an SSE task
 /// `/stream` ending at `done`.
-pub fn open_plan(on_start: bool, first_event_timeout: &str) -> Arc<RunPlan> {
+pub(crate) fn open_plan(on_start: bool, first_event_timeout: &str) -> Arc<RunPlan> {
     let login = if on_start {
         "[[users.on_start]]\nname = \"login\"\nmethod = \"GET\"\npath = \"/login\"\ntimeout = \"5s\"\n"
     } else {
@@ -132,7 +132,7 @@ timeout = "10s"
 }
 
 /// Arrivals `from..until` of a schedule at `rate` per second, all this worker's.
-pub fn arrivals(rate: f64, from: u64, until: Duration, max_in_flight: u32) -> ArrivalPlan {
+pub(crate) fn arrivals(rate: f64, from: u64, until: Duration, max_in_flight: u32) -> ArrivalPlan {
     ArrivalPlan {
         schedule: Schedule::constant(rate),
         segment: Segment::new(0, 1, 1),
@@ -144,7 +144,7 @@ pub fn arrivals(rate: f64, from: u64, until: Duration, max_in_flight: u32) -> Ar
 
 /// Waits until the stream endpoint has `requests` requests and the engine `dropped`
 /// drops (bounded), then stops the engine. Returns the stream endpoint's figures.
-pub async fn collect(engine: &Engine, endpoint: usize, requests: u64, dropped: u64) -> EndpointStats {
+pub(crate) async fn collect(engine: &Engine, endpoint: usize, requests: u64, dropped: u64) -> EndpointStats {
     let mut stream = EndpointStats::default();
     let deadline = Instant::now() + Duration::from_secs(20);
     let done = |s: &EndpointStats| s.counts.requests >= requests && engine.recorder().dropped.load(SeqCst) >= dropped;

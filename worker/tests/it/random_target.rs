@@ -107,111 +107,116 @@ fn event(json: &str) -> String {
 /// The script for one answer, and what we must count for it.
 fn script(answer: &Answer) -> (Script, Expected) {
     match answer {
-        Answer::Status(code, len) => {
-            let (reason, body) = match code {
-                400 => (
-                    "Bad Request",
-                    r#"{"code":"invalid_param","message":"Too many requests. Please try again later.","status":400}"#
-                        .to_string(),
-                ),
-                429 => (
-                    "Too Many Requests",
-                    r#"{"code":"too_many_requests","message":"Too many requests","status":429}"#.to_string(),
-                ),
-                _ => (
-                    "Error",
-                    format!(
-                        r#"{{"code":"internal_server_error","message":"{}","status":{code}}}"#,
-                        error_text(*len)
-                    ),
-                ),
-            };
-            let head = format!(
-                "HTTP/1.1 {code} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                body.len()
-            );
-            let outcome = match code {
-                400 | 429 => (FailureKind::TooManyRequests, false),
-                503 => (FailureKind::ExpectedStatus, true),
-                _ => (FailureKind::HttpStatus, false),
-            };
-            let expected = Expected {
-                outcome: Some(outcome),
-                events: 0,
-                events_maybe: 0,
-            };
-            (vec![Step::Send(Bytes::from(head + &body))], expected)
-        }
+        Answer::Status(code, len) => status_script(*code, *len),
         Answer::Workflow {
             events,
             name_len,
             ping_every,
             end,
             length,
-        } => {
-            let mut body = event(r#"{"event":"workflow_started","task_id":"t1","data":{}}"#);
-            let mut sent = 1;
-            for (i, name) in names(*events, *name_len).enumerate() {
-                if i % ping_every == 0 {
-                    body.push_str("event: ping\n\n");
-                    sent += 1;
-                }
-                body.push_str(&event(&format!(r#"{{"event":"{name}","task_id":"t1","data":{{}}}}"#)));
-                sent += 1;
-            }
-            let (terminal, outcome) = match end {
-                End::Succeeded => (
-                    Some(r#"{"event":"workflow_finished","task_id":"t1","data":{"status":"succeeded"}}"#.to_string()),
-                    None,
-                ),
-                End::Failed(len) => (
-                    Some(format!(
-                        r#"{{"event":"workflow_finished","task_id":"t1","data":{{"status":"failed","error":"Traceback (most recent call last):\n{}"}}}}"#,
-                        error_text(*len)
-                    )),
-                    Some((FailureKind::TerminalStatus, false)),
-                ),
-                End::ErrorEvent => (
-                    Some(
-                        r#"{"event":"error","task_id":"t1","status":400,"code":"invalid_param","message":"boom"}"#
-                            .to_string(),
-                    ),
-                    Some((FailureKind::ErrorEvent, false)),
-                ),
-                End::Reset => (None, Some((FailureKind::Io, false))),
-                End::CleanClose => (None, Some((FailureKind::StreamClosed, false))),
-            };
-            if let Some(t) = &terminal {
-                body.push_str(&event(t));
-                sent += 1;
-            }
-            // A reset loses what the client had not read yet; only the sent count is known.
-            let reset = matches!(end, End::Reset);
-            let expected = Expected {
-                outcome,
-                events: if reset { 0 } else { sent },
-                events_maybe: if reset { sent } else { 0 },
-            };
-            let steps = match end {
-                End::Reset => vec![
-                    send(SSE_HEAD),
-                    Step::Send(Bytes::from(body)),
-                    send(b"data: {\"event\": \"text_chunk\", \"data\": {\"text\": \""),
-                    Step::Reset,
-                ],
-                End::CleanClose => vec![send(SSE_HEAD), Step::Send(Bytes::from(body)), Step::Close],
-                _ if *length => {
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n",
-                        body.len()
-                    );
-                    vec![Step::Send(Bytes::from(head + &body))]
-                }
-                _ => vec![send(SSE_HEAD), Step::Send(Bytes::from(body)), Step::Close],
-            };
-            (steps, expected)
-        }
+        } => workflow_script(*events, *name_len, *ping_every, end, *length),
     }
+}
+
+/// A plain error status `code` with a Dify error body whose message is `len` bytes.
+fn status_script(code: u16, len: usize) -> (Script, Expected) {
+    let (reason, body) = match code {
+        400 => (
+            "Bad Request",
+            r#"{"code":"invalid_param","message":"Too many requests. Please try again later.","status":400}"#
+                .to_string(),
+        ),
+        429 => (
+            "Too Many Requests",
+            r#"{"code":"too_many_requests","message":"Too many requests","status":429}"#.to_string(),
+        ),
+        _ => (
+            "Error",
+            format!(
+                r#"{{"code":"internal_server_error","message":"{}","status":{code}}}"#,
+                error_text(len)
+            ),
+        ),
+    };
+    let head = format!(
+        "HTTP/1.1 {code} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let outcome = match code {
+        400 | 429 => (FailureKind::TooManyRequests, false),
+        503 => (FailureKind::ExpectedStatus, true),
+        _ => (FailureKind::HttpStatus, false),
+    };
+    let expected = Expected {
+        outcome: Some(outcome),
+        events: 0,
+        events_maybe: 0,
+    };
+    (vec![Step::Send(Bytes::from(head + &body))], expected)
+}
+
+/// A 200 workflow stream (see [`Answer::Workflow`]).
+fn workflow_script(events: usize, name_len: usize, ping_every: usize, end: &End, length: bool) -> (Script, Expected) {
+    let mut body = event(r#"{"event":"workflow_started","task_id":"t1","data":{}}"#);
+    let mut sent = 1;
+    for (i, name) in names(events, name_len).enumerate() {
+        if i % ping_every == 0 {
+            body.push_str("event: ping\n\n");
+            sent += 1;
+        }
+        body.push_str(&event(&format!(r#"{{"event":"{name}","task_id":"t1","data":{{}}}}"#)));
+        sent += 1;
+    }
+    let (terminal, outcome) = match end {
+        End::Succeeded => (
+            Some(r#"{"event":"workflow_finished","task_id":"t1","data":{"status":"succeeded"}}"#.to_string()),
+            None,
+        ),
+        End::Failed(len) => (
+            Some(format!(
+                r#"{{"event":"workflow_finished","task_id":"t1","data":{{"status":"failed","error":"Traceback (most recent call last):\n{}"}}}}"#,
+                error_text(*len)
+            )),
+            Some((FailureKind::TerminalStatus, false)),
+        ),
+        End::ErrorEvent => (
+            Some(
+                r#"{"event":"error","task_id":"t1","status":400,"code":"invalid_param","message":"boom"}"#.to_string(),
+            ),
+            Some((FailureKind::ErrorEvent, false)),
+        ),
+        End::Reset => (None, Some((FailureKind::Io, false))),
+        End::CleanClose => (None, Some((FailureKind::StreamClosed, false))),
+    };
+    if let Some(t) = &terminal {
+        body.push_str(&event(t));
+        sent += 1;
+    }
+    // A reset loses what the client had not read yet; only the sent count is known.
+    let reset = matches!(end, End::Reset);
+    let expected = Expected {
+        outcome,
+        events: if reset { 0 } else { sent },
+        events_maybe: if reset { sent } else { 0 },
+    };
+    let steps = match end {
+        End::Reset => vec![
+            send(SSE_HEAD),
+            Step::Send(Bytes::from(body)),
+            send(b"data: {\"event\": \"text_chunk\", \"data\": {\"text\": \""),
+            Step::Reset,
+        ],
+        End::CleanClose => vec![send(SSE_HEAD), Step::Send(Bytes::from(body)), Step::Close],
+        _ if length => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            vec![Step::Send(Bytes::from(head + &body))]
+        }
+        _ => vec![send(SSE_HEAD), Step::Send(Bytes::from(body)), Step::Close],
+    };
+    (steps, expected)
 }
 
 /// Lengths from 0 to 1 MB, weighted towards the bounds that matter.

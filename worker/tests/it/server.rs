@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 
 /// One thing the server does after reading a request. A script that ends without
 /// `Reset`, `Close`, `Hold` or `Every` leaves the connection open for the next request.
-pub enum Step {
+pub(crate) enum Step {
     Send(Bytes),
     /// Writes these bytes every period, until the client leaves.
     Every(Bytes, Duration),
@@ -31,10 +31,10 @@ pub enum Step {
     Hold,
 }
 
-pub type Script = Vec<Step>;
+pub(crate) type Script = Vec<Step>;
 
 /// Shorthand for `Step::Send` of static bytes.
-pub fn send(bytes: &'static [u8]) -> Step {
+pub(crate) fn send(bytes: &'static [u8]) -> Step {
     Step::Send(Bytes::from_static(bytes))
 }
 
@@ -48,7 +48,7 @@ struct Seen {
 }
 
 /// A running hostile server; it stops (with every connection) when dropped.
-pub struct Hostile {
+pub(crate) struct Hostile {
     pub addr: SocketAddr,
     seen: Arc<Seen>,
     accept: tokio::task::JoinHandle<()>,
@@ -56,7 +56,7 @@ pub struct Hostile {
 
 impl Hostile {
     /// Serves request number `n` (0-based, across connections) with `respond(n)`.
-    pub async fn start(respond: impl Fn(u64) -> Script + Send + Sync + 'static) -> Hostile {
+    pub(crate) async fn start(respond: impl Fn(u64) -> Script + Send + Sync + 'static) -> Hostile {
         // A backlog for a thousand simultaneous connects: at std's default of 128 the
         // kernel drops SYNs of a burst and those clients retry a second later.
         let socket = TcpSocket::new_v4().expect("a TCP socket");
@@ -71,21 +71,21 @@ impl Hostile {
         Hostile { addr, seen, accept }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// Complete request heads (and bodies) read.
-    pub fn requests(&self) -> u64 {
+    pub(crate) fn requests(&self) -> u64 {
         self.seen.requests.load(Ordering::SeqCst)
     }
 
-    pub fn connections(&self) -> u64 {
+    pub(crate) fn connections(&self) -> u64 {
         self.seen.connections.load(Ordering::SeqCst)
     }
 
     /// Requests seen for `path`.
-    pub fn hits(&self, path: &str) -> u64 {
+    pub(crate) fn hits(&self, path: &str) -> u64 {
         let paths = self.seen.paths.lock().unwrap_or_else(|p| p.into_inner());
         paths.get(path).copied().unwrap_or(0)
     }

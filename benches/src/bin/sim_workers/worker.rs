@@ -1,5 +1,5 @@
 //! One fake worker: a `Coordinator.Join` stream that follows the real worker's
-//! protocol (`barrage-worker`'s `control.rs`) message for message, without load.
+//! protocol (`barrage-worker`'s `control/`) message for message, without load.
 //!
 //! Hello; Welcome; a heartbeat every `heartbeat_interval_ms` from the Welcome on; on
 //! the first Assign the run clock origin (now - `run_elapsed_us`) and one Report per

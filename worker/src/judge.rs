@@ -1,4 +1,5 @@
-//! Stream verdicts: which events end a stream, and whether it succeeded.
+//! The judge of a request's answer: which events end a stream, and whether it (or a
+//! blocking answer, or an HTTP error answer) succeeded, and why not.
 //!
 //! [`Judge`] sees each parsed SSE event (and, for blocking calls, the JSON answer) and
 //! decides. It is pure, so every rule has a unit test here:
@@ -19,7 +20,7 @@ use crate::http::Failure;
 use crate::sse::Event;
 
 /// Event types that carry generated text (TTFT, chunk gaps).
-pub const TEXT_EVENTS: &[&str] = &["text_chunk", "message", "agent_message"];
+const TEXT_EVENTS: &[&str] = &["text_chunk", "message", "agent_message"];
 
 /// The fields of a Dify event or answer we look at; serde skips everything else.
 #[derive(Deserialize, Default)]
@@ -78,33 +79,47 @@ struct Usage {
 
 /// What one event told us besides the verdict.
 #[derive(Debug, Default, PartialEq)]
-pub struct Facts {
-    pub event_type: String,
-    pub is_ping: bool,
-    pub is_text: bool,
-    pub tokens: Option<u64>,
+pub(crate) struct Facts {
+    /// The event's type (`message` when the stream names none), counted per type.
+    pub(crate) event_type: String,
+    /// A keep-alive `ping` without data: not a first event.
+    pub(crate) is_ping: bool,
+    /// The event carries generated text ([`TEXT_EVENTS`]): times TTFT and chunk gaps.
+    pub(crate) is_text: bool,
+    /// Tokens the run reports using so far (Dify's `total_tokens`).
+    pub(crate) tokens: Option<u64>,
     /// `elapsed_time` of `workflow_finished`, seconds.
-    pub server_elapsed: Option<f64>,
-    pub task_id: Option<String>,
-    pub conversation_id: Option<String>,
+    pub(crate) server_elapsed: Option<f64>,
+    /// Dify's task id of the stream, for stopping it (`stop_on_cancel`).
+    pub(crate) task_id: Option<String>,
+    /// The Dify conversation the answer belongs to, for the next turn.
+    pub(crate) conversation_id: Option<String>,
 }
 
+/// What the judge made of one event.
 #[derive(Debug, PartialEq)]
-pub enum Step {
+pub(crate) enum Step {
+    /// No verdict yet: read on.
     Continue,
+    /// The verdict: the stream succeeded, or how it failed.
     Done(Result<(), Failure>),
 }
 
-pub struct Judge<'a> {
+/// The verdict on one stream (or blocking answer) of a task, from its SSE spec.
+pub(crate) struct Judge<'a> {
+    /// The Dify app the task calls (None: plain SSE).
     app: Option<DifyApp>,
     /// Borrowed from the plan: a judge is made per stream, with no allocation.
     terminal_event: Option<&'a str>,
+    /// Chatflow: `message_end` has come.
     message_end: bool,
+    /// Chatflow: a succeeded `workflow_finished` has come.
     workflow_ok: bool,
 }
 
 impl<'a> Judge<'a> {
-    pub fn new(spec: &'a SseSpec) -> Self {
+    /// A judge for one stream of a task with this SSE spec.
+    pub(crate) fn new(spec: &'a SseSpec) -> Self {
         Judge {
             app: spec.dify.as_ref().map(|d| d.app),
             terminal_event: spec.terminal_event.as_deref(),
@@ -114,7 +129,7 @@ impl<'a> Judge<'a> {
     }
 
     /// Judges one event; fills `facts` (reused between events to avoid allocation).
-    pub fn on_event(&mut self, ev: &Event<'_>, facts: &mut Facts) -> Step {
+    pub(crate) fn on_event(&mut self, ev: &Event<'_>, facts: &mut Facts) -> Step {
         facts.event_type.clear();
         facts.event_type.push_str(ev.event_type);
         facts.is_ping = ev.event_type == "ping" && ev.data.is_empty();
@@ -214,7 +229,7 @@ impl<'a> Judge<'a> {
     }
 
     /// The stream ended (EOF) without a verdict.
-    pub fn on_end(&self) -> Result<(), Failure> {
+    pub(crate) fn on_end(&self) -> Result<(), Failure> {
         let missing = match self.app {
             Some(DifyApp::Workflow) => "workflow_finished",
             Some(DifyApp::Chat | DifyApp::Agent) => "message_end",
@@ -233,7 +248,7 @@ impl<'a> Judge<'a> {
     }
 
     /// Judges a blocking (JSON) answer of a Dify app.
-    pub fn on_blocking(&self, body: &[u8], facts: &mut Facts) -> Result<(), Failure> {
+    pub(crate) fn on_blocking(&self, body: &[u8], facts: &mut Facts) -> Result<(), Failure> {
         let head: Head<'_> = serde_json::from_slice(body).map_err(|e| {
             Failure::new(
                 FailureKind::InvalidJson,
@@ -277,7 +292,7 @@ impl<'a> Judge<'a> {
 }
 
 /// Classifies an HTTP error answer, reading Dify's `{code, message, status}` envelope.
-pub fn http_failure(status: u16, body: &[u8]) -> Failure {
+pub(crate) fn http_failure(status: u16, body: &[u8]) -> Failure {
     #[derive(Deserialize)]
     struct Envelope<'a> {
         #[serde(borrow)]
@@ -316,10 +331,12 @@ fn is_app_limit(message: &str) -> bool {
     message.starts_with("Too many requests.")
 }
 
+/// The first 200 characters of `s`, for a failure message.
 fn truncate(s: &str) -> String {
     s.chars().take(200).collect()
 }
 
+/// The start of a body as text, for a failure message.
 fn truncate_bytes(b: &[u8]) -> String {
     truncate(&String::from_utf8_lossy(&b[..b.len().min(800)]))
 }

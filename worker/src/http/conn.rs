@@ -1,0 +1,349 @@
+//! The connection ([`Conn`]): one user's keep-alive HTTP/1.1 connection, opened on
+//! demand, sending a request and reading its answer's head and body pieces.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::net::TcpStream;
+
+use barrage_common::metrics::FailureKind;
+
+use super::body::{Body, Chunk, framing, step_chunked};
+use super::failure::{Failure, incomplete, io_detail, io_failure};
+use super::head::{MAX_HEAD, parse_head};
+use super::request::Outgoing;
+use super::socket::Socket;
+use super::target::Target;
+
+/// One user's connection; reconnects on demand.
+///
+/// Our own HTTP/1.1 client side rather than hyper's `client::conn`: the user's task
+/// writes the request and reads the response itself, with no connection task, no
+/// channel between the two and one read buffer. hyper's client costs two tasks and a
+/// dispatch channel per connection (about 9 KiB for the channel, 8 KiB of write
+/// buffer and 8 KiB of read buffer, measured with massif at 1,000 idle streams) and a
+/// task switch per body chunk, which is most of a load generator's own cost per SSE
+/// event. Heads are parsed by `httparse` (hyper's own parser); bodies are framed by
+/// RFC 9112 section 6.3: no body (HEAD, 1xx, 204, 304), chunked, Content-Length, or
+/// until the server closes.
+pub(crate) struct Conn {
+    /// The socket, while connected.
+    io: Option<Socket>,
+    /// Bytes read and not yet consumed: the next head, or body bytes.
+    buf: BytesMut,
+    /// The request being written, kept for its capacity.
+    out: Outgoing,
+    /// The body being read.
+    body: Body,
+    /// The connection may carry another request once the body is read.
+    reusable: bool,
+    /// The connection already carried a request before the current one.
+    reused: bool,
+    /// The last [`Conn::send`] failed on a reused connection before any byte of an
+    /// answer arrived (see [`Conn::may_retry`]).
+    retryable: bool,
+    /// Bytes to ask the kernel for on the next read: grows while reads fill it.
+    read_size: usize,
+}
+
+/// First read size (and the size an idle connection goes back to).
+const READ_MIN: usize = 2 * 1024;
+/// The largest the adaptive read size grows to.
+const READ_MAX: usize = 64 * 1024;
+
+impl Default for Conn {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Conn {
+    /// A connection not opened yet (see [`Conn::ready`]).
+    pub(crate) fn new() -> Self {
+        Conn {
+            io: None,
+            buf: BytesMut::new(),
+            out: Outgoing::default(),
+            body: Body::Done,
+            reusable: false,
+            reused: false,
+            retryable: false,
+            read_size: READ_MIN,
+        }
+    }
+
+    /// A socket is open (it may be reused, or dropped at the next request).
+    #[cfg(test)]
+    pub(super) fn is_open(&self) -> bool {
+        self.io.is_some()
+    }
+
+    /// Drops the connection (after a protocol error or an unread body).
+    pub(crate) fn reset(&mut self) {
+        self.io = None;
+        self.body = Body::Done;
+        self.buf = BytesMut::new();
+        self.read_size = READ_MIN;
+    }
+
+    /// Makes sure a usable connection exists; returns true when it opened a new one.
+    /// `pinned` connects to that address instead of resolving the host again.
+    pub(crate) async fn ready(
+        &mut self,
+        target: &Target,
+        pinned: Option<SocketAddr>,
+        connect_timeout: Duration,
+    ) -> Result<bool, Failure> {
+        if let Some(io) = &mut self.io {
+            if self.body == Body::Done && self.reusable && self.buf.is_empty() && io.idle_and_open() {
+                self.reused = true;
+                return Ok(false);
+            }
+            self.reset();
+        }
+        let addr = match pinned {
+            Some(a) => a,
+            None => target.resolve().await?,
+        };
+        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| {
+                Failure::new(
+                    FailureKind::Connect,
+                    "timeout",
+                    format!("connecting to {addr} took over {connect_timeout:?}"),
+                )
+            })?
+            .map_err(|e| {
+                Failure::new(
+                    FailureKind::Connect,
+                    io_detail(&e),
+                    format!("connecting to {addr}: {e}"),
+                )
+            })?;
+        let _ = stream.set_nodelay(true);
+        let stream = match &target.tls {
+            None => Socket::Plain(stream),
+            Some((config, name)) => {
+                let tls = tokio::time::timeout(
+                    connect_timeout,
+                    tokio_rustls::TlsConnector::from(config.clone()).connect(name.clone(), stream),
+                )
+                .await
+                .map_err(|_| {
+                    Failure::new(
+                        FailureKind::Connect,
+                        "tls",
+                        format!("TLS handshake with {addr} timed out"),
+                    )
+                })?
+                .map_err(|e| Failure::new(FailureKind::Connect, "tls", format!("TLS handshake with {addr}: {e}")))?;
+                Socket::Tls(Box::new(tls))
+            }
+        };
+        self.io = Some(stream);
+        self.reusable = true;
+        self.reused = false;
+        Ok(true)
+    }
+
+    /// The buffer of the next request, to write it into (see [`Outgoing`]).
+    pub(crate) fn outgoing(&mut self) -> &mut Outgoing {
+        &mut self.out
+    }
+
+    /// Writes the request in [`Conn::outgoing`] on the ready connection and reads the
+    /// response head. The body follows from [`Conn::frame`]; it must be read to its
+    /// end (or the connection reset) before the next request.
+    ///
+    /// The request stays in [`Conn::outgoing`], so that it can be sent again when
+    /// [`Conn::may_retry`] says so.
+    pub(crate) async fn send(&mut self) -> Result<(http::StatusCode, http::HeaderMap), Failure> {
+        self.retryable = false;
+        if self.io.is_none() {
+            return Err(Failure::new(FailureKind::Request, "no_connection", "no connection"));
+        }
+        self.body = Body::Done;
+        let written = match &mut self.io {
+            Some(io) => io.write_all(self.out.as_bytes()).await,
+            None => Ok(()),
+        };
+        if let Err(e) = written {
+            self.retryable = self.reused;
+            self.reset();
+            return Err(io_failure(&e, "writing the request"));
+        }
+        let (close_requested, head_request) = (self.out.close, self.out.head);
+        // Whether any byte of an answer arrived: until one does, a failure on a reused
+        // connection means the server closed it without reading our request.
+        let mut answered = !self.buf.is_empty();
+        loop {
+            let parsed = parse_head(&self.buf);
+            match parsed {
+                Err(message) => {
+                    self.reset();
+                    return Err(Failure::new(FailureKind::Io, "parse", message));
+                }
+                Ok(None) => {
+                    if self.buf.len() > MAX_HEAD {
+                        self.reset();
+                        return Err(Failure::new(
+                            FailureKind::Io,
+                            "parse",
+                            format!("response head larger than {MAX_HEAD} bytes"),
+                        ));
+                    }
+                    let read = self.read_more().await;
+                    if !matches!(read, Ok(n) if n > 0) {
+                        self.retryable = self.reused && !answered;
+                        self.reset();
+                        return Err(read.err().unwrap_or_else(|| {
+                            Failure::new(
+                                FailureKind::Io,
+                                "incomplete_message",
+                                "connection closed before the response head was complete",
+                            )
+                        }));
+                    }
+                    answered = true;
+                }
+                Ok(Some(head)) => {
+                    let _ = self.buf.split_to(head.len);
+                    // Interim answers (100 Continue, 103 Early Hints) precede the real one.
+                    if head.status.is_informational() && head.status != http::StatusCode::SWITCHING_PROTOCOLS {
+                        continue;
+                    }
+                    self.reusable = !close_requested && head.keep_alive;
+                    self.body = match framing(head_request, &head) {
+                        Ok(body) => body,
+                        Err(message) => {
+                            self.reset();
+                            return Err(Failure::new(FailureKind::Io, "parse", message));
+                        }
+                    };
+                    if self.body == Body::UntilClose || head.status == http::StatusCode::SWITCHING_PROTOCOLS {
+                        self.reusable = false;
+                    }
+                    self.finish_if_done();
+                    return Ok((head.status, head.headers));
+                }
+            }
+        }
+    }
+
+    /// The last [`Conn::send`] failed on a reused connection before any byte of an
+    /// answer: the server closed it (an idle timeout racing the request) without
+    /// processing the request, so it may go once more on a fresh connection, as
+    /// browsers and hyper do. Never after an answer began, never on a fresh connection.
+    pub(crate) fn may_retry(&self) -> bool {
+        self.retryable
+    }
+
+    /// The next piece of the response body; `None` once it has been read to its end.
+    pub(crate) async fn frame(&mut self) -> Option<Result<Bytes, Failure>> {
+        let result = self.next_frame().await;
+        match &result {
+            Some(Err(_)) => self.reset(),
+            None => self.finish_if_done(),
+            Some(Ok(_)) => {}
+        }
+        result
+    }
+
+    /// Reads and discards the rest of the body.
+    pub(crate) async fn drain(&mut self) -> Result<u64, Failure> {
+        let mut n = 0;
+        while let Some(piece) = self.frame().await {
+            n += piece?.len() as u64;
+        }
+        Ok(n)
+    }
+
+    /// [`Conn::frame`] before its clean-up.
+    async fn next_frame(&mut self) -> Option<Result<Bytes, Failure>> {
+        self.next_piece().await.transpose()
+    }
+
+    /// The next piece of the body as its framing cuts it; `Ok(None)` at its end.
+    async fn next_piece(&mut self) -> Result<Option<Bytes>, Failure> {
+        loop {
+            match self.body {
+                Body::Done => return Ok(None),
+                Body::Length(0) => {
+                    self.body = Body::Done;
+                    return Ok(None);
+                }
+                Body::Length(left) => {
+                    if !self.fill().await? {
+                        return Err(incomplete("the body ended before its Content-Length"));
+                    }
+                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(self.buf.len());
+                    self.body = Body::Length(left - take as u64);
+                    return Ok(Some(self.buf.split_to(take).freeze()));
+                }
+                Body::UntilClose => {
+                    if !self.fill().await? {
+                        self.body = Body::Done;
+                        return Ok(None);
+                    }
+                    return Ok(Some(self.buf.split().freeze()));
+                }
+                Body::Chunked(Chunk::Data(left)) => {
+                    if !self.fill().await? {
+                        return Err(incomplete("the body ended inside a chunk"));
+                    }
+                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(self.buf.len());
+                    let rest = left - take as u64;
+                    self.body = Body::Chunked(if rest == 0 { Chunk::DataEnd } else { Chunk::Data(rest) });
+                    return Ok(Some(self.buf.split_to(take).freeze()));
+                }
+                Body::Chunked(state) => match step_chunked(state, &mut self.buf) {
+                    Ok(Some(next)) => self.body = next,
+                    Ok(None) => {
+                        if self.read_more().await? == 0 {
+                            return Err(incomplete("the body ended inside its chunked framing"));
+                        }
+                    }
+                    Err(message) => return Err(Failure::new(FailureKind::Io, "parse", message)),
+                },
+            }
+        }
+    }
+
+    /// Makes sure `buf` holds bytes, reading if it is empty; false at end of stream.
+    async fn fill(&mut self) -> Result<bool, Failure> {
+        Ok(!self.buf.is_empty() || self.read_more().await? > 0)
+    }
+
+    /// Once a body is complete: keep the connection only if it can carry another request.
+    fn finish_if_done(&mut self) {
+        if self.body != Body::Done {
+            return;
+        }
+        if !self.reusable || !self.buf.is_empty() {
+            self.reset();
+        } else if self.buf.capacity() > 4 * READ_MAX {
+            // A large body grew the buffer: an idle connection goes back to a small one.
+            self.buf = BytesMut::new();
+            self.read_size = READ_MIN;
+        }
+    }
+
+    /// Reads what the kernel has (at least one byte, or 0 at EOF) into `buf`.
+    async fn read_more(&mut self) -> Result<usize, Failure> {
+        let Some(io) = &mut self.io else {
+            return Ok(0);
+        };
+        self.buf.reserve(self.read_size);
+        let room = self.buf.capacity() - self.buf.len();
+        let n = io
+            .read_buf(&mut self.buf)
+            .await
+            .map_err(|e| io_failure(&e, "reading the response"))?;
+        if n == room && self.read_size < READ_MAX {
+            self.read_size *= 2;
+        }
+        Ok(n)
+    }
+}
