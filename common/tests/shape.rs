@@ -27,7 +27,6 @@ struct SourceFile {
 }
 
 #[test]
-#[ignore = "on until the #15 reshaping lands"]
 fn no_source_file_is_over_600_lines() {
     let mut long = Vec::new();
     for krate in CRATES {
@@ -51,7 +50,6 @@ fn no_source_file_is_over_600_lines() {
 }
 
 #[test]
-#[ignore = "on until the #15 reshaping lands"]
 fn no_import_circle_between_the_files_of_a_crate() {
     let mut circles = Vec::new();
     for krate in CRATES {
