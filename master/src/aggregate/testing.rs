@@ -46,3 +46,21 @@ pub(crate) fn requests_at(at: i64, requests: u64, rt_ms: u64) -> v1::Report {
     }
     one_second(1, at as u64 + 1, at, "/x", TaskKindTag::Http, &s)
 }
+
+/// A stats row of `requests` and `failures`, `bytes` received, and one response time
+/// per entry of `rts_us` (µs: below 2048 µs HDR, 3 significant digits, is exact).
+pub(crate) fn stats(requests: u64, failures: u64, rts_us: &[u64], bytes: u64) -> EndpointStats {
+    let mut s = EndpointStats {
+        counts: barrage_common::metrics::Counts {
+            requests,
+            failures,
+            bytes_received: bytes,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    for &rt in rts_us {
+        s.record(Metric::ResponseTime, rt);
+    }
+    s
+}

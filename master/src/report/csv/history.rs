@@ -204,22 +204,7 @@ mod tests {
     use barrage_common::metrics::Metric;
     use hdrhistogram::Histogram;
 
-    /// Response times in µs: below 2048 µs HDR (3 significant digits) is exact.
-    fn stats(requests: u64, failures: u64, rts_us: &[u64], bytes: u64) -> EndpointStats {
-        let mut s = EndpointStats {
-            counts: barrage_common::metrics::Counts {
-                requests,
-                failures,
-                bytes_received: bytes,
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        for &rt in rts_us {
-            s.record(Metric::ResponseTime, rt);
-        }
-        s
-    }
+    use crate::aggregate::testing::stats;
 
     fn accum_of(h: &Histogram<u64>) -> barrage_common::metrics::Accum {
         let bytes = barrage_common::metrics::encode_histogram(h);

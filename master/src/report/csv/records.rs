@@ -142,22 +142,7 @@ mod tests {
     use super::*;
     use crate::report::csv::columns::STATS_COLUMNS;
 
-    /// Response times in µs: below 2048 µs HDR (3 significant digits) is exact.
-    fn stats(requests: u64, failures: u64, rts_us: &[u64], bytes: u64) -> EndpointStats {
-        let mut s = EndpointStats {
-            counts: barrage_common::metrics::Counts {
-                requests,
-                failures,
-                bytes_received: bytes,
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        for &rt in rts_us {
-            s.record(Metric::ResponseTime, rt);
-        }
-        s
-    }
+    use crate::aggregate::testing::stats;
 
     #[test]
     fn a_stats_row_has_exact_times_in_ms() {
