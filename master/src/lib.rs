@@ -16,6 +16,6 @@ pub mod report;
 pub mod serve;
 pub mod setup;
 pub mod signals;
-pub mod thresholds;
+pub mod threshold_eval;
 pub mod ui;
 pub mod web;

@@ -14,7 +14,7 @@ use super::sinks::Sinks;
 use super::steering::Command;
 use super::{Controller, RunError, TICK, WorkerLossPolicy};
 use crate::cluster::Targets;
-use crate::thresholds::ThresholdRow;
+use crate::threshold_eval::ThresholdRow;
 
 /// How the run ended, for its summary.
 #[derive(Debug)]

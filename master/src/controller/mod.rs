@@ -24,7 +24,7 @@ use tracing::warn;
 use crate::cluster::Cluster;
 use crate::hunt::Hunt;
 use crate::report::RunSummary;
-use crate::thresholds::Thresholds;
+use crate::threshold_eval::Thresholds;
 use barrage_common::shape::Shape;
 
 pub use steering::{Retarget, Start, Steered, Steering};

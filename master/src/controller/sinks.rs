@@ -12,7 +12,7 @@ use super::load::Load;
 use crate::cluster::Cluster;
 use crate::report::console;
 use crate::report::csv::Csv;
-use crate::thresholds::{ThresholdRow, Thresholds};
+use crate::threshold_eval::{ThresholdRow, Thresholds};
 
 /// The sinks of one run, each with its next due time.
 #[derive(Debug)]

@@ -21,7 +21,7 @@ pub use config::HuntConfig;
 pub use outcome::{HuntLevel, HuntReport, StepResult, StepVerdict};
 
 use crate::aggregate::{Aggregator, REPORT_LAG};
-use crate::thresholds::{holds, window_value};
+use crate::threshold_eval::{holds, window_value};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {

@@ -10,7 +10,7 @@ use super::drift::Drift;
 use super::rows::{EndpointRow, MergedRow, Percentiles};
 use super::workers::WorkerRow;
 use crate::hunt::HuntReport;
-use crate::thresholds::ThresholdRow;
+use crate::threshold_eval::ThresholdRow;
 
 /// The `schema` of every report this version writes (and the only one it reads).
 pub const SCHEMA_ID: &str = "barrage.report.v1";

@@ -8,7 +8,7 @@ use std::time::Duration;
 use barrage_common::scenario::Arrival;
 
 use crate::aggregate::{EndpointKey, events_per_request_of};
-use crate::thresholds::ThresholdRow;
+use crate::threshold_eval::ThresholdRow;
 
 /// How the run ended, for the report.
 #[derive(Debug, Clone)]

@@ -16,7 +16,7 @@ use crate::cluster::ClusterOptions;
 use crate::controller::RunConfig;
 use crate::exit::{EXIT_FAILURES, Failure};
 use crate::report::RunInfo;
-use crate::thresholds::Thresholds;
+use crate::threshold_eval::Thresholds;
 
 use credentials::{cluster_token, server_tls, web_setup};
 use load_model::LoadModel;
