@@ -174,7 +174,7 @@ impl Out {
     }
 }
 
-/// Cumulative bucket counts (one per [`BOUNDS_US`] bound), the total, and the sum of
+/// Cumulative bucket counts (one per `BOUNDS_US` bound), the total, and the sum of
 /// the values in seconds.
 ///
 /// The sum is HDR's mean times the count, computed without the division (each HDR

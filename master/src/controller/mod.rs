@@ -2,10 +2,10 @@
 //! right as workers join or are lost, feed the live view, stop, collect the final
 //! reports, and hand back the run's summary.
 //!
-//! The [`Controller`] goes through three phases, one file each: [`waiting`] (for the
-//! workers, or a start from the web UI), [`drive`] (a tick every 250 ms or sooner:
-//! losses, the [`load`] source's answer to "what should run now", the [`sinks`] fed
-//! each second), and [`collect`] (stop, then every worker's final report). Web
+//! The `Controller` goes through three phases, one file each: `waiting` (for the
+//! workers, or a start from the web UI), `drive` (a tick every 250 ms or sooner:
+//! losses, the `load` source's answer to "what should run now", the `sinks` fed
+//! each second), and `collect` (stop, then every worker's final report). Web
 //! commands arrive over the [`steering`] channel into its `select!`.
 
 mod collect;
