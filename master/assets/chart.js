@@ -11,6 +11,11 @@
  *   chart.update([{ name: 'p95', points: [[0, 12.5], [1, null], [2, 14]] }],
  *                { vlines: [{ x: 2, label: 'knee' }], xMin: 0, xMax: 60, categories: [...] });
  *
+ * Line charts may also take `yLog: true` (a log y axis: ticks at 1, 2, 5 x 10^n; a
+ * value <= 0 is a gap), `xTicks: [[0, '0%'], [1, '90%'], ...]` (fixed x ticks with
+ * their labels, for an axis the caller transformed, such as the percentile spectrum's
+ * "nines") and `xFormat: v => ...` (the x value in the tooltip).
+ *
  * A null y is a gap in a line. Every text (series names, labels) goes in through
  * textContent or setAttribute, never as markup. Plain ES2017, no modules: the file is
  * inlined in the page, which may load nothing else.
@@ -66,6 +71,24 @@
     const ticks = [];
     for (let v = lo; v <= hi + step / 2; v += step) ticks.push(Math.round(v / step) * step);
     return { min: lo, max: hi, step: step, ticks: ticks };
+  }
+
+  /** Log ticks covering [min, max] (both > 0): each decade, with 2 and 5 between
+   * when the span is under three decades. */
+  function logTicks(min, max) {
+    let lo = Math.floor(Math.log10(min) + 1e-9);
+    let hi = Math.ceil(Math.log10(max) - 1e-9);
+    if (hi <= lo) hi = lo + 1;
+    const ticks = [];
+    const steps = hi - lo < 3 ? [1, 2, 5] : [1];
+    for (let e = lo; e <= hi; e++) {
+      for (const m of steps) {
+        const v = m * Math.pow(10, e);
+        // 2 x 10^-1 is 0.2, not 0.20000000000000004.
+        if (v <= Math.pow(10, hi) * 1.0001) ticks.push(Number(v.toPrecision(6)));
+      }
+    }
+    return { min: Math.pow(10, lo), max: Math.pow(10, hi), step: 0, ticks: ticks, log: true };
   }
 
   /** Time ticks: steps people read (5 s, 30 s, 2 min, 1 h...). */
@@ -152,7 +175,10 @@
         name: String(s.name === undefined ? 'series ' + (i + 1) : s.name),
         color: s.color || PALETTE[i % PALETTE.length],
         dash: !!s.dash,
-        points: (Array.isArray(s.points) ? s.points : []).filter((p) => Array.isArray(p) && isNum(p[0])),
+        points: (Array.isArray(s.points) ? s.points : [])
+          .filter((p) => Array.isArray(p) && isNum(p[0]))
+          // A log axis has no place for 0 or below: such a value is a gap.
+          .map((p) => (this.options.yLog && !(p[1] > 0) ? [p[0], null] : p)),
       }));
       // The tooltip looks values up by x.
       for (const s of this.series) s.byX = new Map(s.points.map((p) => [p[0], p[1]]));
@@ -238,10 +264,13 @@
       }
       if (isNum(this.extra.xMin)) xmin = Math.min(xmin, this.extra.xMin);
       if (isNum(this.extra.xMax)) xmax = Math.max(xmax, this.extra.xMax);
-      if (o.yMin0 !== false) ymin = Math.min(0, ymin);
+      const yLog = !bar && !!o.yLog;
+      if (o.yMin0 !== false && !yLog) ymin = Math.min(0, ymin);
 
-      const yt = niceTicks(ymin, ymax, Math.max(3, Math.min(6, Math.floor(plotH / 40))));
-      const sy = (v) => MARGIN.top + plotH - ((v - yt.min) / (yt.max - yt.min)) * plotH;
+      const yt = yLog ? logTicks(ymin, ymax) : niceTicks(ymin, ymax, Math.max(3, Math.min(6, Math.floor(plotH / 40))));
+      const sy = yLog
+        ? (v) => MARGIN.top + plotH - (Math.log10(v / yt.min) / Math.log10(yt.max / yt.min)) * plotH
+        : (v) => MARGIN.top + plotH - ((v - yt.min) / (yt.max - yt.min)) * plotH;
       let xt;
       let sx;
       if (bar) {
@@ -251,7 +280,10 @@
         xt = { ticks: cats.map((_, i) => i).filter((i) => i % every === 0), band: band };
       } else {
         const count = Math.max(2, Math.floor(plotW / 80));
-        if (o.x === 'time') xt = timeTicks(xmin, xmax, count);
+        if (Array.isArray(o.xTicks)) {
+          const fixed = o.xTicks.filter((t) => Array.isArray(t) && isNum(t[0]) && t[0] >= xmin - 1e-9 && t[0] <= xmax + 1e-9);
+          xt = { min: xmin, max: xmax, step: 0, ticks: fixed.map((t) => t[0]), labels: new Map(fixed.map((t) => [t[0], String(t[1])])) };
+        } else if (o.x === 'time') xt = timeTicks(xmin, xmax, count);
         else {
           xt = niceTicks(xmin, xmax, count);
           if (xmax > xmin) {
@@ -266,19 +298,26 @@
         }
         sx = (v) => MARGIN.left + ((v - xt.min) / (xt.max - xt.min)) * plotW;
       }
-      const xLabel = bar ? (i) => String(cats[i]) : o.x === 'time' ? formatTime : (v) => formatTick(v, xt.step);
+      const xLabel = bar
+        ? (i) => String(cats[i])
+        : o.xFormat
+          ? o.xFormat
+          : o.x === 'time'
+            ? formatTime
+            : (v) => formatTick(v, xt.step);
+      const xTickLabel = xt.labels ? (v) => xt.labels.get(v) : xLabel;
 
       // Grid and axes.
       const grid = svg('g', { class: 'bc-grid' }, root);
       for (const t of yt.ticks) {
         const y = sy(t);
         svg('line', { x1: MARGIN.left, x2: MARGIN.left + plotW, y1: y, y2: y }, grid);
-        svg('text', { class: 'bc-tick', x: MARGIN.left - 6, y: y + 4, 'text-anchor': 'end' }, root).textContent = formatTick(t, yt.step);
+        svg('text', { class: 'bc-tick', x: MARGIN.left - 6, y: y + 4, 'text-anchor': 'end' }, root).textContent = formatTick(t, yt.log ? t : yt.step);
       }
       for (const t of xt.ticks) {
         const x = sx(t);
         if (!bar) svg('line', { x1: x, x2: x, y1: MARGIN.top, y2: MARGIN.top + plotH, class: 'bc-vgrid' }, grid);
-        svg('text', { class: 'bc-tick', x: x, y: MARGIN.top + plotH + 16, 'text-anchor': 'middle' }, root).textContent = xLabel(t);
+        svg('text', { class: 'bc-tick bc-xtick', x: x, y: MARGIN.top + plotH + 16, 'text-anchor': 'middle' }, root).textContent = xTickLabel(t);
       }
       svg('line', { class: 'bc-axis', x1: MARGIN.left, x2: MARGIN.left + plotW, y1: MARGIN.top + plotH, y2: MARGIN.top + plotH }, root);
       svg('line', { class: 'bc-axis', x1: MARGIN.left, x2: MARGIN.left, y1: MARGIN.top, y2: MARGIN.top + plotH }, root);

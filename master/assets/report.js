@@ -718,43 +718,120 @@
         series('new streams/s', COLORS.teal, (p) => p.streams_per_s),
       ], extra);
     }
-    const dist = obj(r.distributions);
-    if (dist) {
-      const kinds = [
-        ['response time', 'response_time', COLORS.blue],
-        ['TTFE', 'ttfe', COLORS.purple],
-      ].filter((k) => arr(dist[k[1]]).some((b) => obj(b) && isNum(b.count) && b.count > 0));
-      if (kinds.length) {
-        // One category per bucket bound of any kind, trimmed to the buckets with samples.
-        const bounds = new Set();
-        for (const k of kinds) for (const b of arr(dist[k[1]])) if (obj(b) && isNum(b.le_ms) && b.count > 0) bounds.add(b.le_ms);
-        const les = Array.from(bounds).sort((a, b) => a - b);
-        const index = new Map(les.map((le, i) => [le, i]));
-        // Bucket bounds read to 3 significant digits: 39.809 is "≤ 39.8".
-        const cats = les.map((le) => '≤ ' + global.BarrageChart.formatNumber(Number(le.toPrecision(3)), 3));
-        const data = kinds.map((k) => {
-          const buckets = arr(dist[k[1]]).filter((b) => obj(b) && isNum(b.count) && isNum(b.le_ms));
-          const total = buckets.reduce((s, b) => s + b.count, 0);
-          return {
-            name: k[0],
-            color: k[2],
-            points: buckets.filter((b) => index.has(b.le_ms)).map((b) => [index.get(b.le_ms), (b.count * 100) / total]),
-          };
-        });
-        chartIn(st, grid, 'distribution', {
-          title: 'Latency distribution',
-          kind: 'bar',
-          x: 'category',
-          xTitle: 'bucket: latency up to (ms)',
-          yTitle: 'share of samples (%)',
-          legend: true,
-          format: (v) => num(v, 2) + ' %',
-        }, data, { categories: cats });
-      }
-    }
     return [
       note('Per second of the run, cluster-wide. Percentiles are those of each second. Hover a chart for its values; click a legend entry to hide a line.'),
       grid,
+    ];
+  }
+
+  // ---------------------------------------------------------------- percentile spectrum
+
+  /** The spectrum's metrics in the order they are offered, with their names and colours. */
+  const SPECTRUM_METRICS = [
+    ['response_time', 'response time', COLORS.blue],
+    ['ttfe', 'TTFE', COLORS.purple],
+    ['ttft', 'TTFT', COLORS.teal],
+    ['time_to_headers', 'time to headers', COLORS.green],
+    ['stream_duration', 'stream duration', COLORS.orange],
+    ['event_gap', 'event gap', COLORS.amber],
+    ['chunk_gap', 'chunk gap', COLORS.slate],
+    ['server_elapsed', 'server elapsed', COLORS.red],
+    ['response_time_ok', 'response time (successes)', '#db2777'],
+  ];
+  /** The percentiles the "nines" axis marks: x = -log10(1 - p). */
+  const NINES = [[0, '0%'], [1, '90%'], [2, '99%'], [3, '99.9%'], [4, '99.99%'], [5, '99.999%']];
+  const ROW_COLORS = ['#2563eb', '#ea580c', '#16a34a', '#9333ea', '#0891b2', '#ca8a04', '#db2777', '#475569', '#dc2626', '#65a30d'];
+
+  /** A percentile (0 to 99.999) on the nines axis. */
+  function nines(p) {
+    return -Math.log10(Math.max(1e-9, 1 - p / 100));
+  }
+
+  /** A nines-axis x back to its percentile, as people write it (99.9 %). */
+  function percentileOf(x) {
+    const p = 100 * (1 - Math.pow(10, -x));
+    return num(Number(p.toPrecision(Math.max(3, Math.ceil(x) + 3))), 4).replace(/\.?0+$/, '') + ' %';
+  }
+
+  function rowLabel(row) {
+    return (row.method ? row.method + ' ' : '') + String(row.name || '');
+  }
+
+  function lineOf(row, metric) {
+    return arr(row.lines).find((l) => obj(l) && l.metric === metric);
+  }
+
+  function linePoints(line) {
+    return arr(line && line.points)
+      .filter((p) => Array.isArray(p) && isNum(p[0]) && isNum(p[1]))
+      .map((p) => [nines(p[0]), p[1]]);
+  }
+
+  /**
+   * The views the selector offers: each row with every metric it has ("row:" and its
+   * label), then each metric across the endpoint rows ("metric:" and its name).
+   */
+  function spectrumViews(rows) {
+    const views = rows.map((row) => ({ key: 'row:' + rowLabel(row), group: 'row', label: rowLabel(row), row: row }));
+    const endpointsRows = rows.slice(1);
+    for (const m of SPECTRUM_METRICS) {
+      const having = endpointsRows.filter((row) => lineOf(row, m[0]));
+      if (having.length) views.push({ key: 'metric:' + m[0], group: 'metric', label: m[1] + ', every endpoint', metric: m, rows: having });
+    }
+    return views;
+  }
+
+  function spectrumSeries(view) {
+    if (view.group === 'row') {
+      return SPECTRUM_METRICS.filter((m) => lineOf(view.row, m[0])).map((m) => ({
+        name: m[1],
+        color: m[2],
+        points: linePoints(lineOf(view.row, m[0])),
+      }));
+    }
+    return view.rows.map((row, i) => ({
+      name: rowLabel(row),
+      color: ROW_COLORS[i % ROW_COLORS.length],
+      points: linePoints(lineOf(row, view.metric[0])),
+    }));
+  }
+
+  function spectrum(r, st) {
+    const rows = arr(r.spectrum).filter((row) => obj(row) && arr(row.lines).length);
+    if (!rows.length) return null;
+    const views = spectrumViews(rows);
+    const view = views.find((v) => v.key === st.spectrumView) || views[0];
+    st.spectrumView = view.key;
+    const extra = { xMin: 0, xMax: NINES[NINES.length - 1][0] };
+    const options = {
+      title: 'Latency by percentile (HdrHistogram spectrum)',
+      x: 'number',
+      xTicks: NINES,
+      xFormat: percentileOf,
+      xTitle: 'percentile (log "nines" scale)',
+      xName: 'at',
+      yLog: true,
+      yTitle: 'latency (ms, log scale)',
+      format: (v) => ms(v) + ' ms',
+      height: 300,
+    };
+    const wrap = h('div', { class: 'spectrum' });
+    const c = chartIn(st, wrap, 'spectrum', options, spectrumSeries(view), extra);
+    const select = h('select', { id: 'spectrum-view', 'aria-label': 'which latencies to draw' }, [
+      h('optgroup', { label: 'One row, every metric' }, views.filter((v) => v.group === 'row').map((v) => h('option', { value: v.key, selected: v === view ? 'selected' : null }, v.label))),
+      h('optgroup', { label: 'One metric, every endpoint' }, views.filter((v) => v.group === 'metric').map((v) => h('option', { value: v.key, selected: v === view ? 'selected' : null }, v.label))),
+    ]);
+    select.value = view.key;
+    select.addEventListener('change', () => {
+      const chosen = views.find((v) => v.key === select.value);
+      if (!chosen) return;
+      st.spectrumView = chosen.key;
+      c.chart.update(spectrumSeries(chosen), extra);
+    });
+    wrap.insertBefore(h('label', { class: 'spectrum-pick' }, ['Show ', select]), c.box);
+    return [
+      note('The latency under which each percentile of the samples fell, from the median to the slowest in 100,000: the farther right, the rarer. Exact to the HDR histograms\' 3 significant digits, over the whole run. Pick a row (every metric) or a metric (every endpoint); click a legend entry to hide a line.'),
+      wrap,
     ];
   }
 
@@ -765,6 +842,7 @@
       ['TTFE', 'time to first event: request start to the first SSE event that is not a ping.'],
       ['TTFT', 'time to first token: to the first text_chunk / message / agent_message event.'],
       ['Percentiles', 'p50 is the median, p95 the time 95 % of requests stayed under. Exact to 3 significant digits.'],
+      ['Percentile spectrum', 'every percentile from 0 to 99.999 % on a "nines" axis (90 %, 99 %, 99.9 % equally spaced), as HdrHistogram draws it: a line that rises steeply on the right is a long tail.'],
       ['req/s, failures/s', 'over the whole run time; the charts show each second.'],
       ['Event throughput', 'SSE events per second over the run\'s per-second timeline (avg = all events / run time).'],
       ['Max concurrent / avg active', 'peak open SSE streams within a second (sum of each worker\'s peak), and the time-weighted average.'],
@@ -781,6 +859,7 @@
     { id: 'summary', title: 'Summary', build: summary },
     { id: 'thresholds', title: 'Thresholds', build: thresholds },
     { id: 'hunt', title: 'Breaking-point hunt', build: hunt },
+    { id: 'spectrum', title: 'Latency by percentile', build: spectrum },
     { id: 'charts', title: 'Over time', build: charts },
     { id: 'endpoints', title: 'Requests', build: endpointTable },
     { id: 'percentiles', title: 'Response time percentiles', build: percentiles },

@@ -1,6 +1,6 @@
 //! Assembles the [`FinalReport`] from the aggregate: the stats rows, the per-second
-//! figures (throughput, connections, the timeline), failures, replicas and
-//! distributions ([`FinalReport::from_aggregator`], also the web UI's live report),
+//! figures (throughput, connections, the timeline), failures, replicas,
+//! distributions and the percentile spectrum ([`FinalReport::from_aggregator`], also the web UI's live report),
 //! then for the end of a run the workers, warnings and completeness
 //! ([`FinalReport::build`]).
 
@@ -20,6 +20,7 @@ use super::model::{
 };
 use super::rows::{EndpointRow, MergedRow, Percentiles, aggregated_row, kind_name, row};
 use super::run::{Roster, RunInfo, RunSummary};
+use super::spectrum::spectrum;
 use super::workers::{generator_warnings, worker_rows};
 use crate::aggregate::{Aggregator, Slot};
 
@@ -69,16 +70,21 @@ impl FinalReport {
     pub fn from_aggregator(agg: &Aggregator, info: &RunInfo, duration: Duration) -> FinalReport {
         // After a reset of the statistics, rates count from the reset.
         let secs = (duration.as_secs_f64() - agg.stats_since_s).max(1e-3);
-        let endpoints: Vec<EndpointRow> = agg
-            .endpoints
+        // Each row's histograms are built once, for its row and its spectrum.
+        let stats: Vec<_> = agg.endpoints.iter().map(|(k, t)| (k, t.kind, t.stats())).collect();
+        let endpoints: Vec<EndpointRow> = stats
             .iter()
-            .map(|(k, t)| {
+            .map(|(k, kind, s)| {
                 let epr = info.events_per_request_of(k);
-                row(kind_name(t.kind), &k.method, &k.name, &t.stats(), secs, epr)
+                row(kind_name(*kind), &k.method, &k.name, s, secs, epr)
             })
             .collect();
         let all = agg.aggregated();
         let sse = agg.sse_aggregated();
+        let spectrum = spectrum(
+            &all,
+            stats.iter().map(|(k, _, s)| (k.method.as_str(), k.name.as_str(), s)),
+        );
         let mut failures = failure_rows(agg, |s| &s.failure_kinds);
         let outcomes = failure_rows(agg, |s| &s.outcomes);
         failures.sort_by_key(|f| std::cmp::Reverse(f.count));
@@ -120,6 +126,7 @@ impl FinalReport {
                 response_time: buckets(all.histogram(Metric::ResponseTime)),
                 ttfe: buckets(all.histogram(Metric::Ttfe)),
             }),
+            spectrum,
             // Filled by `build` and for downloads (`with_merged`): the live view needs none.
             merged: Vec::new(),
             arrivals: info.arrival.as_ref().map(|a| ArrivalFigures::new(a, duration, agg)),

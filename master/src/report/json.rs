@@ -38,8 +38,9 @@ pub fn load(path: &Path) -> Result<Value, String> {
     }
 }
 
-/// Reads a saved report (a file written by `--json`) and recomputes its tables from
-/// the merged histograms it carries, the way the run computed them.
+/// Reads a saved report (a file written by `--json`) and recomputes its tables and its
+/// percentile spectrum from the merged histograms it carries, the way the run computed
+/// them (so files saved before the spectrum existed draw it too).
 pub fn read(path: &Path) -> Result<FinalReport, String> {
     let shown = path.display();
     let value = load(path)?;
@@ -48,6 +49,8 @@ pub fn read(path: &Path) -> Result<FinalReport, String> {
     if !report.merged.is_empty() {
         let again = super::rows_from_merged(&report.merged, report.duration_s - report.stats_since_s)
             .map_err(|e| format!("{shown}: merged data: {e}"))?;
+        let rows = again.stats.iter().map(|(m, n, s)| (m.as_str(), n.as_str(), s));
+        report.spectrum = super::spectrum::spectrum(&again.all, rows);
         report.endpoints = again.endpoints;
         report.aggregated = again.aggregated;
     }

@@ -6,7 +6,7 @@
 //! exact to the histograms' 3 significant digits, never rounded to two like Locust.
 //!
 //! The model's types live in [`model`] (the report as saved), [`rows`] (a stats row and
-//! its percentiles), [`workers`], [`arrivals`], [`drift`] and [`completeness`]; what
+//! its percentiles), [`spectrum`] (the percentile spectrum), [`workers`], [`arrivals`], [`drift`] and [`completeness`]; what
 //! the run hands over in [`run`]; the assembly from the aggregate in [`build`]. Every
 //! item is re-exported here, so `report::FinalReport` names the same type as
 //! `report::model::FinalReport`.
@@ -23,6 +23,7 @@ pub mod json;
 pub mod model;
 pub mod rows;
 pub mod run;
+pub mod spectrum;
 pub mod workers;
 
 pub use arrivals::ArrivalFigures;
@@ -34,4 +35,5 @@ pub use model::{
 };
 pub use rows::{EndpointRow, MergedRow, Percentiles, Recomputed, rows_from_merged};
 pub use run::{Roster, RosterWorker, RunInfo, RunSummary};
+pub use spectrum::{SpectrumLine, SpectrumRow};
 pub use workers::{WorkerRow, saturation_warning};

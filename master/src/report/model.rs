@@ -8,6 +8,7 @@ use super::arrivals::ArrivalFigures;
 use super::completeness::Completeness;
 use super::drift::Drift;
 use super::rows::{EndpointRow, MergedRow, Percentiles};
+use super::spectrum::SpectrumRow;
 use super::workers::WorkerRow;
 use crate::hunt::HuntReport;
 use crate::threshold_eval::ThresholdRow;
@@ -79,6 +80,11 @@ pub struct FinalReport {
     pub drift: Option<Drift>,
     /// The whole run's latency distributions (all rows merged), in log buckets.
     pub distributions: Option<Distributions>,
+    /// HdrHistogram's percentile spectrum of the Aggregated row, then of each stats
+    /// row: every latency metric with data from 0 to 99.999 %. Files saved before it
+    /// existed read with none, and `barrage report` computes it from `merged`.
+    #[serde(default)]
+    pub spectrum: Vec<SpectrumRow>,
     /// The merged data the tables come from: each row's counters and HDR histograms,
     /// so a saved result can be re-rendered or merged again (`barrage report`).
     pub merged: Vec<MergedRow>,

@@ -222,6 +222,7 @@ pub fn rows_from_merged(merged: &[MergedRow], duration_s: f64) -> barrage_common
         aggregated: aggregated_row(&all, &rows, secs),
         endpoints: rows,
         stats,
+        all,
     })
 }
 
@@ -242,4 +243,6 @@ pub struct Recomputed {
     pub aggregated: EndpointRow,
     /// (method, name, stats) of each row.
     pub stats: Vec<(String, String, EndpointStats)>,
+    /// Every row's stats merged (the Aggregated row's).
+    pub all: EndpointStats,
 }

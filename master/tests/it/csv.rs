@@ -407,6 +407,15 @@ async fn a_saved_result_renders_the_same_files_again() {
     let read_back = barrage_master::report::json::read(&saved).unwrap();
     assert_eq!(json(&read_back.endpoints), json(&out.report.endpoints));
     assert_eq!(json(&read_back.aggregated), json(&out.report.aggregated));
+    // So is the percentile spectrum, and a file saved before it existed gets it too.
+    assert!(!out.report.spectrum.is_empty());
+    assert_eq!(read_back.spectrum, out.report.spectrum);
+    let mut old: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    old.as_object_mut().unwrap().remove("spectrum");
+    let old_file = dir.path().join("old.json");
+    std::fs::write(&old_file, old.to_string()).unwrap();
+    let old_back = barrage_master::report::json::read(&old_file).unwrap();
+    assert_eq!(old_back.spectrum, out.report.spectrum);
 
     // Through the command, as a person runs it.
     let o = crate::compare::barrage_report(vec![

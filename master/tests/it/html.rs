@@ -137,7 +137,8 @@ fn check_real_run_page(report: &Value) {
         .iter()
         .map(|c| c["id"].as_str().unwrap())
         .collect();
-    let mut expected = vec![
+    let expected = vec![
+        "chart-spectrum",
         "chart-users",
         "chart-rps",
         "chart-response-time",
@@ -145,17 +146,13 @@ fn check_real_run_page(report: &Value) {
         "chart-streams",
         "chart-events",
     ];
-    let has_distribution = report["distributions"]["response_time"]
-        .as_array()
-        .is_some_and(|b| b.iter().any(|b| b["count"].as_u64() > Some(0)));
-    if has_distribution {
-        expected.push("chart-distribution");
-    }
     assert_eq!(ids, expected, "{charts:#}");
     for c in charts.as_array().unwrap() {
         assert!(c["svg"] == json!(true) && c["empty"] == json!(false), "{c}");
         assert!(as_u64(&c["drawn"]) >= 1, "nothing drawn: {c}");
     }
+
+    check_spectrum(&page, report);
 
     // The request table: a row per endpoint with the report's counts, then Aggregated.
     let rows = page.eval(&rows_js("endpoints-table"));
@@ -228,6 +225,110 @@ fn check_real_run_page(report: &Value) {
         requests.len() == 1 && requests[0].starts_with("file://"),
         "{requests:?}"
     );
+}
+
+/// The names the page gives the spectrum's metrics.
+fn metric_label(metric: &str) -> &'static str {
+    match metric {
+        "response_time" => "response time",
+        "ttfe" => "TTFE",
+        "ttft" => "TTFT",
+        "time_to_headers" => "time to headers",
+        "stream_duration" => "stream duration",
+        "event_gap" => "event gap",
+        "chunk_gap" => "chunk gap",
+        "server_elapsed" => "server elapsed",
+        "response_time_ok" => "response time (successes)",
+        other => panic!("unknown metric {other}"),
+    }
+}
+
+/// The metrics in the order the page offers them.
+const METRIC_ORDER: [&str; 9] = [
+    "response_time",
+    "ttfe",
+    "ttft",
+    "time_to_headers",
+    "stream_duration",
+    "event_gap",
+    "chunk_gap",
+    "server_elapsed",
+    "response_time_ok",
+];
+
+/// The spectrum chart's drawn lines, by name.
+const SPECTRUM_LINES_JS: &str =
+    "Array.from(document.querySelectorAll('#chart-spectrum path.bc-series')).map((p) => p.dataset.series)";
+
+/// Picks the spectrum's view `key` in its selector, as a person would.
+fn pick_spectrum(page: &Page, key: &str) {
+    page.eval(&format!(
+        "(() => {{ const s = document.getElementById('spectrum-view'); s.value = {key:?}; \
+           s.dispatchEvent(new Event('change')); }})()"
+    ));
+}
+
+/// The percentile spectrum: the nines axis, a line per metric of the Aggregated row
+/// (the first view), a line per metric of each endpoint, a line per endpoint of each
+/// metric, and its last point at 99.999 %, where the report puts it.
+fn check_spectrum(page: &Page, report: &Value) {
+    let ticks =
+        page.eval("Array.from(document.querySelectorAll('#chart-spectrum .bc-xtick')).map((t) => t.textContent)");
+    assert_eq!(ticks, json!(["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]));
+    let rows = report["spectrum"].as_array().expect("the report's spectrum");
+    assert_eq!(rows[0]["name"], "Aggregated");
+    assert_eq!(rows.len(), report["endpoints"].as_array().unwrap().len() + 1);
+    let lines_of = |row: &Value| -> Vec<String> {
+        let metrics: Vec<&str> = row["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["metric"].as_str().unwrap())
+            .collect();
+        METRIC_ORDER
+            .iter()
+            .filter(|m| metrics.contains(m))
+            .map(|m| metric_label(m).to_string())
+            .collect()
+    };
+    let aggregated = lines_of(&rows[0]);
+    assert!(
+        aggregated.len() >= 6 && aggregated[..2] == ["response time", "TTFE"],
+        "{aggregated:?}"
+    );
+    assert_eq!(page.eval(SPECTRUM_LINES_JS), json!(aggregated));
+    // The response time line ends on the 99.999 % tick.
+    let ends_on_top_tick = page.eval(
+        "(() => { const d = document.querySelector('#chart-spectrum path.bc-series').getAttribute('d'); \
+           const last = d.trim().split(/[ML]/).filter(Boolean).pop().split(' ')[0]; \
+           const tick = Array.from(document.querySelectorAll('#chart-spectrum .bc-xtick')).pop().getAttribute('x'); \
+           return Math.abs(Number(last) - Number(tick)) < 0.5; })()",
+    );
+    assert_eq!(ends_on_top_tick, json!(true));
+    // Each endpoint: a line per metric it has.
+    for row in &rows[1..] {
+        let label = format!("{} {}", row["method"].as_str().unwrap(), row["name"].as_str().unwrap());
+        pick_spectrum(page, &format!("row:{label}"));
+        assert_eq!(page.eval(SPECTRUM_LINES_JS), json!(lines_of(row)), "{label}");
+    }
+    // Each metric: a line per endpoint that has it.
+    for metric in ["response_time", "ttfe"] {
+        pick_spectrum(page, &format!("metric:{metric}"));
+        let having: Vec<String> = rows[1..]
+            .iter()
+            .filter(|r| r["lines"].as_array().unwrap().iter().any(|l| l["metric"] == metric))
+            .map(|r| format!("{} {}", r["method"].as_str().unwrap(), r["name"].as_str().unwrap()))
+            .collect();
+        assert!(!having.is_empty(), "{metric}");
+        assert_eq!(page.eval(SPECTRUM_LINES_JS), json!(having), "{metric}");
+    }
+    // Every endpoint has response times; only the SSE one has TTFE.
+    pick_spectrum(page, "metric:response_time");
+    assert_eq!(page.eval(&format!("{SPECTRUM_LINES_JS}.length")), json!(rows.len() - 1));
+    page.screenshot_stage("spectrum_by_endpoint");
+    pick_spectrum(page, "row:Aggregated");
+    // The stage took the test's screenshot file: the page as it opened, again.
+    page.screenshot();
 }
 
 /// 1234567 as the page writes it: 1,234,567.
