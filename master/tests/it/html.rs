@@ -325,6 +325,16 @@ fn check_spectrum(page: &Page, report: &Value) {
     // Every endpoint has response times; only the SSE one has TTFE.
     pick_spectrum(page, "metric:response_time");
     assert_eq!(page.eval(&format!("{SPECTRUM_LINES_JS}.length")), json!(rows.len() - 1));
+    // The live page renders again every 2 s: the view picked stays.
+    page.eval(
+        "BarrageReport.render(document.getElementById('app'), \
+           JSON.parse(document.getElementById('barrage-report').textContent))",
+    );
+    assert_eq!(
+        page.eval("document.getElementById('spectrum-view').value"),
+        json!("metric:response_time")
+    );
+    assert_eq!(page.eval(&format!("{SPECTRUM_LINES_JS}.length")), json!(rows.len() - 1));
     page.screenshot_stage("spectrum_by_endpoint");
     pick_spectrum(page, "row:Aggregated");
     // The stage took the test's screenshot file: the page as it opened, again.

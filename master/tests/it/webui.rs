@@ -78,12 +78,21 @@ fn drive(url: &str, target: &barrage_mock::MockState) -> Option<Value> {
     let drawn = page.eval(
         "Array.from(document.querySelectorAll('.chart-card')).filter((c) => c.querySelector('path.bc-series')).map((c) => c.id)",
     );
-    for id in ["chart-users", "chart-rps", "chart-response-time"] {
+    for id in ["chart-spectrum", "chart-users", "chart-rps", "chart-response-time"] {
         assert!(
             drawn.as_array().unwrap().contains(&json!(id)),
             "{id} not drawn: {drawn}"
         );
     }
+    // The live percentile spectrum (from /api/stats) on its nines axis, response time first.
+    let spectrum = page.eval(
+        "[Array.from(document.querySelectorAll('#chart-spectrum .bc-xtick')).map((t) => t.textContent), \
+          document.querySelector('#chart-spectrum path.bc-series').dataset.series]",
+    );
+    assert_eq!(
+        spectrum,
+        json!([["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"], "response time"])
+    );
     page.screenshot_stage("2-running");
 
     // Change the users: the workers run 6.
