@@ -7,8 +7,12 @@
 //! reports are in; while a climbing step is judged the next one already runs, so the
 //! search costs no idle time. Only SLOs a window can compute are accepted.
 //!
-//! The search is here; its settings in [`config`], what it found in [`outcome`].
+//! The search is here; its settings in [`config`], what it found in [`outcome`]; how
+//! sure the sustainable level is in [`confidence`], whether the SLO margin fell off a
+//! cliff or bent at a knee in [`cliff`].
 
+pub mod cliff;
+pub mod confidence;
 pub mod config;
 pub mod outcome;
 
@@ -18,7 +22,7 @@ use barrage_common::metrics::Metric;
 use barrage_common::threshold::Stat;
 
 pub use config::HuntConfig;
-pub use outcome::{HuntLevel, HuntReport, StepResult, StepVerdict};
+pub use outcome::{HuntLevel, HuntReport, MarginShape, SloConfidence, StepResult, StepVerdict};
 
 use crate::aggregate::{Aggregator, REPORT_LAG};
 use crate::threshold_eval::{holds, window_value};
@@ -32,6 +36,9 @@ enum Phase {
         rounds_left: u32,
     },
 }
+
+/// A bootstrap interval: (low, high), in the SLO's base units.
+type Interval = (f64, f64);
 
 /// What the controller should do now.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +60,11 @@ pub struct Hunt {
     /// Steps that ended and wait for their seconds to be complete.
     pending: Vec<(u32, Duration, bool)>,
     results: Vec<StepResult>,
+    /// Each result's figure of each SLO (in `cfg.slos` order), for the margins.
+    figures: Vec<Vec<Option<f64>>>,
+    /// The best good step so far: its level and each SLO's bootstrap interval,
+    /// computed when it was judged (its seconds' histograms are compacted later).
+    boundary: Option<(u32, Vec<Option<Interval>>)>,
     ended: Option<String>,
 }
 
@@ -65,6 +77,8 @@ impl Hunt {
             phase: Phase::Climbing,
             pending: Vec::new(),
             results: Vec::new(),
+            figures: Vec::new(),
+            boundary: None,
             ended: None,
         }
     }
@@ -116,6 +130,7 @@ impl Hunt {
             let result = self.judge(level, start, in_bisection, agg);
             let verdict = result.verdict;
             let good = verdict == StepVerdict::Ok;
+            self.keep_figures(&result, agg);
             self.results.push(result);
             match self.phase {
                 Phase::Climbing if good && level >= self.cfg.max => {
@@ -263,10 +278,106 @@ impl Hunt {
             .is_some_and(|r| rps < r.rps * (1.0 + more_rps / 100.0))
     }
 
+    /// Keeps each SLO's figure of a judged step and, for a new best good step, each
+    /// SLO's bootstrap interval over its seconds.
+    fn keep_figures(&mut self, r: &StepResult, agg: &Aggregator) {
+        let w = agg.window(r.from_s, r.to_s.max(r.from_s + 1));
+        self.figures
+            .push(self.cfg.slos.iter().map(|slo| window_value(slo.stat, &w)).collect());
+        let better = self.boundary.as_ref().is_none_or(|(level, _)| r.users > *level);
+        if r.verdict == StepVerdict::Ok && better {
+            let intervals = self
+                .cfg
+                .slos
+                .iter()
+                .map(|slo| confidence::bootstrap(slo, agg, r.from_s, r.to_s))
+                .collect();
+            self.boundary = Some((r.users, intervals));
+        }
+    }
+
+    /// The key SLO (by its index): the one with the least margin at the first step
+    /// that broke an SLO, else at `boundary`; no figure counts as no margin at all.
+    fn key_slo(&self, boundary: Option<usize>) -> Option<usize> {
+        let first_broken = (0..self.results.len())
+            .filter(|&i| self.results[i].verdict == StepVerdict::Slo)
+            .min_by_key(|&i| self.results[i].users);
+        let step = first_broken.or(boundary)?;
+        let figures = self.figures.get(step)?;
+        (0..self.cfg.slos.len()).min_by(|&a, &b| {
+            let m = |k: usize| figures[k].map_or(f64::NEG_INFINITY, |v| confidence::margin(&self.cfg.slos[k], v));
+            m(a).total_cmp(&m(b))
+        })
+    }
+
+    /// The key SLO at the boundary step (result `boundary`) with its interval.
+    fn confidence(&self, key: usize, boundary: usize) -> Option<SloConfidence> {
+        let slo = &self.cfg.slos[key];
+        let r = &self.results[boundary];
+        let figure = self.figures.get(boundary)?.get(key).copied().flatten()?;
+        let (level, intervals) = self.boundary.as_ref()?;
+        let (low, high) = intervals.get(key).copied().flatten().filter(|_| *level == r.users)?;
+        let (a, b) = (confidence::margin(slo, low), confidence::margin(slo, high));
+        let confident = holds(slo, Some(low)) && holds(slo, Some(high));
+        Some(SloConfidence {
+            slo: slo.text.clone(),
+            level: r.users,
+            figure,
+            low,
+            high,
+            shown: format!(
+                "{} (95 % CI {} to {})",
+                slo.stat.show(figure),
+                slo.stat.show(low),
+                slo.stat.show(high)
+            ),
+            margin: confidence::margin(slo, figure),
+            margin_low: a.min(b),
+            margin_high: a.max(b),
+            call: if confident { "confident" } else { "marginal" }.into(),
+            seconds: (r.to_s.max(r.from_s + 1) - r.from_s) as u32,
+            resamples: confidence::RESAMPLES,
+        })
+    }
+
+    /// The key SLO's margin over the good levels below the first bad one, and that one,
+    /// called a cliff or a knee.
+    fn margin_shape(&self, key: usize) -> Option<MarginShape> {
+        let slo = &self.cfg.slos[key];
+        let bad = (0..self.results.len())
+            .filter(|&i| self.results[i].verdict == StepVerdict::Slo)
+            .min_by_key(|&i| self.results[i].users)?;
+        let bad_level = self.results[bad].users;
+        let mut steps: Vec<usize> = (0..self.results.len())
+            .filter(|&i| self.results[i].verdict == StepVerdict::Ok && self.results[i].users < bad_level)
+            .collect();
+        steps.sort_by_key(|&i| self.results[i].users);
+        steps.push(bad);
+        let margins = steps
+            .iter()
+            .map(|&i| {
+                let v = self.figures.get(i)?.get(key).copied().flatten()?;
+                Some((self.results[i].users, confidence::margin(slo, v)))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let (call, kept) = cliff::call(&margins)?;
+        Some(MarginShape {
+            call: call.into(),
+            slo: slo.text.clone(),
+            first_margin: margins[0].1,
+            last_good_margin: margins[margins.len() - 2].1,
+            kept,
+            margins,
+        })
+    }
+
     /// The outcome so far (complete once the run has ended).
     pub fn report(&self) -> HuntReport {
-        let good: Vec<&StepResult> = self.results.iter().filter(|r| r.verdict == StepVerdict::Ok).collect();
-        let best_good = good.iter().max_by_key(|r| r.users).copied();
+        let boundary = (0..self.results.len())
+            .filter(|&i| self.results[i].verdict == StepVerdict::Ok)
+            .max_by_key(|&i| self.results[i].users);
+        let best_good = boundary.map(|i| &self.results[i]);
+        let key = self.key_slo(boundary);
         let first_bad = self
             .results
             .iter()
@@ -333,6 +444,8 @@ impl Hunt {
                 )
             },
             steps: self.results.clone(),
+            confidence: key.zip(boundary).and_then(|(k, b)| self.confidence(k, b)),
+            margin_shape: key.and_then(|k| self.margin_shape(k)),
         }
     }
 }
