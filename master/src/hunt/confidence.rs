@@ -2,7 +2,8 @@
 //! percentile bootstrap of the boundary step's SLO figure over its seconds
 //! ([`bootstrap`]), seeded so the same timeline always gives the same interval.
 
-use barrage_common::threshold::{Op, Threshold};
+use barrage_common::metrics::Metric;
+use barrage_common::threshold::{Op, Stat, Threshold};
 
 use crate::aggregate::{Aggregator, Window};
 use crate::threshold_eval::window_value;
@@ -48,7 +49,7 @@ pub fn bootstrap(slo: &Threshold, agg: &Aggregator, from: i64, to: i64) -> Optio
                 ..Default::default()
             };
             for _ in 0..n {
-                add(&mut sum, &seconds[(rng.next() % n) as usize]);
+                add(&mut sum, &seconds[(rng.next() % n) as usize], slo.stat);
             }
             window_value(slo.stat, &sum)
         })
@@ -63,15 +64,20 @@ pub fn bootstrap(slo: &Threshold, agg: &Aggregator, from: i64, to: i64) -> Optio
 }
 
 /// Adds one second into a resample (what `timeline::window` sums, for the figures an
-/// SLO reads).
-fn add(sum: &mut Window, second: &Window) {
+/// SLO reads); of the histograms only the one `stat` reads, the costly part.
+fn add(sum: &mut Window, second: &Window, stat: Stat) {
     sum.requests += second.requests;
     sum.failures += second.failures;
     sum.events += second.events;
     sum.status_429 += second.status_429;
     sum.dropped_iterations += second.dropped_iterations;
-    sum.ttfe.merge(&second.ttfe);
-    sum.response_time.merge(&second.response_time);
+    if let Stat::Percentile(_, m) | Stat::Avg(m) | Stat::Min(m) | Stat::Max(m) = stat {
+        if m == Metric::Ttfe {
+            sum.ttfe.merge(&second.ttfe);
+        } else {
+            sum.response_time.merge(&second.response_time);
+        }
+    }
 }
 
 /// SplitMix64 (Steele, Lea and Flood): a few lines, and the same sequence on every

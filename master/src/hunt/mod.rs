@@ -449,3 +449,78 @@ impl Hunt {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::testing::requests_at;
+    use barrage_common::threshold::Threshold;
+
+    /// A hunt from 10 users in steps of 10 (4 s each, the first second not judged)
+    /// against `p95(response_time) < 100ms`, over a timeline where every second's 20
+    /// requests take `rt_ms(level, second)`; ticked until it stops.
+    fn hunt_over(rt_ms: impl Fn(u32, i64) -> u64) -> HuntReport {
+        let cfg = HuntConfig {
+            start: 10,
+            step: 10,
+            step_time: Duration::from_secs(4),
+            warmup: Duration::from_secs(1),
+            max: 100,
+            slos: vec![Threshold::parse("p95(response_time) < 100ms").unwrap()],
+            stall: None,
+            bisect: 0,
+            mean_wait: Duration::ZERO,
+            rate_mode: false,
+        };
+        let mut hunt = Hunt::new(cfg);
+        let mut agg = Aggregator::new(1);
+        for t in 0..60 {
+            let level = 10 + 10 * (t / 4) as u32;
+            agg.merge(&requests_at(t, 20, rt_ms(level, t)));
+            if let Action::Stop(_) = hunt.tick(Duration::from_secs(t as u64), &agg) {
+                return hunt.report();
+            }
+        }
+        panic!("the hunt did not stop: {:#?}", hunt.report())
+    }
+
+    /// Latency growing with the level (2 ms per user, 3 ms more in odd seconds): the
+    /// margin shrinks step by step, a knee; the interval at 40 users spans its seconds
+    /// (80 and 83 ms) and brackets the step's own p95, wholly under the limit.
+    #[test]
+    fn a_latency_growing_with_load_is_a_knee_with_an_interval_around_the_boundary() {
+        let h = hunt_over(|level, t| u64::from(level) * 2 + (t % 2) as u64 * 3);
+        assert_eq!((h.sustainable_users, h.first_bad_users), (Some(40), Some(50)), "{h:#?}");
+        let c = h.confidence.expect("an interval");
+        assert_eq!(
+            (c.slo.as_str(), c.level, c.seconds, c.resamples),
+            ("p95(response_time) < 100ms", 40, 3, 1000)
+        );
+        let boundary = h.steps.iter().find(|s| s.users == 40).unwrap();
+        assert!((c.figure / 1000.0 - boundary.response_time_p95_ms.unwrap()).abs() < 1e-9);
+        assert!(c.low < c.high && c.low <= c.figure && c.figure <= c.high, "{c:?}");
+        // HDR keeps 3 significant digits: 80 and 83 ms within 0.1 %.
+        assert!(
+            (c.low - 80_000.0).abs() < 100.0 && (c.high - 83_000.0).abs() < 100.0,
+            "{c:?}"
+        );
+        assert_eq!(c.call, "confident");
+        assert!(c.margin_low <= c.margin && c.margin <= c.margin_high, "{c:?}");
+        let shape = h.margin_shape.expect("a call");
+        assert_eq!(shape.call, "knee", "{shape:?}");
+        let levels: Vec<u32> = shape.margins.iter().map(|m| m.0).collect();
+        assert_eq!(levels, [10, 20, 30, 40, 50]);
+    }
+
+    /// 20 ms until 50 users, then 150 ms: the margin stays until it falls, a cliff.
+    #[test]
+    fn a_sudden_break_is_a_cliff() {
+        let h = hunt_over(|level, _| if level < 50 { 20 } else { 150 });
+        assert_eq!((h.sustainable_users, h.first_bad_users), (Some(40), Some(50)), "{h:#?}");
+        let shape = h.margin_shape.expect("a call");
+        assert_eq!(shape.call, "cliff", "{shape:?}");
+        assert!((shape.kept - 1.0).abs() < 1e-9, "{shape:?}");
+        let c = h.confidence.expect("an interval");
+        assert_eq!((c.low, c.high), (c.figure, c.figure), "every second alike: {c:?}");
+    }
+}
