@@ -33,12 +33,17 @@ pub fn margin(slo: &Threshold, value: f64) -> f64 {
     }
 }
 
-/// The 95 % percentile-bootstrap interval of `slo`'s figure over the seconds
-/// `from..to` of the timeline: [`RESAMPLES`] times, draw as many seconds as the step
-/// judged, with replacement, sum them as one window, and compute the figure; the
-/// interval is the middle 95 % of those figures. None without a second with data.
-pub fn bootstrap(slo: &Threshold, agg: &Aggregator, from: i64, to: i64) -> Option<(f64, f64)> {
-    let seconds: Vec<Window> = (from..to.max(from + 1)).map(|s| agg.window(s, s + 1)).collect();
+/// The seconds `from..to` of the timeline, one window each: what [`bootstrap`]
+/// resamples, copied out so the aggregator's lock is not held while it runs.
+pub fn seconds(agg: &Aggregator, from: i64, to: i64) -> Vec<Window> {
+    (from..to.max(from + 1)).map(|s| agg.window(s, s + 1)).collect()
+}
+
+/// The 95 % percentile-bootstrap interval of `slo`'s figure over `seconds` (a step's,
+/// from [`seconds`]): [`RESAMPLES`] times, draw as many seconds as the step judged,
+/// with replacement, sum them as one window, and compute the figure; the interval is
+/// the middle 95 % of those figures. None without a second with data.
+pub fn bootstrap(slo: &Threshold, seconds: &[Window]) -> Option<(f64, f64)> {
     let mut rng = SplitMix(SEED);
     let n = seconds.len() as u64;
     let mut figures: Vec<f64> = (0..RESAMPLES)
@@ -135,13 +140,13 @@ mod tests {
             agg.merge(&one_second(1, at as u64 + 1, at, "/x", TaskKindTag::Http, &s));
         }
         let rate = slo("error_rate < 1%");
-        let (low, high) = bootstrap(&rate, &agg, 0, 10).unwrap();
+        let (low, high) = bootstrap(&rate, &seconds(&agg, 0, 10)).unwrap();
         let figure = window_value(rate.stat, &agg.window(0, 10)).unwrap();
         assert!((figure - 0.05).abs() < 1e-9, "{figure}");
         assert!(low <= figure && figure <= high, "{low} .. {high} around {figure}");
         assert_eq!(low, 0.0, "a tenth of resamples miss the bad second");
         assert!(high >= 0.1, "{high}: some draw it twice or more");
-        assert_eq!(bootstrap(&rate, &agg, 0, 10), Some((low, high)), "seeded");
-        assert_eq!(bootstrap(&rate, &agg, 20, 30), None, "no data, no interval");
+        assert_eq!(bootstrap(&rate, &seconds(&agg, 0, 10)), Some((low, high)), "seeded");
+        assert_eq!(bootstrap(&rate, &seconds(&agg, 20, 30)), None, "no data, no interval");
     }
 }

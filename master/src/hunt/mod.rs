@@ -24,7 +24,7 @@ use barrage_common::threshold::Stat;
 pub use config::HuntConfig;
 pub use outcome::{HuntLevel, HuntReport, MarginShape, SloConfidence, StepResult, StepVerdict};
 
-use crate::aggregate::{Aggregator, REPORT_LAG};
+use crate::aggregate::{Aggregator, REPORT_LAG, Window};
 use crate::threshold_eval::{holds, window_value};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,9 +36,6 @@ enum Phase {
         rounds_left: u32,
     },
 }
-
-/// A bootstrap interval: (low, high), in the SLO's base units.
-type Interval = (f64, f64);
 
 /// What the controller should do now.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,9 +59,10 @@ pub struct Hunt {
     results: Vec<StepResult>,
     /// Each result's figure of each SLO (in `cfg.slos` order), for the margins.
     figures: Vec<Vec<Option<f64>>>,
-    /// The best good step so far: its level and each SLO's bootstrap interval,
-    /// computed when it was judged (its seconds' histograms are compacted later).
-    boundary: Option<(u32, Vec<Option<Interval>>)>,
+    /// The best good step so far: its level and its seconds, copied when it was
+    /// judged (the timeline compacts their histograms later). The bootstrap runs on
+    /// them once, when the report is built, never in the controller's tick.
+    boundary: Option<(u32, Vec<Window>)>,
     ended: Option<String>,
 }
 
@@ -286,13 +284,7 @@ impl Hunt {
             .push(self.cfg.slos.iter().map(|slo| window_value(slo.stat, &w)).collect());
         let better = self.boundary.as_ref().is_none_or(|(level, _)| r.users > *level);
         if r.verdict == StepVerdict::Ok && better {
-            let intervals = self
-                .cfg
-                .slos
-                .iter()
-                .map(|slo| confidence::bootstrap(slo, agg, r.from_s, r.to_s))
-                .collect();
-            self.boundary = Some((r.users, intervals));
+            self.boundary = Some((r.users, confidence::seconds(agg, r.from_s, r.to_s)));
         }
     }
 
@@ -315,8 +307,9 @@ impl Hunt {
         let slo = &self.cfg.slos[key];
         let r = &self.results[boundary];
         let figure = self.figures.get(boundary)?.get(key).copied().flatten()?;
-        let (level, intervals) = self.boundary.as_ref()?;
-        let (low, high) = intervals.get(key).copied().flatten().filter(|_| *level == r.users)?;
+        let (level, seconds) = self.boundary.as_ref().filter(|(level, _)| *level == r.users)?;
+        debug_assert_eq!(*level, r.users);
+        let (low, high) = confidence::bootstrap(slo, seconds)?;
         let (a, b) = (confidence::margin(slo, low), confidence::margin(slo, high));
         let confident = holds(slo, Some(low)) && holds(slo, Some(high));
         Some(SloConfidence {
