@@ -589,6 +589,8 @@
     const out = [
       facts(null, [
         ['Sustainable capacity', capacity, 'the highest level that met every SLO'],
+        huntConfidence(obj(hr.confidence), level),
+        huntMargin(obj(hr.margin_shape)),
         isNum(hr.first_bad_users) ? ['First bad level', count(hr.first_bad_users) + ' ' + level] : null,
         hr.broke_first ? ['Broke first', String(hr.broke_first)] : null,
         isNum(hr.knee_users) ? ['Knee (throughput peaked)', count(hr.knee_users) + ' ' + level] : null,
@@ -653,6 +655,36 @@
     );
     out.unshift(note('The load stepped up until a step broke an SLO or throughput stopped growing; each step is judged on its own seconds after a warm-up.'));
     return out;
+  }
+
+  /** The sustainable level's key SLO with its bootstrap interval (absent in older files). */
+  function huntConfidence(c, level) {
+    if (!c) return null;
+    const confident = c.call === 'confident';
+    return [
+      'Confidence',
+      h('span', null, [
+        confident ? badge('confident', 'pass') : badge('marginal', 'warn'),
+        ' ' + String(c.slo || '') + ' at ' + count(c.level) + ' ' + level + ': ' + String(c.shown || '') +
+          '; margin to the limit ' + pct(c.margin) + ' (' + pct(c.margin_low) + ' to ' + pct(c.margin_high) + ')',
+      ]),
+      (confident ? 'the whole interval meets the SLO' : 'the interval crosses the limit') +
+        '; 95 % percentile bootstrap, ' + count(c.resamples) + ' resamples of the step\'s ' + count(c.seconds) + ' seconds',
+    ];
+  }
+
+  /** Cliff or knee: how the key SLO's margin fell over the levels (absent in older files). */
+  function huntMargin(m) {
+    if (!m) return null;
+    return [
+      'SLO margin',
+      h('span', null, [
+        badge(String(m.call), m.call === 'cliff' ? 'warn' : 'pass'),
+        ' ' + String(m.slo || '') + ': ' + pct(m.first_margin) + ' at the first level, ' + pct(m.last_good_margin) +
+          ' at the last good one (' + pct(m.kept) + ' kept)',
+      ]),
+      'a cliff keeps more than half of the first margin up to the break; a knee uses it up step by step',
+    ];
   }
 
   // ---------------------------------------------------------------- charts

@@ -175,6 +175,7 @@ mod tests {
             host: Some("http://file".into()),
             arrival: None,
             events_per_request: Default::default(),
+            load_varies: false,
         };
         assert_eq!(steering.run_info(&base).users, 10);
         steered.started(&start(3, Some("http://ui")));

@@ -7,8 +7,12 @@
 //! reports are in; while a climbing step is judged the next one already runs, so the
 //! search costs no idle time. Only SLOs a window can compute are accepted.
 //!
-//! The search is here; its settings in [`config`], what it found in [`outcome`].
+//! The search is here; its settings in [`config`], what it found in [`outcome`]; how
+//! sure the sustainable level is in [`confidence`], whether the SLO margin fell off a
+//! cliff or bent at a knee in [`cliff`].
 
+pub mod cliff;
+pub mod confidence;
 pub mod config;
 pub mod outcome;
 
@@ -18,9 +22,9 @@ use barrage_common::metrics::Metric;
 use barrage_common::threshold::Stat;
 
 pub use config::HuntConfig;
-pub use outcome::{HuntLevel, HuntReport, StepResult, StepVerdict};
+pub use outcome::{HuntLevel, HuntReport, MarginShape, SloConfidence, StepResult, StepVerdict};
 
-use crate::aggregate::{Aggregator, REPORT_LAG};
+use crate::aggregate::{Aggregator, REPORT_LAG, Window};
 use crate::threshold_eval::{holds, window_value};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,6 +57,12 @@ pub struct Hunt {
     /// Steps that ended and wait for their seconds to be complete.
     pending: Vec<(u32, Duration, bool)>,
     results: Vec<StepResult>,
+    /// Each result's figure of each SLO (in `cfg.slos` order), for the margins.
+    figures: Vec<Vec<Option<f64>>>,
+    /// The best good step so far: its level and its seconds, copied when it was
+    /// judged (the timeline compacts their histograms later). The bootstrap runs on
+    /// them once, when the report is built, never in the controller's tick.
+    boundary: Option<(u32, Vec<Window>)>,
     ended: Option<String>,
 }
 
@@ -65,6 +75,8 @@ impl Hunt {
             phase: Phase::Climbing,
             pending: Vec::new(),
             results: Vec::new(),
+            figures: Vec::new(),
+            boundary: None,
             ended: None,
         }
     }
@@ -116,6 +128,7 @@ impl Hunt {
             let result = self.judge(level, start, in_bisection, agg);
             let verdict = result.verdict;
             let good = verdict == StepVerdict::Ok;
+            self.keep_figures(&result, agg);
             self.results.push(result);
             match self.phase {
                 Phase::Climbing if good && level >= self.cfg.max => {
@@ -263,10 +276,101 @@ impl Hunt {
             .is_some_and(|r| rps < r.rps * (1.0 + more_rps / 100.0))
     }
 
+    /// Keeps each SLO's figure of a judged step and, for a new best good step, each
+    /// SLO's bootstrap interval over its seconds.
+    fn keep_figures(&mut self, r: &StepResult, agg: &Aggregator) {
+        let w = agg.window(r.from_s, r.to_s.max(r.from_s + 1));
+        self.figures
+            .push(self.cfg.slos.iter().map(|slo| window_value(slo.stat, &w)).collect());
+        let better = self.boundary.as_ref().is_none_or(|(level, _)| r.users > *level);
+        if r.verdict == StepVerdict::Ok && better {
+            self.boundary = Some((r.users, confidence::seconds(agg, r.from_s, r.to_s)));
+        }
+    }
+
+    /// The key SLO (by its index): the one with the least margin at the first step
+    /// that broke an SLO, else at `boundary`; no figure counts as no margin at all.
+    fn key_slo(&self, boundary: Option<usize>) -> Option<usize> {
+        let first_broken = (0..self.results.len())
+            .filter(|&i| self.results[i].verdict == StepVerdict::Slo)
+            .min_by_key(|&i| self.results[i].users);
+        let step = first_broken.or(boundary)?;
+        let figures = self.figures.get(step)?;
+        (0..self.cfg.slos.len()).min_by(|&a, &b| {
+            let m = |k: usize| figures[k].map_or(f64::NEG_INFINITY, |v| confidence::margin(&self.cfg.slos[k], v));
+            m(a).total_cmp(&m(b))
+        })
+    }
+
+    /// The key SLO at the boundary step (result `boundary`) with its interval.
+    fn confidence(&self, key: usize, boundary: usize) -> Option<SloConfidence> {
+        let slo = &self.cfg.slos[key];
+        let r = &self.results[boundary];
+        let figure = self.figures.get(boundary)?.get(key).copied().flatten()?;
+        let (level, seconds) = self.boundary.as_ref().filter(|(level, _)| *level == r.users)?;
+        debug_assert_eq!(*level, r.users);
+        let (low, high) = confidence::bootstrap(slo, seconds)?;
+        let (a, b) = (confidence::margin(slo, low), confidence::margin(slo, high));
+        let confident = holds(slo, Some(low)) && holds(slo, Some(high));
+        Some(SloConfidence {
+            slo: slo.text.clone(),
+            level: r.users,
+            figure,
+            low,
+            high,
+            shown: format!(
+                "{} (95 % CI {} to {})",
+                slo.stat.show(figure),
+                slo.stat.show(low),
+                slo.stat.show(high)
+            ),
+            margin: confidence::margin(slo, figure),
+            margin_low: a.min(b),
+            margin_high: a.max(b),
+            call: if confident { "confident" } else { "marginal" }.into(),
+            seconds: (r.to_s.max(r.from_s + 1) - r.from_s) as u32,
+            resamples: confidence::RESAMPLES,
+        })
+    }
+
+    /// The key SLO's margin over the good levels below the first bad one, and that one,
+    /// called a cliff or a knee.
+    fn margin_shape(&self, key: usize) -> Option<MarginShape> {
+        let slo = &self.cfg.slos[key];
+        let bad = (0..self.results.len())
+            .filter(|&i| self.results[i].verdict == StepVerdict::Slo)
+            .min_by_key(|&i| self.results[i].users)?;
+        let bad_level = self.results[bad].users;
+        let mut steps: Vec<usize> = (0..self.results.len())
+            .filter(|&i| self.results[i].verdict == StepVerdict::Ok && self.results[i].users < bad_level)
+            .collect();
+        steps.sort_by_key(|&i| self.results[i].users);
+        steps.push(bad);
+        let margins = steps
+            .iter()
+            .map(|&i| {
+                let v = self.figures.get(i)?.get(key).copied().flatten()?;
+                Some((self.results[i].users, confidence::margin(slo, v)))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let (call, kept) = cliff::call(&margins)?;
+        Some(MarginShape {
+            call: call.into(),
+            slo: slo.text.clone(),
+            first_margin: margins[0].1,
+            last_good_margin: margins[margins.len() - 2].1,
+            kept,
+            margins,
+        })
+    }
+
     /// The outcome so far (complete once the run has ended).
     pub fn report(&self) -> HuntReport {
-        let good: Vec<&StepResult> = self.results.iter().filter(|r| r.verdict == StepVerdict::Ok).collect();
-        let best_good = good.iter().max_by_key(|r| r.users).copied();
+        let boundary = (0..self.results.len())
+            .filter(|&i| self.results[i].verdict == StepVerdict::Ok)
+            .max_by_key(|&i| self.results[i].users);
+        let best_good = boundary.map(|i| &self.results[i]);
+        let key = self.key_slo(boundary);
         let first_bad = self
             .results
             .iter()
@@ -333,6 +437,83 @@ impl Hunt {
                 )
             },
             steps: self.results.clone(),
+            confidence: key.zip(boundary).and_then(|(k, b)| self.confidence(k, b)),
+            margin_shape: key.and_then(|k| self.margin_shape(k)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::testing::requests_at;
+    use barrage_common::threshold::Threshold;
+
+    /// A hunt from 10 users in steps of 10 (4 s each, the first second not judged)
+    /// against `p95(response_time) < 100ms`, over a timeline where every second's 20
+    /// requests take `rt_ms(level, second)`; ticked until it stops.
+    fn hunt_over(rt_ms: impl Fn(u32, i64) -> u64) -> HuntReport {
+        let cfg = HuntConfig {
+            start: 10,
+            step: 10,
+            step_time: Duration::from_secs(4),
+            warmup: Duration::from_secs(1),
+            max: 100,
+            slos: vec![Threshold::parse("p95(response_time) < 100ms").unwrap()],
+            stall: None,
+            bisect: 0,
+            mean_wait: Duration::ZERO,
+            rate_mode: false,
+        };
+        let mut hunt = Hunt::new(cfg);
+        let mut agg = Aggregator::new(1);
+        for t in 0..60 {
+            let level = 10 + 10 * (t / 4) as u32;
+            agg.merge(&requests_at(t, 20, rt_ms(level, t)));
+            if let Action::Stop(_) = hunt.tick(Duration::from_secs(t as u64), &agg) {
+                return hunt.report();
+            }
+        }
+        panic!("the hunt did not stop: {:#?}", hunt.report())
+    }
+
+    /// Latency growing with the level (2 ms per user, 3 ms more in odd seconds): the
+    /// margin shrinks step by step, a knee; the interval at 40 users spans its seconds
+    /// (80 and 83 ms) and brackets the step's own p95, wholly under the limit.
+    #[test]
+    fn a_latency_growing_with_load_is_a_knee_with_an_interval_around_the_boundary() {
+        let h = hunt_over(|level, t| u64::from(level) * 2 + (t % 2) as u64 * 3);
+        assert_eq!((h.sustainable_users, h.first_bad_users), (Some(40), Some(50)), "{h:#?}");
+        let c = h.confidence.expect("an interval");
+        assert_eq!(
+            (c.slo.as_str(), c.level, c.seconds, c.resamples),
+            ("p95(response_time) < 100ms", 40, 3, 1000)
+        );
+        let boundary = h.steps.iter().find(|s| s.users == 40).unwrap();
+        assert!((c.figure / 1000.0 - boundary.response_time_p95_ms.unwrap()).abs() < 1e-9);
+        assert!(c.low < c.high && c.low <= c.figure && c.figure <= c.high, "{c:?}");
+        // HDR keeps 3 significant digits: 80 and 83 ms within 0.1 %.
+        assert!(
+            (c.low - 80_000.0).abs() < 100.0 && (c.high - 83_000.0).abs() < 100.0,
+            "{c:?}"
+        );
+        assert_eq!(c.call, "confident");
+        assert!(c.margin_low <= c.margin && c.margin <= c.margin_high, "{c:?}");
+        let shape = h.margin_shape.expect("a call");
+        assert_eq!(shape.call, "knee", "{shape:?}");
+        let levels: Vec<u32> = shape.margins.iter().map(|m| m.0).collect();
+        assert_eq!(levels, [10, 20, 30, 40, 50]);
+    }
+
+    /// 20 ms until 50 users, then 150 ms: the margin stays until it falls, a cliff.
+    #[test]
+    fn a_sudden_break_is_a_cliff() {
+        let h = hunt_over(|level, _| if level < 50 { 20 } else { 150 });
+        assert_eq!((h.sustainable_users, h.first_bad_users), (Some(40), Some(50)), "{h:#?}");
+        let shape = h.margin_shape.expect("a call");
+        assert_eq!(shape.call, "cliff", "{shape:?}");
+        assert!((shape.kept - 1.0).abs() < 1e-9, "{shape:?}");
+        let c = h.confidence.expect("an interval");
+        assert_eq!((c.low, c.high), (c.figure, c.figure), "every second alike: {c:?}");
     }
 }

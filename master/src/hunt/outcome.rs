@@ -1,5 +1,6 @@
 //! What a hunt found, as saved in the report ([`HuntReport`]): each judged step
-//! ([`StepResult`]) with its verdict, and the capacity, knee and validity.
+//! ([`StepResult`]) with its verdict, and the capacity, knee and validity; how sure the
+//! capacity is ([`SloConfidence`]) and how the SLO margin fell ([`MarginShape`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -125,6 +126,73 @@ pub struct HuntReport {
     pub valid: bool,
     /// Why the result is valid or not, in words (which worker was saturated, where).
     pub validity: String,
+    /// The sustainable level's key SLO figure with its bootstrap interval (absent in
+    /// files saved before it existed, and when no step met the SLOs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<SloConfidence>,
+    /// Whether the key SLO's margin fell off a cliff or bent at a knee (absent in older
+    /// files, and when the hunt cannot tell: see [`MarginShape`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin_shape: Option<MarginShape>,
+}
+
+/// The key SLO at the sustainable level (the boundary step, the last good one): its
+/// figure over the step's judged seconds, a 95 % percentile bootstrap interval over
+/// those seconds resampled ([`super::confidence`]), and the margin to the limit.
+///
+/// The key SLO is the one that broke worst (least margin) at the first bad step, or,
+/// when none broke, the one with the least margin at the boundary step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SloConfidence {
+    /// The SLO as written: `p95(ttfe) < 500ms`.
+    pub slo: String,
+    /// The boundary step's level.
+    pub level: u32,
+    /// The figure over the step's judged seconds, in the SLO's base units (µs for
+    /// latencies, a fraction for `error_rate`, per second for rates).
+    pub figure: f64,
+    /// Low end of the 95 % interval, same units.
+    pub low: f64,
+    /// High end of the 95 % interval, same units.
+    pub high: f64,
+    /// The figure and interval as people read them: `20.10ms (95 % CI 19.80ms to 21.02ms)`.
+    pub shown: String,
+    /// (limit - figure) / limit, sign flipped for `>` SLOs: 0.4 is 40 % of headroom.
+    pub margin: f64,
+    /// The margin at the interval's worse end.
+    pub margin_low: f64,
+    /// The margin at the interval's better end.
+    pub margin_high: f64,
+    /// `confident` when the whole interval meets the SLO, `marginal` when it crosses
+    /// the limit.
+    pub call: String,
+    /// The seconds resampled (the step's judged seconds).
+    pub seconds: u32,
+    /// How many resamples were drawn.
+    pub resamples: u32,
+}
+
+/// How the key SLO's margin behaved over the levels up to the first bad step.
+///
+/// The rule ([`super::cliff::call`]): with at least two good levels and a first bad
+/// level that broke an SLO, a **cliff** when the last good level kept more than half
+/// of the first level's margin (`last_good_margin > 0.5 x first_margin`): the target
+/// was comfortable until it suddenly was not; else a **knee**: the margin was already
+/// being used up step by step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MarginShape {
+    /// `cliff` or `knee`.
+    pub call: String,
+    /// The SLO whose margin was followed (the key SLO, as in [`SloConfidence`]).
+    pub slo: String,
+    /// The margin at the lowest level.
+    pub first_margin: f64,
+    /// The margin at the last good level.
+    pub last_good_margin: f64,
+    /// last_good_margin / first_margin.
+    pub kept: f64,
+    /// (level, margin) from the lowest level to the first bad one, in level order.
+    pub margins: Vec<(u32, f64)>,
 }
 
 #[cfg(test)]

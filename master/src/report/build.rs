@@ -121,7 +121,8 @@ impl FinalReport {
             timeline: timeline(agg),
             thresholds: Vec::new(),
             hunt: None,
-            drift: drift(agg, duration),
+            // Early against late says nothing when the load changed by design.
+            drift: if info.load_varies { None } else { drift(agg, duration) },
             distributions: Some(Distributions {
                 response_time: buckets(all.histogram(Metric::ResponseTime)),
                 ttfe: buckets(all.histogram(Metric::Ttfe)),
@@ -344,6 +345,7 @@ mod tests {
                 max_in_flight: 10,
             }),
             events_per_request: Default::default(),
+            load_varies: false,
         };
         let r = FinalReport::from_aggregator(&agg, &info, Duration::from_secs(20));
         assert_eq!(r.aggregated.requests, 40, "only the seconds since the reset");
@@ -377,5 +379,29 @@ mod tests {
             "{}",
             r.connections.avg_active
         );
+    }
+
+    /// A run whose load changes by design (a shape, arrival stages, a hunt) gets no
+    /// drift table: its early and late thirds ran different loads.
+    #[test]
+    fn a_run_whose_load_varies_by_design_has_no_drift_table() {
+        let mut agg = Aggregator::new(1);
+        for at in 0..60 {
+            agg.merge(&requests_at(at, 10, 5));
+        }
+        let mut info = RunInfo {
+            scenario: "t".into(),
+            host: None,
+            users: 10,
+            spawn_rate: 1.0,
+            arrival: None,
+            events_per_request: Default::default(),
+            load_varies: false,
+        };
+        let steady = FinalReport::from_aggregator(&agg, &info, Duration::from_secs(60));
+        assert!(steady.drift.is_some(), "a constant 60 s run has its drift table");
+        info.load_varies = true;
+        let shaped = FinalReport::from_aggregator(&agg, &info, Duration::from_secs(60));
+        assert!(shaped.drift.is_none(), "{:?}", shaped.drift);
     }
 }

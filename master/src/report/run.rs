@@ -68,6 +68,9 @@ pub struct RunInfo {
     pub arrival: Option<Arrival>,
     /// `events_per_request` of each stats row (name, method) that is not 1.
     pub events_per_request: BTreeMap<(String, String), u32>,
+    /// The load changes by design (a shape, arrival stages, the hunt's steps): the
+    /// drift table would compare different loads, so such a run has none.
+    pub load_varies: bool,
 }
 
 impl RunInfo {

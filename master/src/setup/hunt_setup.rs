@@ -68,6 +68,8 @@ pub fn hunt_setup(args: &HuntArgs, scenario: Scenario, workers: u32) -> Result<M
     setup.info.users = args.max;
     setup.info.spawn_rate = setup.run.spawn_rate;
     setup.run.shape = None;
+    // The steps change the load by design: no drift table.
+    setup.info.load_varies = true;
     if args.arrival {
         let a = scenario::Arrival {
             schedule: barrage_common::arrival_schedule::Schedule::constant(f64::from(args.start.max(1))),

@@ -91,6 +91,7 @@ impl MasterSetup {
             spawn_rate: model.spawn_rate,
             arrival: model.arrival.clone(),
             events_per_request: thresholds.events_per_request.clone(),
+            load_varies: model.shape.is_some() || model.arrival.as_ref().is_some_and(|a| !a.schedule.stages.is_empty()),
         };
         let run = RunConfig {
             users: model.users,

@@ -607,3 +607,21 @@ path = "/c"
         assert_eq!(hunt_setup::mean_wait(&scenario(text).plan), *want);
     }
 }
+
+/// Shapes, arrival stages and the hunt change the load by design: the report leaves
+/// out the drift table for them (`RunInfo::load_varies`), and only for them.
+#[test]
+fn shaped_runs_and_hunts_are_marked_as_varying_their_load() {
+    let cases: &[(&str, &[&str], bool)] = &[
+        ("constant users", &["-u", "5", "-t", "1m"], false),
+        ("constant arrival rate", &["--arrival-rate", "12"], false),
+        ("--stage", &["--stage", "10s:10", "--stage", "20s:30"], true),
+        ("--arrival-stage", &["--arrival-stage", "1m:50"], true),
+    ];
+    for (case, flags, varies) in cases {
+        let setup = resolve(BARE, flags).unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert_eq!(setup.info.load_varies, *varies, "{case}");
+    }
+    let hunted = hunt(BARE, &["--slo", "error_rate < 1%"]).unwrap();
+    assert!(hunted.info.load_varies, "a hunt steps its load");
+}

@@ -467,8 +467,18 @@ fn html_report_of_a_hunt_draws_its_curves_and_updates_in_place() {
 
     // The live page calls render again with the newer report: same chart elements, one
     // more step drawn, the tooltip still there.
+    // A saved hunt without the interval and the cliff-or-knee call shows neither.
+    let hunt_text = "document.querySelector('#hunt').textContent";
+    let before = page.eval(hunt_text);
+    assert!(!before.as_str().unwrap().contains("Confidence"), "{before}");
     steps.push(step(45, 350.0, 470.0, 0.0, "ok", true));
-    let newer = serde_json::to_string(&hunt_report(steps)).unwrap();
+    let mut newer = hunt_report(steps);
+    newer["hunt"]["confidence"] = json!({"slo": "p95(ttfe) < 500ms", "level": 45, "figure": 470000.0,
+        "low": 455000.0, "high": 512000.0, "shown": "470.00ms (95 % CI 455.00ms to 512.00ms)", "margin": 0.06,
+        "margin_low": -0.024, "margin_high": 0.09, "call": "marginal", "seconds": 50, "resamples": 1000});
+    newer["hunt"]["margin_shape"] = json!({"call": "knee", "slo": "p95(ttfe) < 500ms", "first_margin": 0.64,
+        "last_good_margin": 0.06, "kept": 0.094, "margins": [[10, 0.64], [45, 0.06], [50, -0.62]]});
+    let newer = serde_json::to_string(&newer).unwrap();
     let redrawn = page.eval(&format!(
         "(() => {{ const before = document.getElementById('chart-hunt-throughput'); \
            BarrageReport.render(document.getElementById('app'), {newer}); \
@@ -488,6 +498,13 @@ fn html_report_of_a_hunt_draws_its_curves_and_updates_in_place() {
             .as_str()
             .unwrap()
             .contains("45 (bisect)")
+    );
+    let after = page.eval(hunt_text);
+    let after = after.as_str().unwrap();
+    assert!(
+        after.contains("marginal p95(ttfe) < 500ms at 45 users: 470.00ms (95 % CI 455.00ms to 512.00ms)")
+            && after.contains("knee p95(ttfe) < 500ms: 64.00 % at the first level"),
+        "{after}"
     );
     page.assert_no_problems();
 }

@@ -222,3 +222,49 @@ async fn the_arrival_rate_hunt_finds_the_rate_the_target_refuses() {
         arrivals.due
     );
 }
+
+/// The verdict's confidence and the cliff call against a target that breaks all at
+/// once: the mock's concurrency limit (40 streams) refuses nothing at 35 users and a
+/// good share at 45, so the key SLO (error rate, the one that broke) kept all of its
+/// margin up to the break: a cliff. The interval over the boundary step's three
+/// judged seconds brackets that step's measured error rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrency_limit_is_a_cliff_and_the_interval_brackets_the_boundary_step() {
+    let mock = limited_mock().await;
+    let mut args = hunt_args(hunt_load(mock.addr), &["error_rate < 1%", "p95(ttfe) < 500ms"], 200);
+    args.start = 15;
+    args.step_time = Duration::from_secs(4);
+    let (h, report, _) = hunt(&args, &workflows()).await;
+    assert_eq!((h.sustainable_users, h.first_bad_users), (Some(35), Some(45)), "{h:#?}");
+    let c = h.confidence.as_ref().expect("an interval at the sustainable level");
+    let boundary = h.steps.iter().find(|s| s.users == 35).unwrap();
+    assert_eq!(
+        (c.slo.as_str(), c.level, c.seconds),
+        ("error_rate < 1%", 35, 3),
+        "{c:?}"
+    );
+    assert_eq!(c.figure, boundary.error_rate, "the step's own figure");
+    assert!(c.low <= c.figure && c.figure <= c.high, "{c:?}");
+    assert_eq!(c.call, "confident", "no second below the limit refused anything: {c:?}");
+    assert_eq!(c.resamples, 1000);
+    let shape = h.margin_shape.as_ref().expect("three good levels and a broken one");
+    assert_eq!(shape.call, "cliff", "{shape:?}");
+    assert_eq!(shape.slo, "error_rate < 1%");
+    let levels: Vec<u32> = shape.margins.iter().map(|m| m.0).collect();
+    assert_eq!(levels, [15, 25, 35, 45]);
+    assert!(shape.kept > 0.5 && shape.margins[3].1 < 0.0, "{shape:?}");
+    let console = barrage_master::report::console::render_final(&report);
+    assert!(console.contains("Confidence: error_rate < 1% at 35 users"), "{console}");
+    assert!(console.contains("SLO margin: cliff"), "{console}");
+    assert!(report.drift.is_none(), "a hunt's load changes by design");
+    // The saved report carries the new parts as the schema says.
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["hunt"]["margin_shape"]["call"], "cliff");
+    let schema: serde_json::Value = serde_json::from_str(barrage_master::report::json::SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&json)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}

@@ -433,6 +433,7 @@ fn hunt(out: &mut String, h: &HuntReport) {
         _ => "none: the first step already broke an SLO".to_string(),
     };
     let _ = writeln!(out, "Sustainable capacity: {capacity}");
+    hunt_confidence(out, h);
     if let Some(bad) = h.first_bad_users {
         let _ = writeln!(
             out,
@@ -452,6 +453,44 @@ fn hunt(out: &mut String, h: &HuntReport) {
     }
     let _ = writeln!(out, "Search ended: {}", h.ended);
     let _ = writeln!(out, "Generators: {}", h.validity);
+}
+
+/// The sustainable level's interval and the cliff-or-knee call (files saved before
+/// them print nothing here, as they did).
+fn hunt_confidence(out: &mut String, h: &HuntReport) {
+    let pct = |m: f64| format!("{:.1} %", m * 100.0);
+    if let Some(c) = &h.confidence {
+        let _ = writeln!(
+            out,
+            "Confidence: {} at {} {}: {}, {} resamples of {} s; margin to the limit {} ({} to {}): {} ({})",
+            c.slo,
+            c.level,
+            h.level,
+            c.shown,
+            c.resamples,
+            c.seconds,
+            pct(c.margin),
+            pct(c.margin_low),
+            pct(c.margin_high),
+            c.call,
+            if c.call == "confident" {
+                "the whole interval meets the SLO"
+            } else {
+                "the interval crosses the limit"
+            }
+        );
+    }
+    if let Some(m) = &h.margin_shape {
+        let _ = writeln!(
+            out,
+            "SLO margin: {} ({}: {} at the first level, {} at the last good one, {} kept; a cliff keeps more than half)",
+            m.call,
+            m.slo,
+            pct(m.first_margin),
+            pct(m.last_good_margin),
+            pct(m.kept),
+        );
+    }
 }
 
 /// A row of percentiles (50 % to 100 %) and the count, or `-` without values.
