@@ -45,6 +45,8 @@ pub(crate) struct Conn {
     retryable: bool,
     /// Bytes to ask the kernel for on the next read: grows while reads fill it.
     read_size: usize,
+    /// The current request's bytes went to the socket (see [`Conn::request_written`]).
+    written: bool,
 }
 
 /// First read size (and the size an idle connection goes back to).
@@ -70,6 +72,7 @@ impl Conn {
             reused: false,
             retryable: false,
             read_size: READ_MIN,
+            written: false,
         }
     }
 
@@ -77,6 +80,18 @@ impl Conn {
     #[cfg(test)]
     pub(super) fn is_open(&self) -> bool {
         self.io.is_some()
+    }
+
+    /// A new request begins: nothing of it is written yet.
+    pub(crate) fn begin_request(&mut self) {
+        self.written = false;
+    }
+
+    /// Whether the request begun last ([`Conn::begin_request`]) was handed to the
+    /// socket whole: a request cut off before this never reached the target, so it is
+    /// not counted as one.
+    pub(crate) fn request_written(&self) -> bool {
+        self.written
     }
 
     /// Drops the connection (after a protocol error or an unread body).
@@ -174,6 +189,7 @@ impl Conn {
             self.reset();
             return Err(io_failure(&e, "writing the request"));
         }
+        self.written = true;
         let (close_requested, head_request) = (self.out.close, self.out.head);
         // Whether any byte of an answer arrived: until one does, a failure on a reused
         // connection means the server closed it without reading our request.

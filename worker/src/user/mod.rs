@@ -107,13 +107,19 @@ impl Me {
         if ctx.seat.refresh() {
             conn.reset();
         }
+        conn.begin_request();
         tokio::select! {
             biased;
             _ = ctx.cancel.cancelled() => {
-                ctx.record(task.endpoint, |s| {
-                    s.counts.requests += 1;
-                    s.outcome(FailureKind::Cancelled, "", || "in flight when the run stopped".into());
-                });
+                // A request counts once the target can have seen it: cut off before
+                // its bytes were written (connecting, or between tasks), it never was
+                // one, and counting it would put us above the target's own count.
+                if conn.request_written() {
+                    ctx.record(task.endpoint, |s| {
+                        s.counts.requests += 1;
+                        s.outcome(FailureKind::Cancelled, "", || "in flight when the run stopped".into());
+                    });
+                }
                 stop_dify_task(ctx, task, live_task, state.last_auth.as_deref());
                 false
             }

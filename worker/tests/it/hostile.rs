@@ -515,3 +515,57 @@ async fn a_status_storm_is_counted_exactly() {
     }))
     .await;
 }
+
+/// Users stopped while still opening their connections (a TLS handshake the target
+/// never answers) sent no request: none is counted, cancelled or otherwise, so our
+/// count stays what the target saw (zero). Before, each counted a cancelled request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_stopped_before_writing_their_request_count_none() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use barrage_worker::runner::{Engine, Targets};
+
+    const USERS: u32 = 4;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    // Accepts and holds every connection, answering nothing: the handshake hangs.
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    let engine = Engine::start(
+        plan("http", ""),
+        Some(&format!("https://{addr}")),
+        0,
+        std::time::Instant::now(),
+        0,
+    )
+    .await
+    .expect("engine starts");
+    engine.set_targets(Targets {
+        users: vec![USERS],
+        spawn_rate: 0.0,
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while accepted.load(Ordering::SeqCst) < USERS as usize && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        USERS as usize,
+        "every user is connecting"
+    );
+    engine.abort().await;
+    server.abort();
+    let mut stats = EndpointStats::default();
+    crate::drive::merge_into(&mut stats, engine.recorder().take());
+    assert_eq!(stats.counts.requests, 0, "no request was written: {:?}", kinds(&stats));
+    assert!(stats.outcomes.is_empty(), "{:?}", stats.outcomes);
+    assert_eq!(stats.counts.failures, 0, "{:?}", kinds(&stats));
+}
