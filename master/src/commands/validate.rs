@@ -70,8 +70,14 @@ fn run(r: &RunDefaults) -> String {
             .iter()
             .map(|s| format!("to {}/s over {}", s.rate, dur(s.duration)))
             .collect();
+        // The process only when it is not the constant rate: the examples' output stays.
+        let process = match (a.process.is_random(), a.seed) {
+            (false, _) => String::new(),
+            (true, Some(seed)) => format!(", {} arrivals, seed {seed}", a.process),
+            (true, None) => format!(", {} arrivals, seed random (printed in the report)", a.process),
+        };
         return format!(
-            "open model: {}/s{}{}, at most {} in flight, run time {run_time}",
+            "open model: {}/s{}{}{process}, at most {} in flight, run time {run_time}",
             a.schedule.start_rate,
             if stages.is_empty() { "" } else { ", then " },
             stages.join(", "),

@@ -72,6 +72,8 @@ pub fn hunt_setup(args: &HuntArgs, scenario: Scenario, workers: u32) -> Result<M
         let a = scenario::Arrival {
             schedule: barrage_common::arrival_schedule::Schedule::constant(f64::from(args.start.max(1))),
             max_in_flight: args.load.max_in_flight.unwrap_or(scenario::DEFAULT_MAX_IN_FLIGHT),
+            process: Default::default(),
+            seed: None,
         };
         setup.run.users = 0;
         setup.info.users = 0;
