@@ -201,3 +201,49 @@ async fn a_joining_worker_takes_its_share_of_the_arrivals() {
         r.events
     );
 }
+
+/// A seeded Poisson run: the target receives the arrivals the seeded sequence plans
+/// (started + dropped <= due, due the planned count), and the same seed plans the same
+/// arrivals again, on one worker or two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeded_poisson_run_sends_the_planned_arrivals_and_repeats() {
+    use barrage_common::arrival_process::{ArrivalProcess, ArrivalSequence};
+    use barrage_common::arrival_schedule::Schedule;
+    // Arrivals of the seeded sequence due before the 3 s run time at 100/s.
+    let planned = |seed| {
+        ArrivalSequence::new(ArrivalProcess::Poisson, seed).count_before(Schedule::constant(100.0).cumulative(3.0))
+    };
+    // Seed 3 plans 335 arrivals, seed 4 287.
+    assert_eq!(planned(3), planned(3));
+    assert_ne!(planned(3), planned(4), "another seed, other arrivals");
+    // Nor the constant rate's 300: a worker firing the constant schedule would miss.
+    assert!(planned(3).abs_diff(300) > 20, "{}", planned(3));
+    for workers in [1, 2] {
+        let mock = mock(sse_mock_config(5, 2, 5)).await;
+        let mut load = open_load(mock.addr, 100.0, 3);
+        load.arrival_process = Some("poisson".into());
+        load.arrival_seed = Some(3);
+        let r = run(&load, workers).await;
+        let a = r.arrivals.clone().unwrap();
+        let truth = mock.state.ground_truth();
+        assert_eq!(r.aggregated.requests, truth.requests, "{workers} workers");
+        assert_eq!((a.process.as_deref(), a.seed), (Some("poisson"), Some(3)));
+        // The report's due is the seeded plan, and the target saw it.
+        assert_eq!(a.due, planned(3), "{workers} workers");
+        assert!(
+            truth.requests + a.dropped <= a.due,
+            "{} started + {} dropped for {} due",
+            truth.requests,
+            a.dropped,
+            a.due
+        );
+        assert_eq!(a.dropped, 0);
+        assert!(
+            truth.requests.abs_diff(a.due) <= u64::from(workers),
+            "{workers} workers: {} requests for {} planned",
+            truth.requests,
+            a.due
+        );
+        assert_eq!(r.aggregated.failures, 0, "{:?}", r.failures);
+    }
+}
