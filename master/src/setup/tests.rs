@@ -513,6 +513,11 @@ fn hunt_steps_its_own_load_and_refuses_flags_that_would_set_it() {
             "--max-in-flight caps the open model; hunt with --arrival to step arrival rates",
         ),
         (
+            &["--arrival", "--arrival-process", "poisson"],
+            "hunt --arrival steps a constant arrival rate; leave out --arrival-process, --arrival-burstiness and \
+             --arrival-seed",
+        ),
+        (
             &["--slo", "p95(ttfe) <"],
             "--slo: threshold \"p95(ttfe) <\": latency limit: empty duration; expected e.g. 500ms, 20s, 1m30s; expected e.g. ..",
         ),
