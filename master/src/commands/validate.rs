@@ -214,3 +214,34 @@ fn task(t: &Task, role: &str, share: Option<f64>, out: &mut String) {
         let _ = writeln!(out, "    check `{}`: {rule}", c.name);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_line(keys: &str) -> String {
+        let text = format!(
+            "host = \"http://127.0.0.1:9\"\n[run]\n{keys}\n[[users]]\nname = \"U\"\n[[users.tasks]]\nname = \"/a\"\npath = \"/a\"\n"
+        );
+        let s =
+            barrage_common::scenario::parse_str(&text, config::FileFormat::Toml, "t.toml", &|_: &str| None).unwrap();
+        run(&s.run)
+    }
+
+    #[test]
+    fn the_open_model_line_names_a_random_process_and_its_seed() {
+        assert_eq!(
+            run_line("arrival_rate = 5"),
+            "open model: 5/s, at most 1000 in flight, run time (until stopped)"
+        );
+        assert_eq!(
+            run_line("arrival_rate = 5\narrival_process = \"poisson\"\nseed = 42"),
+            "open model: 5/s, poisson arrivals, seed 42, at most 1000 in flight, run time (until stopped)"
+        );
+        assert_eq!(
+            run_line("arrival_rate = 5\narrival_process = \"gamma\"\nburstiness = 0.5"),
+            "open model: 5/s, gamma (burstiness 0.5) arrivals, seed random (printed in the report), at most 1000 in \
+             flight, run time (until stopped)"
+        );
+    }
+}

@@ -245,5 +245,18 @@ async fn a_seeded_poisson_run_sends_the_planned_arrivals_and_repeats() {
             a.due
         );
         assert_eq!(r.aggregated.failures, 0, "{:?}", r.failures);
+        // The JSON report carries the process and its seed, within the schema.
+        let json = barrage_master::report::json::to_json(&r);
+        assert_eq!(
+            (&json["arrivals"]["process"], &json["arrivals"]["seed"]),
+            (&"poisson".into(), &3.into())
+        );
+        let schema: serde_json::Value = serde_json::from_str(barrage_master::report::json::SCHEMA).unwrap();
+        let errors: Vec<String> = jsonschema::validator_for(&schema)
+            .unwrap()
+            .iter_errors(&json)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "report does not match the schema: {errors:#?}");
     }
 }
