@@ -260,3 +260,35 @@ async fn a_seeded_poisson_run_sends_the_planned_arrivals_and_repeats() {
         assert!(errors.is_empty(), "report does not match the schema: {errors:#?}");
     }
 }
+
+/// A worker joining a seeded Poisson run takes its share from the arrival of the
+/// sequence due then: the cluster still sends the planned arrivals once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_worker_takes_its_share_of_a_seeded_sequence() {
+    use barrage_common::arrival_process::{ArrivalProcess, ArrivalSequence};
+    use barrage_common::arrival_schedule::Schedule;
+    let planned =
+        ArrivalSequence::new(ArrivalProcess::Poisson, 3).count_before(Schedule::constant(100.0).cumulative(3.0));
+    let mock = mock(sse_mock_config(5, 2, 5)).await;
+    let mut load = open_load(mock.addr, 100.0, 3);
+    load.arrival_process = Some("poisson".into());
+    load.arrival_seed = Some(3);
+    let m = master(setup(&scenario(), &load, 1)).await;
+    let first = worker(m.addr, "w0");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let second = worker(m.addr, "w1");
+    let r = m.run.await.unwrap().unwrap().report;
+    let _ = first.await;
+    let _ = second.await;
+    let truth = mock.state.ground_truth();
+    assert_eq!(r.aggregated.requests, truth.requests);
+    assert_eq!(r.arrivals.as_ref().unwrap().due, planned);
+    // The re-split happens while arrivals keep coming: allow one each side of it.
+    assert!(
+        truth.requests.abs_diff(planned) <= 3,
+        "{} requests for {planned} due",
+        truth.requests
+    );
+    let reports: Vec<u64> = r.workers.iter().map(|w| w.reports).collect();
+    assert!(reports.len() == 2 && reports.iter().all(|&n| n > 0), "{:?}", r.workers);
+}
