@@ -76,7 +76,14 @@ impl Schedule {
     /// When arrival `i` is due, in seconds from the start (None: the rate has fallen to
     /// 0 for good before it).
     pub fn time_of(&self, i: u64) -> Option<f64> {
-        let mut left = i as f64;
+        self.time_at(i as f64)
+    }
+
+    /// When the integral of the rate reaches `x`, in seconds from the start (None: the
+    /// rate has fallen to 0 for good before). `time_of(i)` is `time_at(i)`; a random
+    /// arrival process maps its unit-rate arrival times through it (time-rescaling).
+    pub fn time_at(&self, x: f64) -> Option<f64> {
+        let mut left = x.max(0.0);
         let mut from = self.start_rate;
         let mut begin = 0.0;
         if left == 0.0 {

@@ -7,6 +7,8 @@
 //! - [`shape`]: load shapes of the closed model (users over time).
 //! - [`arrival_schedule`]: the open model's arrival rate over time, and each worker's
 //!   segment of its arrivals.
+//! - [`arrival_process`]: constant, Poisson or gamma inter-arrival times, seeded: the
+//!   one sequence of arrivals every worker derives.
 //! - [`threshold`]: pass/fail criteria (`p95(ttfe) < 500ms`) and their grammar.
 //! - [`metrics`]: metric names, failure kinds, counters, the HDR histogram codec and
 //!   [`metrics::EndpointStats`].
@@ -17,6 +19,7 @@
 //! - [`error`]: the domain layer's errors.
 //! - [`telemetry`]: `tracing` set-up shared by every role.
 
+pub mod arrival_process;
 pub mod arrival_schedule;
 pub mod bounds;
 pub mod duration;

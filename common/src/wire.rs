@@ -5,6 +5,7 @@ use barrage_proto::v1;
 
 use std::collections::BTreeMap;
 
+use crate::arrival_process::{ArrivalProcess, MIN_BURSTINESS};
 use crate::bounds;
 use crate::error::{Error, Result};
 use crate::metrics::{
@@ -19,6 +20,32 @@ impl From<TaskKindTag> for v1::EndpointKind {
             TaskKindTag::Http => v1::EndpointKind::Http,
             TaskKindTag::Sse => v1::EndpointKind::Sse,
         }
+    }
+}
+
+/// An arrival process as an `ArrivalShare` carries it: its kind and its burstiness
+/// (0 but for gamma).
+pub fn process_to_proto(p: ArrivalProcess) -> (v1::ArrivalProcess, f64) {
+    match p {
+        ArrivalProcess::Constant => (v1::ArrivalProcess::Constant, 0.0),
+        ArrivalProcess::Poisson => (v1::ArrivalProcess::Poisson, 0.0),
+        ArrivalProcess::Gamma { shape } => (v1::ArrivalProcess::Gamma, shape),
+    }
+}
+
+/// The arrival process of an `ArrivalShare`: an unknown kind is the constant rate, a
+/// gamma shape out of range is brought into it (a non-number: 1, Poisson's).
+pub fn process_from_proto(kind: i32, burstiness: f64) -> ArrivalProcess {
+    match v1::ArrivalProcess::try_from(kind) {
+        Ok(v1::ArrivalProcess::Poisson) => ArrivalProcess::Poisson,
+        Ok(v1::ArrivalProcess::Gamma) => ArrivalProcess::Gamma {
+            shape: if burstiness.is_finite() {
+                burstiness.max(MIN_BURSTINESS)
+            } else {
+                1.0
+            },
+        },
+        Ok(v1::ArrivalProcess::Constant) | Err(_) => ArrivalProcess::Constant,
     }
 }
 

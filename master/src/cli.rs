@@ -148,6 +148,22 @@ pub struct LoadArgs {
     /// dropped and counted, never delayed [default: 1000].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: Option<u32>,
+    /// Open model: how arrivals are spaced. constant: evenly, at the rate; poisson:
+    /// exponential gaps (independent arrivals, as many users acting on their own);
+    /// gamma: gaps of shape --arrival-burstiness (bursty traffic). The mean rate is
+    /// --arrival-rate/--arrival-stage either way [default: scenario's run.arrival_process,
+    /// else constant].
+    #[arg(long, value_name = "PROCESS", value_parser = ["constant", "poisson", "gamma"])]
+    pub arrival_process: Option<String>,
+    /// Open model, gamma: the shape k of the gaps; their coefficient of variation is
+    /// 1/sqrt(k): 1 is Poisson, 0.25 much burstier, 4 more regular (at least 0.001).
+    #[arg(long, value_name = "K")]
+    pub arrival_burstiness: Option<f64>,
+    /// Open model, poisson or gamma: the seed of the arrival sequence; the same seed
+    /// and schedule repeat the same arrivals, whatever the number of workers [default:
+    /// scenario's run.seed, else random, printed in the report].
+    #[arg(long, value_name = "N")]
+    pub arrival_seed: Option<u64>,
     /// Run settings from the scenario's `[presets.NAME]` (e.g. light, heavy, soak), laid
     /// over its `[run]`; -u, -r and -t still win.
     #[arg(short = 'P', long, value_name = "NAME")]

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
+use barrage_common::arrival_process::{ArrivalProcess, ArrivalSequence};
 use barrage_common::arrival_schedule::{RateStage, Schedule, Segment};
 use barrage_proto::v1;
 
@@ -28,6 +29,11 @@ pub struct ArrivalPlan {
     pub from_index: u64,
     /// Arrivals due at or after this (run clock) are not started; None: no end.
     pub until: Option<Duration>,
+    /// How the arrivals are spaced (the constant rate, Poisson or gamma gaps).
+    pub process: ArrivalProcess,
+    /// The random processes' seed, the same on every worker: each draws the cluster's
+    /// whole sequence and fires its segment of it.
+    pub seed: u64,
 }
 
 impl ArrivalPlan {
@@ -49,6 +55,8 @@ impl ArrivalPlan {
             max_in_flight: a.max_in_flight,
             from_index: a.from_index,
             until: (a.until_us > 0).then(|| Duration::from_micros(a.until_us as u64)),
+            process: barrage_common::wire::process_from_proto(a.process, a.burstiness),
+            seed: a.seed,
         }
     }
 }
@@ -99,6 +107,7 @@ impl Dispatcher {
         let stopping = self.factory.stopping.clone();
         // The next global arrival index not yet handled here.
         let mut next = 0u64;
+        let mut sequence: Option<ArrivalSequence> = None;
         'plans: loop {
             let plan = self.rx.borrow_and_update().clone();
             let Some(plan) = plan else {
@@ -109,11 +118,13 @@ impl Dispatcher {
                 continue;
             };
             next = next.max(plan.from_index);
-            while let Some((i, due_s)) = plan
-                .segment
-                .next_owned(next)
-                .and_then(|i| plan.schedule.time_of(i).map(|t| (i, t)))
-            {
+            // The cluster's sequence, kept across re-splits (drawing it is sequential);
+            // drawn afresh only if the process or its seed changed.
+            if sequence.as_ref().map(ArrivalSequence::source) != Some((plan.process, plan.seed)) {
+                sequence = None;
+            }
+            let seq = sequence.get_or_insert_with(|| ArrivalSequence::new(plan.process, plan.seed));
+            while let Some((i, due_s)) = seq.next_due(&plan.schedule, &plan.segment, next) {
                 if plan.until.is_some_and(|u| due_s >= u.as_secs_f64()) {
                     break;
                 }

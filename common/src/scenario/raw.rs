@@ -56,6 +56,12 @@ pub(super) struct RawRun {
     /// Open model: the rate over time, each stage ramping linearly to its rate.
     pub(super) arrival_stages: Option<Vec<RawRateStage>>,
     pub(super) max_in_flight: Option<i64>,
+    /// Open model: how arrivals are spaced (`constant`, `poisson`, `gamma`).
+    pub(super) arrival_process: Option<String>,
+    /// Open model, gamma: the shape k (coefficient of variation 1/sqrt(k)).
+    pub(super) burstiness: Option<f64>,
+    /// Open model, poisson or gamma: the seed of the arrival sequence.
+    pub(super) seed: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

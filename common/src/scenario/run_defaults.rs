@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::FieldErr;
 use super::raw::RawRun;
 use super::values::check_rate;
+use crate::arrival_process::ArrivalProcess;
 use crate::arrival_schedule::{RateStage, Schedule};
 use crate::duration;
 use crate::error::Result;
@@ -35,6 +36,11 @@ pub struct Arrival {
     pub schedule: Schedule,
     /// `max_in_flight`: iterations running at once, cluster-wide, at most.
     pub max_in_flight: u32,
+    /// `arrival_process` and `burstiness`: how the arrivals are spaced.
+    pub process: ArrivalProcess,
+    /// `seed`: the random processes' seed; None draws one when the run starts (the
+    /// report says which, so the run can be repeated).
+    pub seed: Option<u64>,
 }
 
 /// In-flight cap when none is given: generous, but bounded.
@@ -79,10 +85,20 @@ pub(super) fn run_defaults(raw: &RawRun, at: &str, err: FieldErr<'_>) -> Result<
                 .into(),
         ));
     }
-    if raw.max_in_flight.is_some() && !open {
+    let open_only = [
+        ("max_in_flight", "caps", raw.max_in_flight.is_some()),
+        (
+            "arrival_process",
+            "spaces the arrivals of",
+            raw.arrival_process.is_some(),
+        ),
+        ("burstiness", "shapes the arrivals of", raw.burstiness.is_some()),
+        ("seed", "seeds the arrivals of", raw.seed.is_some()),
+    ];
+    if let Some((name, does, _)) = open_only.iter().find(|(_, _, given)| *given && !open) {
         return Err(err(
-            &format!("{at}.max_in_flight"),
-            "caps the open model; give arrival_rate or arrival_stages with it".into(),
+            &format!("{at}.{name}"),
+            format!("{does} the open model; give arrival_rate or arrival_stages with it"),
         ));
     }
     let arrival = if open { Some(arrival(raw, at, err)?) } else { None };
@@ -149,9 +165,26 @@ fn arrival(raw: &RawRun, at: &str, err: FieldErr<'_>) -> Result<Arrival> {
             ));
         }
     };
+    let process =
+        ArrivalProcess::parse(raw.arrival_process.as_deref().unwrap_or("constant"), raw.burstiness).map_err(|m| {
+            let name = if m.contains("burstiness") {
+                "burstiness"
+            } else {
+                "arrival_process"
+            };
+            err(&field(name), m)
+        })?;
+    if raw.seed.is_some() && !process.is_random() {
+        return Err(err(
+            &field("seed"),
+            "seeds a random arrival process; give arrival_process = \"poisson\" or \"gamma\"".into(),
+        ));
+    }
     Ok(Arrival {
         schedule: Schedule { start_rate, stages },
         max_in_flight,
+        process,
+        seed: raw.seed,
     })
 }
 

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::arrival_process::ArrivalProcess;
 use crate::plan::{DifyApp, PoolMode, SseSpec, TaskKind, TaskOrder, Wait};
 
 fn env(name: &str) -> Option<String> {
@@ -477,6 +478,56 @@ fn shapes_are_stages_step_or_spike() {
     let s = parse(&text).unwrap();
     let ramp = s.presets["ramp"].over(&s.run);
     assert_eq!((ramp.users, ramp.shape.map(|s| s.peak_users())), (None, Some(3)));
+}
+
+#[test]
+fn the_open_model_spaces_its_arrivals_by_a_seeded_process() {
+    let with = |run: &str| parse(&GOOD.replace("users = 10\nspawn_rate = 2.5\nrun_time = \"30s\"", run));
+    let a = with("arrival_rate = 50").unwrap().run.arrival.unwrap();
+    assert_eq!((a.process, a.seed), (ArrivalProcess::Constant, None));
+    let a = with("arrival_rate = 50\narrival_process = \"poisson\"\nseed = 42")
+        .unwrap()
+        .run
+        .arrival
+        .unwrap();
+    assert_eq!((a.process, a.seed), (ArrivalProcess::Poisson, Some(42)));
+    let a = with("arrival_rate = 50\narrival_process = \"gamma\"\nburstiness = 0.5")
+        .unwrap()
+        .run
+        .arrival
+        .unwrap();
+    assert_eq!((a.process, a.seed), (ArrivalProcess::Gamma { shape: 0.5 }, None));
+    for (run, says) in [
+        (
+            "arrival_rate = 5\narrival_process = \"bursty\"",
+            "run.arrival_process: `bursty` is not an arrival process",
+        ),
+        (
+            "arrival_rate = 5\narrival_process = \"gamma\"",
+            "run.burstiness: gamma needs a burstiness",
+        ),
+        (
+            "arrival_rate = 5\narrival_process = \"gamma\"\nburstiness = 0",
+            "run.burstiness: 0 is not a burstiness",
+        ),
+        (
+            "arrival_rate = 5\narrival_process = \"gamma\"\nburstiness = -2",
+            "not a burstiness",
+        ),
+        (
+            "arrival_rate = 5\nburstiness = 2",
+            "run.burstiness: burstiness shapes the gamma process",
+        ),
+        ("arrival_rate = 5\nseed = 1", "run.seed: seeds a random arrival process"),
+        (
+            "arrival_process = \"poisson\"",
+            "run.arrival_process: spaces the arrivals of the open model",
+        ),
+        ("users = 3\nseed = 1", "run.seed: seeds the arrivals of the open model"),
+    ] {
+        let err = with(run).unwrap_err().to_string();
+        assert!(err.contains(says), "{run}: {err}");
+    }
 }
 
 #[test]

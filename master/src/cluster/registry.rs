@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
+use barrage_common::arrival_process::ArrivalSequence;
 use barrage_proto::v1::{self, master_message::Kind as MKind};
 
 use super::worker::WorkerEntry;
@@ -405,7 +406,11 @@ fn arrival_shares(
     elapsed: Duration,
     run_time: Option<Duration>,
 ) -> Vec<v1::ArrivalShare> {
-    let from_index = a.schedule.cumulative(elapsed.as_secs_f64()).ceil().max(0.0) as u64;
+    // The first arrival not yet due, of the cluster's sequence (the integral rounded
+    // up, for the constant rate).
+    let seed = a.seed.unwrap_or(0);
+    let from_index = ArrivalSequence::new(a.process, seed).count_before(a.schedule.cumulative(elapsed.as_secs_f64()));
+    let (process, burstiness) = barrage_common::wire::process_to_proto(a.process);
     let caps = apportion(a.max_in_flight, weights);
     barrage_common::arrival_schedule::Segment::split(weights)
         .into_iter()
@@ -427,6 +432,9 @@ fn arrival_shares(
                 .collect(),
             from_index,
             until_us: run_time.map_or(0, micros),
+            process: process.into(),
+            burstiness,
+            seed,
         })
         .collect()
 }

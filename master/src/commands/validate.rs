@@ -70,8 +70,14 @@ fn run(r: &RunDefaults) -> String {
             .iter()
             .map(|s| format!("to {}/s over {}", s.rate, dur(s.duration)))
             .collect();
+        // The process only when it is not the constant rate: the examples' output stays.
+        let process = match (a.process.is_random(), a.seed) {
+            (false, _) => String::new(),
+            (true, Some(seed)) => format!(", {} arrivals, seed {seed}", a.process),
+            (true, None) => format!(", {} arrivals, seed random (printed in the report)", a.process),
+        };
         return format!(
-            "open model: {}/s{}{}, at most {} in flight, run time {run_time}",
+            "open model: {}/s{}{}{process}, at most {} in flight, run time {run_time}",
             a.schedule.start_rate,
             if stages.is_empty() { "" } else { ", then " },
             stages.join(", "),
@@ -206,5 +212,36 @@ fn task(t: &Task, role: &str, share: Option<f64>, out: &mut String) {
             CheckRule::BodyContains(s) => format!("body contains {s:?}"),
         };
         let _ = writeln!(out, "    check `{}`: {rule}", c.name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_line(keys: &str) -> String {
+        let text = format!(
+            "host = \"http://127.0.0.1:9\"\n[run]\n{keys}\n[[users]]\nname = \"U\"\n[[users.tasks]]\nname = \"/a\"\npath = \"/a\"\n"
+        );
+        let s =
+            barrage_common::scenario::parse_str(&text, config::FileFormat::Toml, "t.toml", &|_: &str| None).unwrap();
+        run(&s.run)
+    }
+
+    #[test]
+    fn the_open_model_line_names_a_random_process_and_its_seed() {
+        assert_eq!(
+            run_line("arrival_rate = 5"),
+            "open model: 5/s, at most 1000 in flight, run time (until stopped)"
+        );
+        assert_eq!(
+            run_line("arrival_rate = 5\narrival_process = \"poisson\"\nseed = 42"),
+            "open model: 5/s, poisson arrivals, seed 42, at most 1000 in flight, run time (until stopped)"
+        );
+        assert_eq!(
+            run_line("arrival_rate = 5\narrival_process = \"gamma\"\nburstiness = 0.5"),
+            "open model: 5/s, gamma (burstiness 0.5) arrivals, seed random (printed in the report), at most 1000 in \
+             flight, run time (until stopped)"
+        );
     }
 }

@@ -343,6 +343,8 @@ mod tests {
             arrival: Some(barrage_common::scenario::Arrival {
                 schedule: barrage_common::arrival_schedule::Schedule::constant(5.0),
                 max_in_flight: 10,
+                process: Default::default(),
+                seed: None,
             }),
             events_per_request: Default::default(),
             load_varies: false,

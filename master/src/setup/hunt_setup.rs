@@ -29,6 +29,14 @@ pub fn hunt_setup(args: &HuntArgs, scenario: Scenario, workers: u32) -> Result<M
             "hunt steps the load itself; --start-from-ui is for runs started from the web UI".to_string(),
         ));
     }
+    if args.load.arrival_process.is_some() || args.load.arrival_burstiness.is_some() || args.load.arrival_seed.is_some()
+    {
+        return Err(Failure::usage(
+            "hunt --arrival steps a constant arrival rate; leave out --arrival-process, --arrival-burstiness and \
+             --arrival-seed"
+                .to_string(),
+        ));
+    }
     if args.load.max_in_flight.is_some() && !args.arrival {
         return Err(Failure::usage(
             "--max-in-flight caps the open model; hunt with --arrival to step arrival rates".to_string(),
@@ -74,6 +82,8 @@ pub fn hunt_setup(args: &HuntArgs, scenario: Scenario, workers: u32) -> Result<M
         let a = scenario::Arrival {
             schedule: barrage_common::arrival_schedule::Schedule::constant(f64::from(args.start.max(1))),
             max_in_flight: args.load.max_in_flight.unwrap_or(scenario::DEFAULT_MAX_IN_FLIGHT),
+            process: Default::default(),
+            seed: None,
         };
         setup.run.users = 0;
         setup.info.users = 0;

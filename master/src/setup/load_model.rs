@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use barrage_common::arrival_process::ArrivalProcess;
 use barrage_common::arrival_schedule::Schedule;
 use barrage_common::scenario::{self, Arrival, RunDefaults, Scenario};
 use barrage_common::shape::Shape;
@@ -99,6 +100,8 @@ fn arrival(load: &LoadArgs, defaults: &RunDefaults) -> Result<Option<Arrival>, F
                 stages: load.arrival_stage.clone(),
             },
             max_in_flight: load.max_in_flight.unwrap_or(scenario::DEFAULT_MAX_IN_FLIGHT),
+            process: ArrivalProcess::Constant,
+            seed: None,
         })
     } else if load.users.is_some() || !load.stage.is_empty() {
         None
@@ -113,7 +116,57 @@ fn arrival(load: &LoadArgs, defaults: &RunDefaults) -> Result<Option<Arrival>, F
             "--max-in-flight caps the open model; give --arrival-rate or --arrival-stage with it".to_string(),
         ));
     }
-    Ok(arrival)
+    let Some(mut arrival) = arrival else {
+        return match process_flag(load) {
+            Some(flag) => Err(Failure::usage(format!(
+                "{flag} spaces the arrivals of the open model; give --arrival-rate or --arrival-stage with it"
+            ))),
+            None => Ok(None),
+        };
+    };
+    arrival.process = process(load, arrival.process)?;
+    arrival.seed = load.arrival_seed.or(arrival.seed);
+    if arrival.seed.is_some() && !arrival.process.is_random() {
+        return Err(Failure::usage(
+            "--arrival-seed seeds a random arrival process; give --arrival-process poisson or gamma".to_string(),
+        ));
+    }
+    if arrival.process.is_random() && arrival.seed.is_none() {
+        // Drawn once here, so every worker gets the same; 53 bits, so the JSON report
+        // carries it exactly even to a JavaScript reader.
+        arrival.seed = Some(rand::random::<u64>() >> 11);
+    }
+    Ok(Some(arrival))
+}
+
+/// The first of the arrival-process flags given, by name.
+fn process_flag(load: &LoadArgs) -> Option<&'static str> {
+    [
+        ("--arrival-process", load.arrival_process.is_some()),
+        ("--arrival-burstiness", load.arrival_burstiness.is_some()),
+        ("--arrival-seed", load.arrival_seed.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(flag, given)| given.then_some(flag))
+}
+
+/// The arrival process: `--arrival-process` and `--arrival-burstiness` over `file`'s
+/// (the scenario's, or constant under `--arrival-rate`). A burstiness alone reshapes a
+/// gamma process; another process drops the file's burstiness.
+fn process(load: &LoadArgs, file: ArrivalProcess) -> Result<ArrivalProcess, Failure> {
+    let name = load.arrival_process.as_deref().unwrap_or(file.name());
+    let file_shape = match file {
+        ArrivalProcess::Gamma { shape } if name == "gamma" => Some(shape),
+        _ => None,
+    };
+    ArrivalProcess::parse(name, load.arrival_burstiness.or(file_shape)).map_err(|m| {
+        let flag = if load.arrival_burstiness.is_some() || m.contains("needs a burstiness") {
+            "--arrival-burstiness"
+        } else {
+            "--arrival-process"
+        };
+        Failure::usage(format!("{flag}: {m}"))
+    })
 }
 
 /// A shape from `--stage`, else from the file unless `-u` asks for a constant count;

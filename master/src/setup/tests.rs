@@ -513,6 +513,11 @@ fn hunt_steps_its_own_load_and_refuses_flags_that_would_set_it() {
             "--max-in-flight caps the open model; hunt with --arrival to step arrival rates",
         ),
         (
+            &["--arrival", "--arrival-process", "poisson"],
+            "hunt --arrival steps a constant arrival rate; leave out --arrival-process, --arrival-burstiness and \
+             --arrival-seed",
+        ),
+        (
             &["--slo", "p95(ttfe) <"],
             "--slo: threshold \"p95(ttfe) <\": latency limit: empty duration; expected e.g. 500ms, 20s, 1m30s; expected e.g. ..",
         ),
@@ -624,4 +629,121 @@ fn shaped_runs_and_hunts_are_marked_as_varying_their_load() {
     }
     let hunted = hunt(BARE, &["--slo", "error_rate < 1%"]).unwrap();
     assert!(hunted.info.load_varies, "a hunt steps its load");
+}
+
+#[test]
+fn the_arrival_process_takes_flags_over_the_preset_over_the_run() {
+    use barrage_common::arrival_process::ArrivalProcess;
+    let file = FILE.replace(
+        "max_in_flight = 30\n",
+        "max_in_flight = 30\narrival_process = \"gamma\"\nburstiness = 0.5\nseed = 7\n",
+    );
+    let process = |text: &str, flags: &[&str]| {
+        let s = resolve(text, flags).unwrap();
+        let a = s.run.arrival.clone().unwrap();
+        assert_eq!(s.info.arrival, s.run.arrival, "{flags:?}");
+        (a.process, a.seed)
+    };
+    let gamma = |shape| ArrivalProcess::Gamma { shape };
+    // The preset's; each flag over it; a burstiness alone reshapes its gamma.
+    assert_eq!(process(&file, &["-P", "open"]), (gamma(0.5), Some(7)));
+    assert_eq!(
+        process(&file, &["-P", "open", "--arrival-seed", "9"]),
+        (gamma(0.5), Some(9))
+    );
+    assert_eq!(
+        process(&file, &["-P", "open", "--arrival-burstiness", "2"]),
+        (gamma(2.0), Some(7))
+    );
+    assert_eq!(
+        process(&file, &["-P", "open", "--arrival-process", "poisson"]),
+        (ArrivalProcess::Poisson, Some(7))
+    );
+    // From the flags alone; no seed given: one is drawn, and said (53 bits).
+    let (p, seed) = process(BARE, &["--arrival-rate", "5", "--arrival-process", "poisson"]);
+    assert_eq!(p, ArrivalProcess::Poisson);
+    assert!(seed.is_some_and(|s| s < 1 << 53), "{seed:?}");
+    assert_eq!(
+        process(BARE, &["--arrival-rate", "5"]),
+        (ArrivalProcess::Constant, None)
+    );
+    assert_eq!(
+        process(
+            BARE,
+            &[
+                "--arrival-rate",
+                "5",
+                "--arrival-process",
+                "gamma",
+                "--arrival-burstiness",
+                "4",
+                "--arrival-seed",
+                "1"
+            ]
+        ),
+        (gamma(4.0), Some(1))
+    );
+}
+
+#[test]
+fn arrival_process_flags_that_do_not_fit_are_usage_errors() {
+    check_errors(&[
+        (
+            "gamma without a burstiness",
+            BARE,
+            &["--arrival-rate", "5", "--arrival-process", "gamma"],
+            "--arrival-burstiness: gamma needs a burstiness (its shape k, e.g. 0.5: burstier than Poisson)",
+        ),
+        (
+            "a burstiness of 0",
+            BARE,
+            &[
+                "--arrival-rate",
+                "5",
+                "--arrival-process",
+                "gamma",
+                "--arrival-burstiness",
+                "0",
+            ],
+            "--arrival-burstiness: 0 is not a burstiness; expected a number of at least 0.001..",
+        ),
+        (
+            "an infinite burstiness",
+            BARE,
+            &[
+                "--arrival-rate",
+                "5",
+                "--arrival-process",
+                "gamma",
+                "--arrival-burstiness",
+                "inf",
+            ],
+            "--arrival-burstiness: inf is not a burstiness; expected a number of at least 0.001..",
+        ),
+        (
+            "a burstiness for poisson",
+            BARE,
+            &[
+                "--arrival-rate",
+                "5",
+                "--arrival-process",
+                "poisson",
+                "--arrival-burstiness",
+                "2",
+            ],
+            "--arrival-burstiness: burstiness shapes the gamma process; poisson takes none..",
+        ),
+        (
+            "a seed for the constant rate",
+            BARE,
+            &["--arrival-rate", "5", "--arrival-seed", "3"],
+            "--arrival-seed seeds a random arrival process; give --arrival-process poisson or gamma",
+        ),
+        (
+            "a process without the open model",
+            FILE,
+            &["--arrival-process", "poisson"],
+            "--arrival-process spaces the arrivals of the open model; give --arrival-rate or --arrival-stage with it",
+        ),
+    ]);
 }

@@ -201,3 +201,94 @@ async fn a_joining_worker_takes_its_share_of_the_arrivals() {
         r.events
     );
 }
+
+/// A seeded Poisson run: the target receives the arrivals the seeded sequence plans
+/// (started + dropped <= due, due the planned count), and the same seed plans the same
+/// arrivals again, on one worker or two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeded_poisson_run_sends_the_planned_arrivals_and_repeats() {
+    use barrage_common::arrival_process::{ArrivalProcess, ArrivalSequence};
+    use barrage_common::arrival_schedule::Schedule;
+    // Arrivals of the seeded sequence due before the 3 s run time at 100/s.
+    let planned = |seed| {
+        ArrivalSequence::new(ArrivalProcess::Poisson, seed).count_before(Schedule::constant(100.0).cumulative(3.0))
+    };
+    // Seed 3 plans 335 arrivals, seed 4 287.
+    assert_eq!(planned(3), planned(3));
+    assert_ne!(planned(3), planned(4), "another seed, other arrivals");
+    // Nor the constant rate's 300: a worker firing the constant schedule would miss.
+    assert!(planned(3).abs_diff(300) > 20, "{}", planned(3));
+    for workers in [1, 2] {
+        let mock = mock(sse_mock_config(5, 2, 5)).await;
+        let mut load = open_load(mock.addr, 100.0, 3);
+        load.arrival_process = Some("poisson".into());
+        load.arrival_seed = Some(3);
+        let r = run(&load, workers).await;
+        let a = r.arrivals.clone().unwrap();
+        let truth = mock.state.ground_truth();
+        assert_eq!(r.aggregated.requests, truth.requests, "{workers} workers");
+        assert_eq!((a.process.as_deref(), a.seed), (Some("poisson"), Some(3)));
+        // The report's due is the seeded plan, and the target saw it.
+        assert_eq!(a.due, planned(3), "{workers} workers");
+        assert!(
+            truth.requests + a.dropped <= a.due,
+            "{} started + {} dropped for {} due",
+            truth.requests,
+            a.dropped,
+            a.due
+        );
+        assert_eq!(a.dropped, 0);
+        assert!(
+            truth.requests.abs_diff(a.due) <= u64::from(workers),
+            "{workers} workers: {} requests for {} planned",
+            truth.requests,
+            a.due
+        );
+        assert_eq!(r.aggregated.failures, 0, "{:?}", r.failures);
+        // The JSON report carries the process and its seed, within the schema.
+        let json = barrage_master::report::json::to_json(&r);
+        assert_eq!(
+            (&json["arrivals"]["process"], &json["arrivals"]["seed"]),
+            (&"poisson".into(), &3.into())
+        );
+        let schema: serde_json::Value = serde_json::from_str(barrage_master::report::json::SCHEMA).unwrap();
+        let errors: Vec<String> = jsonschema::validator_for(&schema)
+            .unwrap()
+            .iter_errors(&json)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "report does not match the schema: {errors:#?}");
+    }
+}
+
+/// A worker joining a seeded Poisson run takes its share from the arrival of the
+/// sequence due then: the cluster still sends the planned arrivals once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_worker_takes_its_share_of_a_seeded_sequence() {
+    use barrage_common::arrival_process::{ArrivalProcess, ArrivalSequence};
+    use barrage_common::arrival_schedule::Schedule;
+    let planned =
+        ArrivalSequence::new(ArrivalProcess::Poisson, 3).count_before(Schedule::constant(100.0).cumulative(3.0));
+    let mock = mock(sse_mock_config(5, 2, 5)).await;
+    let mut load = open_load(mock.addr, 100.0, 3);
+    load.arrival_process = Some("poisson".into());
+    load.arrival_seed = Some(3);
+    let m = master(setup(&scenario(), &load, 1)).await;
+    let first = worker(m.addr, "w0");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let second = worker(m.addr, "w1");
+    let r = m.run.await.unwrap().unwrap().report;
+    let _ = first.await;
+    let _ = second.await;
+    let truth = mock.state.ground_truth();
+    assert_eq!(r.aggregated.requests, truth.requests);
+    assert_eq!(r.arrivals.as_ref().unwrap().due, planned);
+    // The re-split happens while arrivals keep coming: allow one each side of it.
+    assert!(
+        truth.requests.abs_diff(planned) <= 3,
+        "{} requests for {planned} due",
+        truth.requests
+    );
+    let reports: Vec<u64> = r.workers.iter().map(|w| w.reports).collect();
+    assert!(reports.len() == 2 && reports.iter().all(|&n| n > 0), "{:?}", r.workers);
+}

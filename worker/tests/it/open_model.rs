@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use barrage_common::arrival_process::ArrivalProcess;
 use barrage_common::arrival_schedule::{Schedule, Segment};
 use barrage_common::metrics::EndpointStats;
 use barrage_common::plan::RunPlan;
@@ -139,6 +140,8 @@ pub(crate) fn arrivals(rate: f64, from: u64, until: Duration, max_in_flight: u32
         max_in_flight,
         from_index: from,
         until: Some(until),
+        process: ArrivalProcess::Constant,
+        seed: 0,
     }
 }
 

@@ -360,6 +360,13 @@ fn arrivals(out: &mut String, r: &FinalReport) {
             "\nOpen model: {} arrivals due by the schedule, {} requests started, {} dropped at the in-flight cap of {} (latencies from each arrival's due time)",
             a.due, r.aggregated.requests, a.dropped, a.max_in_flight
         );
+        if let (Some(process), Some(seed)) = (&a.process, a.seed) {
+            let shape = a.burstiness.map(|k| format!(", burstiness {k}")).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "Arrivals: {process}{shape}, seed {seed} (`--arrival-seed {seed}` repeats them)"
+            );
+        }
     }
 }
 
