@@ -172,12 +172,14 @@ path = "/work"
     assert_eq!(r.arrivals.as_ref().unwrap().dropped, 0);
 }
 
-/// A worker joining mid-run takes its share of the arrivals from the one due then: the
-/// cluster still runs the schedule once, not twice nor with gaps.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_joining_worker_takes_its_share_of_the_arrivals() {
+/// An open-model run of 100 arrivals/s for 3 s (`adjust` changes its load), on one
+/// worker and a second joining 1.2 s in: its report and what the target saw.
+async fn with_a_worker_joining(
+    adjust: impl FnOnce(&mut barrage_master::cli::LoadArgs),
+) -> (barrage_master::report::FinalReport, barrage_mock::GroundTruth) {
     let mock = mock(sse_mock_config(5, 2, 5)).await;
-    let load = open_load(mock.addr, 100.0, 3);
+    let mut load = open_load(mock.addr, 100.0, 3);
+    adjust(&mut load);
     let m = master(setup(&scenario(), &load, 1)).await;
     let first = worker(m.addr, "w0");
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -185,7 +187,14 @@ async fn a_joining_worker_takes_its_share_of_the_arrivals() {
     let r = m.run.await.unwrap().unwrap().report;
     let _ = first.await;
     let _ = second.await;
-    let truth = mock.state.ground_truth();
+    (r, mock.state.ground_truth())
+}
+
+/// A worker joining mid-run takes its share of the arrivals from the one due then: the
+/// cluster still runs the schedule once, not twice nor with gaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_worker_takes_its_share_of_the_arrivals() {
+    let (r, truth) = with_a_worker_joining(|_| {}).await;
     assert_eq!(r.aggregated.requests, truth.requests);
     // The re-split happens while arrivals keep coming: allow one each side of it.
     assert!(
@@ -269,18 +278,11 @@ async fn a_joining_worker_takes_its_share_of_a_seeded_sequence() {
     use barrage_common::arrival_schedule::Schedule;
     let planned =
         ArrivalSequence::new(ArrivalProcess::Poisson, 3).count_before(Schedule::constant(100.0).cumulative(3.0));
-    let mock = mock(sse_mock_config(5, 2, 5)).await;
-    let mut load = open_load(mock.addr, 100.0, 3);
-    load.arrival_process = Some("poisson".into());
-    load.arrival_seed = Some(3);
-    let m = master(setup(&scenario(), &load, 1)).await;
-    let first = worker(m.addr, "w0");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let second = worker(m.addr, "w1");
-    let r = m.run.await.unwrap().unwrap().report;
-    let _ = first.await;
-    let _ = second.await;
-    let truth = mock.state.ground_truth();
+    let (r, truth) = with_a_worker_joining(|load| {
+        load.arrival_process = Some("poisson".into());
+        load.arrival_seed = Some(3);
+    })
+    .await;
     assert_eq!(r.aggregated.requests, truth.requests);
     assert_eq!(r.arrivals.as_ref().unwrap().due, planned);
     // The re-split happens while arrivals keep coming: allow one each side of it.
