@@ -2,6 +2,10 @@
 //! time, each to a free virtual user of its class, or count it dropped when the
 //! in-flight cap is reached. Never delayed: an arrival that cannot start now is not
 //! started later (that would hide the stall it measures).
+//!
+//! The arrivals come from the schedule (a rate, spaced by the seeded process), or from
+//! a replayed trace: then the master sends this worker its own lines, each fired at
+//! its offset with its inputs (and its task, when the line names one).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -11,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 
 use barrage_common::arrival_process::{ArrivalProcess, ArrivalSequence};
 use barrage_common::arrival_schedule::{RateStage, Schedule, Segment};
+use barrage_common::arrival_trace::{TraceLine, lines_from_proto};
 use barrage_proto::v1;
 
 use crate::factory::Factory;
@@ -34,6 +39,9 @@ pub struct ArrivalPlan {
     /// The random processes' seed, the same on every worker: each draws the cluster's
     /// whole sequence and fires its segment of it.
     pub seed: u64,
+    /// Trace replay: this worker's lines (global index, line) in index order, fired
+    /// instead of the schedule's arrivals. Shared: the plan is cloned per change.
+    pub trace: Option<Arc<[(u64, Arc<TraceLine>)]>>,
 }
 
 impl ArrivalPlan {
@@ -57,6 +65,28 @@ impl ArrivalPlan {
             until: (a.until_us > 0).then(|| Duration::from_micros(a.until_us as u64)),
             process: barrage_common::wire::process_from_proto(a.process, a.burstiness),
             seed: a.seed,
+            trace: a.replay.then(|| {
+                lines_from_proto(&a.trace)
+                    .into_iter()
+                    .map(|(i, l)| (i, Arc::new(l)))
+                    .collect()
+            }),
+        }
+    }
+
+    /// The first arrival at or after index `from` this worker fires: its index, when it
+    /// is due (seconds on the run clock), and its trace line when replaying.
+    fn next_due(&self, seq: &mut ArrivalSequence, from: u64) -> Option<(u64, f64, Option<Arc<TraceLine>>)> {
+        match &self.trace {
+            Some(lines) => {
+                let at = lines.partition_point(|(i, _)| *i < from);
+                lines
+                    .get(at)
+                    .map(|(i, l)| (*i, l.offset_us as f64 / 1e6, Some(l.clone())))
+            }
+            None => seq
+                .next_due(&self.schedule, &self.segment, from)
+                .map(|(i, t)| (i, t, None)),
         }
     }
 }
@@ -124,7 +154,7 @@ impl Dispatcher {
                 sequence = None;
             }
             let seq = sequence.get_or_insert_with(|| ArrivalSequence::new(plan.process, plan.seed));
-            while let Some((i, due_s)) = seq.next_due(&plan.schedule, &plan.segment, next) {
+            while let Some((i, due_s, line)) = plan.next_due(seq, next) {
                 if plan.until.is_some_and(|u| due_s >= u.as_secs_f64()) {
                     break;
                 }
@@ -138,7 +168,7 @@ impl Dispatcher {
                     }
                     _ = tokio::time::sleep_until(due.into()) => {}
                 }
-                self.fire(i, due, plan.max_in_flight);
+                self.fire(i, due, plan.max_in_flight, line);
                 let due_us = (due_s * 1e6).round() as i64;
                 self.factory.recorder.last_due_us.fetch_max(due_us, SeqCst);
                 next = i + 1;
@@ -151,8 +181,17 @@ impl Dispatcher {
         }
     }
 
-    fn fire(&mut self, i: u64, due: Instant, cap: u32) {
-        let class = self.class_cycle[(i % self.class_cycle.len() as u64) as usize];
+    fn fire(&mut self, i: u64, due: Instant, cap: u32, line: Option<Arc<TraceLine>>) {
+        // A trace line naming a task runs it, in the first class that has it; else the
+        // class cycle picks the class and the class its task.
+        let named = line
+            .as_ref()
+            .and_then(|l| l.task.as_deref())
+            .and_then(|name| self.task_named(name));
+        let (class, task) = match named {
+            Some((class, task)) => (class, Some(task)),
+            None => (self.class_cycle[(i % self.class_cycle.len() as u64) as usize], None),
+        };
         let cap = cap as usize;
         if self.in_flight.load(SeqCst) >= cap {
             self.factory.recorder.dropped.fetch_add(1, SeqCst);
@@ -160,7 +199,11 @@ impl Dispatcher {
         }
         self.in_flight.fetch_add(1, SeqCst);
         let queue = &self.queues[class];
-        let ticket = Ticket { intended: due };
+        let ticket = Ticket {
+            intended: due,
+            task,
+            line,
+        };
         // Reserve an idle user for this ticket, atomically: a burst fires many arrivals
         // before any user wakes, and checking `idle > 0` without taking one sent every
         // ticket of the burst to the same idle user (one after the other, their wait
@@ -178,6 +221,18 @@ impl Dispatcher {
             self.factory
                 .spawn(class, slot, move |ctx, rng| user::serve(ctx, rng, q, ticket));
         }
+    }
+}
+
+impl Dispatcher {
+    /// The first class holding a task called `name`, and the task's index there.
+    fn task_named(&self, name: &str) -> Option<(usize, usize)> {
+        self.factory
+            .plan
+            .classes
+            .iter()
+            .enumerate()
+            .find_map(|(c, class)| class.tasks.iter().position(|t| t.name == name).map(|t| (c, t)))
     }
 }
 
