@@ -409,7 +409,11 @@ fn arrival_shares(
     // The first arrival not yet due, of the cluster's sequence (the integral rounded
     // up, for the constant rate).
     let seed = a.seed.unwrap_or(0);
-    let from_index = ArrivalSequence::new(a.process, seed).count_before(a.schedule.cumulative(elapsed.as_secs_f64()));
+    let from_index = match &a.trace {
+        // A trace: the first line not yet due.
+        Some(t) => t.count_before(elapsed),
+        None => ArrivalSequence::new(a.process, seed).count_before(a.schedule.cumulative(elapsed.as_secs_f64())),
+    };
     let (process, burstiness) = barrage_common::wire::process_to_proto(a.process);
     let caps = apportion(a.max_in_flight, weights);
     barrage_common::arrival_schedule::Segment::split(weights)
@@ -435,6 +439,13 @@ fn arrival_shares(
             process: process.into(),
             burstiness,
             seed,
+            replay: a.trace.is_some(),
+            // Only this worker's lines, from the arrival due now on.
+            trace: a.trace.as_ref().map_or_else(Vec::new, |t| {
+                t.share(&seg, from_index)
+                    .map(|(i, l)| barrage_common::arrival_trace::line_to_proto(i, l))
+                    .collect()
+            }),
         })
         .collect()
 }
