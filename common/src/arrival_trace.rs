@@ -18,6 +18,7 @@ use serde::Deserialize;
 use barrage_proto::v1;
 
 use crate::arrival_schedule::Segment;
+use crate::plan::RunPlan;
 
 /// Most lines a trace may hold.
 pub const MAX_TRACE_LINES: usize = 1_000_000;
@@ -51,6 +52,31 @@ pub struct Trace {
     pub lines: Vec<TraceLine>,
 }
 
+/// What a trace's lines may name: the plan's tasks and its data pools (a line's
+/// inputs stand in for pool values, so a template's `{{name}}` is checked once, in the
+/// scenario, and a misspelt input is an error rather than a silent pool value).
+#[derive(Debug, Clone, Default)]
+pub struct Known<'a> {
+    /// Task names a line's `task` may give.
+    pub tasks: Vec<&'a str>,
+    /// Input names a line's `inputs` may give: the scenario's data pools.
+    pub inputs: Vec<&'a str>,
+}
+
+impl<'a> Known<'a> {
+    /// Every class's tasks and every data pool of `plan`.
+    pub fn of(plan: &'a RunPlan) -> Known<'a> {
+        Known {
+            tasks: plan
+                .classes
+                .iter()
+                .flat_map(|c| c.tasks.iter().map(|t| t.name.as_str()))
+                .collect(),
+            inputs: plan.pools.keys().map(String::as_str).collect(),
+        }
+    }
+}
+
 /// A line as written.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,9 +89,9 @@ struct RawLine {
 }
 
 impl Trace {
-    /// Reads and validates the trace at `path`; `tasks` are the plan's task names a
-    /// line's `task` may name. Errors name the file, the line and the problem.
-    pub fn load(path: &Path, tasks: &[&str]) -> Result<Trace, String> {
+    /// Reads and validates the trace at `path`; `known` says which tasks and inputs a
+    /// line may name. Errors name the file, the line and the problem.
+    pub fn load(path: &Path, known: &Known<'_>) -> Result<Trace, String> {
         let shown = path.display();
         let file = std::fs::File::open(path).map_err(|e| format!("{shown}: cannot read the trace: {e}"))?;
         let mut text = String::new();
@@ -81,11 +107,11 @@ impl Trace {
         let name = path
             .file_name()
             .map_or_else(|| shown.to_string(), |n| n.to_string_lossy().into_owned());
-        Trace::parse(&shown.to_string(), &name, &text, tasks)
+        Trace::parse(&shown.to_string(), &name, &text, known)
     }
 
     /// Validates `text`, read from `file` (for messages), named `name` in reports.
-    pub fn parse(file: &str, name: &str, text: &str, tasks: &[&str]) -> Result<Trace, String> {
+    pub fn parse(file: &str, name: &str, text: &str, known: &Known<'_>) -> Result<Trace, String> {
         let mut lines = Vec::new();
         let mut previous = 0u64;
         for (n, raw) in text.lines().enumerate() {
@@ -103,7 +129,7 @@ impl Trace {
                     "not a trace line ({e}); expected {{\"offset_ms\": 12.5, \"inputs\": {{...}}}}"
                 ))
             })?;
-            let line = check_line(line, previous, tasks).map_err(at)?;
+            let line = check_line(line, previous, known).map_err(at)?;
             previous = line.offset_us;
             lines.push(line);
         }
@@ -172,7 +198,7 @@ impl Trace {
 
 /// One line checked: offset a number not below `previous`, inputs strings or numbers
 /// with bounded names, a known task.
-fn check_line(raw: RawLine, previous: u64, tasks: &[&str]) -> Result<TraceLine, String> {
+fn check_line(raw: RawLine, previous: u64, known: &Known<'_>) -> Result<TraceLine, String> {
     let ms = raw.offset_ms;
     if !ms.is_finite() || ms < 0.0 {
         return Err(format!("offset_ms {ms} is not an offset; expected 0 or more milliseconds from the run start"));
@@ -199,6 +225,12 @@ fn check_line(raw: RawLine, previous: u64, tasks: &[&str]) -> Result<TraceLine, 
                 name.chars().take(MAX_NAME).collect::<String>()
             ));
         }
+        if !known.inputs.contains(&name.as_str()) {
+            return Err(format!(
+                "input `{name}` is not a data pool of the scenario; a line's inputs stand in for pool values \
+                 (declare [data.{name}], whose values serve lines and runs without it)"
+            ));
+        }
         let value = match value {
             serde_json::Value::String(s) => s,
             serde_json::Value::Number(n) => n.to_string(),
@@ -213,9 +245,9 @@ fn check_line(raw: RawLine, previous: u64, tasks: &[&str]) -> Result<TraceLine, 
     }
     let task = match raw.task {
         None => None,
-        Some(t) if tasks.contains(&t.as_str()) => Some(t),
+        Some(t) if known.tasks.contains(&t.as_str()) => Some(t),
         Some(t) => {
-            let known: Vec<&str> = tasks.iter().take(20).copied().collect();
+            let known: Vec<&str> = known.tasks.iter().take(20).copied().collect();
             return Err(format!(
                 "unknown task `{}`; the scenario's tasks are {}",
                 t.chars().take(MAX_NAME).collect::<String>(),

@@ -1,11 +1,18 @@
 use super::*;
 
+fn known<'a>(tasks: &[&'a str], inputs: &[&'a str]) -> Known<'a> {
+    Known {
+        tasks: tasks.to_vec(),
+        inputs: inputs.to_vec(),
+    }
+}
+
 /// A trace of `n` lines 10 ms apart, each with its own `q`.
 fn trace(n: usize) -> Trace {
     let text: String = (0..n)
         .map(|i| format!("{{\"offset_ms\": {}, \"inputs\": {{\"q\": \"q{i}\", \"n\": {i}}}}}\n", i * 10))
         .collect();
-    Trace::parse("t.jsonl", "t.jsonl", &text, &[]).unwrap()
+    Trace::parse("t.jsonl", "t.jsonl", &text, &known(&[], &["q", "n"])).unwrap()
 }
 
 /// The lines every worker fires, each with its index, merged in index order.
@@ -58,7 +65,7 @@ fn lines_survive_the_wire() {
         "t.jsonl",
         "t.jsonl",
         "{\"offset_ms\": 0.5, \"task\": \"ask\", \"inputs\": {\"query\": \"hé\", \"k\": 2.5}}\n\n{\"offset_ms\": 3}\n",
-        &["ask"],
+        &known(&["ask"], &["query", "k"]),
     )
     .unwrap();
     let wire: Vec<v1::TraceArrival> = t.share(&Segment::ALL, 0).map(|(i, l)| line_to_proto(i, l)).collect();
@@ -97,7 +104,7 @@ fn a_peer_s_lines_out_of_order_or_oversized_are_dropped_or_bounded() {
 
 #[test]
 fn validation_names_the_file_the_line_and_the_problem() {
-    let err = |text: &str| Trace::parse("dir/t.jsonl", "t.jsonl", text, &["ask", "chat"]).unwrap_err();
+    let err = |text: &str| Trace::parse("dir/t.jsonl", "t.jsonl", text, &known(&["ask", "chat"], &["q"])).unwrap_err();
     let e = err("{\"offset_ms\": 1}\n{\"offset_ms\": 2,}\n");
     assert!(e.starts_with("dir/t.jsonl:2: not a trace line ("), "{e}");
     let e = err("{\"offset_ms\": 5}\n\n{\"offset_ms\": 4}\n");
@@ -111,6 +118,11 @@ fn validation_names_the_file_the_line_and_the_problem() {
     assert!(e.starts_with("dir/t.jsonl:1: offset_ms -1 is not an offset"), "{e}");
     let e = err("{\"offset_ms\": 1, \"inputs\": {\"q\": [1]}}");
     assert_eq!(e, "dir/t.jsonl:1: inputs.q is an array; expected a string or a number");
+    let e = err("{\"offset_ms\": 1, \"inputs\": {\"qq\": 1}}");
+    assert_eq!(
+        e,
+        "dir/t.jsonl:1: input `qq` is not a data pool of the scenario; a line's inputs stand in for pool values (declare [data.qq], whose values serve lines and runs without it)"
+    );
     let e = err("{\"offset\": 1}");
     assert!(e.contains("unknown field `offset`"), "{e}");
     let e = err("\n\n");
@@ -123,10 +135,10 @@ fn a_trace_over_its_bounds_is_refused_and_says_the_bound() {
     let big = dir.path().join("big.jsonl");
     let line = "{\"offset_ms\": 0}\n";
     std::fs::write(&big, line.repeat((MAX_TRACE_BYTES as usize) / line.len() + 1)).unwrap();
-    let e = Trace::load(&big, &[]).unwrap_err();
+    let e = Trace::load(&big, &Known::default()).unwrap_err();
     assert!(e.ends_with("big.jsonl: too large: a trace is at most 8 MiB (its lines travel to the workers in one message); split it into several runs"), "{e}");
     let many = "{\"offset_ms\":0}\n".repeat(MAX_TRACE_LINES + 1);
-    let e = Trace::parse("many.jsonl", "many.jsonl", &many, &[]).unwrap_err();
+    let e = Trace::parse("many.jsonl", "many.jsonl", &many, &Known::default()).unwrap_err();
     assert_eq!(
         e,
         format!(
@@ -134,6 +146,6 @@ fn a_trace_over_its_bounds_is_refused_and_says_the_bound() {
             MAX_TRACE_LINES + 1
         )
     );
-    let e = Trace::load(&dir.path().join("absent.jsonl"), &[]).unwrap_err();
+    let e = Trace::load(&dir.path().join("absent.jsonl"), &Known::default()).unwrap_err();
     assert!(e.contains("absent.jsonl: cannot read the trace"), "{e}");
 }

@@ -31,7 +31,7 @@ mod task;
 mod validate;
 mod values;
 
-pub use run_defaults::{Arrival, DEFAULT_MAX_IN_FLIGHT, RunDefaults, task_names};
+pub use run_defaults::{Arrival, DEFAULT_MAX_IN_FLIGHT, RunDefaults};
 pub use selection::{filter_tags, select_classes};
 pub use values::{check_host, check_rate, parse_wait};
 

@@ -12,7 +12,7 @@ use super::raw::RawRun;
 use super::values::check_rate;
 use crate::arrival_process::ArrivalProcess;
 use crate::arrival_schedule::{RateStage, Schedule};
-use crate::arrival_trace::Trace;
+use crate::arrival_trace::{Known, Trace};
 use crate::duration;
 use crate::error::Result;
 use crate::plan::RunPlan;
@@ -213,17 +213,9 @@ pub(super) fn load_trace(defaults: &mut RunDefaults, plan: &RunPlan, at: &str, e
     let (Some(path), Some(arrival)) = (&defaults.arrival_trace, &mut defaults.arrival) else {
         return Ok(());
     };
-    let trace = Trace::load(path, &task_names(plan)).map_err(|m| err(&format!("{at}.arrival_trace"), m))?;
+    let trace = Trace::load(path, &Known::of(plan)).map_err(|m| err(&format!("{at}.arrival_trace"), m))?;
     arrival.trace = Some(Arc::new(trace));
     Ok(())
-}
-
-/// The names a trace line's `task` may give: every class's tasks.
-pub fn task_names(plan: &RunPlan) -> Vec<&str> {
-    plan.classes
-        .iter()
-        .flat_map(|c| c.tasks.iter().map(|t| t.name.as_str()))
-        .collect()
 }
 
 /// A trace replaces the rate and its spacing: given with any of them, an error naming

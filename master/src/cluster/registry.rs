@@ -228,6 +228,9 @@ impl Registry {
     /// Sends every active worker its absolute targets, `targets` split by capacity
     /// (nothing when none is left), under a new command seq.
     pub fn assign(&mut self, targets: &Targets<'_>) {
+        // The run's first targets: a replayed trace starts from its first line, even
+        // one due at 0 that the clock has passed by the time this is sent.
+        let first = self.target.is_none();
         self.target = Some(match targets.arrival {
             None => (targets.users, targets.spawn_rate),
             Some(a) => (0, a.schedule.rate_at(self.run_elapsed().as_secs_f64())),
@@ -240,7 +243,7 @@ impl Registry {
         let weights: Vec<u32> = ids.iter().map(|id| self.workers[id].capacity()).collect();
         let arrival_shares = targets
             .arrival
-            .map(|a| arrival_shares(a, &weights, elapsed, targets.run_time));
+            .map(|a| arrival_shares(a, &weights, elapsed, targets.run_time, first));
         let class_weights: Vec<u32> = targets.classes.iter().map(|(_, w, _)| *w).collect();
         let fixed: Vec<Option<u32>> = targets.classes.iter().map(|(_, _, f)| *f).collect();
         let totals = class_totals(targets.users, &class_weights, &fixed);
@@ -399,18 +402,21 @@ impl Registry {
 }
 
 /// Open model: each worker its segment of the arrivals and its share of the cap,
-/// from the arrival due now on (a re-split after a join or a loss).
+/// from the arrival due now on (a re-split after a join or a loss); `first`: the
+/// run's first split.
 fn arrival_shares(
     a: &barrage_common::scenario::Arrival,
     weights: &[u32],
     elapsed: Duration,
     run_time: Option<Duration>,
+    first: bool,
 ) -> Vec<v1::ArrivalShare> {
     // The first arrival not yet due, of the cluster's sequence (the integral rounded
     // up, for the constant rate).
     let seed = a.seed.unwrap_or(0);
     let from_index = match &a.trace {
-        // A trace: the first line not yet due.
+        // A trace: from its start, then (a re-split) the first line not yet due.
+        Some(_) if first => 0,
         Some(t) => t.count_before(elapsed),
         None => ArrivalSequence::new(a.process, seed).count_before(a.schedule.cumulative(elapsed.as_secs_f64())),
     };

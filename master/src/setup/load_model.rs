@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use barrage_common::arrival_process::ArrivalProcess;
 use barrage_common::arrival_schedule::Schedule;
-use barrage_common::arrival_trace::Trace;
+use barrage_common::arrival_trace::{Known, Trace};
 use barrage_common::scenario::{self, Arrival, RunDefaults, Scenario};
 use barrage_common::shape::Shape;
 
@@ -172,7 +172,7 @@ fn replay(load: &LoadArgs, path: &Path, scenario: &Scenario) -> Result<Arrival, 
             "--arrival-trace replays recorded arrivals and replaces {flag}; give one or the other"
         )));
     }
-    let trace = Trace::load(path, &scenario::task_names(&scenario.plan))
+    let trace = Trace::load(path, &Known::of(&scenario.plan))
         .map_err(|m| Failure::usage(format!("--arrival-trace: {m}")))?;
     let max_in_flight = load.max_in_flight.unwrap_or(scenario::DEFAULT_MAX_IN_FLIGHT);
     Ok(Arrival {
