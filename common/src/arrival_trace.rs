@@ -134,7 +134,9 @@ impl Trace {
             lines.push(line);
         }
         if lines.is_empty() {
-            return Err(format!("{file}: the trace has no arrivals; expected one JSON object per line"));
+            return Err(format!(
+                "{file}: the trace has no arrivals; expected one JSON object per line"
+            ));
         }
         Ok(Trace {
             name: name.chars().take(MAX_NAME).collect(),
@@ -201,7 +203,9 @@ impl Trace {
 fn check_line(raw: RawLine, previous: u64, known: &Known<'_>) -> Result<TraceLine, String> {
     let ms = raw.offset_ms;
     if !ms.is_finite() || ms < 0.0 {
-        return Err(format!("offset_ms {ms} is not an offset; expected 0 or more milliseconds from the run start"));
+        return Err(format!(
+            "offset_ms {ms} is not an offset; expected 0 or more milliseconds from the run start"
+        ));
     }
     let offset_us = (ms * 1000.0).round();
     if offset_us > MAX_OFFSET_US as f64 {

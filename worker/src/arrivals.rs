@@ -21,6 +21,9 @@ use barrage_proto::v1;
 use crate::factory::Factory;
 use crate::user::{self, ArrivalQueue, Ticket};
 
+/// A replayed trace's lines this worker fires: (global index, line), in index order.
+pub type TraceShare = Arc<[(u64, Arc<TraceLine>)]>;
+
 /// This worker's part of the arrivals, from the master's `ArrivalShare`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArrivalPlan {
@@ -41,7 +44,7 @@ pub struct ArrivalPlan {
     pub seed: u64,
     /// Trace replay: this worker's lines (global index, line) in index order, fired
     /// instead of the schedule's arrivals. Shared: the plan is cloned per change.
-    pub trace: Option<Arc<[(u64, Arc<TraceLine>)]>>,
+    pub trace: Option<TraceShare>,
 }
 
 impl ArrivalPlan {

@@ -10,7 +10,12 @@ fn known<'a>(tasks: &[&'a str], inputs: &[&'a str]) -> Known<'a> {
 /// A trace of `n` lines 10 ms apart, each with its own `q`.
 fn trace(n: usize) -> Trace {
     let text: String = (0..n)
-        .map(|i| format!("{{\"offset_ms\": {}, \"inputs\": {{\"q\": \"q{i}\", \"n\": {i}}}}}\n", i * 10))
+        .map(|i| {
+            format!(
+                "{{\"offset_ms\": {}, \"inputs\": {{\"q\": \"q{i}\", \"n\": {i}}}}}\n",
+                i * 10
+            )
+        })
         .collect();
     Trace::parse("t.jsonl", "t.jsonl", &text, &known(&[], &["q", "n"])).unwrap()
 }
@@ -28,7 +33,13 @@ fn union(t: &Trace, segments: &[Segment], from: u64) -> Vec<(u64, TraceLine)> {
 #[test]
 fn the_workers_lines_together_are_the_trace_for_1_2_and_5_workers() {
     let t = trace(997);
-    let whole: Vec<(u64, TraceLine)> = t.lines.iter().cloned().enumerate().map(|(i, l)| (i as u64, l)).collect();
+    let whole: Vec<(u64, TraceLine)> = t
+        .lines
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, l)| (i as u64, l))
+        .collect();
     for shares in [vec![1], vec![1, 1], vec![1, 1, 1, 1, 1], vec![3, 1, 2, 1, 4]] {
         let segments = Segment::split(&shares);
         assert_eq!(union(&t, &segments, 0), whole, "shares {shares:?}");
@@ -37,7 +48,10 @@ fn the_workers_lines_together_are_the_trace_for_1_2_and_5_workers() {
         for (seg, &s) in segments.iter().zip(&shares) {
             let got = t.share(seg, 0).count() as f64;
             let exact = 997.0 * f64::from(s) / den as f64;
-            assert!((got - exact).abs() <= f64::from(s) + 1.0, "{shares:?}: {got} vs {exact}");
+            assert!(
+                (got - exact).abs() <= f64::from(s) + 1.0,
+                "{shares:?}: {got} vs {exact}"
+            );
         }
     }
 }
@@ -55,7 +69,13 @@ fn a_re_split_at_a_from_index_hands_out_the_rest_exactly_once() {
         .collect();
     let after = union(&t, &Segment::split(&[1, 1, 1]), from);
     let fired: Vec<(u64, TraceLine)> = before.into_iter().chain(after).collect();
-    let whole: Vec<(u64, TraceLine)> = t.lines.iter().cloned().enumerate().map(|(i, l)| (i as u64, l)).collect();
+    let whole: Vec<(u64, TraceLine)> = t
+        .lines
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, l)| (i as u64, l))
+        .collect();
     assert_eq!(fired, whole);
 }
 
@@ -73,7 +93,10 @@ fn lines_survive_the_wire() {
     assert_eq!(back.len(), 2);
     assert_eq!(back[0].1, t.lines[0]);
     assert_eq!(back[0].1.offset_us, 500);
-    assert_eq!(back[0].1.inputs, [("k".into(), "2.5".into()), ("query".into(), "hé".into())]);
+    assert_eq!(
+        back[0].1.inputs,
+        [("k".into(), "2.5".into()), ("query".into(), "hé".into())]
+    );
     assert_eq!((back[1].0, back[1].1.offset_us), (1, 3000));
     assert_eq!(t.span(), Duration::from_millis(3));
     t.fits_one_message().unwrap();
@@ -93,7 +116,12 @@ fn a_peer_s_lines_out_of_order_or_oversized_are_dropped_or_bounded() {
             100
         ],
     };
-    let back = lines_from_proto(&[line(5, 100, "é".repeat(40).as_str()), line(5, 200, "a"), line(6, 50, "a"), line(7, -3, "a")]);
+    let back = lines_from_proto(&[
+        line(5, 100, "é".repeat(40).as_str()),
+        line(5, 200, "a"),
+        line(6, 50, "a"),
+        line(7, -3, "a"),
+    ]);
     // Index 5 again and an offset going back are dropped; a negative offset is 0, and
     // then goes back too.
     assert_eq!(back.len(), 1);
@@ -113,7 +141,10 @@ fn validation_names_the_file_the_line_and_the_problem() {
         "dir/t.jsonl:3: offset_ms 4 goes backwards (the line before is at 5 ms); offsets never decrease"
     );
     let e = err("{\"offset_ms\": 1, \"task\": \"nope\"}");
-    assert_eq!(e, "dir/t.jsonl:1: unknown task `nope`; the scenario's tasks are ask, chat");
+    assert_eq!(
+        e,
+        "dir/t.jsonl:1: unknown task `nope`; the scenario's tasks are ask, chat"
+    );
     let e = err("{\"offset_ms\": -1}");
     assert!(e.starts_with("dir/t.jsonl:1: offset_ms -1 is not an offset"), "{e}");
     let e = err("{\"offset_ms\": 1, \"inputs\": {\"q\": [1]}}");
@@ -126,7 +157,10 @@ fn validation_names_the_file_the_line_and_the_problem() {
     let e = err("{\"offset\": 1}");
     assert!(e.contains("unknown field `offset`"), "{e}");
     let e = err("\n\n");
-    assert_eq!(e, "dir/t.jsonl: the trace has no arrivals; expected one JSON object per line");
+    assert_eq!(
+        e,
+        "dir/t.jsonl: the trace has no arrivals; expected one JSON object per line"
+    );
 }
 
 #[test]

@@ -46,7 +46,13 @@ mod tests {
 
     #[test]
     fn a_replay_ends_once_its_last_arrival_was_fired_or_given_up_on() {
-        let trace = Trace::parse("t.jsonl", "t.jsonl", "{\"offset_ms\": 0}\n{\"offset_ms\": 2000}\n", &Default::default()).unwrap();
+        let trace = Trace::parse(
+            "t.jsonl",
+            "t.jsonl",
+            "{\"offset_ms\": 0}\n{\"offset_ms\": 2000}\n",
+            &Default::default(),
+        )
+        .unwrap();
         let a = Arrival {
             schedule: Default::default(),
             max_in_flight: 10,

@@ -172,8 +172,8 @@ fn replay(load: &LoadArgs, path: &Path, scenario: &Scenario) -> Result<Arrival, 
             "--arrival-trace replays recorded arrivals and replaces {flag}; give one or the other"
         )));
     }
-    let trace = Trace::load(path, &Known::of(&scenario.plan))
-        .map_err(|m| Failure::usage(format!("--arrival-trace: {m}")))?;
+    let trace =
+        Trace::load(path, &Known::of(&scenario.plan)).map_err(|m| Failure::usage(format!("--arrival-trace: {m}")))?;
     let max_in_flight = load.max_in_flight.unwrap_or(scenario::DEFAULT_MAX_IN_FLIGHT);
     Ok(Arrival {
         schedule: Schedule::constant(0.0),

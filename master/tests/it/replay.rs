@@ -20,15 +20,15 @@ async fn logging_target() -> (std::net::SocketAddr, Log) {
     let app = axum::Router::new()
         .route(
             "/r",
-            get(|State(log): State<Log>, Query(q): Query<BTreeMap<String, String>>| async move {
-                let (input, worker) = (q.get("q").cloned(), q.get("w").cloned());
-                log.lock().unwrap().push((
-                    input.unwrap_or_default(),
-                    worker.unwrap_or_default(),
-                    Instant::now(),
-                ));
-                "ok"
-            }),
+            get(
+                |State(log): State<Log>, Query(q): Query<BTreeMap<String, String>>| async move {
+                    let (input, worker) = (q.get("q").cloned(), q.get("w").cloned());
+                    log.lock()
+                        .unwrap()
+                        .push((input.unwrap_or_default(), worker.unwrap_or_default(), Instant::now()));
+                    "ok"
+                },
+            ),
         )
         .with_state(log.clone());
     (serve(app).await, log)
@@ -62,7 +62,10 @@ fn write_trace(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
     let text: String = (0..n)
         .map(|i| {
             let task = if i % 50 == 7 { ", \"task\": \"other\"" } else { "" };
-            format!("{{\"offset_ms\": {}, \"inputs\": {{\"q\": \"line-{i}\"}}{task}}}\n", i * 10)
+            format!(
+                "{{\"offset_ms\": {}, \"inputs\": {{\"q\": \"line-{i}\"}}{task}}}\n",
+                i * 10
+            )
         })
         .collect();
     std::fs::write(&path, text).unwrap();
@@ -108,7 +111,10 @@ async fn replays_every_line_once_with(workers: u32) {
     // once, and not after the run's 30 s bound).
     let at = |q: &str| seen.iter().find(|(s, _, _)| s == q).map(|(_, _, t)| *t).unwrap();
     let apart = at("line-299").duration_since(at("line-0")).as_secs_f64();
-    assert!((2.0..10.0).contains(&apart), "first to last line: {apart:.3}s, recorded 2.99s");
+    assert!(
+        (2.0..10.0).contains(&apart),
+        "first to last line: {apart:.3}s, recorded 2.99s"
+    );
     println!(
         "{workers} workers: 300 lines replayed, target logged {}, reported {}, first to last line {apart:.3}s (recorded 2.990s), run {:.2}s",
         seen.len(),
@@ -116,7 +122,11 @@ async fn replays_every_line_once_with(workers: u32) {
         r.duration_s
     );
     // The run ended with the trace, not at -t, and its report says what it replayed.
-    assert!(r.stop_reason.starts_with("trace trace.jsonl replayed"), "{}", r.stop_reason);
+    assert!(
+        r.stop_reason.starts_with("trace trace.jsonl replayed"),
+        "{}",
+        r.stop_reason
+    );
     let a = r.arrivals.clone().unwrap();
     assert_eq!((a.due, a.dropped), (300, 0));
     let t = a.trace.clone().unwrap();
@@ -155,7 +165,11 @@ fn trace_errors_name_the_file_the_line_and_the_problem() {
     )
     .unwrap();
     let run = |extra: &str, args: &[&str]| {
-        std::fs::write(&scenario, format!("host = \"http://127.0.0.1:9\"\n[run]\n{extra}\n{SCENARIO}")).unwrap();
+        std::fs::write(
+            &scenario,
+            format!("host = \"http://127.0.0.1:9\"\n[run]\n{extra}\n{SCENARIO}"),
+        )
+        .unwrap();
         let out = barrage().args(args).output().unwrap();
         assert!(!out.status.success(), "{args:?} succeeded");
         String::from_utf8_lossy(&out.stderr).into_owned()
@@ -163,22 +177,40 @@ fn trace_errors_name_the_file_the_line_and_the_problem() {
     let file = scenario.to_str().unwrap();
     let e = run("arrival_trace = \"bad.jsonl\"", &["validate", "-f", file]);
     assert!(
-        e.contains("run.arrival_trace") && e.contains("bad.jsonl:3: offset_ms 8 goes backwards (the line before is at 9 ms)"),
+        e.contains("run.arrival_trace")
+            && e.contains("bad.jsonl:3: offset_ms 8 goes backwards (the line before is at 9 ms)"),
         "{e}"
     );
-    let e = run("arrival_trace = \"bad.jsonl\"\narrival_rate = 5", &["validate", "-f", file]);
+    let e = run(
+        "arrival_trace = \"bad.jsonl\"\narrival_rate = 5",
+        &["validate", "-f", file],
+    );
     assert!(
-        e.contains("run.arrival_rate") && e.contains("arrival_trace replays recorded arrivals and replaces arrival_rate"),
+        e.contains("run.arrival_rate")
+            && e.contains("arrival_trace replays recorded arrivals and replaces arrival_rate"),
         "{e}"
     );
     std::fs::write(&bad, "{\"offset_ms\": 1, \"task\": \"nope\"}\n").unwrap();
     let trace = bad.to_str().unwrap();
     let e = run("", &["run", "-f", file, "--headless", "--arrival-trace", trace]);
     assert!(
-        e.contains("--arrival-trace: ") && e.contains("bad.jsonl:1: unknown task `nope`; the scenario's tasks are lookup, other"),
+        e.contains("--arrival-trace: ")
+            && e.contains("bad.jsonl:1: unknown task `nope`; the scenario's tasks are lookup, other"),
         "{e}"
     );
-    let e = run("", &["run", "-f", file, "--headless", "--arrival-trace", trace, "--arrival-rate", "5"]);
+    let e = run(
+        "",
+        &[
+            "run",
+            "-f",
+            file,
+            "--headless",
+            "--arrival-trace",
+            trace,
+            "--arrival-rate",
+            "5",
+        ],
+    );
     assert!(
         e.contains("--arrival-trace replays recorded arrivals and replaces --arrival-rate"),
         "{e}"
