@@ -29,6 +29,10 @@ pub const MAX_TRACE_BYTES: u64 = 8 << 20;
 pub const MAX_INPUTS: usize = 64;
 /// Longest input name (and task name), in bytes, as for other names we store.
 pub const MAX_NAME: usize = 64;
+/// How far ahead of its clock the master re-splits a replay: the workers keep firing
+/// their old lines due before that, so a line is never fired by two workers as long as
+/// the Assign reaches them within it (the lines a lost worker held there are lost).
+pub const HANDOVER: Duration = Duration::from_millis(500);
 /// Latest offset accepted: a year, in µs (a typo of units, not a recording).
 const MAX_OFFSET_US: u64 = 365 * 24 * 3600 * 1_000_000;
 

@@ -141,16 +141,31 @@ impl Dispatcher {
         // The next global arrival index not yet handled here.
         let mut next = 0u64;
         let mut sequence: Option<ArrivalSequence> = None;
+        // Trace replay: the lines of the plan in force, for the hand-over to the next.
+        let mut lines_in_force: Option<TraceShare> = None;
         'plans: loop {
             let plan = self.rx.borrow_and_update().clone();
-            let Some(plan) = plan else {
+            let Some(mut plan) = plan else {
                 tokio::select! {
                     changed = self.rx.changed() => if changed.is_err() { return },
                     _ = stopping.cancelled() => return,
                 }
                 continue;
             };
-            next = next.max(plan.from_index);
+            match &plan.trace {
+                // A re-split hands over at `from_index`: the lines before it are still
+                // this worker's under the plan it had (the master splits from a little
+                // ahead of its clock, so no line is fired by two workers).
+                Some(share) => {
+                    let lines = handover(lines_in_force.as_deref(), share, next, plan.from_index);
+                    lines_in_force = Some(lines.clone());
+                    plan.trace = Some(lines);
+                }
+                None => {
+                    lines_in_force = None;
+                    next = next.max(plan.from_index);
+                }
+            }
             // The cluster's sequence, kept across re-splits (drawing it is sequential);
             // drawn afresh only if the process or its seed changed.
             if sequence.as_ref().map(ArrivalSequence::source) != Some((plan.process, plan.seed)) {
@@ -227,6 +242,22 @@ impl Dispatcher {
     }
 }
 
+/// The lines a worker fires after a re-split at `from`: those of the plan it had
+/// (`before`) from `next` up to `from`, then its new `share` (all at `from` or after).
+fn handover(before: Option<&[(u64, Arc<TraceLine>)]>, share: &TraceShare, next: u64, from: u64) -> TraceShare {
+    let carried = before
+        .unwrap_or_default()
+        .iter()
+        .filter(|(i, _)| (next..from).contains(i));
+    if carried.clone().next().is_none() {
+        return share.clone();
+    }
+    carried
+        .chain(share.iter().filter(|(i, _)| *i >= from))
+        .cloned()
+        .collect()
+}
+
 impl Dispatcher {
     /// The first class holding a task called `name`, and the task's index there.
     fn task_named(&self, name: &str) -> Option<(usize, usize)> {
@@ -264,6 +295,20 @@ fn interleave(weights: &[u32]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_re_split_keeps_the_old_lines_before_its_index_then_takes_the_new() {
+        let line = |i: u64| (i, Arc::new(TraceLine::default()));
+        let old: TraceShare = [0, 2, 4, 6, 8].into_iter().map(line).collect();
+        let new: TraceShare = [5, 7, 9].into_iter().map(line).collect();
+        let indices = |s: &TraceShare| s.iter().map(|(i, _)| *i).collect::<Vec<_>>();
+        // Fired up to 2 (next = 3); the split is at 5: 4 is still ours, then 5, 7, 9.
+        assert_eq!(indices(&handover(Some(&old), &new, 3, 5)), [4, 5, 7, 9]);
+        // A worker joining has nothing before: its share only.
+        assert_eq!(indices(&handover(None, &new, 0, 5)), [5, 7, 9]);
+        // The same plan again (from 0) is itself; the dispatcher goes on from `next`.
+        assert_eq!(indices(&handover(Some(&old), &old, 3, 0)), [0, 2, 4, 6, 8]);
+    }
 
     #[test]
     fn classes_interleave_by_weight() {

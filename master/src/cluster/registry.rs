@@ -415,9 +415,10 @@ fn arrival_shares(
     // up, for the constant rate).
     let seed = a.seed.unwrap_or(0);
     let from_index = match &a.trace {
-        // A trace: from its start, then (a re-split) the first line not yet due.
+        // A trace: from its start, then (a re-split) from a little ahead: the workers
+        // fire their old lines up to there (the hand-over, see `HANDOVER`).
         Some(_) if first => 0,
-        Some(t) => t.count_before(elapsed),
+        Some(t) => t.count_before(elapsed + barrage_common::arrival_trace::HANDOVER),
         None => ArrivalSequence::new(a.process, seed).count_before(a.schedule.cumulative(elapsed.as_secs_f64())),
     };
     let (process, burstiness) = barrage_common::wire::process_to_proto(a.process);

@@ -216,3 +216,41 @@ fn trace_errors_name_the_file_the_line_and_the_problem() {
         "{e}"
     );
 }
+
+/// A worker joining mid-replay takes its share from a line a little ahead of the
+/// master's clock; the first worker fires its lines before that: every line still
+/// arrives exactly once, and both workers sent some after the join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_joining_mid_replay_takes_over_without_loss_or_repeat() {
+    let (addr, log) = logging_target().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut load = load_args(addr, 1, 1.0, Duration::from_secs(30));
+    load.users = None;
+    load.spawn_rate = None;
+    load.arrival_trace = Some(write_trace(dir.path(), 300));
+    let m = master(setup(SCENARIO, &load, 1)).await;
+    let first = worker(m.addr, "w0");
+    // Join once the replay is under way (a third of the lines sent).
+    let under_way = eventually(Duration::from_secs(20), || log.lock().unwrap().len() >= 100).await;
+    assert!(under_way, "the replay did not start");
+    let second = worker(m.addr, "w1");
+    let r = m.run.await.unwrap().unwrap().report;
+    let _ = first.await;
+    let _ = second.await;
+    let seen = log.lock().unwrap().clone();
+    let mut inputs: Vec<&str> = seen.iter().map(|(q, _, _)| q.as_str()).collect();
+    inputs.sort_unstable();
+    let mut unique = inputs.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), inputs.len(), "a line sent twice");
+    assert_eq!(inputs.len(), 300, "lines lost at the hand-over");
+    assert_eq!(r.aggregated.requests, seen.len() as u64);
+    let late: std::collections::BTreeSet<&str> = seen.iter().skip(150).map(|(_, w, _)| w.as_str()).collect();
+    assert_eq!(late.len(), 2, "after the join both workers send: {late:?}");
+    println!(
+        "joining worker: 300 lines, target logged {} ({} distinct), reported {}",
+        seen.len(),
+        unique.len(),
+        r.aggregated.requests
+    );
+}
