@@ -175,6 +175,29 @@ fn trace_errors_name_the_file_the_line_and_the_problem() {
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     let file = scenario.to_str().unwrap();
+    // A good trace: validate names it.
+    std::fs::write(
+        &bad,
+        "{\"offset_ms\": 0}\n{\"offset_ms\": 1500, \"inputs\": {\"q\": 7}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &scenario,
+        format!("host = \"http://127.0.0.1:9\"\n[run]\narrival_trace = \"bad.jsonl\"\n{SCENARIO}"),
+    )
+    .unwrap();
+    let out = barrage().args(["validate", "-f", file]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("open model: replaying trace bad.jsonl (2 arrivals over 1.500s), at most 1000 in flight, run time (the trace's end)"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(
+        &bad,
+        "{\"offset_ms\": 5}\n{\"offset_ms\": 9, \"task\": \"lookup\"}\n{\"offset_ms\": 8}\n",
+    )
+    .unwrap();
     let e = run("arrival_trace = \"bad.jsonl\"", &["validate", "-f", file]);
     assert!(
         e.contains("run.arrival_trace")
