@@ -111,7 +111,10 @@ impl Trace {
         let name = path
             .file_name()
             .map_or_else(|| shown.to_string(), |n| n.to_string_lossy().into_owned());
-        Trace::parse(&shown.to_string(), &name, &text, known)
+        let trace = Trace::parse(&shown.to_string(), &name, &text, known)?;
+        // The byte bound keeps this true; checked so a change of encoding cannot break it.
+        trace.fits_one_message()?;
+        Ok(trace)
     }
 
     /// Validates `text`, read from `file` (for messages), named `name` in reports.
