@@ -9,6 +9,8 @@
 //!   segment of its arrivals.
 //! - [`arrival_process`]: constant, Poisson or gamma inter-arrival times, seeded: the
 //!   one sequence of arrivals every worker derives.
+//! - [`arrival_trace`]: a recorded arrival trace (JSONL of offsets and inputs) to
+//!   replay, split across the workers like the other arrivals.
 //! - [`threshold`]: pass/fail criteria (`p95(ttfe) < 500ms`) and their grammar.
 //! - [`metrics`]: metric names, failure kinds, counters, the HDR histogram codec and
 //!   [`metrics::EndpointStats`].
@@ -21,6 +23,7 @@
 
 pub mod arrival_process;
 pub mod arrival_schedule;
+pub mod arrival_trace;
 pub mod bounds;
 pub mod duration;
 pub mod error;

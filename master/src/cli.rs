@@ -164,6 +164,13 @@ pub struct LoadArgs {
     /// scenario's run.seed, else random, printed in the report].
     #[arg(long, value_name = "N")]
     pub arrival_seed: Option<u64>,
+    /// Open model: replay the arrivals recorded in this JSONL trace, one a line
+    /// ({"offset_ms": 12.5, "inputs": {"query": "..."}, "task": "..."}), each at its offset
+    /// with its inputs as template values; replaces --arrival-rate/--arrival-stage and the
+    /// scenario's rate. The run ends once the last arrival's requests finished, or at -t
+    /// [default: scenario's run.arrival_trace].
+    #[arg(long, value_name = "FILE")]
+    pub arrival_trace: Option<PathBuf>,
     /// Run settings from the scenario's `[presets.NAME]` (e.g. light, heavy, soak), laid
     /// over its `[run]`; -u, -r and -t still win.
     #[arg(short = 'P', long, value_name = "NAME")]

@@ -2,6 +2,10 @@
 //! time, each to a free virtual user of its class, or count it dropped when the
 //! in-flight cap is reached. Never delayed: an arrival that cannot start now is not
 //! started later (that would hide the stall it measures).
+//!
+//! The arrivals come from the schedule (a rate, spaced by the seeded process), or from
+//! a replayed trace: then the master sends this worker its own lines, each fired at
+//! its offset with its inputs (and its task, when the line names one).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -11,10 +15,14 @@ use tokio::sync::{mpsc, watch};
 
 use barrage_common::arrival_process::{ArrivalProcess, ArrivalSequence};
 use barrage_common::arrival_schedule::{RateStage, Schedule, Segment};
+use barrage_common::arrival_trace::{TraceLine, lines_from_proto};
 use barrage_proto::v1;
 
 use crate::factory::Factory;
 use crate::user::{self, ArrivalQueue, Ticket};
+
+/// A replayed trace's lines this worker fires: (global index, line), in index order.
+pub type TraceShare = Arc<[(u64, Arc<TraceLine>)]>;
 
 /// This worker's part of the arrivals, from the master's `ArrivalShare`.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +42,9 @@ pub struct ArrivalPlan {
     /// The random processes' seed, the same on every worker: each draws the cluster's
     /// whole sequence and fires its segment of it.
     pub seed: u64,
+    /// Trace replay: this worker's lines (global index, line) in index order, fired
+    /// instead of the schedule's arrivals. Shared: the plan is cloned per change.
+    pub trace: Option<TraceShare>,
 }
 
 impl ArrivalPlan {
@@ -57,6 +68,28 @@ impl ArrivalPlan {
             until: (a.until_us > 0).then(|| Duration::from_micros(a.until_us as u64)),
             process: barrage_common::wire::process_from_proto(a.process, a.burstiness),
             seed: a.seed,
+            trace: a.replay.then(|| {
+                lines_from_proto(&a.trace)
+                    .into_iter()
+                    .map(|(i, l)| (i, Arc::new(l)))
+                    .collect()
+            }),
+        }
+    }
+
+    /// The first arrival at or after index `from` this worker fires: its index, when it
+    /// is due (seconds on the run clock), and its trace line when replaying.
+    fn next_due(&self, seq: &mut ArrivalSequence, from: u64) -> Option<(u64, f64, Option<Arc<TraceLine>>)> {
+        match &self.trace {
+            Some(lines) => {
+                let at = lines.partition_point(|(i, _)| *i < from);
+                lines
+                    .get(at)
+                    .map(|(i, l)| (*i, l.offset_us as f64 / 1e6, Some(l.clone())))
+            }
+            None => seq
+                .next_due(&self.schedule, &self.segment, from)
+                .map(|(i, t)| (i, t, None)),
         }
     }
 }
@@ -108,23 +141,38 @@ impl Dispatcher {
         // The next global arrival index not yet handled here.
         let mut next = 0u64;
         let mut sequence: Option<ArrivalSequence> = None;
+        // Trace replay: the lines of the plan in force, for the hand-over to the next.
+        let mut lines_in_force: Option<TraceShare> = None;
         'plans: loop {
             let plan = self.rx.borrow_and_update().clone();
-            let Some(plan) = plan else {
+            let Some(mut plan) = plan else {
                 tokio::select! {
                     changed = self.rx.changed() => if changed.is_err() { return },
                     _ = stopping.cancelled() => return,
                 }
                 continue;
             };
-            next = next.max(plan.from_index);
+            match &plan.trace {
+                // A re-split hands over at `from_index`: the lines before it are still
+                // this worker's under the plan it had (the master splits from a little
+                // ahead of its clock, so no line is fired by two workers).
+                Some(share) => {
+                    let lines = handover(lines_in_force.as_deref(), share, next, plan.from_index);
+                    lines_in_force = Some(lines.clone());
+                    plan.trace = Some(lines);
+                }
+                None => {
+                    lines_in_force = None;
+                    next = next.max(plan.from_index);
+                }
+            }
             // The cluster's sequence, kept across re-splits (drawing it is sequential);
             // drawn afresh only if the process or its seed changed.
             if sequence.as_ref().map(ArrivalSequence::source) != Some((plan.process, plan.seed)) {
                 sequence = None;
             }
             let seq = sequence.get_or_insert_with(|| ArrivalSequence::new(plan.process, plan.seed));
-            while let Some((i, due_s)) = seq.next_due(&plan.schedule, &plan.segment, next) {
+            while let Some((i, due_s, line)) = plan.next_due(seq, next) {
                 if plan.until.is_some_and(|u| due_s >= u.as_secs_f64()) {
                     break;
                 }
@@ -138,7 +186,7 @@ impl Dispatcher {
                     }
                     _ = tokio::time::sleep_until(due.into()) => {}
                 }
-                self.fire(i, due, plan.max_in_flight);
+                self.fire(i, due, plan.max_in_flight, line);
                 let due_us = (due_s * 1e6).round() as i64;
                 self.factory.recorder.last_due_us.fetch_max(due_us, SeqCst);
                 next = i + 1;
@@ -151,8 +199,17 @@ impl Dispatcher {
         }
     }
 
-    fn fire(&mut self, i: u64, due: Instant, cap: u32) {
-        let class = self.class_cycle[(i % self.class_cycle.len() as u64) as usize];
+    fn fire(&mut self, i: u64, due: Instant, cap: u32, line: Option<Arc<TraceLine>>) {
+        // A trace line naming a task runs it, in the first class that has it; else the
+        // class cycle picks the class and the class its task.
+        let named = line
+            .as_ref()
+            .and_then(|l| l.task.as_deref())
+            .and_then(|name| self.task_named(name));
+        let (class, task) = match named {
+            Some((class, task)) => (class, Some(task)),
+            None => (self.class_cycle[(i % self.class_cycle.len() as u64) as usize], None),
+        };
         let cap = cap as usize;
         if self.in_flight.load(SeqCst) >= cap {
             self.factory.recorder.dropped.fetch_add(1, SeqCst);
@@ -160,7 +217,11 @@ impl Dispatcher {
         }
         self.in_flight.fetch_add(1, SeqCst);
         let queue = &self.queues[class];
-        let ticket = Ticket { intended: due };
+        let ticket = Ticket {
+            intended: due,
+            task,
+            line,
+        };
         // Reserve an idle user for this ticket, atomically: a burst fires many arrivals
         // before any user wakes, and checking `idle > 0` without taking one sent every
         // ticket of the burst to the same idle user (one after the other, their wait
@@ -178,6 +239,34 @@ impl Dispatcher {
             self.factory
                 .spawn(class, slot, move |ctx, rng| user::serve(ctx, rng, q, ticket));
         }
+    }
+}
+
+/// The lines a worker fires after a re-split at `from`: those of the plan it had
+/// (`before`) from `next` up to `from`, then its new `share` (all at `from` or after).
+fn handover(before: Option<&[(u64, Arc<TraceLine>)]>, share: &TraceShare, next: u64, from: u64) -> TraceShare {
+    let carried = before
+        .unwrap_or_default()
+        .iter()
+        .filter(|(i, _)| (next..from).contains(i));
+    if carried.clone().next().is_none() {
+        return share.clone();
+    }
+    carried
+        .chain(share.iter().filter(|(i, _)| *i >= from))
+        .cloned()
+        .collect()
+}
+
+impl Dispatcher {
+    /// The first class holding a task called `name`, and the task's index there.
+    fn task_named(&self, name: &str) -> Option<(usize, usize)> {
+        self.factory
+            .plan
+            .classes
+            .iter()
+            .enumerate()
+            .find_map(|(c, class)| class.tasks.iter().position(|t| t.name == name).map(|t| (c, t)))
     }
 }
 
@@ -206,6 +295,20 @@ fn interleave(weights: &[u32]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_re_split_keeps_the_old_lines_before_its_index_then_takes_the_new() {
+        let line = |i: u64| (i, Arc::new(TraceLine::default()));
+        let old: TraceShare = [0, 2, 4, 6, 8].into_iter().map(line).collect();
+        let new: TraceShare = [5, 7, 9].into_iter().map(line).collect();
+        let indices = |s: &TraceShare| s.iter().map(|(i, _)| *i).collect::<Vec<_>>();
+        // Fired up to 2 (next = 3); the split is at 5: 4 is still ours, then 5, 7, 9.
+        assert_eq!(indices(&handover(Some(&old), &new, 3, 5)), [4, 5, 7, 9]);
+        // A worker joining has nothing before: its share only.
+        assert_eq!(indices(&handover(None, &new, 0, 5)), [5, 7, 9]);
+        // The same plan again (from 0) is itself; the dispatcher goes on from `next`.
+        assert_eq!(indices(&handover(Some(&old), &old, 3, 0)), [0, 2, 4, 6, 8]);
+    }
 
     #[test]
     fn classes_interleave_by_weight() {

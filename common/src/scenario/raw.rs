@@ -62,6 +62,8 @@ pub(super) struct RawRun {
     pub(super) burstiness: Option<f64>,
     /// Open model, poisson or gamma: the seed of the arrival sequence.
     pub(super) seed: Option<u64>,
+    /// Open model: replay this JSONL trace's arrivals instead of a rate.
+    pub(super) arrival_trace: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,6 +3,8 @@
 //! arrival schedule). Flags and `BARRAGE_RUN_*` override them in the caller.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::FieldErr;
@@ -10,8 +12,10 @@ use super::raw::RawRun;
 use super::values::check_rate;
 use crate::arrival_process::ArrivalProcess;
 use crate::arrival_schedule::{RateStage, Schedule};
+use crate::arrival_trace::{Known, Trace};
 use crate::duration;
 use crate::error::Result;
+use crate::plan::RunPlan;
 use crate::shape::{Shape, Stage};
 
 /// `[run]` section: defaults for `-u`, `-r`, `-t` that flags override.
@@ -27,6 +31,9 @@ pub struct RunDefaults {
     pub shape: Option<Shape>,
     /// The open model: iterations arrive on a schedule instead of users looping.
     pub arrival: Option<Arrival>,
+    /// `arrival_trace`: the JSONL trace to replay (relative to the scenario's
+    /// directory); `arrival` then holds it, read and checked against the plan's tasks.
+    pub arrival_trace: Option<PathBuf>,
 }
 
 /// Open-model settings: the arrival schedule and the cluster-wide in-flight cap.
@@ -41,6 +48,9 @@ pub struct Arrival {
     /// `seed`: the random processes' seed; None draws one when the run starts (the
     /// report says which, so the run can be repeated).
     pub seed: Option<u64>,
+    /// `arrival_trace` / `--arrival-trace`: replay this trace's arrivals, each at its
+    /// offset with its inputs, instead of the schedule (then unused).
+    pub trace: Option<Arc<Trace>>,
 }
 
 /// In-flight cap when none is given: generous, but bounded.
@@ -58,30 +68,37 @@ impl RunDefaults {
             run_time: self.run_time.or(base.run_time),
             shape: load.shape.clone(),
             arrival: load.arrival.clone(),
+            arrival_trace: load.arrival_trace.clone(),
         }
     }
 }
 
 /// Every `[presets.NAME]`, checked like `[run]`; names are letters, digits, `_`, `-`.
-pub(super) fn presets(raw: &BTreeMap<String, RawRun>, err: FieldErr<'_>) -> Result<BTreeMap<String, RunDefaults>> {
+pub(super) fn presets(
+    raw: &BTreeMap<String, RawRun>,
+    base: &Path,
+    err: FieldErr<'_>,
+) -> Result<BTreeMap<String, RunDefaults>> {
     let mut presets = BTreeMap::new();
     for (name, preset) in raw {
         let field = format!("presets.{name}");
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') || name.is_empty() {
             return Err(err(&field, "a preset name is letters, digits, `_` and `-`".into()));
         }
-        presets.insert(name.clone(), run_defaults(preset, &field, err)?);
+        presets.insert(name.clone(), run_defaults(preset, &field, base, err)?);
     }
     Ok(presets)
 }
 
-/// `[run]` or one `[presets.NAME]`, checked; `at` is its field path for messages.
-pub(super) fn run_defaults(raw: &RawRun, at: &str, err: FieldErr<'_>) -> Result<RunDefaults> {
-    let open = raw.arrival_rate.is_some() || raw.arrival_stages.is_some();
+/// `[run]` or one `[presets.NAME]`, checked; `at` is its field path for messages, a
+/// trace is found under `base`.
+pub(super) fn run_defaults(raw: &RawRun, at: &str, base: &Path, err: FieldErr<'_>) -> Result<RunDefaults> {
+    check_trace(raw, at, err)?;
+    let open = raw.arrival_rate.is_some() || raw.arrival_stages.is_some() || raw.arrival_trace.is_some();
     if open && (raw.users.is_some() || raw.stages.is_some() || raw.step.is_some() || raw.spike.is_some()) {
         return Err(err(
             at,
-            "arrival_rate / arrival_stages (the open model) replace users and their shapes; give one or the other"
+            "arrival_rate / arrival_stages / arrival_trace (the open model) replace users and their shapes; give one or the other"
                 .into(),
         ));
     }
@@ -98,7 +115,7 @@ pub(super) fn run_defaults(raw: &RawRun, at: &str, err: FieldErr<'_>) -> Result<
     if let Some((name, does, _)) = open_only.iter().find(|(_, _, given)| *given && !open) {
         return Err(err(
             &format!("{at}.{name}"),
-            format!("{does} the open model; give arrival_rate or arrival_stages with it"),
+            format!("{does} the open model; give arrival_rate, arrival_stages or arrival_trace with it"),
         ));
     }
     let arrival = if open { Some(arrival(raw, at, err)?) } else { None };
@@ -106,6 +123,7 @@ pub(super) fn run_defaults(raw: &RawRun, at: &str, err: FieldErr<'_>) -> Result<
     Ok(RunDefaults {
         shape,
         arrival,
+        arrival_trace: raw.arrival_trace.as_ref().map(|p| base.join(p)),
         users: raw
             .users
             .map(|u| {
@@ -185,7 +203,41 @@ fn arrival(raw: &RawRun, at: &str, err: FieldErr<'_>) -> Result<Arrival> {
         max_in_flight,
         process,
         seed: raw.seed,
+        trace: None,
     })
+}
+
+/// Reads the trace `defaults` names (if any) into its arrivals, its task names checked
+/// against `plan`'s; `at` is its field path for messages.
+pub(super) fn load_trace(defaults: &mut RunDefaults, plan: &RunPlan, at: &str, err: FieldErr<'_>) -> Result<()> {
+    let (Some(path), Some(arrival)) = (&defaults.arrival_trace, &mut defaults.arrival) else {
+        return Ok(());
+    };
+    let trace = Trace::load(path, &Known::of(plan)).map_err(|m| err(&format!("{at}.arrival_trace"), m))?;
+    arrival.trace = Some(Arc::new(trace));
+    Ok(())
+}
+
+/// A trace replaces the rate and its spacing: given with any of them, an error naming
+/// both.
+fn check_trace(raw: &RawRun, at: &str, err: FieldErr<'_>) -> Result<()> {
+    if raw.arrival_trace.is_none() {
+        return Ok(());
+    }
+    let clash = [
+        ("arrival_rate", raw.arrival_rate.is_some()),
+        ("arrival_stages", raw.arrival_stages.is_some()),
+        ("arrival_process", raw.arrival_process.is_some()),
+        ("burstiness", raw.burstiness.is_some()),
+        ("seed", raw.seed.is_some()),
+    ];
+    match clash.iter().find(|(_, given)| *given) {
+        Some((name, _)) => Err(err(
+            &format!("{at}.{name}"),
+            format!("arrival_trace replays recorded arrivals and replaces {name}; give one or the other"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The closed model's users over time: `stages`, `step` or `spike` (at most one, and

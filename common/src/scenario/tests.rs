@@ -43,6 +43,7 @@ fn good_scenario_validates() {
             run_time: Some(Duration::from_secs(30)),
             shape: None,
             arrival: None,
+            arrival_trace: None,
         }
     );
     let class = &s.plan.classes[0];
@@ -375,6 +376,7 @@ fn presets_lie_over_run_and_are_checked() {
             run_time: Some(Duration::from_secs(3600)),
             shape: None,
             arrival: None,
+            arrival_trace: None,
         }
     );
     assert_eq!(s.presets["spike"].over(&s.run).spawn_rate, Some(50.0));

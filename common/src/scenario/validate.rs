@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::endpoints::Endpoints;
 use super::pools::pools;
 use super::raw::{RawClass, RawLimits, RawScenario, RawThreshold};
-use super::run_defaults::{presets, run_defaults};
+use super::run_defaults::{load_trace, presets, run_defaults};
 use super::task::{Vars, task};
 use super::values::{check_host, check_weight, parse_wait};
 use super::{FieldErr, Scenario};
@@ -34,24 +34,30 @@ pub(super) fn scenario(
         .as_deref()
         .map(|h| check_host(h).map_err(|m| err("host", m)))
         .transpose()?;
-    let run = run_defaults(&raw.run, "run", &err)?;
-    let presets = presets(&raw.presets, &err)?;
+    let mut run = run_defaults(&raw.run, "run", base, &err)?;
+    let mut presets = presets(&raw.presets, base, &err)?;
     let thresholds = thresholds(&raw.thresholds, &err)?;
     let limits = limits(&raw.limits, &err)?;
     let resolve = resolve(raw.resolve, &err)?;
     let pools = pools(raw.data, base, env, &err)?;
     let (classes, endpoints) = classes(raw.users, &pools, file, env)?;
+    let plan = RunPlan {
+        format: PLAN_FORMAT,
+        source: file.to_string(),
+        host,
+        classes,
+        pools,
+        endpoints,
+        limits,
+        resolve,
+    };
+    // A trace is read once the tasks its lines may name are known.
+    load_trace(&mut run, &plan, "run", &err)?;
+    for (name, preset) in &mut presets {
+        load_trace(preset, &plan, &format!("presets.{name}"), &err)?;
+    }
     Ok(Scenario {
-        plan: RunPlan {
-            format: PLAN_FORMAT,
-            source: file.to_string(),
-            host,
-            classes,
-            pools,
-            endpoints,
-            limits,
-            resolve,
-        },
+        plan,
         run,
         presets,
         thresholds,

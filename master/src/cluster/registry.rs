@@ -228,6 +228,9 @@ impl Registry {
     /// Sends every active worker its absolute targets, `targets` split by capacity
     /// (nothing when none is left), under a new command seq.
     pub fn assign(&mut self, targets: &Targets<'_>) {
+        // The run's first targets: a replayed trace starts from its first line, even
+        // one due at 0 that the clock has passed by the time this is sent.
+        let first = self.target.is_none();
         self.target = Some(match targets.arrival {
             None => (targets.users, targets.spawn_rate),
             Some(a) => (0, a.schedule.rate_at(self.run_elapsed().as_secs_f64())),
@@ -240,7 +243,7 @@ impl Registry {
         let weights: Vec<u32> = ids.iter().map(|id| self.workers[id].capacity()).collect();
         let arrival_shares = targets
             .arrival
-            .map(|a| arrival_shares(a, &weights, elapsed, targets.run_time));
+            .map(|a| arrival_shares(a, &weights, elapsed, targets.run_time, first));
         let class_weights: Vec<u32> = targets.classes.iter().map(|(_, w, _)| *w).collect();
         let fixed: Vec<Option<u32>> = targets.classes.iter().map(|(_, _, f)| *f).collect();
         let totals = class_totals(targets.users, &class_weights, &fixed);
@@ -399,17 +402,25 @@ impl Registry {
 }
 
 /// Open model: each worker its segment of the arrivals and its share of the cap,
-/// from the arrival due now on (a re-split after a join or a loss).
+/// from the arrival due now on (a re-split after a join or a loss); `first`: the
+/// run's first split.
 fn arrival_shares(
     a: &barrage_common::scenario::Arrival,
     weights: &[u32],
     elapsed: Duration,
     run_time: Option<Duration>,
+    first: bool,
 ) -> Vec<v1::ArrivalShare> {
     // The first arrival not yet due, of the cluster's sequence (the integral rounded
     // up, for the constant rate).
     let seed = a.seed.unwrap_or(0);
-    let from_index = ArrivalSequence::new(a.process, seed).count_before(a.schedule.cumulative(elapsed.as_secs_f64()));
+    let from_index = match &a.trace {
+        // A trace: from its start, then (a re-split) from a little ahead: the workers
+        // fire their old lines up to there (the hand-over, see `HANDOVER`).
+        Some(_) if first => 0,
+        Some(t) => t.count_before(elapsed + barrage_common::arrival_trace::HANDOVER),
+        None => ArrivalSequence::new(a.process, seed).count_before(a.schedule.cumulative(elapsed.as_secs_f64())),
+    };
     let (process, burstiness) = barrage_common::wire::process_to_proto(a.process);
     let caps = apportion(a.max_in_flight, weights);
     barrage_common::arrival_schedule::Segment::split(weights)
@@ -435,6 +446,13 @@ fn arrival_shares(
             process: process.into(),
             burstiness,
             seed,
+            replay: a.trace.is_some(),
+            // Only this worker's lines, from the arrival due now on.
+            trace: a.trace.as_ref().map_or_else(Vec::new, |t| {
+                t.share(&seg, from_index)
+                    .map(|(i, l)| barrage_common::arrival_trace::line_to_proto(i, l))
+                    .collect()
+            }),
         })
         .collect()
 }

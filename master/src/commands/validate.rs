@@ -63,6 +63,16 @@ fn run(r: &RunDefaults) -> String {
         .run_time
         .or(r.shape.as_ref().map(|s| s.duration()))
         .map_or("(until stopped)".into(), dur);
+    if let Some(t) = r.arrival.as_ref().and_then(|a| a.trace.as_ref()) {
+        let ends = r.run_time.map_or("(the trace's end)".into(), dur);
+        return format!(
+            "open model: replaying trace {} ({} arrivals over {:.3}s), at most {} in flight, run time {ends}",
+            t.name,
+            t.lines.len(),
+            t.span().as_secs_f64(),
+            r.arrival.as_ref().map_or(0, |a| a.max_in_flight)
+        );
+    }
     if let Some(a) = &r.arrival {
         let stages: Vec<String> = a
             .schedule

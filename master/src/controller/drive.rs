@@ -127,6 +127,10 @@ impl Controller {
                 barrage_common::duration::format(rt)
             )));
         }
+        let last_due_us = self.cluster.aggregator().last_arrival_due_us;
+        if let Some(reason) = super::replay::finished(self.cfg.arrival.as_ref(), elapsed, last_due_us) {
+            return Some(Ended::stop(reason));
+        }
         if let Some(ended) = self.check_workers(d) {
             return Some(ended);
         }

@@ -11,6 +11,7 @@
 mod collect;
 mod drive;
 pub mod load;
+mod replay;
 mod sinks;
 pub mod steering;
 mod waiting;

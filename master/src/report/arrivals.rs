@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use barrage_common::arrival_process::{ArrivalProcess, ArrivalSequence};
 use barrage_common::arrival_schedule::Schedule;
+use barrage_common::arrival_trace::Trace;
 use barrage_common::scenario::Arrival;
 
 use crate::aggregate::Aggregator;
@@ -34,12 +35,29 @@ pub struct ArrivalFigures {
     /// The seed the random process was drawn from: `seed = N` repeats the run's arrivals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// The trace replayed instead of a rate (absent: arrivals on the schedule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceFigures>,
+}
+
+/// A replayed arrival trace, as the report names it: which, how long, how many.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceFigures {
+    /// The trace file's name (no directories).
+    pub file: String,
+    /// Its arrivals (lines), whether or not the run lasted to the last.
+    pub lines: u64,
+    /// Seconds from the run start to its last arrival.
+    pub span_s: f64,
 }
 
 impl ArrivalFigures {
     /// The figures of `arrival` (its schedule as it ran) over a run of `duration`, with
     /// what the workers reported.
     pub fn new(arrival: &Arrival, duration: Duration, agg: &Aggregator) -> Self {
+        if let Some(trace) = &arrival.trace {
+            return ArrivalFigures::replayed(trace, arrival.max_in_flight, duration, agg);
+        }
         let random = arrival.process.is_random();
         let mut seq = ArrivalSequence::new(arrival.process, arrival.seed.unwrap_or(0));
         ArrivalFigures {
@@ -60,6 +78,30 @@ impl ArrivalFigures {
                 _ => None,
             },
             seed: arrival.seed.filter(|_| random),
+            trace: None,
+        }
+    }
+
+    /// The figures of a replayed `trace`: due are its lines before the stop, or
+    /// through the last a worker still handled after it, from the last reset on.
+    fn replayed(trace: &Trace, max_in_flight: u32, duration: Duration, agg: &Aggregator) -> Self {
+        let through_last = u64::try_from(agg.last_arrival_due_us).map_or(0, |us| trace.count_through(us));
+        let due = trace.count_before(duration).max(through_last);
+        let before = trace.count_before(Duration::from_secs_f64(agg.stats_since_s.max(0.0)));
+        ArrivalFigures {
+            due: due.saturating_sub(before),
+            dropped: agg.dropped_iterations,
+            max_in_flight,
+            start_rate: 0.0,
+            stages: Vec::new(),
+            process: None,
+            burstiness: None,
+            seed: None,
+            trace: Some(TraceFigures {
+                file: trace.name.clone(),
+                lines: trace.lines.len() as u64,
+                span_s: trace.span().as_secs_f64(),
+            }),
         }
     }
 }

@@ -345,6 +345,7 @@ mod tests {
                 max_in_flight: 10,
                 process: Default::default(),
                 seed: None,
+                trace: None,
             }),
             events_per_request: Default::default(),
             load_varies: false,

@@ -19,6 +19,7 @@ pub fn hunt_setup(args: &HuntArgs, scenario: Scenario, workers: u32) -> Result<M
         || !args.load.stage.is_empty()
         || args.load.arrival_rate.is_some()
         || !args.load.arrival_stage.is_empty()
+        || args.load.arrival_trace.is_some()
     {
         return Err(Failure::usage(
             "hunt sets the load itself (--start, --step, --max; --arrival for rates); leave out -u, --stage, --arrival-rate and --arrival-stage".to_string(),
@@ -84,6 +85,7 @@ pub fn hunt_setup(args: &HuntArgs, scenario: Scenario, workers: u32) -> Result<M
             max_in_flight: args.load.max_in_flight.unwrap_or(scenario::DEFAULT_MAX_IN_FLIGHT),
             process: Default::default(),
             seed: None,
+            trace: None,
         };
         setup.run.users = 0;
         setup.info.users = 0;

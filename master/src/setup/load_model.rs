@@ -3,10 +3,13 @@
 //! the scenario's `[run]`; `--arrival-rate`/`--arrival-stage`, `--stage` and `-u`
 //! exclude one another.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use barrage_common::arrival_process::ArrivalProcess;
 use barrage_common::arrival_schedule::Schedule;
+use barrage_common::arrival_trace::{Known, Trace};
 use barrage_common::scenario::{self, Arrival, RunDefaults, Scenario};
 use barrage_common::shape::Shape;
 
@@ -33,7 +36,10 @@ impl LoadModel {
     /// The load model from the flags over the preset over the scenario's `[run]`.
     pub(super) fn resolve(load: &LoadArgs, scenario: &Scenario) -> Result<Self, Failure> {
         let defaults = preset_defaults(load, scenario)?;
-        let arrival = arrival(load, &defaults)?;
+        let arrival = match &load.arrival_trace {
+            Some(path) => Some(replay(load, path, scenario)?),
+            None => arrival(load, &defaults)?,
+        };
         let shape = shape(load, &defaults, arrival.is_some())?;
         let users = match (&shape, &arrival) {
             (_, Some(_)) => 0,
@@ -102,6 +108,7 @@ fn arrival(load: &LoadArgs, defaults: &RunDefaults) -> Result<Option<Arrival>, F
             max_in_flight: load.max_in_flight.unwrap_or(scenario::DEFAULT_MAX_IN_FLIGHT),
             process: ArrivalProcess::Constant,
             seed: None,
+            trace: None,
         })
     } else if load.users.is_some() || !load.stage.is_empty() {
         None
@@ -124,6 +131,15 @@ fn arrival(load: &LoadArgs, defaults: &RunDefaults) -> Result<Option<Arrival>, F
             None => Ok(None),
         };
     };
+    if arrival.trace.is_some() {
+        // The scenario's trace: its lines set the arrivals, nothing spaces them.
+        return match process_flag(load) {
+            Some(flag) => Err(Failure::usage(format!(
+                "{flag} spaces arrivals; the scenario's run.arrival_trace replays recorded ones (give --arrival-rate to replace the trace)"
+            ))),
+            None => Ok(Some(arrival)),
+        };
+    }
     arrival.process = process(load, arrival.process)?;
     arrival.seed = load.arrival_seed.or(arrival.seed);
     if arrival.seed.is_some() && !arrival.process.is_random() {
@@ -137,6 +153,35 @@ fn arrival(load: &LoadArgs, defaults: &RunDefaults) -> Result<Option<Arrival>, F
         arrival.seed = Some(rand::random::<u64>() >> 11);
     }
     Ok(Some(arrival))
+}
+
+/// `--arrival-trace FILE`: the open model replaying the trace, read and checked
+/// against the scenario's tasks; no other load flag with it.
+fn replay(load: &LoadArgs, path: &Path, scenario: &Scenario) -> Result<Arrival, Failure> {
+    let clash = [
+        ("-u/--users", load.users.is_some()),
+        ("--stage", !load.stage.is_empty()),
+        ("--arrival-rate", load.arrival_rate.is_some()),
+        ("--arrival-stage", !load.arrival_stage.is_empty()),
+    ]
+    .into_iter()
+    .find_map(|(flag, given)| given.then_some(flag))
+    .or_else(|| process_flag(load));
+    if let Some(flag) = clash {
+        return Err(Failure::usage(format!(
+            "--arrival-trace replays recorded arrivals and replaces {flag}; give one or the other"
+        )));
+    }
+    let trace =
+        Trace::load(path, &Known::of(&scenario.plan)).map_err(|m| Failure::usage(format!("--arrival-trace: {m}")))?;
+    let max_in_flight = load.max_in_flight.unwrap_or(scenario::DEFAULT_MAX_IN_FLIGHT);
+    Ok(Arrival {
+        schedule: Schedule::constant(0.0),
+        max_in_flight,
+        process: ArrivalProcess::Constant,
+        seed: None,
+        trace: Some(Arc::new(trace)),
+    })
 }
 
 /// The first of the arrival-process flags given, by name.

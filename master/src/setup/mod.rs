@@ -91,7 +91,12 @@ impl MasterSetup {
             spawn_rate: model.spawn_rate,
             arrival: model.arrival.clone(),
             events_per_request: thresholds.events_per_request.clone(),
-            load_varies: model.shape.is_some() || model.arrival.as_ref().is_some_and(|a| !a.schedule.stages.is_empty()),
+            // A replayed trace's load is the recording's, varying as it did.
+            load_varies: model.shape.is_some()
+                || model
+                    .arrival
+                    .as_ref()
+                    .is_some_and(|a| !a.schedule.stages.is_empty() || a.trace.is_some()),
         };
         let run = RunConfig {
             users: model.users,

@@ -22,6 +22,7 @@ mod locust;
 mod netns;
 mod nginx;
 mod prometheus;
+mod replay;
 mod replicas;
 mod secrets;
 mod shapes;

@@ -30,6 +30,7 @@ use std::time::Instant;
 use rand::Rng;
 use rand::rngs::SmallRng;
 
+use barrage_common::arrival_trace::TraceLine;
 use barrage_common::metrics::FailureKind;
 use barrage_common::plan::{Task, TaskOrder, Wait};
 
@@ -168,10 +169,14 @@ pub(crate) async fn run(ctx: UserCtx, mut rng: SmallRng) {
 }
 
 /// One open-model arrival: a task of the class to run, timed from when it was due.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Ticket {
     /// When the arrival was due on this machine's clock: its latency counts from here.
     pub(crate) intended: Instant,
+    /// The class's task to run, by index (a trace line naming it); None: the class picks.
+    pub(crate) task: Option<usize>,
+    /// The trace line replayed (its inputs fill the templates); None: not a replay.
+    pub(crate) line: Option<Arc<TraceLine>>,
 }
 
 /// Where a class's arrivals wait for a free virtual user.
@@ -197,7 +202,12 @@ pub(crate) async fn serve(ctx: UserCtx, mut rng: SmallRng, queue: Arc<ArrivalQue
     }
     let mut ticket = first;
     loop {
-        let task = me.pick(&ctx, &mut rng);
+        let named = ticket.task.and_then(|t| ctx.plan.classes[ctx.class].tasks.get(t));
+        let task = match named {
+            Some(task) => task,
+            None => me.pick(&ctx, &mut rng),
+        };
+        me.state.trace_line = ticket.line.take();
         let finished = me.one(&ctx, task, &mut rng, Some(ticket.intended)).await;
         if !finished {
             queue.in_flight.fetch_sub(1, SeqCst);

@@ -37,6 +37,7 @@ pub(super) fn render_request(
         group_sequence,
         value_buf,
         body_buf,
+        trace_line,
         ..
     } = state;
     let mut values = Values {
@@ -44,6 +45,7 @@ pub(super) fn render_request(
         iteration: *iteration,
         conversation: conversation_id,
         captured: vars,
+        inputs: trace_line.as_deref().map_or(&[], |l| l.inputs.as_slice()),
         sequence,
         group_rows,
         group_sequence,
@@ -98,12 +100,15 @@ pub(super) fn render_request(
 }
 
 /// What a template's `{{name}}` renders to in one request: the built-in variables,
-/// captured values, then pools (an entry taken once per request and name).
+/// a replayed trace line's inputs, captured values, then pools (an entry taken once per request and name).
 struct Values<'a> {
     ctx: &'a UserCtx,
     iteration: u64,
     conversation: &'a str,
     captured: &'a [(String, String)],
+    /// A replayed trace line's inputs (empty otherwise): they win over captures and
+    /// pools of the same name, as the recorded request's own values.
+    inputs: &'a [(String, String)],
     /// Next index per sequential pool.
     sequence: &'a mut [usize],
     /// CSV pools: the row each group gave this request.
@@ -131,6 +136,11 @@ impl Values<'_> {
             }
             "uuid" => write_uuid_v4(out, self.rng.random()),
             "conversation_id" => out.push_str(self.conversation),
+            name if self.inputs.iter().any(|(n, _)| n == name) => {
+                if let Some((_, v)) = self.inputs.iter().find(|(n, _)| n == name) {
+                    out.push_str(v);
+                }
+            }
             name if self.captured.iter().any(|(n, _)| n == name) => {
                 if let Some((_, v)) = self.captured.iter().find(|(n, _)| n == name) {
                     out.push_str(v);

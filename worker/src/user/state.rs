@@ -31,6 +31,8 @@ pub(super) struct UserState {
     pub(super) value_buf: String,
     /// The request body's rendering buffer, kept like `value_buf`.
     pub(super) body_buf: String,
+    /// The trace line this arrival replays: its inputs are `{{name}}` values.
+    pub(super) trace_line: Option<std::sync::Arc<barrage_common::arrival_trace::TraceLine>>,
 }
 
 impl UserState {

@@ -142,6 +142,7 @@ pub(crate) fn arrivals(rate: f64, from: u64, until: Duration, max_in_flight: u32
         until: Some(until),
         process: ArrivalProcess::Constant,
         seed: 0,
+        trace: None,
     }
 }
 

@@ -35,6 +35,7 @@ pub fn render_final(r: &FinalReport) -> String {
 /// The title rule with the run's length, stop reason and load, and the scenario.
 fn title(out: &mut String, r: &FinalReport) {
     let load = match &r.arrivals {
+        Some(a) if a.trace.is_some() => format!("replaying a trace, at most {} in flight", a.max_in_flight),
         Some(a) if a.stages.is_empty() => format!("{} arrivals/s, at most {} in flight", a.start_rate, a.max_in_flight),
         Some(a) => format!(
             "arrivals from {}/s through {} stages, at most {} in flight",
@@ -365,6 +366,13 @@ fn arrivals(out: &mut String, r: &FinalReport) {
             let _ = writeln!(
                 out,
                 "Arrivals: {process}{shape}, seed {seed} (`--arrival-seed {seed}` repeats them)"
+            );
+        }
+        if let Some(t) = &a.trace {
+            let _ = writeln!(
+                out,
+                "Arrivals: replayed trace {} ({} lines over {:.3}s; due = its lines within the run)",
+                t.file, t.lines, t.span_s
             );
         }
     }
