@@ -24,6 +24,7 @@ pub mod arrival_schedule;
 pub mod bounds;
 pub mod duration;
 pub mod error;
+pub mod goodput;
 pub mod metrics;
 pub mod plan;
 pub mod saved;

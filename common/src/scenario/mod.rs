@@ -10,6 +10,7 @@
 //! - `validate`: the pass over the sections, in a fixed order.
 //! - `run_defaults`: `[run]` and `[presets.NAME]`: users, shapes, the open model.
 //! - `pools`: `[data.NAME]` data pools.
+//! - `goodput`: `goodput = {..}` per-request objectives, the scenario's and a task's.
 //! - `task`: one task: request, kind, captures, checks.
 //! - `endpoints`: the stats rows tasks share by name and method.
 //! - `values`: single values (host, rate, wait, weight), also used by the command line.
@@ -23,6 +24,7 @@ use crate::plan::RunPlan;
 use crate::threshold::Threshold;
 
 mod endpoints;
+mod goodput;
 mod pools;
 mod raw;
 mod run_defaults;
