@@ -27,6 +27,10 @@ pub struct Slot {
     pub requests: u64,
     /// Of which failed.
     pub failures: u64,
+    /// Requests that met their task's goodput objectives (`Counts::good`).
+    pub good: u64,
+    /// Requests of the rows with goodput objectives: what `good` is a share of.
+    pub slo_requests: u64,
     /// SSE events received.
     pub events: u64,
     /// Streams opened.
@@ -137,6 +141,10 @@ pub struct Window {
     pub requests: u64,
     /// Of which failed.
     pub failures: u64,
+    /// Requests that met their task's goodput objectives.
+    pub good: u64,
+    /// Requests of the rows with goodput objectives (see [`Slot::slo_requests`]).
+    pub slo_requests: u64,
     /// SSE events received.
     pub events: u64,
     /// HTTP 429 answers (see [`Slot::status_429`]).
@@ -167,6 +175,8 @@ pub(crate) fn window(timeline: &BTreeMap<i64, Slot>, from: i64, to: i64) -> Wind
     for (_, slot) in timeline.range(from..to.max(from)) {
         w.requests += slot.requests;
         w.failures += slot.failures;
+        w.good += slot.good;
+        w.slo_requests += slot.slo_requests;
         w.events += slot.events;
         w.status_429 += slot.status_429;
         w.dropped_iterations += slot.dropped_iterations;
