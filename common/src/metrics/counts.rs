@@ -32,9 +32,15 @@ pub struct Counts {
     pub total_tokens: u64,
     /// Requests that succeeded (not a failure, not an expected outcome) and met every
     /// goodput SLO of their task (`goodput = { ttfe = "500ms", .. }`); 0 for tasks
-    /// without SLOs. Absent in files saved before goodput was counted.
-    #[serde(default)]
+    /// without SLOs. Absent in files saved before goodput was counted, and left out
+    /// when 0 so that runs without objectives save as before.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub good: u64,
+}
+
+/// Whether a counter is 0 (serde leaves such an optional counter out).
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Counts {

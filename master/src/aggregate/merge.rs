@@ -274,6 +274,7 @@ impl Aggregator {
                 let e = slot.endpoints.entry(key.clone()).or_default();
                 e.requests += stats.counts.requests;
                 e.failures += stats.counts.failures;
+                e.good += stats.counts.good;
                 if let Some(b) = &buckets[Metric::ResponseTime as usize] {
                     e.response_time.add(b);
                 }

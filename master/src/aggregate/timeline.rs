@@ -75,6 +75,8 @@ pub struct EndpointSecond {
     pub requests: u64,
     /// Of which failed.
     pub failures: u64,
+    /// Of which met their task's goodput objectives.
+    pub good: u64,
     /// Their response times (µs buckets).
     pub response_time: Accum,
 }
@@ -209,6 +211,7 @@ pub(crate) fn endpoint_window(
             let into = out.entry(key.clone()).or_default();
             into.requests += e.requests;
             into.failures += e.failures;
+            into.good += e.good;
             into.response_time.merge(&e.response_time);
         }
     }

@@ -11,6 +11,9 @@ use super::rows::EndpointRow;
 pub struct Goodput {
     /// Requests that succeeded and met every objective of their task.
     pub good: u64,
+    /// The requests `good` is a share of: the row's, or on the Aggregated row those of
+    /// the rows with objectives (a row without them does not dilute the share).
+    pub requests: u64,
     /// Good requests per second since the statistics started (as `rps` is computed).
     pub per_s: f64,
     /// good / requests of the rows with objectives, a fraction (0 without requests).
@@ -22,6 +25,7 @@ impl Goodput {
     pub(crate) fn of(good: u64, requests: u64, secs: f64) -> Goodput {
         Goodput {
             good,
+            requests,
             per_s: good as f64 / secs,
             share: if requests > 0 { good as f64 / requests as f64 } else { 0.0 },
         }

@@ -83,7 +83,12 @@ impl MasterSetup {
         let csv = load
             .csv
             .clone()
-            .map(|prefix| crate::report::csv::Csv::new(prefix).with_full_history(load.csv_full_history));
+            .map(|prefix| {
+                let goodput = (0..plan.endpoints.len()).any(|i| plan.endpoint_has_goodput(i));
+                crate::report::csv::Csv::new(prefix)
+                    .with_full_history(load.csv_full_history)
+                    .with_goodput(goodput)
+            });
         let info = RunInfo {
             scenario: plan.source.clone(),
             host: host.clone().or(plan.host.clone()),

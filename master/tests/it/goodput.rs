@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 
+use crate::support::browser;
 use crate::support::*;
 
 /// What the target does with one request: its status, when it sends its first chunk
@@ -161,6 +162,25 @@ async fn a_late_first_event_is_not_good() {
     let (out, log) = run(&scenario("ttfe = \"150ms\""), every_third(slow), &[]).await;
     let (good, requests) = check(&out, &log);
     eprintln!("ttfe: {good} good of {requests} (target: {} fast)", log.fast_ok());
+    // The JSON report carries it within the schema, and a saved file re-read
+    // (`barrage report`) recomputes the same goodput from its merged data.
+    let json = barrage_master::report::json::to_json(&out.report);
+    assert_eq!(json["endpoints"][0]["goodput"]["good"], good);
+    let schema: serde_json::Value = serde_json::from_str(barrage_master::report::json::SCHEMA).unwrap();
+    let errors: Vec<String> = jsonschema::validator_for(&schema)
+        .unwrap()
+        .iter_errors(&json)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "report does not match the schema: {errors:#?}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.json");
+    barrage_master::report::json::write(&out.report, &path).unwrap();
+    let again = barrage_master::report::json::read(&path).unwrap();
+    assert_eq!(again.endpoints[0].goodput, out.report.endpoints[0].goodput);
+    assert_eq!(again.aggregated.goodput, out.report.aggregated.goodput);
+    let text = barrage_master::report::console::render_final(&again);
+    assert!(text.contains("Goodput (successful requests"), "{text}");
 }
 
 /// A stream that takes 320 ms in all against `response_time = "200ms"` is not good.
@@ -255,4 +275,84 @@ async fn a_row_without_objectives_has_no_goodput() {
     assert!(r.endpoints.iter().all(|e| e.goodput.is_none()));
     assert!(r.aggregated.goodput.is_none());
     assert!(r.timeline.iter().all(|p| p.good_per_s.is_none()));
+}
+
+/// The HTML report and the live web UI show goodput: the table's figures are the
+/// report's, and the goodput chart has its lines drawn. Screenshots:
+/// `target/browser-artifacts/goodput_*.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_report_and_web_ui_show_goodput() {
+    let slow = Answer {
+        status: 200,
+        first_ms: 400,
+        gaps_ms: vec![10],
+        slowed: true,
+    };
+    let (addr, log) = target(every_third(slow)).await;
+    // Long enough for Chromium to start and read the live page while the run goes on.
+    let load = load_args(addr, 4, 100.0, Duration::from_secs(10));
+    let mut s = setup(&scenario("ttfe = \"150ms\""), &load, 1);
+    let web = with_web(&mut s, "goodput-token", false);
+    let m = master(s).await;
+    let w = worker(m.addr, "w");
+    assert!(eventually(Duration::from_secs(10), || m.cluster.aggregator().aggregated().counts.good > 0).await);
+    assert!(eventually(Duration::from_secs(10), || std::net::TcpStream::connect(web).is_ok()).await);
+    let url = format!("http://{web}/");
+    let live = tokio::task::spawn_blocking(move || live_page(&url)).await.unwrap();
+    let out = m.run.await.unwrap().unwrap();
+    let _ = w.await;
+    let r = &out.report;
+    assert_eq!(r.aggregated.goodput.unwrap().good, log.fast_ok());
+    if let Some(live) = live {
+        // Live figures: some good requests, never more than the requests.
+        let (good, requests) = (live["good"].as_u64().unwrap(), live["requests"].as_u64().unwrap());
+        assert!(good > 0 && good <= requests, "{live}");
+    }
+    let json = barrage_master::report::json::to_json(r);
+    let seen = tokio::task::spawn_blocking(move || html_page(&json)).await.unwrap();
+    let Some(seen) = seen else { return };
+    let g = r.aggregated.goodput.unwrap();
+    assert_eq!(seen["good"].as_u64(), Some(g.good), "{seen}");
+    assert_eq!(seen["requests"].as_u64(), Some(g.requests), "{seen}");
+}
+
+/// The goodput table's total row (good, requests) and whether its chart has lines.
+const GOODPUT_JS: &str = r#"(() => {
+  const total = document.querySelector('#goodput-table tfoot tr');
+  const num = (c) => Number(total.querySelector(c).textContent.replace(/,/g, ''));
+  const chart = document.querySelector('#chart-goodput');
+  return {
+    good: num('.c-good'),
+    requests: num('.c-requests'),
+    lines: chart ? Array.from(chart.querySelectorAll('path.bc-series')).filter((p) => /[LV]/.test(p.getAttribute('d') || '')).length : 0,
+  };
+})()"#;
+
+/// The web UI during the run: the goodput section is there; None without a browser.
+fn live_page(url: &str) -> Option<serde_json::Value> {
+    let page = browser::launch("goodput_webui")?;
+    page.goto(url);
+    page.wait_for(
+        "document.querySelector('#goodput-table tfoot tr') !== null && !document.getElementById('goodput').hidden",
+        Duration::from_secs(20),
+    );
+    let seen = page.eval(GOODPUT_JS);
+    page.screenshot();
+    page.assert_no_problems();
+    Some(seen)
+}
+
+/// The `--html` page of the finished run: its goodput table and chart.
+fn html_page(report: &serde_json::Value) -> Option<serde_json::Value> {
+    let page = browser::launch("goodput_html")?;
+    let path = browser::artifacts_dir().join("goodput_html.html");
+    barrage_master::report::html::write(report, &path).unwrap();
+    page.goto_file(&path);
+    page.wait_for("document.querySelector('#goodput-table tfoot tr') !== null", Duration::from_secs(10));
+    page.wait_for("document.querySelectorAll('#chart-goodput path.bc-series').length >= 2", Duration::from_secs(10));
+    let seen = page.eval(GOODPUT_JS);
+    assert_eq!(seen["lines"], 2, "good/s and req/s drawn: {seen}");
+    page.screenshot();
+    page.assert_no_problems();
+    Some(seen)
 }
