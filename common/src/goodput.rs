@@ -116,13 +116,33 @@ mod tests {
             response_time_us: Some(10_000_000),
         };
         let cases = [
-            ("all within", times(Some(20_000), Some(30_000), 1_000_000, (10, 0)), true),
-            ("ttfe at the bound", times(Some(150_000), Some(150_000), 1_000_000, (0, 0)), true),
-            ("ttfe over", times(Some(150_001), Some(150_001), 1_000_000, (0, 0)), false),
+            (
+                "all within",
+                times(Some(20_000), Some(30_000), 1_000_000, (10, 0)),
+                true,
+            ),
+            (
+                "ttfe at the bound",
+                times(Some(150_000), Some(150_000), 1_000_000, (0, 0)),
+                true,
+            ),
+            (
+                "ttfe over",
+                times(Some(150_001), Some(150_001), 1_000_000, (0, 0)),
+                false,
+            ),
             ("no first event", times(None, None, 1_000, (0, 0)), false),
             ("no text", times(Some(1_000), None, 1_000, (0, 0)), false),
-            ("slow answer", times(Some(1_000), Some(1_000), 10_000_001, (0, 0)), false),
-            ("one slow gap of 20 (p95 is the 19th)", times(Some(1), Some(1), 1, (20, 1)), true),
+            (
+                "slow answer",
+                times(Some(1_000), Some(1_000), 10_000_001, (0, 0)),
+                false,
+            ),
+            (
+                "one slow gap of 20 (p95 is the 19th)",
+                times(Some(1), Some(1), 1, (20, 1)),
+                true,
+            ),
             ("two slow gaps of 20", times(Some(1), Some(1), 1, (20, 2)), false),
             ("one slow gap of 2", times(Some(1), Some(1), 1, (2, 1)), false),
         ];

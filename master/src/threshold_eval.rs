@@ -105,7 +105,11 @@ impl Thresholds {
             // Not per row: arrivals are dropped before they pick a task.
             Stat::Dropped => t.endpoint.is_none().then_some(agg.dropped_iterations as f64),
             Stat::Goodput | Stat::GoodRate => {
-                let slo_rows: Vec<&EndpointStats> = rows.iter().filter(|(k, _)| agg.has_goodput(k)).map(|(_, s)| s).collect();
+                let slo_rows: Vec<&EndpointStats> = rows
+                    .iter()
+                    .filter(|(k, _)| agg.has_goodput(k))
+                    .map(|(_, s)| s)
+                    .collect();
                 let good = slo_rows.iter().map(|s| s.counts.good).sum();
                 let requests = slo_rows.iter().map(|s| s.counts.requests).sum();
                 good_figure(t.stat, good, requests, secs, !slo_rows.is_empty())

@@ -73,10 +73,18 @@ mod tests {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
+    /// A table as written, whether the task streams, the field and message expected.
+    type Case<'a> = (&'a [(&'a str, &'a str)], Option<bool>, &'a str, &'a str);
+
     #[test]
     fn refuses_what_is_not_an_objective() {
-        let cases: [(&[(&str, &str)], Option<bool>, &str, &str); 6] = [
-            (&[], Some(true), "goodput", "give at least one of ttfe, ttft, chunk_gap_p95, response_time"),
+        let cases: [Case<'_>; 6] = [
+            (
+                &[],
+                Some(true),
+                "goodput",
+                "give at least one of ttfe, ttft, chunk_gap_p95, response_time",
+            ),
             (
                 &[("ttfb", "1s")],
                 Some(true),
@@ -84,9 +92,24 @@ mod tests {
                 "`ttfb` is not a goodput objective; expected ttfe, ttft, chunk_gap_p95, response_time",
             ),
             (&[("ttfe", "soon")], Some(true), "goodput.ttfe", "\"soon\""),
-            (&[("response_time", "0s")], Some(true), "goodput.response_time", "must be above 0"),
-            (&[("ttft", "1s")], Some(false), "goodput.ttft", "only applies to kind = \"sse\""),
-            (&[("chunk_gap_p95", "1s")], Some(false), "goodput.chunk_gap_p95", "only applies"),
+            (
+                &[("response_time", "0s")],
+                Some(true),
+                "goodput.response_time",
+                "must be above 0",
+            ),
+            (
+                &[("ttft", "1s")],
+                Some(false),
+                "goodput.ttft",
+                "only applies to kind = \"sse\"",
+            ),
+            (
+                &[("chunk_gap_p95", "1s")],
+                Some(false),
+                "goodput.chunk_gap_p95",
+                "only applies",
+            ),
         ];
         for (raw, stream, field, message) in cases {
             let (f, m) = slo(&table(raw), stream).expect_err(field);
@@ -116,7 +139,12 @@ mod tests {
                 response_time_us: Some(10_000_000),
             }
         );
-        assert_eq!(slo(&table(&[("response_time", "2s")]), Some(false)).unwrap().response_time_us, Some(2_000_000));
+        assert_eq!(
+            slo(&table(&[("response_time", "2s")]), Some(false))
+                .unwrap()
+                .response_time_us,
+            Some(2_000_000)
+        );
     }
 
     #[test]

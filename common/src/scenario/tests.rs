@@ -613,5 +613,8 @@ path = "/health"
     let err = parse(&text.replace("path = \"/health\"", "path = \"/health\"\ngoodput = { ttfe = \"1s\" }"))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("users[0].tasks[2].goodput.ttfe: only applies to kind"), "{err}");
+    assert!(
+        err.contains("users[0].tasks[2].goodput.ttfe: only applies to kind"),
+        "{err}"
+    );
 }

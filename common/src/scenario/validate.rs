@@ -47,7 +47,10 @@ pub(super) fn scenario(
         .transpose()
         .map_err(|(field, m)| err(&field, m))?;
     let (mut classes, endpoints) = classes(raw.users, &pools, file, env)?;
-    for t in classes.iter_mut().flat_map(|c| c.tasks.iter_mut().chain(&mut c.on_start)) {
+    for t in classes
+        .iter_mut()
+        .flat_map(|c| c.tasks.iter_mut().chain(&mut c.on_start))
+    {
         t.goodput = super::goodput::for_task(t.goodput, default_slo, t.kind.tag());
     }
     Ok(Scenario {

@@ -79,7 +79,9 @@ impl FinalReport {
             .map(|(k, kind, s)| {
                 let epr = info.events_per_request_of(k);
                 let mut r = row(kind_name(*kind), &k.method, &k.name, s, secs, epr);
-                r.goodput = agg.has_goodput(k).then(|| Goodput::of(s.counts.good, s.counts.requests, secs));
+                r.goodput = agg
+                    .has_goodput(k)
+                    .then(|| Goodput::of(s.counts.good, s.counts.requests, secs));
                 r
             })
             .collect();

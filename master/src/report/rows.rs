@@ -243,7 +243,7 @@ pub(crate) fn aggregated_row(all: &EndpointStats, rows: &[EndpointRow], secs: f6
     let mut aggregated = row("http", "", "Aggregated", all, secs, 1);
     aggregated.business_events = rows.iter().map(|e| e.business_events).sum();
     aggregated.business_events_per_s = aggregated.business_events as f64 / secs;
-    aggregated.goodput = Goodput::aggregated(rows, secs);
+    aggregated.goodput = Goodput::aggregated(rows.iter().filter_map(|r| r.goodput), secs);
     aggregated
 }
 

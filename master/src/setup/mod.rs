@@ -80,15 +80,12 @@ impl MasterSetup {
         check_liveness(load.heartbeat_liveness)?;
         check_some_host(host.as_deref(), &scenario.plan)?;
         let (plan, thresholds) = plan_and_thresholds(load, scenario)?;
-        let csv = load
-            .csv
-            .clone()
-            .map(|prefix| {
-                let goodput = (0..plan.endpoints.len()).any(|i| plan.endpoint_has_goodput(i));
-                crate::report::csv::Csv::new(prefix)
-                    .with_full_history(load.csv_full_history)
-                    .with_goodput(goodput)
-            });
+        let csv = load.csv.clone().map(|prefix| {
+            let goodput = (0..plan.endpoints.len()).any(|i| plan.endpoint_has_goodput(i));
+            crate::report::csv::Csv::new(prefix)
+                .with_full_history(load.csv_full_history)
+                .with_goodput(goodput)
+        });
         let info = RunInfo {
             scenario: plan.source.clone(),
             host: host.clone().or(plan.host.clone()),

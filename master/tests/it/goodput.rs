@@ -71,7 +71,10 @@ async fn target(plan: Plan) -> (std::net::SocketAddr, Arc<Log>) {
                 return None;
             }
             tokio::time::sleep(Duration::from_millis(delays[i])).await;
-            Some((Ok::<_, std::io::Error>(Bytes::from_static(CHUNK)), (i + 1, delays, log, a)))
+            Some((
+                Ok::<_, std::io::Error>(Bytes::from_static(CHUNK)),
+                (i + 1, delays, log, a),
+            ))
         });
         Response::builder()
             .header("content-type", "text/event-stream")
@@ -194,7 +197,10 @@ async fn a_slow_answer_is_not_good() {
     };
     let (out, log) = run(&scenario("response_time = \"200ms\""), every_third(slow), &[]).await;
     let (good, requests) = check(&out, &log);
-    eprintln!("response_time: {good} good of {requests} (target: {} fast)", log.fast_ok());
+    eprintln!(
+        "response_time: {good} good of {requests} (target: {} fast)",
+        log.fast_ok()
+    );
 }
 
 /// One gap of 300 ms among three (the p95 of three gaps is the largest) against
@@ -209,7 +215,10 @@ async fn a_long_chunk_gap_is_not_good() {
     };
     let (out, log) = run(&scenario("chunk_gap_p95 = \"100ms\""), every_third(slow), &[]).await;
     let (good, requests) = check(&out, &log);
-    eprintln!("chunk_gap_p95: {good} good of {requests} (target: {} fast)", log.fast_ok());
+    eprintln!(
+        "chunk_gap_p95: {good} good of {requests} (target: {} fast)",
+        log.fast_ok()
+    );
 }
 
 /// A 500, however fast, is never good; the failures are the target's 500s.
@@ -250,7 +259,11 @@ async fn a_good_rate_threshold_fails_the_run() {
         .collect();
     assert_eq!(
         verdicts,
-        [("good_rate > 90%", false), ("good_rate > 50%", true), ("goodput > 0", true)]
+        [
+            ("good_rate > 90%", false),
+            ("good_rate > 50%", true),
+            ("goodput > 0", true)
+        ]
     );
     assert_eq!(out.report.thresholds[0].observed, Some(good as f64 / requests as f64));
     assert_eq!(out.report.aggregated.failures, 0, "only the threshold fails the run");
@@ -295,7 +308,16 @@ async fn html_report_and_web_ui_show_goodput() {
     let web = with_web(&mut s, "goodput-token", false);
     let m = master(s).await;
     let w = worker(m.addr, "w");
-    assert!(eventually(Duration::from_secs(10), || m.cluster.aggregator().aggregated().counts.good > 0).await);
+    assert!(
+        eventually(Duration::from_secs(10), || m
+            .cluster
+            .aggregator()
+            .aggregated()
+            .counts
+            .good
+            > 0)
+        .await
+    );
     assert!(eventually(Duration::from_secs(10), || std::net::TcpStream::connect(web).is_ok()).await);
     let url = format!("http://{web}/");
     let live = tokio::task::spawn_blocking(move || live_page(&url)).await.unwrap();
@@ -348,8 +370,14 @@ fn html_page(report: &serde_json::Value) -> Option<serde_json::Value> {
     let path = browser::artifacts_dir().join("goodput_html.html");
     barrage_master::report::html::write(report, &path).unwrap();
     page.goto_file(&path);
-    page.wait_for("document.querySelector('#goodput-table tfoot tr') !== null", Duration::from_secs(10));
-    page.wait_for("document.querySelectorAll('#chart-goodput path.bc-series').length >= 2", Duration::from_secs(10));
+    page.wait_for(
+        "document.querySelector('#goodput-table tfoot tr') !== null",
+        Duration::from_secs(10),
+    );
+    page.wait_for(
+        "document.querySelectorAll('#chart-goodput path.bc-series').length >= 2",
+        Duration::from_secs(10),
+    );
     let seen = page.eval(GOODPUT_JS);
     assert_eq!(seen["lines"], 2, "good/s and req/s drawn: {seen}");
     page.screenshot();
