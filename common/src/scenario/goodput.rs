@@ -1,12 +1,13 @@
 //! `goodput = { ttfe = "500ms", .. }`: a task's per-request objectives, checked into a
-//! [`Slo`]. The scenario-wide `[goodput]` applies to every task without its own; a
-//! task's table replaces it whole (it does not merge key by key).
+//! [`Slo`]. The scenario-wide `[goodput]` (or `--goodput`, which the caller lays over
+//! it) applies to every task without its own ([`apply_goodput`]); a task's table
+//! replaces it whole (it does not merge key by key).
 
 use std::collections::BTreeMap;
 
 use crate::duration;
 use crate::goodput::{SLO_KEYS, Slo};
-use crate::plan::TaskKindTag;
+use crate::plan::{RunPlan, TaskKindTag};
 
 /// The keys only a stream has figures for.
 const STREAM_KEYS: [&str; 3] = ["ttfe", "ttft", "chunk_gap_p95"];
@@ -51,9 +52,32 @@ pub(super) fn slo(raw: &BTreeMap<String, String>, stream: Option<bool>) -> Resul
     Ok(slo)
 }
 
+/// `--goodput ttfe=500ms,response_time=10s`: the scenario-wide objectives as a flag
+/// gives them (the keys and checks of `[goodput]`).
+pub fn parse_goodput(text: &str) -> Result<Slo, String> {
+    let mut raw = BTreeMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("\"{pair}\" is not KEY=DURATION; expected e.g. ttfe=500ms,response_time=10s"))?;
+        raw.insert(key.trim().to_string(), value.trim().to_string());
+    }
+    slo(&raw, None).map_err(|(field, m)| format!("{field}: {m}"))
+}
+
+/// Gives every task of `plan` without objectives of its own the scenario-wide ones
+/// (`[goodput]`, or `--goodput` over it), the stream keys dropped for plain requests.
+pub fn apply_goodput(plan: &mut RunPlan, default: Option<Slo>) {
+    for c in &mut plan.classes {
+        for t in c.tasks.iter_mut().chain(&mut c.on_start) {
+            t.goodput = for_task(t.goodput, default, t.kind.tag());
+        }
+    }
+}
+
 /// The objectives of a task of `kind`: its own when it has them, else the scenario's
 /// default without the stream keys for a plain request (none left: no goodput).
-pub(super) fn for_task(own: Option<Slo>, default: Option<Slo>, kind: TaskKindTag) -> Option<Slo> {
+fn for_task(own: Option<Slo>, default: Option<Slo>, kind: TaskKindTag) -> Option<Slo> {
     own.or_else(|| {
         let mut slo = default?;
         if kind == TaskKindTag::Http {
@@ -145,6 +169,21 @@ mod tests {
                 .response_time_us,
             Some(2_000_000)
         );
+    }
+
+    #[test]
+    fn the_flag_reads_like_the_table() {
+        let got = parse_goodput("ttfe=500ms, response_time = 10s").unwrap();
+        assert_eq!((got.ttfe_us, got.response_time_us), (Some(500_000), Some(10_000_000)));
+        for (text, says) in [
+            ("", "goodput: is empty"),
+            ("ttfe", "\"ttfe\" is not KEY=DURATION"),
+            ("ttfb=1s", "goodput.ttfb: `ttfb` is not a goodput objective"),
+            ("ttft=0", "goodput.ttft: must be above 0"),
+        ] {
+            let err = parse_goodput(text).unwrap_err();
+            assert!(err.contains(says), "{text}: {err}");
+        }
     }
 
     #[test]

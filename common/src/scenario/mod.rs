@@ -4,7 +4,7 @@
 //! `deny_unknown_fields` (`raw`), then validated once (`validate`). Every error
 //! names the file, the field path (`users[0].tasks[1].wait`) and what was expected.
 //! Run settings (`[run]`, `run_defaults`) are layered file < `BARRAGE_RUN_*`
-//! environment < flags by the caller.
+//! environment < flags by the caller, and so is `[goodput]` (< `--goodput`).
 //!
 //! - `raw`: the file as written (serde structs) and reading its text.
 //! - `validate`: the pass over the sections, in a fixed order.
@@ -33,6 +33,7 @@ mod task;
 mod validate;
 mod values;
 
+pub use goodput::{apply_goodput, parse_goodput};
 pub use run_defaults::{Arrival, DEFAULT_MAX_IN_FLIGHT, RunDefaults};
 pub use selection::{filter_tags, select_classes};
 pub use values::{check_host, check_rate, parse_wait};
@@ -52,6 +53,9 @@ pub struct Scenario {
     pub presets: BTreeMap<String, RunDefaults>,
     /// `thresholds = [...]`: pass/fail criteria (`--threshold` adds more).
     pub thresholds: Vec<Threshold>,
+    /// `[goodput]`: the objectives of every task without its own. Not yet in the
+    /// plan: the caller lays `--goodput` over it and applies it with [`apply_goodput`].
+    pub goodput: Option<crate::goodput::Slo>,
 }
 
 /// Reads and validates a scenario file. `env` resolves `${NAME}` secrets.

@@ -590,7 +590,9 @@ goodput = { ttft = "1s" }
 name = "plain"
 path = "/health"
 "#;
-    let s = parse(&text).unwrap();
+    let mut s = parse(&text).unwrap();
+    assert_eq!(s.plan.classes[0].tasks[0].goodput, None, "the caller applies [goodput]");
+    apply_goodput(&mut s.plan, s.goodput);
     let slos: Vec<_> = s.plan.classes[0].tasks.iter().map(|t| t.goodput).collect();
     let slo = |ttfe: Option<u64>, ttft: Option<u64>, rt: Option<u64>| {
         Some(crate::goodput::Slo {

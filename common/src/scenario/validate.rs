@@ -46,13 +46,7 @@ pub(super) fn scenario(
         .map(|g| super::goodput::slo(g, None))
         .transpose()
         .map_err(|(field, m)| err(&field, m))?;
-    let (mut classes, endpoints) = classes(raw.users, &pools, file, env)?;
-    for t in classes
-        .iter_mut()
-        .flat_map(|c| c.tasks.iter_mut().chain(&mut c.on_start))
-    {
-        t.goodput = super::goodput::for_task(t.goodput, default_slo, t.kind.tag());
-    }
+    let (classes, endpoints) = classes(raw.users, &pools, file, env)?;
     Ok(Scenario {
         plan: RunPlan {
             format: PLAN_FORMAT,
@@ -67,6 +61,7 @@ pub(super) fn scenario(
         run,
         presets,
         thresholds,
+        goodput: default_slo,
     })
 }
 

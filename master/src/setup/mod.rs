@@ -166,6 +166,11 @@ fn check_some_host(flag_host: Option<&str>, plan: &RunPlan) -> Result<(), Failur
 fn plan_and_thresholds(load: &LoadArgs, scenario: Scenario) -> Result<(RunPlan, Thresholds), Failure> {
     let mut plan = scenario.plan;
     plan.limits.tls_insecure |= load.insecure;
+    let goodput = match load.goodput.as_deref() {
+        Some(text) => Some(scenario::parse_goodput(text).map_err(|m| Failure::usage(format!("--goodput: {m}")))?),
+        None => scenario.goodput,
+    };
+    scenario::apply_goodput(&mut plan, goodput);
     scenario::select_classes(&mut plan, &load.classes).map_err(Failure::usage)?;
     let thresholds = Thresholds {
         list: threshold_flags::merged(load, scenario.thresholds, &plan)?,

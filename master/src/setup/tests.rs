@@ -747,3 +747,38 @@ fn arrival_process_flags_that_do_not_fit_are_usage_errors() {
         ),
     ]);
 }
+
+/// `--goodput` lies over the scenario's `[goodput]` for the tasks without their own,
+/// and `good_rate` is a hunt SLO like `error_rate`.
+#[test]
+fn goodput_flag_over_the_scenario_and_good_rate_as_a_hunt_slo() {
+    let file = BARE.replace("[[users]]", "[goodput]\nresponse_time = \"5s\"\n[[users]]")
+        + "[[users.tasks]]\nname = \"/own\"\npath = \"/own\"\ngoodput = { response_time = \"1s\" }\n";
+    let bound = |s: &MasterSetup| -> Vec<Option<u64>> {
+        s.plan.classes[0]
+            .tasks
+            .iter()
+            .map(|t| t.goodput.and_then(|g| g.response_time_us))
+            .collect()
+    };
+    assert_eq!(bound(&resolve(&file, &[]).unwrap()), [Some(5_000_000), Some(1_000_000)]);
+    let flagged = resolve(&file, &["--goodput", "response_time=2s"]).unwrap();
+    assert_eq!(
+        bound(&flagged),
+        [Some(2_000_000), Some(1_000_000)],
+        "a task's own stays"
+    );
+    assert_eq!(
+        bound(&resolve(BARE, &[]).unwrap()),
+        [None],
+        "no objectives anywhere: none"
+    );
+    assert_eq!(
+        resolve(BARE, &["--goodput", "ttfb=1s"]).err().unwrap(),
+        "--goodput: goodput.ttfb: `ttfb` is not a goodput objective; expected ttfe, ttft, chunk_gap_p95, response_time"
+    );
+    let hunted = hunt(&file, &["--slo", "good_rate > 95%"]).unwrap();
+    assert!(hunted.run.hunt.is_some());
+    let windowed = hunt(&file, &["--slo", "good_rate[10s] > 95%"]).err().unwrap();
+    assert!(windowed.contains("goodput, good_rate"), "{windowed}");
+}
