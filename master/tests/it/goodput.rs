@@ -104,12 +104,16 @@ goodput = {{ {goodput} }}
     )
 }
 
-/// Runs `scenario` for 2 s with 4 users against a target answering by `plan`; the
+/// Runs `scenario` (2 s unless `adjust` changes its flags) with 4 users against a target answering by `plan`; the
 /// outcome and the target's log.
-async fn run(scenario: &str, plan: Plan, thresholds: &[&str]) -> (barrage_master::serve::Outcome, Arc<Log>) {
+async fn run(
+    scenario: &str,
+    plan: Plan,
+    adjust: impl FnOnce(&mut barrage_master::cli::LoadArgs),
+) -> (barrage_master::serve::Outcome, Arc<Log>) {
     let (addr, log) = target(plan).await;
     let mut load = load_args(addr, 4, 100.0, Duration::from_secs(2));
-    load.threshold = thresholds.iter().map(|t| t.to_string()).collect();
+    adjust(&mut load);
     let m = master(setup(scenario, &load, 1)).await;
     let w = worker(m.addr, "w");
     let out = m.run.await.unwrap().unwrap();
@@ -162,7 +166,7 @@ async fn a_late_first_event_is_not_good() {
         gaps_ms: vec![10, 10],
         slowed: true,
     };
-    let (out, log) = run(&scenario("ttfe = \"150ms\""), every_third(slow), &[]).await;
+    let (out, log) = run(&scenario("ttfe = \"150ms\""), every_third(slow), |_| {}).await;
     let (good, requests) = check(&out, &log);
     eprintln!("ttfe: {good} good of {requests} (target: {} fast)", log.fast_ok());
     // The JSON report carries it within the schema, and a saved file re-read
@@ -195,12 +199,30 @@ async fn a_slow_answer_is_not_good() {
         gaps_ms: vec![100, 100, 100],
         slowed: true,
     };
-    let (out, log) = run(&scenario("response_time = \"200ms\""), every_third(slow), &[]).await;
+    // 4 s with the CSV history, whose last rows cover complete seconds.
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("run");
+    let csv = prefix.clone();
+    let (out, log) = run(&scenario("response_time = \"200ms\""), every_third(slow), |load| {
+        load.run_time = Some(Duration::from_secs(4));
+        load.csv = Some(csv);
+    })
+    .await;
     let (good, requests) = check(&out, &log);
     eprintln!(
         "response_time: {good} good of {requests} (target: {} fast)",
         log.fast_ok()
     );
+    // The history ends with Good/s: the window's good requests per second, at most
+    // its Requests/s and, with a third slow, below it.
+    let history = std::fs::read_to_string(dir.path().join("run_stats_history.csv")).unwrap();
+    let mut lines = history.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(header.last(), Some(&"Good/s"), "{history}");
+    let last: Vec<&str> = lines.last().unwrap().split(',').collect();
+    assert_eq!(last.len(), header.len(), "{history}");
+    let (rps, good_s): (f64, f64) = (last[4].parse().unwrap(), last[last.len() - 1].parse().unwrap());
+    assert!(good_s > 0.0 && good_s < rps, "{history}");
 }
 
 /// One gap of 300 ms among three (the p95 of three gaps is the largest) against
@@ -213,7 +235,7 @@ async fn a_long_chunk_gap_is_not_good() {
         gaps_ms: vec![10, 300, 10],
         slowed: true,
     };
-    let (out, log) = run(&scenario("chunk_gap_p95 = \"100ms\""), every_third(slow), &[]).await;
+    let (out, log) = run(&scenario("chunk_gap_p95 = \"100ms\""), every_third(slow), |_| {}).await;
     let (good, requests) = check(&out, &log);
     eprintln!(
         "chunk_gap_p95: {good} good of {requests} (target: {} fast)",
@@ -230,7 +252,7 @@ async fn a_failure_is_never_good() {
         gaps_ms: Vec::new(),
         slowed: true,
     };
-    let (out, log) = run(&scenario("ttfe = \"150ms\""), every_third(failing), &[]).await;
+    let (out, log) = run(&scenario("ttfe = \"150ms\""), every_third(failing), |_| {}).await;
     let (good, requests) = check(&out, &log);
     let row = out.report.endpoints.iter().find(|e| e.name == "stream").unwrap();
     assert_eq!(row.failures, log.count(|s, _| s == 500));
@@ -249,7 +271,10 @@ async fn a_good_rate_threshold_fails_the_run() {
         slowed: true,
     };
     let thresholds = ["good_rate > 90%", "good_rate > 50%", "goodput > 0"];
-    let (out, log) = run(&scenario("ttfe = \"150ms\""), every_third(slow), &thresholds).await;
+    let (out, log) = run(&scenario("ttfe = \"150ms\""), every_third(slow), |load| {
+        load.threshold = thresholds.map(String::from).to_vec();
+    })
+    .await;
     let (good, requests) = check(&out, &log);
     let verdicts: Vec<(&str, bool)> = out
         .report
