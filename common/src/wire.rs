@@ -330,6 +330,12 @@ mod tests {
         );
         d.failures = 2;
         assert!(endpoint_from_proto(&d).is_err());
+        // Good requests are successes: never more than requests - failures.
+        d.failures = 0;
+        d.good = 1;
+        assert_eq!(endpoint_from_proto(&d).unwrap().1.counts.good, 1);
+        d.good = 2;
+        assert!(endpoint_from_proto(&d).is_err());
         let mut d = endpoint_to_proto(&endpoint(), &EndpointStats::default());
         d.histograms.push(v1::Histogram {
             metric: "ttfe".into(),
