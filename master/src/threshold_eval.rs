@@ -335,6 +335,15 @@ mod tests {
                 (false, "no data"),
             ]
         );
+        // A hunt judges good_rate on a step's seconds, and its bootstrap resamples
+        // them with their good requests: seconds 15-19 are 3 good of 10 each.
+        let slo = Threshold::parse("good_rate > 95%").unwrap();
+        let step = crate::hunt::confidence::seconds(&agg, 15, 20);
+        let (low, high) = crate::hunt::confidence::bootstrap(&slo, &step).unwrap();
+        assert!((low - 0.3).abs() < 1e-9 && (high - 0.3).abs() < 1e-9, "{low} {high}");
+        let mixed = crate::hunt::confidence::seconds(&agg, 10, 20);
+        let (low, high) = crate::hunt::confidence::bootstrap(&slo, &mixed).unwrap();
+        assert!(low < 0.6 && 0.6 < high && low >= 0.3 && high <= 0.9, "{low} {high}");
     }
 
     #[test]
