@@ -392,6 +392,13 @@ fn bad_hosts_thresholds_classes_tags_and_tls_are_usage_errors() {
             "threshold on {name=/nope}: no stats row has that name; the rows are /a, /b",
         ),
         (
+            "a goodput threshold without objectives",
+            FILE,
+            &["--threshold", "good_rate > 90%"],
+            "threshold \"good_rate > 90%\": no task has goodput objectives to judge; add goodput = { ttfe = \"500ms\" } \
+             to a task, [goodput] to the scenario, or --goodput",
+        ),
+        (
             "an unknown user class",
             FILE,
             &["Nobody"],
@@ -776,6 +783,15 @@ fn goodput_flag_over_the_scenario_and_good_rate_as_a_hunt_slo() {
     assert_eq!(
         resolve(BARE, &["--goodput", "ttfb=1s"]).err().unwrap(),
         "--goodput: goodput.ttfb: `ttfb` is not a goodput objective; expected ttfe, ttft, chunk_gap_p95, response_time"
+    );
+    // A goodput threshold needs objectives on its rows: the flag gives them.
+    assert!(resolve(BARE, &["--threshold", "goodput{name=/a} > 1"]).is_err());
+    assert!(
+        resolve(
+            BARE,
+            &["--goodput", "response_time=1s", "--threshold", "goodput{name=/a} > 1"]
+        )
+        .is_ok()
     );
     let hunted = hunt(&file, &["--slo", "good_rate > 95%"]).unwrap();
     assert!(hunted.run.hunt.is_some());
