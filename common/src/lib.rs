@@ -27,6 +27,7 @@ pub mod arrival_trace;
 pub mod bounds;
 pub mod duration;
 pub mod error;
+pub mod goodput;
 pub mod metrics;
 pub mod plan;
 pub mod saved;

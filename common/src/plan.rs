@@ -175,6 +175,11 @@ pub struct Task {
     /// with the check's name as its detail.
     #[serde(default)]
     pub checks: Vec<Check>,
+    /// Per-request objectives (`goodput = {..}`, else the scenario's `[goodput]`): a
+    /// successful request that meets them all counts as good. `None` = the task's row
+    /// shows no goodput. Absent in plans of masters before goodput.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput: Option<crate::goodput::Slo>,
 }
 
 /// One named assertion on a response body.
@@ -370,6 +375,15 @@ impl Default for Limits {
 }
 
 impl RunPlan {
+    /// Whether some task of stats row `endpoint` has goodput objectives: the report
+    /// shows goodput for such rows only (a row without objectives shows none, not 100 %).
+    pub fn endpoint_has_goodput(&self, endpoint: usize) -> bool {
+        self.classes
+            .iter()
+            .flat_map(|c| c.tasks.iter().chain(&c.on_start))
+            .any(|t| t.endpoint == endpoint && t.goodput.is_some())
+    }
+
     /// Every secret value in the plan, for redacting outputs.
     pub fn secrets(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();

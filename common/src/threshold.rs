@@ -3,7 +3,8 @@
 //!
 //! Parsed once (from `--threshold` and the scenario's `thresholds`), evaluated by the
 //! master on its merged figures. Limits are kept in base units: microseconds for
-//! latencies, a fraction for `error_rate`, per second for rates.
+//! latencies, a fraction for `error_rate` and `good_rate`, per second for rates
+//! (`goodput` is good requests per second).
 
 use std::fmt;
 use std::time::Duration;
@@ -55,6 +56,10 @@ pub enum Stat {
     Failures,
     /// Open model: arrivals dropped at the in-flight cap.
     Dropped,
+    /// `goodput`: requests that met their task's goodput objectives, per second.
+    Goodput,
+    /// `good_rate`: good requests / requests of the rows with goodput objectives.
+    GoodRate,
 }
 
 impl Stat {
@@ -62,8 +67,8 @@ impl Stat {
     pub fn show(&self, v: f64) -> String {
         match self {
             Stat::Percentile(..) | Stat::Avg(_) | Stat::Min(_) | Stat::Max(_) => format!("{:.2}ms", v / 1000.0),
-            Stat::ErrorRate => format!("{:.3}%", v * 100.0),
-            Stat::Rps | Stat::EventsPerS | Stat::BusinessEventsPerS => format!("{v:.2}/s"),
+            Stat::ErrorRate | Stat::GoodRate => format!("{:.3}%", v * 100.0),
+            Stat::Rps | Stat::EventsPerS | Stat::BusinessEventsPerS | Stat::Goodput => format!("{v:.2}/s"),
             Stat::Requests | Stat::Failures | Stat::Dropped => format!("{v:.0}"),
         }
     }
@@ -162,7 +167,7 @@ impl Threshold {
         let stat = parse_stat(lhs).map_err(bad)?;
         if window.is_some() && !stat.windowable() {
             return Err(bad(format!(
-                "`{lhs}` has no trailing window (windows cover response_time and ttfe, error_rate, rps, events_per_s, requests, failures)"
+                "`{lhs}` has no trailing window (windows cover response_time and ttfe, error_rate, rps, events_per_s, requests, failures, goodput, good_rate)"
             )));
         }
         if stat == Stat::Dropped && endpoint.is_some() {
@@ -197,6 +202,8 @@ fn parse_stat(s: &str) -> Result<Stat, String> {
         "requests" => Some(Stat::Requests),
         "failures" => Some(Stat::Failures),
         "dropped_iterations" => Some(Stat::Dropped),
+        "goodput" => Some(Stat::Goodput),
+        "good_rate" => Some(Stat::GoodRate),
         _ => None,
     };
     if let Some(stat) = simple {
@@ -246,7 +253,7 @@ fn parse_limit(stat: &Stat, v: &str) -> Result<f64, String> {
                 }
             }
         }
-        Stat::ErrorRate => match v.strip_suffix('%') {
+        Stat::ErrorRate | Stat::GoodRate => match v.strip_suffix('%') {
             Some(p) => number(p).map(|p| p / 100.0),
             None => number(v),
         },
@@ -290,6 +297,15 @@ mod tests {
         );
         assert_eq!(Threshold::parse("  failures < 1 ").unwrap().text, "failures < 1");
         assert_eq!(Threshold::parse("dropped_iterations < 1").unwrap().stat, Stat::Dropped);
+        let t = Threshold::parse("good_rate > 95%").unwrap();
+        assert_eq!((t.stat, t.op, t.limit), (Stat::GoodRate, Op::Gt, 0.95));
+        let t = Threshold::parse("goodput{name=/v1/chat-messages} >= 12.5/s").unwrap();
+        assert_eq!((t.stat, t.limit), (Stat::Goodput, 12.5));
+        assert_eq!(t.endpoint.as_deref(), Some("/v1/chat-messages"));
+        let t = Threshold::parse("good_rate[30s] > 0.9").unwrap();
+        assert_eq!((t.window, t.limit), (Some(Duration::from_secs(30)), 0.9));
+        assert!(Stat::GoodRate.windowable() && Stat::Goodput.windowable());
+        assert_eq!(Stat::GoodRate.show(0.9), "90.000%");
     }
 
     #[test]

@@ -111,6 +111,7 @@ fn put_counts(c: &Counts, d: &mut v1::EndpointDelta) {
     d.streams_completed = c.streams_completed;
     d.events = c.events;
     d.total_tokens = c.total_tokens;
+    d.good = c.good;
 }
 
 /// The counters a delta carries, as sent (unchecked).
@@ -125,6 +126,7 @@ fn counts_of(d: &v1::EndpointDelta) -> Counts {
         streams_completed: d.streams_completed,
         events: d.events,
         total_tokens: d.total_tokens,
+        good: d.good,
     }
 }
 
@@ -169,6 +171,12 @@ pub fn endpoint_from_proto_sparse(
     let counts = counts_of(d);
     if counts.failures > counts.requests {
         return Err(bad(format!("{} failures out of {} requests", d.failures, d.requests)));
+    }
+    if counts.good > counts.requests - counts.failures {
+        return Err(bad(format!(
+            "{} good out of {} requests with {} failures",
+            d.good, d.requests, d.failures
+        )));
     }
     // `failures` is at most `requests` here: checking it too changes no verdict.
     let listed = d.failure_kinds.iter().chain(&d.expected_outcomes).map(|f| f.count);
@@ -321,6 +329,12 @@ mod tests {
             },
         );
         d.failures = 2;
+        assert!(endpoint_from_proto(&d).is_err());
+        // Good requests are successes: never more than requests - failures.
+        d.failures = 0;
+        d.good = 1;
+        assert_eq!(endpoint_from_proto(&d).unwrap().1.counts.good, 1);
+        d.good = 2;
         assert!(endpoint_from_proto(&d).is_err());
         let mut d = endpoint_to_proto(&endpoint(), &EndpointStats::default());
         d.histograms.push(v1::Histogram {

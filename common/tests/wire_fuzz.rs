@@ -189,14 +189,14 @@ fn delta() -> impl Strategy<Value = v1::EndpointDelta> {
         (text(), text(), prop_oneof![0i32..4, any::<i32>()]),
         (count(), count(), failure_counts(), failure_counts()),
         (count(), count(), count(), count(), count(), count(), count()),
-        (events, histograms, text()),
+        (events, histograms, text(), count()),
     )
         .prop_map(
             |(
                 (name, method, kind),
                 (requests, failures, failure_kinds, expected_outcomes),
                 (bytes_received, connections_opened, retries, streams_started, streams_completed, events, total_tokens),
-                (events_by_type, histograms, peer),
+                (events_by_type, histograms, peer, good),
             )| v1::EndpointDelta {
                 name,
                 method,
@@ -216,6 +216,7 @@ fn delta() -> impl Strategy<Value = v1::EndpointDelta> {
                 histograms,
                 peer,
                 response_time_ok_hdr_v2: Default::default(),
+                good,
             },
         )
 }

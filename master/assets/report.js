@@ -426,6 +426,45 @@
     ];
   }
 
+  /**
+   * Goodput: per row whose tasks have goodput objectives (scenario `goodput = {..}`)
+   * and Aggregated, the requests that met every objective, per second and as a share;
+   * over time, good requests per second against all requests. Nothing without objectives.
+   */
+  function goodput(r, st) {
+    const rows = endpoints(r).filter((e) => obj(e.goodput));
+    const agg = obj(r.aggregated);
+    if (!rows.length || !agg || !obj(agg.goodput)) return null;
+    const g = (e) => obj(e.goodput);
+    const parts = [
+      note('A request is good when it succeeded and met every goodput objective of its task (ttfe, ttft, chunk_gap_p95, response_time). Rows without objectives show no goodput; the Aggregated share is of the rows with objectives.'),
+      table(
+        [
+          { key: 'method', label: 'Method', cell: (e) => String(e.method || '') },
+          { key: 'name', label: 'Name', cell: (e) => String(e.name || '') },
+          { key: 'requests', label: '# reqs', num: true, help: 'requests the share is of', cell: (e) => count(g(e).requests) },
+          { key: 'good', label: '# good', num: true, help: 'requests that met every objective', cell: (e) => count(g(e).good) },
+          { key: 'per_s', label: 'good/s', num: true, help: 'goodput: good requests per second', cell: (e) => rate(g(e).per_s) },
+          { key: 'share', label: 'good %', num: true, help: 'good share: good / requests', cell: (e) => pct(g(e).share) },
+        ],
+        rows,
+        { id: 'goodput-table', total: agg, rowAttrs: (e) => ({ 'data-method': e.method, 'data-name': e.name }) }
+      ),
+    ];
+    const full = isNum(r.duration_s) ? Math.floor(r.duration_s) : Infinity;
+    const tl = arr(r.timeline).filter((p) => obj(p) && isNum(p.t) && isNum(p.good_per_s) && p.t < full).sort((a, b) => a.t - b.t);
+    if (tl.length) {
+      const grid = h('div', { class: 'chart-grid' });
+      const series = (name, color, f) => ({ name: name, color: color, points: tl.map((p) => [p.t, f(p)]) });
+      chartIn(st, grid, 'goodput', { title: 'Goodput per second', yTitle: 'per second', format: (v) => rate(v) + '/s', x: 'time', xTitle: 'time since start (m:ss)', xName: 'at' }, [
+        series('good/s', COLORS.teal, (p) => p.good_per_s),
+        series('req/s', COLORS.green, (p) => p.rps),
+      ], { xMin: 0, xMax: tl[tl.length - 1].t });
+      parts.push(grid);
+    }
+    return parts;
+  }
+
   function failureTable(rows, id) {
     return table(
       [
@@ -880,6 +919,7 @@
       ['Max concurrent / avg active', 'peak open SSE streams within a second (sum of each worker\'s peak), and the time-weighted average.'],
       ['429s', 'too_many_requests (the app\'s concurrency limit) plus rate_limit_error (the plan\'s quota).'],
       ['Other outcomes', 'not failures: declared expected statuses, and requests cut by the end of the run.'],
+      ['Goodput', 'requests that succeeded and met every goodput objective of their task, per second and as a share of the requests of the rows with objectives.'],
       ['Workers', 'the load generators: a saturated one (CPU > 90 %, timers late) adds its own delay to latencies.'],
     ];
     return h('dl', { class: 'glossary' }, terms.map((t) => [h('dt', null, t[0]), h('dd', null, t[1])]));
@@ -897,6 +937,7 @@
     { id: 'percentiles', title: 'Response time percentiles', build: percentiles },
     { id: 'sse', title: 'Server-Sent Events', build: sse },
     { id: 'business', title: 'Business events', build: business },
+    { id: 'goodput', title: 'Goodput', build: goodput },
     { id: 'failures', title: 'Failures', build: failures },
     { id: 'outcomes', title: 'Other outcomes', build: outcomes },
     { id: 'arrivals', title: 'Open model', build: arrivals },

@@ -201,6 +201,11 @@ pub struct LoadArgs {
     /// accepts an attacker's: use only on networks you trust.
     #[arg(long)]
     pub insecure: bool,
+    /// Per-request goodput objectives for every task without its own `goodput`, over
+    /// the scenario's `[goodput]`: `ttfe=500ms,ttft=1s,chunk_gap_p95=200ms,response_time=10s`
+    /// (any subset). A successful request meeting all of its task's is good.
+    #[arg(long, value_name = "OBJECTIVES")]
+    pub goodput: Option<String>,
     /// TLS for the worker port: this master's certificate (PEM).
     #[arg(long, value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,

@@ -69,6 +69,8 @@ pub struct EndpointSnapshot {
     pub kind: TaskKindTag,
     /// The merged totals since the start (or the last reset).
     pub stats: EndpointStats,
+    /// Its tasks have goodput objectives: it gets a `barrage_good_requests_total`.
+    pub goodput: bool,
 }
 
 impl Snapshot {
@@ -113,6 +115,7 @@ impl Snapshot {
                 name: k.name.clone(),
                 kind: t.kind,
                 stats: t.stats(),
+                goodput: agg.has_goodput(k),
             })
             .collect();
     }
@@ -258,6 +261,18 @@ fn counters(o: &mut Out, snap: &Snapshot) {
         for (kind, count) in by_kind {
             let [m, n] = ep(e);
             o.sample("barrage_failures_total", &[m, n, ("kind", kind)], count);
+        }
+    }
+
+    if eps.iter().any(|e| e.goodput) {
+        let name = "barrage_good_requests_total";
+        o.family(
+            name,
+            "counter",
+            "Requests that succeeded and met every goodput objective of their task, per endpoint with objectives.",
+        );
+        for e in eps.iter().filter(|e| e.goodput) {
+            o.sample(name, &ep(e), e.stats.counts.good);
         }
     }
 
@@ -407,7 +422,7 @@ mod tests {
         stats.fail(FailureKind::HttpStatus, "429", || "429".into());
         stats.fail(FailureKind::HttpStatus, "500", || "500".into());
         stats.fail(FailureKind::Io, "reset", || "reset".into());
-        let snap = Snapshot {
+        let mut snap = Snapshot {
             elapsed: Duration::from_millis(2500),
             users: 4,
             workers_connected: 2,
@@ -419,6 +434,7 @@ mod tests {
                 name: "/v1/workflows/run \"x\"".into(),
                 kind: TaskKindTag::Sse,
                 stats,
+                goodput: false,
             }],
         };
         let text = render_snapshot(&snap);
@@ -446,6 +462,19 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
         }
+        assert!(
+            !text.contains("barrage_good_requests_total"),
+            "no objectives: no family"
+        );
+        // A row with goodput objectives gets its good requests.
+        snap.endpoints[0].goodput = true;
+        snap.endpoints[0].stats.counts.good = 1;
+        let good = render_snapshot(&snap);
+        assert!(
+            good.lines()
+                .any(|l| l == format!("barrage_good_requests_total{{{ep}}} 1")),
+            "{good}"
+        );
         // Each family's HELP and TYPE come once, before its samples.
         let mut seen = std::collections::HashSet::new();
         for line in text.lines() {

@@ -104,6 +104,16 @@ impl Thresholds {
             Stat::Failures => Some(all.counts.failures as f64),
             // Not per row: arrivals are dropped before they pick a task.
             Stat::Dropped => t.endpoint.is_none().then_some(agg.dropped_iterations as f64),
+            Stat::Goodput | Stat::GoodRate => {
+                let slo_rows: Vec<&EndpointStats> = rows
+                    .iter()
+                    .filter(|(k, _)| agg.has_goodput(k))
+                    .map(|(_, s)| s)
+                    .collect();
+                let good = slo_rows.iter().map(|s| s.counts.good).sum();
+                let requests = slo_rows.iter().map(|s| s.counts.requests).sum();
+                good_figure(t.stat, good, requests, secs, !slo_rows.is_empty())
+            }
             Stat::BusinessEventsPerS => {
                 let events: u64 = rows
                     .iter()
@@ -146,8 +156,20 @@ pub fn window_value(stat: Stat, win: &Window) -> Option<f64> {
         Stat::Requests => Some(win.requests as f64),
         Stat::Failures => Some(win.failures as f64),
         Stat::Dropped => Some(win.dropped_iterations as f64),
+        Stat::Goodput | Stat::GoodRate => good_figure(stat, win.good, win.slo_requests, secs, win.slo_requests > 0),
         // Refused at parse time: the timeline has no business events.
         Stat::BusinessEventsPerS => None,
+    }
+}
+
+/// `goodput` (good per second) or `good_rate` (good / requests of the rows with
+/// objectives); no data where no row of the selection has objectives (`with_slo`), and
+/// for the share, without requests.
+fn good_figure(stat: Stat, good: u64, requests: u64, secs: f64, with_slo: bool) -> Option<f64> {
+    match stat {
+        _ if !with_slo => None,
+        Stat::GoodRate => (requests > 0).then(|| good as f64 / requests as f64),
+        _ => Some(good as f64 / secs),
     }
 }
 
@@ -272,6 +294,56 @@ mod tests {
                 (false, "no data"),
             ]
         );
+    }
+
+    /// 20 s of two rows: `/run` with goodput objectives (10 requests a second, 9 good
+    /// for 15 s then 3), `/health` without (10 a second, never good).
+    #[test]
+    fn goodput_and_good_rate_count_only_rows_with_objectives() {
+        let mut agg = Aggregator::new(1);
+        agg.keep_histograms_for(30);
+        agg.plan_goodput([("/run", "POST")]);
+        let mut seq = 0;
+        for at in 0..20 {
+            for (name, good) in [("/run", if at < 15 { 9 } else { 3 }), ("/health", 0)] {
+                seq += 1;
+                let mut r = second(seq, at, name, 10, 0, 10);
+                r.endpoints[0].good = good;
+                agg.merge(&r);
+            }
+        }
+        let t = thresholds(&[
+            ("good_rate > 90%", false),
+            ("good_rate >= 75%", false),
+            ("goodput > 7", false),
+            ("good_rate[5s] > 50%", false),
+            ("goodput[5s] < 4", false),
+            ("good_rate{name=/health} > 0%", false),
+        ]);
+        let v = t.verdicts(&agg, Duration::from_secs(20));
+        let verdicts: Vec<(bool, &str)> = v.iter().map(|r| (r.passed, r.shown.as_str())).collect();
+        assert_eq!(
+            verdicts,
+            [
+                // (15 x 9 + 5 x 3) / 200 of /run: /health does not dilute the share.
+                (false, "75.000%"),
+                (true, "75.000%"),
+                (true, "7.50/s"),
+                (false, "30.000%"),
+                (true, "3.00/s"),
+                // A row without objectives has no goodput, not 0 % or 100 %.
+                (false, "no data"),
+            ]
+        );
+        // A hunt judges good_rate on a step's seconds, and its bootstrap resamples
+        // them with their good requests: seconds 15-19 are 3 good of 10 each.
+        let slo = Threshold::parse("good_rate > 95%").unwrap();
+        let step = crate::hunt::confidence::seconds(&agg, 15, 20);
+        let (low, high) = crate::hunt::confidence::bootstrap(&slo, &step).unwrap();
+        assert!((low - 0.3).abs() < 1e-9 && (high - 0.3).abs() < 1e-9, "{low} {high}");
+        let mixed = crate::hunt::confidence::seconds(&agg, 10, 20);
+        let (low, high) = crate::hunt::confidence::bootstrap(&slo, &mixed).unwrap();
+        assert!(low < 0.6 && 0.6 < high && low >= 0.3 && high <= 0.9, "{low} {high}");
     }
 
     #[test]

@@ -30,6 +30,17 @@ pub struct Counts {
     pub events: u64,
     /// LLM tokens the target reported using (Dify's `total_tokens`).
     pub total_tokens: u64,
+    /// Requests that succeeded (not a failure, not an expected outcome) and met every
+    /// goodput SLO of their task (`goodput = { ttfe = "500ms", .. }`); 0 for tasks
+    /// without SLOs. Absent in files saved before goodput was counted, and left out
+    /// when 0 so that runs without objectives save as before.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub good: u64,
+}
+
+/// Whether a counter is 0 (serde leaves such an optional counter out).
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Counts {
@@ -44,10 +55,11 @@ impl Counts {
         self.streams_completed += other.streams_completed;
         self.events += other.events;
         self.total_tokens += other.total_tokens;
+        self.good += other.good;
     }
 
     /// Every counter, for checks that hold for each (a peer's counts are bounded).
-    pub fn each(&self) -> [u64; 9] {
+    pub fn each(&self) -> [u64; 10] {
         [
             self.requests,
             self.failures,
@@ -58,6 +70,7 @@ impl Counts {
             self.streams_completed,
             self.events,
             self.total_tokens,
+            self.good,
         ]
     }
 }

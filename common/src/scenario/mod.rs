@@ -4,12 +4,13 @@
 //! `deny_unknown_fields` (`raw`), then validated once (`validate`). Every error
 //! names the file, the field path (`users[0].tasks[1].wait`) and what was expected.
 //! Run settings (`[run]`, `run_defaults`) are layered file < `BARRAGE_RUN_*`
-//! environment < flags by the caller.
+//! environment < flags by the caller, and so is `[goodput]` (< `--goodput`).
 //!
 //! - `raw`: the file as written (serde structs) and reading its text.
 //! - `validate`: the pass over the sections, in a fixed order.
 //! - `run_defaults`: `[run]` and `[presets.NAME]`: users, shapes, the open model.
 //! - `pools`: `[data.NAME]` data pools.
+//! - `goodput`: `goodput = {..}` per-request objectives, the scenario's and a task's.
 //! - `task`: one task: request, kind, captures, checks.
 //! - `endpoints`: the stats rows tasks share by name and method.
 //! - `values`: single values (host, rate, wait, weight), also used by the command line.
@@ -23,6 +24,7 @@ use crate::plan::RunPlan;
 use crate::threshold::Threshold;
 
 mod endpoints;
+mod goodput;
 mod pools;
 mod raw;
 mod run_defaults;
@@ -31,6 +33,7 @@ mod task;
 mod validate;
 mod values;
 
+pub use goodput::{apply_goodput, parse_goodput};
 pub use run_defaults::{Arrival, DEFAULT_MAX_IN_FLIGHT, RunDefaults};
 pub use selection::{filter_tags, select_classes};
 pub use values::{check_host, check_rate, parse_wait};
@@ -50,6 +53,9 @@ pub struct Scenario {
     pub presets: BTreeMap<String, RunDefaults>,
     /// `thresholds = [...]`: pass/fail criteria (`--threshold` adds more).
     pub thresholds: Vec<Threshold>,
+    /// `[goodput]`: the objectives of every task without its own. Not yet in the
+    /// plan: the caller lays `--goodput` over it and applies it with [`apply_goodput`].
+    pub goodput: Option<crate::goodput::Slo>,
 }
 
 /// Reads and validates a scenario file. `env` resolves `${NAME}` secrets.

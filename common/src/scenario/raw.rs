@@ -24,6 +24,10 @@ pub(super) struct RawScenario {
     pub(super) limits: RawLimits,
     #[serde(default)]
     pub(super) resolve: BTreeMap<String, Vec<String>>,
+    /// `[goodput]`: the per-request objectives of every task without its own
+    /// (`ttfe = "500ms"`); keys are checked by `goodput::slo`, so a misspelt one names
+    /// the allowed ones.
+    pub(super) goodput: Option<BTreeMap<String, String>>,
 }
 
 /// `"p95(ttfe) < 500ms"` or `{ expr = "error_rate < 5%", abort_on_fail = true }`.
@@ -175,6 +179,8 @@ pub(super) struct RawTask {
     pub(super) app: Option<String>,
     pub(super) conversation_turns: Option<i64>,
     pub(super) stop_on_cancel: Option<bool>,
+    /// This task's own objectives, replacing the scenario's `[goodput]` for it.
+    pub(super) goodput: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]

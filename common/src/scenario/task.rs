@@ -103,6 +103,12 @@ pub(super) fn task(
     let capture = captures(&s, &rt.capture, &kind)?;
     let checks = checks(&s, &rt.checks, &kind)?;
     let connection = connection(rt.connection.as_deref()).map_err(|m| s.err("connection", m))?;
+    let goodput = rt
+        .goodput
+        .as_ref()
+        .map(|g| super::goodput::slo(g, Some(kind.tag() == crate::plan::TaskKindTag::Sse)))
+        .transpose()
+        .map_err(|(field, m)| s.err(&field, m))?;
     let events_per_request = match rt.events_per_request {
         None => 1,
         // 0: a request that carries no business event (a query, a health check).
@@ -130,6 +136,7 @@ pub(super) fn task(
         tags: rt.tags,
         capture,
         checks,
+        goodput,
     })
 }
 

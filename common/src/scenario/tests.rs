@@ -117,6 +117,21 @@ fn bad_fields_are_named() {
             "path = \"v1\"",
             "users[0].tasks[0].path: \"v1\" must start with `/`",
         ),
+        (
+            "kind = \"sse\"",
+            "kind = \"sse\"\ngoodput = { ttfb = \"1s\" }",
+            "users[0].tasks[0].goodput.ttfb: `ttfb` is not a goodput objective; expected ttfe, ttft, chunk_gap_p95, response_time",
+        ),
+        (
+            "kind = \"sse\"",
+            "kind = \"sse\"\ngoodput = {}",
+            "users[0].tasks[0].goodput: is empty; give at least one of ttfe",
+        ),
+        (
+            "[run]",
+            "[goodput]\nttfe = \"fast\"\n[run]",
+            "goodput.ttfe: \"fast\" is not a duration",
+        ),
     ];
     for (from, to, want) in cases {
         assert!(GOOD.contains(from), "case {from}");
@@ -562,4 +577,48 @@ fn the_open_model_is_an_arrival_rate_or_stages() {
         let err = with(run).unwrap_err().to_string();
         assert!(err.contains(says), "{run}: {err}");
     }
+}
+
+#[test]
+fn goodput_defaults_from_the_scenario_and_a_task_replaces_it() {
+    let text = GOOD.replace("[run]", "[goodput]\nttfe = \"500ms\"\nresponse_time = \"10s\"\n[run]")
+        + r#"
+[[users.tasks]]
+name = "own"
+path = "/v1/chat-messages"
+kind = "dify"
+goodput = { ttft = "1s" }
+[[users.tasks]]
+name = "plain"
+path = "/health"
+"#;
+    let mut s = parse(&text).unwrap();
+    assert_eq!(s.plan.classes[0].tasks[0].goodput, None, "the caller applies [goodput]");
+    apply_goodput(&mut s.plan, s.goodput);
+    let slos: Vec<_> = s.plan.classes[0].tasks.iter().map(|t| t.goodput).collect();
+    let slo = |ttfe: Option<u64>, ttft: Option<u64>, rt: Option<u64>| {
+        Some(crate::goodput::Slo {
+            ttfe_us: ttfe,
+            ttft_us: ttft,
+            chunk_gap_p95_us: None,
+            response_time_us: rt,
+        })
+    };
+    assert_eq!(
+        slos,
+        [
+            slo(Some(500_000), None, Some(10_000_000)),
+            slo(None, Some(1_000_000), None),
+            // A plain request takes the default's response_time, not its ttfe.
+            slo(None, None, Some(10_000_000)),
+        ]
+    );
+    assert!(s.plan.endpoint_has_goodput(2));
+    let err = parse(&text.replace("path = \"/health\"", "path = \"/health\"\ngoodput = { ttfe = \"1s\" }"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("users[0].tasks[2].goodput.ttfe: only applies to kind"),
+        "{err}"
+    );
 }

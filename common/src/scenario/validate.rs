@@ -1,5 +1,5 @@
 //! The one pass from the file as written ([`RawScenario`]) to a [`Scenario`]: the
-//! sections in a fixed order (host, run and presets, thresholds, limits, resolve, data
+//! sections in a fixed order (host, run and presets, thresholds, limits, resolve, goodput, data
 //! pools, user classes), stopping at the first error, which is the one reported.
 //! Every error names the field path (`users[0].tasks[1].wait`) and what was expected.
 
@@ -40,6 +40,12 @@ pub(super) fn scenario(
     let limits = limits(&raw.limits, &err)?;
     let resolve = resolve(raw.resolve, &err)?;
     let pools = pools(raw.data, base, env, &err)?;
+    let default_slo = raw
+        .goodput
+        .as_ref()
+        .map(|g| super::goodput::slo(g, None))
+        .transpose()
+        .map_err(|(field, m)| err(&field, m))?;
     let (classes, endpoints) = classes(raw.users, &pools, file, env)?;
     let plan = RunPlan {
         format: PLAN_FORMAT,
@@ -61,6 +67,7 @@ pub(super) fn scenario(
         run,
         presets,
         thresholds,
+        goodput: default_slo,
     })
 }
 

@@ -247,6 +247,7 @@ impl Aggregator {
         for (endpoint, stats, buckets, peer) in decoded {
             slot.requests += stats.counts.requests;
             slot.failures += stats.counts.failures;
+            slot.good += stats.counts.good;
             slot.events += stats.counts.events;
             slot.streams_started += stats.counts.streams_started;
             slot.connections_opened += stats.counts.connections_opened;
@@ -266,10 +267,14 @@ impl Aggregator {
                 name: endpoint.name.clone(),
                 method: endpoint.method.clone(),
             };
+            if self.goodput_rows.contains(&key) {
+                slot.slo_requests += stats.counts.requests;
+            }
             if endpoint_seconds && slot.summary.is_none() {
                 let e = slot.endpoints.entry(key.clone()).or_default();
                 e.requests += stats.counts.requests;
                 e.failures += stats.counts.failures;
+                e.good += stats.counts.good;
                 if let Some(b) = &buckets[Metric::ResponseTime as usize] {
                     e.response_time.add(b);
                 }

@@ -18,7 +18,7 @@ pub mod totals;
 #[cfg(test)]
 pub(crate) mod testing;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use barrage_common::metrics::EndpointStats;
@@ -81,6 +81,9 @@ pub struct Aggregator {
     keep_histograms_s: i64,
     /// Whether open slots keep each endpoint's share (`--csv-full-history`).
     endpoint_seconds: bool,
+    /// The stats rows whose tasks have goodput objectives: the report shows goodput
+    /// for these only, and the timeline's good share is of their requests.
+    goodput_rows: BTreeSet<EndpointKey>,
 }
 
 impl Aggregator {
@@ -102,6 +105,27 @@ impl Aggregator {
                 .or_default()
                 .push(method.to_string());
         }
+    }
+
+    /// The stats rows (name, method) whose tasks have goodput objectives.
+    pub fn plan_goodput<'a>(&mut self, rows: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        self.goodput_rows = rows
+            .into_iter()
+            .map(|(name, method)| EndpointKey {
+                name: name.to_string(),
+                method: method.to_string(),
+            })
+            .collect();
+    }
+
+    /// Whether stats row `key` has goodput objectives (see [`Aggregator::plan_goodput`]).
+    pub fn has_goodput(&self, key: &EndpointKey) -> bool {
+        self.goodput_rows.contains(key)
+    }
+
+    /// Whether any stats row has goodput objectives.
+    pub fn any_goodput(&self) -> bool {
+        !self.goodput_rows.is_empty()
     }
 
     /// The run started at `at` (this machine's clock): intervals ending far beyond the

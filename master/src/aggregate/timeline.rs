@@ -27,6 +27,10 @@ pub struct Slot {
     pub requests: u64,
     /// Of which failed.
     pub failures: u64,
+    /// Requests that met their task's goodput objectives (`Counts::good`).
+    pub good: u64,
+    /// Requests of the rows with goodput objectives: what `good` is a share of.
+    pub slo_requests: u64,
     /// SSE events received.
     pub events: u64,
     /// Streams opened.
@@ -71,6 +75,8 @@ pub struct EndpointSecond {
     pub requests: u64,
     /// Of which failed.
     pub failures: u64,
+    /// Of which met their task's goodput objectives.
+    pub good: u64,
     /// Their response times (µs buckets).
     pub response_time: Accum,
 }
@@ -137,6 +143,10 @@ pub struct Window {
     pub requests: u64,
     /// Of which failed.
     pub failures: u64,
+    /// Requests that met their task's goodput objectives.
+    pub good: u64,
+    /// Requests of the rows with goodput objectives (see [`Slot::slo_requests`]).
+    pub slo_requests: u64,
     /// SSE events received.
     pub events: u64,
     /// HTTP 429 answers (see [`Slot::status_429`]).
@@ -167,6 +177,8 @@ pub(crate) fn window(timeline: &BTreeMap<i64, Slot>, from: i64, to: i64) -> Wind
     for (_, slot) in timeline.range(from..to.max(from)) {
         w.requests += slot.requests;
         w.failures += slot.failures;
+        w.good += slot.good;
+        w.slo_requests += slot.slo_requests;
         w.events += slot.events;
         w.status_429 += slot.status_429;
         w.dropped_iterations += slot.dropped_iterations;
@@ -199,6 +211,7 @@ pub(crate) fn endpoint_window(
             let into = out.entry(key.clone()).or_default();
             into.requests += e.requests;
             into.failures += e.failures;
+            into.good += e.good;
             into.response_time.merge(&e.response_time);
         }
     }

@@ -112,6 +112,11 @@ impl Cluster {
         let plan_json = plan.to_json();
         let mut aggregator = Aggregator::new(epoch);
         aggregator.plan_endpoints(plan.endpoints.iter().map(|e| (e.name.as_str(), e.method.as_str())));
+        aggregator.plan_goodput(
+            (plan.endpoints.iter().enumerate())
+                .filter(|(i, _)| plan.endpoint_has_goodput(*i))
+                .map(|(_, e)| (e.name.as_str(), e.method.as_str())),
+        );
         Arc::new(Cluster {
             epoch,
             plan_json,

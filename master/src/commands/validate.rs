@@ -13,7 +13,9 @@ use crate::setup::{env_lookup, load_scenario};
 
 /// Runs `barrage validate`: exit code 0 with the plan printed, or a usage error (2).
 pub(super) fn command(args: ValidateArgs) -> anyhow::Result<u8> {
-    let scenario = load_scenario(&args.scenario, &env_lookup)?;
+    let mut scenario = load_scenario(&args.scenario, &env_lookup)?;
+    // As a run would have it: every task without objectives takes `[goodput]`'s.
+    barrage_common::scenario::apply_goodput(&mut scenario.plan, scenario.goodput);
     print!("{}", describe(&scenario));
     Ok(0)
 }
@@ -160,6 +162,21 @@ fn classes(plan: &RunPlan, out: &mut String) {
     }
 }
 
+/// A task's goodput objectives as `ttfe <= 500ms, response_time <= 10s`.
+fn objectives(slo: &barrage_common::goodput::Slo) -> String {
+    let bound = |us: u64| dur(std::time::Duration::from_micros(us));
+    [
+        ("ttfe", slo.ttfe_us),
+        ("ttft", slo.ttft_us),
+        ("chunk_gap_p95", slo.chunk_gap_p95_us),
+        ("response_time", slo.response_time_us),
+    ]
+    .into_iter()
+    .filter_map(|(key, us)| us.map(|us| format!("{key} <= {}", bound(us))))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
 fn task(t: &Task, role: &str, share: Option<f64>, out: &mut String) {
     let _ = write!(out, "  {role} `{}`: {} {}", t.name, t.method, t.path.redacted());
     if let Some(share) = share {
@@ -200,6 +217,9 @@ fn task(t: &Task, role: &str, share: Option<f64>, out: &mut String) {
     }
     if !t.tags.is_empty() {
         let _ = writeln!(out, "    tags {}", t.tags.join(", "));
+    }
+    if let Some(slo) = &t.goodput {
+        let _ = writeln!(out, "    goodput {}", objectives(slo));
     }
     for (k, v) in &t.headers {
         let _ = writeln!(out, "    {k}: {}", v.redacted());
@@ -252,6 +272,26 @@ mod tests {
             run_line("arrival_rate = 5\narrival_process = \"gamma\"\nburstiness = 0.5"),
             "open model: 5/s, gamma (burstiness 0.5) arrivals, seed random (printed in the report), at most 1000 in \
              flight, run time (until stopped)"
+        );
+    }
+}
+
+#[cfg(test)]
+mod goodput_tests {
+    use super::*;
+
+    #[test]
+    fn a_task_shows_its_goodput_objectives() {
+        let text = "[goodput]\nresponse_time = \"10s\"\n[[users]]\n[[users.tasks]]\npath = \"/a\"\n\
+                    [[users.tasks]]\npath = \"/s\"\nkind = \"sse\"\ngoodput = { ttfe = \"500ms\", chunk_gap_p95 = \"200ms\" }\n";
+        let mut s =
+            barrage_common::scenario::parse_str(text, config::FileFormat::Toml, "t.toml", &|_: &str| None).unwrap();
+        barrage_common::scenario::apply_goodput(&mut s.plan, s.goodput);
+        let shown = describe(&s);
+        assert!(shown.contains("    goodput response_time <= 10s\n"), "{shown}");
+        assert!(
+            shown.contains("    goodput ttfe <= 500ms, chunk_gap_p95 <= 200ms\n"),
+            "{shown}"
         );
     }
 }

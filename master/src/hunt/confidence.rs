@@ -73,6 +73,8 @@ pub fn bootstrap(slo: &Threshold, seconds: &[Window]) -> Option<(f64, f64)> {
 fn add(sum: &mut Window, second: &Window, stat: Stat) {
     sum.requests += second.requests;
     sum.failures += second.failures;
+    sum.good += second.good;
+    sum.slo_requests += second.slo_requests;
     sum.events += second.events;
     sum.status_429 += second.status_429;
     sum.dropped_iterations += second.dropped_iterations;

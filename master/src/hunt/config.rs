@@ -52,7 +52,7 @@ impl HuntConfig {
         for slo in &self.slos {
             if slo.window.is_some() || slo.endpoint.is_some() || !slo.stat.windowable() {
                 return Err(format!(
-                    "--slo {}: a hunt judges each step's own seconds, so an SLO is a whole-cluster figure without [window] or {{name}}: response_time / ttfe statistics, error_rate, rps, events_per_s",
+                    "--slo {}: a hunt judges each step's own seconds, so an SLO is a whole-cluster figure without [window] or {{name}}: response_time / ttfe statistics, error_rate, rps, events_per_s, goodput, good_rate",
                     slo.text
                 ));
             }

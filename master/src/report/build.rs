@@ -14,6 +14,7 @@ use barrage_common::saved::SavedStats;
 use super::arrivals::ArrivalFigures;
 use super::completeness::Completeness;
 use super::drift::drift;
+use super::goodput::Goodput;
 use super::model::{
     Bucket, Connections, Distributions, FailureRow, FinalReport, MaxAvgMin, Qps, ReplicaFailure, ReplicaRow, SCHEMA_ID,
     TimelinePoint,
@@ -59,6 +60,7 @@ impl FinalReport {
                 name: k.name.clone(),
                 events_per_request: info.events_per_request_of(k),
                 stats: SavedStats::from(&t.stats()),
+                goodput: agg.has_goodput(k),
             })
             .collect();
         self
@@ -76,7 +78,11 @@ impl FinalReport {
             .iter()
             .map(|(k, kind, s)| {
                 let epr = info.events_per_request_of(k);
-                row(kind_name(*kind), &k.method, &k.name, s, secs, epr)
+                let mut r = row(kind_name(*kind), &k.method, &k.name, s, secs, epr);
+                r.goodput = agg
+                    .has_goodput(k)
+                    .then(|| Goodput::of(s.counts.good, s.counts.requests, secs));
+                r
             })
             .collect();
         let all = agg.aggregated();
@@ -257,6 +263,7 @@ fn timeline(agg: &Aggregator) -> Vec<TimelinePoint> {
                 response_time_p50_ms: sum.rt_p50_us as f64 / 1000.0,
                 response_time_p95_ms: sum.rt_p95_us as f64 / 1000.0,
                 response_time_p99_ms: sum.rt_p99_us as f64 / 1000.0,
+                good_per_s: agg.any_goodput().then_some(s.good),
             }
         })
         .collect()

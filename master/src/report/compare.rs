@@ -102,6 +102,8 @@ enum Kind {
     Throughput,
     /// A fraction; judged by its absolute change in percentage points.
     Ratio,
+    /// A fraction where lower is worse (the good share); in percentage points.
+    Share,
 }
 
 /// The figures compared, in table order: (path in an endpoint row of the report, label, kind).
@@ -115,6 +117,8 @@ const FIGURES: &[(&str, &str, Kind)] = &[
     ("ttfe_ms.p95", "TTFE p95 (ms)", Kind::Latency),
     ("ttfe_ms.p99", "TTFE p99 (ms)", Kind::Latency),
     ("business_events_per_s", "business events/s", Kind::Throughput),
+    ("goodput.per_s", "goodput (good/s)", Kind::Throughput),
+    ("goodput.share", "good share", Kind::Share),
 ];
 
 /// One figure of one row, or a row present in only one report.
@@ -273,11 +277,13 @@ fn judge(kind: Kind, base: Option<f64>, new: Option<f64>, tol: Tolerances) -> (O
     };
     let diff = n - b;
     match kind {
-        Kind::Ratio => {
+        Kind::Ratio | Kind::Share => {
             let pp = diff * 100.0;
-            let verdict = if pp > tol.errors_pp {
+            // A failure ratio going up is worse; a good share going down is.
+            let worse = if kind == Kind::Share { -pp } else { pp };
+            let verdict = if worse > tol.errors_pp {
                 Verdict::Regressed
-            } else if pp < -tol.errors_pp {
+            } else if worse < -tol.errors_pp {
                 Verdict::Better
             } else {
                 Verdict::Ok
@@ -317,8 +323,9 @@ fn compare_row(
     for &(path, _, kind) in FIGURES {
         let (b, n) = (figure(base, path), figure(new, path));
         let shown = match path.split('.').next() {
-            // TTFE where present: an HTTP row has none in either report.
-            Some("ttfe_ms") => b.is_some() || n.is_some(),
+            // TTFE where present: an HTTP row has none in either report; goodput
+            // only on rows with objectives.
+            Some("ttfe_ms" | "goodput") => b.is_some() || n.is_some(),
             Some("business_events_per_s") => business,
             _ => true,
         };
@@ -334,7 +341,11 @@ fn compare_row(
             base: b,
             new: n,
             change,
-            change_unit: if kind == Kind::Ratio { "pp" } else { "%" },
+            change_unit: if matches!(kind, Kind::Ratio | Kind::Share) {
+                "pp"
+            } else {
+                "%"
+            },
             verdict,
         });
     }
@@ -530,10 +541,33 @@ mod tests {
     }
 
     #[test]
+    fn goodput_is_compared_where_a_row_has_it() {
+        let mut with = endpoint("POST", "/run", 10.0, 0.0, 100.0, None);
+        with["goodput"] = json!({"good": 95, "requests": 100, "per_s": 9.5, "share": 0.95});
+        let mut worse = with.clone();
+        worse["goodput"] = json!({"good": 80, "requests": 100, "per_s": 8.0, "share": 0.80});
+        let plain = endpoint("GET", "/health", 10.0, 0.0, 100.0, None);
+        let base = report(vec![with, plain.clone()], json!({}));
+        let new = report(vec![worse, plain], json!({}));
+        let c = compare(&base, &new, "a", "b", Tolerances::default());
+        assert_eq!(verdict(&c, "POST /run", "goodput.per_s"), Verdict::Regressed);
+        assert_eq!(verdict(&c, "POST /run", "goodput.share"), Verdict::Regressed);
+        assert!(
+            !c.rows
+                .iter()
+                .any(|r| r.name == "/health" && r.figure.starts_with("goodput"))
+        );
+    }
+
+    #[test]
     fn tolerances_decide_the_verdicts() {
         let t = Tolerances::default();
         // Latency: up 15 % regressed, up 5 % ok, down 20 % better.
         assert_eq!(judge(Kind::Latency, Some(100.0), Some(115.0), t).1, Verdict::Regressed);
+        // A good share falling 5 pp is worse, rising is better (failure ratio: the reverse).
+        assert_eq!(judge(Kind::Share, Some(0.95), Some(0.90), t).1, Verdict::Regressed);
+        assert_eq!(judge(Kind::Share, Some(0.90), Some(0.95), t).1, Verdict::Better);
+        assert_eq!(judge(Kind::Ratio, Some(0.90), Some(0.95), t).1, Verdict::Regressed);
         assert_eq!(judge(Kind::Latency, Some(100.0), Some(105.0), t).1, Verdict::Ok);
         assert_eq!(judge(Kind::Latency, Some(100.0), Some(80.0), t).1, Verdict::Better);
         // Exactly the tolerance is not beyond it.

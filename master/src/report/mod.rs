@@ -6,7 +6,7 @@
 //! exact to the histograms' 3 significant digits, never rounded to two like Locust.
 //!
 //! The model's types live in [`model`] (the report as saved), [`rows`] (a stats row and
-//! its percentiles), [`spectrum`] (the percentile spectrum), [`workers`], [`arrivals`], [`drift`] and [`completeness`]; what
+//! its percentiles), [`spectrum`] (the percentile spectrum), [`goodput`], [`workers`], [`arrivals`], [`drift`] and [`completeness`]; what
 //! the run hands over in [`run`]; the assembly from the aggregate in [`build`]. Every
 //! item is re-exported here, so `report::FinalReport` names the same type as
 //! `report::model::FinalReport`.
@@ -18,6 +18,7 @@ pub mod completeness;
 pub mod console;
 pub mod csv;
 pub mod drift;
+pub mod goodput;
 pub mod html;
 pub mod json;
 pub mod model;
@@ -29,6 +30,7 @@ pub mod workers;
 pub use arrivals::ArrivalFigures;
 pub use completeness::{Completeness, Verdict};
 pub use drift::{Drift, DriftRow};
+pub use goodput::Goodput;
 pub use model::{
     Bucket, Connections, Distributions, FailureRow, FinalReport, MaxAvgMin, Qps, ReplicaFailure, ReplicaRow, SCHEMA_ID,
     TimelinePoint,

@@ -245,4 +245,8 @@ pub struct TimelinePoint {
     pub response_time_p95_ms: f64,
     /// Response time, 99th percentile, ms.
     pub response_time_p99_ms: f64,
+    /// Requests in the second that met their task's goodput objectives; absent when
+    /// no task has objectives (and in reports saved before goodput).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub good_per_s: Option<u64>,
 }

@@ -11,6 +11,7 @@ use barrage_common::metrics::{EndpointStats, FailureKind, Metric};
 use barrage_common::plan::TaskKindTag;
 use barrage_common::saved::SavedStats;
 
+use super::goodput::Goodput;
 use crate::aggregate::business_events;
 
 /// One stats row of the report (an endpoint and method, or `Aggregated`): its counts,
@@ -81,6 +82,10 @@ pub struct EndpointRow {
     pub business_events: u64,
     /// Business events per second since the statistics started.
     pub business_events_per_s: f64,
+    /// Requests that met their task's goodput objectives, their rate and share;
+    /// absent for a row whose tasks have none (and in reports saved before goodput).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput: Option<Goodput>,
 }
 
 /// A latency distribution's figures, ms, exact to the HDR histogram's 3 significant
@@ -187,6 +192,7 @@ pub(crate) fn row(kind: &str, method: &str, name: &str, s: &EndpointStats, secs:
         events_per_request: epr,
         business_events,
         business_events_per_s: business_events as f64 / secs,
+        goodput: None,
     }
 }
 
@@ -203,6 +209,9 @@ pub struct MergedRow {
     pub events_per_request: u32,
     /// Its counters and HDR histograms, as saved files hold them.
     pub stats: SavedStats,
+    /// Its tasks have goodput objectives, so its good count is shown (absent: none).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub goodput: bool,
 }
 
 /// The endpoint rows and the Aggregated row of saved merged data, computed the way a
@@ -215,7 +224,9 @@ pub fn rows_from_merged(merged: &[MergedRow], duration_s: f64) -> barrage_common
     for m in merged {
         let s = EndpointStats::try_from(&m.stats)?;
         all.merge(&s);
-        rows.push(row(&m.kind, &m.method, &m.name, &s, secs, m.events_per_request));
+        let mut r = row(&m.kind, &m.method, &m.name, &s, secs, m.events_per_request);
+        r.goodput = m.goodput.then(|| Goodput::of(s.counts.good, s.counts.requests, secs));
+        rows.push(r);
         stats.push((m.method.clone(), m.name.clone(), s));
     }
     Ok(Recomputed {
@@ -232,6 +243,7 @@ pub(crate) fn aggregated_row(all: &EndpointStats, rows: &[EndpointRow], secs: f6
     let mut aggregated = row("http", "", "Aggregated", all, secs, 1);
     aggregated.business_events = rows.iter().map(|e| e.business_events).sum();
     aggregated.business_events_per_s = aggregated.business_events as f64 / secs;
+    aggregated.goodput = Goodput::aggregated(rows.iter().filter_map(|r| r.goodput), secs);
     aggregated
 }
 

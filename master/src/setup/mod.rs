@@ -80,10 +80,12 @@ impl MasterSetup {
         check_liveness(load.heartbeat_liveness)?;
         check_some_host(host.as_deref(), &scenario.plan)?;
         let (plan, thresholds) = plan_and_thresholds(load, scenario)?;
-        let csv = load
-            .csv
-            .clone()
-            .map(|prefix| crate::report::csv::Csv::new(prefix).with_full_history(load.csv_full_history));
+        let csv = load.csv.clone().map(|prefix| {
+            let goodput = (0..plan.endpoints.len()).any(|i| plan.endpoint_has_goodput(i));
+            crate::report::csv::Csv::new(prefix)
+                .with_full_history(load.csv_full_history)
+                .with_goodput(goodput)
+        });
         let info = RunInfo {
             scenario: plan.source.clone(),
             host: host.clone().or(plan.host.clone()),
@@ -169,6 +171,11 @@ fn check_some_host(flag_host: Option<&str>, plan: &RunPlan) -> Result<(), Failur
 fn plan_and_thresholds(load: &LoadArgs, scenario: Scenario) -> Result<(RunPlan, Thresholds), Failure> {
     let mut plan = scenario.plan;
     plan.limits.tls_insecure |= load.insecure;
+    let goodput = match load.goodput.as_deref() {
+        Some(text) => Some(scenario::parse_goodput(text).map_err(|m| Failure::usage(format!("--goodput: {m}")))?),
+        None => scenario.goodput,
+    };
+    scenario::apply_goodput(&mut plan, goodput);
     scenario::select_classes(&mut plan, &load.classes).map_err(Failure::usage)?;
     let thresholds = Thresholds {
         list: threshold_flags::merged(load, scenario.thresholds, &plan)?,

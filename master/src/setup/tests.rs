@@ -392,6 +392,13 @@ fn bad_hosts_thresholds_classes_tags_and_tls_are_usage_errors() {
             "threshold on {name=/nope}: no stats row has that name; the rows are /a, /b",
         ),
         (
+            "a goodput threshold without objectives",
+            FILE,
+            &["--threshold", "good_rate > 90%"],
+            "threshold \"good_rate > 90%\": no task has goodput objectives to judge; add goodput = { ttfe = \"500ms\" } \
+             to a task, [goodput] to the scenario, or --goodput",
+        ),
+        (
             "an unknown user class",
             FILE,
             &["Nobody"],
@@ -746,4 +753,48 @@ fn arrival_process_flags_that_do_not_fit_are_usage_errors() {
             "--arrival-process spaces the arrivals of the open model; give --arrival-rate or --arrival-stage with it",
         ),
     ]);
+}
+
+/// `--goodput` lies over the scenario's `[goodput]` for the tasks without their own,
+/// and `good_rate` is a hunt SLO like `error_rate`.
+#[test]
+fn goodput_flag_over_the_scenario_and_good_rate_as_a_hunt_slo() {
+    let file = BARE.replace("[[users]]", "[goodput]\nresponse_time = \"5s\"\n[[users]]")
+        + "[[users.tasks]]\nname = \"/own\"\npath = \"/own\"\ngoodput = { response_time = \"1s\" }\n";
+    let bound = |s: &MasterSetup| -> Vec<Option<u64>> {
+        s.plan.classes[0]
+            .tasks
+            .iter()
+            .map(|t| t.goodput.and_then(|g| g.response_time_us))
+            .collect()
+    };
+    assert_eq!(bound(&resolve(&file, &[]).unwrap()), [Some(5_000_000), Some(1_000_000)]);
+    let flagged = resolve(&file, &["--goodput", "response_time=2s"]).unwrap();
+    assert_eq!(
+        bound(&flagged),
+        [Some(2_000_000), Some(1_000_000)],
+        "a task's own stays"
+    );
+    assert_eq!(
+        bound(&resolve(BARE, &[]).unwrap()),
+        [None],
+        "no objectives anywhere: none"
+    );
+    assert_eq!(
+        resolve(BARE, &["--goodput", "ttfb=1s"]).err().unwrap(),
+        "--goodput: goodput.ttfb: `ttfb` is not a goodput objective; expected ttfe, ttft, chunk_gap_p95, response_time"
+    );
+    // A goodput threshold needs objectives on its rows: the flag gives them.
+    assert!(resolve(BARE, &["--threshold", "goodput{name=/a} > 1"]).is_err());
+    assert!(
+        resolve(
+            BARE,
+            &["--goodput", "response_time=1s", "--threshold", "goodput{name=/a} > 1"]
+        )
+        .is_ok()
+    );
+    let hunted = hunt(&file, &["--slo", "good_rate > 95%"]).unwrap();
+    assert!(hunted.run.hunt.is_some());
+    let windowed = hunt(&file, &["--slo", "good_rate[10s] > 95%"]).err().unwrap();
+    assert!(windowed.contains("goodput, good_rate"), "{windowed}");
 }

@@ -34,7 +34,23 @@ pub(super) fn merged(load: &LoadArgs, from_file: Vec<Threshold>, plan: &RunPlan)
             rows.join(", ")
         )));
     }
+    if let Some(t) = thresholds.iter().find(|t| needs_goodput(t, plan)) {
+        return Err(Failure::usage(format!(
+            "threshold \"{t}\": no task{} has goodput objectives to judge; add goodput = {{ ttfe = \"500ms\" }} to a task, [goodput] to the scenario, or --goodput",
+            t.endpoint.as_ref().map(|n| format!(" of {n}")).unwrap_or_default()
+        )));
+    }
     Ok(thresholds)
+}
+
+/// A `goodput` or `good_rate` threshold whose rows (all, or its `{name=..}`) have no
+/// goodput objectives: it could only ever say "no data".
+fn needs_goodput(t: &Threshold, plan: &RunPlan) -> bool {
+    use barrage_common::threshold::Stat;
+    matches!(t.stat, Stat::Goodput | Stat::GoodRate)
+        && !(0..plan.endpoints.len())
+            .filter(|&i| t.endpoint.as_ref().is_none_or(|n| *n == plan.endpoints[i].name))
+            .any(|i| plan.endpoint_has_goodput(i))
 }
 
 /// Business events per request, by (name, method), for the tasks that send other than

@@ -13,6 +13,7 @@ mod dify;
 mod examples;
 mod faults;
 mod golden;
+mod goodput;
 mod hostile_worker;
 mod html;
 mod hunt;

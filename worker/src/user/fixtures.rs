@@ -33,6 +33,7 @@ pub(super) fn chat_task(turns: u32) -> Task {
         tags: Vec::new(),
         capture: Vec::new(),
         checks: Vec::new(),
+        goodput: None,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use barrage_common::goodput::{GapTally, RequestTimes};
 use barrage_common::metrics::{EndpointStats, FailureKind, Metric};
 use barrage_common::plan::Task;
 
@@ -41,13 +42,17 @@ pub(super) struct Sample {
     pub(super) conversation_id: Option<String>,
     /// Values captured from this response.
     pub(super) captures: Vec<(String, String)>,
+    /// The chunk gaps counted against the task's `chunk_gap_p95` objective (goodput).
+    pub(super) gaps: GapTally,
 }
 
 /// Records one finished request of `task` into the user's shard: its counters and
 /// timings, and its outcome (`result`) taken `elapsed` from its start.
 pub(super) fn record(ctx: &UserCtx, task: &Task, sample: &Sample, result: Result<(), Failure>, elapsed: Duration) {
+    let good = result.is_ok() && is_good(task, sample, elapsed);
     ctx.record(task.endpoint, |s: &mut EndpointStats| {
         s.counts.requests += 1;
+        s.counts.good += u64::from(good);
         s.counts.bytes_received += sample.bytes;
         s.counts.total_tokens += sample.tokens;
         if sample.connected {
@@ -91,6 +96,21 @@ pub(super) fn record(ctx: &UserCtx, task: &Task, sample: &Sample, result: Result
     });
 }
 
+/// Whether a request that succeeded met every goodput objective of its task (a task
+/// without objectives has no good requests; an expected non-2xx outcome is not good).
+fn is_good(task: &Task, sample: &Sample, elapsed: Duration) -> bool {
+    let Some(slo) = &task.goodput else {
+        return false;
+    };
+    sample.expected_status.is_none()
+        && slo.met(&RequestTimes {
+            ttfe_us: sample.ttfe.map(micros),
+            ttft_us: sample.ttft.map(micros),
+            response_time_us: micros(elapsed),
+            gaps: sample.gaps,
+        })
+}
+
 /// A duration in whole microseconds, the unit of every histogram.
 pub(super) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
@@ -104,4 +124,43 @@ fn redact(secrets: &[String], mut message: String) -> String {
         }
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use barrage_common::goodput::Slo;
+
+    use super::super::fixtures::chat_task;
+    use super::*;
+
+    #[test]
+    fn a_request_is_good_when_it_met_its_tasks_objectives() {
+        let ms = Duration::from_millis;
+        let mut task = chat_task(1);
+        let fast = Sample {
+            ttfe: Some(ms(20)),
+            ttft: Some(ms(30)),
+            ..Sample::default()
+        };
+        // No objectives: never good, whatever the request did.
+        assert!(!is_good(&task, &fast, ms(40)));
+        task.goodput = Some(Slo {
+            ttfe_us: Some(150_000),
+            response_time_us: Some(1_000_000),
+            ..Slo::default()
+        });
+        assert!(is_good(&task, &fast, ms(40)));
+        let late = Sample {
+            ttfe: Some(ms(300)),
+            ..Sample::default()
+        };
+        assert!(!is_good(&task, &late, ms(400)), "first event after the bound");
+        assert!(!is_good(&task, &Sample::default(), ms(40)), "no first event at all");
+        assert!(!is_good(&task, &fast, ms(1001)), "response time over");
+        let expected = Sample {
+            expected_status: Some(429),
+            ..fast
+        };
+        assert!(!is_good(&task, &expected, ms(40)), "an expected outcome is not good");
+    }
 }

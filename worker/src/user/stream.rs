@@ -201,6 +201,7 @@ impl Events<'_> {
         }
         let step = self.judge.on_event(ev, &mut self.facts);
         let (facts, last_event, last_chunk) = (&self.facts, self.last_event, &mut self.last_chunk);
+        let gaps = &mut sample.gaps;
         ctx.record(task.endpoint, |s| {
             s.count_event(&facts.event_type);
             if let Some(prev) = last_event {
@@ -208,7 +209,9 @@ impl Events<'_> {
             }
             if facts.is_text {
                 if let Some(prev) = *last_chunk {
-                    s.record(Metric::ChunkGap, micros(now.saturating_sub(prev)));
+                    let gap = micros(now.saturating_sub(prev));
+                    s.record(Metric::ChunkGap, gap);
+                    gaps.note(gap, task.goodput.and_then(|g| g.chunk_gap_p95_us));
                 }
                 *last_chunk = Some(now);
             }

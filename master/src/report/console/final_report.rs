@@ -17,6 +17,7 @@ pub fn render_final(r: &FinalReport) -> String {
     response_time_percentiles(&mut out, r);
     sse_tables(&mut out, r);
     business_events(&mut out, r);
+    super::goodput::goodput_table(&mut out, r);
     dify_tables(&mut out, r);
     failures(&mut out, r);
     replicas(&mut out, r);

@@ -60,6 +60,10 @@ pub const HISTORY_COLUMNS: [&str; 24] = [
     "Total Average Content Size",
 ];
 
+/// Ours, after Locust's history columns and only when some task has goodput
+/// objectives: good requests per second over the row's current window.
+pub const HISTORY_GOODPUT_COLUMN: &str = "Good/s";
+
 /// `StatsCSV.failures_columns` (Locust 2.47).
 pub const FAILURES_COLUMNS: [&str; 6] = ["Method", "Name", "Error", "Occurrences", "First Seen", "Last Seen"];
 

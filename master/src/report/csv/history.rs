@@ -10,7 +10,7 @@ use tracing::warn;
 
 use barrage_common::metrics::{Accum, EndpointStats};
 
-use super::columns::HISTORY_COLUMNS;
+use super::columns::{HISTORY_COLUMNS, HISTORY_GOODPUT_COLUMN};
 use super::files::{CsvError, create, write_row};
 use super::records::{avg_content_size, percentiles, response_times, times};
 use crate::aggregate::Aggregator;
@@ -44,7 +44,8 @@ impl std::fmt::Debug for History {
 impl History {
     /// Starts the history at `path`: creates its folders (as Locust does) and the file
     /// with its header. A failure is logged now and kept for [`History::close`].
-    pub(crate) fn start(&mut self, path: &Path) {
+    /// With `goodput`, the header ends with [`HISTORY_GOODPUT_COLUMN`].
+    pub(crate) fn start(&mut self, path: &Path, goodput: bool) {
         self.started_unix = Some(unix_now());
         self.out = None;
         self.error = None;
@@ -54,7 +55,11 @@ impl History {
                     .map_err(|e| CsvError::new(path, format!("creating {}: {e}", dir.display())))?;
             }
             let mut out = create(path)?;
-            write_row(&mut out, path, HISTORY_COLUMNS)?;
+            let mut header = HISTORY_COLUMNS.to_vec();
+            if goodput {
+                header.push(HISTORY_GOODPUT_COLUMN);
+            }
+            write_row(&mut out, path, header)?;
             out.flush().map_err(|e| CsvError::new(path, e))?;
             Ok(out)
         })();
@@ -106,8 +111,15 @@ fn unix_now() -> f64 {
 }
 
 /// The history rows for `elapsed` into the run, `users` running: with `full_history`
-/// one per endpoint (its window's percentiles) before `Aggregated`.
-pub(crate) fn history_rows(agg: &Aggregator, users: u32, elapsed: Duration, full_history: bool) -> Vec<Vec<String>> {
+/// one per endpoint (its window's percentiles) before `Aggregated`; with `goodput`
+/// each row ends with its window's good requests per second.
+pub(crate) fn history_rows(
+    agg: &Aggregator,
+    users: u32,
+    elapsed: Duration,
+    full_history: bool,
+    goodput: bool,
+) -> Vec<Vec<String>> {
     let to = agg.complete_end(elapsed);
     let from = (to - WINDOW_S).max(0);
     let unix = unix_now() as i64;
@@ -128,6 +140,7 @@ pub(crate) fn history_rows(agg: &Aggregator, users: u32, elapsed: Duration, full
                     method: &key.method,
                     name: &key.name,
                     window: (now.requests, now.failures),
+                    good: goodput.then_some(now.good),
                     current: Some(&now.response_time),
                     total: &total,
                 },
@@ -146,6 +159,7 @@ pub(crate) fn history_rows(agg: &Aggregator, users: u32, elapsed: Duration, full
             method: "",
             name: "Aggregated",
             window: (window.requests, window.failures),
+            good: goodput.then_some(window.good),
             current,
             total: &all,
         },
@@ -159,6 +173,8 @@ struct HistoryLine<'a> {
     name: &'a str,
     /// Requests and failures in the current window.
     window: (u64, u64),
+    /// Good requests in the current window, when the history has a goodput column.
+    good: Option<u64>,
     /// With `--csv-full-history`, the window's response times: the row's percentiles.
     /// Without, the percentiles are the run's so far, as Locust writes them.
     current: Option<&'a Accum>,
@@ -193,6 +209,9 @@ fn history_record(unix: i64, users: u32, seconds: i64, line: &HistoryLine<'_>) -
     row.push(all.counts.failures.to_string());
     row.extend(times(h));
     row.push(avg_content_size(all));
+    if let Some(good) = line.good {
+        row.push(format!("{:.6}", good as f64 / seconds));
+    }
     row
 }
 
@@ -234,6 +253,7 @@ mod tests {
             method: "",
             name: "Aggregated",
             window,
+            good: None,
             current,
             total,
         }
@@ -260,14 +280,15 @@ mod tests {
             method: "POST",
             name: "/v1/chat-messages",
             window: (2, 0),
+            good: Some(1),
             current: Some(&current),
             total: &all,
         };
         let row = history_record(1, 7, 10, &line);
         assert_eq!(row[2..6], ["POST", "/v1/chat-messages", "0.200000", "0.000000"]);
         assert_eq!((row[6].as_str(), row[16].as_str()), ("0.1", "2"), "{row:?}");
-        // The totals stay the run's.
-        assert_eq!(row[17..], ["30", "3", "1.5", "1.5", "1.5", "1.5", "100"]);
+        // The totals stay the run's; the goodput column is the window's.
+        assert_eq!(row[17..], ["30", "3", "1.5", "1.5", "1.5", "1.5", "100", "0.100000"]);
         // A window without requests: 0, not N/A (the row has requests in the run).
         let row = history_record(
             1,

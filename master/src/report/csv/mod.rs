@@ -55,6 +55,8 @@ pub struct Csv {
     prefix: PathBuf,
     /// `--csv-full-history`: a history row per endpoint too, with current percentiles.
     full_history: bool,
+    /// Some task has goodput objectives: the history ends with a `Good/s` column.
+    goodput: bool,
     history: Arc<Mutex<History>>,
 }
 
@@ -76,6 +78,7 @@ impl Csv {
         Csv {
             prefix: prefix.into(),
             full_history: false,
+            goodput: false,
             history: Arc::default(),
         }
     }
@@ -86,6 +89,12 @@ impl Csv {
     /// ([`crate::aggregate::Aggregator::keep_endpoint_seconds`]).
     pub fn with_full_history(mut self, on: bool) -> Self {
         self.full_history = on;
+        self
+    }
+
+    /// Some task has goodput objectives: the history ends with a `Good/s` column.
+    pub fn with_goodput(mut self, on: bool) -> Self {
+        self.goodput = on;
         self
     }
 
@@ -115,7 +124,7 @@ impl Csv {
     /// history file with its header. A failure is logged now and returned by
     /// [`Csv::write_final`]; the run goes on.
     pub fn start(&self) {
-        self.lock().start(&self.path(HISTORY_SUFFIX));
+        self.lock().start(&self.path(HISTORY_SUFFIX), self.goodput);
     }
 
     /// Appends the history rows for `elapsed` into the run (the endpoints' with
@@ -124,7 +133,7 @@ impl Csv {
         if !self.lock().is_open() {
             return;
         }
-        let rows = history_rows(agg, users, elapsed, self.full_history);
+        let rows = history_rows(agg, users, elapsed, self.full_history, self.goodput);
         self.lock().append(&self.path(HISTORY_SUFFIX), &rows);
     }
 
