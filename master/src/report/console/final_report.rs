@@ -18,6 +18,7 @@ pub fn render_final(r: &FinalReport) -> String {
     sse_tables(&mut out, r);
     business_events(&mut out, r);
     dify_tables(&mut out, r);
+    crate::report::nodes::render_console(&mut out, &r.where_time_goes);
     failures(&mut out, r);
     replicas(&mut out, r);
     workers(&mut out, r);
