@@ -21,6 +21,7 @@ mod integrity;
 mod locust;
 mod netns;
 mod nginx;
+mod nodes;
 mod prometheus;
 mod replicas;
 mod secrets;

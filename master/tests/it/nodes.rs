@@ -1,0 +1,215 @@
+//! Where a Dify workflow's time goes, against injected truth: the mock's per-node
+//! delays and queueing (`--workflow-nodes`, `--queue-delay`), and a target written
+//! here that replays a real dify-api 1.14.1 stream with its own elapsed times.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::response::Response;
+use barrage_master::report::{FinalReport, WhereTimeGoes};
+use barrage_mock::MockConfig;
+
+use crate::support::*;
+
+/// One streamed workflow task (kind `dify`).
+const SCENARIO: &str = r#"
+[[users]]
+name = "Workflow"
+wait = "constant(0.01)"
+[[users.tasks]]
+name = "/v1/workflows/run"
+method = "POST"
+path = "/v1/workflows/run"
+kind = "dify"
+headers = { Authorization = "Bearer ${DIFY_API_KEY}" }
+body = '{"inputs": {"query": "x"}, "response_mode": "streaming", "user": "{{user}}"}'
+"#;
+
+fn table<'a>(r: &'a FinalReport) -> &'a WhereTimeGoes {
+    r.where_time_goes
+        .iter()
+        .find(|t| t.name == "/v1/workflows/run")
+        .unwrap_or_else(|| panic!("no table: {:?}", r.where_time_goes))
+}
+
+/// The report's JSON keeps to the committed schema.
+fn assert_schema(r: &FinalReport) {
+    let json = serde_json::to_value(r).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(barrage_master::report::json::SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&json)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_node_delays_and_queueing_are_reported_where_they_were_spent() {
+    let cfg = MockConfig {
+        first_event_delay: Duration::ZERO,
+        chunk_interval: Duration::ZERO,
+        ping_interval: Duration::from_secs(30),
+        api_key: Some(KEY.into()),
+        workflow_nodes: Some(
+            "start:Start:0ms,llm:LLM:200ms,code:Code:30ms,end:End:0ms"
+                .parse()
+                .unwrap(),
+        ),
+        queue_delay: Duration::from_millis(150),
+        ..MockConfig::default()
+    };
+    let mock = mock(cfg).await;
+    let load = load_args(mock.addr, 3, 100.0, Duration::from_secs(3));
+    let r = run_with_one_worker(setup(SCENARIO, &load, 1)).await;
+    let truth = mock.state.ground_truth();
+    assert!(
+        r.aggregated.requests > 5 && r.aggregated.failures == 0,
+        "{:?}",
+        r.aggregated
+    );
+    let t = table(&r);
+    let titles: Vec<&str> = t.nodes.iter().map(|n| n.title.as_str()).collect();
+    assert_eq!(titles, ["Start", "LLM", "Code", "End"], "workflow order");
+    for n in &t.nodes {
+        // Every node_finished the mock sent is counted, none twice.
+        assert_eq!(
+            Some(n.count),
+            truth.nodes_finished.get(&n.title).copied(),
+            "{}: {truth:?}",
+            n.title
+        );
+        assert_eq!(n.failures, 0);
+    }
+    let p50 = |title: &str| {
+        let n = t.nodes.iter().find(|n| n.title == title).unwrap();
+        n.elapsed_ms.unwrap().p50
+    };
+    let injected = [("Start", 0.0), ("LLM", 200.0), ("Code", 30.0), ("End", 0.0)];
+    for (title, ms) in injected {
+        let got = p50(title);
+        eprintln!("node {title}: injected {ms} ms, reported p50 {got} ms");
+        // The mock reports the time between its node's events: the injected delay, give
+        // or take its timer's lateness (well under a few ms on loopback).
+        assert!(
+            (got - ms).abs() < 3.0,
+            "{title}: injected {ms} ms, reported p50 {got} ms"
+        );
+    }
+    let llm = t.nodes.iter().find(|n| n.title == "LLM").unwrap();
+    assert_eq!(llm.tokens, 10 * llm.count, "10 tokens per LLM execution");
+    // Queueing went before workflow_started: reported as queueing, in no node.
+    let q = t.queueing.as_ref().unwrap();
+    eprintln!("queueing: injected 150 ms, reported p50 {} ms", q.elapsed_ms.p50);
+    assert!(q.elapsed_ms.p50 >= 150.0 && q.elapsed_ms.p50 < 160.0, "{q:?}");
+    assert_eq!(q.elapsed_ms.count, r.aggregated.requests);
+    let share = q.share_of_response.unwrap();
+    // 150 of about 380 ms per response.
+    assert!(share > 0.3 && share < 0.5, "{share}");
+    let llm_share = llm.share_of_workflow.unwrap();
+    // 200 of about 230 ms of workflow time (the mock's workflow elapsed counts from the request).
+    assert!(llm_share > 0.4 && llm_share < 0.9, "{llm_share}");
+    let console = barrage_master::report::console::render_final(&r);
+    assert!(
+        console.contains("Where the time goes: POST /v1/workflows/run"),
+        "{console}"
+    );
+    assert!(console.contains("| (queueing) |"), "{console}");
+    assert_schema(&r);
+    // A saved file read back gives the same table.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.json");
+    std::fs::write(&path, serde_json::to_vec(&r).unwrap()).unwrap();
+    let again = barrage_master::report::json::read(&path).unwrap();
+    assert_eq!(again.where_time_goes, r.where_time_goes);
+}
+
+/// A target of our own: replays dify-api 1.14.1's captured Start -> Code -> End stream
+/// (its events as they are, with their elapsed times), then keeps the body open for
+/// `TAIL` after `workflow_finished` as dify-api's relay does, and counts what it served.
+const TAIL: Duration = Duration::from_millis(300);
+
+/// The Code node's and the workflow's `elapsed_time` in the replayed transcript, ms.
+fn transcript_elapsed_ms() -> (f64, f64) {
+    let (mut code, mut workflow) = (0.0, 0.0);
+    for line in TRANSCRIPT.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let ms = v["data"]["elapsed_time"].as_f64().unwrap_or(0.0) * 1000.0;
+        match (v["event"].as_str(), v["data"]["title"].as_str()) {
+            (Some("node_finished"), Some("Code")) => code = ms,
+            (Some("workflow_finished"), _) => workflow = ms,
+            _ => {}
+        }
+    }
+    (code, workflow)
+}
+
+const TRANSCRIPT: &str = include_str!("../../../worker/tests/fixtures/dify-1.14.1/workflow-streaming-code-ok.txt");
+
+async fn replaying_target(served: Arc<AtomicU64>) -> std::net::SocketAddr {
+    let text = TRANSCRIPT;
+    let body_at = text.find("\r\n\r\n").map_or(0, |i| i + 4);
+    let body: &'static str = &text[body_at..];
+    let app = axum::Router::new().route(
+        "/v1/workflows/run",
+        axum::routing::post(move || {
+            let served = served.clone();
+            async move {
+                served.fetch_add(1, Ordering::Relaxed);
+                let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+                tokio::spawn(async move {
+                    // The head goes out alone and is acknowledged before the events:
+                    // written back to back, Nagle's algorithm and the client's delayed
+                    // ACK would hold the events ~40 ms and shorten the tail it sees.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let _ = tx.send(Ok(Bytes::from(body.replace("\r\n", "\n")))).await;
+                    tokio::time::sleep(TAIL).await;
+                });
+                Response::builder()
+                    .header("content-type", "text/event-stream; charset=utf-8")
+                    .body(Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)))
+                    .unwrap()
+            }
+        }),
+    );
+    serve(app).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_dify_stream_is_read_node_by_node_with_its_tail() {
+    let served = Arc::new(AtomicU64::new(0));
+    let addr = replaying_target(served.clone()).await;
+    let load = load_args(addr, 2, 100.0, Duration::from_secs(3));
+    let r = run_with_one_worker(setup(SCENARIO, &load, 1)).await;
+    assert_eq!(r.aggregated.requests, served.load(Ordering::Relaxed));
+    assert_eq!(r.aggregated.failures, 0, "{:?}", r.failures);
+    let t = table(&r);
+    let got: Vec<(&str, &str, u64)> = t
+        .nodes
+        .iter()
+        .map(|n| (n.title.as_str(), n.node_type.as_str(), n.count))
+        .collect();
+    let n = r.aggregated.requests;
+    assert_eq!(got, [("Start", "start", n), ("Code", "code", n), ("End", "end", n)]);
+    // The transcript's own figures, read with a generic JSON parser.
+    let (code_ms, workflow_ms) = transcript_elapsed_ms();
+    let code = t.nodes[1].elapsed_ms.unwrap();
+    eprintln!("Code: transcript {code_ms} ms, reported p50 {} ms", code.p50);
+    assert!(
+        (code.p50 - code_ms).abs() <= code_ms / 1000.0,
+        "within HDR precision: {code:?}"
+    );
+    let share = t.nodes[1].share_of_workflow.unwrap();
+    assert!((share - code_ms / workflow_ms).abs() < 0.002, "{share}");
+    // The tail the target held the body open for, measured from workflow_finished.
+    let tail = t.stream_tail.as_ref().unwrap().elapsed_ms;
+    eprintln!(
+        "stream tail: target held {} ms, reported p50 {} ms",
+        TAIL.as_millis(),
+        tail.p50
+    );
+    assert!(tail.p50 >= 295.0 && tail.p50 < 340.0, "{tail:?}");
+    assert_eq!(tail.count, n);
+}
