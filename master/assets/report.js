@@ -408,6 +408,52 @@
     ];
   }
 
+  /** Dify endpoints: each workflow node's own time, then queueing and the stream's tail. */
+  function whereTimeGoes(r) {
+    const tables = arr(r.where_time_goes).filter(obj);
+    if (!tables.length) return null;
+    const share = (v, of) => (isNum(v) ? pct(v) + ' of ' + of : DASH);
+    const out = [
+      note('Per Dify endpoint, in workflow order: each node\'s own elapsed_time as Dify reports it, and its share of the workflow\'s time (sum over sum). Queueing (response headers to workflow_started: dify-api and Celery before the run) and the stream\'s tail (workflow_finished to the end of the body) are what the client waits for outside the nodes; their shares are of the response time.'),
+    ];
+    tables.forEach((t, i) => {
+      const rows = arr(t.nodes).filter(obj).map((n) => ({
+        label: String(n.title || ''),
+        type: String(n.node_type || ''),
+        p: n.elapsed_ms,
+        count: n.count,
+        failures: n.failures,
+        tokens: n.tokens,
+        share: share(n.share_of_workflow, 'workflow'),
+      }));
+      const wf = obj(t.workflow_ms);
+      rows.push({ label: '(workflow)', type: '', p: t.workflow_ms, count: wf ? wf.count : 0, share: '' });
+      [['(queueing)', t.queueing], ['(stream tail)', t.stream_tail]].forEach((x) => {
+        const ph = obj(x[1]);
+        if (ph) rows.push({ label: x[0], type: '', p: ph.elapsed_ms, count: obj(ph.elapsed_ms) ? ph.elapsed_ms.count : 0, share: share(ph.share_of_response, 'response') });
+      });
+      out.push(h('h3', null, String(t.method || '') + ' ' + String(t.name || '')));
+      out.push(
+        table(
+          [
+            { key: 'node', label: 'Node', cell: (x) => x.label },
+            { key: 'type', label: 'Type', cell: (x) => (x.type ? h('code', null, x.type) : '') },
+            { key: 'p50', label: 'p50 (ms)', num: true, cell: (x) => pctl(x.p, 'p50') },
+            { key: 'p95', label: 'p95 (ms)', num: true, cell: (x) => pctl(x.p, 'p95') },
+            { key: 'p99', label: 'p99 (ms)', num: true, cell: (x) => pctl(x.p, 'p99') },
+            { key: 'count', label: 'Count', num: true, cell: (x) => count(x.count) },
+            { key: 'failures', label: 'Failures', num: true, cell: (x) => (isNum(x.failures) ? count(x.failures) : '') },
+            { key: 'tokens', label: 'Tokens', num: true, cell: (x) => (isNum(x.tokens) ? count(x.tokens) : '') },
+            { key: 'share', label: 'Share', num: true, cell: (x) => x.share },
+          ],
+          rows,
+          { id: 'nodes-table-' + i, cls: 'nodes-table' }
+        )
+      );
+    });
+    return out;
+  }
+
   function business(r) {
     const rows = endpoints(r);
     if (!rows.some((e) => isNum(e.events_per_request) && e.events_per_request !== 1)) return null;
@@ -896,6 +942,7 @@
     { id: 'endpoints', title: 'Requests', build: endpointTable },
     { id: 'percentiles', title: 'Response time percentiles', build: percentiles },
     { id: 'sse', title: 'Server-Sent Events', build: sse },
+    { id: 'nodes', title: 'Where the time goes', build: whereTimeGoes },
     { id: 'business', title: 'Business events', build: business },
     { id: 'failures', title: 'Failures', build: failures },
     { id: 'outcomes', title: 'Other outcomes', build: outcomes },

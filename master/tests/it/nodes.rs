@@ -11,6 +11,7 @@ use axum::response::Response;
 use barrage_master::report::{FinalReport, WhereTimeGoes};
 use barrage_mock::MockConfig;
 
+use crate::support::browser;
 use crate::support::*;
 
 /// One streamed workflow task (kind `dify`).
@@ -124,6 +125,72 @@ async fn injected_node_delays_and_queueing_are_reported_where_they_were_spent() 
     std::fs::write(&path, serde_json::to_vec(&r).unwrap()).unwrap();
     let again = barrage_master::report::json::read(&path).unwrap();
     assert_eq!(again.where_time_goes, r.where_time_goes);
+    check_page(&r);
+}
+
+/// The HTML report (the web UI draws `/api/stats` with the same renderer) shows the
+/// table: the nodes in order, then the workflow, queueing and tail rows, with the
+/// report's counts and p50s.
+fn check_page(r: &FinalReport) {
+    let Some(page) = browser::launch("nodes_where_time_goes") else {
+        return;
+    };
+    let path = browser::artifacts_dir().join("nodes_where_time_goes.html");
+    barrage_master::report::html::write(&barrage_master::report::json::to_json(r), &path).unwrap();
+    page.goto_file(&path);
+    page.wait_for(
+        "document.querySelector('#nodes-table-0') !== null",
+        Duration::from_secs(10),
+    );
+    let rows = page.eval(
+        "Array.from(document.querySelectorAll('#nodes-table-0 tbody tr')).map((tr) => [tr.querySelector('.c-node').textContent, tr.querySelector('.c-count').textContent, tr.querySelector('.c-p50').textContent])",
+    );
+    let t = table(r);
+    let mut want: Vec<serde_json::Value> = t
+        .nodes
+        .iter()
+        .map(|n| serde_json::json!([n.title, n.count.to_string(), fmt_ms(n.elapsed_ms.unwrap().p50)]))
+        .collect();
+    let w = t.workflow_ms.unwrap();
+    want.push(serde_json::json!(["(workflow)", w.count.to_string(), fmt_ms(w.p50)]));
+    let q = t.queueing.as_ref().unwrap().elapsed_ms;
+    want.push(serde_json::json!(["(queueing)", q.count.to_string(), fmt_ms(q.p50)]));
+    if let Some(tail) = &t.stream_tail {
+        let e = tail.elapsed_ms;
+        want.push(serde_json::json!(["(stream tail)", e.count.to_string(), fmt_ms(e.p50)]));
+    }
+    assert_eq!(rows, serde_json::Value::Array(want));
+    assert!(!page.eval("document.getElementById('nodes').hidden").as_bool().unwrap());
+    page.screenshot();
+    page.assert_no_problems();
+}
+
+/// A millisecond figure as the page writes it (report.js `ms`; counts below 1,000).
+fn fmt_ms(v: f64) -> String {
+    let fixed = |d: usize| {
+        let s = format!("{v:.d$}");
+        // Thousands separators, as `toLocaleString('en-US')`.
+        let (int, frac) = s.split_once('.').unwrap_or((&s, ""));
+        let mut grouped = String::new();
+        for (i, c) in int.chars().enumerate() {
+            if i > 0 && (int.len() - i) % 3 == 0 {
+                grouped.push(',');
+            }
+            grouped.push(c);
+        }
+        if frac.is_empty() {
+            grouped
+        } else {
+            format!("{grouped}.{frac}")
+        }
+    };
+    if v.abs() >= 100.0 {
+        fixed(0)
+    } else if v.abs() >= 1.0 || v == 0.0 {
+        fixed(2)
+    } else {
+        fixed(3)
+    }
 }
 
 /// A target of our own: replays dify-api 1.14.1's captured Start -> Code -> End stream
