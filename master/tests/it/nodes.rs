@@ -280,3 +280,132 @@ async fn a_replayed_dify_stream_is_read_node_by_node_with_its_tail() {
     assert!(tail.p50 >= 295.0 && tail.p50 < 340.0, "{tail:?}");
     assert_eq!(tail.count, n);
 }
+
+/// A target whose LLM node slows with load: it takes 40 ms per request in flight (and
+/// says so in its `elapsed_time`), its Code node always 10 ms; in a closed loop without
+/// waits the requests in flight are the users.
+async fn loaded_target() -> std::net::SocketAddr {
+    let in_flight = Arc::new(AtomicU64::new(0));
+    let app = axum::Router::new().route(
+        "/v1/workflows/run",
+        axum::routing::post(move || {
+            let in_flight = in_flight.clone();
+            async move {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+                tokio::spawn(async move {
+                    let llm = Duration::from_millis(40 * now);
+                    let ev = |e: serde_json::Value| Ok(Bytes::from(format!("data: {e}\n\n")));
+                    let node = |event: &str, title: &str, ty: &str, secs: f64| {
+                        serde_json::json!({"event": event, "task_id": "t", "data": {"title": title, "node_type": ty, "status": "succeeded", "elapsed_time": secs}})
+                    };
+                    let _ = tx.send(ev(serde_json::json!({"event": "workflow_started", "task_id": "t", "data": {}}))).await;
+                    let _ = tx.send(ev(node("node_started", "LLM", "llm", 0.0))).await;
+                    tokio::time::sleep(llm).await;
+                    let _ = tx.send(ev(node("node_finished", "LLM", "llm", llm.as_secs_f64()))).await;
+                    let _ = tx.send(ev(node("node_finished", "Code", "code", 0.010))).await;
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    let done = serde_json::json!({"event": "workflow_finished", "task_id": "t", "data": {"status": "succeeded", "elapsed_time": llm.as_secs_f64() + 0.010}});
+                    let _ = tx.send(ev(done)).await;
+                });
+                Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)))
+                    .unwrap()
+            }
+        }),
+    );
+    serve(app).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hunt_shows_each_node_per_level_and_names_the_node_that_grew() {
+    use clap::Parser;
+    let addr = loaded_target().await;
+    let host = format!("http://{addr}");
+    let argv = [
+        "barrage",
+        "hunt",
+        "-f",
+        "hunt.toml",
+        "-H",
+        &host,
+        "--start",
+        "2",
+        "--step",
+        "4",
+        "--step-time",
+        "3s",
+        "--warmup",
+        "1s",
+        "--max",
+        "30",
+        "--slo",
+        "p95(response_time) < 300ms",
+        "--no-stall",
+        "--master-bind-host",
+        "127.0.0.1",
+        "--master-bind-port",
+        "0",
+    ];
+    let barrage_master::cli::Command::Hunt(mut args) = barrage_master::cli::Cli::try_parse_from(argv).unwrap().command
+    else {
+        panic!("not a hunt");
+    };
+    args.load.headless = true;
+    args.load.web_port = 0;
+    args.load.only_summary = true;
+    args.load.stop_timeout = Duration::from_secs(1);
+    let parsed = barrage_common::scenario::parse_str(SCENARIO, config::FileFormat::Toml, "hunt.toml", &env).unwrap();
+    let mut setup = barrage_master::setup::hunt_setup(&args, parsed, 1).unwrap();
+    setup.print_report = false;
+    let m = master(setup).await;
+    let w = worker(m.addr, "w");
+    let r = m.run.await.unwrap().unwrap().report;
+    let _ = w.await;
+    let h = r.hunt.as_ref().unwrap();
+    let levels: Vec<u32> = h.steps.iter().map(|s| s.users).collect();
+    assert_eq!(
+        h.first_bad_users,
+        Some(10),
+        "steps {levels:?}: 400 ms of LLM at 10 users"
+    );
+    for level in [2, 6, 10] {
+        let mut nodes: Vec<&str> = h
+            .node_steps
+            .iter()
+            .filter(|n| n.level == level)
+            .map(|n| n.title.as_str())
+            .collect();
+        nodes.sort();
+        assert_eq!(nodes, ["Code", "LLM"], "level {level}: {:?}", h.node_steps);
+    }
+    let llm = |level: u32| {
+        let row = h
+            .node_steps
+            .iter()
+            .find(|n| n.level == level && n.title == "LLM")
+            .unwrap();
+        row.elapsed_ms.unwrap().p95
+    };
+    for level in [2, 6, 10] {
+        let injected = 40.0 * f64::from(level);
+        eprintln!(
+            "hunt: LLM at {level} users: injected {injected} ms, step p95 {} ms",
+            llm(level)
+        );
+        assert!(
+            (llm(level) - injected).abs() <= injected * 0.1 + 1.0,
+            "level {level}: {}",
+            llm(level)
+        );
+    }
+    assert_eq!(h.nodes_grew[0].title, "LLM", "{:?}", h.nodes_grew);
+    assert!(h.nodes_grew[0].ratio > 3.0, "{:?}", h.nodes_grew);
+    let console = barrage_master::report::console::render_final(&r);
+    assert!(
+        console.contains("Nodes whose p95 grew fastest up to the first bad level: LLM (llm)"),
+        "{console}"
+    );
+    assert_schema(&r);
+}

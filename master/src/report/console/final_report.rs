@@ -459,6 +459,7 @@ fn hunt(out: &mut String, h: &HuntReport) {
             "Little's law at the sustainable level: observed / expected throughput = {ratio:.2} (users / (response time + wait))"
         );
     }
+    crate::hunt::nodes::render_console(out, h);
     let _ = writeln!(out, "Search ended: {}", h.ended);
     let _ = writeln!(out, "Generators: {}", h.validity);
 }
