@@ -159,6 +159,21 @@ pub(crate) struct Facts {
     pub(crate) workflow_finished: bool,
 }
 
+impl Facts {
+    /// Clears what the previous event told (the ids stay: they hold for the stream).
+    fn begin(&mut self, ev: &Event<'_>) {
+        self.event_type.clear();
+        self.event_type.push_str(ev.event_type);
+        self.is_ping = ev.event_type == "ping" && ev.data.is_empty();
+        self.tokens = None;
+        self.server_elapsed = None;
+        self.is_text = false;
+        self.node = None;
+        self.workflow_started = false;
+        self.workflow_finished = false;
+    }
+}
+
 /// What the judge made of one event.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Step {
@@ -193,15 +208,7 @@ impl<'a> Judge<'a> {
 
     /// Judges one event; fills `facts` (reused between events to avoid allocation).
     pub(crate) fn on_event(&mut self, ev: &Event<'_>, facts: &mut Facts) -> Step {
-        facts.event_type.clear();
-        facts.event_type.push_str(ev.event_type);
-        facts.is_ping = ev.event_type == "ping" && ev.data.is_empty();
-        facts.tokens = None;
-        facts.server_elapsed = None;
-        facts.is_text = false;
-        facts.node = None;
-        facts.workflow_started = false;
-        facts.workflow_finished = false;
+        facts.begin(ev);
         if facts.is_ping || ev.data.is_empty() {
             if self.app.is_none() && !facts.is_ping && self.terminal_event == Some(ev.event_type) {
                 return Step::Done(Ok(()));

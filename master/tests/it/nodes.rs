@@ -28,7 +28,7 @@ headers = { Authorization = "Bearer ${DIFY_API_KEY}" }
 body = '{"inputs": {"query": "x"}, "response_mode": "streaming", "user": "{{user}}"}'
 "#;
 
-fn table<'a>(r: &'a FinalReport) -> &'a WhereTimeGoes {
+fn table(r: &FinalReport) -> &WhereTimeGoes {
     r.where_time_goes
         .iter()
         .find(|t| t.name == "/v1/workflows/run")
