@@ -815,6 +815,8 @@
     ['chunk_gap', 'chunk gap', COLORS.slate],
     ['server_elapsed', 'server elapsed', COLORS.red],
     ['response_time_ok', 'response time (successes)', '#db2777'],
+    ['queueing', 'queueing', '#0891b2'],
+    ['stream_tail', 'stream tail', '#65a30d'],
   ];
   /** The percentiles the "nines" axis marks: x = -log10(1 - p). */
   const NINES = [[0, '0%'], [1, '90%'], [2, '99%'], [3, '99.9%'], [4, '99.99%'], [5, '99.999%']];
