@@ -267,7 +267,11 @@ fn check_delta(d: &v1::EndpointDelta) -> Result<(), TestCaseError> {
             prop_assert!(!endpoint.name.is_empty() && endpoint.name.len() <= 1024);
             prop_assert!(s.counts.failures <= s.counts.requests);
             prop_assert!(s.nodes.len() <= barrage_common::bounds::MAX_NODES + 1);
-            prop_assert!(s.nodes.keys().all(|k| k.title.len() <= barrage_common::bounds::MAX_NODE_NAME));
+            prop_assert!(
+                s.nodes
+                    .keys()
+                    .all(|k| k.title.len() <= barrage_common::bounds::MAX_NODE_NAME)
+            );
             // Summed without wrapping: a delta whose kinds add up only modulo 2^64 is a lie.
             let kinds: u128 = d.failure_kinds.iter().map(|f| u128::from(f.count)).sum();
             prop_assert_eq!(kinds, u128::from(d.failures));

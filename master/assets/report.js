@@ -699,6 +699,35 @@
         { id: 'hunt-table' }
       )
     );
+    const nodeRows = arr(hr.node_steps).filter(obj);
+    if (nodeRows.length) {
+      const grew = arr(hr.nodes_grew).filter(obj);
+      out.push(h('h3', null, 'Where the time goes per level'));
+      if (grew.length) {
+        out.push(
+          note(
+            'Nodes whose p95 grew fastest up to the first bad level: ' +
+              grew.map((g) => String(g.title) + ' (' + String(g.node_type) + ') ' + ms(g.first_p95_ms) + ' → ' + ms(g.bad_p95_ms) + ' ms (×' + num(g.ratio, 1) + ')').join('; ')
+          )
+        );
+      }
+      out.push(
+        table(
+          [
+            { key: 'level', label: 'Level', num: true, cell: (n) => count(n.level) },
+            { key: 'node', label: 'Node', cell: (n) => String(n.title || '') },
+            { key: 'type', label: 'Type', cell: (n) => h('code', null, String(n.node_type || '')) },
+            { key: 'count', label: 'Count', num: true, cell: (n) => count(n.count) },
+            { key: 'failures', label: 'Failures', num: true, cell: (n) => count(n.failures) },
+            { key: 'p50', label: 'p50 (ms)', num: true, cell: (n) => pctl(n.elapsed_ms, 'p50') },
+            { key: 'p95', label: 'p95 (ms)', num: true, cell: (n) => pctl(n.elapsed_ms, 'p95') },
+            { key: 'p99', label: 'p99 (ms)', num: true, cell: (n) => pctl(n.elapsed_ms, 'p99') },
+          ],
+          nodeRows,
+          { id: 'hunt-nodes-table' }
+        )
+      );
+    }
     out.unshift(note('The load stepped up until a step broke an SLO or throughput stopped growing; each step is judged on its own seconds after a warm-up.'));
     return out;
   }

@@ -408,4 +408,26 @@ async fn a_hunt_shows_each_node_per_level_and_names_the_node_that_grew() {
         "{console}"
     );
     assert_schema(&r);
+    // The page shows a row per node and level, as the report has them.
+    let Some(page) = browser::launch("nodes_hunt") else {
+        return;
+    };
+    let path = browser::artifacts_dir().join("nodes_hunt.html");
+    barrage_master::report::html::write(&barrage_master::report::json::to_json(&r), &path).unwrap();
+    page.goto_file(&path);
+    page.wait_for(
+        "document.querySelector('#hunt-nodes-table') !== null",
+        Duration::from_secs(10),
+    );
+    let rows = page.eval(
+        "Array.from(document.querySelectorAll('#hunt-nodes-table tbody tr')).map((tr) => [tr.querySelector('.c-level').textContent, tr.querySelector('.c-node').textContent, tr.querySelector('.c-count').textContent])",
+    );
+    let want: Vec<serde_json::Value> = h
+        .node_steps
+        .iter()
+        .map(|n| serde_json::json!([n.level.to_string(), n.title, n.count.to_string()]))
+        .collect();
+    assert_eq!(rows, serde_json::Value::Array(want));
+    page.screenshot();
+    page.assert_no_problems();
 }
