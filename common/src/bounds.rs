@@ -17,6 +17,10 @@ pub const MAX_DETAIL: usize = 64;
 pub const MAX_EVENT_TYPE: usize = 64;
 /// Distinct event types kept per endpoint; the rest are counted under [`OTHER`].
 pub const MAX_EVENT_TYPES: usize = 64;
+/// Longest Dify node title or node type kept (per-node attribution).
+pub const MAX_NODE_NAME: usize = 64;
+/// Distinct workflow nodes kept per endpoint; the rest are counted under [`OTHER`].
+pub const MAX_NODES: usize = 64;
 /// Largest count accepted in one delta or histogram bucket from a peer (2^40, about
 /// 10^12 per second): far above any real interval, and low enough that merging can
 /// never overflow a u64.

@@ -14,8 +14,10 @@
 //! - [`threshold`]: pass/fail criteria (`p95(ttfe) < 500ms`) and their grammar.
 //! - [`metrics`]: metric names, failure kinds, counters, the HDR histogram codec and
 //!   [`metrics::EndpointStats`].
-//! - [`wire`]: conversions between protocol messages and domain types.
-//! - [`saved`]: `EndpointStats` as saved to disk and read back.
+//! - [`wire`]: conversions between protocol messages and domain types ([`wire_nodes`]:
+//!   Dify nodes).
+//! - [`saved`]: `EndpointStats` as saved to disk and read back ([`saved_nodes`]: its
+//!   Dify nodes).
 //! - [`bounds`]: how much of what a target or a peer sends may enter a report.
 //! - [`duration`]: durations as people write them, and their serde form.
 //! - [`error`]: the domain layer's errors.
@@ -31,11 +33,13 @@ pub mod goodput;
 pub mod metrics;
 pub mod plan;
 pub mod saved;
+pub mod saved_nodes;
 pub mod scenario;
 pub mod shape;
 pub mod telemetry;
 pub mod template;
 pub mod threshold;
 pub mod wire;
+pub mod wire_nodes;
 
 pub use error::{Error, Result};

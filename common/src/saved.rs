@@ -28,6 +28,10 @@ pub struct SavedStats {
     pub events_by_type: BTreeMap<String, u64>,
     /// Metric name (`response_time`, `ttfe`, ...) to base64 HdrHistogram V2, in µs.
     pub histograms: BTreeMap<String, String>,
+    /// Dify endpoints: per-node figures; absent in files saved before them and for
+    /// rows without nodes, so those files read and write as they did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<crate::saved_nodes::SavedNode>,
 }
 
 /// One (kind, detail) pair of a saved outcome map, with its [`FailureEntry`].
@@ -90,6 +94,7 @@ impl From<&EndpointStats> for SavedStats {
             outcomes: save_outcomes(&s.outcomes),
             events_by_type: s.events_by_type.clone(),
             histograms,
+            nodes: crate::saved_nodes::save_nodes(&s.nodes),
         }
     }
 }
@@ -103,6 +108,7 @@ impl TryFrom<&SavedStats> for EndpointStats {
             failure_kinds: load_outcomes(&s.failure_kinds),
             outcomes: load_outcomes(&s.outcomes),
             events_by_type: s.events_by_type.clone(),
+            nodes: crate::saved_nodes::load_nodes(&s.nodes)?,
             ..EndpointStats::default()
         };
         for (name, text) in &s.histograms {

@@ -94,6 +94,7 @@ pub fn endpoint_to_proto(endpoint: &Endpoint, s: &EndpointStats) -> v1::Endpoint
             .filter(|h| !h.is_empty())
             .map(encode_histogram)
             .unwrap_or_default(),
+        nodes: crate::wire_nodes::nodes_to_proto(&s.nodes),
         ..v1::EndpointDelta::default()
     };
     put_counts(&s.counts, &mut delta);
@@ -204,6 +205,7 @@ pub fn endpoint_from_proto_sparse(
         let metric = Metric::ResponseTimeOk;
         buckets[metric as usize] = Some(decode_buckets(metric.as_str(), &d.response_time_ok_hdr_v2)?);
     }
+    let nodes = crate::wire_nodes::nodes_from_proto(&d.nodes, clipped).map_err(|e| bad(e.to_string()))?;
     let mut events_by_type = std::collections::BTreeMap::new();
     for e in &d.events_by_type {
         let name = bounds::clip_name(&e.event_type, bounds::MAX_EVENT_TYPE);
@@ -225,6 +227,7 @@ pub fn endpoint_from_proto_sparse(
             outcomes: bounded_outcomes(&d.expected_outcomes, clipped),
             events_by_type,
             histograms: Default::default(),
+            nodes,
         },
         buckets,
     ))

@@ -185,18 +185,31 @@ fn delta() -> impl Strategy<Value = v1::EndpointDelta> {
         (text(), count()).prop_map(|(event_type, count)| v1::EventCount { event_type, count }),
         0..4,
     );
+    // Dify nodes: any title and type, any count, any histogram bytes.
+    let nodes = prop::collection::vec(
+        (text(), text(), count(), histogram_bytes()).prop_map(|(title, node_type, failed, elapsed_hdr_v2)| {
+            v1::NodeDelta {
+                title,
+                node_type,
+                failed,
+                elapsed_hdr_v2,
+                ..Default::default()
+            }
+        }),
+        0..4,
+    );
     (
         (text(), text(), prop_oneof![0i32..4, any::<i32>()]),
         (count(), count(), failure_counts(), failure_counts()),
         (count(), count(), count(), count(), count(), count(), count()),
-        (events, histograms, text(), count()),
+        (events, histograms, text(), count(), nodes),
     )
         .prop_map(
             |(
                 (name, method, kind),
                 (requests, failures, failure_kinds, expected_outcomes),
                 (bytes_received, connections_opened, retries, streams_started, streams_completed, events, total_tokens),
-                (events_by_type, histograms, peer, good),
+                (events_by_type, histograms, peer, good, nodes),
             )| v1::EndpointDelta {
                 name,
                 method,
@@ -217,6 +230,7 @@ fn delta() -> impl Strategy<Value = v1::EndpointDelta> {
                 peer,
                 response_time_ok_hdr_v2: Default::default(),
                 good,
+                nodes,
             },
         )
 }
@@ -253,6 +267,12 @@ fn check_delta(d: &v1::EndpointDelta) -> Result<(), TestCaseError> {
         Ok((endpoint, s)) => {
             prop_assert!(!endpoint.name.is_empty() && endpoint.name.len() <= 1024);
             prop_assert!(s.counts.failures <= s.counts.requests);
+            prop_assert!(s.nodes.len() <= barrage_common::bounds::MAX_NODES + 1);
+            prop_assert!(
+                s.nodes
+                    .keys()
+                    .all(|k| k.title.len() <= barrage_common::bounds::MAX_NODE_NAME)
+            );
             // Summed without wrapping: a delta whose kinds add up only modulo 2^64 is a lie.
             let kinds: u128 = d.failure_kinds.iter().map(|f| u128::from(f.count)).sum();
             prop_assert_eq!(kinds, u128::from(d.failures));

@@ -408,6 +408,52 @@
     ];
   }
 
+  /** Dify endpoints: each workflow node's own time, then queueing and the stream's tail. */
+  function whereTimeGoes(r) {
+    const tables = arr(r.where_time_goes).filter(obj);
+    if (!tables.length) return null;
+    const share = (v, of) => (isNum(v) ? pct(v) + ' of ' + of : DASH);
+    const out = [
+      note('Per Dify endpoint, in workflow order: each node\'s own elapsed_time as Dify reports it, and its share of the workflow\'s time (sum over sum). Queueing (response headers to workflow_started: dify-api and Celery before the run) and the stream\'s tail (workflow_finished to the end of the body) are what the client waits for outside the nodes; their shares are of the response time.'),
+    ];
+    tables.forEach((t, i) => {
+      const rows = arr(t.nodes).filter(obj).map((n) => ({
+        label: String(n.title || ''),
+        type: String(n.node_type || ''),
+        p: n.elapsed_ms,
+        count: n.count,
+        failures: n.failures,
+        tokens: n.tokens,
+        share: share(n.share_of_workflow, 'workflow'),
+      }));
+      const wf = obj(t.workflow_ms);
+      rows.push({ label: '(workflow)', type: '', p: t.workflow_ms, count: wf ? wf.count : 0, share: '' });
+      [['(queueing)', t.queueing], ['(stream tail)', t.stream_tail]].forEach((x) => {
+        const ph = obj(x[1]);
+        if (ph) rows.push({ label: x[0], type: '', p: ph.elapsed_ms, count: obj(ph.elapsed_ms) ? ph.elapsed_ms.count : 0, share: share(ph.share_of_response, 'response') });
+      });
+      out.push(h('h3', null, String(t.method || '') + ' ' + String(t.name || '')));
+      out.push(
+        table(
+          [
+            { key: 'node', label: 'Node', cell: (x) => x.label },
+            { key: 'type', label: 'Type', cell: (x) => (x.type ? h('code', null, x.type) : '') },
+            { key: 'p50', label: 'p50 (ms)', num: true, cell: (x) => pctl(x.p, 'p50') },
+            { key: 'p95', label: 'p95 (ms)', num: true, cell: (x) => pctl(x.p, 'p95') },
+            { key: 'p99', label: 'p99 (ms)', num: true, cell: (x) => pctl(x.p, 'p99') },
+            { key: 'count', label: 'Count', num: true, cell: (x) => count(x.count) },
+            { key: 'failures', label: 'Failures', num: true, cell: (x) => (isNum(x.failures) ? count(x.failures) : '') },
+            { key: 'tokens', label: 'Tokens', num: true, cell: (x) => (isNum(x.tokens) ? count(x.tokens) : '') },
+            { key: 'share', label: 'Share', num: true, cell: (x) => x.share },
+          ],
+          rows,
+          { id: 'nodes-table-' + i, cls: 'nodes-table' }
+        )
+      );
+    });
+    return out;
+  }
+
   function business(r) {
     const rows = endpoints(r);
     if (!rows.some((e) => isNum(e.events_per_request) && e.events_per_request !== 1)) return null;
@@ -692,6 +738,35 @@
         { id: 'hunt-table' }
       )
     );
+    const nodeRows = arr(hr.node_steps).filter(obj);
+    if (nodeRows.length) {
+      const grew = arr(hr.nodes_grew).filter(obj);
+      out.push(h('h3', null, 'Where the time goes per level'));
+      if (grew.length) {
+        out.push(
+          note(
+            'Nodes whose p95 grew fastest up to the first bad level: ' +
+              grew.map((g) => String(g.title) + ' (' + String(g.node_type) + ') ' + ms(g.first_p95_ms) + ' → ' + ms(g.bad_p95_ms) + ' ms (×' + num(g.ratio, 1) + ')').join('; ')
+          )
+        );
+      }
+      out.push(
+        table(
+          [
+            { key: 'level', label: 'Level', num: true, cell: (n) => count(n.level) },
+            { key: 'node', label: 'Node', cell: (n) => String(n.title || '') },
+            { key: 'type', label: 'Type', cell: (n) => h('code', null, String(n.node_type || '')) },
+            { key: 'count', label: 'Count', num: true, cell: (n) => count(n.count) },
+            { key: 'failures', label: 'Failures', num: true, cell: (n) => count(n.failures) },
+            { key: 'p50', label: 'p50 (ms)', num: true, cell: (n) => pctl(n.elapsed_ms, 'p50') },
+            { key: 'p95', label: 'p95 (ms)', num: true, cell: (n) => pctl(n.elapsed_ms, 'p95') },
+            { key: 'p99', label: 'p99 (ms)', num: true, cell: (n) => pctl(n.elapsed_ms, 'p99') },
+          ],
+          nodeRows,
+          { id: 'hunt-nodes-table' }
+        )
+      );
+    }
     out.unshift(note('The load stepped up until a step broke an SLO or throughput stopped growing; each step is judged on its own seconds after a warm-up.'));
     return out;
   }
@@ -808,6 +883,8 @@
     ['chunk_gap', 'chunk gap', COLORS.slate],
     ['server_elapsed', 'server elapsed', COLORS.red],
     ['response_time_ok', 'response time (successes)', '#db2777'],
+    ['queueing', 'queueing', '#0891b2'],
+    ['stream_tail', 'stream tail', '#65a30d'],
   ];
   /** The percentiles the "nines" axis marks: x = -log10(1 - p). */
   const NINES = [[0, '0%'], [1, '90%'], [2, '99%'], [3, '99.9%'], [4, '99.99%'], [5, '99.999%']];
@@ -936,6 +1013,7 @@
     { id: 'endpoints', title: 'Requests', build: endpointTable },
     { id: 'percentiles', title: 'Response time percentiles', build: percentiles },
     { id: 'sse', title: 'Server-Sent Events', build: sse },
+    { id: 'nodes', title: 'Where the time goes', build: whereTimeGoes },
     { id: 'business', title: 'Business events', build: business },
     { id: 'goodput', title: 'Goodput', build: goodput },
     { id: 'failures', title: 'Failures', build: failures },

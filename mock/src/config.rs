@@ -9,6 +9,7 @@ use http::HeaderMap;
 
 use crate::envelope::ApiError;
 use crate::fault::Fault;
+use crate::node_spec::WorkflowNodes;
 use crate::version::DifyVersion;
 
 /// CLI/config for the mock; derives [`clap::Args`] so the master's CLI can
@@ -63,6 +64,17 @@ pub struct MockConfig {
     /// `too_many_requests`.
     #[arg(long, default_value_t = DifyVersion::V1_14_1)]
     pub dify_version: DifyVersion,
+    /// A streamed workflow run plays these nodes in order, each `TYPE:TITLE:DELAY`
+    /// with DELAY `200ms` or `uniform(10ms,30ms)`, e.g.
+    /// `start:Start:0ms,llm:LLM:200ms,code:Code:uniform(10ms,30ms),end:End:0ms`; each
+    /// `node_finished` reports the time actually spent on its node. Unset: Start, text
+    /// chunks, End.
+    #[arg(long)]
+    pub workflow_nodes: Option<WorkflowNodes>,
+    /// Slept before `workflow_started` of a streamed workflow run (after the first
+    /// event delay): Dify's queueing in dify-api and Celery, part of no node.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub queue_delay: Duration,
 }
 
 impl Default for MockConfig {
@@ -82,6 +94,8 @@ impl Default for MockConfig {
             fault_after: 2,
             giant_bytes: 2 << 20,
             dify_version: DifyVersion::V1_14_1,
+            workflow_nodes: None,
+            queue_delay: Duration::ZERO,
         }
     }
 }
@@ -102,6 +116,8 @@ impl fmt::Debug for MockConfig {
             .field("fault_after", &self.fault_after)
             .field("giant_bytes", &self.giant_bytes)
             .field("dify_version", &self.dify_version)
+            .field("workflow_nodes", &self.workflow_nodes)
+            .field("queue_delay", &self.queue_delay)
             .finish()
     }
 }

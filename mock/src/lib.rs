@@ -115,6 +115,8 @@ mod guard;
 mod ids;
 mod limits;
 mod listener;
+mod node_spec;
+mod nodes;
 mod outcome;
 mod request;
 mod run;
@@ -132,6 +134,7 @@ pub use config::{
     FIRST_EVENT_DELAY_HEADER, GIANT_BYTES_HEADER, JITTER_HEADER, MockConfig, PING_INTERVAL_HEADER,
 };
 pub use fault::Fault;
+pub use node_spec::{Delay, NodeSpec, WorkflowNodes};
 pub use outcome::Outcome;
 pub use server::{router, run};
 pub use state::MockState;

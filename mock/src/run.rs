@@ -3,9 +3,10 @@
 //! `workflow_started`, the nodes' `node_started`/`node_finished`, and `workflow_finished`
 //! with exact `elapsed_time` and `total_tokens`.
 //!
-//! `elapsed_time` (in `node_finished` and `workflow_finished`) is the real time since the
-//! request reached the mock, in seconds, as a float holding a whole number of
-//! microseconds (so `round(elapsed_time * 1e6)` recovers it exactly). `total_tokens` is
+//! `elapsed_time` of `workflow_finished` is the real time since the request reached the
+//! mock, and of `node_finished` the node's own time since its `node_started` (as Dify
+//! reports each), in seconds, as a float holding a whole number of microseconds (so
+//! `round(elapsed_time * 1e6)` recovers it exactly). `total_tokens` is
 //! [`crate::answer::PROMPT_TOKENS`] plus one per text chunk or message sent so far.
 
 use serde_json::{Map, Value, json};
@@ -87,6 +88,9 @@ pub(crate) struct RunEvents {
     last: Node,
     start_node_run: String,
     last_node_run: String,
+    /// When the node now running sent its `node_started`: its `elapsed_time` counts
+    /// from here.
+    node_started_at: Instant,
 }
 
 impl RunEvents {
@@ -101,6 +105,7 @@ impl RunEvents {
             last,
             start_node_run: ids::uuid(),
             last_node_run: ids::uuid(),
+            node_started_at: arrival,
         }
     }
 
@@ -135,7 +140,7 @@ impl RunEvents {
 
     /// `node_started` or, once `finished`, `node_finished` for the Start node (`first`)
     /// or the last one; `io` is the node's inputs, and its outputs once finished.
-    pub(crate) fn node(&self, first: bool, finished: bool, io: Value) -> Value {
+    pub(crate) fn node(&mut self, first: bool, finished: bool, io: Value) -> Value {
         let (node, node_run, index, predecessor) = if first {
             (Node::Start, &self.start_node_run, 1, Value::Null)
         } else {
@@ -152,14 +157,16 @@ impl RunEvents {
             ("created_at".to_owned(), json!(self.created_at)),
         ]);
         if !finished {
+            self.node_started_at = Instant::now();
             return self.wrap("node_started", Value::Object(data));
         }
+        let own = u64::try_from(self.node_started_at.elapsed().as_micros()).unwrap_or(u64::MAX);
         data.extend([
             ("process_data".to_owned(), Value::Null),
             ("outputs".to_owned(), io),
             ("status".to_owned(), json!("succeeded")),
             ("error".to_owned(), Value::Null),
-            ("elapsed_time".to_owned(), json!(self.elapsed())),
+            ("elapsed_time".to_owned(), json!(own as f64 / 1e6)),
             ("execution_metadata".to_owned(), Value::Null),
             ("finished_at".to_owned(), json!(ids::unix_now())),
         ]);
@@ -214,6 +221,17 @@ mod tests {
         assert_eq!(data["outputs"]["text"], "x");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_node_reports_its_own_time_not_the_runs() {
+        let mut run = RunEvents::new("wf".into(), "t".into(), Instant::now(), Node::End);
+        tokio::time::advance(std::time::Duration::from_millis(150)).await;
+        run.node(false, false, json!({}));
+        tokio::time::advance(std::time::Duration::from_micros(20_500)).await;
+        let node = run.node(false, true, json!({}));
+        assert_eq!(node["data"]["elapsed_time"], 0.0205);
+        assert_eq!(run.finished(RunStatus::Succeeded, json!({}), 0)["elapsed_time"], 0.1705);
+    }
+
     #[test]
     fn micros_reads_back_elapsed_time() {
         for us in [0_u64, 1, 999_999, 1_000_001, 123_456_789, 86_400_000_000] {
@@ -224,7 +242,7 @@ mod tests {
 
     #[test]
     fn unsuccessful_runs_carry_an_error_and_no_outputs() {
-        let run = RunEvents::new("wf".into(), "t".into(), Instant::now(), Node::Answer);
+        let mut run = RunEvents::new("wf".into(), "t".into(), Instant::now(), Node::Answer);
         let failed = run.finished(RunStatus::Failed, json!({"answer": "x"}), 12);
         assert_eq!(
             (failed["status"].as_str(), failed["outputs"].is_null()),

@@ -53,6 +53,11 @@ pub(crate) trait Script: Send + 'static {
     fn stopped(&mut self) -> Vec<Value>;
     /// The top-level ids every event of this stream carries, for injected events.
     fn ids(&self) -> Map<String, Value>;
+    /// A pause before event `index` besides the cadence (a described workflow's
+    /// queueing before event 0 and each node's time before its `node_finished`).
+    fn pause_before(&self, _index: u64) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// Frames one event as Dify writes it: `data: {json}\n\n`.
@@ -119,11 +124,12 @@ enum Kind {
     Terminal(Outcome),
 }
 
-/// A workflow or message result an event reports, counted as it is handed over.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A workflow, node or message result an event reports, counted as it is handed over.
+#[derive(Debug, Clone, PartialEq)]
 enum Report {
     Workflow { elapsed_us: u64, total_tokens: u64 },
     Message { total_tokens: u64 },
+    Node { title: String },
 }
 
 impl Report {
@@ -136,6 +142,9 @@ impl Report {
             }),
             "message_end" => Some(Report::Message {
                 total_tokens: tokens(&event["metadata"]["usage"]["total_tokens"]),
+            }),
+            "node_finished" => Some(Report::Node {
+                title: event["data"]["title"].as_str().unwrap_or("").to_owned(),
             }),
             _ => None,
         }
@@ -202,6 +211,7 @@ impl<S: Script> Player<S> {
             shutdown,
         } = playback;
         let before_ending = script.len().saturating_sub(script.ending_len());
+        let queued = script.pause_before(0);
         let injection = match behaviour.fault {
             fault @ (Fault::Reset | Fault::Stall | Fault::GiantEvent | Fault::MalformedJson | Fault::Stopped) => {
                 Some((behaviour.fault_after.min(before_ending), fault))
@@ -214,7 +224,7 @@ impl<S: Script> Player<S> {
             arrival,
             first_sent: false,
             events: Cadence {
-                due: after(arrival, behaviour.first_event_delay),
+                due: after(arrival, behaviour.first_event_delay.saturating_add(queued)),
                 interval: behaviour.chunk_interval,
             },
             pings: behaviour.ping_interval.map(|interval| Cadence {
@@ -292,7 +302,8 @@ impl<S: Script> Player<S> {
             self.backlog.push_back(Piece::new(PING, Kind::Ping));
             return;
         }
-        self.events.advance(self.behaviour.jitter_draw());
+        let pause = self.script.pause_before(self.next_index + 1);
+        self.events.advance(self.behaviour.jitter_draw().saturating_add(pause));
         if let Some((_, fault)) = self.injection.filter(|(at, _)| *at == self.next_index) {
             self.injection = None;
             self.inject(fault);
@@ -386,6 +397,7 @@ impl<S: Script> Player<S> {
                 total_tokens,
             }) => counters.workflow_result(elapsed_us, total_tokens),
             Some(Report::Message { total_tokens }) => counters.message_result(total_tokens),
+            Some(Report::Node { title }) => counters.node_finished(&title),
             None => {}
         }
         match piece.kind {

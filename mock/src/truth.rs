@@ -97,6 +97,9 @@ pub struct GroundTruth {
     pub first_event_p99_us: u64,
     /// The longest of them, in microseconds (0 when there is none).
     pub first_event_max_us: u64,
+    /// `node_finished` events sent, by node title (every route; absent in older
+    /// snapshots).
+    pub nodes_finished: BTreeMap<String, u64>,
 }
 
 impl GroundTruth {
@@ -211,6 +214,8 @@ pub(crate) struct Counters {
     workflow_total_tokens: AtomicU64,
     message_end: AtomicU64,
     message_total_tokens: AtomicU64,
+    /// `node_finished` sent by title; one lock per node event.
+    nodes_finished: std::sync::Mutex<BTreeMap<String, u64>>,
     /// Offsets of first events (µs after arrival); one lock per stream, not per event.
     first_events: FirstEvents,
     /// Tasks inside [`Counters::wait_until`]. Every update checks it and touches
@@ -311,6 +316,13 @@ impl Counters {
     }
 
     /// A message result reporting `total_tokens` was sent.
+    pub(crate) fn node_finished(&self, title: &str) {
+        if let Ok(mut m) = self.nodes_finished.lock() {
+            *m.entry(title.to_owned()).or_default() += 1;
+        }
+        self.changed();
+    }
+
     pub(crate) fn message_result(&self, total_tokens: u64) {
         bump(&self.message_end, 1);
         self.add(|c| &c.message_total_tokens, total_tokens);
@@ -402,6 +414,7 @@ impl Counters {
             first_event_p50_us,
             first_event_p99_us,
             first_event_max_us,
+            nodes_finished: self.nodes_finished.lock().map(|m| m.clone()).unwrap_or_default(),
         }
     }
 
@@ -437,6 +450,9 @@ impl Counters {
         self.statuses.reset();
         if let Ok(mut h) = self.first_events.0.lock() {
             h.reset();
+        }
+        if let Ok(mut m) = self.nodes_finished.lock() {
+            m.clear();
         }
         for gauge in [&self.streams, &self.connections, &self.queued] {
             gauge.reset_peak();

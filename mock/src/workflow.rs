@@ -15,6 +15,7 @@ use crate::answer;
 use crate::blocking::{self, Answer};
 use crate::envelope::ApiError;
 use crate::fault::Fault;
+use crate::nodes::NodesRun;
 use crate::outcome::Outcome;
 use crate::request::{ApiCall, Payload, ResponseMode, require_user};
 use crate::run::{self, Node, RunEvents, RunStatus};
@@ -76,7 +77,18 @@ async fn serve(state: MockState, workflow_id: String, request: Request) -> Respo
                 .tasks()
                 .register(&run.run.task_id, TaskKind::Workflow, &run.call.body.user);
             let playback = Playback::new(&state, run.call.behaviour, run.call.arrival, slot, task);
-            sse::response(run, playback)
+            let queue_delay = state.config().queue_delay;
+            match &state.config().workflow_nodes {
+                Some(nodes) if !nodes.0.is_empty() => {
+                    let WorkflowRun { call, run, .. } = run;
+                    let inputs = call.body.inputs;
+                    sse::response(
+                        NodesRun::new(run, nodes, queue_delay, call.behaviour.fault, inputs),
+                        playback,
+                    )
+                }
+                _ => sse::response(WorkflowRun { queue_delay, ..run }, playback),
+            }
         }
         ResponseMode::Blocking => {
             let (behaviour, arrival) = (run.call.behaviour, run.call.arrival);
@@ -93,6 +105,8 @@ struct WorkflowRun {
     run: RunEvents,
     text: String,
     chunks_sent: u64,
+    /// `--queue-delay`, slept before `workflow_started`.
+    queue_delay: std::time::Duration,
 }
 
 impl WorkflowRun {
@@ -103,6 +117,7 @@ impl WorkflowRun {
             run,
             text: String::new(),
             chunks_sent: 0,
+            queue_delay: std::time::Duration::ZERO,
         }
     }
 
@@ -213,6 +228,14 @@ impl Script for WorkflowRun {
 
     fn stopped(&mut self) -> Vec<Value> {
         vec![self.finished(RunStatus::Stopped)]
+    }
+
+    fn pause_before(&self, index: u64) -> std::time::Duration {
+        if index == 0 {
+            self.queue_delay
+        } else {
+            std::time::Duration::ZERO
+        }
     }
 
     fn ids(&self) -> Map<String, Value> {

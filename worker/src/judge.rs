@@ -13,7 +13,7 @@
 
 use serde::Deserialize;
 
-use barrage_common::metrics::FailureKind;
+use barrage_common::metrics::{FailureKind, NodeStatus};
 use barrage_common::plan::{DifyApp, SseSpec};
 
 use crate::http::Failure;
@@ -63,6 +63,63 @@ struct Data<'a> {
     elapsed_time: Option<f64>,
     #[serde(borrow, default)]
     error: Option<std::borrow::Cow<'a, str>>,
+    /// Node events: the node's title and type.
+    #[serde(borrow, default)]
+    title: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    node_type: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    execution_metadata: Option<Usage>,
+}
+
+/// The events that close one execution of a node: a node, or a whole iteration or loop.
+const NODE_END_EVENTS: &[&str] = &["node_finished", "iteration_completed", "loop_completed"];
+
+/// One node execution a Dify stream reported (`node_finished`, `iteration_completed`,
+/// `loop_completed`), as the worker records it per endpoint and node.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct NodeFact {
+    /// The node's `title` (bounded when recorded).
+    pub(crate) title: String,
+    /// Its `node_type` (`iteration` / `loop` for those events when the data names none).
+    pub(crate) node_type: String,
+    /// How it ended.
+    pub(crate) status: Option<NodeStatus>,
+    /// Its own `elapsed_time`, µs (`None` when missing or not a sane number).
+    pub(crate) elapsed_us: Option<u64>,
+    /// `execution_metadata.total_tokens` (iterations and loops: also `data.total_tokens`).
+    pub(crate) tokens: u64,
+}
+
+impl NodeFact {
+    /// The node execution `data` of an event of type `ty` tells, if it closes one.
+    fn of(ty: &str, data: Option<&Data<'_>>) -> Option<NodeFact> {
+        if !NODE_END_EVENTS.contains(&ty) {
+            return None;
+        }
+        let data = data?;
+        let fallback = match ty {
+            "iteration_completed" => "iteration",
+            "loop_completed" => "loop",
+            _ => "",
+        };
+        let own_tokens = data.execution_metadata.as_ref().and_then(|m| m.total_tokens);
+        let tokens = if fallback.is_empty() {
+            own_tokens
+        } else {
+            own_tokens.or(data.total_tokens)
+        };
+        Some(NodeFact {
+            title: data.title.as_deref().unwrap_or("").to_string(),
+            node_type: data.node_type.as_deref().unwrap_or(fallback).to_string(),
+            status: Some(NodeStatus::parse(data.status.as_deref())),
+            elapsed_us: data
+                .elapsed_time
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(|s| (s * 1e6).round() as u64),
+            tokens: tokens.unwrap_or(0),
+        })
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -94,6 +151,27 @@ pub(crate) struct Facts {
     pub(crate) task_id: Option<String>,
     /// The Dify conversation the answer belongs to, for the next turn.
     pub(crate) conversation_id: Option<String>,
+    /// Dify: the node execution this event closed, if it closed one.
+    pub(crate) node: Option<NodeFact>,
+    /// Dify: the event is `workflow_started` (the end of queueing).
+    pub(crate) workflow_started: bool,
+    /// Dify: the event is `workflow_finished` (the start of the stream's tail).
+    pub(crate) workflow_finished: bool,
+}
+
+impl Facts {
+    /// Clears what the previous event told (the ids stay: they hold for the stream).
+    fn begin(&mut self, ev: &Event<'_>) {
+        self.event_type.clear();
+        self.event_type.push_str(ev.event_type);
+        self.is_ping = ev.event_type == "ping" && ev.data.is_empty();
+        self.tokens = None;
+        self.server_elapsed = None;
+        self.is_text = false;
+        self.node = None;
+        self.workflow_started = false;
+        self.workflow_finished = false;
+    }
 }
 
 /// What the judge made of one event.
@@ -130,12 +208,7 @@ impl<'a> Judge<'a> {
 
     /// Judges one event; fills `facts` (reused between events to avoid allocation).
     pub(crate) fn on_event(&mut self, ev: &Event<'_>, facts: &mut Facts) -> Step {
-        facts.event_type.clear();
-        facts.event_type.push_str(ev.event_type);
-        facts.is_ping = ev.event_type == "ping" && ev.data.is_empty();
-        facts.tokens = None;
-        facts.server_elapsed = None;
-        facts.is_text = false;
+        facts.begin(ev);
         if facts.is_ping || ev.data.is_empty() {
             if self.app.is_none() && !facts.is_ping && self.terminal_event == Some(ev.event_type) {
                 return Step::Done(Ok(()));
@@ -200,6 +273,9 @@ impl<'a> Judge<'a> {
                 if ty == "workflow_finished" {
                     facts.server_elapsed = data.and_then(|d| d.elapsed_time);
                 }
+                facts.workflow_started = ty == "workflow_started";
+                facts.workflow_finished = ty == "workflow_finished";
+                facts.node = NodeFact::of(ty, data);
                 match (app, ty) {
                     (DifyApp::Workflow, "workflow_finished") => Step::Done(terminal_status(ty)),
                     (DifyApp::Chat | DifyApp::Agent, "message_end") => Step::Done(Ok(())),
@@ -576,5 +652,118 @@ mod tests {
             f.message.ends_with(&format!("{tail}\n")),
             "the whole text, not a prefix"
         );
+    }
+
+    /// The body of a captured dify-api 1.14.1 response (`worker/tests/fixtures/dify-1.14.1/`,
+    /// copied from the team's transcripts): everything after the head.
+    fn transcript_body(text: &str) -> &str {
+        let at = text
+            .find("\r\n\r\n")
+            .map(|i| i + 4)
+            .or_else(|| text.find("\n\n").map(|i| i + 2));
+        &text[at.unwrap_or(0)..]
+    }
+
+    /// Judges a whole transcript: the verdict and every node execution reported, with
+    /// whether `workflow_started` and `workflow_finished` were seen.
+    fn judge_transcript(text: &str) -> (Option<Result<(), Failure>>, Vec<NodeFact>, bool, bool) {
+        let mut j = Judge::new(spec(Some(DifyApp::Workflow), None));
+        let mut facts = Facts::default();
+        let (mut verdict, mut nodes, mut started, mut finished) = (None, Vec::new(), false, false);
+        for e in crate::sse::parse_all(transcript_body(text).as_bytes()).unwrap() {
+            let step = j.on_event(&ev(&e.event_type, &e.data), &mut facts);
+            nodes.extend(facts.node.take());
+            started |= facts.workflow_started;
+            finished |= facts.workflow_finished;
+            if let Step::Done(v) = step {
+                verdict.get_or_insert(v);
+            }
+        }
+        (verdict, nodes, started, finished)
+    }
+
+    /// What the transcript's own `node_finished` lines say, read with a generic JSON
+    /// parser: (title, node_type, status, elapsed_time in µs).
+    fn nodes_in(text: &str) -> Vec<(String, String, String, u64)> {
+        transcript_body(text)
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .filter(|v| v["event"] == "node_finished")
+            .map(|v| {
+                let d = &v["data"];
+                let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
+                let us = (d["elapsed_time"].as_f64().unwrap() * 1e6).round() as u64;
+                (s("title"), s("node_type"), s("status"), us)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn real_dify_1_14_1_streams_give_every_node_with_its_own_elapsed_time() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dify-1.14.1/");
+        let cases = [
+            ("workflow-streaming-succeeded.txt", true, 2),
+            ("workflow-streaming-code-ok.txt", true, 3),
+            ("workflow-streaming-code-failed-short.txt", false, 2),
+            ("workflow-streaming-code-failed-long.txt", false, 2),
+        ];
+        for (file, ok, count) in cases {
+            let text = std::fs::read_to_string(format!("{dir}{file}")).unwrap();
+            let (verdict, nodes, started, finished) = judge_transcript(&text);
+            assert_eq!(verdict.map(|v| v.is_ok()), Some(ok), "{file}");
+            assert!(started && finished, "{file}");
+            let got: Vec<_> = nodes
+                .iter()
+                .map(|n| {
+                    let status = n.status.map_or("", |s| s.as_str()).to_string();
+                    (n.title.clone(), n.node_type.clone(), status, n.elapsed_us.unwrap())
+                })
+                .collect();
+            assert_eq!(got, nodes_in(&text), "{file}");
+            assert_eq!(got.len(), count, "{file}");
+        }
+        // Spelled out once, as the file has it: the failing Code node took 73.373 ms.
+        let text = std::fs::read_to_string(format!("{dir}workflow-streaming-code-failed-short.txt")).unwrap();
+        let (_, nodes, _, _) = judge_transcript(&text);
+        assert_eq!(
+            (
+                nodes[1].title.as_str(),
+                nodes[1].node_type.as_str(),
+                nodes[1].status,
+                nodes[1].elapsed_us
+            ),
+            ("Code", "code", Some(NodeStatus::Failed), Some(73_373))
+        );
+    }
+
+    #[test]
+    fn iterations_and_loops_count_as_nodes_with_their_tokens() {
+        let it = r#"{"event":"iteration_completed","data":{"title":"Each","elapsed_time":1.25,"status":"succeeded","total_tokens":90}}"#;
+        let lp = r#"{"event":"loop_completed","data":{"title":"Retry","node_type":"loop","elapsed_time":0.5,"status":"failed","execution_metadata":{"total_tokens":7}}}"#;
+        let llm = r#"{"event":"node_finished","data":{"title":"LLM","node_type":"llm","elapsed_time":0.2,"status":"exception","execution_metadata":{"total_tokens":30}}}"#;
+        let mut j = Judge::new(spec(Some(DifyApp::Workflow), None));
+        let mut f = Facts::default();
+        let mut got = Vec::new();
+        for data in [it, lp, llm] {
+            j.on_event(&ev("message", data), &mut f);
+            got.push(f.node.take().unwrap());
+        }
+        let view: Vec<_> = got
+            .iter()
+            .map(|n| (n.node_type.as_str(), n.status, n.elapsed_us, n.tokens))
+            .collect();
+        assert_eq!(
+            view,
+            [
+                ("iteration", Some(NodeStatus::Succeeded), Some(1_250_000), 90),
+                ("loop", Some(NodeStatus::Failed), Some(500_000), 7),
+                ("llm", Some(NodeStatus::Exception), Some(200_000), 30),
+            ]
+        );
+        // Plain SSE endpoints never report nodes.
+        let mut plain = Judge::new(spec(None, None));
+        plain.on_event(&ev("message", llm), &mut f);
+        assert_eq!(f.node, None);
     }
 }

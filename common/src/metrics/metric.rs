@@ -24,10 +24,17 @@ pub enum Metric {
     /// Like `ResponseTime`, for successful requests only; recorded where requests are
     /// split by replica, so a dead replica's instant failures do not make it look fast.
     ResponseTimeOk = 8,
+    /// Dify: the response headers to `workflow_started`, the wait in dify-api and its
+    /// Celery queue before the workflow runs (not part of any node's `elapsed_time`).
+    Queueing = 9,
+    /// Dify: `workflow_finished` to the end of the response body, the server's relay
+    /// closing the stream (about 1 s on dify-api 1.14.1); after the verdict, so not in
+    /// `response_time`.
+    StreamTail = 10,
 }
 
 /// How many metrics there are: the length of every per-metric array.
-pub const METRIC_COUNT: usize = 9;
+pub const METRIC_COUNT: usize = 11;
 
 impl Metric {
     /// Every metric, in index order (`metric as usize`).
@@ -41,6 +48,8 @@ impl Metric {
         Metric::ChunkGap,
         Metric::ServerElapsed,
         Metric::ResponseTimeOk,
+        Metric::Queueing,
+        Metric::StreamTail,
     ];
 
     /// The metric's name on the wire, in saved files and in thresholds (`ttfe`).
@@ -55,6 +64,8 @@ impl Metric {
             Metric::ChunkGap => "chunk_gap",
             Metric::ServerElapsed => "server_elapsed",
             Metric::ResponseTimeOk => "response_time_ok",
+            Metric::Queueing => "queueing",
+            Metric::StreamTail => "stream_tail",
         }
     }
 

@@ -9,12 +9,14 @@
 //! - `histogram`: Barrage's histogram parameters, V2 encoding and the checked decoder.
 //! - `counts`: the plain counters ([`Counts`]), added on merge.
 //! - `outcomes`: failures and outcomes by (kind, detail), bounded.
+//! - `nodes`: where a Dify workflow's time goes, per node ([`NodeStats`]), bounded.
 //! - `stats`: [`EndpointStats`], recording and merging.
 
 mod counts;
 mod failure_kind;
 mod histogram;
 mod metric;
+mod nodes;
 mod outcomes;
 mod stats;
 
@@ -25,5 +27,6 @@ pub use histogram::{
     new_histogram,
 };
 pub use metric::{METRIC_COUNT, Metric};
+pub use nodes::{NODE_STATUS_COUNT, NodeKey, NodeRun, NodeStats, NodeStatus, merge_nodes, node_key, record_node};
 pub use outcomes::{FailureEntry, MAX_OUTCOME_KEYS, OTHER_DETAIL, OutcomeKey};
 pub use stats::{EndpointStats, add_event_type};

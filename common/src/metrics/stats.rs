@@ -11,6 +11,7 @@ use super::counts::Counts;
 use super::failure_kind::FailureKind;
 use super::histogram::{MAX_TRACKABLE_US, new_histogram};
 use super::metric::{METRIC_COUNT, Metric};
+use super::nodes::{NodeKey, NodeRun, NodeStats, merge_nodes, record_node};
 use super::outcomes::{FailureEntry, OutcomeKey, bump, merge_outcomes};
 use crate::bounds;
 
@@ -30,6 +31,9 @@ pub struct EndpointStats {
     /// One histogram per [`Metric`] (indexed by `metric as usize`), µs; `None` until
     /// a value is recorded.
     pub histograms: [Option<Histogram<u64>>; METRIC_COUNT],
+    /// Dify endpoints: where the workflow's time goes, per node (bounded, see
+    /// [`super::nodes`]); empty for other endpoints.
+    pub nodes: BTreeMap<NodeKey, NodeStats>,
 }
 
 impl EndpointStats {
@@ -84,6 +88,11 @@ impl EndpointStats {
         add_event_type(&mut self.events_by_type, event_type, 1);
     }
 
+    /// Records one Dify node execution (bounded, see [`super::nodes`]).
+    pub fn record_node(&mut self, run: &NodeRun<'_>) {
+        record_node(&mut self.nodes, run);
+    }
+
     /// Adds `other` into `self`. Exact: counts add, histograms merge bucket by bucket.
     pub fn merge(&mut self, other: &EndpointStats) {
         self.counts.add(&other.counts);
@@ -92,6 +101,7 @@ impl EndpointStats {
         for (k, v) in &other.events_by_type {
             add_event_type(&mut self.events_by_type, k, *v);
         }
+        merge_nodes(&mut self.nodes, &other.nodes);
         for (mine, theirs) in self.histograms.iter_mut().zip(&other.histograms) {
             if let Some(theirs) = theirs {
                 let mine = mine.get_or_insert_with(new_histogram);

@@ -14,6 +14,7 @@
 pub mod cliff;
 pub mod confidence;
 pub mod config;
+pub mod nodes;
 pub mod outcome;
 
 use std::time::Duration;
@@ -64,6 +65,8 @@ pub struct Hunt {
     /// them once, when the report is built, never in the controller's tick.
     boundary: Option<(u32, Vec<Window>)>,
     ended: Option<String>,
+    /// Where the time goes per Dify node at each step ([`nodes`]).
+    nodes: nodes::NodeSteps,
 }
 
 impl Hunt {
@@ -78,6 +81,7 @@ impl Hunt {
             figures: Vec::new(),
             boundary: None,
             ended: None,
+            nodes: nodes::NodeSteps::default(),
         }
     }
 
@@ -101,6 +105,8 @@ impl Hunt {
             return Action::Stop(why.clone());
         }
         let (users, began) = self.current;
+        let (warmup, step) = (self.cfg.warmup, self.cfg.step_time);
+        self.nodes.observe(elapsed, self.current, warmup, step, agg);
         let bisecting = matches!(self.phase, Phase::Bisecting { .. });
         // A climbing step that ended: judge it later, climb now.
         if !bisecting && elapsed >= began + self.cfg.step_time {
@@ -439,6 +445,8 @@ impl Hunt {
             steps: self.results.clone(),
             confidence: key.zip(boundary).and_then(|(k, b)| self.confidence(k, b)),
             margin_shape: key.and_then(|k| self.margin_shape(k)),
+            node_steps: self.nodes.rows(),
+            nodes_grew: self.nodes.growth(first_bad.map(|r| r.users)),
         }
     }
 }

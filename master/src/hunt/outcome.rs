@@ -134,6 +134,14 @@ pub struct HuntReport {
     /// files, and when the hunt cannot tell: see [`MarginShape`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub margin_shape: Option<MarginShape>,
+    /// Dify endpoints: each node's figures at each step (see [`super::nodes`]); absent
+    /// without node data.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_steps: Vec<super::nodes::NodeStepRow>,
+    /// The nodes whose p95 grew fastest from the first level to the first bad one,
+    /// fastest first (at most three); absent without them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes_grew: Vec<super::nodes::NodeGrowth>,
 }
 
 /// The key SLO at the sustainable level (the boundary step, the last good one): its

@@ -91,6 +91,8 @@ impl FinalReport {
             &all,
             stats.iter().map(|(k, _, s)| (k.method.as_str(), k.name.as_str(), s)),
         );
+        let where_time_goes =
+            super::nodes::where_time_goes(stats.iter().map(|(k, _, s)| (k.method.as_str(), k.name.as_str(), s)));
         let mut failures = failure_rows(agg, |s| &s.failure_kinds);
         let outcomes = failure_rows(agg, |s| &s.outcomes);
         failures.sort_by_key(|f| std::cmp::Reverse(f.count));
@@ -134,6 +136,7 @@ impl FinalReport {
                 ttfe: buckets(all.histogram(Metric::Ttfe)),
             }),
             spectrum,
+            where_time_goes,
             // Filled by `build` and for downloads (`with_merged`): the live view needs none.
             merged: Vec::new(),
             arrivals: info.arrival.as_ref().map(|a| ArrivalFigures::new(a, duration, agg)),

@@ -51,6 +51,8 @@ pub fn read(path: &Path) -> Result<FinalReport, String> {
             .map_err(|e| format!("{shown}: merged data: {e}"))?;
         let rows = again.stats.iter().map(|(m, n, s)| (m.as_str(), n.as_str(), s));
         report.spectrum = super::spectrum::spectrum(&again.all, rows);
+        let rows = again.stats.iter().map(|(m, n, s)| (m.as_str(), n.as_str(), s));
+        report.where_time_goes = super::nodes::where_time_goes(rows);
         report.endpoints = again.endpoints;
         report.aggregated = again.aggregated;
     }

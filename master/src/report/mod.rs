@@ -6,7 +6,7 @@
 //! exact to the histograms' 3 significant digits, never rounded to two like Locust.
 //!
 //! The model's types live in [`model`] (the report as saved), [`rows`] (a stats row and
-//! its percentiles), [`spectrum`] (the percentile spectrum), [`goodput`], [`workers`], [`arrivals`], [`drift`] and [`completeness`]; what
+//! its percentiles), [`spectrum`] (the percentile spectrum), [`goodput`], [`nodes`] (where a Dify workflow's time goes), [`workers`], [`arrivals`], [`drift`] and [`completeness`]; what
 //! the run hands over in [`run`]; the assembly from the aggregate in [`build`]. Every
 //! item is re-exported here, so `report::FinalReport` names the same type as
 //! `report::model::FinalReport`.
@@ -22,6 +22,7 @@ pub mod goodput;
 pub mod html;
 pub mod json;
 pub mod model;
+pub mod nodes;
 pub mod rows;
 pub mod run;
 pub mod spectrum;
@@ -35,6 +36,7 @@ pub use model::{
     Bucket, Connections, Distributions, FailureRow, FinalReport, MaxAvgMin, Qps, ReplicaFailure, ReplicaRow, SCHEMA_ID,
     TimelinePoint,
 };
+pub use nodes::{NodeRow, PhaseRow, WhereTimeGoes};
 pub use rows::{EndpointRow, MergedRow, Percentiles, Recomputed, rows_from_merged};
 pub use run::{Roster, RosterWorker, RunInfo, RunSummary};
 pub use spectrum::{SpectrumLine, SpectrumRow};

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::arrivals::ArrivalFigures;
 use super::completeness::Completeness;
 use super::drift::Drift;
+use super::nodes::WhereTimeGoes;
 use super::rows::{EndpointRow, MergedRow, Percentiles};
 use super::spectrum::SpectrumRow;
 use super::workers::WorkerRow;
@@ -85,6 +86,11 @@ pub struct FinalReport {
     /// existed read with none, and `barrage report` computes it from `merged`.
     #[serde(default)]
     pub spectrum: Vec<SpectrumRow>,
+    /// Dify endpoints: where the workflow's time goes, per node, with queueing and the
+    /// stream's tail. Absent (empty) without Dify node data, as in older files, which
+    /// `barrage report` fills from `merged`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub where_time_goes: Vec<WhereTimeGoes>,
     /// The merged data the tables come from: each row's counters and HDR histograms,
     /// so a saved result can be re-rendered or merged again (`barrage report`).
     pub merged: Vec<MergedRow>,

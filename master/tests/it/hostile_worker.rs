@@ -13,9 +13,10 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use barrage_common::bounds::{MAX_DETAIL, MAX_EVENT_TYPE, MAX_EVENT_TYPES, MAX_SAMPLE};
+use barrage_common::bounds::{MAX_DETAIL, MAX_EVENT_TYPE, MAX_EVENT_TYPES, MAX_NODE_NAME, MAX_NODES, MAX_SAMPLE};
 use barrage_common::metrics::{
-    EndpointStats, FailureEntry, FailureKind, MAX_OUTCOME_KEYS, Metric, encode_histogram, new_histogram,
+    EndpointStats, FailureEntry, FailureKind, MAX_OUTCOME_KEYS, Metric, NodeKey, NodeStats, encode_histogram,
+    new_histogram,
 };
 use barrage_common::plan::{Endpoint, TaskKindTag};
 use barrage_common::wire::{MAX_COUNT, endpoint_to_proto};
@@ -48,6 +49,8 @@ struct Valid {
     events: Vec<(String, u64)>,
     peer: String,
     response_times: Vec<u64>,
+    /// Dify nodes (title, type, executions, elapsed µs): any texts, more than the cap.
+    nodes: Vec<(String, String, u64, u64)>,
 }
 
 fn valid() -> impl Strategy<Value = Valid> {
@@ -60,9 +63,10 @@ fn valid() -> impl Strategy<Value = Valid> {
         prop::collection::vec((text(), 0u64..1000), 0..100),
         prop_oneof!["", (0u8..255).prop_map(|n| format!("10.0.0.{n}:80")), text()],
         prop::collection::vec(1u64..10_000_000_000, 0..10),
+        prop::collection::vec((text(), text(), 0u64..1000, 1u64..100_000_000), 0..100),
     )
         .prop_map(
-            |(endpoint, extra_requests, failures, outcomes, events, peer, response_times)| Valid {
+            |(endpoint, extra_requests, failures, outcomes, events, peer, response_times, nodes)| Valid {
                 endpoint,
                 extra_requests,
                 failures,
@@ -70,6 +74,7 @@ fn valid() -> impl Strategy<Value = Valid> {
                 events,
                 peer,
                 response_times,
+                nodes,
             },
         )
 }
@@ -117,7 +122,26 @@ impl Valid {
         for v in &self.response_times {
             s.record(Metric::ResponseTime, *v);
         }
+        // Straight into the map, past the worker's own bounds: what a hostile peer sends.
+        for (title, node_type, count, us) in &self.nodes {
+            let mut elapsed = new_histogram();
+            elapsed.record(*us).unwrap();
+            let n = s
+                .nodes
+                .entry(NodeKey {
+                    title: title.clone(),
+                    node_type: node_type.clone(),
+                })
+                .or_default();
+            n.statuses[0] += count;
+            n.elapsed = Some(elapsed);
+        }
         s
+    }
+
+    /// Node executions the delta carries.
+    fn node_executions(&self) -> u64 {
+        self.nodes.iter().map(|n| n.2).sum()
     }
 
     fn delta(&self) -> v1::EndpointDelta {
@@ -142,6 +166,7 @@ enum Garbage {
     CountAboveMax(u64),
     UnknownMetric(String),
     KindsDoNotAddUp(u64),
+    NodeCountAboveMax(u64),
 }
 
 fn garbage() -> impl Strategy<Value = Garbage> {
@@ -155,6 +180,7 @@ fn garbage() -> impl Strategy<Value = Garbage> {
         (MAX_COUNT + 1..=u64::MAX).prop_map(Garbage::CountAboveMax),
         text().prop_map(|m| Garbage::UnknownMetric(format!("?{m}"))),
         (1u64..1000).prop_map(Garbage::KindsDoNotAddUp),
+        (MAX_COUNT + 1..=u64::MAX).prop_map(Garbage::NodeCountAboveMax),
     ]
 }
 
@@ -205,6 +231,15 @@ impl Garbage {
                     ..Default::default()
                 }],
                 ..planned(failures + 1)
+            },
+            Garbage::NodeCountAboveMax(count) => v1::EndpointDelta {
+                nodes: vec![v1::NodeDelta {
+                    title: "LLM".into(),
+                    node_type: "llm".into(),
+                    failed: *count,
+                    ..Default::default()
+                }],
+                ..planned(5)
             },
         }
     }
@@ -411,14 +446,15 @@ impl Hostile {
     }
 }
 
-/// Requests and failures per planned endpoint.
-type Reference = BTreeMap<&'static str, (u64, u64)>;
+/// Requests, failures and Dify node executions per planned endpoint.
+type Reference = BTreeMap<&'static str, (u64, u64, u64)>;
 
 fn add(reference: &mut Reference, valid: &Valid) {
     let s = valid.stats();
     let e = reference.entry(PLANNED[valid.endpoint].0).or_default();
     e.0 += s.counts.requests;
     e.1 += s.counts.failures;
+    e.2 += valid.node_executions();
 }
 
 /// Every map the aggregator keeps is within its cap, every text within its bound.
@@ -463,6 +499,13 @@ fn assert_bounded(a: &Aggregator) -> Result<(), TestCaseError> {
         }
         prop_assert!(s.events_by_type.len() <= MAX_EVENT_TYPES + 1);
         prop_assert!(s.events_by_type.keys().all(|k| k.len() <= MAX_EVENT_TYPE));
+        prop_assert!(s.nodes.len() <= MAX_NODES + 1, "{} nodes", s.nodes.len());
+        for k in s.nodes.keys() {
+            prop_assert!(
+                k.title.len() <= MAX_NODE_NAME && k.node_type.len() <= MAX_NODE_NAME,
+                "{k:?}"
+            );
+        }
     }
     Ok(())
 }
@@ -523,11 +566,12 @@ fn play(reports: Vec<Hostile>) -> Result<(), TestCaseError> {
         .filter_map(|(k, t)| {
             let name = PLANNED.iter().find(|p| p.0 == k.name)?.0;
             let c = &t.totals.counters;
-            Some((name, (c.counts.requests, c.counts.failures)))
+            let nodes = c.nodes.values().map(NodeStats::count).sum();
+            Some((name, (c.counts.requests, c.counts.failures, nodes)))
         })
-        .filter(|(_, counts)| *counts != (0, 0))
+        .filter(|(_, counts)| *counts != (0, 0, 0))
         .collect();
-    reference.retain(|_, counts| *counts != (0, 0));
+    reference.retain(|_, counts| *counts != (0, 0, 0));
     prop_assert_eq!(got, reference, "planned totals vs the valid deltas merged");
     prop_assert_eq!(
         a.refused_requests,

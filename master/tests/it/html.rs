@@ -239,12 +239,14 @@ fn metric_label(metric: &str) -> &'static str {
         "chunk_gap" => "chunk gap",
         "server_elapsed" => "server elapsed",
         "response_time_ok" => "response time (successes)",
+        "queueing" => "queueing",
+        "stream_tail" => "stream tail",
         other => panic!("unknown metric {other}"),
     }
 }
 
 /// The metrics in the order the page offers them.
-const METRIC_ORDER: [&str; 9] = [
+const METRIC_ORDER: [&str; 11] = [
     "response_time",
     "ttfe",
     "ttft",
@@ -254,6 +256,8 @@ const METRIC_ORDER: [&str; 9] = [
     "chunk_gap",
     "server_elapsed",
     "response_time_ok",
+    "queueing",
+    "stream_tail",
 ];
 
 /// The spectrum chart's drawn lines, by name.

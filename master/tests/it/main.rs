@@ -22,6 +22,7 @@ mod integrity;
 mod locust;
 mod netns;
 mod nginx;
+mod nodes;
 mod prometheus;
 mod replay;
 mod replicas;

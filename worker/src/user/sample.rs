@@ -28,6 +28,12 @@ pub(super) struct Sample {
     pub(super) stream: Option<Duration>,
     /// The server's own elapsed time for the request (Dify's `elapsed_time`), seconds.
     pub(super) server_elapsed: Option<f64>,
+    /// Dify: from the response head to `workflow_started` (queueing before the run).
+    pub(super) queueing: Option<Duration>,
+    /// Dify: when `workflow_finished` came, from the start.
+    pub(super) workflow_finished_at: Option<Duration>,
+    /// Dify: from `workflow_finished` to the end of the body, when the end was seen.
+    pub(super) stream_tail: Option<Duration>,
     /// Body bytes read, drained bytes included.
     pub(super) bytes: u64,
     /// Tokens the answer reported using (Dify's `total_tokens`).
@@ -67,6 +73,8 @@ pub(super) fn record(ctx: &UserCtx, task: &Task, sample: &Sample, result: Result
             (Metric::Ttfe, sample.ttfe),
             (Metric::Ttft, sample.ttft),
             (Metric::StreamDuration, sample.stream),
+            (Metric::Queueing, sample.queueing),
+            (Metric::StreamTail, sample.stream_tail),
         ] {
             if let Some(v) = value {
                 s.record(metric, micros(v));

@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use barrage_common::metrics::{FailureKind, Metric};
+use barrage_common::metrics::{FailureKind, Metric, NodeRun, NodeStatus};
 use barrage_common::plan::{SseSpec, Task};
 
 use crate::http::{Conn, Failure};
@@ -16,8 +16,11 @@ use crate::sse::{Event, SseError, SseParser};
 use super::context::UserCtx;
 use super::sample::{Sample, micros};
 
-/// Longest we wait for the end of a body after the terminal event.
-const DRAIN_LIMIT: Duration = Duration::from_secs(1);
+/// Longest we wait for the end of a body after the terminal event. dify-api 1.14.1
+/// ends a workflow's stream about 1.0 s after `workflow_finished` (its relay polls
+/// Redis with a 1 s timeout): waiting a little longer lets the connection be reused
+/// and the stream's tail (`stream_tail`) be measured, instead of cut at 1 s.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 /// A stream answer being followed: what the steps of reading it share.
 pub(super) struct Stream<'r> {
@@ -70,6 +73,7 @@ impl Stream<'_> {
             // keeps the stream open after its terminal event costs at most DRAIN_LIMIT,
             // then the connection is dropped.
             Ok(result) => {
+                let finished_at = sample.workflow_finished_at;
                 let drained = tokio::time::timeout(DRAIN_LIMIT, async {
                     while let Some(piece) = conn.frame().await {
                         match piece {
@@ -81,6 +85,10 @@ impl Stream<'_> {
                 })
                 .await;
                 sample.drop_conn |= drained != Ok(true);
+                if drained == Ok(true) {
+                    // The body's end seen: Dify's tail, from `workflow_finished`.
+                    sample.stream_tail = finished_at.map(|at| self.start.elapsed().saturating_sub(at));
+                }
                 result
             }
             Err(failure) => {
@@ -108,6 +116,7 @@ impl Stream<'_> {
             verdict: None,
             last_event: None,
             last_chunk: None,
+            nodes: 0,
         };
         // A deadline from the send, not a silence timeout: pings or a trickle of bytes
         // that never complete an event must not keep a stream without a first event alive.
@@ -189,6 +198,8 @@ struct Events<'r> {
     last_event: Option<Duration>,
     /// When the previous text event came, from the request's start.
     last_chunk: Option<Duration>,
+    /// Dify node executions reported so far (a node's place in the workflow's order).
+    nodes: u32,
 }
 
 impl Events<'_> {
@@ -200,10 +211,24 @@ impl Events<'_> {
             return;
         }
         let step = self.judge.on_event(ev, &mut self.facts);
-        let (facts, last_event, last_chunk) = (&self.facts, self.last_event, &mut self.last_chunk);
+        if self.facts.node.is_some() {
+            self.nodes = self.nodes.saturating_add(1);
+        }
+        let (facts, last_event, last_chunk, position) =
+            (&self.facts, self.last_event, &mut self.last_chunk, self.nodes);
         let gaps = &mut sample.gaps;
         ctx.record(task.endpoint, |s| {
             s.count_event(&facts.event_type);
+            if let Some(node) = &facts.node {
+                s.record_node(&NodeRun {
+                    title: &node.title,
+                    node_type: &node.node_type,
+                    status: node.status.unwrap_or(NodeStatus::Other),
+                    elapsed_us: node.elapsed_us,
+                    tokens: node.tokens,
+                    position,
+                });
+            }
             if let Some(prev) = last_event {
                 s.record(Metric::EventGap, micros(now.saturating_sub(prev)));
             }
@@ -228,6 +253,14 @@ impl Events<'_> {
         sample.tokens = sample.tokens.max(facts.tokens.unwrap_or(0));
         if facts.server_elapsed.is_some() {
             sample.server_elapsed = facts.server_elapsed;
+        }
+        // Queueing: from the response head to `workflow_started` (dify-api and Celery
+        // before the workflow runs); the tail counts from `workflow_finished`.
+        if facts.workflow_started && sample.queueing.is_none() {
+            sample.queueing = sample.time_to_headers.map(|h| now.saturating_sub(h));
+        }
+        if facts.workflow_finished {
+            sample.workflow_finished_at = Some(now);
         }
         if let Step::Done(v) = step {
             sample.end = Some(now);

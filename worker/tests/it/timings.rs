@@ -17,7 +17,7 @@ use crate::server::{Hostile, Step};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_duration_ends_at_the_verdict_not_after_trailing_pings() {
     // The deciding event comes at once; then the target keeps the body open with pings
-    // (drained, uncounted, for up to a second). The stream lasted until the verdict,
+    // (drained, uncounted, for up to two seconds). The stream lasted until the verdict,
     // like the response time, not until the drain gave up.
     let server = Hostile::start(|_| {
         vec![

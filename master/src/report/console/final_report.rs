@@ -19,6 +19,7 @@ pub fn render_final(r: &FinalReport) -> String {
     business_events(&mut out, r);
     super::goodput::goodput_table(&mut out, r);
     dify_tables(&mut out, r);
+    crate::report::nodes::render_console(&mut out, &r.where_time_goes);
     failures(&mut out, r);
     replicas(&mut out, r);
     workers(&mut out, r);
@@ -467,6 +468,7 @@ fn hunt(out: &mut String, h: &HuntReport) {
             "Little's law at the sustainable level: observed / expected throughput = {ratio:.2} (users / (response time + wait))"
         );
     }
+    crate::hunt::nodes::render_console(out, h);
     let _ = writeln!(out, "Search ended: {}", h.ended);
     let _ = writeln!(out, "Generators: {}", h.validity);
 }
