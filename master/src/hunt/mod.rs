@@ -137,9 +137,12 @@ impl Hunt {
         if let Some(ended) = self.step_end(elapsed, agg) {
             let step = &ended.step;
             let next = self.search.climb_after(step.level);
+            // A step run to its end hands over at its end (up to a tick ago), so each
+            // step has its full time; one that ended stable, now.
+            let at = if ended.stop.stable { elapsed } else { ended.to };
             // Climbing: the next level starts now; its verdict will only confirm it.
             self.current = (!step.bisecting && !step.remeasure && self.search.climbing() && next > step.level)
-                .then(|| Running::new(next, elapsed, false, false));
+                .then(|| Running::new(next, at, false, false));
             self.pending.push(ended);
         }
         // Judge every pending step whose seconds are complete, in order.

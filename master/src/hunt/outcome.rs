@@ -193,6 +193,8 @@ pub struct Remeasure {
     pub first: Option<f64>,
     /// Its figure in the second.
     pub second: Option<f64>,
+    /// Both figures as people read them: `20.02ms then 19.98ms`.
+    pub shown: String,
     /// Not confirmed: the sustainable level moved down to the next good probe (None
     /// when there was none).
     pub moved_to: Option<u32>,

@@ -80,12 +80,17 @@ impl Hunt {
         let first = self.results.iter().position(|r| !r.remeasure && r.users == level)?;
         let figure = |i: usize| key.and_then(|k| self.figures.get(i)?.get(k).copied().flatten());
         let confirmed = self.results[again].verdict == StepVerdict::Ok;
+        let show = |v: Option<f64>| match (key, v) {
+            (Some(k), Some(v)) => self.cfg.slos[k].stat.show(v),
+            _ => "no data".to_string(),
+        };
         Some(Remeasure {
             level,
             confirmed,
             slo: key.map(|k| self.cfg.slos[k].text.clone()).unwrap_or_default(),
             first: figure(first),
             second: figure(again),
+            shown: format!("{} then {}", show(figure(first)), show(figure(again))),
             moved_to: if confirmed { None } else { boundary.map(|b| self.results[b].users) },
         })
     }

@@ -5,6 +5,7 @@
 //! and a Kubernetes pod log.
 
 pub mod final_report;
+mod hunt_search;
 pub mod live;
 
 pub use final_report::render_final;
