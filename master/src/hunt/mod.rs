@@ -428,13 +428,20 @@ mod tests {
     /// Ticks `cfg`'s hunt once a second over a timeline where each second's 20
     /// requests take `rt_ms(level the hunt runs then, second)`, until it stops.
     fn hunt_with(cfg: HuntConfig, rt_ms: impl Fn(u32, i64) -> u64) -> HuntReport {
+        hunt_lagging(cfg, rt_ms, |_| 0)
+    }
+
+    /// As [`hunt_with`], the worker reporting `lag_us(level)` of timer lag.
+    fn hunt_lagging(cfg: HuntConfig, rt_ms: impl Fn(u32, i64) -> u64, lag_us: impl Fn(u32) -> u64) -> HuntReport {
         let mut hunt = Hunt::new(cfg);
         let mut agg = Aggregator::new(1);
         for t in 0..400 {
             match hunt.tick(Duration::from_secs(t as u64), &agg) {
                 Action::Stop(_) => return hunt.report(),
                 Action::Users(level) => {
-                    agg.merge(&requests_at(t, 20, rt_ms(level, t)));
+                    let mut r = requests_at(t, 20, rt_ms(level, t));
+                    r.sched_lag_p99_us = lag_us(level);
+                    agg.merge(&r);
                 }
             }
         }
@@ -509,6 +516,20 @@ mod tests {
         let c = h.confidence.unwrap();
         assert_eq!((c.level, c.measurements, c.seconds), (good, Some(2), 6), "{c:?}");
         assert!(h.ended.contains("confirmed"), "{}", h.ended);
+    }
+
+    /// A generator that lags 9 ms from 60 users on: the search still brackets the
+    /// boundary (67), but the deciding steps (the first bad one above it) ran on a
+    /// saturated worker, so the verdict is not valid; below 60 it is.
+    #[test]
+    fn a_saturated_generator_in_a_deciding_step_makes_the_verdict_not_valid() {
+        let rt = |level: u32, _| if level <= 67 { 20 } else { 150 };
+        let h = hunt_lagging(geometric(), rt, |level| if level >= 60 { 9_000 } else { 0 });
+        assert!(h.sustainable_users.is_some_and(|g| g >= 66), "{h:#?}");
+        assert!(!h.valid && h.validity.starts_with("not valid"), "{}", h.validity);
+        assert!(h.validity.contains("9.0 ms timer lag"), "{}", h.validity);
+        let h = hunt_lagging(geometric(), rt, |level| if level >= 100 { 9_000 } else { 0 });
+        assert!(h.valid, "{}", h.validity);
     }
 
     /// A boundary that does not hold: 67 users are fine during the search, and break
