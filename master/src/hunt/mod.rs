@@ -508,7 +508,10 @@ mod tests {
         let last = h.steps.last().unwrap();
         assert!(last.remeasure && last.users == good && last.verdict == StepVerdict::Ok);
         let again = h.remeasure.as_ref().unwrap();
-        assert!(again.confirmed && again.level == good && again.moved_to.is_none(), "{again:?}");
+        assert!(
+            again.confirmed && again.level == good && again.moved_to.is_none(),
+            "{again:?}"
+        );
         // 20 ms both times (HDR's bucket: within 0.1 %).
         for figure in [again.first, again.second] {
             assert!((figure.unwrap() - 20_000.0).abs() < 20.0, "{again:?}");

@@ -254,10 +254,7 @@ pub fn plan_growth(plan: &SearchPlan) -> f64 {
         .iter()
         .copied()
         .find(|&growth| {
-            let p = SearchPlan {
-                growth,
-                ..plan.clone()
-            };
+            let p = SearchPlan { growth, ..plan.clone() };
             boundaries.iter().all(|&b| simulate(&p, b).is_some())
         })
         .unwrap_or(GROWTHS[GROWTHS.len() - 1])
@@ -323,7 +320,10 @@ mod tests {
             let mut worst = 0;
             for boundary in 0..=2000 {
                 let Some((probes, found)) = simulate(&plan, boundary) else {
-                    panic!("{start} {resolution}: budget spent at boundary {boundary}, growth {}", plan.growth);
+                    panic!(
+                        "{start} {resolution}: budget spent at boundary {boundary}, growth {}",
+                        plan.growth
+                    );
                 };
                 worst = worst.max(probes);
                 assert!(probes <= 11, "{boundary}: {probes} probes");

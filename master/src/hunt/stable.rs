@@ -86,8 +86,16 @@ mod tests {
     fn steady_seconds_are_stable_noisy_and_drifting_ones_are_not() {
         let steady: Vec<f64> = (0..10).map(|i| 100.0 + if i % 2 == 0 { 2.0 } else { -2.0 }).collect();
         let r = rule();
-        assert_eq!(r.stable(Duration::from_secs(4), &steady), None, "before --min-step-time");
-        assert_eq!(r.stable(Duration::from_secs(9), &steady[..2]), None, "two seconds say nothing");
+        assert_eq!(
+            r.stable(Duration::from_secs(4), &steady),
+            None,
+            "before --min-step-time"
+        );
+        assert_eq!(
+            r.stable(Duration::from_secs(9), &steady[..2]),
+            None,
+            "two seconds say nothing"
+        );
         let three = half_width(&steady[..3]).unwrap();
         assert!((three - 0.057).abs() < 0.001, "{three}");
         assert_eq!(r.stable(Duration::from_secs(9), &steady[..3]), None);
@@ -95,13 +103,22 @@ mod tests {
         // Mean 100.4, sd 2.19, t(4) = 2.776: 2.776 x 2.19 / sqrt(5) / 100.4 = 2.7 %.
         assert!((hw - 0.0271).abs() < 0.001, "{hw}");
         let noisy: Vec<f64> = (0..40).map(|i| if i % 2 == 0 { 60.0 } else { 140.0 }).collect();
-        assert_eq!(r.stable(Duration::from_secs(60), &noisy), None, "{:?}", half_width(&noisy));
+        assert_eq!(
+            r.stable(Duration::from_secs(60), &noisy),
+            None,
+            "{:?}",
+            half_width(&noisy)
+        );
         let mut drifting: Vec<f64> = (0..8).map(|i| 50.0 + 20.0 * f64::from(i)).collect();
         assert_eq!(r.stable(Duration::from_secs(20), &drifting), None);
         drifting.extend([200.0; 30]);
         assert!(r.stable(Duration::from_secs(60), &drifting[8..]).is_some());
         let off = StopRule { within: None, ..r };
-        assert_eq!(off.stable(Duration::from_secs(60), &steady), None, "no rule: run to the maximum");
+        assert_eq!(
+            off.stable(Duration::from_secs(60), &steady),
+            None,
+            "no rule: run to the maximum"
+        );
     }
 
     /// The half-width against a hand computation: 10, 12, 14 have mean 12 and sd 2;

@@ -91,7 +91,11 @@ impl Hunt {
             first: figure(first),
             second: figure(again),
             shown: format!("{} then {}", show(figure(first)), show(figure(again))),
-            moved_to: if confirmed { None } else { boundary.map(|b| self.results[b].users) },
+            moved_to: if confirmed {
+                None
+            } else {
+                boundary.map(|b| self.results[b].users)
+            },
         })
     }
 
@@ -244,4 +248,3 @@ impl Hunt {
         }
     }
 }
-

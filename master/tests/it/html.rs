@@ -544,23 +544,36 @@ fn html_report_of_a_hunt_says_how_each_step_ended_and_whether_the_boundary_held(
     let cells = page.eval("Array.from(document.querySelectorAll('#hunt-table td.c-stop')).map((t) => t.textContent)");
     assert_eq!(
         cells,
-        json!(["stable after 14 s (±3.1 %)", "stable after 22 s (±4.4 %)", "max 60 s (±19.0 %)", "stable after 18 s (±2.0 %)", "stable after 16 s (±3.0 %)"])
+        json!([
+            "stable after 14 s (±3.1 %)",
+            "stable after 22 s (±4.4 %)",
+            "max 60 s (±19.0 %)",
+            "stable after 18 s (±2.0 %)",
+            "stable after 16 s (±3.0 %)"
+        ])
     );
     let table = page.eval("document.querySelector('#hunt-table').textContent");
     assert!(table.as_str().unwrap().contains("57 (re-measure)"), "{table}");
     let text = page.eval("document.querySelector('#hunt').textContent");
     let text = text.as_str().unwrap();
     assert!(text.contains("confirmed 57 users again"), "{text}");
-    assert!(text.contains("geometric ×2 per climbing step, to within 5%; 4 of 11 probes"), "{text}");
+    assert!(
+        text.contains("geometric ×2 per climbing step, to within 5%; 4 of 11 probes"),
+        "{text}"
+    );
     page.screenshot();
     // A re-measure that broke: the level moves down.
     report["hunt"]["remeasure"]["confirmed"] = json!(false);
     report["hunt"]["remeasure"]["moved_to"] = json!(40);
     let newer = serde_json::to_string(&report).unwrap();
-    page.eval(&format!("BarrageReport.render(document.getElementById('app'), {newer})"));
+    page.eval(&format!(
+        "BarrageReport.render(document.getElementById('app'), {newer})"
+    ));
     let text = page.eval("document.querySelector('#hunt').textContent");
     assert!(
-        text.as_str().unwrap().contains("not confirmed 57 users again: the sustainable level moves down to 40 users"),
+        text.as_str()
+            .unwrap()
+            .contains("not confirmed 57 users again: the sustainable level moves down to 40 users"),
         "{text}"
     );
     page.assert_no_problems();

@@ -301,15 +301,28 @@ async fn the_geometric_search_finds_the_concurrency_limit_within_its_resolution_
     assert!(search.probes <= 11 && h.steps.len() <= 12, "{h:#?}");
     // The search's bracket: the highest good and the lowest bad search probe.
     let probes = h.steps.iter().filter(|s| !s.remeasure);
-    let good = probes.clone().filter(|s| s.verdict == StepVerdict::Ok).map(|s| s.users).max().unwrap();
-    let bad = probes.filter(|s| s.verdict != StepVerdict::Ok).map(|s| s.users).min().unwrap();
+    let good = probes
+        .clone()
+        .filter(|s| s.verdict == StepVerdict::Ok)
+        .map(|s| s.users)
+        .max()
+        .unwrap();
+    let bad = probes
+        .filter(|s| s.verdict != StepVerdict::Ok)
+        .map(|s| s.users)
+        .min()
+        .unwrap();
     assert!(bad - good <= 2, "within --resolution 2: {good}..{bad}: {h:#?}");
-    assert!((37..=40).contains(&good) && (40..=42).contains(&bad), "{good}..{bad}: {h:#?}");
+    assert!(
+        (37..=40).contains(&good) && (40..=42).contains(&bad),
+        "{good}..{bad}: {h:#?}"
+    );
     // Every step says how it ended: stable (after at least 3 s) or at the 8 s maximum.
     for s in &h.steps {
         let stop = s.stop.as_ref().expect("how the step ended");
         assert!(
-            (stop.stable && stop.after_s >= 3.0 && stop.half_width.unwrap() < 0.2) || (!stop.stable && stop.after_s == 8.0),
+            (stop.stable && stop.after_s >= 3.0 && stop.half_width.unwrap() < 0.2)
+                || (!stop.stable && stop.after_s == 8.0),
             "{s:?}"
         );
     }
@@ -333,10 +346,22 @@ async fn the_geometric_search_finds_the_concurrency_limit_within_its_resolution_
     // of 61,696 in one run), and nothing was refused below the limit.
     let truth = mock.state.ground_truth();
     let near = |ours: u64, theirs: u64| ours.abs_diff(theirs) <= u64::from(last.users);
-    assert!(near(report.aggregated.requests, truth.requests), "{} vs {}", report.aggregated.requests, truth.requests);
+    assert!(
+        near(report.aggregated.requests, truth.requests),
+        "{} vs {}",
+        report.aggregated.requests,
+        truth.requests
+    );
     let refused = truth.outcomes.get("too_many_requests").copied().unwrap_or(0);
-    assert!(refused > 0 && near(report.aggregated.too_many_requests, refused), "{} vs {refused}", report.aggregated.too_many_requests);
-    assert!(h.steps.iter().filter(|s| s.users <= 38).all(|s| s.status_429 == 0), "{h:#?}");
+    assert!(
+        refused > 0 && near(report.aggregated.too_many_requests, refused),
+        "{} vs {refused}",
+        report.aggregated.too_many_requests
+    );
+    assert!(
+        h.steps.iter().filter(|s| s.users <= 38).all(|s| s.status_429 == 0),
+        "{h:#?}"
+    );
     let console = barrage_master::report::console::render_final(&report);
     assert!(console.contains("Boundary re-measured:"), "{console}");
     assert!(console.contains("Search: geometric"), "{console}");

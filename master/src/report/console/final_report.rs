@@ -436,7 +436,11 @@ fn hunt(out: &mut String, h: &HuntReport) {
             s.status_429,
             s.little_rps.map_or("-".into(), |l| format!("{l:.1}")),
             s.worker_cpu_max,
-            if stops { format!(" {} |", hunt_search::step_end(s)) } else { String::new() },
+            if stops {
+                format!(" {} |", hunt_search::step_end(s))
+            } else {
+                String::new()
+            },
         );
     }
     let capacity = match (h.sustainable_users, h.sustainable_rps) {

@@ -45,7 +45,10 @@ pub(super) fn lines(out: &mut String, h: &HuntReport) {
             "confirmed; the verdict pools both measurements".to_string()
         } else {
             match r.moved_to {
-                Some(l) => format!("NOT confirmed: an SLO broke; the sustainable level moves down to {l} {}", h.level),
+                Some(l) => format!(
+                    "NOT confirmed: an SLO broke; the sustainable level moves down to {l} {}",
+                    h.level
+                ),
                 None => "NOT confirmed: an SLO broke, and no lower level was good".to_string(),
             }
         };
@@ -56,7 +59,11 @@ pub(super) fn lines(out: &mut String, h: &HuntReport) {
         );
     }
     if let Some(s) = &h.search {
-        let stable = h.steps.iter().filter(|s| s.stop.as_ref().is_some_and(|x| x.stable)).count();
+        let stable = h
+            .steps
+            .iter()
+            .filter(|s| s.stop.as_ref().is_some_and(|x| x.stable))
+            .count();
         let growth = if s.kind == "geometric" {
             format!(" x{} per climbing step, to within {}", s.growth, s.resolution)
         } else {
