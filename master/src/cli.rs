@@ -50,21 +50,6 @@ pub enum Command {
     Report(ReportArgs),
 }
 
-/// A fraction, `0.05` or `5%`; `off` for none (the hunt's `--stable-within`).
-fn parse_fraction(s: &str) -> Result<Option<f64>, String> {
-    if s.trim() == "off" {
-        return Ok(None);
-    }
-    let v = match s.trim().strip_suffix('%') {
-        Some(pct) => pct.trim().parse::<f64>().map(|v| v / 100.0),
-        None => s.trim().parse::<f64>(),
-    };
-    match v {
-        Ok(v) if v > 0.0 && v < 1.0 => Ok(Some(v)),
-        _ => Err(format!("{s}: expected a fraction between 0 and 1 (0.05 or 5%), or off")),
-    }
-}
-
 fn parse_duration(s: &str) -> Result<Duration, String> {
     duration::parse(s)
 }
@@ -325,8 +310,8 @@ pub struct HuntArgs {
     /// A step ends once the 95 % confidence half-width of its per-second p95 (of the
     /// first SLO's latency metric) is under this fraction of it: 0.05 or 5%.
     /// 'off': every step runs --step-time.
-    #[arg(long, default_value = "5%", value_parser = parse_fraction)]
-    pub stable_within: Option<f64>,
+    #[arg(long, default_value = "5%", value_parser = crate::hunt::stable::Within::parse)]
+    pub stable_within: crate::hunt::stable::Within,
     /// The shortest a step lasts before it may end stable [default: a quarter of
     /// --step-time].
     #[arg(long, value_parser = parse_duration)]

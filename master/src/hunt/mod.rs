@@ -129,6 +129,11 @@ impl Hunt {
         self.cfg.step_time
     }
 
+    /// The settings it runs with (the search's planned growth included).
+    pub fn config(&self) -> &HuntConfig {
+        &self.cfg
+    }
+
     /// Called every controller tick with the run's elapsed time.
     pub fn tick(&mut self, elapsed: Duration, agg: &Aggregator) -> Action {
         if let Some(why) = &self.ended {

@@ -22,6 +22,31 @@ pub struct StopRule {
     pub min: Duration,
 }
 
+/// `--stable-within`: the relative half-width under which a step is stable, or None
+/// (`off`): every step runs to `--step-time`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Within(pub Option<f64>);
+
+impl Within {
+    /// Parses `0.05`, `5%` or `off`; the message names the flag.
+    pub fn parse(s: &str) -> Result<Within, String> {
+        let s = s.trim();
+        if s == "off" {
+            return Ok(Within(None));
+        }
+        let v = match s.strip_suffix('%') {
+            Some(pct) => pct.trim().parse::<f64>().map(|v| v / 100.0),
+            None => s.parse::<f64>(),
+        };
+        match v {
+            Ok(v) if v > 0.0 && v < 1.0 => Ok(Within(Some(v))),
+            _ => Err(format!(
+                "--stable-within {s}: expected a fraction between 0 and 1 (0.05 or 5%), or off"
+            )),
+        }
+    }
+}
+
 /// Fewer batches say nothing about spread: a step is never stable on fewer.
 pub const MIN_BATCHES: usize = 3;
 
@@ -123,6 +148,16 @@ mod tests {
 
     /// The half-width against a hand computation: 10, 12, 14 have mean 12 and sd 2;
     /// t(2) = 4.303, so ±4.303 x 2 / sqrt(3) = ±4.969, 41.4 % of 12.
+    #[test]
+    fn fractions_parse_as_decimals_percentages_or_off() {
+        assert_eq!(Within::parse("5%"), Ok(Within(Some(0.05))));
+        assert_eq!(Within::parse("0.1"), Ok(Within(Some(0.1))));
+        assert_eq!(Within::parse("off"), Ok(Within(None)));
+        for bad in ["0", "1", "150%", "x", ""] {
+            assert!(Within::parse(bad).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn the_half_width_is_the_student_t_interval_of_the_batch_means() {
         let hw = half_width(&[10.0, 12.0, 14.0]).unwrap();

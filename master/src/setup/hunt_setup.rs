@@ -71,7 +71,7 @@ pub fn hunt_setup(args: &HuntArgs, scenario: Scenario, workers: u32) -> Result<M
         search,
         step_time: args.step_time,
         stop: crate::hunt::stable::StopRule {
-            within: args.stable_within,
+            within: args.stable_within.0,
             min: args.min_step_time.unwrap_or(args.step_time / 4),
         },
         warmup: args.warmup.unwrap_or(args.step_time / 6),

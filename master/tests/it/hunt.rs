@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use barrage_master::cli::HuntArgs;
 use barrage_master::hunt::search::{Resolution, SearchKind};
+use barrage_master::hunt::stable::Within;
 use barrage_master::hunt::{HuntLevel, HuntReport, StepVerdict};
 
 use crate::support::*;
@@ -22,7 +23,7 @@ fn hunt_args(load: barrage_master::cli::LoadArgs, slos: &[&str], max: u32) -> Hu
         resolution: Resolution::Fraction(0.05),
         step: 10,
         step_time: Duration::from_secs(2),
-        stable_within: None,
+        stable_within: Within(None),
         min_step_time: None,
         no_remeasure: true,
         warmup: Some(Duration::from_secs(1)),
@@ -292,7 +293,7 @@ async fn the_geometric_search_finds_the_concurrency_limit_within_its_resolution_
     args.search = SearchKind::Geometric;
     args.resolution = Resolution::Absolute(2);
     args.step_time = Duration::from_secs(8);
-    args.stable_within = Some(0.2);
+    args.stable_within = Within(Some(0.2));
     args.min_step_time = Some(Duration::from_secs(3));
     args.no_remeasure = false;
     let (h, report, _) = hunt(&args, &workflows()).await;
