@@ -555,6 +555,35 @@ fn hunt_steps_its_own_load_and_refuses_flags_that_would_set_it() {
         (90, 20.0 * 10.0 / 60.0, false),
         "room for --max users, each step reached within a tenth of --step-time"
     );
+    assert!(users.run.hunt.is_some() && users.run.shape.is_none());
+    assert_eq!(users.exit_code_on_error, 0, "failed requests are what a hunt looks for");
+    let rates = hunt(
+        BARE,
+        &[
+            "--slo",
+            "error_rate < 1%",
+            "--arrival",
+            "--start",
+            "4",
+            "--max-in-flight",
+            "9",
+            "-r",
+            "3",
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        (rates.run.users, rates.run.spawn_rate),
+        (0, 3.0),
+        "the open model: no users; -r stands"
+    );
+    let a = rates.run.arrival.as_ref().unwrap();
+    assert_eq!((a.schedule.start_rate, a.max_in_flight), (4.0, 9));
+    assert_eq!(rates.info.arrival, rates.run.arrival);
+}
+
+#[test]
+fn hunt_search_and_stop_flags_lower_into_its_settings() {
     // The defaults: a geometric search in 11 probes and the re-measure, to 5 %, steps
     // ending stable within 5 % after 15 s; the largest jump (the last climb to --max)
     // reached within a tenth of the shortest step.
@@ -627,32 +656,6 @@ fn hunt_steps_its_own_load_and_refuses_flags_that_would_set_it() {
         let flags: Vec<&str> = ["--slo", "error_rate < 1%"].iter().chain(flags).copied().collect();
         assert_eq!(hunt(BARE, &flags).err().as_deref(), Some(want), "{flags:?}");
     }
-    assert!(users.run.hunt.is_some() && users.run.shape.is_none());
-    assert_eq!(users.exit_code_on_error, 0, "failed requests are what a hunt looks for");
-
-    let rates = hunt(
-        BARE,
-        &[
-            "--slo",
-            "error_rate < 1%",
-            "--arrival",
-            "--start",
-            "4",
-            "--max-in-flight",
-            "9",
-            "-r",
-            "3",
-        ],
-    )
-    .unwrap();
-    assert_eq!(
-        (rates.run.users, rates.run.spawn_rate),
-        (0, 3.0),
-        "the open model: no users; -r stands"
-    );
-    let a = rates.run.arrival.as_ref().unwrap();
-    assert_eq!((a.schedule.start_rate, a.max_in_flight), (4.0, 9));
-    assert_eq!(rates.info.arrival, rates.run.arrival);
 }
 
 #[test]
