@@ -526,6 +526,22 @@ mod tests {
         assert!(h.ended.contains("confirmed"), "{}", h.ended);
     }
 
+    /// The same search by arrival rate (`--arrival`): the levels are arrivals per
+    /// second, bracketed and re-measured the same way; Little's law is not applied to
+    /// an offered rate.
+    #[test]
+    fn the_search_by_arrival_rate_brackets_and_re_measures_the_same_way() {
+        let mut cfg = geometric();
+        cfg.rate_mode = true;
+        let h = hunt_with(cfg, |rate, _| if rate <= 123 { 20 } else { 150 });
+        assert_eq!(h.level, HuntLevel::ArrivalsPerSecond);
+        let (good, bad) = (h.sustainable_users.unwrap(), h.first_bad_users.unwrap());
+        assert!(good <= 123 && 123 < bad && bad - good <= 2, "{good} {bad}: {h:#?}");
+        assert!(h.steps.len() <= 12 && h.steps.iter().all(|s| s.little_rps.is_none()));
+        assert!(h.remeasure.unwrap().confirmed);
+        assert!(h.ended.contains("arrivals/s"), "{}", h.ended);
+    }
+
     /// A generator that lags 9 ms from 60 users on: the search still brackets the
     /// boundary (67), but the deciding steps (the first bad one above it) ran on a
     /// saturated worker, so the verdict is not valid; below 60 it is.
