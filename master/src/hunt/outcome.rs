@@ -201,8 +201,9 @@ pub struct Remeasure {
 }
 
 /// The key SLO at the sustainable level (the boundary step, the last good one): its
-/// figure over the step's judged seconds, a 95 % percentile bootstrap interval over
-/// those seconds resampled ([`super::confidence`]), and the margin to the limit.
+/// figure over the step's judged seconds (pooled with the re-measure's when that
+/// confirmed it), a 95 % percentile bootstrap interval over those seconds resampled
+/// ([`super::confidence`]), and the margin to the limit.
 ///
 /// The key SLO is the one that broke worst (least margin) at the first bad step, or,
 /// when none broke, the one with the least margin at the boundary step.
@@ -230,7 +231,8 @@ pub struct SloConfidence {
     /// `confident` when the whole interval meets the SLO, `marginal` when it crosses
     /// the limit.
     pub call: String,
-    /// The seconds resampled (the step's judged seconds).
+    /// The seconds resampled: the boundary step's judged seconds, and the
+    /// re-measure's when it confirmed the boundary.
     pub seconds: u32,
     /// How many resamples were drawn.
     pub resamples: u32,
