@@ -674,6 +674,7 @@
     const out = [
       facts(null, [
         ['Sustainable capacity', capacity, 'the highest level that met every SLO'],
+        huntRemeasure(obj(hr.remeasure), level),
         huntConfidence(obj(hr.confidence), level),
         huntMargin(obj(hr.margin_shape)),
         isNum(hr.first_bad_users) ? ['First bad level', count(hr.first_bad_users) + ' ' + level] : null,
@@ -681,6 +682,7 @@
         isNum(hr.knee_users) ? ['Knee (throughput peaked)', count(hr.knee_users) + ' ' + level] : null,
         isNum(hr.little_ratio) ? ["Little's law at the sustainable level", num(hr.little_ratio, 2), 'observed / expected throughput, users / (response time + wait)'] : null,
         ['Search ended', String(hr.ended || DASH)],
+        huntSearch(obj(hr.search), steps),
         ['Generators', h('span', null, [hr.valid === false ? badge('not valid', 'fail') : badge('valid', 'pass'), ' ', String(hr.validity || '')])],
       ]),
       grid,
@@ -711,7 +713,7 @@
     out.push(
       table(
         [
-          { key: 'level', label: level === 'users' ? 'Users' : 'Arrivals/s', num: true, cell: (s) => count(s.users) + (s.bisecting ? ' (bisect)' : '') },
+          { key: 'level', label: level === 'users' ? 'Users' : 'Arrivals/s', num: true, cell: (s) => count(s.users) + (s.remeasure ? ' (re-measure)' : s.bisecting ? ' (bisect)' : '') },
           { key: 'seconds', label: 'Seconds judged', num: true, cell: (s) => count(s.from_s) + '–' + count(s.to_s) },
           { key: 'rps', label: 'req/s', num: true, cell: (s) => rate(s.rps) },
           { key: 'eps', label: 'events/s', num: true, cell: (s) => rate(s.events_per_s) },
@@ -733,7 +735,8 @@
                   ? badge('throughput stalled', 'warn')
                   : badge('ok', 'pass'),
           },
-        ],
+          steps.some((s) => obj(s.stop)) ? { key: 'stop', label: 'Step ended', help: 'stable: the 95 % half-width of its per-second p95 fell under --stable-within; max: it ran to --step-time', cell: stepEnd } : null,
+        ].filter(Boolean),
         steps,
         { id: 'hunt-table' }
       )
@@ -769,6 +772,42 @@
     }
     out.unshift(note('The load stepped up until a step broke an SLO or throughput stopped growing; each step is judged on its own seconds after a warm-up.'));
     return out;
+  }
+
+  /** How a hunt step ended: stable after N s, or at the maximum (absent in older files). */
+  function stepEnd(s) {
+    const st = obj(s.stop);
+    if (!st) return DASH;
+    const hw = isNum(st.half_width) ? ' (±' + num(st.half_width * 100, 1) + ' %)' : '';
+    return st.stable
+      ? h('span', null, [badge('stable', 'pass'), ' after ' + num(st.after_s, 0) + ' s' + hw])
+      : h('span', null, [badge('max', 'warn'), ' ' + num(st.after_s, 0) + ' s' + hw]);
+  }
+
+  /** The boundary's second measurement (absent in older files and with --no-remeasure). */
+  function huntRemeasure(r, level) {
+    if (!r) return null;
+    return [
+      'Boundary re-measured',
+      h('span', null, [
+        r.confirmed ? badge('confirmed', 'pass') : badge('not confirmed', 'fail'),
+        ' ' + count(r.level) + ' ' + level + ' again' +
+          (r.confirmed ? '' : isNum(r.moved_to) ? ': the sustainable level moves down to ' + count(r.moved_to) + ' ' + level : ': no lower level was good'),
+      ]),
+      String(r.slo || '') + ': ' + String(r.shown || '') + (r.confirmed ? '; the verdict pools both measurements' : ''),
+    ];
+  }
+
+  /** The search's kind, probes and stop rule (absent in older files). */
+  function huntSearch(s, steps) {
+    if (!s) return null;
+    const stable = steps.filter((x) => obj(x.stop) && x.stop.stable).length;
+    return [
+      'Search',
+      String(s.kind) + (s.kind === 'geometric' ? ' ×' + num(s.growth, 0) + ' per climbing step, to within ' + String(s.resolution) : '') +
+        '; ' + count(s.probes) + ' of ' + count(s.budget) + ' probes',
+      'steps ' + String(s.stop_rule || '') + ': ' + count(stable) + ' of ' + count(steps.length) + ' ended stable',
+    ];
   }
 
   /** The sustainable level's key SLO with its bootstrap interval (absent in older files). */

@@ -302,12 +302,35 @@ pub struct HuntArgs {
     /// Users of the first step.
     #[arg(long, default_value_t = 10)]
     pub start: u32,
-    /// Users added at each step.
+    /// How the levels are chosen: geometric (multiply until a level breaks, then
+    /// bisect to --resolution) or linear (add --step each time, then --bisect rounds).
+    #[arg(long, value_enum, default_value_t = crate::hunt::search::SearchKind::Geometric)]
+    pub search: crate::hunt::search::SearchKind,
+    /// At most this many steps, the boundary's re-measure included.
+    #[arg(long, default_value_t = 12)]
+    pub max_probes: u32,
+    /// Geometric search: stop once the last good and the first bad level are this
+    /// close: levels (5) or a share of the last good level (5%).
+    #[arg(long, default_value = "5%", value_parser = crate::hunt::search::Resolution::parse)]
+    pub resolution: crate::hunt::search::Resolution,
+    /// Linear search: users added at each step.
     #[arg(long, default_value_t = 10)]
     pub step: u32,
-    /// How long each step lasts (at least 2s).
+    /// The longest a step lasts (at least 2s); every step without --stable-within.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub step_time: Duration,
+    /// A step ends once the 95 % confidence half-width of its per-second p95 (of the
+    /// first SLO's latency metric) is under this fraction of it: 0.05 or 5%.
+    /// 'off': every step runs --step-time.
+    #[arg(long, default_value = "5%", value_parser = crate::hunt::stable::Within::parse)]
+    pub stable_within: crate::hunt::stable::Within,
+    /// The shortest a step lasts before it may end stable [default: a quarter of
+    /// --step-time].
+    #[arg(long, value_parser = parse_duration)]
+    pub min_step_time: Option<Duration>,
+    /// Do not run the boundary (the last good level) a second time after the search.
+    #[arg(long)]
+    pub no_remeasure: bool,
     /// The first part of each step left out of its figures [default: a sixth of --step-time].
     #[arg(long, value_parser = parse_duration)]
     pub warmup: Option<Duration>,
@@ -327,7 +350,7 @@ pub struct HuntArgs {
     /// Never stop for a stall, only for a broken SLO or --max.
     #[arg(long)]
     pub no_stall: bool,
-    /// Rounds of bisection between the last good and the first bad level.
+    /// Linear search: rounds of bisection between the last good and the first bad level.
     #[arg(long, default_value_t = 0)]
     pub bisect: u32,
     /// Step the arrival rate (the open model, iterations per second) instead of users:

@@ -2,6 +2,8 @@
 //! percentile bootstrap of the boundary step's SLO figure over its seconds
 //! ([`bootstrap`]), seeded so the same timeline always gives the same interval.
 
+use std::borrow::Borrow;
+
 use barrage_common::metrics::Metric;
 use barrage_common::threshold::{Op, Stat, Threshold};
 
@@ -43,7 +45,7 @@ pub fn seconds(agg: &Aggregator, from: i64, to: i64) -> Vec<Window> {
 /// from [`seconds`]): [`RESAMPLES`] times, draw as many seconds as the step judged,
 /// with replacement, sum them as one window, and compute the figure; the interval is
 /// the middle 95 % of those figures. None without a second with data.
-pub fn bootstrap(slo: &Threshold, seconds: &[Window]) -> Option<(f64, f64)> {
+pub fn bootstrap<W: Borrow<Window>>(slo: &Threshold, seconds: &[W]) -> Option<(f64, f64)> {
     let mut rng = SplitMix(SEED);
     let n = seconds.len() as u64;
     let mut figures: Vec<f64> = (0..RESAMPLES)
@@ -54,7 +56,7 @@ pub fn bootstrap(slo: &Threshold, seconds: &[Window]) -> Option<(f64, f64)> {
                 ..Default::default()
             };
             for _ in 0..n {
-                add(&mut sum, &seconds[(rng.next() % n) as usize], slo.stat);
+                add(&mut sum, seconds[(rng.next() % n) as usize].borrow(), slo.stat);
             }
             window_value(slo.stat, &sum)
         })
@@ -66,6 +68,20 @@ pub fn bootstrap(slo: &Threshold, seconds: &[Window]) -> Option<(f64, f64)> {
     let tail = (1.0 - COVERAGE) / 2.0;
     let at = |q: f64| figures[((q * figures.len() as f64) as usize).min(figures.len() - 1)];
     Some((at(tail), at(1.0 - tail)))
+}
+
+/// `slo`'s figure over `seconds` pooled (two measurements of one level, say): their
+/// sum as one window. None without data.
+pub fn figure<W: Borrow<Window>>(slo: &Threshold, seconds: &[W]) -> Option<f64> {
+    let mut sum = Window {
+        seconds: seconds.len() as i64,
+        complete: true,
+        ..Default::default()
+    };
+    for second in seconds {
+        add(&mut sum, second.borrow(), slo.stat);
+    }
+    window_value(slo.stat, &sum)
 }
 
 /// Adds one second into a resample (what `timeline::window` sums, for the figures an

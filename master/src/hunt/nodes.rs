@@ -59,7 +59,6 @@ struct Open {
     level: u32,
     began: Duration,
     at_warm: Option<BTreeMap<NodeKey, NodeStats>>,
-    done: bool,
 }
 
 /// Node figures per hunt step, as the hunt runs.
@@ -107,47 +106,47 @@ fn difference(
 
 impl NodeSteps {
     /// Called each hunt tick, before the hunt moves on, with the step running
-    /// (`level`, `began`): copies the node totals at its warm-up's end and its end.
-    pub fn observe(
-        &mut self,
-        elapsed: Duration,
-        (level, began): (u32, Duration),
-        warmup: Duration,
-        step: Duration,
-        agg: &Aggregator,
-    ) {
+    /// (`level`, `began`; None while the last one is judged): copies the node totals
+    /// once its warm-up is over.
+    pub fn observe(&mut self, elapsed: Duration, running: Option<(u32, Duration)>, warmup: Duration, agg: &Aggregator) {
+        let Some((level, began)) = running else {
+            return;
+        };
         if self.open.as_ref().is_none_or(|o| o.level != level || o.began != began) {
             self.open = Some(Open {
                 level,
                 began,
                 at_warm: None,
-                done: false,
             });
         }
-        let Some(open) = self.open.as_mut() else {
-            return;
-        };
-        if open.done {
-            return;
-        }
-        if open.at_warm.is_none() && elapsed >= began + warmup {
+        if let Some(open) = self.open.as_mut()
+            && open.at_warm.is_none()
+            && elapsed >= began + warmup
+        {
             open.at_warm = Some(totals(agg));
         }
-        if let Some(before) = &open.at_warm
-            && elapsed >= began + step
-        {
-            open.done = true;
-            let d = difference(&totals(agg), before);
-            self.rows.extend(d.iter().map(|(k, n)| NodeStepRow {
-                level,
-                start_s: began.as_secs_f64(),
-                title: k.title.clone(),
-                node_type: k.node_type.clone(),
-                count: n.count(),
-                failures: n.failures(),
-                elapsed_ms: n.elapsed.as_ref().and_then(Percentiles::from_us),
-            }));
-        }
+    }
+
+    /// The step (`level`, `began`) ended (stable, or at its longest time): its rows are
+    /// the node totals now less those at its warm-up's end. A step that ended before
+    /// its warm-up did has no rows.
+    pub fn close(&mut self, (level, began): (u32, Duration), agg: &Aggregator) {
+        let Some(open) = self.open.take_if(|o| o.level == level && o.began == began) else {
+            return;
+        };
+        let Some(before) = open.at_warm else {
+            return;
+        };
+        let d = difference(&totals(agg), &before);
+        self.rows.extend(d.iter().map(|(k, n)| NodeStepRow {
+            level,
+            start_s: began.as_secs_f64(),
+            title: k.title.clone(),
+            node_type: k.node_type.clone(),
+            count: n.count(),
+            failures: n.failures(),
+            elapsed_ms: n.elapsed.as_ref().and_then(Percentiles::from_us),
+        }));
     }
 
     /// Every node row so far, in step order.
@@ -267,7 +266,7 @@ mod tests {
     fn each_step_gets_its_own_node_figures_and_the_fastest_growth_is_named() {
         let mut agg = Aggregator::new(1);
         let mut steps = NodeSteps::default();
-        let (warm, step) = (Duration::from_secs(2), Duration::from_secs(10));
+        let warm = Duration::from_secs(2);
         let s = |x: u64| Duration::from_secs(x);
         let mut seq = 0;
         let mut add = |agg: &mut Aggregator, s: EndpointStats| {
@@ -276,13 +275,18 @@ mod tests {
         };
         // Level 10: LLM 200 ms, Code 30 ms; warm-up data before the snapshot.
         add(&mut agg, stats(900_000, 900_000, 5));
-        steps.observe(s(2), (10, s(0)), warm, step, &agg);
+        steps.observe(s(2), Some((10, s(0))), warm, &agg);
         add(&mut agg, stats(200_000, 30_000, 20));
-        steps.observe(s(10), (10, s(0)), warm, step, &agg);
-        // Level 20: LLM 1,000 ms, Code 33 ms.
-        steps.observe(s(12), (20, s(10)), warm, step, &agg);
+        steps.observe(s(10), Some((10, s(0))), warm, &agg);
+        steps.close((10, s(0)), &agg);
+        // Level 20: LLM 1,000 ms, Code 33 ms; it ends early (stable) at 16 s.
+        steps.observe(s(12), Some((20, s(10))), warm, &agg);
         add(&mut agg, stats(1_000_000, 33_000, 30));
-        steps.observe(s(20), (20, s(10)), warm, step, &agg);
+        steps.close((20, s(10)), &agg);
+        // A step that ends before its warm-up is over has no rows.
+        steps.observe(s(17), Some((30, s(16))), warm, &agg);
+        add(&mut agg, stats(1_000_000, 33_000, 30));
+        steps.close((30, s(16)), &agg);
         let rows = steps.rows();
         assert_eq!(rows.len(), 4);
         let llm10 = rows.iter().find(|r| r.level == 10 && r.title == "LLM").unwrap();

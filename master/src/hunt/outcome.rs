@@ -90,6 +90,25 @@ pub struct StepResult {
     pub broken: Vec<String>,
     /// Run while bisecting (never judged as a stall).
     pub bisecting: bool,
+    /// How the step ended: stable, or at the longest step time (absent in files saved
+    /// before steps could end stable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<StepStop>,
+    /// The boundary's re-measure after the search (never judged as a stall).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remeasure: bool,
+}
+
+/// How a step ended ([`super::stable`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepStop {
+    /// True: the step ended once its p95 was stable; false: it ran to `--step-time`.
+    pub stable: bool,
+    /// How long the step ran, up to the end of its judged seconds, s.
+    pub after_s: f64,
+    /// The last 95 % half-width of the windowed p95 of the key metric, a fraction of
+    /// that p95 (0.03 is ±3 %); None before three seconds with data.
+    pub half_width: Option<f64>,
 }
 
 impl StepResult {
@@ -142,11 +161,57 @@ pub struct HuntReport {
     /// fastest first (at most three); absent without them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes_grew: Vec<super::nodes::NodeGrowth>,
+    /// How the search went: its kind, budget, probes spent (absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchSummary>,
+    /// The boundary measured a second time after the search (absent in older files,
+    /// with `--no-remeasure`, and when no level was good).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remeasure: Option<Remeasure>,
+}
+
+/// How the search went ([`super::search`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SearchSummary {
+    /// `geometric` or `linear`.
+    pub kind: String,
+    /// Geometric: the factor each climbing step multiplied the level by (the gentlest
+    /// that fits the budget over the range).
+    pub growth: f64,
+    /// How close the last good and the first bad level had to be: `5%` or `5`.
+    pub resolution: String,
+    /// The probes the search could spend (`--max-probes`, less the re-measure).
+    pub budget: u32,
+    /// The probes it judged.
+    pub probes: u32,
+    /// Each step's stop rule in words: `stable within 5 % (10s to 60s)` or `60s each`.
+    pub stop_rule: String,
+}
+
+/// The boundary's second measurement.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Remeasure {
+    /// The level measured again (the search's last good level).
+    pub level: u32,
+    /// Every SLO held again: the verdict counts both measurements' seconds.
+    pub confirmed: bool,
+    /// The key SLO (as in [`SloConfidence`]).
+    pub slo: String,
+    /// Its figure in the first measurement, the SLO's base units.
+    pub first: Option<f64>,
+    /// Its figure in the second.
+    pub second: Option<f64>,
+    /// Both figures as people read them: `20.02ms then 19.98ms`.
+    pub shown: String,
+    /// Not confirmed: the sustainable level moved down to the next good probe (None
+    /// when there was none).
+    pub moved_to: Option<u32>,
 }
 
 /// The key SLO at the sustainable level (the boundary step, the last good one): its
-/// figure over the step's judged seconds, a 95 % percentile bootstrap interval over
-/// those seconds resampled ([`super::confidence`]), and the margin to the limit.
+/// figure over the step's judged seconds (pooled with the re-measure's when that
+/// confirmed it), a 95 % percentile bootstrap interval over those seconds resampled
+/// ([`super::confidence`]), and the margin to the limit.
 ///
 /// The key SLO is the one that broke worst (least margin) at the first bad step, or,
 /// when none broke, the one with the least margin at the boundary step.
@@ -174,10 +239,15 @@ pub struct SloConfidence {
     /// `confident` when the whole interval meets the SLO, `marginal` when it crosses
     /// the limit.
     pub call: String,
-    /// The seconds resampled (the step's judged seconds).
+    /// The seconds resampled: the boundary step's judged seconds, and the
+    /// re-measure's when it confirmed the boundary.
     pub seconds: u32,
     /// How many resamples were drawn.
     pub resamples: u32,
+    /// The measurements of the level whose seconds are pooled: 2 when the re-measure
+    /// confirmed the boundary (absent in older files: one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measurements: Option<u32>,
 }
 
 /// How the key SLO's margin behaved over the levels up to the first bad step.

@@ -55,24 +55,49 @@ pub fn hunt_setup(args: &HuntArgs, scenario: Scenario, workers: u32) -> Result<M
         .iter()
         .map(|s| Threshold::parse(s).map_err(|m| Failure::usage(format!("--slo: {m}"))))
         .collect::<Result<Vec<_>, _>>()?;
-    let cfg = crate::hunt::HuntConfig {
+    let mut search = crate::hunt::search::SearchPlan {
+        kind: args.search,
         start: args.start,
-        step: args.step,
-        step_time: args.step_time,
-        warmup: args.warmup.unwrap_or(args.step_time / 6),
         max: args.max,
+        step: args.step,
+        bisect: args.bisect,
+        growth: 2.0,
+        resolution: args.resolution,
+        budget: args.max_probes.saturating_sub(u32::from(!args.no_remeasure)),
+    };
+    if search.kind == crate::hunt::search::SearchKind::Geometric {
+        search.growth = crate::hunt::search::plan_growth(&search);
+    }
+    let cfg = crate::hunt::HuntConfig {
+        search,
+        step_time: args.step_time,
+        stop: crate::hunt::stable::StopRule {
+            within: args.stable_within.0,
+            min: args.min_step_time.unwrap_or(args.step_time / 4),
+        },
+        warmup: args.warmup.unwrap_or(args.step_time / 6),
         slos,
         stall: (!args.no_stall).then_some((args.stall_users, args.stall_gain)),
-        bisect: args.bisect,
+        remeasure: !args.no_remeasure,
         mean_wait,
         rate_mode: args.arrival,
     };
     cfg.check().map_err(Failure::usage)?;
-    // Each step is reached within a tenth of its time unless -r says otherwise.
+    // Each step is reached within a tenth of its shortest time unless -r says
+    // otherwise: the largest jump is --step, or a geometric climb's last one.
+    let jump = match cfg.search.kind {
+        crate::hunt::search::SearchKind::Linear => f64::from(args.step),
+        crate::hunt::search::SearchKind::Geometric => f64::from(args.max) * (1.0 - 1.0 / cfg.search.growth),
+    };
+    let shortest = if cfg.stop.within.is_some() {
+        cfg.stop.min.max(Duration::from_secs(1))
+    } else {
+        cfg.step_time
+    };
     setup.run.spawn_rate = args
         .load
         .spawn_rate
-        .unwrap_or_else(|| (f64::from(args.start.max(args.step)) * 10.0 / args.step_time.as_secs_f64()).max(1.0));
+        .unwrap_or_else(|| (f64::from(args.start).max(jump) * 10.0 / shortest.as_secs_f64()).max(1.0));
     setup.run.users = args.max;
     setup.info.users = args.max;
     setup.info.spawn_rate = setup.run.spawn_rate;

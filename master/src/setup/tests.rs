@@ -544,6 +544,10 @@ fn hunt_steps_its_own_load_and_refuses_flags_that_would_set_it() {
         &[
             "--slo",
             "error_rate < 1%",
+            "--search",
+            "linear",
+            "--stable-within",
+            "off",
             "--start",
             "20",
             "--step",
@@ -560,7 +564,6 @@ fn hunt_steps_its_own_load_and_refuses_flags_that_would_set_it() {
     );
     assert!(users.run.hunt.is_some() && users.run.shape.is_none());
     assert_eq!(users.exit_code_on_error, 0, "failed requests are what a hunt looks for");
-
     let rates = hunt(
         BARE,
         &[
@@ -584,6 +587,82 @@ fn hunt_steps_its_own_load_and_refuses_flags_that_would_set_it() {
     let a = rates.run.arrival.as_ref().unwrap();
     assert_eq!((a.schedule.start_rate, a.max_in_flight), (4.0, 9));
     assert_eq!(rates.info.arrival, rates.run.arrival);
+}
+
+#[test]
+fn hunt_search_and_stop_flags_lower_into_its_settings() {
+    // The defaults: a geometric search in 11 probes and the re-measure, to 5 %, steps
+    // ending stable within 5 % after 15 s; the largest jump (the last climb to --max)
+    // reached within a tenth of the shortest step.
+    let geometric = hunt(BARE, &["--slo", "p95(ttfe) < 1s", "--max", "2000"]).unwrap();
+    let h = geometric.run.hunt.as_ref().unwrap().lock().unwrap();
+    let cfg = h.config();
+    assert_eq!(
+        (cfg.search.kind, cfg.search.budget, cfg.search.resolution, cfg.remeasure),
+        (
+            crate::hunt::search::SearchKind::Geometric,
+            11,
+            crate::hunt::search::Resolution::Fraction(0.05),
+            true
+        )
+    );
+    assert_eq!((cfg.stop.within, cfg.stop.min), (Some(0.05), Duration::from_secs(15)));
+    let jump = 2000.0 * (1.0 - 1.0 / cfg.search.growth);
+    assert!(
+        (geometric.run.spawn_rate - jump * 10.0 / 15.0).abs() < 1e-9,
+        "{}",
+        geometric.run.spawn_rate
+    );
+    drop(h);
+    let tuned = hunt(
+        BARE,
+        &[
+            "--slo",
+            "error_rate < 1%",
+            "--no-remeasure",
+            "--max-probes",
+            "8",
+            "--resolution",
+            "3",
+            "--stable-within",
+            "0.1",
+            "--min-step-time",
+            "20s",
+        ],
+    )
+    .unwrap();
+    let h = tuned.run.hunt.as_ref().unwrap().lock().unwrap();
+    let cfg = h.config();
+    assert_eq!(
+        (
+            cfg.search.budget,
+            cfg.search.resolution,
+            cfg.remeasure,
+            cfg.stop.within,
+            cfg.stop.min
+        ),
+        (
+            8,
+            crate::hunt::search::Resolution::Absolute(3),
+            false,
+            Some(0.1),
+            Duration::from_secs(20)
+        )
+    );
+    drop(h);
+    for (flags, want) in [
+        (
+            &["--min-step-time", "2m"][..],
+            "--min-step-time: at most --step-time (the longest a step runs)",
+        ),
+        (
+            &["--max-probes", "1"][..],
+            "--max-probes: at least 2 with the boundary's re-measure, 1 without (--no-remeasure)",
+        ),
+    ] {
+        let flags: Vec<&str> = ["--slo", "error_rate < 1%"].iter().chain(flags).copied().collect();
+        assert_eq!(hunt(BARE, &flags).err().as_deref(), Some(want), "{flags:?}");
+    }
 }
 
 #[test]

@@ -513,6 +513,76 @@ fn html_report_of_a_hunt_draws_its_curves_and_updates_in_place() {
     page.assert_no_problems();
 }
 
+/// The hunt's search in the page: how each step ended (stable after N s, or at the
+/// maximum), the re-measured boundary, and the search's budget; and a re-measure
+/// that broke says the level moved down.
+#[test]
+fn html_report_of_a_hunt_says_how_each_step_ended_and_whether_the_boundary_held() {
+    let stop = |stable: bool, after_s: f64, hw: f64| json!({"stable": stable, "after_s": after_s, "half_width": hw});
+    let mut steps = vec![
+        step(10, 80.0, 180.0, 0.0, "ok", false),
+        step(40, 312.0, 420.0, 0.001, "ok", false),
+        step(80, 330.0, 812.0, 0.02, "slo", false),
+        step(57, 340.0, 470.0, 0.0, "ok", true),
+        step(57, 338.0, 480.0, 0.0, "ok", false),
+    ];
+    for (s, st) in steps.iter_mut().zip([
+        stop(true, 14.0, 0.031),
+        stop(true, 22.0, 0.044),
+        stop(false, 60.0, 0.19),
+        stop(true, 18.0, 0.02),
+        stop(true, 16.0, 0.03),
+    ]) {
+        s["stop"] = st;
+    }
+    steps[4]["remeasure"] = json!(true);
+    let mut report = hunt_report(steps);
+    report["hunt"]["search"] = json!({"kind": "geometric", "growth": 2.0, "resolution": "5%", "budget": 11,
+        "probes": 4, "stop_rule": "stable within 5 % (15s to 60s)"});
+    report["hunt"]["remeasure"] = json!({"level": 57, "confirmed": true, "slo": "p95(ttfe) < 500ms",
+        "first": 470000.0, "second": 480000.0, "shown": "470.00ms then 480.00ms", "moved_to": null});
+    let Some(page) = open("html_hunt_search", &report) else {
+        return;
+    };
+    page.assert_no_problems();
+    let cells = page.eval("Array.from(document.querySelectorAll('#hunt-table td.c-stop')).map((t) => t.textContent)");
+    assert_eq!(
+        cells,
+        json!([
+            "stable after 14 s (±3.1 %)",
+            "stable after 22 s (±4.4 %)",
+            "max 60 s (±19.0 %)",
+            "stable after 18 s (±2.0 %)",
+            "stable after 16 s (±3.0 %)"
+        ])
+    );
+    let table = page.eval("document.querySelector('#hunt-table').textContent");
+    assert!(table.as_str().unwrap().contains("57 (re-measure)"), "{table}");
+    let text = page.eval("document.querySelector('#hunt').textContent");
+    let text = text.as_str().unwrap();
+    assert!(text.contains("confirmed 57 users again"), "{text}");
+    assert!(
+        text.contains("geometric ×2 per climbing step, to within 5%; 4 of 11 probes"),
+        "{text}"
+    );
+    page.screenshot();
+    // A re-measure that broke: the level moves down.
+    report["hunt"]["remeasure"]["confirmed"] = json!(false);
+    report["hunt"]["remeasure"]["moved_to"] = json!(40);
+    let newer = serde_json::to_string(&report).unwrap();
+    page.eval(&format!(
+        "BarrageReport.render(document.getElementById('app'), {newer})"
+    ));
+    let text = page.eval("document.querySelector('#hunt').textContent");
+    assert!(
+        text.as_str()
+            .unwrap()
+            .contains("not confirmed 57 users again: the sustainable level moves down to 40 users"),
+        "{text}"
+    );
+    page.assert_no_problems();
+}
+
 #[test]
 fn html_report_tolerates_missing_and_null_fields() {
     // The least a report can be, then one whose every optional part is null or empty.

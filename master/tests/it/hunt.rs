@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use barrage_master::cli::HuntArgs;
+use barrage_master::hunt::search::{Resolution, SearchKind};
+use barrage_master::hunt::stable::Within;
 use barrage_master::hunt::{HuntLevel, HuntReport, StepVerdict};
 
 use crate::support::*;
@@ -14,8 +16,16 @@ fn hunt_args(load: barrage_master::cli::LoadArgs, slos: &[&str], max: u32) -> Hu
     HuntArgs {
         load,
         start: 10,
+        // The tests below follow the linear climb step by step, every step run to its
+        // end, without the re-measure; the geometric search has its own test.
+        search: SearchKind::Linear,
+        max_probes: 12,
+        resolution: Resolution::Fraction(0.05),
         step: 10,
         step_time: Duration::from_secs(2),
+        stable_within: Within(None),
+        min_step_time: None,
+        no_remeasure: true,
         warmup: Some(Duration::from_secs(1)),
         max,
         slo: slos.iter().map(|s| s.to_string()).collect(),
@@ -260,6 +270,104 @@ async fn a_concurrency_limit_is_a_cliff_and_the_interval_brackets_the_boundary_s
     // The saved report carries the new parts as the schema says.
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["hunt"]["margin_shape"]["call"], "cliff");
+    let schema: serde_json::Value = serde_json::from_str(barrage_master::report::json::SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&json)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+/// The default search against dify-api's app concurrency limit (the mock refuses a
+/// 41st stream at once): a geometric climb from 20 users, a bisection to within 2
+/// users, every step ending once its TTFE p95 is stable (or at 8 s), and the boundary
+/// run again. The boundary lies at 40 users (39 if a 40th request reaches the mock
+/// before it has counted the previous stream out); the refusals we report are the
+/// mock's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_geometric_search_finds_the_concurrency_limit_within_its_resolution_and_re_measures_it() {
+    let mock = limited_mock().await;
+    let mut args = hunt_args(hunt_load(mock.addr), &["error_rate < 1%", "p95(ttfe) < 500ms"], 60);
+    args.start = 20;
+    args.search = SearchKind::Geometric;
+    args.resolution = Resolution::Absolute(2);
+    args.step_time = Duration::from_secs(8);
+    args.stable_within = Within(Some(0.2));
+    args.min_step_time = Some(Duration::from_secs(3));
+    args.no_remeasure = false;
+    let (h, report, _) = hunt(&args, &workflows()).await;
+    let search = h.search.as_ref().expect("the search's summary");
+    assert_eq!((search.kind.as_str(), search.budget), ("geometric", 11), "{search:?}");
+    assert!(search.probes <= 11 && h.steps.len() <= 12, "{h:#?}");
+    // The search's bracket: the highest good and the lowest bad search probe.
+    let probes = h.steps.iter().filter(|s| !s.remeasure);
+    let good = probes
+        .clone()
+        .filter(|s| s.verdict == StepVerdict::Ok)
+        .map(|s| s.users)
+        .max()
+        .unwrap();
+    let bad = probes
+        .filter(|s| s.verdict != StepVerdict::Ok)
+        .map(|s| s.users)
+        .min()
+        .unwrap();
+    assert!(bad - good <= 2, "within --resolution 2: {good}..{bad}: {h:#?}");
+    assert!(
+        (37..=40).contains(&good) && (40..=42).contains(&bad),
+        "{good}..{bad}: {h:#?}"
+    );
+    // Every step says how it ended: stable (after at least 3 s) or at the 8 s maximum.
+    for s in &h.steps {
+        let stop = s.stop.as_ref().expect("how the step ended");
+        assert!(
+            (stop.stable && stop.after_s >= 3.0 && stop.half_width.unwrap() < 0.2)
+                || (!stop.stable && stop.after_s == 8.0),
+            "{s:?}"
+        );
+    }
+    // The boundary ran twice; the verdict says whether the second run held.
+    let last = h.steps.last().unwrap();
+    let again = h.remeasure.as_ref().expect("a re-measure");
+    assert!(last.remeasure && last.users == good && again.level == good, "{h:#?}");
+    assert_eq!(again.confirmed, last.verdict == StepVerdict::Ok);
+    let c = h.confidence.as_ref().expect("an interval");
+    if again.confirmed {
+        assert_eq!((h.sustainable_users, c.measurements), (Some(good), Some(2)), "{h:#?}");
+        let judged = |s: &barrage_master::hunt::StepResult| (s.to_s - s.from_s) as u32;
+        let first = h.steps.iter().find(|s| s.users == good && !s.remeasure).unwrap();
+        assert_eq!(c.seconds, judged(first) + judged(last), "both measurements' seconds");
+    } else {
+        assert_eq!(h.sustainable_users, again.moved_to, "{h:#?}");
+        assert!(h.sustainable_users < Some(good));
+    }
+    // What we report the mock received and refused is what it counted, give or take
+    // the requests in flight when the run stopped (one per user: seen both ways, two
+    // of 61,696 in one run), and nothing was refused below the limit.
+    let truth = mock.state.ground_truth();
+    let near = |ours: u64, theirs: u64| ours.abs_diff(theirs) <= u64::from(last.users);
+    assert!(
+        near(report.aggregated.requests, truth.requests),
+        "{} vs {}",
+        report.aggregated.requests,
+        truth.requests
+    );
+    let refused = truth.outcomes.get("too_many_requests").copied().unwrap_or(0);
+    assert!(
+        refused > 0 && near(report.aggregated.too_many_requests, refused),
+        "{} vs {refused}",
+        report.aggregated.too_many_requests
+    );
+    assert!(
+        h.steps.iter().filter(|s| s.users <= 38).all(|s| s.status_429 == 0),
+        "{h:#?}"
+    );
+    let console = barrage_master::report::console::render_final(&report);
+    assert!(console.contains("Boundary re-measured:"), "{console}");
+    assert!(console.contains("Search: geometric"), "{console}");
+    assert!(console.contains("| Step ended |"), "{console}");
+    let json = serde_json::to_value(&report).unwrap();
     let schema: serde_json::Value = serde_json::from_str(barrage_master::report::json::SCHEMA).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let errors: Vec<String> = validator

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{RULE, fmt_ms, truncate};
+use super::{RULE, fmt_ms, hunt_search, truncate};
 use crate::hunt::{HuntLevel, HuntReport, StepVerdict};
 use crate::report::model::FinalReport;
 use crate::report::rows::{EndpointRow, Percentiles};
@@ -414,13 +414,16 @@ fn verdict(out: &mut String, r: &FinalReport) {
 /// The breaking-point hunt: each step, the capacity found and what broke first.
 fn hunt(out: &mut String, h: &HuntReport) {
     let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    let stops = hunt_search::has_stops(h);
     let _ = writeln!(
         out,
-        "\nBreaking-point hunt (each step judged after its warm-up)\n| {} | req/s | events/s | TTFE p50 | TTFE p95 | TTFE p99 | RT p95 | Errors | 429s | Little req/s | Busiest thread CPU | Verdict |\n|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "\nBreaking-point hunt (each step judged after its warm-up)\n| {} | req/s | events/s | TTFE p50 | TTFE p95 | TTFE p99 | RT p95 | Errors | 429s | Little req/s | Busiest thread CPU | Verdict |{}\n|---|---|---|---|---|---|---|---|---|---|---|---|{}",
         match h.level {
             HuntLevel::Users => "Users",
             HuntLevel::ArrivalsPerSecond => "Arrivals/s",
-        }
+        },
+        if stops { " Step ended |" } else { "" },
+        if stops { "---|" } else { "" },
     );
     for s in &h.steps {
         let verdict = match s.verdict {
@@ -430,9 +433,9 @@ fn hunt(out: &mut String, h: &HuntReport) {
         };
         let _ = writeln!(
             out,
-            "| {}{} | {:.1} | {:.1} | {} | {} | {} | {} | {:.2}% | {} | {} | {:.0}% | {verdict} |",
+            "| {}{} | {:.1} | {:.1} | {} | {} | {} | {} | {:.2}% | {} | {} | {:.0}% | {verdict} |{}",
             s.users,
-            if s.bisecting { " (bisect)" } else { "" },
+            hunt_search::level_note(s),
             s.rps,
             s.events_per_s,
             ms(s.ttfe_p50_ms),
@@ -443,6 +446,11 @@ fn hunt(out: &mut String, h: &HuntReport) {
             s.status_429,
             s.little_rps.map_or("-".into(), |l| format!("{l:.1}")),
             s.worker_cpu_max,
+            if stops {
+                format!(" {} |", hunt_search::step_end(s))
+            } else {
+                String::new()
+            },
         );
     }
     let capacity = match (h.sustainable_users, h.sustainable_rps) {
@@ -450,6 +458,7 @@ fn hunt(out: &mut String, h: &HuntReport) {
         _ => "none: the first step already broke an SLO".to_string(),
     };
     let _ = writeln!(out, "Sustainable capacity: {capacity}");
+    hunt_search::lines(out, h);
     hunt_confidence(out, h);
     if let Some(bad) = h.first_bad_users {
         let _ = writeln!(

@@ -6,6 +6,7 @@
 
 pub mod final_report;
 mod goodput;
+mod hunt_search;
 pub mod live;
 
 pub use final_report::render_final;
