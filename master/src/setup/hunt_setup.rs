@@ -15,34 +15,7 @@ use super::MasterSetup;
 
 /// A run whose users the breaking-point search decides.
 pub fn hunt_setup(args: &HuntArgs, scenario: Scenario, workers: u32) -> Result<MasterSetup, Failure> {
-    if args.load.users.is_some()
-        || !args.load.stage.is_empty()
-        || args.load.arrival_rate.is_some()
-        || !args.load.arrival_stage.is_empty()
-        || args.load.arrival_trace.is_some()
-    {
-        return Err(Failure::usage(
-            "hunt sets the load itself (--start, --step, --max; --arrival for rates); leave out -u, --stage, --arrival-rate and --arrival-stage".to_string(),
-        ));
-    }
-    if args.load.start_from_ui {
-        return Err(Failure::usage(
-            "hunt steps the load itself; --start-from-ui is for runs started from the web UI".to_string(),
-        ));
-    }
-    if args.load.arrival_process.is_some() || args.load.arrival_burstiness.is_some() || args.load.arrival_seed.is_some()
-    {
-        return Err(Failure::usage(
-            "hunt --arrival steps a constant arrival rate; leave out --arrival-process, --arrival-burstiness and \
-             --arrival-seed"
-                .to_string(),
-        ));
-    }
-    if args.load.max_in_flight.is_some() && !args.arrival {
-        return Err(Failure::usage(
-            "--max-in-flight caps the open model; hunt with --arrival to step arrival rates".to_string(),
-        ));
-    }
+    refuse_load_flags(args)?;
     let mean_wait = mean_wait(&scenario.plan);
     // The hunt applies the in-flight cap to its own arrival steps.
     let load = LoadArgs {
@@ -55,6 +28,15 @@ pub fn hunt_setup(args: &HuntArgs, scenario: Scenario, workers: u32) -> Result<M
         .iter()
         .map(|s| Threshold::parse(s).map_err(|m| Failure::usage(format!("--slo: {m}"))))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(slo) = slos
+        .iter()
+        .find(|t| super::threshold_flags::needs_goodput(t, &setup.plan))
+    {
+        return Err(Failure::usage(format!(
+            "--slo {}: no task has goodput objectives to judge; add goodput = {{ ttfe = \"500ms\" }} to a task, [goodput] to the scenario, or --goodput",
+            slo.text
+        )));
+    }
     let mut search = crate::hunt::search::SearchPlan {
         kind: args.search,
         start: args.start,
@@ -145,4 +127,37 @@ pub(super) fn mean_wait(plan: &RunPlan) -> Duration {
         return Duration::ZERO;
     }
     Duration::from_secs_f64(weighted.iter().map(|(w, s)| w * s).sum::<f64>() / total)
+}
+
+/// The flags that set the load, which a hunt sets itself: a usage error naming them.
+fn refuse_load_flags(args: &HuntArgs) -> Result<(), Failure> {
+    if args.load.users.is_some()
+        || !args.load.stage.is_empty()
+        || args.load.arrival_rate.is_some()
+        || !args.load.arrival_stage.is_empty()
+        || args.load.arrival_trace.is_some()
+    {
+        return Err(Failure::usage(
+            "hunt sets the load itself (--start, --step, --max; --arrival for rates); leave out -u, --stage, --arrival-rate and --arrival-stage".to_string(),
+        ));
+    }
+    if args.load.start_from_ui {
+        return Err(Failure::usage(
+            "hunt steps the load itself; --start-from-ui is for runs started from the web UI".to_string(),
+        ));
+    }
+    if args.load.arrival_process.is_some() || args.load.arrival_burstiness.is_some() || args.load.arrival_seed.is_some()
+    {
+        return Err(Failure::usage(
+            "hunt --arrival steps a constant arrival rate; leave out --arrival-process, --arrival-burstiness and \
+             --arrival-seed"
+                .to_string(),
+        ));
+    }
+    if args.load.max_in_flight.is_some() && !args.arrival {
+        return Err(Failure::usage(
+            "--max-in-flight caps the open model; hunt with --arrival to step arrival rates".to_string(),
+        ));
+    }
+    Ok(())
 }

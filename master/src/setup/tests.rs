@@ -525,6 +525,11 @@ fn hunt_steps_its_own_load_and_refuses_flags_that_would_set_it() {
              --arrival-seed",
         ),
         (
+            &["--slo", "good_rate > 90%"],
+            "--slo good_rate > 90%: no task has goodput objectives to judge; add goodput = { ttfe = \"500ms\" } to a \
+             task, [goodput] to the scenario, or --goodput",
+        ),
+        (
             &["--slo", "p95(ttfe) <"],
             "--slo: threshold \"p95(ttfe) <\": latency limit: empty duration; expected e.g. 500ms, 20s, 1m30s; expected e.g. ..",
         ),

@@ -45,7 +45,7 @@ pub(super) fn merged(load: &LoadArgs, from_file: Vec<Threshold>, plan: &RunPlan)
 
 /// A `goodput` or `good_rate` threshold whose rows (all, or its `{name=..}`) have no
 /// goodput objectives: it could only ever say "no data".
-fn needs_goodput(t: &Threshold, plan: &RunPlan) -> bool {
+pub(super) fn needs_goodput(t: &Threshold, plan: &RunPlan) -> bool {
     use barrage_common::threshold::Stat;
     matches!(t.stat, Stat::Goodput | Stat::GoodRate)
         && !(0..plan.endpoints.len())
