@@ -166,7 +166,13 @@ impl Aggregator {
         let mut clipped = 0;
         let mut gauge = |g: &Option<v1::Gauge>| {
             let mut g = g.unwrap_or_default();
-            if g.last < 0 || g.max < 0 || !g.time_avg.is_finite() || g.time_avg < 0.0 {
+            // A gauge past MAX_COUNT is no worker's: refused, so that sums over reports
+            // and workers cannot overflow.
+            let bound = MAX_COUNT as i64;
+            if !(0..=bound).contains(&g.last)
+                || !(0..=bound).contains(&g.max)
+                || !(g.time_avg.is_finite() && (0.0..=bound as f64).contains(&g.time_avg))
+            {
                 clipped += 1;
                 g = v1::Gauge::default();
             }
@@ -237,7 +243,7 @@ impl Aggregator {
         let span = ((r.interval_end_us - r.interval_start_us) as f64 / 1e6).clamp(0.0, 1.0);
         slot.users += gauges.users.time_avg * span;
         slot.active_streams += gauges.streams.time_avg * span;
-        slot.active_streams_max += gauges.streams.max;
+        slot.active_streams_max = slot.active_streams_max.saturating_add(gauges.streams.max);
         slot.worker_cpu_max = slot.worker_cpu_max.max(thread_cpu);
         slot.sched_lag_max_us = slot.sched_lag_max_us.max(r.sched_lag_p99_us);
         slot.dropped_iterations += r.dropped_iterations.min(MAX_COUNT);

@@ -330,6 +330,12 @@ async fn a_hunt_shows_each_node_per_level_and_names_the_node_that_grew() {
         "hunt.toml",
         "-H",
         &host,
+        // The linear climb (2, 6, 10): levels this test can name in advance.
+        "--search",
+        "linear",
+        "--stable-within",
+        "off",
+        "--no-remeasure",
         "--start",
         "2",
         "--step",
