@@ -115,6 +115,15 @@ impl RunEvents {
         micros as f64 / 1e6
     }
 
+    /// `{task_id, workflow_run_id}`: the top-level ids every event of a workflow run
+    /// carries, for events the mock injects into it.
+    pub(crate) fn ids(&self) -> Map<String, Value> {
+        Map::from_iter([
+            ("task_id".to_owned(), json!(self.task_id)),
+            ("workflow_run_id".to_owned(), json!(self.run_id)),
+        ])
+    }
+
     /// `{event, task_id, workflow_run_id, data}`, the shape of every workflow event.
     pub(crate) fn wrap(&self, event: &str, data: Value) -> Value {
         json!({

@@ -239,10 +239,7 @@ impl Script for WorkflowRun {
     }
 
     fn ids(&self) -> Map<String, Value> {
-        Map::from_iter([
-            ("task_id".to_owned(), json!(self.run.task_id)),
-            ("workflow_run_id".to_owned(), json!(self.run.run_id)),
-        ])
+        self.run.ids()
     }
 }
 

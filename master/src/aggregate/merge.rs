@@ -171,7 +171,7 @@ impl Aggregator {
             let bound = MAX_COUNT as i64;
             if !(0..=bound).contains(&g.last)
                 || !(0..=bound).contains(&g.max)
-                || !(g.time_avg.is_finite() && (0.0..=bound as f64).contains(&g.time_avg))
+                || !(0.0..=bound as f64).contains(&g.time_avg)
             {
                 clipped += 1;
                 g = v1::Gauge::default();

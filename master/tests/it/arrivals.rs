@@ -260,13 +260,7 @@ async fn a_seeded_poisson_run_sends_the_planned_arrivals_and_repeats() {
             (&json["arrivals"]["process"], &json["arrivals"]["seed"]),
             (&"poisson".into(), &3.into())
         );
-        let schema: serde_json::Value = serde_json::from_str(barrage_master::report::json::SCHEMA).unwrap();
-        let errors: Vec<String> = jsonschema::validator_for(&schema)
-            .unwrap()
-            .iter_errors(&json)
-            .map(|e| format!("{e} at {}", e.instance_path()))
-            .collect();
-        assert!(errors.is_empty(), "report does not match the schema: {errors:#?}");
+        crate::support::assert_schema(&json);
     }
 }
 

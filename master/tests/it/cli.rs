@@ -52,13 +52,7 @@ async fn run_with_worker_processes_matches_ground_truth_and_schema() {
     );
 
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
-    let schema: serde_json::Value = serde_json::from_str(barrage_master::report::json::SCHEMA).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&report)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "report does not match the schema: {errors:#?}");
+    crate::support::assert_schema(&report);
 
     let truth = mock.state.ground_truth();
     assert!(truth.requests > 0);

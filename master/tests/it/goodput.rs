@@ -173,13 +173,7 @@ async fn a_late_first_event_is_not_good() {
     // (`barrage report`) recomputes the same goodput from its merged data.
     let json = barrage_master::report::json::to_json(&out.report);
     assert_eq!(json["endpoints"][0]["goodput"]["good"], good);
-    let schema: serde_json::Value = serde_json::from_str(barrage_master::report::json::SCHEMA).unwrap();
-    let errors: Vec<String> = jsonschema::validator_for(&schema)
-        .unwrap()
-        .iter_errors(&json)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "report does not match the schema: {errors:#?}");
+    crate::support::assert_schema(&json);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run.json");
     barrage_master::report::json::write(&out.report, &path).unwrap();

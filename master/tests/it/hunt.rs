@@ -270,13 +270,7 @@ async fn a_concurrency_limit_is_a_cliff_and_the_interval_brackets_the_boundary_s
     // The saved report carries the new parts as the schema says.
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["hunt"]["margin_shape"]["call"], "cliff");
-    let schema: serde_json::Value = serde_json::from_str(barrage_master::report::json::SCHEMA).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&json)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "{errors:#?}");
+    crate::support::assert_schema(&json);
 }
 
 /// The default search against dify-api's app concurrency limit (the mock refuses a
@@ -368,11 +362,5 @@ async fn the_geometric_search_finds_the_concurrency_limit_within_its_resolution_
     assert!(console.contains("Search: geometric"), "{console}");
     assert!(console.contains("| Step ended |"), "{console}");
     let json = serde_json::to_value(&report).unwrap();
-    let schema: serde_json::Value = serde_json::from_str(barrage_master::report::json::SCHEMA).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&json)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "{errors:#?}");
+    crate::support::assert_schema(&json);
 }

@@ -323,9 +323,7 @@ impl Procs {
     fn report(&self, path: &std::path::Path) -> serde_json::Value {
         let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("no JSON report: {e}\n{}", self.logs()));
         let report: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let schema: serde_json::Value = serde_json::from_str(barrage_master::report::json::SCHEMA).unwrap();
-        let validator = jsonschema::validator_for(&schema).unwrap();
-        assert!(validator.is_valid(&report), "the report does not match its schema");
+        crate::support::assert_schema(&report);
         report
     }
 

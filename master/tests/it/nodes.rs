@@ -38,13 +38,7 @@ fn table(r: &FinalReport) -> &WhereTimeGoes {
 /// The report's JSON keeps to the committed schema.
 fn assert_schema(r: &FinalReport) {
     let json = serde_json::to_value(r).unwrap();
-    let schema: serde_json::Value = serde_json::from_str(barrage_master::report::json::SCHEMA).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&json)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "{errors:#?}");
+    crate::support::assert_schema(&json);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -133,13 +133,7 @@ async fn replays_every_line_once_with(workers: u32) {
     assert_eq!((t.file.as_str(), t.lines, t.span_s), ("trace.jsonl", 300, 2.99));
     let json = barrage_master::report::json::to_json(&r);
     assert_eq!(json["arrivals"]["trace"]["lines"], 300);
-    let schema: serde_json::Value = serde_json::from_str(barrage_master::report::json::SCHEMA).unwrap();
-    let errors: Vec<String> = jsonschema::validator_for(&schema)
-        .unwrap()
-        .iter_errors(&json)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "report does not match the schema: {errors:#?}");
+    crate::support::assert_schema(&json);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -157,10 +157,7 @@ async fn a_dead_replica_shows_its_failures_not_a_fast_latency() {
     assert_eq!(r.aggregated.requests, a.served() + b.served() + d.requests);
     // The JSON carries it all, as the schema says.
     let json = serde_json::to_value(&r).unwrap();
-    let schema: serde_json::Value = serde_json::from_str(barrage_master::report::json::SCHEMA).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator.iter_errors(&json).map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "{errors:#?}");
+    crate::support::assert_schema(&json);
     let text = barrage_master::report::console::render_final(&r);
     assert!(text.contains(&dead.to_string()) && text.contains("connect"), "{text}");
 }

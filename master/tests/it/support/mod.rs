@@ -375,3 +375,15 @@ impl FakeWorker {
             .unwrap_or(false)
     }
 }
+
+/// Fails with every schema error (and where it is) unless `json` keeps to the
+/// committed report schema (`master/schema/report.schema.json`).
+pub(crate) fn assert_schema(json: &serde_json::Value) {
+    let schema: serde_json::Value = serde_json::from_str(barrage_master::report::json::SCHEMA).unwrap();
+    let errors: Vec<String> = jsonschema::validator_for(&schema)
+        .unwrap()
+        .iter_errors(json)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "report does not match the schema: {errors:#?}");
+}
