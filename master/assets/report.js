@@ -194,6 +194,10 @@
     const a = obj(r.arrivals);
     if (a) {
       const stages = arr(a.stages);
+      const t = obj(a.trace);
+      if (t) {
+        return 'replayed trace ' + String(t.file) + ' (' + count(t.lines) + ' arrivals over ' + num(t.span_s, 1) + ' s), at most ' + count(a.max_in_flight) + ' in flight';
+      }
       return stages.length
         ? 'arrivals from ' + num(a.start_rate, 1) + '/s through ' + stages.length + ' stages, at most ' + count(a.max_in_flight) + ' in flight'
         : num(a.start_rate, 1) + ' arrivals/s, at most ' + count(a.max_in_flight) + ' in flight';
@@ -554,11 +558,30 @@
           ['Requests started', count(agg.requests)],
           ['Dropped at the cap', count(a.dropped)],
           ['In-flight cap', count(a.max_in_flight)],
-          ['Start rate (/s)', rate(a.start_rate)],
+          obj(a.trace) ? null : ['Start rate (/s)', rate(a.start_rate)],
         ]),
         stages.length ? facts('Stages', stages.map((s, i) => ['#' + (i + 1) + ': ' + duration(s[0]), rate(s[1]) + ' /s'])) : null,
+        arrivalSource(a),
       ]),
     ];
+  }
+
+  // Where the arrivals came from besides the rate: a seeded random process (the seed
+  // repeats it) or a replayed trace.
+  function arrivalSource(a) {
+    const t = obj(a.trace);
+    if (t) {
+      return facts('Replayed trace', [
+        ['File', String(t.file)],
+        ['Arrivals in the trace', count(t.lines)],
+        ['Span (s)', num(t.span_s, 3)],
+      ]);
+    }
+    if (a.process == null) return null;
+    const rows = [['Process', String(a.process)]];
+    if (a.burstiness != null) rows.push(['Burstiness (gamma k)', num(a.burstiness, 2)]);
+    if (a.seed != null) rows.push(['Seed (repeats the run)', String(a.seed)]);
+    return facts('Arrival process', rows);
   }
 
   function drift(r) {

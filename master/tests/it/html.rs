@@ -622,6 +622,61 @@ fn html_report_tolerates_missing_and_null_fields() {
     }
 }
 
+/// The open model's section says where the arrivals came from: a seeded random
+/// process with the seed that repeats it, or a replayed trace (its name shown as text).
+#[test]
+fn html_report_names_the_arrival_process_and_the_replayed_trace() {
+    let report = |arrivals: Value| {
+        json!({"schema": "barrage.report.v1", "scenario": "s", "stop_reason": "run time reached",
+               "aggregated": {"requests": 300, "failures": 0}, "timeline": [], "arrivals": arrivals})
+    };
+    let open_model = |extra: Value| {
+        let mut a = json!({"due": 300, "dropped": 0, "max_in_flight": 100, "start_rate": 50.0, "stages": []});
+        a.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        a
+    };
+    let cases = [
+        (
+            "html_trace",
+            open_model(json!({"trace": {"file": "prod <b>1</b>.jsonl", "lines": 300, "span_s": 2.99}})),
+            [
+                "Replayed trace",
+                "prod <b>1</b>.jsonl",
+                "Arrivals in the trace300",
+                "Span (s)2.990",
+            ],
+        ),
+        (
+            "html_seeded",
+            open_model(json!({"process": "gamma", "burstiness": 0.5, "seed": 42})),
+            [
+                "Arrival process",
+                "Processgamma",
+                "Burstiness (gamma k)0.50",
+                "Seed (repeats the run)42",
+            ],
+        ),
+    ];
+    for (name, arrivals, want) in cases {
+        let Some(page) = open(name, &report(arrivals)) else {
+            return;
+        };
+        page.assert_no_problems();
+        let text = page.eval("document.getElementById('arrivals').textContent");
+        let text = text.as_str().unwrap();
+        for w in want {
+            assert!(text.contains(w), "{name}: no {w:?} in {text:?}");
+        }
+        // A trace's name is text, never markup.
+        assert_eq!(
+            page.eval("document.querySelectorAll('#arrivals b').length"),
+            json!(0),
+            "{name}"
+        );
+        page.screenshot();
+    }
+}
+
 /// An incomplete run's page says so first: the verdict badge and a callout listing
 /// each reason (as text: a reason may quote a worker id).
 #[test]
