@@ -96,7 +96,11 @@ pub(super) async fn retarget(State(state): State<AppState>, headers: HeaderMap, 
             ));
         }
     };
-    let open = state.steering.run_info(&state.info).arrival.is_some();
+    let arrival = state.steering.run_info(&state.info).arrival;
+    if arrival.as_ref().is_some_and(|a| a.trace.is_some()) {
+        return bad("this run replays a trace: its arrivals are the recording's; stop it instead".into());
+    }
+    let open = arrival.is_some();
     if open && (r.users.is_some() || r.spawn_rate.is_some()) {
         return bad("this run is the open model: change its arrival_rate".into());
     }

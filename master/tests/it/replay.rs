@@ -80,8 +80,18 @@ async fn replays_every_line_once_with(workers: u32) {
     load.users = None;
     load.spawn_rate = None;
     load.arrival_trace = Some(trace);
-    let m = master(setup(SCENARIO, &load, workers)).await;
+    let mut s = setup(SCENARIO, &load, workers);
+    let web = crate::support::with_web(&mut s, "steer", false);
+    let m = master(s).await;
     let ws: Vec<_> = (0..workers).map(|i| worker(m.addr, &format!("w{i}"))).collect();
+    // A replayed trace's rate is the recording's: the web UI cannot change it.
+    let up = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(web).await.is_err() && Instant::now() < up {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = crate::web::post_json(web, "/api/target", Some("steer"), r#"{"arrival_rate": 5}"#).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("this run replays a trace"), "{body}");
     let r = m.run.await.unwrap().unwrap().report;
     for w in ws {
         let _ = w.await;

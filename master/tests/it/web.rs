@@ -88,7 +88,7 @@ fn binding_beyond_loopback_needs_web_auth() {
 }
 
 /// POST with a JSON body; returns (status, body).
-async fn post_json(addr: SocketAddr, path: &str, token: Option<&str>, json: &str) -> (u16, String) {
+pub(crate) async fn post_json(addr: SocketAddr, path: &str, token: Option<&str>, json: &str) -> (u16, String) {
     let headers = format!("{}content-type: application/json\r\n", token_header(token));
     let (status, _, body) = http(addr, "POST", path, &headers, json).await;
     (status, body)
