@@ -42,6 +42,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -337,8 +338,7 @@ def run_compose(keep: bool) -> None:
         "COMPOSE_PROJECT_NAME": project,
     }
     env.pop("BARRAGE_NOFILE", None)
-    compose = ["docker-compose", "--no-ansi"] if b"--no-ansi" in subprocess.run(
-        ["docker-compose", "--help"], capture_output=True).stdout else ["docker-compose"]
+    compose = ["docker-compose"]
 
     def containers(service: str) -> list[str]:
         return docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={project}",
@@ -458,6 +458,7 @@ class Pods:
             data = self.data(kind, ref.get("name") or ref.get("secretName"))
             items = ref.get("items") or [{"key": k, "path": k} for k in data]
             path = self.dirs / pod / name
+            path.mkdir(parents=True, exist_ok=True)
             for item in items:
                 (path / item["path"]).parent.mkdir(parents=True, exist_ok=True)
                 (path / item["path"]).write_text(data[item["key"]])
@@ -626,6 +627,9 @@ def main() -> int:
     unknown = set(steps) - {"image", "compose", "helm"}
     if unknown:
         sys.exit(f"unknown step(s) {', '.join(sorted(unknown))}; steps: image, compose, helm")
+    # A SIGTERM (a test harness's timeout) unwinds through the `finally`s below, so the
+    # containers and the dockerd started here are still cleaned up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     engine = Engine()
     start = time.monotonic()
     try:
