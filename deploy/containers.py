@@ -318,10 +318,11 @@ def compare_counts(label: str, report: dict, truth: dict) -> None:
     log(f"  ok    {line}")
 
 
-def verdict(code: int, label: str, container: str) -> None:
-    if code != 0:
-        raise Failed(f"{label}: the master exited {code} (the verdict), not 0:\n{logs(container)}")
-    log(f"  ok    {label}: the master exited 0 (thresholds passed)")
+def verdict(code: int, label: str, container: str, expected: int = 0) -> None:
+    if code != expected:
+        raise Failed(f"{label}: the master exited {code} (the verdict), not {expected}:\n{logs(container)}")
+    meaning = "thresholds passed" if expected == 0 else "a threshold failed"
+    log(f"  ok    {label}: the master exited {code} ({meaning})")
 
 
 # ------------------------------------------------------------------ 4. compose
@@ -375,12 +376,14 @@ CHART_VALUES = {
 }
 
 
-def render_chart(release: str) -> list[dict]:
-    """helm/barrage with values-mock.yaml and CHART_VALUES over it, rendered by Helm's
-    own code (deploy/check.py --render, in its venv)."""
+def render_chart(release: str, override: dict) -> list[dict]:
+    """helm/barrage with values-mock.yaml, CHART_VALUES and `override` over it, rendered
+    by Helm's own code (deploy/check.py --render, in its venv)."""
     WORK.mkdir(parents=True, exist_ok=True)
     values_path, out = WORK / "chart-values.json", WORK / "chart-rendered.json"
-    values_path.write_text(json.dumps(CHART_VALUES))
+    values = json.loads(json.dumps(CHART_VALUES))
+    values["load"] |= override.get("load", {})
+    values_path.write_text(json.dumps(values))
     run([sys.executable, str(ROOT / "deploy" / "check.py"), "--render", str(out), str(values_path), release,
          "values-mock.yaml"], timeout=600)
     return json.loads(out.read_text())
@@ -585,13 +588,20 @@ class Pods:
 
 
 def run_chart(keep: bool) -> None:
+    """The chart's smoke test as it ships, then once more with a threshold no run can
+    meet: the verdict must reach the master Job's exit code both ways."""
+    chart_run(keep, "chart", {}, 0)
+    chart_run(keep, "chart, p95(ttfe) < 1ms", {"load": {"thresholds": ["p95(ttfe) < 1ms"]}}, 1)
+
+
+def chart_run(keep: bool, label: str, override: dict, expected: int) -> None:
     release = "ci"
-    objects = render_chart(release)
+    objects = render_chart(release, override)
     workloads = [o for o in objects if o.get("kind") in ("Deployment", "Job")]
     hooks = [o for o in objects if "helm.sh/hook" in (o["metadata"].get("annotations") or {})]
     log(f"  rendered {len(objects)} objects: {', '.join(o['kind'] + '/' + o['metadata']['name'] for o in objects)}"
         f"; {len(hooks)} test hook(s) not run")
-    pods = Pods(objects, f"barrage-ci-{os.getpid()}")
+    pods = Pods(objects, f"barrage-ci-{os.getpid()}-{expected}")
     pods.check_service_ports()
     docker("network", "create", pods.network)
     try:
@@ -602,16 +612,16 @@ def run_chart(keep: bool) -> None:
         mock = pods.by_workload.get(f"{release}-barrage-mock") or []
         if len(master) != 1 or len(workers) < 1 or len(mock) != 1:
             raise Failed(f"expected the master Job, the worker Job and the mock, started {sorted(pods.by_workload)}")
-        verdict(wait_exit(master[0], "the master Job's container"), "chart", master[0])
+        verdict(wait_exit(master[0], "the master Job's container"), label, master[0], expected)
         codes = [wait_exit(w, "a worker Job container") for w in workers]
         if any(codes):
-            raise Failed(f"chart: the worker Job's containers exited {codes}, not 0 each:\n{logs(workers[0])}")
-        log(f"  ok    chart: the worker Job's {len(workers)} containers exited 0 by themselves")
+            raise Failed(f"{label}: the worker Job's containers exited {codes}, not 0 each:\n{logs(workers[0])}")
+        log(f"  ok    {label}: the worker Job's {len(workers)} containers exited 0 by themselves")
         results = pods.mounts.get(f"{release}-barrage-master", {}).get("/results")
         if results is None or not (results / "report.json").exists():
-            raise Failed(f"chart: the master wrote no /results/report.json:\n{logs(master[0])}")
+            raise Failed(f"{label}: the master wrote no /results/report.json:\n{logs(master[0])}")
         report = json.loads((results / "report.json").read_text())
-        compare_counts("chart", report, mock_truth(mock[0], 5001))
+        compare_counts(label, report, mock_truth(mock[0], 5001))
     finally:
         if not keep:
             pods.cleanup()

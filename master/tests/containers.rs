@@ -63,6 +63,8 @@ fn image_compose_cluster_and_chart_pods_run_in_docker_and_count_what_the_mock_se
         "ok    chart: the master exited 0",
         "ok    chart: the worker Job's 2 containers exited 0 by themselves",
         "ok    chart: the report counts",
+        "ok    chart, p95(ttfe) < 1ms: the master exited 1 (a threshold failed)",
+        "ok    chart, p95(ttfe) < 1ms: the report counts",
         "all passed",
     ] {
         assert!(
