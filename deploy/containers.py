@@ -308,13 +308,15 @@ def mock_truth(container: str, port: int) -> dict:
         return json.load(answer)
 
 
-def compare_counts(label: str, report: dict, truth: dict) -> None:
-    """The report's request count must equal what the mock served."""
+def compare_counts(label: str, report: dict, truth: dict, workers: int) -> None:
+    """The report's request count must equal what the mock served, from every worker
+    started."""
     ours = report.get("aggregated", {}).get("requests")
     theirs = truth.get("requests")
-    line = f"{label}: the report counts {ours} requests, the mock served {theirs}"
-    if not ours or ours != theirs:
-        raise Failed(line)
+    joined = len(report.get("workers") or [])
+    line = f"{label}: the report counts {ours} requests from {joined} workers, the mock served {theirs}"
+    if not ours or ours != theirs or joined != workers:
+        raise Failed(f"{line} ({workers} workers started)")
     log(f"  ok    {line}")
 
 
@@ -358,7 +360,8 @@ def run_compose(keep: bool) -> None:
         log("  ok    compose: the three workers exited 0 by themselves")
         report_path = WORK / "compose-report.json"
         docker("cp", f"{master[0]}:/results/report.json", str(report_path))
-        compare_counts("compose", json.loads(report_path.read_text()), mock_truth(containers("mock")[0], 5001))
+        compare_counts("compose", json.loads(report_path.read_text()), mock_truth(containers("mock")[0], 5001),
+                       len(workers))
     finally:
         if not keep:
             run([*compose, "down", "-v", "--remove-orphans"], env=env, timeout=180, check=False)
@@ -621,7 +624,7 @@ def chart_run(keep: bool, label: str, override: dict, expected: int) -> None:
         if results is None or not (results / "report.json").exists():
             raise Failed(f"{label}: the master wrote no /results/report.json:\n{logs(master[0])}")
         report = json.loads((results / "report.json").read_text())
-        compare_counts(label, report, mock_truth(mock[0], 5001))
+        compare_counts(label, report, mock_truth(mock[0], 5001), len(workers))
     finally:
         if not keep:
             pods.cleanup()
