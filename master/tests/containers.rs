@@ -29,7 +29,7 @@ fn image_compose_cluster_and_chart_pods_run_in_docker_and_count_what_the_mock_se
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the master crate is in the workspace");
-    let in_ci = std::env::var_os("CI").is_some_and(|v| v == "true" || v == "1");
+    let in_ci = std::env::var_os("CI").is_some();
     let out = match Command::new("python3")
         .arg("deploy/containers.py")
         .current_dir(root)
