@@ -846,6 +846,28 @@ def chart_cases() -> tuple[list[tuple[str, dict]], list[tuple[str, dict, str]]]:
     return files + variants, refused
 
 
+def render_to_file(args: list[str]) -> int:
+    """`--render OUT.json OVERRIDE.json [RELEASE [VALUES_FILE ...]]`: the chart rendered
+    with the chart's values files named (e.g. values-mock.yaml) merged in order, then
+    OVERRIDE.json over them (as `helm install -f FILE -f OVERRIDE`), its objects written
+    to OUT.json as a list. deploy/containers.py runs the rendered pods in Docker."""
+    if len(args) < 2:
+        sys.exit("usage: check.py --render OUT.json OVERRIDE.json [RELEASE [VALUES_FILE ...]]")
+    import helm_sdkpy
+
+    values: dict = {}
+    for name in args[3:]:
+        values = merge(values, load_yaml(CHART / name))
+    values = merge(values, json.loads(Path(args[1]).read_text()))
+    try:
+        objects = Renderer().render(args[2] if len(args) > 2 else "barrage", values)
+    except helm_sdkpy.HelmError as e:
+        print(f"render failed: {e}", file=sys.stderr)
+        return 1
+    Path(args[0]).write_text(json.dumps(objects, indent=1))
+    return 0
+
+
 def main() -> int:
     if not in_venv() or any(os.environ.get(k) != v for k, v in helm_env().items()):
         bootstrap()
@@ -854,6 +876,8 @@ def main() -> int:
         # .ci/run prepares the venv before the tests, so pip does not run beside them.
         print(f"{VENV.relative_to(ROOT)} is ready")
         return 0
+    if "--render" in sys.argv[1:]:
+        return render_to_file(sys.argv[sys.argv.index("--render") + 1:])
     import helm_sdkpy
 
     checks = Checks()
