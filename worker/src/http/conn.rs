@@ -47,6 +47,8 @@ pub(crate) struct Conn {
     read_size: usize,
     /// The current request's bytes went to the socket (see [`Conn::request_written`]).
     written: bool,
+    /// The current request opened a new connection (see [`Conn::opened_for_request`]).
+    opened: bool,
 }
 
 /// Opens a TCP connection to `addr`, bound first to the target's next source address
@@ -116,6 +118,7 @@ impl Conn {
             retryable: false,
             read_size: READ_MIN,
             written: false,
+            opened: false,
         }
     }
 
@@ -128,6 +131,13 @@ impl Conn {
     /// A new request begins: nothing of it is written yet.
     pub(crate) fn begin_request(&mut self) {
         self.written = false;
+        self.opened = false;
+    }
+
+    /// Whether the request begun last opened a new connection: the target accepted
+    /// it even when the request is cut off at a hard stop, so it is counted then too.
+    pub(crate) fn opened_for_request(&self) -> bool {
+        self.opened
     }
 
     /// Whether the request begun last ([`Conn::begin_request`]) was handed to the
@@ -196,6 +206,7 @@ impl Conn {
         self.io = Some(stream);
         self.reusable = true;
         self.reused = false;
+        self.opened = true;
         Ok(true)
     }
 
