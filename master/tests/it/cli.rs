@@ -129,6 +129,31 @@ fn a_missing_secret_is_a_usage_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("environment variable `DIFY_API_KEY` is not set"));
 }
 
+/// A bad `--source-addresses` is a usage error (exit 2) before the worker dials any
+/// master, naming the entry or the address and why.
+#[test]
+fn bad_source_addresses_are_usage_errors() {
+    for (list, says) in [
+        ("127.0.0.2,::1", "mixes IPv4 and IPv6"),
+        ("127.0.0.0/8", "at most 4096"),
+        ("127.0.0.2,nope", "`nope` is not an IP address"),
+        // TEST-NET-1: on no host.
+        ("192.0.2.1", "cannot bind to source address 192.0.2.1"),
+    ] {
+        let out = barrage()
+            .args(["worker", "--master", "127.0.0.1:1", "--give-up-after", "1s"])
+            .args(["--source-addresses", list])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{list}: {stderr}");
+        assert!(
+            stderr.contains("--source-addresses") && stderr.contains(says),
+            "{list}: {stderr}"
+        );
+    }
+}
+
 /// Kill the master process: the worker stops its load within its master timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_stops_its_load_when_the_master_dies() {
