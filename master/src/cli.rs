@@ -387,6 +387,10 @@ pub struct RunArgs {
     /// Local worker processes to start [default: number of CPU cores].
     #[arg(long)]
     pub workers: Option<u32>,
+    /// Local addresses the local workers bind target connections to, in turn (as
+    /// `barrage worker --source-addresses`: IPs and/or CIDR blocks, comma-separated).
+    #[arg(long, value_name = "LIST", env = "BARRAGE_SOURCE_ADDRESSES")]
+    pub source_addresses: Option<String>,
 }
 
 /// `barrage worker`'s flags.
