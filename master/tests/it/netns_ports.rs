@@ -205,6 +205,10 @@ async fn source_addresses_hold_more_streams_than_one_address_has_ports() {
     };
     let ports = u64::from(PORT_RANGE.1 - PORT_RANGE.0 + 1);
     let exhausted = failures(&one, "connect", "source_port_exhaustion");
+    let said = one["failures"].as_array().unwrap().iter().any(|f| {
+        f["detail"] == "source_port_exhaustion" && f["sample"].as_str().unwrap_or("").contains("source port exhaustion")
+    });
+    assert!(said, "the sample says why: {:#}", one["failures"]);
     assert!(
         exhausted > 0,
         "no source_port_exhaustion failure: {:#}\n{logs}",
