@@ -387,6 +387,10 @@ pub struct RunArgs {
     /// Local worker processes to start [default: number of CPU cores].
     #[arg(long)]
     pub workers: Option<u32>,
+    /// Local addresses the local workers bind target connections to, in turn (as
+    /// `barrage worker --source-addresses`: IPs and/or CIDR blocks, comma-separated).
+    #[arg(long, value_name = "LIST", env = "BARRAGE_SOURCE_ADDRESSES")]
+    pub source_addresses: Option<String>,
 }
 
 /// `barrage worker`'s flags.
@@ -407,6 +411,13 @@ pub struct WorkerArgs {
     /// loop (like wrk's -t) [default: number of CPU cores].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
+    /// Local addresses to bind target connections to, in turn: IPs and/or CIDR blocks,
+    /// comma-separated (`127.0.0.2,127.0.0.3`, `10.0.5.0/28`; at most 4,096, one
+    /// family, each configured on this host). One source address holds about 28,000
+    /// connections to one target address (the ephemeral ports); N addresses, N times
+    /// that [default: the kernel picks the source address].
+    #[arg(long, value_name = "LIST", env = "BARRAGE_SOURCE_ADDRESSES")]
+    pub source_addresses: Option<String>,
     /// TLS to the master: the CA that signed the master's certificate (PEM).
     #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,

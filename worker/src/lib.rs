@@ -16,6 +16,7 @@ pub(crate) mod judge;
 pub mod placement;
 pub mod recorder;
 pub mod runner;
+pub mod source;
 pub mod sse;
 pub(crate) mod sys;
 pub(crate) mod tls;
@@ -23,3 +24,4 @@ pub(crate) mod user;
 
 pub use control::{Exit, MasterTls, ReportGrid, WorkerConfig, run};
 pub use error::{Error, Result};
+pub use source::SourceAddrs;

@@ -21,6 +21,7 @@ use crate::factory::Factory;
 use crate::http::Target;
 use crate::placement::{Placement, Resolve, SystemResolver};
 use crate::recorder::Recorder;
+use crate::source::SourceAddrs;
 use crate::user;
 
 /// Absolute targets for this worker.
@@ -94,6 +95,20 @@ impl Engine {
         Self::start_with(plan, host, worker_index, origin, threads, Arc::new(SystemResolver)).await
     }
 
+    /// [`Engine::start`] with connections bound in turn to `sources`
+    /// (`--source-addresses`; None: the kernel picks the source address).
+    pub async fn start_with_sources(
+        plan: Arc<RunPlan>,
+        host: Option<&str>,
+        worker_index: u32,
+        origin: Instant,
+        threads: usize,
+        sources: Option<Arc<SourceAddrs>>,
+    ) -> Result<Engine, String> {
+        let resolver = Arc::new(SystemResolver);
+        Self::launch(plan, host, worker_index, origin, threads, resolver, sources).await
+    }
+
     /// [`Engine::start`] with the resolver to look hosts up with.
     ///
     /// Each target host is looked up here and again every `limits.dns_refresh` (see
@@ -110,6 +125,19 @@ impl Engine {
         threads: usize,
         resolver: Arc<dyn Resolve>,
     ) -> Result<Engine, String> {
+        Self::launch(plan, host, worker_index, origin, threads, resolver, None).await
+    }
+
+    /// Starts an engine: what [`Engine::start_with`] says, with the source addresses.
+    async fn launch(
+        plan: Arc<RunPlan>,
+        host: Option<&str>,
+        worker_index: u32,
+        origin: Instant,
+        threads: usize,
+        resolver: Arc<dyn Resolve>,
+        sources: Option<Arc<SourceAddrs>>,
+    ) -> Result<Engine, String> {
         let mut targets = Vec::new();
         let mut tls = None;
         for class in &plan.classes {
@@ -122,7 +150,9 @@ impl Engine {
             if url.starts_with("https://") && tls.is_none() {
                 tls = Some(crate::tls::client_config(plan.limits.tls_insecure)?);
             }
-            targets.push(Arc::new(Target::parse(url, tls.as_ref())?));
+            let mut target = Target::parse(url, tls.as_ref())?;
+            target.sources = sources.clone();
+            targets.push(Arc::new(target));
         }
         let placement = Arc::new(Placement::new(
             targets

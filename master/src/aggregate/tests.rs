@@ -48,6 +48,7 @@ fn saturation_is_judged_on_the_busiest_load_thread() {
         index: 0,
         hostname: "h".into(),
         cores: 16,
+        source_addresses: 0,
         reports: p.reports,
         final_report: false,
         lost: false,

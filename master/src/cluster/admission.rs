@@ -199,6 +199,7 @@ fn connect(entry: &mut WorkerEntry, hello: &v1::Hello, tx: Outbound, conn: u64, 
         entry.last_assign = None;
         entry.hostname = hello.hostname.clone();
         entry.cores = hello.cpu_cores;
+        entry.source_addresses = hello.source_addresses;
         entry.weight = hello.weight;
     }
     entry.pid = hello.pid;

@@ -207,6 +207,7 @@ impl Registry {
                     index: w.index,
                     hostname: w.hostname.clone(),
                     cores: w.cores,
+                    source_addresses: w.source_addresses,
                     lost: w.lost,
                 })
                 .collect(),

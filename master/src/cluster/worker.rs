@@ -19,6 +19,8 @@ pub struct WorkerEntry {
     pub(super) index: u32,
     pub(super) hostname: String,
     pub(super) cores: u32,
+    /// Local addresses its connections bind to (`Hello.source_addresses`; 0 = not set).
+    pub(super) source_addresses: u32,
     /// `--weight` (0 = not given: its cores are its weight).
     pub(super) weight: u32,
     /// The process behind the id (`Hello.pid`, `Hello.instance`; 0 = not sent).
@@ -46,6 +48,7 @@ impl WorkerEntry {
             index,
             hostname: hello.hostname.clone(),
             cores: hello.cpu_cores,
+            source_addresses: hello.source_addresses,
             weight: hello.weight,
             pid: hello.pid,
             instance: hello.instance,

@@ -77,7 +77,7 @@ a master and {} worker processes, {} users at {}/s for {}.",
         ..LoadArgs::defaults(Path::new("examples/dify-workflow.toml")).map_err(Failure::usage)?
     };
     let setup = MasterSetup::resolve(&load, scenario, args.workers.max(1), Some(Duration::from_secs(30)))?;
-    let outcome = run_local(setup, args.workers.max(1)).await?;
+    let outcome = run_local(setup, args.workers.max(1), None).await?;
     let truth = mock.ground_truth();
     mock_stop.cancel();
     let _ = mock_task.await;

@@ -19,7 +19,7 @@ pub(super) async fn command(args: HuntArgs) -> anyhow::Result<u8> {
         .max(1);
     let setup = hunt_setup(&args, scenario, workers)?;
     if local {
-        return Ok(run_local(setup, workers).await?.exit_code);
+        return Ok(run_local(setup, workers, None).await?.exit_code);
     }
     let at = WorkerPort {
         host: args.master_bind_host.as_deref(),

@@ -19,20 +19,25 @@ pub(super) struct LocalWorkers {
 }
 
 impl LocalWorkers {
-    /// Starts `n` `barrage worker` processes (this same executable) joining `master`.
-    pub(super) fn spawn(n: u32, master: SocketAddr) -> anyhow::Result<Self> {
+    /// Starts `n` `barrage worker` processes (this same executable) joining `master`,
+    /// each with `--source-addresses sources` when given.
+    pub(super) fn spawn(n: u32, master: SocketAddr, sources: Option<&str>) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("finding the barrage executable")?;
-        Self::spawn_exe(&exe, n, master)
+        Self::spawn_exe(&exe, n, master, sources)
     }
 
     /// Starts `n` worker processes of the executable `exe` joining `master`.
-    fn spawn_exe(exe: &Path, n: u32, master: SocketAddr) -> anyhow::Result<Self> {
+    fn spawn_exe(exe: &Path, n: u32, master: SocketAddr, sources: Option<&str>) -> anyhow::Result<Self> {
         let mut children = Vec::new();
         // The local workers share this machine's cores rather than each taking all.
         let threads = (barrage_worker::cores::default_threads() / n.max(1) as usize).max(1);
         for i in 0..n {
-            let child = tokio::process::Command::new(exe)
-                .args(["worker", "--master", &master.to_string(), "--give-up-after", "30s"])
+            let mut command = tokio::process::Command::new(exe);
+            command.args(["worker", "--master", &master.to_string(), "--give-up-after", "30s"]);
+            if let Some(list) = sources {
+                command.args(["--source-addresses", list]);
+            }
+            let child = command
                 .arg("--threads")
                 .arg(threads.to_string())
                 .arg("--worker-id")
@@ -69,13 +74,14 @@ pub(super) fn default_workers() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
-/// Runs `setup` on a loopback master port with `workers` local worker processes.
-pub(super) async fn run_local(setup: MasterSetup, workers: u32) -> anyhow::Result<Outcome> {
+/// Runs `setup` on a loopback master port with `workers` local worker processes
+/// (binding their target connections to `sources`, a checked `--source-addresses`).
+pub(super) async fn run_local(setup: MasterSetup, workers: u32, sources: Option<&str>) -> anyhow::Result<Outcome> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .context("binding a local master port")?;
     let addr = listener.local_addr()?;
-    let local = LocalWorkers::spawn(workers, addr)?;
+    let local = LocalWorkers::spawn(workers, addr, sources)?;
     let outcome = serve_and_run(setup, listener, shutdown_signal()).await;
     local.wait(Duration::from_secs(5)).await;
     outcome

@@ -18,6 +18,14 @@ pub(super) async fn command(args: WorkerArgs) -> anyhow::Result<u8> {
     cfg.weight = args.weight.unwrap_or(0);
     cfg.threads = args.threads.map_or(0, |t| t as usize);
     cfg.give_up_after = args.give_up_after;
+    if let Some(list) = &args.source_addresses {
+        let sources = source_addresses(list)?;
+        info!(
+            addresses = sources.len(),
+            "binding target connections to source addresses in turn"
+        );
+        cfg.source_addresses = Some(std::sync::Arc::new(sources));
+    }
     cfg.token = cluster_token()?;
     cfg.tls = match (&args.tls_ca, &args.tls_cert, &args.tls_key) {
         (None, None, None) => None,
@@ -48,4 +56,12 @@ pub(super) async fn command(args: WorkerArgs) -> anyhow::Result<u8> {
         }
         .into()),
     }
+}
+
+/// `--source-addresses LIST` parsed, and each address bound once: a usage error (exit
+/// 2) naming the entry or the address that is wrong.
+pub(super) fn source_addresses(list: &str) -> Result<barrage_worker::SourceAddrs, Failure> {
+    barrage_worker::SourceAddrs::parse(list)
+        .and_then(|s| s.check_bindable().map(|()| s))
+        .map_err(|e| Failure::usage(format!("--source-addresses: {e}")))
 }

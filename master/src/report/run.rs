@@ -49,6 +49,9 @@ pub struct RosterWorker {
     pub hostname: String,
     /// CPU cores it said it has.
     pub cores: u32,
+    /// Local addresses its target connections bind to (`--source-addresses`; 0 = not
+    /// set, the kernel picks).
+    pub source_addresses: u32,
     /// Written off (silent past the liveness timeout, or replaced).
     pub lost: bool,
 }

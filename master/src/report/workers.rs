@@ -18,6 +18,11 @@ pub struct WorkerRow {
     pub hostname: String,
     /// CPU cores it said it has.
     pub cores: u32,
+    /// Local addresses its target connections bound to in turn (`barrage worker
+    /// --source-addresses`), each good for ~28k connections to one target address;
+    /// 0 (and absent from the JSON) when not set: the kernel picked one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub source_addresses: u32,
     /// Reports merged from it.
     pub reports: u64,
     /// Whether its final (closing) report arrived.
@@ -36,6 +41,11 @@ pub struct WorkerRow {
     pub sched_lag_max_ms: f64,
 }
 
+/// Whether a count is 0 (for `skip_serializing_if`: a field rows without it leave out).
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// The roster's workers with what each delivered, in join order.
 pub(crate) fn worker_rows(agg: &Aggregator, roster: &Roster) -> Vec<WorkerRow> {
     let mut rows: Vec<WorkerRow> = roster
@@ -48,6 +58,7 @@ pub(crate) fn worker_rows(agg: &Aggregator, roster: &Roster) -> Vec<WorkerRow> {
                 index: w.index,
                 hostname: w.hostname.clone(),
                 cores: w.cores,
+                source_addresses: w.source_addresses,
                 reports: p.map_or(0, |p| p.reports),
                 final_report: p.is_some_and(|p| p.final_seen),
                 lost: w.lost,

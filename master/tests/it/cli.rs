@@ -129,6 +129,114 @@ fn a_missing_secret_is_a_usage_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("environment variable `DIFY_API_KEY` is not set"));
 }
 
+/// A bad `--source-addresses` is a usage error (exit 2) before the worker dials any
+/// master, naming the entry or the address and why.
+#[test]
+fn bad_source_addresses_are_usage_errors() {
+    for (list, says) in [
+        ("127.0.0.2,::1", "mixes IPv4 and IPv6"),
+        ("127.0.0.0/8", "at most 4096"),
+        ("127.0.0.2,nope", "`nope` is not an IP address"),
+        // TEST-NET-1: on no host.
+        ("192.0.2.1", "cannot bind to source address 192.0.2.1"),
+    ] {
+        let out = barrage()
+            .args(["worker", "--master", "127.0.0.1:1", "--give-up-after", "1s"])
+            .args(["--source-addresses", list])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{list}: {stderr}");
+        assert!(
+            stderr.contains("--source-addresses") && stderr.contains(says),
+            "{list}: {stderr}"
+        );
+    }
+    // `barrage run` checks the list once, before it starts a worker that would refuse it.
+    let scenario = examples().join("dify-workflow.toml");
+    let out = barrage()
+        .args([
+            "run",
+            "--headless",
+            "-f",
+            scenario.to_str().unwrap(),
+            "-H",
+            "http://127.0.0.1:1",
+        ])
+        .args(["-t", "1s", "--workers", "1", "--source-addresses", "192.0.2.1"])
+        .env("DIFY_API_KEY", KEY)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot bind to source address 192.0.2.1"), "{stderr}");
+}
+
+/// `barrage run --source-addresses`: the local workers' connections come from the
+/// listed loopback aliases, by a target written here that notes each connection's
+/// source IP; each worker's JSON row names 2 source addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_binds_local_workers_to_the_source_addresses() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let noted = peers.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, peer)) = listener.accept().await {
+            noted.lock().unwrap().push(peer.ip().to_string());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                // One request per read is enough here: the users wait between requests.
+                while matches!(tcp.read(&mut buf).await, Ok(n) if n > 0) {
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if tcp.write_all(answer).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (scenario, json) = (dir.path().join("s.toml"), dir.path().join("run.json"));
+    std::fs::write(
+        &scenario,
+        "[[users]]\nname = \"U\"\nwait = \"constant(0.2)\"\n[[users.tasks]]\nname = \"ok\"\nmethod = \"GET\"\npath = \"/\"\nconnection = \"per-request\"\n",
+    )
+    .unwrap();
+    let (host, scenario, json_arg) = (
+        format!("http://{addr}"),
+        scenario.to_str().unwrap().to_string(),
+        json.to_str().unwrap().to_string(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        #[rustfmt::skip]
+        let args = [
+            "run", "--headless", "--only-summary", "-f", &scenario, "-H", &host, "-u", "4", "-r", "100",
+            "-t", "2s", "--workers", "2", "--json", &json_arg,
+            "--source-addresses", "127.0.0.6,127.0.0.7",
+        ];
+        barrage().args(args).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_schema(&report);
+    let peers = peers.lock().unwrap().clone();
+    let ips: std::collections::BTreeSet<&str> = peers.iter().map(String::as_str).collect();
+    assert_eq!(ips, ["127.0.0.6", "127.0.0.7"].into(), "{peers:?}");
+    assert_eq!(
+        report["connections"]["connections_opened"].as_u64(),
+        Some(peers.len() as u64),
+        "connections: ours vs the target's"
+    );
+    for w in report["workers"].as_array().unwrap() {
+        assert_eq!(w["source_addresses"], 2, "{w:#}");
+    }
+}
+
 /// Kill the master process: the worker stops its load within its master timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_stops_its_load_when_the_master_dies() {

@@ -21,6 +21,7 @@ mod inputs;
 mod integrity;
 mod locust;
 mod netns;
+mod netns_ports;
 mod nginx;
 mod nodes;
 mod prometheus;

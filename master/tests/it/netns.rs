@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use crate::support::*;
 
 /// Fixed: nothing else listens in a namespace we just created.
-const MASTER_PORT: u16 = 5557;
+pub(super) const MASTER_PORT: u16 = 5557;
 const MASTER_TIMEOUT: Duration = Duration::from_secs(3);
 const LIVENESS: &str = "2s";
 /// Beyond the master timeout: the worker's 50 ms check tick, aborting its streams, our
@@ -51,13 +51,13 @@ const STOP_SLACK: Duration = Duration::from_millis(1500);
 
 /// Written to stderr itself, not with `eprintln!`, which the test harness captures
 /// from passing tests: the notice shows in a plain `cargo test` too.
-fn skip(test: &str, missing: &str) {
+pub(super) fn skip(test: &str, missing: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIPPED netns {test}: {missing}");
 }
 
 /// Runs a command to completion; on failure, says which command and why.
-fn sh(args: &[&str]) -> Result<(), String> {
+pub(super) fn sh(args: &[&str]) -> Result<(), String> {
     let line = args.join(" ");
     let out = Command::new(args[0])
         .args(&args[1..])
@@ -73,7 +73,7 @@ fn sh(args: &[&str]) -> Result<(), String> {
     }
 }
 
-fn effective_uid() -> Option<u32> {
+pub(super) fn effective_uid() -> Option<u32> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let uids = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
     uids.split_whitespace().nth(1)?.parse().ok()
@@ -91,7 +91,7 @@ fn connects(ns: &str, addr: &str, port: u16) -> bool {
 }
 
 /// Whether `ip netns exec` runs `timeout` and `bash` (what [`connects`] needs) in `ns`.
-fn can_exec(ns: &str) -> Result<(), String> {
+pub(super) fn can_exec(ns: &str) -> Result<(), String> {
     sh(&["ip", "netns", "exec", ns, "timeout", "2", "bash", "-c", "true"])
         .map_err(|e| format!("`ip netns exec` with timeout and bash: {e}"))
 }
@@ -126,7 +126,7 @@ static CLAIMED: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
 /// The namespaces and veth pairs of one test; dropping it deletes them all (deleting a
 /// namespace deletes the veth pairs with an end in it).
-struct Net {
+pub(super) struct Net {
     /// Tells this test's namespace and device names from another test's.
     tag: char,
     /// 10.213.X.0/24 holds every address: X is one no address in the root namespace uses.
@@ -139,7 +139,7 @@ struct Net {
 }
 
 impl Net {
-    fn new(tag: char) -> Result<Net, String> {
+    pub(super) fn new(tag: char) -> Result<Net, String> {
         let pid = std::process::id();
         let used = Command::new("ip")
             .args(["-o", "-4", "addr", "show"])
@@ -162,7 +162,7 @@ impl Net {
     }
 
     /// A new namespace with its loopback up; its name.
-    fn namespace(&mut self, name: &str) -> Result<String, String> {
+    pub(super) fn namespace(&mut self, name: &str) -> Result<String, String> {
         let ns = format!("barrage-netns-{}-{}-{name}", std::process::id(), self.tag);
         ip(None, &["netns", "add", &ns])?;
         self.namespaces.push(ns.clone());
@@ -254,20 +254,20 @@ fn tx_bytes(dev: &str) -> u64 {
 
 /// `barrage` processes in namespaces, each logging to its own file; dropping it kills
 /// them all.
-struct Procs {
-    dir: tempfile::TempDir,
+pub(super) struct Procs {
+    pub(super) dir: tempfile::TempDir,
     children: Vec<(String, Child)>,
 }
 
 impl Procs {
-    fn new() -> Procs {
+    pub(super) fn new() -> Procs {
         Procs {
             dir: tempfile::tempdir().unwrap(),
             children: Vec::new(),
         }
     }
 
-    fn spawn(&mut self, name: &str, ns: &str, args: &[&str]) -> &mut Child {
+    pub(super) fn spawn(&mut self, name: &str, ns: &str, args: &[&str]) -> &mut Child {
         let log = File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_barrage")])
@@ -290,7 +290,7 @@ impl Procs {
     }
 
     /// Waits until the master `name` in `ns` accepts connections on `addr:port`.
-    async fn wait_listening(&mut self, name: &str, ns: &str, addr: &str, port: u16) {
+    pub(super) async fn wait_listening(&mut self, name: &str, ns: &str, addr: &str, port: u16) {
         let since = Instant::now();
         while !connects(ns, addr, port) {
             let exited = self.child(name).try_wait().unwrap();
@@ -304,7 +304,7 @@ impl Procs {
     }
 
     /// Waits for `name` to exit by itself within `limit`; its status.
-    async fn wait_exit(&mut self, name: &str, limit: Duration) -> ExitStatus {
+    pub(super) async fn wait_exit(&mut self, name: &str, limit: Duration) -> ExitStatus {
         let since = Instant::now();
         loop {
             if let Some(status) = self.child(name).try_wait().unwrap() {
@@ -320,7 +320,7 @@ impl Procs {
     }
 
     /// The master's `--json` report, checked against the report schema.
-    fn report(&self, path: &std::path::Path) -> serde_json::Value {
+    pub(super) fn report(&self, path: &std::path::Path) -> serde_json::Value {
         let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("no JSON report: {e}\n{}", self.logs()));
         let report: serde_json::Value = serde_json::from_str(&text).unwrap();
         crate::support::assert_schema(&report);
@@ -328,7 +328,7 @@ impl Procs {
     }
 
     /// Every process's log, for failure messages.
-    fn logs(&self) -> String {
+    pub(super) fn logs(&self) -> String {
         self.children
             .iter()
             .map(|(name, _)| {

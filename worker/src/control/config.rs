@@ -1,7 +1,10 @@
 //! What a worker is started with ([`WorkerConfig`], [`MasterTls`]) and how it ends
 //! ([`Exit`]).
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::source::SourceAddrs;
 
 /// How a worker joins and keeps up with its master; built by `barrage worker` from
 /// its flags and environment, or by tests.
@@ -30,6 +33,9 @@ pub struct WorkerConfig {
     pub tls: Option<MasterTls>,
     /// Load threads, each a single-threaded runtime (0 = one per core).
     pub threads: usize,
+    /// Local addresses target connections bind to in turn, past one address's
+    /// ephemeral ports (`--source-addresses`; None: the kernel picks, as usual).
+    pub source_addresses: Option<Arc<SourceAddrs>>,
 }
 
 /// How a worker reaches a master over TLS.
@@ -71,6 +77,7 @@ impl WorkerConfig {
             token: None,
             tls: None,
             threads: 0,
+            source_addresses: None,
         }
     }
 }

@@ -53,6 +53,7 @@ pub(super) fn hello(cfg: &WorkerConfig, resume: Option<(u64, u64)>) -> v1::Worke
             weight: cfg.weight,
             pid: std::process::id(),
             instance: cfg.instance,
+            source_addresses: cfg.source_addresses.as_ref().map_or(0, |s| s.len() as u32),
         })),
     }
 }

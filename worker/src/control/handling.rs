@@ -118,9 +118,17 @@ async fn on_assign(a: v1::Assign, cfg: &WorkerConfig, s: &mut Session, lag: &Lag
     }
     if s.engine.is_none() {
         let origin = s.origin.unwrap_or(now);
-        let engine = Engine::start(s.plan.clone(), s.host.as_deref(), s.worker_index, origin, cfg.threads)
-            .await
-            .map_err(Error::BadPlan)?;
+        let sources = cfg.source_addresses.clone();
+        let engine = Engine::start_with_sources(
+            s.plan.clone(),
+            s.host.as_deref(),
+            s.worker_index,
+            origin,
+            cfg.threads,
+            sources,
+        )
+        .await
+        .map_err(Error::BadPlan)?;
         for runtime in engine.runtimes() {
             lag.watch(runtime);
         }

@@ -1,16 +1,16 @@
 //! The connection ([`Conn`]): one user's keep-alive HTTP/1.1 connection, opened on
 //! demand, sending a request and reading its answer's head and body pieces.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use barrage_common::metrics::FailureKind;
 
 use super::body::{Body, Chunk, framing, step_chunked};
-use super::failure::{Failure, incomplete, io_detail, io_failure};
+use super::failure::{Failure, SOURCE_PORT_EXHAUSTION, incomplete, io_detail, io_failure};
 use super::head::{MAX_HEAD, parse_head};
 use super::request::Outgoing;
 use super::socket::Socket;
@@ -47,6 +47,51 @@ pub(crate) struct Conn {
     read_size: usize,
     /// The current request's bytes went to the socket (see [`Conn::request_written`]).
     written: bool,
+    /// The current request opened a new connection (see [`Conn::opened_for_request`]).
+    opened: bool,
+}
+
+/// Opens a TCP connection to `addr`, bound first to the target's next source address
+/// when it has some (see [`crate::source`]).
+async fn open(target: &Target, addr: SocketAddr) -> Result<TcpStream, Failure> {
+    let failed = |e: std::io::Error, from: Option<IpAddr>| {
+        let from = from.map(|ip| format!(" from {ip}")).unwrap_or_default();
+        let detail = io_detail(&e);
+        let hint = if detail == SOURCE_PORT_EXHAUSTION {
+            " (source port exhaustion: every ephemeral port of the source address is in use; \
+             see `barrage worker --source-addresses`)"
+        } else {
+            ""
+        };
+        Failure::new(
+            FailureKind::Connect,
+            detail,
+            format!("connecting to {addr}{from}: {e}{hint}"),
+        )
+    };
+    let Some(sources) = &target.sources else {
+        return TcpStream::connect(addr).await.map_err(|e| failed(e, None));
+    };
+    if sources.is_ipv4() != addr.is_ipv4() {
+        return Err(Failure::new(
+            FailureKind::Connect,
+            "source_family",
+            format!(
+                "connecting to {addr}: --source-addresses are {} and the target is not",
+                if sources.is_ipv4() { "IPv4" } else { "IPv6" }
+            ),
+        ));
+    }
+    let ip = sources.next();
+    let socket = if ip.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| failed(e, Some(ip)))?;
+    // Port 0: the kernel picks a free ephemeral port of this address.
+    socket.bind(SocketAddr::new(ip, 0)).map_err(|e| failed(e, Some(ip)))?;
+    socket.connect(addr).await.map_err(|e| failed(e, Some(ip)))
 }
 
 /// First read size (and the size an idle connection goes back to).
@@ -73,6 +118,7 @@ impl Conn {
             retryable: false,
             read_size: READ_MIN,
             written: false,
+            opened: false,
         }
     }
 
@@ -85,6 +131,13 @@ impl Conn {
     /// A new request begins: nothing of it is written yet.
     pub(crate) fn begin_request(&mut self) {
         self.written = false;
+        self.opened = false;
+    }
+
+    /// Whether the request begun last opened a new connection: the target accepted
+    /// it even when the request is cut off at a hard stop, so it is counted then too.
+    pub(crate) fn opened_for_request(&self) -> bool {
+        self.opened
     }
 
     /// Whether the request begun last ([`Conn::begin_request`]) was handed to the
@@ -121,7 +174,7 @@ impl Conn {
             Some(a) => a,
             None => target.resolve().await?,
         };
-        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+        let stream = tokio::time::timeout(connect_timeout, open(target, addr))
             .await
             .map_err(|_| {
                 Failure::new(
@@ -129,14 +182,7 @@ impl Conn {
                     "timeout",
                     format!("connecting to {addr} took over {connect_timeout:?}"),
                 )
-            })?
-            .map_err(|e| {
-                Failure::new(
-                    FailureKind::Connect,
-                    io_detail(&e),
-                    format!("connecting to {addr}: {e}"),
-                )
-            })?;
+            })??;
         let _ = stream.set_nodelay(true);
         let stream = match &target.tls {
             None => Socket::Plain(stream),
@@ -160,6 +206,7 @@ impl Conn {
         self.io = Some(stream);
         self.reusable = true;
         self.reused = false;
+        self.opened = true;
         Ok(true)
     }
 

@@ -42,6 +42,10 @@ pub(super) fn io_failure(e: &std::io::Error, doing: &str) -> Failure {
     Failure::new(FailureKind::Io, detail, format!("{doing}: {e}"))
 }
 
+/// The detail of a connect that found no free local port (`EADDRNOTAVAIL`,
+/// `EADDRINUSE`).
+pub(super) const SOURCE_PORT_EXHAUSTION: &str = "source_port_exhaustion";
+
 /// The detail of a failed connect.
 pub(super) fn io_detail(e: &std::io::Error) -> &'static str {
     use std::io::ErrorKind::*;
@@ -53,7 +57,9 @@ pub(super) fn io_detail(e: &std::io::Error) -> &'static str {
         ConnectionRefused => "refused",
         ConnectionReset => "reset",
         TimedOut => "timeout",
-        AddrNotAvailable | AddrInUse => "no_local_port",
+        // No ephemeral port left for this (source address, target address): a
+        // generator limit, not the target's failure (see `--source-addresses`).
+        AddrNotAvailable | AddrInUse => SOURCE_PORT_EXHAUSTION,
         _ => "other",
     }
 }

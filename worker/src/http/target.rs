@@ -9,6 +9,7 @@ use rustls::pki_types::ServerName;
 use barrage_common::metrics::FailureKind;
 
 use super::failure::Failure;
+use crate::source::SourceAddrs;
 
 /// A parsed target: `http://host:port` or `https://host:port`.
 #[derive(Clone)]
@@ -21,6 +22,9 @@ pub(crate) struct Target {
     pub(crate) port: u16,
     /// For https: the client configuration and the name the certificate must carry.
     pub(crate) tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    /// Local addresses its connections bind to in turn (`--source-addresses`; None:
+    /// the kernel picks the source address, as for any client).
+    pub(crate) sources: Option<Arc<SourceAddrs>>,
 }
 
 impl std::fmt::Debug for Target {
@@ -68,6 +72,7 @@ impl Target {
             host,
             port,
             tls,
+            sources: None,
         })
     }
 

@@ -372,3 +372,31 @@ fn a_keep_alive_connection_closed_while_idle_is_replaced() {
         }
     });
 }
+
+/// With source addresses, connections bind to them in turn, as the listener sees them;
+/// a target of the other family fails as `connect / source_family`.
+#[tokio::test]
+async fn connections_bind_to_the_source_addresses_in_turn() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut target = Target::parse(&format!("http://{addr}"), None).unwrap();
+    let sources = crate::source::SourceAddrs::parse("127.0.0.2,127.0.0.3").unwrap();
+    target.sources = Some(Arc::new(sources));
+    let mut peers = Vec::new();
+    for _ in 0..3 {
+        let mut conn = Conn::new();
+        assert!(conn.ready(&target, Some(addr), Duration::from_secs(5)).await.unwrap());
+        assert!(conn.opened_for_request());
+        let (_, peer) = listener.accept().await.unwrap();
+        peers.push(peer.ip().to_string());
+    }
+    assert_eq!(peers, ["127.0.0.2", "127.0.0.3", "127.0.0.2"]);
+
+    let mut v6 = target.clone();
+    v6.sources = Some(Arc::new(crate::source::SourceAddrs::parse("::1").unwrap()));
+    let err = Conn::new()
+        .ready(&v6, Some(addr), Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert_eq!((err.kind, err.detail.as_str()), (FailureKind::Connect, "source_family"));
+}

@@ -115,10 +115,15 @@ impl Me {
                 // A request counts once the target can have seen it: cut off before
                 // its bytes were written (connecting, or between tasks), it never was
                 // one, and counting it would put us above the target's own count.
-                if conn.request_written() {
+                // A connection it opened was accepted by the target all the same.
+                let (written, opened) = (conn.request_written(), conn.opened_for_request());
+                if written || opened {
                     ctx.record(task.endpoint, |s| {
-                        s.counts.requests += 1;
-                        s.outcome(FailureKind::Cancelled, "", || "in flight when the run stopped".into());
+                        s.counts.connections_opened += u64::from(opened);
+                        if written {
+                            s.counts.requests += 1;
+                            s.outcome(FailureKind::Cancelled, "", || "in flight when the run stopped".into());
+                        }
                     });
                 }
                 stop_dify_task(ctx, task, live_task, state.last_auth.as_deref());

@@ -225,6 +225,7 @@ fn hello(worker_id: &str, index: u32) -> v1::WorkerMessage {
             weight: 0,
             pid: std::process::id(),
             instance: u64::from(index) + 1,
+            source_addresses: 0,
         })),
     }
 }
