@@ -2,6 +2,14 @@
 //! (worker, epoch, seq) counts exactly once; what cannot be used is refused and
 //! counted as lost data or clipped; the rest goes into the totals, the worker's
 //! progress, and the timeline second its interval started in.
+//!
+//! The costly half, decoding and checking the endpoint deltas ([`DecodedReport`]),
+//! needs only the plan ([`Planned`]), so a worker's session task does it before it
+//! takes the aggregator lock; under the lock [`Aggregator::merge_decoded`] only
+//! checks the seq and adds buckets. With 1,000 workers the decoding then spreads over
+//! the runtime's threads instead of queueing behind one mutex.
+
+use std::collections::BTreeMap;
 
 use barrage_common::metrics::{Accum, EndpointStats, Metric};
 use barrage_common::plan::Endpoint;
@@ -50,6 +58,80 @@ pub enum Merge {
 /// and target address.
 type Decoded<'r> = (Endpoint, EndpointStats, DeltaBuckets, &'r str);
 
+/// The endpoints of the plan, name -> methods: a delta for any other is refused,
+/// never allocated (empty: not checked). Keyed by name so a lookup borrows the
+/// delta's strings instead of copying them for every delta of every report. Fixed
+/// for the run, so sessions share it and check deltas without the aggregator lock.
+#[derive(Debug, Default)]
+pub struct Planned(BTreeMap<String, Vec<String>>);
+
+impl Planned {
+    /// The plan's endpoints as (name, method).
+    pub fn new<'a>(endpoints: impl IntoIterator<Item = (&'a str, &'a str)>) -> Planned {
+        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (name, method) in endpoints {
+            map.entry(name.to_string()).or_default().push(method.to_string());
+        }
+        Planned(map)
+    }
+
+    /// Whether a delta of `name` and `method` may be counted.
+    fn allows(&self, name: &str, method: &str) -> bool {
+        self.0.is_empty()
+            || self
+                .0
+                .get(name)
+                .is_some_and(|methods| methods.iter().any(|m| m == method))
+    }
+}
+
+/// A report with its endpoint deltas decoded and checked field by field (see
+/// [`DecodedReport::decode`]), not yet counted: what the lock-free half of a merge
+/// hands [`Aggregator::merge_decoded`]. What it refused and clipped counts only if
+/// the report itself is merged (a duplicate counts nothing, as before).
+#[derive(Debug)]
+pub struct DecodedReport<'r> {
+    report: &'r v1::Report,
+    deltas: Vec<Decoded<'r>>,
+    /// Deltas refused (an endpoint the plan does not have, impossible counts) ...
+    refused_deltas: u64,
+    /// ... and the requests they claimed.
+    refused_requests: u64,
+    /// Texts clipped and keys folded while decoding.
+    clipped: u64,
+}
+
+impl<'r> DecodedReport<'r> {
+    /// Decodes report `r`'s endpoint deltas against the plan: what cannot be used (an
+    /// endpoint the plan does not have, impossible counts, a histogram that does not
+    /// decode) is refused and counted, the rest kept with its histograms as buckets.
+    /// Needs no lock: sessions call it before taking the aggregator's.
+    pub fn decode(planned: &Planned, r: &'r v1::Report) -> DecodedReport<'r> {
+        let mut out = DecodedReport {
+            report: r,
+            deltas: Vec::with_capacity(r.endpoints.len()),
+            refused_deltas: 0,
+            refused_requests: 0,
+            clipped: 0,
+        };
+        for d in &r.endpoints {
+            let decoded = if planned.allows(&d.name, &d.method) {
+                endpoint_from_proto_sparse(d, &mut out.clipped).ok()
+            } else {
+                None
+            };
+            match decoded {
+                Some((endpoint, stats, buckets)) => out.deltas.push((endpoint, stats, buckets, d.peer.as_str())),
+                None => {
+                    out.refused_deltas += 1;
+                    out.refused_requests = out.refused_requests.saturating_add(d.requests.min(MAX_COUNT));
+                }
+            }
+        }
+        out
+    }
+}
+
 /// A report's gauges made sane: what the worker sent, or zero when it cannot be true.
 struct Gauges {
     users: v1::Gauge,
@@ -62,13 +144,29 @@ struct Gauges {
 
 impl Aggregator {
     /// Merges report `r` once: duplicates and unusable reports count nothing and are
-    /// still acknowledged (see [`Merge`]).
+    /// still acknowledged (see [`Merge`]). Decodes under the caller's lock; sessions
+    /// decode first ([`DecodedReport::decode`]) and call [`Aggregator::merge_decoded`].
     pub fn merge(&mut self, r: &v1::Report) -> Merge {
+        let decoded = DecodedReport::decode(&self.planned, r);
+        self.merge_decoded(decoded)
+    }
+
+    /// Merges a report decoded beforehand, once: checks its seq, then adds what it
+    /// refused and clipped to the loss counters and its deltas to the figures.
+    pub fn merge_decoded(&mut self, decoded: DecodedReport<'_>) -> Merge {
+        let r = decoded.report;
         let acked = match self.receive(r) {
             Ok(acked) => acked,
             Err(refused) => return refused,
         };
-        let decoded = self.decode(r);
+        if r.r#final {
+            // The end of a worker's run: the live view shows it at once.
+            self.live_changed();
+        }
+        self.refused_deltas += decoded.refused_deltas;
+        self.refused_requests = self.refused_requests.saturating_add(decoded.refused_requests);
+        self.clipped += decoded.clipped;
+        let decoded = decoded.deltas;
         let gauges = self.gauges(r);
         let thread_cpu = saturation_cpu(r.busiest_thread_cpu_percent, r.load_threads, gauges.cpu_percent);
         if let Some(progress) = self.workers.get_mut(&r.worker_id) {
@@ -133,32 +231,6 @@ impl Aggregator {
             });
         }
         Ok(progress.acked)
-    }
-
-    /// The report's endpoint deltas, field by field: what cannot be used (an endpoint
-    /// the plan does not have, impossible counts) is refused and counted, the rest kept.
-    fn decode<'r>(&mut self, r: &'r v1::Report) -> Vec<Decoded<'r>> {
-        let mut decoded = Vec::with_capacity(r.endpoints.len());
-        for d in &r.endpoints {
-            let planned = self.planned.is_empty()
-                || self
-                    .planned
-                    .get(d.name.as_str())
-                    .is_some_and(|methods| methods.contains(&d.method));
-            if !planned {
-                self.refused_deltas += 1;
-                self.refused_requests = self.refused_requests.saturating_add(d.requests.min(MAX_COUNT));
-                continue;
-            }
-            match endpoint_from_proto_sparse(d, &mut self.clipped) {
-                Ok((endpoint, stats, buckets)) => decoded.push((endpoint, stats, buckets, d.peer.as_str())),
-                Err(_) => {
-                    self.refused_deltas += 1;
-                    self.refused_requests = self.refused_requests.saturating_add(d.requests.min(MAX_COUNT));
-                }
-            }
-        }
-        decoded
     }
 
     /// The report's gauges and interval checked (each one refused counts as clipped).

@@ -10,6 +10,7 @@
 //! [`totals`], the timeline and its windows in [`timeline`], each worker's progress and
 //! load in [`progress`].
 
+pub mod live;
 pub mod merge;
 pub mod progress;
 pub mod timeline;
@@ -19,12 +20,14 @@ pub mod totals;
 pub(crate) mod testing;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use barrage_common::metrics::EndpointStats;
 use barrage_common::plan::TaskKindTag;
 
-pub use merge::Merge;
+pub use live::{LIVE_EVERY, LiveTotals};
+pub use merge::{DecodedReport, Merge, Planned};
 pub use progress::{CPU_SATURATED_PERCENT, LAG_SATURATED_US, WorkerProgress, cpu_saturated, saturation_cpu};
 use timeline::OPEN_SLOTS;
 pub use timeline::{EndpointSecond, REPORT_LAG, Slot, SlotSummary, Window};
@@ -60,10 +63,9 @@ pub struct Aggregator {
     /// Data known lost for good (a worker written off before its data arrived), one
     /// line each, for the report's verdict.
     pub lost_data: Vec<String>,
-    /// The endpoints of the plan, name -> methods: a delta for any other is refused,
-    /// never allocated (empty: not checked). Keyed by name so a lookup borrows the
-    /// delta's strings instead of copying them for every delta of every report.
-    planned: BTreeMap<String, Vec<String>>,
+    /// The endpoints of the plan: a delta for any other is refused (shared with the
+    /// sessions, which decode reports before taking this aggregator's lock).
+    planned: Arc<Planned>,
     /// The run's start on this machine, to refuse intervals far beyond the run clock.
     run_start: Option<std::time::Instant>,
     /// Open model: arrivals the workers dropped at their in-flight cap.
@@ -84,6 +86,12 @@ pub struct Aggregator {
     /// The stats rows whose tasks have goodput objectives: the report shows goodput
     /// for these only, and the timeline's good share is of their requests.
     goodput_rows: BTreeSet<EndpointKey>,
+    /// The live view's snapshot of the totals ([`Aggregator::live`]). A mutex of its
+    /// own because readers hold the aggregator shared (`&self`); it is only ever taken
+    /// under the aggregator's lock, so it never waits.
+    live: std::sync::Mutex<Option<Arc<LiveTotals>>>,
+    /// Bumped when the live snapshot must not wait its second (a reset, a final report).
+    live_generation: u64,
 }
 
 impl Aggregator {
@@ -98,13 +106,13 @@ impl Aggregator {
 
     /// Refuse deltas of endpoints the plan does not have (name and method).
     pub fn plan_endpoints<'a>(&mut self, endpoints: impl IntoIterator<Item = (&'a str, &'a str)>) {
-        self.planned.clear();
-        for (name, method) in endpoints {
-            self.planned
-                .entry(name.to_string())
-                .or_default()
-                .push(method.to_string());
-        }
+        self.planned = Arc::new(Planned::new(endpoints));
+    }
+
+    /// The plan's endpoints as [`Aggregator::plan_endpoints`] set them, for decoding
+    /// reports outside the lock ([`merge::DecodedReport::decode`]).
+    pub fn planned(&self) -> Arc<Planned> {
+        self.planned.clone()
     }
 
     /// The stats rows (name, method) whose tasks have goodput objectives.
@@ -267,6 +275,7 @@ impl Aggregator {
     /// still arriving, go to the timeline only); the per-second timeline and what
     /// each worker has delivered (the deduplication) stay.
     pub fn reset_stats(&mut self, at_s: f64) {
+        self.live_changed();
         self.endpoints.clear();
         self.peers.clear();
         self.dropped_iterations = 0;
@@ -300,6 +309,7 @@ impl Aggregator {
 
     /// Forgets everything counted so far (web UI "reset stats", later issues).
     pub fn reset(&mut self) {
+        self.live_changed();
         self.peer_users.clear();
         self.dropped_iterations = 0;
         self.last_arrival_due_us = 0;

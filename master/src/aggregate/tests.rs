@@ -180,6 +180,63 @@ fn endpoints_the_plan_does_not_have_are_refused_never_stored() {
     assert_eq!((a.refused_deltas, a.refused_requests), (1000, 5000));
 }
 
+/// Sessions decode a report before taking the lock (`DecodedReport::decode`); the
+/// refusals and clips found then count exactly as `merge` counts them, once, and
+/// not at all for a duplicate or a report of another run.
+#[test]
+fn a_report_decoded_outside_the_lock_is_refused_and_counted_as_merge_does() {
+    let planned = Planned::new([("/x", "POST")]);
+    let hostile = |seq| {
+        let mut r = report(seq, 0, 5);
+        let mut invented = r.endpoints[0].clone();
+        invented.name = "/invented".into();
+        let mut impossible = r.endpoints[0].clone();
+        impossible.failures = 9;
+        let mut long_sample = r.endpoints[0].clone();
+        long_sample.failures = 1;
+        long_sample.failure_kinds = vec![v1::FailureCount {
+            kind: "http_status".into(),
+            detail: "500".into(),
+            count: 1,
+            sample: "x".repeat(10_000),
+            ..Default::default()
+        }];
+        r.endpoints.extend([invented, impossible, long_sample]);
+        r
+    };
+    let mut direct = Aggregator::new(7);
+    direct.plan_endpoints([("/x", "POST")]);
+    assert_eq!(direct.merge(&hostile(1)), Merge::Merged { acked: 1 });
+
+    let mut a = Aggregator::new(7);
+    a.plan_endpoints([("/x", "POST")]);
+    let r = hostile(1);
+    let decoded = DecodedReport::decode(&planned, &r);
+    assert_eq!((a.refused_deltas, a.clipped), (0, 0), "nothing counts before the merge");
+    assert_eq!(a.merge_decoded(decoded), Merge::Merged { acked: 1 });
+    for agg in [&direct, &a] {
+        assert_eq!((agg.refused_deltas, agg.refused_requests), (2, 10));
+        assert_eq!(agg.clipped, 1, "the sample clipped once");
+        let s = agg.aggregated();
+        assert_eq!((s.counts.requests, s.counts.failures), (10, 1));
+        assert_eq!(s.histogram(Metric::ResponseTime).map(|h| h.len()), Some(2));
+    }
+    // The same seq again, decoded again: acknowledged, nothing counted twice.
+    let again = hostile(1);
+    assert_eq!(
+        a.merge_decoded(DecodedReport::decode(&planned, &again)),
+        Merge::Duplicate { acked: 1 }
+    );
+    let mut other_run = hostile(2);
+    other_run.epoch = 8;
+    assert!(matches!(
+        a.merge_decoded(DecodedReport::decode(&planned, &other_run)),
+        Merge::Rejected { .. }
+    ));
+    assert_eq!((a.refused_deltas, a.refused_requests, a.clipped), (2, 10, 1));
+    assert_eq!(a.aggregated().counts.requests, 10);
+}
+
 #[test]
 fn odd_fields_are_clipped_and_every_count_kept() {
     let mut a = Aggregator::new(7);

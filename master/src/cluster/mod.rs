@@ -29,7 +29,7 @@ use tonic::Status;
 
 use barrage_proto::v1;
 
-use crate::aggregate::Aggregator;
+use crate::aggregate::{Aggregator, Planned};
 
 pub use registry::{Phase, Registry, Targets};
 pub use service::Service;
@@ -95,6 +95,9 @@ pub struct Cluster {
     opts: ClusterOptions,
     registry: Mutex<Registry>,
     aggregator: Mutex<Aggregator>,
+    /// The plan's endpoints, the same the aggregator holds: sessions decode and
+    /// check reports against it before taking the aggregator lock.
+    planned: Arc<Planned>,
     /// Wakes the controller on membership changes and final reports.
     changed: Notify,
 }
@@ -122,6 +125,7 @@ impl Cluster {
             plan_json,
             opts,
             registry: Mutex::new(Registry::new(epoch)),
+            planned: aggregator.planned(),
             aggregator: Mutex::new(aggregator),
             changed: Notify::new(),
         })

@@ -16,7 +16,7 @@ use barrage_proto::v1::{self, master_message::Kind as MKind, worker_message::Kin
 
 use super::Cluster;
 use super::admission::BUILD;
-use crate::aggregate::Merge;
+use crate::aggregate::{DecodedReport, Merge};
 
 /// Messages queued to one worker. Commands are rare and acks 1/s, so 64 is ample; a
 /// worker that lets it fill is stuck and gets disconnected rather than block us.
@@ -154,7 +154,9 @@ impl Cluster {
 
     /// Merges a report; the seq to acknowledge. Every report is acknowledged, even
     /// one that cannot be used (counted as lost data instead), so the worker's outbox
-    /// never stalls behind it.
+    /// never stalls behind it. Its deltas are decoded and checked here, in the
+    /// worker's own session task, before the aggregator lock is taken: under the lock
+    /// only the seq is checked and buckets added.
     fn on_report(&self, worker: &str, report: &v1::Report) -> u64 {
         if report.worker_id != worker {
             warn!(worker, claimed = %report.worker_id, "report under another worker's id: not counted");
@@ -162,7 +164,8 @@ impl Cluster {
             agg.lost_reports += 1;
             return agg.acked(worker);
         }
-        let outcome = self.aggregator().merge(report);
+        let decoded = DecodedReport::decode(&self.planned, report);
+        let outcome = self.aggregator().merge_decoded(decoded);
         if report.r#final {
             self.changed.notify_waiters();
         }
