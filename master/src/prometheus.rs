@@ -1,10 +1,12 @@
 //! `GET /metrics`: the running test in the Prometheus text exposition format 0.0.4,
-//! written by hand (the format is small and stable), computed at scrape time from the
-//! aggregator's cumulative totals and the worker registry.
+//! written by hand (the format is small and stable), from the aggregator's cumulative
+//! totals and the worker registry.
 //!
 //! - Counters come from the merged totals, which only ever grow while the run lasts,
 //!   so they are cumulative and monotonic (a future "reset stats" would show as a
 //!   counter reset, which `rate()` handles).
+//! - The totals are the live view's snapshot ([`Aggregator::live`]), built at most
+//!   once a second whoever reads it, so a scrape may be up to a second behind.
 //! - Histograms use fixed bounds ([`BOUNDS_S`]); their bucket counts are read off the
 //!   merged HDR histograms: an HDR bucket counts towards `le` when its lowest value is
 //!   at most the bound, the same rule as `Histogram::count_between(0, bound)`, so a
@@ -16,6 +18,7 @@
 //!   the sum over workers of their time-averaged open streams.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -23,7 +26,7 @@ use hdrhistogram::Histogram;
 use barrage_common::metrics::{EndpointStats, Metric};
 use barrage_common::plan::TaskKindTag;
 
-use crate::aggregate::Aggregator;
+use crate::aggregate::{Aggregator, LiveTotals};
 use crate::cluster::{Cluster, Registry};
 
 /// The Content-Type of the text format.
@@ -82,8 +85,26 @@ impl Snapshot {
             ..Default::default()
         };
         snap.read_registry(&cluster.registry());
-        snap.read_aggregator(&cluster.aggregator());
+        let rows = snap.read_aggregator(&cluster.aggregator());
+        // The rows are copied out of the shared snapshot after the lock is released.
+        snap.set_endpoints(rows);
         snap
+    }
+
+    /// The endpoints from the live view's totals and each row's goodput flag.
+    fn set_endpoints(&mut self, (live, goodput): (Arc<LiveTotals>, Vec<bool>)) {
+        self.endpoints = live
+            .rows
+            .iter()
+            .zip(goodput)
+            .map(|((k, kind, stats), goodput)| EndpointSnapshot {
+                method: k.method.clone(),
+                name: k.name.clone(),
+                kind: *kind,
+                stats: stats.clone(),
+                goodput,
+            })
+            .collect();
     }
 
     fn read_registry(&mut self, reg: &Registry) {
@@ -97,7 +118,9 @@ impl Snapshot {
         }
     }
 
-    fn read_aggregator(&mut self, agg: &Aggregator) {
+    /// The gauges, and the live view's totals of this second ([`Aggregator::live`]:
+    /// built at most once a second, not per scrape) with each row's goodput flag.
+    fn read_aggregator(&mut self, agg: &Aggregator) -> (Arc<LiveTotals>, Vec<bool>) {
         // The gauges of the latest second at the report-lag boundary (the aggregator's
         // one rule for which seconds have all their reports in).
         let complete = agg.complete_end(self.elapsed);
@@ -107,17 +130,9 @@ impl Snapshot {
             .next_back()
             .map_or(0.0, |(_, slot)| slot.active_streams);
         self.dropped_iterations = agg.dropped_iterations;
-        self.endpoints = agg
-            .endpoints
-            .iter()
-            .map(|(k, t)| EndpointSnapshot {
-                method: k.method.clone(),
-                name: k.name.clone(),
-                kind: t.kind,
-                stats: t.stats(),
-                goodput: agg.has_goodput(k),
-            })
-            .collect();
+        let live = agg.live();
+        let goodput = live.rows.iter().map(|(k, _, _)| agg.has_goodput(k)).collect();
+        (live, goodput)
     }
 }
 
@@ -519,7 +534,8 @@ mod tests {
             elapsed: Duration::from_millis(5_500),
             ..Default::default()
         };
-        snap.read_aggregator(&agg);
+        let rows = snap.read_aggregator(&agg);
+        snap.set_endpoints(rows);
         assert_eq!(snap.active_streams, 3.0, "second 3: two behind the run clock");
         assert_eq!(snap.dropped_iterations, 6);
         let text = render_snapshot(&snap);

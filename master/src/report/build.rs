@@ -1,6 +1,7 @@
 //! Assembles the [`FinalReport`] from the aggregate: the stats rows, the per-second
 //! figures (throughput, connections, the timeline), failures, replicas,
-//! distributions and the percentile spectrum ([`FinalReport::from_aggregator`], also the web UI's live report),
+//! distributions and the percentile spectrum ([`FinalReport::from_aggregator`]; the
+//! web UI's live report, [`FinalReport::live`], from the live view's totals of the second),
 //! then for the end of a run the workers, warnings and completeness
 //! ([`FinalReport::build`]).
 
@@ -23,13 +24,16 @@ use super::rows::{EndpointRow, MergedRow, Percentiles, aggregated_row, kind_name
 use super::run::{Roster, RunInfo, RunSummary};
 use super::spectrum::spectrum;
 use super::workers::{generator_warnings, worker_rows};
-use crate::aggregate::{Aggregator, Slot};
+use crate::aggregate::{Aggregator, LiveTotals, Slot};
 
 impl FinalReport {
     /// The report at the end of a run: the figures with their merged data, how the run
     /// ended, its workers, the warnings and whether any data was lost.
     pub fn build(agg: &Aggregator, roster: &Roster, info: &RunInfo, summary: &RunSummary) -> FinalReport {
-        let mut report = Self::from_aggregator(agg, info, summary.duration).with_merged(agg, info);
+        // Every row's histograms built once, for its row, the sums and the merged data.
+        let totals = LiveTotals::of(&agg.endpoints);
+        let mut report = Self::from_totals(agg, &totals, info, summary.duration);
+        report.merged = merged_rows(agg, &totals, info);
         report.stop_reason = summary.stop_reason.clone();
         report.workers = worker_rows(agg, roster);
         report.events = roster
@@ -51,29 +55,28 @@ impl FinalReport {
     /// Adds the merged data (counters and histograms of every row) that saved results
     /// carry, so they can be re-rendered or merged again.
     pub fn with_merged(mut self, agg: &Aggregator, info: &RunInfo) -> FinalReport {
-        self.merged = agg
-            .endpoints
-            .iter()
-            .map(|(k, t)| MergedRow {
-                kind: kind_name(t.kind).to_string(),
-                method: k.method.clone(),
-                name: k.name.clone(),
-                events_per_request: info.events_per_request_of(k),
-                stats: SavedStats::from(&t.stats()),
-                goodput: agg.has_goodput(k),
-            })
-            .collect();
+        self.merged = merged_rows(agg, &LiveTotals::of(&agg.endpoints), info);
         self
     }
 
-    /// The figures alone, from merged data, `duration` into the run (also the web UI's
-    /// live report, and used by tests): no workers, warnings, completeness or merged
-    /// data yet.
+    /// The figures alone, from merged data, `duration` into the run (used by tests):
+    /// no workers, warnings, completeness or merged data yet.
     pub fn from_aggregator(agg: &Aggregator, info: &RunInfo, duration: Duration) -> FinalReport {
+        Self::from_totals(agg, &LiveTotals::of(&agg.endpoints), info, duration)
+    }
+
+    /// [`FinalReport::from_aggregator`] from the live view's totals of this second
+    /// ([`Aggregator::live`], shared with the other live readers): the web UI's report
+    /// of the run so far.
+    pub fn live(agg: &Aggregator, info: &RunInfo, duration: Duration) -> FinalReport {
+        Self::from_totals(agg, &agg.live(), info, duration)
+    }
+
+    /// The figures from the rows' `totals` and the rest of the aggregate.
+    fn from_totals(agg: &Aggregator, totals: &LiveTotals, info: &RunInfo, duration: Duration) -> FinalReport {
         // After a reset of the statistics, rates count from the reset.
         let secs = (duration.as_secs_f64() - agg.stats_since_s).max(1e-3);
-        // Each row's histograms are built once, for its row and its spectrum.
-        let stats: Vec<_> = agg.endpoints.iter().map(|(k, t)| (k, t.kind, t.stats())).collect();
+        let stats = &totals.rows;
         let endpoints: Vec<EndpointRow> = stats
             .iter()
             .map(|(k, kind, s)| {
@@ -85,10 +88,9 @@ impl FinalReport {
                 r
             })
             .collect();
-        let all = agg.aggregated();
-        let sse = agg.sse_aggregated();
+        let (all, sse) = (&totals.all, &totals.sse);
         let spectrum = spectrum(
-            &all,
+            all,
             stats.iter().map(|(k, _, s)| (k.method.as_str(), k.name.as_str(), s)),
         );
         let where_time_goes =
@@ -109,11 +111,11 @@ impl FinalReport {
             duration_s: duration.as_secs_f64(),
             stats_since_s: agg.stats_since_s,
             stop_reason: String::new(),
-            aggregated: aggregated_row(&all, &endpoints, secs),
+            aggregated: aggregated_row(all, &endpoints, secs),
             endpoints,
             event_throughput,
             ttfe_ms: sse.histogram(Metric::Ttfe).and_then(Percentiles::from_us),
-            connections: connections(agg, &all, secs),
+            connections: connections(agg, all, secs),
             qps: Qps {
                 max: rps.max,
                 avg: rps.avg,
@@ -142,6 +144,22 @@ impl FinalReport {
             arrivals: info.arrival.as_ref().map(|a| ArrivalFigures::new(a, duration, agg)),
         }
     }
+}
+
+/// The merged data (counters and histograms of every row) saved results carry.
+fn merged_rows(agg: &Aggregator, totals: &LiveTotals, info: &RunInfo) -> Vec<MergedRow> {
+    totals
+        .rows
+        .iter()
+        .map(|(k, kind, s)| MergedRow {
+            kind: kind_name(*kind).to_string(),
+            method: k.method.clone(),
+            name: k.name.clone(),
+            events_per_request: info.events_per_request_of(k),
+            stats: SavedStats::from(s),
+            goodput: agg.has_goodput(k),
+        })
+        .collect()
 }
 
 /// When the run started, Unix seconds: now, less its `duration`.

@@ -37,7 +37,9 @@ fn live_report(state: &AppState, merged: bool) -> FinalReport {
     let elapsed = state.cluster.run_elapsed().max(Duration::from_millis(1));
     let info = state.steering.run_info(&state.info);
     let agg = state.cluster.aggregator();
-    let mut report = FinalReport::from_aggregator(&agg, &info, elapsed);
+    // The figures from the live view's totals of this second (built at most once a
+    // second, whoever asks), not rebuilt per call under the lock.
+    let mut report = FinalReport::live(&agg, &info, elapsed);
     if merged {
         report = report.with_merged(&agg, &info);
     }

@@ -32,7 +32,8 @@ pub fn print_progress(agg: &Aggregator, users: u32, elapsed: Duration, run_time:
     let (rps, errors) = {
         // The last complete second.
         let last = agg.timeline.get(&(elapsed.as_secs() as i64 - 1));
-        let all = agg.aggregated();
+        let live = agg.live();
+        let all = &live.all;
         let errors = if all.counts.requests > 0 {
             all.counts.failures as f64 * 100.0 / all.counts.requests as f64
         } else {
@@ -96,7 +97,9 @@ pub fn print_live(agg: &Aggregator, users: u32, elapsed: Duration, window: Durat
 /// The live view at `elapsed` over the last `window` of complete seconds, with `users`
 /// running cluster-wide.
 pub fn live_view(agg: &Aggregator, users: u32, elapsed: Duration, window: Duration) -> String {
-    let all = agg.aggregated();
+    // The totals of this second, shared with the other live readers.
+    let live = agg.live();
+    let all = &live.all;
     // The last `window` of complete seconds (the current second is still arriving).
     let now_s = elapsed.as_secs() as i64;
     let from = now_s - window.as_secs().max(1) as i64;
@@ -133,13 +136,12 @@ pub fn live_view(agg: &Aggregator, users: u32, elapsed: Duration, window: Durati
     );
     let _ = writeln!(out, "Elapsed: {:.0}s | Users: {users}", elapsed.as_secs_f64());
     let _ = writeln!(out, "{RULE}");
-    let stats: Vec<(String, String, EndpointStats)> = agg
-        .endpoints
+    let rows: Vec<(String, String, &EndpointStats)> = live
+        .rows
         .iter()
-        .map(|(k, t)| (k.method.clone(), k.name.clone(), t.stats()))
+        .map(|(k, _, s)| (k.method.clone(), k.name.clone(), s))
         .collect();
-    let rows: Vec<(String, String, &EndpointStats)> = stats.iter().map(|(m, n, s)| (m.clone(), n.clone(), s)).collect();
-    out.push_str(&locust_table(&rows, &all, elapsed.as_secs_f64()));
+    out.push_str(&locust_table(&rows, all, elapsed.as_secs_f64()));
     out
 }
 

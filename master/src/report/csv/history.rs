@@ -125,12 +125,11 @@ pub(crate) fn history_rows(
     let unix = unix_now() as i64;
     let window = agg.window(from, to.max(from));
     let mut rows = Vec::new();
-    let all = if full_history {
+    // The totals of this second, shared with the other live readers.
+    let live = agg.live();
+    if full_history {
         let mut current = agg.endpoint_window(from, to.max(from));
-        let mut all = EndpointStats::default();
-        for (key, totals) in &agg.endpoints {
-            let total = totals.stats();
-            all.merge(&total);
+        for (key, _, total) in &live.rows {
             let now = current.remove(key).unwrap_or_default();
             rows.push(history_record(
                 unix,
@@ -142,14 +141,12 @@ pub(crate) fn history_rows(
                     window: (now.requests, now.failures),
                     good: goodput.then_some(now.good),
                     current: Some(&now.response_time),
-                    total: &total,
+                    total,
                 },
             ));
         }
-        all
-    } else {
-        agg.aggregated()
-    };
+    }
+    let all = &live.all;
     let current = full_history.then_some(&window.response_time);
     rows.push(history_record(
         unix,
@@ -161,7 +158,7 @@ pub(crate) fn history_rows(
             window: (window.requests, window.failures),
             good: goodput.then_some(window.good),
             current,
-            total: &all,
+            total: all,
         },
     ));
     rows
