@@ -1,6 +1,7 @@
 //! The end of the run: Stop to every worker, then their final reports collected
 //! until all are in or the stop timeout (plus slack) runs out.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use tracing::info;
@@ -22,8 +23,15 @@ impl Controller {
         // heartbeat to every worker per wake-up is N^2 messages (1,000 workers overflowed
         // their queues and lost their final acks in the simulated-worker benchmark).
         let mut next_heartbeat = Instant::now();
+        let cluster = self.cluster.clone();
         loop {
-            let (missing, closing) = final_reports_due(&self.cluster, &expecting, self.cfg.liveness_timeout);
+            // Registered before the look: a final report merged between the look and
+            // the wait still wakes it (`notify_waiters` wakes only those registered;
+            // one that slipped in between used to wait out the 250 ms sleep).
+            let changed = cluster.changed().notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let (missing, closing) = final_reports_due(&cluster, &expecting, self.cfg.liveness_timeout);
             if (missing.is_empty() && !closing) || Instant::now() >= deadline {
                 return missing;
             }
@@ -33,7 +41,7 @@ impl Controller {
                 self.cluster.registry().heartbeat(duration);
             }
             tokio::select! {
-                _ = self.cluster.changed().notified() => {}
+                _ = &mut changed => {}
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                 // The run is past starting; retargets and stops change nothing now.
                 Some(command) = self.steered.commands.recv() => {
@@ -54,11 +62,14 @@ fn final_reports_due(cluster: &Cluster, expecting: &[String], liveness: Duration
         let reg = cluster.registry();
         (reg.active_ids(), reg.lost_but_talking(liveness))
     };
+    // A set: this runs on every final report, and a list's `contains` made it
+    // quadratic in the workers.
+    let active: HashSet<String> = active.into_iter().collect();
     let agg = cluster.aggregator();
     let missing = expecting
         .iter()
         .filter(|id| !agg.workers.get(*id).is_some_and(|p| p.final_seen))
-        .filter(|id| active.contains(id))
+        .filter(|id| active.contains(*id))
         .cloned()
         .collect();
     let closing = talking.iter().any(|id| {
