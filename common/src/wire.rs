@@ -319,6 +319,33 @@ mod tests {
         assert_eq!(back.histogram(Metric::ResponseTimeOk).unwrap().len(), 1);
     }
 
+    /// A report carries only the histograms that got a value this interval (the
+    /// master reads an absent one as empty): a quiet metric costs no bytes.
+    #[test]
+    fn only_histograms_with_values_travel_and_absent_ones_read_as_empty() {
+        let mut s = EndpointStats {
+            counts: Counts {
+                requests: 2,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        s.record(Metric::ResponseTime, 900);
+        s.record(Metric::ResponseTime, 1100);
+        // Created by a merge but given nothing this interval: stays home too.
+        s.histograms[Metric::Ttfe as usize] = Some(crate::metrics::new_histogram());
+        s.histograms[Metric::ResponseTimeOk as usize] = Some(crate::metrics::new_histogram());
+        let d = endpoint_to_proto(&endpoint(), &s);
+        let sent: Vec<&str> = d.histograms.iter().map(|h| h.metric.as_str()).collect();
+        assert_eq!(sent, ["response_time"]);
+        assert!(d.response_time_ok_hdr_v2.is_empty());
+        let (_, back, buckets) = endpoint_from_proto_sparse(&d, &mut 0).unwrap();
+        assert_eq!(back.counts.requests, 2);
+        for m in Metric::ALL {
+            assert_eq!(buckets[m as usize].is_some(), m == Metric::ResponseTime, "{m:?}");
+        }
+    }
+
     #[test]
     fn impossible_deltas_are_rejected() {
         let mut d = endpoint_to_proto(

@@ -12,7 +12,9 @@ use clap::Parser;
     long_about = "Starts the real master (`barrage master`) as a child process on loopback and \
 joins it with N fake workers: each is one Coordinator.Join stream that follows the real \
 worker's protocol (Hello, heartbeats, one Report per second with realistic HDR histograms, \
-final report on Stop) but sends no load. While the run lasts it samples the master's CPU time \
+final report on Stop) but sends no load. Like a real worker, a report carries only the \
+endpoints that saw something that second (--active-percent of them, 30 % by default) and \
+only their non-empty histograms; it prints the histogram bytes per report. While the run lasts it samples the master's CPU time \
 and resident memory from /proc, then prints: workers connected, reports sent and \
 acknowledged, the master's steady-state CPU, its peak RSS, how long after the last final \
 report the master had its report ready, and whether the report's request total equals what \
@@ -27,9 +29,18 @@ pub(crate) struct Args {
     /// Fake workers to join the master (each one gRPC stream).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub workers: u32,
-    /// Endpoints per report (every fifth one is SSE, the rest HTTP).
+    /// Endpoints of the scenario (every fifth one is SSE, the rest HTTP); the
+    /// master's plan has them all, so it refuses none.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub endpoints: u32,
+    /// Share of the endpoints a worker reports in one second, percent. A real worker
+    /// sends a delta only for an endpoint that saw something in the interval, and in
+    /// it only the histograms that got a value: ten users per worker running weighted
+    /// tasks one at a time touch a minority of 50 endpoints in any one second. Each
+    /// endpoint of each pre-built report is present with this probability (at least
+    /// one per report); 100 sends every endpoint every second, the worst case.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub active_percent: u32,
     /// Run time given to the master (`-t`), e.g. 15s, 1m.
     #[arg(long, default_value = "30s", value_parser = barrage_common::duration::parse)]
     pub duration: Duration,

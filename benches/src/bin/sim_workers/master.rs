@@ -10,21 +10,25 @@ use anyhow::{Context, Result, bail};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-/// One user class with one HTTP task. The fake workers never run it: the target is
-/// the discard port on loopback, so nothing leaves the machine even if a real worker
-/// joined by mistake.
-const SCENARIO: &str = r#"# Written by sim-workers: fake workers run none of this.
-host = "http://127.0.0.1:9"
-
-[[users]]
-name = "SimUser"
-wait = "constant(1)"
-
-[[users.tasks]]
-name = "/api/endpoint-00"
-method = "GET"
-path = "/"
-"#;
+/// One user class with a task per endpoint the fake workers report (every fifth SSE),
+/// so the master's plan has them all and refuses none. The fake workers never run
+/// it: the target is the discard port on loopback, so nothing leaves the machine even
+/// if a real worker joined by mistake.
+fn scenario(endpoints: u32) -> String {
+    let mut text = String::from(
+        "# Written by sim-workers: fake workers run none of this.\n\
+         host = \"http://127.0.0.1:9\"\n\n\
+         [[users]]\nname = \"SimUser\"\nwait = \"constant(1)\"\n",
+    );
+    for i in 0..endpoints as usize {
+        let (name, sse) = crate::reports::scenario_endpoint(i);
+        let kind = if sse { "\nkind = \"sse\"" } else { "" };
+        text.push_str(&format!(
+            "\n[[users.tasks]]\nname = \"{name}\"\nmethod = \"GET\"\npath = \"/\"{kind}\n"
+        ));
+    }
+    text
+}
 
 pub(crate) struct Master {
     child: Child,
@@ -36,7 +40,12 @@ pub(crate) struct Master {
 
 impl Master {
     /// Writes the scenario into `dir` and starts `barrage master` expecting `workers`.
-    pub(crate) async fn start(barrage: &Path, dir: &Path, workers: u32, run_time: Duration) -> Result<Master> {
+    pub(crate) async fn start(
+        barrage: &Path,
+        dir: &Path,
+        (workers, endpoints): (u32, u32),
+        run_time: Duration,
+    ) -> Result<Master> {
         if !barrage.is_file() {
             bail!(
                 "{} does not exist; build it with `cargo build --release -p barrage-master` or pass --barrage",
@@ -44,7 +53,7 @@ impl Master {
             );
         }
         let scenario = dir.join("scenario.toml");
-        std::fs::write(&scenario, SCENARIO).with_context(|| format!("writing {}", scenario.display()))?;
+        std::fs::write(&scenario, scenario(endpoints)).with_context(|| format!("writing {}", scenario.display()))?;
         let log = dir.join("master.log");
         let json = dir.join("report.json");
         let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;

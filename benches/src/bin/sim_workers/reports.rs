@@ -34,12 +34,29 @@ fn endpoint(i: usize) -> Endpoint {
     }
 }
 
-/// `count` different templates of `endpoints` endpoints each, reproducible from `seed`.
-pub(crate) fn build(count: usize, endpoints: usize, seed: u64) -> Vec<Template> {
+/// The scenario's endpoint `i` as the master's plan names it: its name, and
+/// whether it streams.
+pub(crate) fn scenario_endpoint(i: usize) -> (String, bool) {
+    let ep = endpoint(i);
+    (ep.name, ep.kind == TaskKindTag::Sse)
+}
+
+/// `count` different templates over `endpoints` endpoints, reproducible from `seed`.
+/// Each endpoint is in a template with probability `active_percent` / 100 (a real
+/// worker sends no delta for an endpoint that saw nothing that second); a template
+/// has at least one.
+pub(crate) fn build(count: usize, endpoints: usize, active_percent: u32, seed: u64) -> Vec<Template> {
     let mut rng = StdRng::seed_from_u64(seed);
     (0..count)
         .map(|_| {
-            let deltas: Vec<v1::EndpointDelta> = (0..endpoints)
+            let mut active: Vec<usize> = (0..endpoints)
+                .filter(|_| rng.random_range(0..100) < active_percent)
+                .collect();
+            if active.is_empty() {
+                active.push(rng.random_range(0..endpoints.max(1)));
+            }
+            let deltas: Vec<v1::EndpointDelta> = active
+                .into_iter()
                 .map(|i| {
                     let ep = endpoint(i);
                     let stats = match ep.kind {
@@ -149,7 +166,8 @@ mod tests {
 
     #[test]
     fn templates_decode_as_the_master_decodes_them() {
-        for t in build(3, 10, 7) {
+        for t in build(3, 10, 100, 7) {
+            assert_eq!(t.endpoints.len(), 10, "every endpoint at 100 %");
             let mut requests = 0;
             for d in &t.endpoints {
                 let (_, stats) = endpoint_from_proto(d).unwrap();
@@ -162,5 +180,22 @@ mod tests {
             }
             assert_eq!(requests, t.requests);
         }
+    }
+
+    #[test]
+    fn a_share_of_the_endpoints_is_active_each_second() {
+        let templates = build(200, 50, 30, 7);
+        let deltas: usize = templates.iter().map(|t| t.endpoints.len()).sum();
+        let share = deltas as f64 / (200.0 * 50.0);
+        assert!((0.25..0.35).contains(&share), "{share}");
+        assert!(templates.iter().all(|t| !t.endpoints.is_empty()));
+        assert!(
+            templates
+                .iter()
+                .flat_map(|t| &t.endpoints)
+                .flat_map(|d| &d.histograms)
+                .all(|h| !h.hdr_v2.is_empty()),
+            "only histograms that got values travel"
+        );
     }
 }

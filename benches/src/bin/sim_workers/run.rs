@@ -51,10 +51,11 @@ pub(crate) async fn run(args: &Args) -> Result<Observed> {
     let templates = Arc::new(reports::build(
         args.templates as usize,
         args.endpoints as usize,
+        args.active_percent,
         args.seed,
     ));
     let deadline = Instant::now() + args.hard_deadline();
-    let mut master = Master::start(&args.barrage, &dir, args.workers, args.duration).await?;
+    let mut master = Master::start(&args.barrage, &dir, (args.workers, args.endpoints), args.duration).await?;
     eprintln!(
         "master pid {} on 127.0.0.1:{}; scenario, log and report in {}",
         master.pid,

@@ -128,8 +128,12 @@ fn print_traffic(args: &Args, o: &Observed, times: &Times) {
         args.workers,
         s.heartbeats_sent.load(Ordering::Relaxed)
     );
+    let deltas_per_report =
+        o.templates.iter().map(|t| t.endpoints.len()).sum::<usize>() as f64 / o.templates.len().max(1) as f64;
     println!(
-        "report content           ~{req_per_report} requests and {:.1} KB of V2 histograms per report ({} templates)",
+        "report content           ~{req_per_report} requests, {deltas_per_report:.1} of {} endpoints ({} % active) and {:.1} KB of V2 histograms per report ({} templates)",
+        args.endpoints,
+        args.active_percent,
         hist_bytes as f64 / 1e3,
         o.templates.len()
     );
@@ -224,6 +228,8 @@ fn write_figures(
     let figures = serde_json::json!({
         "workers": args.workers,
         "endpoints": args.endpoints,
+        "active_percent": args.active_percent,
+        "histogram_bytes_per_report": o.templates.iter().map(|t| t.histogram_bytes).sum::<usize>() / o.templates.len().max(1),
         "workers_connected": s.welcomed.load(Ordering::Relaxed),
         "reports_sent": s.reports_sent.load(Ordering::Relaxed),
         "reports_acked": s.reports_acked.load(Ordering::Relaxed),
