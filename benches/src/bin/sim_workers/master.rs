@@ -14,7 +14,7 @@ use tokio::time::Instant;
 /// so the master's plan has them all and refuses none. The fake workers never run
 /// it: the target is the discard port on loopback, so nothing leaves the machine even
 /// if a real worker joined by mistake.
-fn scenario(endpoints: u32) -> String {
+fn scenario_text(endpoints: u32) -> String {
     let mut text = String::from(
         "# Written by sim-workers: fake workers run none of this.\n\
          host = \"http://127.0.0.1:9\"\n\n\
@@ -53,7 +53,7 @@ impl Master {
             );
         }
         let scenario = dir.join("scenario.toml");
-        std::fs::write(&scenario, scenario(endpoints)).with_context(|| format!("writing {}", scenario.display()))?;
+        std::fs::write(&scenario, scenario_text(endpoints)).with_context(|| format!("writing {}", scenario.display()))?;
         let log = dir.join("master.log");
         let json = dir.join("report.json");
         let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
