@@ -53,7 +53,8 @@ impl Master {
             );
         }
         let scenario = dir.join("scenario.toml");
-        std::fs::write(&scenario, scenario_text(endpoints)).with_context(|| format!("writing {}", scenario.display()))?;
+        std::fs::write(&scenario, scenario_text(endpoints))
+            .with_context(|| format!("writing {}", scenario.display()))?;
         let log = dir.join("master.log");
         let json = dir.join("report.json");
         let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
