@@ -95,7 +95,7 @@ pub async fn serve_cluster(
     // The report is built and written before the coordinator stops: every final report
     // is in by now, and stopping the server (a grace period for the last acks, then
     // waiting for the workers' connections to close) took up to 2.2 s that the report
-    // waited for (1.8 s with 1,000 simulated workers).
+    // waited for.
     let result = result.map(|summary| {
         let report = final_report(&cluster, &setup, &steering, &summary);
         let written = write_outputs(&setup, &report);
