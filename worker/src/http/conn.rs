@@ -438,36 +438,39 @@ impl Conn {
         let Some(io) = &mut self.io else {
             return Ok(0);
         };
-        if self.buf.is_empty() {
+        loop {
+            let empty = self.buf.is_empty();
             let buf = &mut self.buf;
-            io.readable(|| spare::give_back(std::mem::take(buf)))
-                .await
-                .map_err(|e| io_failure(&e, "reading the response"))?;
+            io.readable(|| {
+                if empty {
+                    spare::give_back(std::mem::take(buf));
+                }
+            })
+            .await
+            .map_err(|e| io_failure(&e, "reading the response"))?;
             if self.buf.capacity() == 0 {
                 self.buf = spare::take();
             }
-        }
-        self.buf.reserve(self.read_size);
-        let room = self.buf.capacity() - self.buf.len();
-        let n = if self.stamp {
-            if !self.stamping {
+            if self.stamp && !self.stamping {
                 self.stamping = io.stamp_arrivals();
             }
-            let (n, at) = io
-                .read_stamped(&mut self.buf, room)
-                .await
-                .map_err(|e| io_failure(&e, "reading the response"))?;
-            self.arrived = at;
-            n
-        } else {
-            io.read_buf(&mut self.buf)
-                .await
-                .map_err(|e| io_failure(&e, "reading the response"))?
-        };
-        if n == room && self.read_size < READ_MAX {
-            self.read_size *= 2;
+            self.buf.reserve(self.read_size);
+            let room = self.buf.capacity() - self.buf.len();
+            match io.read_some(&mut self.buf, room, self.stamp).await {
+                Ok((n, at)) => {
+                    if self.stamp {
+                        self.arrived = at;
+                    }
+                    if n == room && self.read_size < READ_MAX {
+                        self.read_size *= 2;
+                    }
+                    return Ok(n);
+                }
+                // Stale readiness: wait again (giving the buffer back if it is empty).
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(io_failure(&e, "reading the response")),
+            }
         }
-        Ok(n)
     }
 }
 

@@ -19,14 +19,6 @@ pub(super) enum Socket {
 }
 
 impl Socket {
-    /// Reads what is there (at least one byte, or 0 at EOF) into `buf`.
-    pub(super) async fn read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
-        match self {
-            Socket::Plain(s) => s.read_buf(buf).await,
-            Socket::Tls(s) => s.read_buf(buf).await,
-        }
-    }
-
     /// Waits until a read may find bytes, holding no buffer: `on_wait` runs once if it
     /// has to wait, so the caller can give its empty read buffer back meanwhile (an
     /// idle stream then holds none; see `Conn::read_more`). Over TLS it returns at
@@ -59,42 +51,39 @@ impl Socket {
         }
     }
 
-    /// Reads like [`Socket::read_buf`] (up to `want` bytes), and tells when the bytes
-    /// read arrived at this host: the kernel's receive timestamp of the last of them
-    /// (see [`Socket::stamp_arrivals`]). `None` over TLS or without a timestamp.
+    /// One read after [`Socket::readable`]: what the kernel has (at least one byte, 0
+    /// at EOF, `WouldBlock` when the readiness was stale: wait again), up to `want`
+    /// bytes; over TLS, waits for a record instead. With `stamp`, also when the bytes
+    /// arrived at this host: the kernel's receive timestamp of the last of them (see
+    /// [`Socket::stamp_arrivals`]; `None` over TLS or without one).
     ///
-    /// A busy event loop polls a socket some time after its bytes came; stamping a
-    /// stream's first event with the read's own clock counted that delay as the
-    /// target's. The kernel stamps a segment as it is received, before any of ours.
-    pub(super) async fn read_stamped(
+    /// Never waiting with the buffer on plain TCP is what lets an idle connection hold
+    /// none (a pending read would keep it). Stamping: a busy event loop polls a socket
+    /// some time after its bytes came, and stamping a stream's first event with the
+    /// read's own clock counted that delay as the target's; the kernel stamps a
+    /// segment as it is received, before any of ours.
+    pub(super) async fn read_some(
         &mut self,
         buf: &mut BytesMut,
         want: usize,
+        stamp: bool,
     ) -> std::io::Result<(usize, Option<Instant>)> {
-        let Socket::Plain(s) = self else {
-            return Ok((self.read_buf(buf).await?, None));
+        let s = match self {
+            Socket::Plain(s) => s,
+            Socket::Tls(s) => return Ok((s.read_buf(buf).await?, None)),
         };
-        let fd = s.as_raw_fd();
-        loop {
-            s.readable().await?;
-            let len = buf.len();
-            // Zeroed, not left uninitialized: reading into spare capacity needs unsafe.
-            // Only a stream's first reads come this way.
-            buf.resize(len + want, 0);
-            let read = s.try_io(Interest::READABLE, || recv_stamped(fd, &mut buf[len..]));
-            match read {
-                Ok((n, at)) => {
-                    buf.truncate(len + n);
-                    return Ok((n, at.and_then(arrival)));
-                }
-                Err(e) => {
-                    buf.truncate(len);
-                    if e.kind() != std::io::ErrorKind::WouldBlock {
-                        return Err(e);
-                    }
-                }
-            }
+        if !stamp {
+            return Ok((s.try_read_buf(buf)?, None));
         }
+        let fd = s.as_raw_fd();
+        let len = buf.len();
+        // Zeroed, not left uninitialized: reading into spare capacity needs unsafe.
+        // Only a stream's first reads come this way.
+        buf.resize(len + want, 0);
+        let read = s.try_io(Interest::READABLE, || recv_stamped(fd, &mut buf[len..]));
+        let n = read.as_ref().map_or(0, |(n, _)| *n);
+        buf.truncate(len + n);
+        read.map(|(n, at)| (n, at.and_then(arrival)))
     }
 
     /// Writes all of `bytes` (and flushes the TLS layer).

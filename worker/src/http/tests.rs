@@ -482,12 +482,19 @@ fn stamped_reads_carry_the_arrival_not_the_read() {
 }
 
 /// A connection waiting for bytes holds no read buffer (an idle stream costs no
-/// private buffer), and reads as before once they come.
+/// private buffer), and reads as before once they come; stamped reads too (a
+/// `recvmsg` leaves the socket's readiness set, so the next wait starts stale).
 #[test]
 fn a_waiting_connection_holds_no_read_buffer() {
+    for stamp in [false, true] {
+        waiting_holds_no_buffer(stamp);
+    }
+}
+
+fn waiting_holds_no_buffer(stamp: bool) {
     run(async {
         let (addr, go, sent) = sse_server();
-        let mut conn = streaming(addr, false).await;
+        let mut conn = streaming(addr, stamp).await;
         assert!(
             futures::FutureExt::now_or_never(conn.frame()).is_none(),
             "nothing sent yet"
