@@ -2,7 +2,7 @@
 //! demand, sending a request and reading its answer's head and body pieces.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::net::{TcpSocket, TcpStream};
@@ -49,6 +49,12 @@ pub(crate) struct Conn {
     written: bool,
     /// The current request opened a new connection (see [`Conn::opened_for_request`]).
     opened: bool,
+    /// Reads are stamped with when their bytes arrived (see [`Conn::stamp_reads`]).
+    stamp: bool,
+    /// The socket was asked to stamp arrivals (once per connection).
+    stamping: bool,
+    /// When the bytes of the last stamped read arrived (see [`Conn::arrived`]).
+    arrived: Option<Instant>,
 }
 
 /// Opens a TCP connection to `addr`, bound first to the target's next source address
@@ -119,6 +125,9 @@ impl Conn {
             read_size: READ_MIN,
             written: false,
             opened: false,
+            stamp: false,
+            stamping: false,
+            arrived: None,
         }
     }
 
@@ -126,6 +135,12 @@ impl Conn {
     #[cfg(test)]
     pub(super) fn is_open(&self) -> bool {
         self.io.is_some()
+    }
+
+    /// Bytes the read buffer holds room for (an idle connection: none).
+    #[cfg(test)]
+    pub(super) fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// A new request begins: nothing of it is written yet.
@@ -147,9 +162,28 @@ impl Conn {
         self.written
     }
 
+    /// Stamps the next reads with when their bytes arrived at this host (the kernel's
+    /// receive timestamp; plain TCP only), until turned off: a stream's first event is
+    /// timed by it (see [`Conn::arrived`]). Off, reads cost one plain `read` as before.
+    pub(crate) fn stamp_reads(&mut self, on: bool) {
+        self.stamp = on;
+        if !on {
+            self.arrived = None;
+        }
+    }
+
+    /// When the bytes of the last read arrived, while [`Conn::stamp_reads`] is on and
+    /// the kernel stamped them: what the body's pieces handed out since were read from
+    /// arrived then or before. `None`: time them by the clock as they are handed out.
+    pub(crate) fn arrived(&self) -> Option<Instant> {
+        self.arrived
+    }
+
     /// Drops the connection (after a protocol error or an unread body).
     pub(crate) fn reset(&mut self) {
         self.io = None;
+        self.stamping = false;
+        self.arrived = None;
         self.body = Body::Done;
         self.buf = BytesMut::new();
         self.read_size = READ_MIN;
@@ -394,19 +428,92 @@ impl Conn {
     }
 
     /// Reads what the kernel has (at least one byte, or 0 at EOF) into `buf`.
+    ///
+    /// With nothing buffered, the wait for the socket holds no buffer: an idle
+    /// connection (a stream between events, most of an SSE run) would otherwise keep
+    /// a 2 KiB read buffer each; the empty buffer goes to the thread's spares while
+    /// it waits and one comes back when bytes are there, so a busy thread does not
+    /// allocate per read.
     async fn read_more(&mut self) -> Result<usize, Failure> {
         let Some(io) = &mut self.io else {
             return Ok(0);
         };
-        self.buf.reserve(self.read_size);
-        let room = self.buf.capacity() - self.buf.len();
-        let n = io
-            .read_buf(&mut self.buf)
+        loop {
+            let empty = self.buf.is_empty();
+            let buf = &mut self.buf;
+            io.readable(|| {
+                if empty {
+                    spare::give_back(std::mem::take(buf));
+                }
+            })
             .await
             .map_err(|e| io_failure(&e, "reading the response"))?;
-        if n == room && self.read_size < READ_MAX {
-            self.read_size *= 2;
+            if self.buf.capacity() == 0 {
+                self.buf = spare::take();
+            }
+            if self.stamp && !self.stamping {
+                self.stamping = io.stamp_arrivals();
+            }
+            self.buf.reserve(self.read_size);
+            let room = self.buf.capacity() - self.buf.len();
+            match io.read_some(&mut self.buf, room, self.stamp).await {
+                Ok((n, at)) => {
+                    if self.stamp {
+                        self.arrived = at;
+                    }
+                    if n == room && self.read_size < READ_MAX {
+                        self.read_size *= 2;
+                    }
+                    return Ok(n);
+                }
+                // Stale readiness: wait again (giving the buffer back if it is empty).
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(io_failure(&e, "reading the response")),
+            }
         }
-        Ok(n)
+    }
+}
+
+/// Empty read buffers a load thread keeps between its connections' reads.
+///
+/// Per thread, not per connection: a thread reads one socket at a time, so a few
+/// spares serve thousands of idle streams. A thread-local, not a shared pool: a user
+/// never leaves its thread (see `crate::cores`), and no lock is taken per read.
+mod spare {
+    use std::cell::RefCell;
+
+    use bytes::BytesMut;
+
+    use super::{READ_MAX, READ_MIN};
+
+    /// Spares kept per thread: enough for the connections one wake-up reads.
+    const KEPT: usize = 16;
+
+    thread_local! {
+        static SPARES: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Keeps an empty buffer of an ordinary size for the next read on this thread;
+    /// any other is freed.
+    pub(super) fn give_back(mut buf: BytesMut) {
+        // `try_reclaim`: the room before the bytes already handed out comes back when
+        // no frame still shares the allocation (frames are dropped before the next read).
+        if !buf.is_empty() || !buf.try_reclaim(READ_MIN) || buf.capacity() > 2 * READ_MAX {
+            return;
+        }
+        SPARES.with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut()
+                && s.len() < KEPT
+            {
+                s.push(buf);
+            }
+        });
+    }
+
+    /// A spare buffer, or a new empty one (allocated by the read's `reserve`).
+    pub(super) fn take() -> BytesMut {
+        SPARES
+            .with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
+            .unwrap_or_default()
     }
 }

@@ -400,3 +400,112 @@ async fn connections_bind_to_the_source_addresses_in_turn() {
         .unwrap_err();
     assert_eq!((err.kind, err.detail.as_str()), (FailureKind::Connect, "source_family"));
 }
+
+/// A server on its own thread (the test blocks its runtime's thread on purpose): it
+/// answers one request with an SSE head, then one event when told, and says when the
+/// event's bytes went to the socket; it holds the connection until the client closes.
+fn sse_server() -> (
+    SocketAddr,
+    std::sync::mpsc::Sender<()>,
+    std::sync::mpsc::Receiver<std::time::Instant>,
+) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let (sent_tx, sent_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 4096];
+        let _ = tcp.read(&mut buf);
+        let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-type: text/event-stream\r\n\r\n";
+        tcp.write_all(head).unwrap();
+        if go_rx.recv().is_ok() {
+            tcp.write_all(b"f\r\ndata: {\"a\":1}\n\n\r\n").unwrap();
+            let _ = sent_tx.send(std::time::Instant::now());
+        }
+        // Until the client closes.
+        while tcp.read(&mut buf).is_ok_and(|n| n > 0) {}
+    });
+    (addr, go_tx, sent_rx)
+}
+
+/// Connects to `addr` and sends a GET: the head read, the body to come.
+async fn streaming(addr: SocketAddr, stamp: bool) -> Conn {
+    let target = Target::parse(&format!("http://{addr}"), None).unwrap();
+    let mut conn = Conn::new();
+    conn.ready(&target, Some(addr), Duration::from_secs(5)).await.unwrap();
+    conn.outgoing().start("GET", "/sse").unwrap();
+    conn.outgoing().finish(b"");
+    conn.stamp_reads(stamp);
+    let (status, _) = conn.send().await.unwrap();
+    assert_eq!(status, 200);
+    conn
+}
+
+/// A read made late, as by a busy event loop, is stamped with when its bytes arrived,
+/// not with when it was made; unstamped reads say nothing.
+#[test]
+fn stamped_reads_carry_the_arrival_not_the_read() {
+    run(async {
+        let (addr, go, sent) = sse_server();
+        let mut conn = streaming(addr, true).await;
+        go.send(()).unwrap();
+        let sent_at = sent.recv().unwrap();
+        // The event loop is busy elsewhere while the event waits in the socket.
+        std::thread::sleep(Duration::from_millis(150));
+        let data = conn.frame().await.unwrap().unwrap();
+        let read_at = std::time::Instant::now();
+        assert_eq!(&data[..], b"data: {\"a\":1}\n\n");
+        let arrived = conn.arrived().expect("a stamped read");
+        // The kernel stamped it as it was written, before the server's clock read.
+        assert!(
+            arrived <= sent_at + Duration::from_millis(20),
+            "{:?} after the write",
+            arrived - sent_at
+        );
+        assert!(
+            read_at - arrived >= Duration::from_millis(150),
+            "{:?}",
+            read_at - arrived
+        );
+        conn.stamp_reads(false);
+        assert_eq!(conn.arrived(), None);
+
+        let (addr, go, sent) = sse_server();
+        let mut conn = streaming(addr, false).await;
+        go.send(()).unwrap();
+        sent.recv().unwrap();
+        assert!(conn.frame().await.unwrap().is_ok());
+        assert_eq!(conn.arrived(), None, "plain reads are not stamped");
+    });
+}
+
+/// A connection waiting for bytes holds no read buffer (an idle stream costs no
+/// private buffer), and reads as before once they come; stamped reads too (a
+/// `recvmsg` leaves the socket's readiness set, so the next wait starts stale).
+#[test]
+fn a_waiting_connection_holds_no_read_buffer() {
+    for stamp in [false, true] {
+        waiting_holds_no_buffer(stamp);
+    }
+}
+
+fn waiting_holds_no_buffer(stamp: bool) {
+    run(async {
+        let (addr, go, sent) = sse_server();
+        let mut conn = streaming(addr, stamp).await;
+        assert!(
+            futures::FutureExt::now_or_never(conn.frame()).is_none(),
+            "nothing sent yet"
+        );
+        assert_eq!(conn.buffer_capacity(), 0, "an empty buffer held while waiting");
+        go.send(()).unwrap();
+        sent.recv().unwrap();
+        let data = conn.frame().await.unwrap().unwrap();
+        assert_eq!(&data[..], b"data: {\"a\":1}\n\n");
+        drop(data);
+        assert!(futures::FutureExt::now_or_never(conn.frame()).is_none());
+        assert_eq!(conn.buffer_capacity(), 0);
+    });
+}

@@ -77,6 +77,9 @@ async fn exchange(
     live_task: &Mutex<Option<String>>,
 ) -> Result<(), Failure> {
     render_request(ctx, task, state, rng, conn.outgoing())?;
+    // A stream's first event is timed by when its bytes arrived, not by when this
+    // task got round to them (see `Conn::stamp_reads`); the head may carry it.
+    conn.stamp_reads(matches!(task.kind, TaskKind::Sse(_)));
     let (sent, status_code, headers) = send(ctx, conn, sample).await?;
     sample.time_to_headers = Some(start.elapsed());
     let status = status_code.as_u16();
@@ -90,6 +93,9 @@ async fn exchange(
         task.expect.contains(&status)
     };
     capture_headers(task, &headers, sample);
+    // Freed before the body: a stream can stay open for hours, and its head (a
+    // `HeaderMap`, ~0.5-1 KiB) would otherwise live as long.
+    drop(headers);
     match &task.kind {
         // A declared non-2xx (expect = [200, 429]) is an outcome to count, not a stream.
         TaskKind::Sse(spec) if expected && status_code.is_success() && (is_stream || spec.dify.is_none()) => {

@@ -158,7 +158,13 @@ impl Stream<'_> {
             };
             last_read = tokio::time::Instant::now();
             sample.bytes += data.len() as u64;
-            let now = start.elapsed();
+            // Until the first event: when its bytes arrived at this host (the kernel's
+            // stamp), so a busy event loop's delay in getting round to them is not
+            // counted as the target's. Later events are timed as they are read.
+            let now = match conn.arrived() {
+                Some(at) => at.saturating_duration_since(start),
+                None => start.elapsed(),
+            };
             let task_before = events.facts.task_id.is_some();
             let fed = parser.feed(&data, &mut |ev| events.take(&ev, now, ctx, task, sample));
             if !task_before
@@ -178,10 +184,13 @@ impl Stream<'_> {
                 break;
             }
             if sample.ttfe.is_some() && deadline.deadline() == first_event_deadline {
-                // The first event is in: from now on the deadline is the read timeout.
+                // The first event is in: from now on the deadline is the read timeout,
+                // and reads are plain ones.
                 deadline.as_mut().reset(last_read + spec.read_timeout);
+                conn.stamp_reads(false);
             }
         }
+        conn.stamp_reads(false);
         sample.conversation_id = events.facts.conversation_id.take();
         Ok(events.verdict.unwrap_or_else(|| events.judge.on_end()))
     }

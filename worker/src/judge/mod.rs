@@ -10,6 +10,9 @@
 //!   `data` that is not JSON fails it (`invalid_json`) — a Dify stream only carries JSON.
 //! - Plain SSE (`kind = "sse"`): success at the configured terminal event, else at a
 //!   clean end of stream.
+//!
+//! An event's JSON is read by [`scan`], one pass without serde, falling back to
+//! serde_json for anything it cannot vouch for (see there).
 
 use serde::Deserialize;
 
@@ -19,11 +22,13 @@ use barrage_common::plan::{DifyApp, SseSpec};
 use crate::http::Failure;
 use crate::sse::Event;
 
+mod scan;
+
 /// Event types that carry generated text (TTFT, chunk gaps).
 const TEXT_EVENTS: &[&str] = &["text_chunk", "message", "agent_message"];
 
 /// The fields of a Dify event or answer we look at; serde skips everything else.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Debug, PartialEq)]
 struct Head<'a> {
     #[serde(borrow, default)]
     event: Option<std::borrow::Cow<'a, str>>,
@@ -53,7 +58,7 @@ impl Head<'_> {
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Debug, PartialEq)]
 struct Data<'a> {
     #[serde(borrow, default)]
     status: Option<std::borrow::Cow<'a, str>>,
@@ -122,13 +127,13 @@ impl NodeFact {
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Debug, PartialEq)]
 struct Metadata {
     #[serde(default)]
     usage: Option<Usage>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Debug, PartialEq)]
 struct Usage {
     #[serde(default)]
     total_tokens: Option<u64>,
@@ -215,7 +220,11 @@ impl<'a> Judge<'a> {
             }
             return Step::Continue;
         }
-        let head: Head<'_> = match serde_json::from_str(ev.data) {
+        let parsed = match scan::head(ev.data) {
+            Some(head) => Ok(head),
+            None => serde_json::from_str(ev.data),
+        };
+        let head: Head<'_> = match parsed {
             Ok(h) => h,
             Err(e) if self.app.is_some() => {
                 let sample: String = ev.data.chars().take(120).collect();
