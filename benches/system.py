@@ -739,7 +739,7 @@ def main() -> int:
         print(f"error: {a.barrage} not found; build it with `cargo build --release -p barrage-master`", file=sys.stderr)
         return 2
     results = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "commit": commit(), "machine": machine(),
-               "quick": a.quick, "phases": {}}
+               "quick": a.quick, "loadavg_start": os.getloadavg(), "phases": {}}
     run_started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="barrage-bench-"))
     print(f"# Barrage whole-system benchmark ({'quick' if a.quick else 'full'}); logs in {workdir}")
@@ -768,6 +768,7 @@ def main() -> int:
         results["phases"][phase] = r
         print(json.dumps(r, indent=2), flush=True)
     results["run_seconds"] = round(time.monotonic() - run_started, 1)
+    results["loadavg_end"] = os.getloadavg()
     results["table"] = table(results)
     print(summary(results))
     if a.json:
@@ -911,6 +912,11 @@ def summary(res: dict) -> str:
     lines = ["", f"## Summary ({'quick' if res.get('quick') else 'full'} run, {res.get('run_seconds', 0):.0f} s, "
              f"commit {res.get('commit')}): issue #17's table", "",
              "| figure | Barrage | peer (same run) | goal | met or by how much |", "| --- | --- | --- | --- | --- |"]
+    cpus, loads = os.cpu_count() or 1, [res.get("loadavg_start", (0,))[0], res.get("loadavg_end", (0,))[0]]
+    if max(loads) > cpus:
+        lines[3:3] = [f"Load average {loads[0]:.1f} at the start, {loads[1]:.1f} at the end on {cpus} CPUs: other "
+                      "work shared the machine, so every tool got less than a core; compare the ratios within this "
+                      "run, not the figures across runs.", ""]
     for r in res.get("table", []):
         lines.append(f"| {r['figure']} | {r['barrage']} | {r['peer']} | {r['goal']} | {r['verdict']} |")
     sse = (res["phases"].get("sse") or {}).get("streams") or {}
