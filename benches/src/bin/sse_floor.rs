@@ -19,7 +19,7 @@ struct Args {
     /// The mock's address, HOST:PORT (loopback only).
     #[arg(long)]
     target: String,
-    /// Concurrent streams, each on its own connection, restarted when it ends.
+    /// Concurrent streams, each on its own keep-alive connection, restarted when it ends.
     #[arg(long, default_value_t = 500)]
     streams: u32,
     /// How long to run.
@@ -32,34 +32,51 @@ struct Args {
 
 const REQUEST_BODY: &str = r#"{"inputs": {}, "response_mode": "streaming", "user": "floor"}"#;
 
-/// One stream after another on fresh connections until the deadline; returns events seen.
+/// The last bytes of a chunked response: the end of the last chunk, then the zero-size chunk.
+const CHUNKED_END: &[u8] = b"\r\n0\r\n\r\n";
+
+/// One stream after another until the deadline, on one keep-alive connection as the
+/// clients we compare with use (a new one only when the server closes it); returns
+/// events seen. A stream ends at the chunked body's terminator: the mock answers every
+/// stream chunked, its events hold no CR, so a read ending in [`CHUNKED_END`] (kept
+/// across reads in `tail`) is the end of the response.
 async fn stream_loop(target: String, until: tokio::time::Instant) -> Result<u64> {
     let request = format!(
         "POST /v1/workflows/run HTTP/1.1\r\nhost: {target}\r\ncontent-type: application/json\r\n\
-         connection: close\r\ncontent-length: {}\r\n\r\n{REQUEST_BODY}",
+         content-length: {}\r\n\r\n{REQUEST_BODY}",
         REQUEST_BODY.len()
     );
     let mut events = 0u64;
     let mut buf = vec![0u8; 4096];
-    while tokio::time::Instant::now() < until {
+    'connection: while tokio::time::Instant::now() < until {
         let mut tcp = TcpStream::connect(&target)
             .await
             .with_context(|| format!("connecting to {target}"))?;
         tcp.set_nodelay(true)?;
-        tcp.write_all(request.as_bytes()).await?;
-        let mut last = 0u8;
-        loop {
-            let read = tokio::time::timeout_at(until, tcp.read(&mut buf)).await;
-            let Ok(n) = read else { return Ok(events) };
-            let n = n?;
-            if n == 0 {
-                break;
-            }
-            for &b in &buf[..n] {
-                if b == b'\n' && last == b'\n' {
-                    events += 1;
+        while tokio::time::Instant::now() < until {
+            tcp.write_all(request.as_bytes()).await?;
+            let (mut last, mut tail) = (0u8, [0u8; CHUNKED_END.len()]);
+            loop {
+                let read = tokio::time::timeout_at(until, tcp.read(&mut buf)).await;
+                let Ok(n) = read else { return Ok(events) };
+                let n = n?;
+                if n == 0 {
+                    continue 'connection;
                 }
-                last = b;
+                for &b in &buf[..n] {
+                    if b == b'\n' && last == b'\n' {
+                        events += 1;
+                    }
+                    last = b;
+                }
+                // The response's last CHUNKED_END.len() bytes, whichever reads they came in.
+                let keep = CHUNKED_END.len().min(n);
+                tail.copy_within(keep.., 0);
+                let at = CHUNKED_END.len() - keep;
+                tail[at..].copy_from_slice(&buf[n - keep..n]);
+                if tail == CHUNKED_END {
+                    break;
+                }
             }
         }
     }
