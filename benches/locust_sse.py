@@ -100,6 +100,23 @@ def fast_lines(response):
         yield line.decode("utf-8", errors="replace").rstrip("\r\n")
 
 
+def settle(r, lines, started):
+    """Counts one stream and tells Locust how it went: a non-200 answer, or a stream
+    read to its end (`lines(r)` yields its lines) with or without workflow_finished."""
+    TALLY.requests += 1
+    if r.status_code != 200:
+        TALLY.failed += 1
+        r.failure(f"HTTP {r.status_code}")
+        return
+    _, done = read_stream(lines(r), started)
+    if done:
+        TALLY.finished += 1
+        r.success()
+    else:
+        TALLY.failed += 1
+        r.failure("stream ended without workflow_finished")
+
+
 class FastStreamer(FastHttpUser):
     wait_time = constant(0)
 
@@ -108,18 +125,7 @@ class FastStreamer(FastHttpUser):
         started = time.perf_counter()
         with self.client.request("POST", PATH, json=BODY, headers=HEADERS, stream=True,
                                  catch_response=True, name=PATH) as r:
-            TALLY.requests += 1
-            if r.status_code != 200:
-                TALLY.failed += 1
-                r.failure(f"HTTP {r.status_code}")
-                return
-            _, done = read_stream(fast_lines(r), started)
-            if done:
-                TALLY.finished += 1
-                r.success()
-            else:
-                TALLY.failed += 1
-                r.failure("stream ended without workflow_finished")
+            settle(r, fast_lines, started)
 
 
 class RequestsStreamer(HttpUser):
@@ -130,18 +136,7 @@ class RequestsStreamer(HttpUser):
         started = time.perf_counter()
         with self.client.post(PATH, json=BODY, headers=HEADERS, stream=True, catch_response=True,
                               timeout=(10, 60), name=PATH) as r:
-            TALLY.requests += 1
-            if r.status_code != 200:
-                TALLY.failed += 1
-                r.failure(f"HTTP {r.status_code}")
-                return
-            _, done = read_stream(r.iter_lines(decode_unicode=True), started)
-            if done:
-                TALLY.finished += 1
-                r.success()
-            else:
-                TALLY.failed += 1
-                r.failure("stream ended without workflow_finished")
+            settle(r, lambda r: r.iter_lines(decode_unicode=True), started)
 
 
 @events.test_stop.add_listener

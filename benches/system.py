@@ -293,19 +293,21 @@ def phase_http(a, workdir: Path) -> dict:
     return out
 
 
-def sse_scenario(workdir: Path, port: int, name: str) -> Path:
-    return scenario(workdir, name, f"""
-host = "http://127.0.0.1:{port}"
+def sse_scenario(workdir: Path, port: int, name: str, user: str = "Streamer", wait: str | None = None,
+                 read_timeout: str = "2h", timeout: str = "3h") -> Path:
+    """A Dify workflow stream task against the mock on `port`, one user class."""
+    wait_line = f'wait = "{wait}"\n' if wait else ""
+    return scenario(workdir, name, f"""host = "http://127.0.0.1:{port}"
 [[users]]
-name = "Streamer"
-[[users.tasks]]
+name = "{user}"
+{wait_line}[[users.tasks]]
 name = "/v1/workflows/run"
 method = "POST"
 path = "/v1/workflows/run"
 kind = "dify"
 first_event_timeout = "30s"
-read_timeout = "2h"
-timeout = "3h"
+read_timeout = "{read_timeout}"
+timeout = "{timeout}"
 headers = {{ Content-Type = "application/json" }}
 body = '{{"inputs": {{}}, "response_mode": "streaming", "user": "{{{{user}}}}"}}'
 """)
@@ -592,21 +594,8 @@ def ports_run(a, workdir: Path, name: str, streams: int, sources: str | None) ->
                                            "--first-event-delay", "0ms", "--chunks", "1", "--chunk-interval", "1h",
                                            "--ping-interval", "0s"))
         wait_for("the mock in the namespace", lambda: ns_stats_once(name), 15, every=0.2)
-        sc = scenario(workdir, f"ports-{label}", f'''host = "http://127.0.0.1:{PORTS_TARGET}"
-[[users]]
-name = "Holder"
-wait = "constant(0.5)"
-[[users.tasks]]
-name = "/v1/workflows/run"
-method = "POST"
-path = "/v1/workflows/run"
-kind = "dify"
-first_event_timeout = "30s"
-read_timeout = "1h"
-timeout = "2h"
-headers = {{ Content-Type = "application/json" }}
-body = '{{"inputs": {{}}, "response_mode": "streaming", "user": "{{{{user}}}}"}}'
-''')
+        sc = sse_scenario(workdir, PORTS_TARGET, f"ports-{label}", user="Holder", wait="constant(0.5)",
+                          read_timeout="1h", timeout="2h")
         report_file = workdir / f"ports-{label}.json"
         rate = 1000
         run_time = streams / rate + 8
