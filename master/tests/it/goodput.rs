@@ -321,7 +321,11 @@ async fn html_report_and_web_ui_show_goodput() {
         slowed: true,
     };
     let (addr, log) = target(every_third(slow)).await;
-    // Long enough for Chromium to start and read the live page while the run goes on.
+    // Chromium starts before the run (a start can wait for a browser slot while other
+    // tests hold them), so the run's 10 s are for reading the live page.
+    let browser = tokio::task::spawn_blocking(|| browser::launch("goodput_webui"))
+        .await
+        .unwrap();
     let load = load_args(addr, 4, 100.0, Duration::from_secs(10));
     let mut s = setup(&scenario("ttfe = \"150ms\""), &load, 1);
     let web = with_web(&mut s, "goodput-token", false);
@@ -339,7 +343,9 @@ async fn html_report_and_web_ui_show_goodput() {
     );
     assert!(eventually(Duration::from_secs(10), || std::net::TcpStream::connect(web).is_ok()).await);
     let url = format!("http://{web}/");
-    let live = tokio::task::spawn_blocking(move || live_page(&url)).await.unwrap();
+    let live = tokio::task::spawn_blocking(move || live_page(browser, &url))
+        .await
+        .unwrap();
     let out = m.run.await.unwrap().unwrap();
     let _ = w.await;
     let r = &out.report;
@@ -370,8 +376,8 @@ const GOODPUT_JS: &str = r#"(() => {
 })()"#;
 
 /// The web UI during the run: the goodput section is there; None without a browser.
-fn live_page(url: &str) -> Option<serde_json::Value> {
-    let page = browser::launch("goodput_webui")?;
+fn live_page(page: Option<browser::Page>, url: &str) -> Option<serde_json::Value> {
+    let page = page?;
     page.goto(url);
     page.wait_for(
         "document.querySelector('#goodput-table tfoot tr') !== null && !document.getElementById('goodput').hidden",
